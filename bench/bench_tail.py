@@ -1,0 +1,121 @@
+"""`logcount tail --from-start` on 1,000,000 combined lines, beside `logcount pipe`, in one run.
+
+    .venv/bin/python bench/bench_tail.py [--lines N] [--skip-pipe]
+
+The input is the real elastic_apache_logs.log repeated to N lines with re-spread timestamps
+(bench/common.million_lines). Each command runs pinned to one core (taskset -c 0) against
+its own private redis-server on the last core. `pipe` is timed to its exit at EOF; `tail`
+never exits on its own, so it is timed until Redis holds every line (totals polled every
+50 ms), then stopped with SIGTERM. Prints lines/s for both, their ratio and peak RSS.
+Target (issue 3): tail within 20% of pipe.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import signal
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.common import (  # noqa: E402
+    PrivateRedis,
+    logcount_cmd,
+    million_lines,
+    private_logcount,
+    timed,
+)
+from logcount import keys  # noqa: E402
+
+FIELDS = ("hits", "bots", "ignored", "malformed")
+
+
+def counted(redis: PrivateRedis) -> int:
+    """Every line the counters account for (hits, bots, ignored, malformed).
+
+    The input spans one day, so one HMGET of the day's totals suffices: a SCAN over every
+    key, 50 times a second, would load the machine we measure."""
+    days = {
+        "20150517",
+        *(time.strftime("%Y%m%d", f(time.time())) for f in (time.gmtime, time.localtime)),
+    }
+    total = 0
+    for day in days:  # malformed lines count on the day they arrive
+        values = redis.client.hmget(keys.totals("bench", "day", day), FIELDS)
+        total += sum(int(v or 0) for v in values)
+    return total
+
+
+def run_tail(path: Path, n: int) -> tuple[float, int, int, float]:
+    """Seconds until all n lines are counted, peak RSS (KiB), lines counted, CPU seconds."""
+    with private_logcount() as (redis, env):
+        cmd = ["taskset", "-c", "0", *logcount_cmd(), "tail", "--from-start", str(path)]
+        start = time.perf_counter()
+        pid = os.fork()
+        if pid == 0:
+            try:
+                devnull = os.open(os.devnull, os.O_RDWR)
+                os.dup2(devnull, 0)
+                os.dup2(devnull, 1)
+                os.execvpe(cmd[0], cmd, env)
+            finally:
+                os._exit(127)
+        seen, last_change, elapsed = 0, time.perf_counter(), 0.0
+        while True:
+            now_seen = counted(redis)
+            now = time.perf_counter()
+            if now_seen != seen:
+                seen, last_change = now_seen, now
+            if seen >= n or now - last_change > 30:
+                elapsed = last_change - start
+                break
+            time.sleep(0.05)
+        os.kill(pid, signal.SIGTERM)
+        _, status, usage = os.wait4(pid, 0)
+        if os.waitstatus_to_exitcode(status) != 0:
+            raise SystemExit(f"logcount tail exited with status {status}")
+        cpu = usage.ru_utime + usage.ru_stime
+        return elapsed, usage.ru_maxrss, counted(redis), cpu
+
+
+def run_pipe(path: Path) -> tuple[float, int, int, float]:
+    with private_logcount() as (redis, env):
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        seconds, rss = timed(["taskset", "-c", "0", *logcount_cmd(), "pipe"], stdin=path, env=env)
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpu = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
+        return seconds, rss, counted(redis), cpu
+
+
+def report(name: str, n: int, seconds: float, rss: int, lines: int, cpu: float) -> float:
+    rate = n / seconds
+    print(
+        f"{name:<36}{rate:>10,.0f} lines/s   peak RSS {rss / 1024:.0f} MB   "
+        f"counted {lines:,}   CPU {cpu:.1f} s"
+    )
+    return rate
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--lines", type=int, default=1_000_000)
+    ap.add_argument("--skip-pipe", action="store_true", help="time tail only")
+    args = ap.parse_args()
+    n = args.lines
+    cpus = os.cpu_count() or 1
+    os.sched_setaffinity(0, {cpus - 1})  # this poller stays off the measured core
+    path = million_lines(n)
+    print(f"input: {path} ({n:,} lines, {path.stat().st_size / 1e6:.0f} MB)")
+    tail_rate = report("logcount tail --from-start (1 core)", n, *run_tail(path, n))
+    if args.skip_pipe:
+        return
+    pipe_rate = report("logcount pipe (1 core)", n, *run_pipe(path))
+    print(f"tail / pipe: {tail_rate / pipe_rate:.2f} (target: >= 0.80)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,170 @@
+"""Benchmark: `logcount top --window today` and `Counts.hits_today` on a busy day.
+
+Starts a private redis-server, fills today's buckets (the day bucket every path is in,
+and the hour buckets the sparkline reads) with 100,000 distinct paths, then times:
+
+- `logcount top --window today` as a user runs it (a new process: interpreter start-up,
+  imports, connect, queries, table), and the report alone inside one process;
+- `Counts.hits_today(path)` called repeatedly by one process (a web application).
+
+Targets: top < 200 ms, hits_today < 2 ms. Prints the figures.
+
+    .venv/bin/python bench/bench_top.py [--paths 100000] [--runs 7]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import datetime
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import redis
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench.common import PrivateRedis  # noqa: E402
+from logcount import Counts, keys  # noqa: E402
+
+SITE = "bench"
+
+
+def fill(client: redis.Redis, now: datetime, paths: int) -> None:
+    """Zipf-like hits over `paths` distinct paths, in the day bucket and the hour buckets."""
+    rng = random.Random(42)
+    day = now.strftime("%Y%m%d")
+    hours = [f"{day}{h:02d}" for h in range(now.hour + 1)]
+    names = [f"/articles/{i}/{rng.getrandbits(32):08x}/" for i in range(paths)]
+    hits = [max(1, int(100_000 / (i + 1))) for i in range(paths)]
+    pipe = client.pipeline(transaction=False)
+    for start in range(0, paths, 5000):
+        chunk = range(start, min(start + 5000, paths))
+        pipe.zadd(keys.members(SITE, "path", "day", day), {names[i]: hits[i] for i in chunk})
+        pipe.zadd(
+            keys.member_bytes(SITE, "path", "day", day), {names[i]: hits[i] * 5120 for i in chunk}
+        )
+        for n, hour in enumerate(hours):
+            # the popular pages every hour, the long tail spread over the hours
+            part = {
+                names[i]: max(1, hits[i] // len(hours))
+                for i in chunk
+                if i < 1000 or i % len(hours) == n
+            }
+            pipe.zadd(keys.members(SITE, "path", "hour", hour), part)
+        pipe.execute()
+    total = sum(hits)
+    client.hset(
+        keys.totals(SITE, "day", day),
+        mapping={
+            "hits": total,
+            "bytes": total * 5120,
+            "bots": total // 10,
+            "malformed": 3,
+            "s2xx": total - total // 50,
+            "s4xx": total // 60,
+            "s5xx": total // 1000,
+        },
+    )
+    client.pfadd(keys.visitors(SITE, "day", day), *[f"v{i}" for i in range(20_000)])
+
+
+def child_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def time_process(cmd: list[str], env: dict[str, str], runs: int) -> tuple[list[float], list[float]]:
+    """Wall clock and CPU time (user + system) of each run of a new process."""
+    wall, cpu = [], []
+    for _ in range(runs):
+        c0, t0 = child_cpu(), time.perf_counter()
+        done = subprocess.run(cmd, env=env, capture_output=True, check=True)
+        wall.append(time.perf_counter() - t0)
+        cpu.append(child_cpu() - c0)
+    if "logcount.cli" in cmd:
+        assert b"/articles/0/" in done.stdout, done.stdout[:500]
+    return wall, cpu
+
+
+def ms(values: list[float]) -> str:
+    return f"{statistics.median(values) * 1000:.0f} ms"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--paths", type=int, default=100_000)
+    parser.add_argument("--runs", type=int, default=7)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        server = PrivateRedis()
+        try:
+            url = server.url
+            config = Path(tmp, "logcount.toml")
+            config.write_text(f'site = "{SITE}"\ntimezone = "UTC"\n')
+            now = datetime.now(ZoneInfo("UTC"))
+            t0 = time.perf_counter()
+            fill(server.client, now, args.paths)
+            print(
+                f"filled today's buckets with {args.paths:,} distinct paths "
+                f"in {time.perf_counter() - t0:.1f} s"
+            )
+            env = {k: v for k, v in os.environ.items() if not k.startswith("LOGCOUNT_")}
+            env.update(
+                LOGCOUNT_REDIS=url,
+                LOGCOUNT_CONFIG=str(config),
+                LOGCOUNT_DATA_DIR=str(Path(tmp, "data")),
+                PYTHONPATH=str(ROOT),
+            )
+            top = [sys.executable, "-m", "logcount.cli", "top", "--window", "today", "--site", SITE]
+            wall, cpu = time_process([sys.executable, "-c", "import redis"], env, args.runs)
+            print(f"baseline, python -c 'import redis': median wall {ms(wall)}, cpu {ms(cpu)}")
+            wall, cpu = time_process(top, env, args.runs)
+            print(
+                f"logcount top --window today (new process): median wall {ms(wall)} "
+                f"(best {min(wall) * 1000:.0f} ms), cpu {ms(cpu)}, over {args.runs} runs "
+                "(target < 200 ms)"
+            )
+            counts = Counts.from_config(str(config), redis=url)
+            counts.report(window="today")
+            inproc = []
+            for _ in range(args.runs):
+                t = time.perf_counter()
+                counts.report(window="today", limit=20)
+                inproc.append(time.perf_counter() - t)
+            print(
+                f"Counts.report(window='today') in one process: median "
+                f"{statistics.median(inproc) * 1000:.1f} ms"
+            )
+            path = next(
+                m.decode()
+                for m in server.client.zrevrange(
+                    keys.members(SITE, "path", "day", now.strftime("%Y%m%d")), 500, 500
+                )
+            )
+            counts.hits_today(path)
+            calls = []
+            for _ in range(2000):
+                t = time.perf_counter()
+                counts.hits_today(path)
+                calls.append(time.perf_counter() - t)
+            calls.sort()
+            print(
+                f"Counts.hits_today(path): median {statistics.median(calls) * 1e3:.3f} ms, "
+                f"p99 {calls[int(len(calls) * 0.99)] * 1e3:.3f} ms over {len(calls):,} calls "
+                f"(target < 2 ms)"
+            )
+        finally:
+            server.stop()
+
+
+if __name__ == "__main__":
+    main()

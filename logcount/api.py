@@ -1,0 +1,210 @@
+"""`Counts`: the read side, for reports and for web applications.
+
+from logcount import Counts
+counts = Counts.from_config()
+counts.hits_today("/press/42/")
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from datetime import date, datetime
+from typing import Any
+
+from logcount import keys
+from logcount.config import Config, load_config
+from logcount.errors import LogcountError, RedisUnavailable, StoreError
+from logcount.keys import DIMENSIONS
+from logcount.report import (
+    Window,
+    WindowError,
+    build_hits,
+    build_top,
+    parse_datetime,
+    parse_window,
+    read_recent,
+    reading_redis,
+    window_between,
+    zone_of,
+)
+
+
+class Counts:
+    """Read live counters (and, for past days, the durable store)."""
+
+    def __init__(
+        self,
+        redis_url: str | None = None,
+        store_url: str | None = None,
+        config: Config | None = None,
+        site: str | None = None,
+    ):
+        base = config or Config()
+        self.config = base.with_overrides(redis=redis_url, store=store_url)
+        self.site = site or self.config.site
+        self._redis: Any = None
+        self._store: Any = None
+        self._store_opened = False
+
+    @classmethod
+    def from_config(cls, path: str | None = None, **overrides: Any) -> Counts:
+        """From the config file (and LOGCOUNT_* environment), as the CLI reads it."""
+        return cls(config=load_config(path, **overrides))
+
+    @classmethod
+    def from_settings(cls, config: Config) -> Counts:
+        return cls(config=config)
+
+    @property
+    def redis(self) -> Any:
+        if self._redis is None:
+            from logcount.connection import connect, redis_url
+
+            self._redis = connect(redis_url(self.config))
+        return self._redis
+
+    @property
+    def store(self) -> Any:
+        """The durable store, or None when there is none to read (nothing rolled up yet)."""
+        if not self._store_opened:
+            self._store_opened = True
+            self._store = open_store(self.config)
+        return self._store
+
+    def now(self) -> datetime:
+        return datetime.now(zone_of(self.config))
+
+    def window(
+        self,
+        spec: str = "today",
+        since: str | datetime | None = None,
+        until: str | datetime | None = None,
+    ) -> Window:
+        """A named window, or the buckets between `since` and `until` (default: now)."""
+        now = self.now()
+        if since is None:
+            if until is not None:
+                raise WindowError("--until needs --since")
+            return parse_window(spec, now, self.config.ttl["minute"])
+        tz = zone_of(self.config)
+        start = since if isinstance(since, datetime) else parse_datetime(since, tz)
+        end = until if until is None or isinstance(until, datetime) else parse_datetime(until, tz)
+        return window_between(start, end, now, self.config.ttl)
+
+    def report(
+        self,
+        window: str = "today",
+        by: str = "path",
+        limit: int = 20,
+        site: str | None = None,
+        since: str | datetime | None = None,
+        until: str | datetime | None = None,
+    ) -> dict[str, Any]:
+        """The full report (JSON shape of `logcount top --format json`, plus the table's
+        extras: status classes, rate per minute and each row's trend)."""
+        if by not in DIMENSIONS:
+            raise WindowError(f"unknown dimension {by!r} (use {', '.join(DIMENSIONS)})")
+        win = self.window(window, since, until)
+        now = self.now()
+        # Only past whole days can come from the store: `today` never imports SQLAlchemy.
+        store = self.store if win.gran == "day" and win.start.date() < now.date() else None
+        return build_top(self.redis, store, site or self.site, win, by, limit, now)
+
+    def recent(self, limit: int = 20, site: str | None = None) -> list[dict[str, Any]]:
+        """The last requests (time, path, status, bytes, agent, bot), newest first."""
+        return read_recent(self.redis, site or self.site, limit)
+
+    def history(
+        self,
+        path: str | None = None,
+        object: tuple[str, Any] | str | None = None,
+        days: int = 30,
+        site: str | None = None,
+    ) -> list[tuple[date, int]]:
+        """Hits per day of a path or an object, oldest first, today last, zero days filled."""
+        report = self.hits(path, object, days, site)
+        return [(date.fromisoformat(d["date"]), d["hits"]) for d in report["days"]]
+
+    def hits(
+        self,
+        path: str | None = None,
+        object: tuple[str, Any] | str | None = None,
+        days: int = 30,
+        site: str | None = None,
+    ) -> dict[str, Any]:
+        """The `logcount hits` report: today, total and one entry per day with its source."""
+        dim, member = self._member(path, object)
+        return build_hits(
+            self.redis,
+            self.store if days > 1 else None,
+            site or self.site,
+            dim,
+            member,
+            days,
+            self.now().date(),
+        )
+
+    def top(
+        self, window: str = "1h", by: str = "path", limit: int = 10, site: str | None = None
+    ) -> list[dict[str, Any]]:
+        """Rows as in the JSON output: [{"key", "hits", "bytes", "visitors"}, ...]."""
+        return self.report(window, by, limit, site)["rows"]
+
+    def _member(self, path: str | None, object: tuple[str, Any] | str | None) -> tuple[str, str]:
+        if (path is None) == (object is None):
+            raise ValueError("give exactly one of path or object")
+        if object is not None:
+            member = object if isinstance(object, str) else f"{object[0]}:{object[1]}"
+            if ":" not in member:
+                raise ValueError(f"object {member!r} is not TYPE:ID")
+            return "object", member
+        assert path is not None
+        from logcount.classify import normalise_target  # lazily: `top` does not need it
+
+        if not path.startswith("/") and "://" not in path:
+            path = "/" + path  # "press/42/" means the path, as a person types it
+        return "path", normalise_target(path.encode(), tuple(self.config.keep_query))
+
+    def hits_today(
+        self,
+        path: str | None = None,
+        object: tuple[str, Any] | str | None = None,
+        site: str | None = None,
+    ) -> int:
+        """Today's hits of a path or an object: one Redis round trip."""
+        dim, member = self._member(path, object)
+        label = self.now().strftime("%Y%m%d")
+        with reading_redis():
+            score = self.redis.zscore(keys.members(site or self.site, dim, "day", label), member)
+        return int(score or 0)
+
+    def readers(self) -> list[dict[str, Any]]:
+        """Heartbeats of running readers, newest first."""
+        client = self.redis
+        try:
+            names = sorted(client.scan_iter(match=keys.HEARTBEAT_PATTERN, count=1000))
+            values = [client.get(n) for n in names]
+        except Exception as exc:
+            raise RedisUnavailable(f"cannot read from Redis: {type(exc).__name__}") from None
+        out = [json.loads(v) for v in values if v]
+        return sorted(out, key=lambda r: (r.get("host", ""), r.get("pid", 0)))
+
+
+def open_store(config: Config) -> Any:
+    """The configured store when there is one to read; None before any rollup (a default
+    SQLite file that does not exist yet) or while the store module is not installed."""
+    try:
+        from logcount.store import Store, default_url, sqlite_path
+    except ImportError:
+        return None
+    url = config.store or default_url(config.resolved_data_dir())
+    path = sqlite_path(url)
+    if path is not None and not os.path.exists(path):
+        return None
+    try:
+        return Store.from_config(config)
+    except LogcountError:
+        raise
+    except Exception as exc:  # SQLAlchemy errors of every kind
+        raise StoreError(f"cannot open the store: {type(exc).__name__}") from None

@@ -1,0 +1,328 @@
+"""From raw log fields to what is counted: site, path, object, bot, agent family, buckets.
+
+Every function here runs once per distinct value, never once per line: the Classifier
+keeps a bounded cache for each kind of value (paths, agents, referrers, timestamps).
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone, tzinfo
+from typing import Any, Generic, TypeVar
+from urllib.parse import parse_qsl, urlencode, urlsplit
+from zoneinfo import ZoneInfo
+
+from logcount.config import Config
+from logcount.parse import CompiledFormat, clf_value, compile_format, unescape
+from logcount.routes import RouteTable
+
+MAX_PATH_BYTES = 512
+NO_PATH = "-"  # a request line Apache could not read ("-" or garbage)
+DIRECT = "(direct)"
+MONTHS = {
+    m: i
+    for i, m in enumerate(
+        (
+            b"Jan",
+            b"Feb",
+            b"Mar",
+            b"Apr",
+            b"May",
+            b"Jun",
+            b"Jul",
+            b"Aug",
+            b"Sep",
+            b"Oct",
+            b"Nov",
+            b"Dec",
+        ),
+        1,
+    )
+}
+
+K = TypeVar("K")
+V = TypeVar("V")
+
+
+class BoundedCache(Generic[K, V]):
+    """A dict cache that is emptied when full: cheap, and bounded under a flood."""
+
+    def __init__(self, compute: Callable[[K], V], limit: int = 100_000):
+        self.compute = compute
+        self.limit = limit
+        self.data: dict[K, V] = {}
+
+    def __call__(self, key: K) -> V:
+        try:
+            return self.data[key]
+        except KeyError:
+            pass
+        if len(self.data) >= self.limit:
+            self.data.clear()
+        value = self.data[key] = self.compute(key)
+        return value
+
+
+# --- paths (RFC 3986 section 6.2.2) ------------------------------------------------
+
+_UNRESERVED = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
+_PCT = re.compile(rb"%([0-9A-Fa-f]{2})")
+
+
+def _pct_normalise(m: re.Match[bytes]) -> bytes:
+    byte = int(m.group(1), 16)
+    if byte in _UNRESERVED:
+        return bytes([byte])
+    return b"%" + m.group(1).upper()
+
+
+def remove_dot_segments(path: bytes) -> bytes:
+    """RFC 3986 section 5.2.4."""
+    if b"." not in path:
+        return path
+    out: list[bytes] = []
+    segments = path.split(b"/")
+    for i, seg in enumerate(segments):
+        last = i == len(segments) - 1
+        if seg == b".":
+            if last:
+                out.append(b"")
+        elif seg == b"..":
+            if len(out) > 1:
+                out.pop()
+            if last:
+                out.append(b"")
+        else:
+            out.append(seg)
+    result = b"/".join(out)
+    if path.startswith(b"/") and not result.startswith(b"/"):
+        result = b"/" + result
+    return result
+
+
+_PARTIAL_ESCAPE = re.compile(r"\\(?:x[0-9a-f]?)?$")
+
+
+def truncate_utf8(text: str, limit: int = MAX_PATH_BYTES) -> str:
+    """At most `limit` bytes of UTF-8, cut between characters (and not inside the `\\xhh`
+    that shows a byte that is not UTF-8)."""
+    raw = text.encode("utf-8", "surrogateescape")
+    if len(raw) <= limit:
+        return text
+    cut = raw[:limit].decode("utf-8", "ignore")
+    if "\\" in cut[-3:]:
+        cut = _PARTIAL_ESCAPE.sub("", cut)
+    return cut
+
+
+def normalise_target(target: bytes, keep_query: tuple[str, ...] = ()) -> str:
+    """A request target (as received) -> the normalised path we count."""
+    if not target:
+        return NO_PATH
+    if target[:1] != b"/" and b"://" in target[:12]:
+        # absolute-form (proxies): keep the path only
+        target = urlsplit(target).path or b"/"
+    path, _, query = target.partition(b"?")
+    path = path.partition(b"#")[0]
+    if b"%" in path:
+        path = _PCT.sub(_pct_normalise, path)
+    path = remove_dot_segments(path)
+    text = path.decode("utf-8", "backslashreplace")
+    if keep_query and query:
+        kept = [
+            (k, v)
+            for k, v in parse_qsl(query.decode("utf-8", "backslashreplace"), keep_blank_values=True)
+            if k in keep_query
+        ]
+        if kept:
+            text += "?" + urlencode(sorted(kept))
+    return truncate_utf8(text)
+
+
+_METHOD = re.compile(rb"[-!#$%&'*+.^_`|~0-9A-Za-z]+\Z")  # an RFC 9110 token (M-SEARCH)
+
+
+def request_target(request_line: bytes) -> bytes | None:
+    """The target of a %r request line ("GET /a?b HTTP/1.1" -> b"/a?b"), None if unreadable."""
+    line = clf_value(request_line)
+    if not line:
+        return None
+    method, sep, rest = line.partition(b" ")
+    if not sep or not _METHOD.match(method):
+        return None
+    target, sep, proto = rest.rpartition(b" ")
+    if not sep or not proto.startswith(b"HTTP/"):
+        target = rest  # HTTP/0.9 or a truncated line: the rest is the target
+    return target or None
+
+
+# --- agents, referrers --------------------------------------------------------------
+
+
+def _bot_matcher() -> Callable[[str], bool]:
+    from crawleruseragents import is_crawler
+
+    return is_crawler
+
+
+@functools.cache
+def _family_parser() -> Any:
+    """ua-parser with only its user-agent matchers: the OS and device tables we never
+    use would cost some 35 MB in every reader."""
+    from ua_parser import BasicResolver, Parser
+    from ua_parser.loaders import load_builtins
+
+    try:
+        from ua_parser import RegexResolver as resolver
+    except ImportError:
+        resolver = None
+    agents, _, _ = load_builtins()
+    return Parser((resolver or BasicResolver)((agents, [], [])))
+
+
+def _agent_family(agent: str) -> str:
+    ua = _family_parser().parse_user_agent(agent)
+    return ua.family if ua is not None else "Other"
+
+
+def referrer_host(raw: bytes) -> str:
+    value = clf_value(raw)
+    if not value:
+        return DIRECT
+    text = value.decode("utf-8", "backslashreplace")
+    try:
+        host = urlsplit(text).hostname
+    except ValueError:
+        host = None
+    return host or "(other)"
+
+
+# --- time ---------------------------------------------------------------------------
+
+
+def _offset(raw: bytes) -> timezone:
+    sign = -1 if raw[:1] == b"-" else 1
+    return timezone(sign * timedelta(hours=int(raw[1:3]), minutes=int(raw[3:5])))
+
+
+@dataclass(frozen=True)
+class Buckets:
+    """Labels of the minute, hour and day a line falls in, in the reporting time zone."""
+
+    minute: str  # YYYYMMDDHHMM
+    hour: str  # YYYYMMDDHH
+    day: str  # YYYYMMDD
+
+
+def buckets_of(when: datetime) -> Buckets:
+    m = when.strftime("%Y%m%d%H%M")
+    return Buckets(m, m[:10], m[:8])
+
+
+class Classifier:
+    """Per-distinct-value classification, configured once (and again on reload)."""
+
+    def __init__(self, config: Config, fmt: CompiledFormat | None = None):
+        self.config = config
+        self.format = fmt or compile_format(config.log_format)
+        self.routes = RouteTable.from_config(config.routes, config.django_settings)
+        self.zone: tzinfo | None = ZoneInfo(config.timezone) if config.timezone else None
+        self.keep_query = tuple(config.keep_query)
+        self.ignore_ext = tuple(config.ignore_extensions)
+        self.site = self._make_site_cache()
+        self.path_of_request = BoundedCache(self._path_of_request)
+        self.path_of_uri = BoundedCache(self._path_of_uri)
+        self.object_of = BoundedCache(self._object_of)
+        self.ignored = BoundedCache(self._ignored)
+        self.agent = BoundedCache(self._agent, 50_000)
+        self.referrer = BoundedCache(referrer_host, 50_000)
+        self.buckets = BoundedCache(self._buckets, 20_000)
+        self._is_bot = _bot_matcher()
+
+    def _make_site_cache(self) -> BoundedCache[bytes, str]:
+        default = self.config.site
+
+        def site(raw: bytes) -> str:
+            value = clf_value(raw) if raw else None
+            if not value:
+                return default
+            text = value.decode("utf-8", "backslashreplace").lower().strip()
+            return text.replace("{", "(").replace("}", ")") or default
+
+        return BoundedCache(site, 10_000)
+
+    def _path_of_request(self, raw: bytes) -> str:
+        target = request_target(raw)
+        return NO_PATH if target is None else normalise_target(target, self.keep_query)
+
+    def _path_of_uri(self, raw: tuple[bytes, bytes]) -> str:
+        uri, query = raw
+        value = clf_value(uri)
+        if not value:
+            return NO_PATH
+        target = value + unescape(query) if query else value
+        return normalise_target(target, self.keep_query)
+
+    def _object_of(self, path: str) -> str | None:
+        if path == NO_PATH:
+            return None
+        return self.routes.resolve(path)
+
+    def _ignored(self, path: str) -> bool:
+        if not self.ignore_ext:
+            return False
+        return path.partition("?")[0].lower().endswith(self.ignore_ext)
+
+    def _agent(self, raw: bytes) -> tuple[bool, str]:
+        value = clf_value(raw)
+        if not value:
+            return False, "(none)"
+        text = value.decode("utf-8", "backslashreplace")
+        if self._is_bot(text):
+            return True, "(bot)"
+        return False, _agent_family(text)
+
+    def _buckets(self, raw: tuple[bytes, bytes]) -> Buckets | None:
+        tmin, ttz = raw
+        try:
+            day, mon, rest = tmin.split(b"/")
+            year, hour, minute = rest.split(b":")
+            month = MONTHS[mon]
+            if self.zone is None and ttz:
+                # The wall clock written in the line is already in the reporting zone.
+                return Buckets(
+                    f"{int(year):04d}{month:02d}{int(day):02d}{int(hour):02d}{int(minute):02d}",
+                    f"{int(year):04d}{month:02d}{int(day):02d}{int(hour):02d}",
+                    f"{int(year):04d}{month:02d}{int(day):02d}",
+                )
+            when = datetime(
+                int(year),
+                month,
+                int(day),
+                int(hour),
+                int(minute),
+                tzinfo=_offset(ttz) if ttz else None,
+            )
+        except (ValueError, KeyError):
+            return None
+        if self.zone is not None:
+            when = when.astimezone(self.zone) if when.tzinfo else when.replace(tzinfo=self.zone)
+        return buckets_of(when)
+
+    def now_buckets(self) -> Buckets:
+        """Buckets of the present moment (for malformed lines and lines with no %t)."""
+        now = datetime.now(self.zone) if self.zone else datetime.now().astimezone()
+        return buckets_of(now)
+
+
+def visitor_hash(client: bytes, agent: bytes) -> str:
+    """Stable, non-reversible visitor id: address and agent are never stored in clear."""
+    return hashlib.blake2b(client + b"\0" + agent, digest_size=8).hexdigest()
+
+
+def status_class(status: str) -> str:
+    return f"s{status[0]}xx" if len(status) == 3 and status[0] in "12345" else "sother"

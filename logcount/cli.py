@@ -1,0 +1,448 @@
+"""The command line: parse options, call one library function, turn errors into one line."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Callable
+from functools import wraps
+from typing import Any
+
+import click
+
+from logcount import __version__
+from logcount.config import Config, load_config
+from logcount.errors import LogcountError
+
+FORMATS = click.Choice(["table", "json", "csv"])
+DIMENSION = click.Choice(["path", "object", "status", "referrer", "agent"])
+
+
+class Settings:
+    """Global options, resolved into a Config on first use."""
+
+    def __init__(self, **options: Any):
+        self.options = options
+        self._config: Config | None = None
+
+    def load(self) -> Config:
+        if self._config is None:
+            opts = dict(self.options)
+            self._config = load_config(opts.pop("config"), **opts)
+        return self._config
+
+    def loader(self) -> Callable[[], Config]:
+        opts = dict(self.options)
+
+        def load() -> Config:
+            local = dict(opts)
+            return load_config(local.pop("config"), **local)
+
+        return load
+
+
+def domain_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """A LogcountError becomes `Error: <one line>` and its exit code, never a traceback."""
+
+    @wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except LogcountError as exc:
+            err = click.ClickException(str(exc))
+            err.exit_code = exc.exit_code  # type: ignore[misc]
+            raise err from None
+
+    return wrapper
+
+
+class OneLineErrors(click.Group):
+    """A usage error (bad flag, bad value) is one `Error: ...` line too, not click's
+    usage block: the exit code (2) and the hint to --help say the rest."""
+
+    def make_context(self, *args: Any, **kwargs: Any) -> click.Context:
+        try:
+            return super().make_context(*args, **kwargs)
+        except click.UsageError as exc:
+            raise _one_line(exc) from None
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except click.UsageError as exc:
+            raise _one_line(exc) from None
+
+
+def _one_line(exc: click.UsageError) -> click.ClickException:
+    if isinstance(exc, getattr(click.exceptions, "NoArgsIsHelpError", ())):
+        return exc  # `logcount` alone prints the help
+    where = exc.ctx.command_path if exc.ctx is not None else "logcount"
+    err = click.ClickException(f"{exc.format_message()} (see '{where} --help')")
+    err.exit_code = exc.exit_code  # type: ignore[misc]
+    return err
+
+
+@click.group(cls=OneLineErrors, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="logcount")
+# No envvar here: load_config reads $LOGCOUNT_CONFIG itself, to name it in its errors.
+@click.option(
+    "--config",
+    "config",
+    metavar="FILE",
+    help="TOML config file (default: $LOGCOUNT_CONFIG, /etc/logcount.toml, then "
+    "~/.config/logcount/logcount.toml).",
+)
+@click.option(
+    "--redis",
+    envvar="LOGCOUNT_REDIS",
+    metavar="URL",
+    help="redis://, rediss:// or unix:// URL (default: embedded Redis in the data dir).",
+)
+@click.option(
+    "--store",
+    envvar="LOGCOUNT_STORE",
+    metavar="URL",
+    help="SQLAlchemy URL of the durable store (default: SQLite in the data dir).",
+)
+@click.option(
+    "--data-dir",
+    envvar="LOGCOUNT_DATA_DIR",
+    metavar="DIR",
+    help="Where the embedded Redis, SQLite store and spool files live.",
+)
+@click.option(
+    "--log-format",
+    envvar="LOGCOUNT_LOG_FORMAT",
+    metavar="FMT",
+    help="Apache LogFormat string or nickname (common, combined, vhost_combined, ...).",
+)
+@click.pass_context
+def cli(ctx: click.Context, **options: Any) -> None:
+    """Count web-server access logs: live into Redis, durably into SQL."""
+    ctx.obj = Settings(**options)
+
+
+pass_settings = click.make_pass_decorator(Settings)
+
+
+@cli.command()
+@click.option("--user", metavar="NAME", help="Drop root privileges to this user after start-up.")
+@pass_settings
+def pipe(settings: Settings, user: str | None) -> None:
+    """Read access-log lines on stdin (Apache's CustomLog "|...") and count them live.
+
+    Exits 0 at EOF only; never blocks its writer; on a set-up error it says so once on
+    stderr and keeps draining stdin.
+    """
+    import signal
+
+    # Apache may SIGTERM us before we are ready: held until the supervisor handles them.
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT, signal.SIGHUP})
+    from logcount.supervisor import Supervisor
+
+    sys.exit(Supervisor(settings.loader(), user=user).run())
+
+
+@cli.command()
+@click.argument("paths", nargs=-1, required=True, metavar="PATH...")
+@click.option(
+    "--from-start/--from-end",
+    default=False,
+    show_default=True,
+    help="Where to begin in a file never read before (default: its end).",
+)
+@click.option("--poll", is_flag=True, help="Poll files instead of inotify events.")
+@pass_settings
+@domain_errors
+def tail(settings: Settings, paths: tuple[str, ...], from_start: bool, poll: bool) -> None:
+    """Follow log files through rotation and count each line once (SIGTERM: flush, exit)."""
+    from logcount.tail import Tailer
+
+    sys.exit(Tailer(settings.load(), paths, from_start=from_start, poll=poll).run())
+
+
+def window_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    for decorator in reversed(
+        [
+            click.option(
+                "--window",
+                "-w",
+                default="today",
+                show_default=True,
+                help="5m 15m 1h 6h 24h today yesterday 7d 30d YYYY-MM-DD[..YYYY-MM-DD]",
+            ),
+            click.option(
+                "--site", "-s", default=None, help="Virtual host (default: the configured site)."
+            ),
+        ]
+    ):
+        fn = decorator(fn)
+    return fn
+
+
+@cli.command()
+@window_options
+@click.option(
+    "--since",
+    metavar="DATETIME",
+    help="Start of the window (YYYY-MM-DD[THH:MM[:SS]], the configured zone).",
+)
+@click.option("--until", metavar="DATETIME", help="End of the window (default: now).")
+@click.option("--by", "-b", type=DIMENSION, default="path", show_default=True)
+@click.option("--limit", "-n", type=click.IntRange(1, 10_000), default=20, show_default=True)
+@click.option("--format", "-f", "fmt", type=FORMATS, default="table", show_default=True)
+@click.option(
+    "--watch",
+    type=click.FloatRange(min=0.2),
+    is_flag=False,
+    flag_value=2.0,
+    default=None,
+    metavar="[SECONDS]",
+    help="Redraw in place every SECONDS (default 2) until q or Ctrl-C.",
+)
+@click.option("--recent", is_flag=True, help="The last --limit requests, newest first.")
+@pass_settings
+@domain_errors
+def top(
+    settings: Settings,
+    window: str,
+    site: str | None,
+    since: str | None,
+    until: str | None,
+    by: str,
+    limit: int,
+    fmt: str,
+    watch: float | None,
+    recent: bool,
+) -> None:
+    """The most requested paths (objects, statuses, ...) in a window."""
+    from logcount.api import Counts
+    from logcount.render import recent_csv, recent_json, recent_table, top_csv, top_json
+
+    if watch is not None and fmt != "table":
+        raise click.UsageError("--watch redraws a table; use --format table (the default)")
+    counts = Counts.from_settings(settings.load())
+    if watch is not None:
+        from logcount.watch import watch_top
+
+        sys.exit(
+            watch_top(
+                counts,
+                watch,
+                window=window,
+                by=by,
+                limit=limit,
+                site=site,
+                since=since,
+                until=until,
+                recent=recent,
+            )
+        )
+    out = sys.stdout
+    if recent:
+        items = counts.recent(limit, site)
+        if fmt == "json":
+            click.echo(recent_json(site or counts.site, items))
+        elif fmt == "csv":
+            click.echo(recent_csv(items), nl=False)
+        else:
+            width, terminal = terminal_width(out)
+            click.echo(recent_table(site or counts.site, items, width, terminal), nl=False)
+        return
+    report = counts.report(window=window, by=by, limit=limit, site=site, since=since, until=until)
+    if fmt == "json":
+        click.echo(top_json(report))
+    elif fmt == "csv":
+        click.echo(top_csv(report), nl=False)
+    else:
+        from logcount.render import top_table
+
+        width, terminal = terminal_width(out)
+        click.echo(top_table(report, width, terminal), nl=False)
+
+
+def terminal_width(stream: Any) -> tuple[int, bool]:
+    """(width, is a terminal): a terminal's own width; 100 columns of plain text otherwise."""
+    import shutil
+
+    if stream.isatty():
+        return shutil.get_terminal_size((100, 24)).columns, True
+    return 100, False
+
+
+@cli.command()
+@click.argument("path", required=False)
+@click.option("--object", "obj", metavar="TYPE:ID", help="An object (from the routes).")
+@click.option("--days", "-d", type=click.IntRange(1, 3660), default=30, show_default=True)
+@click.option("--site", "-s", default=None, help="Virtual host (default: the configured site).")
+@click.option("--format", "-f", "fmt", type=FORMATS, default="table", show_default=True)
+@pass_settings
+@domain_errors
+def hits(
+    settings: Settings, path: str | None, obj: str | None, days: int, site: str | None, fmt: str
+) -> None:
+    """Hits of one PATH (or --object TYPE:ID) today and per day: rolled-up days from the
+    store, the rest from the live counters."""
+    from logcount.api import Counts
+    from logcount.render import hits_csv, hits_json, hits_table
+
+    if (path is None) == (obj is None):
+        raise click.UsageError("give a PATH or --object TYPE:ID (one of them)")
+    if obj is not None and ":" not in obj.strip(":"):
+        raise click.BadParameter(f"{obj!r} is not TYPE:ID", param_hint="--object")
+    report = Counts.from_settings(settings.load()).hits(path, obj, days, site)
+    if fmt == "json":
+        click.echo(hits_json(report))
+    elif fmt == "csv":
+        click.echo(hits_csv(report), nl=False)
+    else:
+        width, terminal = terminal_width(sys.stdout)
+        click.echo(hits_table(report, width, terminal), nl=False)
+
+
+@cli.command()
+@click.option(
+    "--date",
+    "day",
+    type=click.DateTime(["%Y-%m-%d"]),
+    metavar="YYYY-MM-DD",
+    help="The day to roll up (default: yesterday).",
+)
+@click.option(
+    "--since",
+    type=click.DateTime(["%Y-%m-%d"]),
+    metavar="YYYY-MM-DD",
+    help="First day of a backfill.",
+)
+@click.option(
+    "--until",
+    type=click.DateTime(["%Y-%m-%d"]),
+    metavar="YYYY-MM-DD",
+    help="Last day of a backfill (default: yesterday).",
+)
+@click.option(
+    "--logs",
+    "specs",
+    multiple=True,
+    metavar="TEMPLATE|FILE|GLOB",
+    help="strftime template (cronolog style) or files/globs read whole "
+    "(default: `logs` of the config). Repeatable.",
+)
+@click.option("--allow-missing", is_flag=True, help="A missing day's file is only a warning.")
+@click.option("--quiet", "-q", is_flag=True, help="Nothing but errors (cron).")
+@click.option("--host", metavar="NAME", help="Host the files come from (default: this host).")
+@click.option("--jobs", "-j", type=click.IntRange(1, 256), help="Processes (default: all cores).")
+@pass_settings
+@domain_errors
+def rollup(
+    settings: Settings,
+    day: Any,
+    since: Any,
+    until: Any,
+    specs: tuple[str, ...],
+    allow_missing: bool,
+    quiet: bool,
+    host: str | None,
+    jobs: int | None,
+) -> None:
+    """Re-read rotated log files and store per-day counts durably (idempotent per file)."""
+    from logcount.rollup import run_command
+
+    show = not quiet and sys.stderr.isatty()
+    done = run_command(
+        settings.load(),
+        list(specs),
+        day,
+        since,
+        until,
+        allow_missing=allow_missing,
+        host=host,
+        jobs=jobs,
+        show_progress=show,
+    )
+    if show:
+        click.echo(done, err=True)
+
+
+@cli.command()
+@click.option(
+    "--format",
+    "-f",
+    "fmt",
+    type=click.Choice(["table", "json"]),
+    default="table",
+    show_default=True,
+)
+@pass_settings
+@domain_errors
+def status(settings: Settings, fmt: str) -> None:
+    """Running readers (pipe, tail) with their rates, lag and spool."""
+    from logcount.api import Counts
+
+    readers = Counts.from_settings(settings.load()).readers()
+    if fmt == "json":
+        click.echo(json.dumps(readers, indent=2))
+        return
+    if not readers:
+        click.echo("no running readers")
+        return
+    now = time.time()
+    click.echo(
+        f"{'host':<16} {'pid':>7} {'mode':<5} {'lines':>11} {'lines/s':>9} "
+        f"{'malformed':>9} {'lag':>7} {'flushed':>8} {'spooled':>7}  state"
+    )
+    for r in readers:
+        ago = f"{now - r['last_flush']:.0f}s ago" if r.get("last_flush") else "never"
+        state = r.get("error") or ("stopped" if r.get("stopped") else "ok")
+        click.echo(
+            f"{r['host'][:16]:<16} {r['pid']:>7} {r['mode']:<5} {r['lines']:>11,} "
+            f"{r['rate']:>9,.0f} {r['malformed']:>9,} {r['lag']:>7} {ago:>8} "
+            f"{r['spooled']:>7}  {state}"
+        )
+        for f in r.get("files", []):
+            click.echo(
+                f"    {f['path']} -> {f.get('target', f['path'])} offset {f['offset']:,} "
+                f"lag {f.get('lag_bytes', 0):,} bytes"
+            )
+        if r.get("delivery"):
+            click.echo(f"    delivery: {r['delivery']}")
+
+
+@cli.group("config")
+def config_group() -> None:
+    """Inspect the configuration."""
+
+
+@config_group.command("check")
+@pass_settings
+@domain_errors
+def config_check(settings: Settings) -> None:
+    """Validate the configuration and print it, secrets masked."""
+    config = settings.load()
+    click.echo(json.dumps(config.masked(), indent=2))
+    click.echo(f"configuration OK ({len(config.routes)} routes)", err=True)
+
+
+@cli.group("embedded")
+def embedded_group() -> None:
+    """The embedded Redis server in the data directory."""
+
+
+@embedded_group.command("stop")
+@pass_settings
+@domain_errors
+def embedded_stop(settings: Settings) -> None:
+    """Shut the embedded Redis down (it is started again on demand)."""
+    from logcount.embedded import stop_embedded
+
+    data_dir = settings.load().resolved_data_dir()
+    click.echo("stopped" if stop_embedded(data_dir) else "not running")
+
+
+def main() -> None:
+    cli(prog_name="logcount")
+
+
+if __name__ == "__main__":
+    main()

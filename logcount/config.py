@@ -1,0 +1,312 @@
+"""Configuration: one TOML file, overridden by environment variables and global options.
+
+Precedence, lowest first: built-in defaults, the first config file found
+(`--config`, `$LOGCOUNT_CONFIG`, `/etc/logcount.toml`,
+`~/.config/logcount/logcount.toml`), then the `LOGCOUNT_*` environment variables and
+the global command-line options (click resolves those two together).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from logcount.errors import ConfigError
+
+SYSTEM_CONFIG = Path("/etc/logcount.toml")
+GRANULARITIES = ("minute", "hour", "day")
+DEFAULT_TTL = {"minute": "3h", "hour": "8d", "day": "40d"}
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$")
+REDIS_SCHEMES = ("redis", "rediss", "unix")
+_UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def parse_duration(value: str | int | float, what: str) -> int:
+    """'3h' -> 10800. A bare number is seconds; a duration is at least one second."""
+    seconds = None
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        seconds = int(value)
+    elif isinstance(value, str):
+        m = _DURATION.match(value)
+        if m:
+            seconds = int(float(m.group(1)) * _UNIT_SECONDS[m.group(2)])
+    if seconds is None or seconds < 1:
+        raise ConfigError(f"{what}: {value!r} is not a duration like 90s, 30m, 3h or 40d")
+    return seconds
+
+
+@dataclass(frozen=True)
+class Config:
+    log_format: str = "combined"
+    site: str = "default"
+    timezone: str = ""
+    redis: str = ""
+    store: str = ""
+    data_dir: str = ""
+    logs: str = ""
+    django_settings: str = ""
+    # [live]
+    flush_interval: float = 1.0
+    max_members: int = 10_000
+    ttl: dict[str, int] = field(
+        default_factory=lambda: {g: parse_duration(v, "ttl") for g, v in DEFAULT_TTL.items()}
+    )
+    recent_size: int = 1000
+    pending_limit: int = 200_000  # distinct pending deltas kept in memory while Redis is away
+    grace: float = 10.0  # seconds a reader keeps draining after SIGTERM
+    # [normalize]
+    keep_query: tuple[str, ...] = ()
+    ignore_extensions: tuple[str, ...] = ()
+    count_bots: bool = False
+    routes: tuple[dict[str, Any], ...] = ()
+    source: str = ""  # the file this came from, "" for defaults only
+
+    def resolved_data_dir(self) -> Path:
+        if self.data_dir:
+            return Path(self.data_dir).expanduser()
+        if os.geteuid() == 0:
+            return Path("/var/lib/logcount")
+        xdg = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+        return Path(xdg) / "logcount"
+
+    def with_overrides(self, **overrides: Any) -> Config:
+        given = {k: v for k, v in overrides.items() if v is not None}
+        return replace(self, **given) if given else self
+
+    def masked(self) -> dict[str, Any]:
+        """The effective configuration as a dict, secrets masked, for `config check`."""
+        out = {
+            "source": self.source or "(defaults)",
+            "log_format": self.log_format,
+            "site": self.site,
+            "timezone": self.timezone,
+            "redis": mask_url(self.redis) or "(embedded)",
+            "store": mask_url(self.store) or "(sqlite in data_dir)",
+            "data_dir": str(self.resolved_data_dir()),
+            "logs": self.logs,
+            "django_settings": self.django_settings,
+            "live": {
+                "flush_interval": self.flush_interval,
+                "max_members": self.max_members,
+                "ttl": dict(self.ttl),
+                "recent_size": self.recent_size,
+                "pending_limit": self.pending_limit,
+                "grace": self.grace,
+            },
+            "normalize": {
+                "keep_query": list(self.keep_query),
+                "ignore_extensions": list(self.ignore_extensions),
+                "count_bots": self.count_bots,
+            },
+            "routes": [dict(r) for r in self.routes],
+        }
+        return out
+
+
+_SECRET_PARAM = re.compile(r"(?i)^(?:password|passwd|pwd|pass|secret|token|sslpassword)$")
+
+
+def mask_url(url: str) -> str:
+    """Hide the password of a redis://, unix:// or SQLAlchemy URL: in the user part
+    (`redis://:pw@host`) and in the query (`unix:///run/redis.sock?password=pw`)."""
+    if not url:
+        return url
+    # Without a scheme, the whole is a host that may still hold "user:pw@".
+    scheme, sep, rest = url.partition("://") if "://" in url else ("", "", url)
+    end = min((i for i in (rest.find(c) for c in "/?#") if i >= 0), default=len(rest))
+    netloc, tail = rest[:end], rest[end:]
+    if "@" in netloc:
+        userinfo, _, host = netloc.rpartition("@")
+        if ":" in userinfo:
+            netloc = f"{userinfo.partition(':')[0]}:***@{host}"
+    path, qmark, query = tail.partition("?")
+    if qmark:
+        fragment = ""
+        if "#" in query:
+            query, _, fragment = query.partition("#")
+            fragment = "#" + fragment
+        params = []
+        for param in query.split("&"):
+            key, eq, _value = param.partition("=")
+            params.append(f"{key}=***" if eq and _SECRET_PARAM.match(key) else param)
+        tail = f"{path}?{'&'.join(params)}{fragment}"
+    return f"{scheme}{sep}{netloc}{tail}"
+
+
+def user_config_path() -> Path:
+    base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return Path(base) / "logcount" / "logcount.toml"
+
+
+def find_config_file(explicit: str | None) -> Path | None:
+    """The first of --config, $LOGCOUNT_CONFIG, /etc/logcount.toml and
+    ~/.config/logcount/logcount.toml ($XDG_CONFIG_HOME) that is given or exists."""
+    for given, origin in (
+        (explicit, ""),
+        (os.environ.get("LOGCOUNT_CONFIG"), " (from LOGCOUNT_CONFIG)"),
+    ):
+        if given:
+            path = Path(given).expanduser()
+            if not path.exists():
+                raise ConfigError(f"config file {given}{origin} not found")
+            if not path.is_file():
+                raise ConfigError(f"config file {given}{origin} is not a regular file")
+            return path
+    for candidate in (SYSTEM_CONFIG, user_config_path()):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+_TOP_KEYS = {
+    "log_format": str,
+    "site": str,
+    "timezone": str,
+    "redis": str,
+    "store": str,
+    "data_dir": str,
+    "logs": str,
+    "django_settings": str,
+}
+
+
+# Settings that an environment variable overrides (the CLI's global options too).
+ENVIRONMENT = {
+    "redis": "LOGCOUNT_REDIS",
+    "store": "LOGCOUNT_STORE",
+    "data_dir": "LOGCOUNT_DATA_DIR",
+    "log_format": "LOGCOUNT_LOG_FORMAT",
+}
+
+
+def load_config(explicit: str | None = None, **overrides: Any) -> Config:
+    """Read the config file (if any), then the LOGCOUNT_* environment variables, then
+    `overrides` (the command line; None = not given); validate the result."""
+    path = find_config_file(explicit)
+    data: dict[str, Any] = {}
+    if path is not None:
+        data = _read_toml(path)
+    config = config_from_dict(data, source=str(path) if path else "")
+    from_env = {key: os.environ.get(var) or None for key, var in ENVIRONMENT.items()}
+    config = config.with_overrides(**from_env).with_overrides(**overrides)
+    validate(config)
+    return config
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_bytes().decode("utf-8")
+        return tomllib.loads(text)
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"config file {path}: not UTF-8 text (byte {exc.start})") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path}: {exc}") from None
+
+
+def config_from_dict(data: dict[str, Any], source: str = "") -> Config:
+    where = f"config file {source}" if source else "config"
+    kwargs: dict[str, Any] = {"source": source}
+    for key, value in data.items():
+        if key in _TOP_KEYS:
+            if not isinstance(value, str):
+                raise ConfigError(f"{where}: {key} must be a string")
+            kwargs[key] = value
+        elif key in ("live", "normalize", "route"):
+            continue
+        else:
+            raise ConfigError(f"{where}: unknown setting {key!r}")
+    kwargs.update(_live_section(data.get("live", {}), where))
+    kwargs.update(_normalize_section(data.get("normalize", {}), where))
+    routes = data.get("route", [])
+    if not isinstance(routes, list) or not all(isinstance(r, dict) for r in routes):
+        raise ConfigError(f"{where}: [[route]] must be a list of tables")
+    kwargs["routes"] = tuple(routes)
+    return Config(**kwargs)
+
+
+def _live_section(live: dict[str, Any], where: str) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    known = {"flush_interval", "max_members", "ttl", "recent_size", "pending_limit", "grace"}
+    for key in live:
+        if key not in known:
+            raise ConfigError(f"{where}: unknown setting live.{key}")
+    for key, kind in (
+        ("flush_interval", float),
+        ("grace", float),
+        ("max_members", int),
+        ("recent_size", int),
+        ("pending_limit", int),
+    ):
+        if key in live:
+            value = live[key]
+            if not isinstance(value, kind | int) or isinstance(value, bool) or value <= 0:
+                whole = "whole " if kind is int else ""
+                raise ConfigError(
+                    f"{where}: live.{key} must be a positive {whole}number, not {value!r}"
+                )
+            out[key] = kind(value)
+    if "ttl" in live:
+        ttl = {g: parse_duration(v, "ttl") for g, v in DEFAULT_TTL.items()}
+        if not isinstance(live["ttl"], dict):
+            raise ConfigError(f"{where}: live.ttl must be a table")
+        for gran, value in live["ttl"].items():
+            if gran not in GRANULARITIES:
+                raise ConfigError(f"{where}: live.ttl.{gran}: not one of minute, hour, day")
+            ttl[gran] = parse_duration(value, f"{where}: live.ttl.{gran}")
+        out["ttl"] = ttl
+    return out
+
+
+def _normalize_section(norm: dict[str, Any], where: str) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key in norm:
+        if key not in ("keep_query", "ignore_extensions", "count_bots"):
+            raise ConfigError(f"{where}: unknown setting normalize.{key}")
+    for key in ("keep_query", "ignore_extensions"):
+        if key in norm:
+            value = norm[key]
+            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                raise ConfigError(f"{where}: normalize.{key} must be a list of strings")
+            out[key] = tuple(value)
+    if "ignore_extensions" in out:
+        out["ignore_extensions"] = tuple(
+            e.lower() if e.startswith(".") else "." + e.lower() for e in out["ignore_extensions"]
+        )
+    if "count_bots" in norm:
+        if not isinstance(norm["count_bots"], bool):
+            raise ConfigError(f"{where}: normalize.count_bots must be true or false")
+        out["count_bots"] = norm["count_bots"]
+    return out
+
+
+def validate(config: Config) -> None:
+    """Check what can only be checked by compiling it: log format, routes, time zone."""
+    from logcount.parse import compile_format
+    from logcount.routes import RouteTable
+
+    compile_format(config.log_format)
+    RouteTable.from_config(config.routes)
+    if config.timezone:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(config.timezone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ConfigError(f"timezone {config.timezone!r} is not a known IANA zone") from None
+    if not config.site or any(c in config.site for c in "{}"):
+        raise ConfigError(f"site {config.site!r} must be non-empty and contain no braces")
+    if config.redis and config.redis.partition("://")[0].lower() not in REDIS_SCHEMES:
+        raise ConfigError(
+            f"redis {mask_url(config.redis)!r}: not a redis://, rediss:// or unix:// URL"
+        )
+    if config.store and "://" not in config.store:
+        raise ConfigError(
+            f"store {mask_url(config.store)!r}: not an SQLAlchemy URL like "
+            "sqlite:////path/logcount.db or postgresql+psycopg://user@host/db"
+        )

@@ -1,0 +1,493 @@
+"""Turn an Apache LogFormat into a fast bytes regex that captures only what is counted.
+
+apachelogs compiles the format (it knows every directive and validates it) and is the
+reference: on every line it accepts, the fields extracted here equal its values. The hot
+path never builds a `LogEntry`: one bytes regex match per line, fields taken as raw bytes,
+decoding and unescaping left to the classifier, which caches them per distinct value.
+
+The fast regex accepts only lines apachelogs accepts, and splits them the same way
+(tests/test_parse.py checks it line by line). A line it rejects is tried once more with
+apachelogs' own (strict but slow) regex, so an odd but valid line (an X-Forwarded-For
+list in %h) is not counted as malformed, unless it is long and full of spaces outside
+quoted fields, where that regex could run for minutes (see SLOW_MAX_SPACES).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime
+from functools import lru_cache
+from typing import Any
+
+import apachelogs
+from apachelogs.directives import DIRECTIVE_RGX, format2regex
+from apachelogs.errors import InvalidDirectiveError, UnknownDirectiveError
+from apachelogs.timeutil import assemble_datetime
+from apachelogs.util import (
+    clf,
+    clf_string,
+    clf_word,
+    esc_string,
+    esc_word,
+    integer,
+    remote_user,
+    status_code,
+    uinteger,
+)
+
+from logcount.errors import ConfigError
+
+NICKNAMES = {
+    "common": apachelogs.COMMON,
+    "vhost_common": apachelogs.VHOST_COMMON,
+    "combined": apachelogs.COMBINED,
+    "combined_debian": apachelogs.COMBINED_DEBIAN,
+    "common_debian": apachelogs.COMMON_DEBIAN,
+    "vhost_combined": apachelogs.VHOST_COMBINED,
+}
+
+# Fields that identify what a line counts towards (the aggregation key), in this order.
+KEY_FIELDS = (
+    "tmin",
+    "ttz",
+    "site",
+    "request",
+    "method",
+    "uri",
+    "query",
+    "status",
+    "referrer",
+    "agent",
+)
+# Fields that are summed or sampled, not part of the key.
+VALUE_FIELDS = ("client", "bytes", "duration")
+
+# What Apache writes unescaped in a string field (printable ASCII but `"` and `\\`);
+# everything else is written as a `\\` escape. The same classes as apachelogs, so that the
+# fast regex accepts a subset of what apachelogs accepts (never garbage it would reject).
+_PRINTABLE = bytes(range(0x20, 0x7F)).replace(b'"', b"").replace(b"\\", b"")
+QUOTED = rb"[ !#-\[\]-~]*(?:\\.[ !#-\[\]-~]*)*"  # unrolled: no backtracking
+_MONTH = rb"(?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec)"
+# Only dates that exist (apachelogs rejects the others when it builds the datetime).
+_DAY_MONTH_YEAR = (
+    rb"(?:(?:(?:0[1-9]|1[0-9]|2[0-8])/"
+    + _MONTH
+    + rb"|(?:29|30)/(?:Jan|Ma[ry]|Apr|Jun|Jul|Aug|Sep|Oct|Nov|Dec)"
+    + rb"|31/(?:Jan|Ma[ry]|Jul|Aug|Oct|Dec))/(?!0000)[0-9]{4}"
+    + rb"|29/Feb/(?!0000)(?:[0-9]{2}(?:0[48]|[2468][048]|[13579][26])"
+    + rb"|(?:[02468][048]|[13579][26])00))"
+)
+TIMESTAMP = (
+    rb"\[(?P<tmin>" + _DAY_MONTH_YEAR + rb":(?:[01][0-9]|2[0-3]):[0-5][0-9])"
+    rb":[0-5][0-9] (?P<ttz>[-+](?:[01][0-9]|2[0-3])[0-5][0-9])\]"
+)
+# apachelogs' own regexes for its string field types, to recognise them in a format.
+_STRING_TYPES = {f"({t.regex})": t for t in (esc_string, clf_string)}
+_WORD_TYPES = {f"({t.regex})" for t in (esc_string, clf_string, esc_word, clf_word, remote_user)}
+_SPACE_FREE_TYPES = {f"({t.regex})" for t in (esc_word, clf_word)}
+# Directives that never match a raw `"` (strings, words, %q, numbers, statuses).
+_QUOTE_FREE = {
+    f"({t.regex})"
+    for t in (
+        esc_string,
+        clf_string,
+        esc_word,
+        clf_word,
+        integer,
+        clf(integer),
+        uinteger,
+        clf(status_code),
+    )
+}
+_QUOTE_FREE.add(format2regex("%q")[1])
+
+
+def _word(stop: str | None) -> bytes:
+    """A field without spaces, up to the literal `stop` (unrolled, like QUOTED)."""
+    allowed = _PRINTABLE.replace(b" ", b"")
+    if stop is not None:
+        allowed = allowed.replace(stop.encode("iso-8859-1"), b"")
+    ranges: list[list[int]] = []
+    for c in allowed:
+        if ranges and ranges[-1][1] == c - 1:
+            ranges[-1][1] = c
+        else:
+            ranges.append([c, c])
+    cls = b"[" + b"".join(b"\\x%02x-\\x%02x" % (lo, hi) for lo, hi in ranges) + b"]"
+    return cls + rb"*(?:\\." + cls + rb"*)*"
+
+
+# apachelogs' regex (the slow path) tries every split of its lazy unquoted fields (%h, %u
+# may hold spaces, but no quote): the work grows with the spaces times the length of the
+# text outside quotes. A line the fast regex rejects with more than this outside quotes
+# is malformed without trying it, so that a crafted line (a torn fragment of a long
+# request full of spaces) cannot stall a reader for seconds. The lines that need the slow
+# path (an X-Forwarded-For list in %h, a %u of "") are far below both limits.
+SLOW_MAX_SPACES = 32
+SLOW_MAX_OUTSIDE = 2048  # characters outside quoted fields
+_UNESCAPED_QUOTE = re.compile(r'(?<!\\)"')
+
+# Which directive feeds which field; earlier entries win when a format has several.
+# (directive letter, parameter (lower case) or None, redirect modifier or None) -> field
+_FIELD_SOURCES: list[tuple[str, tuple[str, str | None, str | None], float]] = [
+    ("site", ("v", None, None), 1),
+    ("client", ("h", None, None), 1),
+    ("client", ("a", None, None), 1),
+    ("client", ("a", "c", None), 1),
+    ("request", ("r", None, None), 1),
+    ("method", ("m", None, None), 1),
+    ("uri", ("U", None, None), 1),
+    ("query", ("q", None, None), 1),
+    ("status", ("s", None, ">"), 1),
+    ("status", ("s", None, None), 1),
+    ("status", ("s", None, "<"), 1),
+    ("bytes", ("b", None, None), 1),
+    ("bytes", ("B", None, None), 1),
+    ("bytes", ("O", None, None), 1),
+    ("referrer", ("i", "referer", None), 1),
+    ("agent", ("i", "user-agent", None), 1),
+    ("duration", ("D", None, None), 1),
+    ("duration", ("T", "us", None), 1),
+    ("duration", ("T", "ms", None), 1000),
+    ("duration", ("T", None, None), 1_000_000),
+    ("duration", ("T", "s", None), 1_000_000),
+]
+
+
+def resolve_nickname(log_format: str) -> str:
+    """A nickname's format; a format copied from an Apache `LogFormat "..."` line keeps
+    its `\\"` escapes, which Apache's config parser would have removed: remove them."""
+    found = NICKNAMES.get(log_format.strip().lower())
+    if found is not None:
+        return found
+    return log_format.replace('\\"', '"')
+
+
+@dataclass(frozen=True)
+class CompiledFormat:
+    """A LogFormat compiled for counting.
+
+    `fast` matches a line (bytes, no newline); `key_names` and `value_names` are the
+    named groups to take from a match, in order. `slow_match` is the fallback.
+    """
+
+    log_format: str
+    fast: re.Pattern[bytes]
+    chunk: re.Pattern[bytes]  # the same, anchored per line (re.M), for findall over a chunk
+    group_index: dict[str, int]  # field -> index in a findall tuple
+    key_names: tuple[str, ...]
+    value_names: tuple[str, ...]
+    duration_scale: float
+    _slow: re.Pattern[str]
+    _slow_groups: tuple[tuple[tuple[Any, str], Any], ...]  # ((name, directive), converter)
+    _slow_field_index: dict[str, int]
+    _slow_time_groups: tuple[int, ...]
+    _slow_checks: tuple[int, ...]  # groups whose conversion may fail (times)
+
+    def index(self, name: str) -> int:
+        """Position of a field in the key tuple, -1 when the format lacks it."""
+        return self.key_names.index(name) if name in self.key_names else -1
+
+    def slow_match(self, line: bytes) -> tuple[tuple[bytes, ...], tuple[bytes, ...]] | None:
+        """Match with apachelogs' own regex; return (key, values) like the fast path.
+
+        None when apachelogs would reject the line: no match, or a time field it cannot
+        turn into a datetime (31 Feb, hour 25, a year 0).
+        """
+        text = line.decode("iso-8859-1").rstrip("\r\n")
+        outside = _UNESCAPED_QUOTE.split(text)[::2]
+        if (
+            sum(map(len, outside)) > SLOW_MAX_OUTSIDE
+            or sum(part.count(" ") for part in outside) > SLOW_MAX_SPACES
+        ):
+            return None  # see SLOW_MAX_SPACES
+        m = self._slow.fullmatch(text)
+        if m is None:
+            return None
+        groups = m.groups()
+        fields: dict[str, bytes] = {}
+        for name, idx in self._slow_field_index.items():
+            raw = groups[idx]
+            fields[name] = raw.encode("iso-8859-1") if raw is not None else b"-"
+        try:
+            for idx in self._slow_checks:
+                self._slow_groups[idx][1](groups[idx])
+            if self._slow_time_groups:
+                fields["tmin"], fields["ttz"] = _time_from_groups(self, groups)
+        except (ValueError, KeyError, OverflowError):
+            return None
+        key = tuple(fields.get(n, b"") for n in self.key_names)
+        values = tuple(fields.get(n, b"") for n in self.value_names)
+        return key, values
+
+    def match(self, line: bytes) -> tuple[tuple[bytes, ...], tuple[bytes, ...]] | None:
+        """Key and value fields of one line, or None when it does not parse."""
+        m = self.fast.fullmatch(line)
+        if m is None:
+            return self.slow_match(line)
+        found = m.groupdict()
+        return (tuple(found[n] for n in self.key_names), tuple(found[n] for n in self.value_names))
+
+
+def _time_from_groups(fmt: CompiledFormat, groups: tuple[str | None, ...]) -> tuple[bytes, bytes]:
+    """Turn apachelogs' time groups (plain %t or strftime %{...}t) into (minute, offset)."""
+    fields: dict[str, object] = {}
+    for idx in fmt._slow_time_groups:
+        (name, directive), conv = fmt._slow_groups[idx]
+        value = conv(groups[idx]) if groups[idx] is not None else None
+        if isinstance(name, tuple) and name[-1] == "timestamp":
+            if isinstance(value, datetime):
+                return time_key(value)
+        elif isinstance(name, tuple):
+            fields[name[-1]] = value
+    when = assemble_datetime(fields)
+    if when is None:
+        return b"", b""
+    return time_key(when)
+
+
+def time_key(when: datetime) -> tuple[bytes, bytes]:
+    """The (minute, offset) key bytes the fast path captures from a %t field."""
+    minute = when.strftime("%d/%b/%Y:%H:%M").encode()
+    off = when.utcoffset()
+    if off is None:
+        return minute, b""
+    total = int(off.total_seconds() // 60)
+    sign = "-" if total < 0 else "+"
+    total = abs(total)
+    return minute, f"{sign}{total // 60:02d}{total % 60:02d}".encode()
+
+
+@lru_cache(maxsize=64)
+def compile_format(log_format: str) -> CompiledFormat:
+    """Compile a LogFormat string or nickname; a bad one raises ConfigError."""
+    fmt = resolve_nickname(log_format)
+    try:
+        group_defs, slow_rgx = format2regex(fmt)
+    except (InvalidDirectiveError, UnknownDirectiveError) as exc:
+        raise ConfigError(f"log format {log_format!r}: {exc}") from None
+    tokens = list(DIRECTIVE_RGX.finditer(fmt))
+    chosen = _choose_sources(tokens)
+    parts: list[bytes] = []
+    taken: set[str] = set()
+    strftime_time = False
+    after_lazy = False
+    atomic = _atomic_quotes(tokens)
+    for i, tok in enumerate(tokens):
+        literal = tok.group("literal")
+        if literal is not None:
+            quote = re.escape(literal.encode("iso-8859-1"))
+            kind = atomic.get(i)
+            parts.append(b"(?>" + quote if kind == "open" else quote + b")" if kind else quote)
+            continue
+        field = chosen.get(i)
+        if field == "time":
+            if tok.group("param") is None:
+                parts.append(TIMESTAMP)
+                taken.update(("tmin", "ttz"))
+                continue
+            strftime_time = True
+        body, lazy = _directive_regex(tokens, i, after_lazy)
+        after_lazy = after_lazy or lazy
+        if field is not None and field != "time":
+            parts.append(b"(?P<" + field.encode() + b">" + body + b")")
+            taken.add(field)
+        else:
+            parts.append(b"(?:" + body + b")")
+    pattern = b"".join(parts)
+    if strftime_time:
+        # A strftime %{...}t cannot be cut cheaply into minute and offset: such formats
+        # always take apachelogs' path (correct, slower). The regexes never match but
+        # keep the named groups, so that rows of the slow path have the usual layout.
+        pattern = rb"(?!)" + pattern + rb"(?P<tmin>)(?P<ttz>)"
+        taken.update(("tmin", "ttz"))
+    fast = re.compile(pattern)
+    # The trailing empty group keeps findall() returning tuples even for one field. No
+    # class of the pattern matches a newline, so a match never spans two lines.
+    chunk = re.compile(b"^" + pattern + b"$()", re.M)
+    group_index = {name: num - 1 for name, num in chunk.groupindex.items()}
+    key_names = tuple(f for f in KEY_FIELDS if f in taken)
+    value_names = tuple(f for f in VALUE_FIELDS if f in taken)
+    duration_scale = 1.0
+    for i, field in chosen.items():
+        if field == "duration":
+            duration_scale = _duration_scale(tokens[i])
+    slow_index, slow_time = _slow_layout(group_defs, chosen, tokens)
+    return CompiledFormat(
+        log_format=fmt,
+        fast=fast,
+        chunk=chunk,
+        group_index=group_index,
+        key_names=key_names,
+        value_names=value_names,
+        duration_scale=duration_scale,
+        _slow=re.compile(_slow_regex(tokens, slow_rgx)),
+        _slow_groups=tuple(((g[0], g[1]), g[2]) for g in group_defs),
+        _slow_field_index=slow_index,
+        _slow_time_groups=slow_time,
+        _slow_checks=tuple(
+            i
+            for i, g in enumerate(group_defs)
+            if isinstance(g[0], tuple) and g[0][0].endswith("time_fields")
+        ),
+    )
+
+
+def _directive_regex(tokens: list[re.Match[str]], i: int, after_lazy: bool) -> tuple[bytes, bool]:
+    """The fast regex of one directive, and whether it is a lazy string that may hold spaces.
+
+    apachelogs' own regex, or a faster one that splits a line the same way: QUOTED for a
+    string between quotes (a quote always ends it), a space-free word for a word (a word
+    with a space falls back to apachelogs). A string that may hold spaces is cut short only
+    when no lazy string before it could take the rest (`%U%q %H`: apachelogs gives %U the
+    shortest value, so %H must keep its spaces).
+    """
+    tok = tokens[i]
+    prev = tokens[i - 1].group("literal") if i > 0 else None
+    last = i + 1 == len(tokens)
+    nxt = None if last else tokens[i + 1].group("literal")
+    _, own = format2regex(tok.group(0))
+    if tok.group("directive") == "t" and tok.group("param") is None:
+        return re.sub(rb"\(\?P<\w+>", b"(?:", TIMESTAMP), False  # a second %t: checked only
+    if own in _STRING_TYPES and prev == '"' and nxt == '"':
+        return QUOTED, False
+    spaces = own not in _SPACE_FREE_TYPES
+    if own in _WORD_TYPES and (last or nxt is not None) and not (spaces and after_lazy):
+        return _word(nxt), False
+    # Strip apachelogs' capturing groups: only our named groups capture.
+    return re.sub(r"(?<!\\)\((?!\?)", "(?:", own).encode("iso-8859-1"), own in _WORD_TYPES
+
+
+# apachelogs matches %t with `\[[^]]+\]` and checks it afterwards; this is the same set
+# of strings once checked, but found without scanning the line for a "]" at every split
+# that its lazy %h and %u try (cubic on a long line full of spaces and "[").
+_APACHE_T = r"\[[^]]+\]"
+_APACHE_T_EXACT = r"\[\d\d/\w\w\w/\d{4,}:\d\d:\d\d:\d\d\s*[-+]\d\d\d\d\]"
+
+
+def _slow_regex(tokens: list[re.Match[str]], slow_rgx: str) -> str:
+    """apachelogs' regex for the whole format, with plain %t matched exactly and quoted
+    fields made atomic where that cannot change a match (see _atomic_quotes)."""
+    parts, same = [], []
+    atomic = _atomic_quotes(tokens)
+    for i, tok in enumerate(tokens):
+        literal = tok.group("literal")
+        if literal is not None:
+            quote = re.escape(literal)
+            same.append(quote)
+            kind = atomic.get(i)
+            parts.append("(?>" + quote if kind == "open" else quote + ")" if kind else quote)
+            continue
+        _, own = format2regex(tok.group(0))
+        same.append(own)
+        if tok.group("directive") == "t" and tok.group("param") is None:
+            own = own.replace(_APACHE_T, _APACHE_T_EXACT)
+        parts.append(own)
+    # The pieces are apachelogs' own: their concatenation is its regex of the whole.
+    assert "".join(same) == slow_rgx
+    return "".join(parts)
+
+
+def _atomic_quotes(tokens: list[re.Match[str]]) -> dict[int, str]:
+    """Quote literals around several directives none of which can hold a raw quote
+    (`"%m %U%q %H"`): token index -> "open" / "close".
+
+    The closing quote of such a field is then the first unescaped quote after the opening
+    one, whatever the split inside, and what follows cannot depend on that split: an
+    atomic group gives the same matches, but a line that fails after the field fails at
+    once, instead of trying every split of %U and %H (quadratic in their spaces).
+    """
+    out: dict[int, str] = {}
+    quotes = [i for i, t in enumerate(tokens) if t.group("literal") == '"']
+    for start, end in zip(quotes[::2], quotes[1::2], strict=False):
+        inside = [t for t in tokens[start + 1 : end] if t.group("literal") is None]
+        if len(inside) > 1 and all(format2regex(t.group(0))[1] in _QUOTE_FREE for t in inside):
+            out[start], out[end] = "open", "close"
+    return out
+
+
+def _signature(tok: re.Match[str]) -> tuple[str, str | None, str | None]:
+    mods = (tok.group("modifiers1") or "") + (tok.group("modifiers2") or "")
+    redirect = ">" if ">" in mods else "<" if "<" in mods else None
+    param = tok.group("param")
+    return tok.group("directive"), param.lower() if param is not None else None, redirect
+
+
+def _choose_sources(tokens: list[re.Match[str]]) -> dict[int, str]:
+    """Token index -> field it feeds (the first matching source of each field wins)."""
+    chosen: dict[int, str] = {}
+    sigs = {i: _signature(t) for i, t in enumerate(tokens) if t.group("literal") is None}
+    for i, (directive, _param, _) in sigs.items():
+        if directive == "t" and "time" not in chosen.values():
+            chosen[i] = "time"
+            break
+    for field, source, _ in _FIELD_SOURCES:
+        if field in chosen.values():
+            continue
+        for i, sig in sigs.items():
+            if i in chosen:
+                continue
+            # %s without a redirect modifier logs the original status, as %<s does.
+            if sig == source:
+                chosen[i] = field
+                break
+    return chosen
+
+
+def _duration_scale(tok: re.Match[str]) -> float:
+    sig = _signature(tok)
+    for field, source, scale in _FIELD_SOURCES:
+        if field == "duration" and source[:2] == sig[:2]:
+            return scale
+    return 1.0
+
+
+def _slow_layout(
+    group_defs: list[tuple[object, str, object]],
+    chosen: dict[int, str],
+    tokens: list[re.Match[str]],
+) -> tuple[dict[str, int], tuple[int, ...]]:
+    """Map our fields onto apachelogs' capturing groups (matched by directive text)."""
+    by_text: dict[str, str] = {tokens[i].group(0): f for i, f in chosen.items()}
+    index: dict[str, int] = {}
+    time_groups: list[int] = []
+    time_token = next((tokens[i].group(0) for i, f in chosen.items() if f == "time"), None)
+    for gi, (_name, directive, _conv) in enumerate(group_defs):
+        if time_token is not None and _same_time_directive(directive, time_token):
+            time_groups.append(gi)
+            continue
+        field = by_text.get(directive)
+        if field is not None and field not in index:
+            index[field] = gi
+    return index, tuple(time_groups)
+
+
+def _same_time_directive(directive: str, time_token: str) -> bool:
+    if directive == time_token:
+        return True
+    # apachelogs splits %{%Y-%m-%d}t into %{%Y}t, %{%m}t, %{%d}t.
+    return time_token.endswith("t") and directive.endswith("t") and "{" in time_token
+
+
+_ESCAPE = re.compile(rb"\\(x[0-9A-Fa-f]{2}|.)", re.DOTALL)
+_SIMPLE_ESCAPES = {b"t": b"\t", b"n": b"\n", b"r": b"\r", b"b": b"\b", b"v": b"\v", b"f": b"\f"}
+
+
+def _unescape_one(m: re.Match[bytes]) -> bytes:
+    esc = m.group(1)
+    if esc[:1] == b"x" and len(esc) == 3:
+        return bytes([int(esc[1:], 16)])
+    return _SIMPLE_ESCAPES.get(esc, esc)
+
+
+def unescape(raw: bytes) -> bytes:
+    """Undo Apache's log escaping (\\" \\\\ \\xhh \\n ...) giving the bytes received."""
+    if b"\\" not in raw:
+        return raw
+    return _ESCAPE.sub(_unescape_one, raw)
+
+
+def clf_value(raw: bytes) -> bytes | None:
+    """`-` is Apache's 'no value'."""
+    return None if raw == b"-" else unescape(raw)

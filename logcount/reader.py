@@ -1,0 +1,316 @@
+"""The reader: bytes in, counts out, with a flusher thread that alone talks to Redis.
+
+The reading thread never waits on Redis: it reads large chunks, splits complete lines and
+counts them in memory (LineCounter). A flusher thread wakes every `flush_interval` (or
+sooner when the batch is large), classifies what was counted and hands it to the
+LiveSink, which retries, spools and replays on its own schedule.
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from logcount.aggregate import Aggregator, Delta, LineCounter
+from logcount.classify import Classifier
+from logcount.config import Config
+from logcount.errors import ConfigError, LogcountError
+from logcount.live import HOST, LiveSink
+from logcount.parse import compile_format
+
+READ_SIZE = 1 << 20
+MAX_LINE = 1 << 20  # a "line" longer than this is garbage: counted malformed, skipped
+FLUSH_LINES = 10_000  # flush early past this many lines: bounds memory at full speed
+HARD_LIMIT = 3 * FLUSH_LINES  # past this the reading thread classifies itself
+RECENT_EVERY = 0.5  # seconds between two updates of the recent-requests list
+
+
+class StderrLog:
+    """One line per message on stderr (Apache's ErrorLog), at most `burst` a minute."""
+
+    def __init__(self, prefix: str = "logcount", burst: int = 10):
+        self.prefix = prefix
+        self.burst = burst
+        self.window = 0.0
+        self.sent = 0
+        self.suppressed = 0
+
+    def __call__(self, message: str) -> None:
+        now = time.monotonic()
+        if now - self.window > 60:
+            if self.suppressed:
+                self._write(f"({self.suppressed} messages suppressed)")
+            self.window, self.sent, self.suppressed = now, 0, 0
+        if self.sent >= self.burst:
+            self.suppressed += 1
+            return
+        self.sent += 1
+        self._write(message)
+
+    def _write(self, message: str) -> None:
+        try:
+            sys.stderr.write(f"{self.prefix}[{os.getpid()}]: {message}\n")
+            sys.stderr.flush()
+        except (OSError, ValueError):
+            pass
+
+
+def check_data_dir(config: Config) -> None:
+    """A data directory we cannot write is a set-up error, not something to retry."""
+    path = config.resolved_data_dir()
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / f".probe-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise ConfigError(f"data directory {path} is not writable: {exc.strerror}") from None
+
+
+class Pipeline:
+    """Counter + aggregator + sink + flusher thread: the part shared by pipe and tail."""
+
+    def __init__(
+        self,
+        config: Config,
+        mode: str,
+        log: Callable[[str], None],
+        sink: LiveSink | None = None,
+        loader: Callable[[], Config] | None = None,
+    ):
+        self.config = config
+        # How SIGHUP reloads: the command line's own loader keeps its global options.
+        self.loader = loader
+        self.mode = mode
+        self.log = log
+        fmt = compile_format(config.log_format)
+        self.counter = LineCounter(fmt, config.recent_size)
+        self.aggregator = Aggregator(config, self.counter, Classifier(config, fmt))
+        self.sink = sink or LiveSink(config, log=log)
+        self.lock = threading.Lock()  # the counter (and a tail's position)
+        self.absorbing = threading.Lock()  # take + classify + submit, in reading order
+        self.recent_sent = 0.0
+        self.wake = threading.Event()
+        self.stopping = threading.Event()
+        # A plain flag: set from a signal handler, which must not take a lock that the
+        # interrupted thread may hold.
+        self.reload_requested = False
+        self.thread = threading.Thread(target=self._flush_loop, name="flusher", daemon=True)
+        self.lines = 0
+        self.malformed = 0
+        self.started = time.time()
+        self.oldest_unflushed = 0.0
+        self.rate = 0.0
+        self.extra_status: Callable[[], dict[str, Any]] = dict
+        self.position_extra: Callable[[], dict[str, str]] | None = None
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def feed(self, chunk: bytes, after: Callable[[], None] | None = None) -> None:
+        """Count `chunk`; `after` runs under the same lock (tail: advance the read position)."""
+        with self.lock:
+            self.counter.feed(chunk)
+            if after is not None:
+                after()
+            if not self.oldest_unflushed:
+                self.oldest_unflushed = time.time()
+            lines = self.counter.raw.lines
+            if lines >= FLUSH_LINES:
+                self.wake.set()
+        if lines >= HARD_LIMIT:
+            # The flusher is behind (we read faster than we classify): classify here, so
+            # memory stays bounded. This waits on our own CPU, never on Redis.
+            self.absorb()
+
+    def count_malformed(self, line: bytes) -> None:
+        with self.lock:
+            self.counter.count_malformed(line)
+
+    def _flush_loop(self) -> None:
+        interval = self.config.flush_interval
+        last_beat = 0.0
+        while not self.stopping.is_set():
+            self.wake.wait(interval)
+            self.wake.clear()
+            if self.stopping.is_set():
+                break
+            try:
+                self.flush_once()
+            except Exception as exc:  # noqa: BLE001 - the flusher must outlive a bug
+                self.log(f"internal error in the flusher ({exc!r}); counts kept, retrying")
+            now = time.monotonic()
+            if now - last_beat >= max(1.0, interval):
+                self.heartbeat()
+                last_beat = now
+
+    def flush_once(self) -> None:
+        if self.reload_requested:
+            self.reload_requested = False
+            self._reload()
+        self.absorb()
+        self.sink.flush()
+
+    def absorb(self) -> None:
+        """Take what was counted (with its read position), classify it, hand it to the sink.
+
+        One at a time, so that batches reach the sink in the order they were read (a
+        position must never go back)."""
+        with self.absorbing:
+            with self.lock:
+                raw = self.counter.take()
+                position = self.position_extra() if self.position_extra else None
+                self.oldest_unflushed = 0.0
+            now = time.monotonic()
+            if now - self.recent_sent < RECENT_EVERY:
+                # Under load batches come many times a second: the recent list only needs
+                # the latest requests now and then, not every batch's last 1,000.
+                raw.recent.clear()
+            elif raw.recent:
+                self.recent_sent = now
+            if raw:
+                before = self.lines
+                self.lines += raw.lines
+                self.malformed += raw.malformed
+                elapsed = max(time.time() - raw.arrival, 1e-3)
+                self.rate = (self.lines - before) / elapsed
+                try:
+                    delta = self.aggregator.classify(raw)
+                except Exception as exc:  # noqa: BLE001 - a bug must not stop the reader
+                    self.log(f"internal error classifying a batch ({exc!r}); batch dropped")
+                    return
+                self.sink.submit(delta, position)
+            elif position:
+                self.sink.submit(Delta(), position)  # a position with no new counts
+
+    def _reload(self) -> None:
+        from logcount.config import load_config
+
+        try:
+            config = self.loader() if self.loader else load_config(self.config.source or None)
+            classifier = Classifier(config, self.counter.format)
+        except LogcountError as exc:
+            self.log(f"reload failed, keeping the previous configuration: {exc}")
+            return
+        self.aggregator = Aggregator(config, self.counter, classifier)
+        self.log(f"configuration reloaded ({len(classifier.routes)} routes)")
+
+    def heartbeat(self) -> None:
+        info = {
+            "host": HOST,
+            "pid": os.getpid(),
+            "mode": self.mode,
+            "lines": self.lines,
+            "malformed": self.malformed,
+            "rate": round(self.rate, 1),
+            "lag": round(time.time() - self.oldest_unflushed, 3) if self.oldest_unflushed else 0,
+            "last_flush": self.sink.last_flush,
+            "spooled": self.sink.spooled(),
+            "pending": self.sink.pending.size(),
+            "error": self.sink.last_error,
+            "started": self.started,
+            "site": self.config.site,
+            "stopped": self.stopping.is_set(),
+            **self.extra_status(),
+        }
+        try:
+            self.sink.writer.heartbeat(info)
+        except LogcountError:
+            pass
+
+    def close(self) -> bool:
+        """Stop the flusher and flush everything (to Redis, else to the spool)."""
+        self.stopping.set()
+        self.wake.set()
+        if self.thread.is_alive():
+            self.thread.join()
+        self.flush_once()
+        done = self.sink.close()
+        if done:
+            self.heartbeat()
+        return done
+
+
+class Reader:
+    """Reads a file descriptor (the pipe's stdin) to EOF; SIGTERM drains with a deadline."""
+
+    def __init__(
+        self,
+        config: Config,
+        fd: int = 0,
+        log: Callable[[str], None] | None = None,
+        loader: Callable[[], Config] | None = None,
+    ):
+        self.config = config
+        self.loader = loader
+        self.fd = fd
+        self.log = log or StderrLog()
+        self.deadline: float | None = None
+        self.pipeline: Pipeline
+
+    def install_signals(self) -> None:
+        def on_term(signum: int, frame: Any) -> None:
+            if self.deadline is None:
+                self.deadline = time.monotonic() + self.config.grace
+
+        signal.signal(signal.SIGTERM, on_term)
+        signal.signal(signal.SIGINT, on_term)
+        signal.signal(signal.SIGHUP, lambda s, f: setattr(self.pipeline, "reload_requested", True))
+        # The supervisor forks us with these blocked: one that came meanwhile is handled now.
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM, signal.SIGINT, signal.SIGHUP})
+
+    def run(self) -> int:
+        check_data_dir(self.config)
+        self.pipeline = Pipeline(self.config, "pipe", self.log, loader=self.loader)
+        self.install_signals()
+        self.pipeline.start()
+        try:
+            self.read_until_eof()
+        finally:
+            self.pipeline.close()
+        return 0
+
+    def read_until_eof(self) -> None:
+        buf = b""
+        skipping = False
+        while True:
+            # Wait in select, not in read: a signal must be able to start the grace period
+            # (PEP 475 would silently resume a blocked read).
+            timeout = 0.5
+            if self.deadline is not None:
+                timeout = self.deadline - time.monotonic()
+                if timeout <= 0:
+                    self.log("grace period over before EOF; stopping")
+                    return
+            ready, _, _ = select.select([self.fd], [], [], min(timeout, 0.5))
+            if not ready:
+                continue
+            try:
+                data = os.read(self.fd, READ_SIZE)
+            except InterruptedError:
+                continue
+            if not data:
+                if buf:
+                    self.pipeline.count_malformed(buf)  # a last line with no newline: torn
+                return
+            end = data.rfind(b"\n")
+            if end < 0:
+                buf += data
+                if len(buf) > MAX_LINE:
+                    if not skipping:
+                        self.pipeline.count_malformed(buf)
+                    skipping, buf = True, b""
+                continue
+            chunk = buf + data[: end + 1] if buf else data[: end + 1]
+            buf = data[end + 1 :]
+            if skipping:
+                chunk = chunk[chunk.find(b"\n") + 1 :]
+                skipping = False
+            if chunk:
+                self.pipeline.feed(chunk)

@@ -1,0 +1,307 @@
+"""Text output of reports: tables for people (rich), CSV and JSON for programs.
+
+Everything that came from a request (paths, referrers, agents, sites) goes through
+`safe_text` before it reaches a terminal: a request for `/%1b[2J` must not clear a screen.
+A table is plain text (no colour, no escape sequence at all) unless it goes to a terminal.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+from datetime import datetime
+from typing import Any
+
+# C0 (ESC among them), DEL, C1, and the invisible Unicode controls that reorder or hide text
+# (bidi overrides and isolates, zero-width marks, line/paragraph separators).
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2066-\u2069\ufeff]")
+SPARKS = "▁▂▃▄▅▆▇█"
+SPARK_WIDTH = 24
+TOP_JSON_KEYS = ("window", "site", "by", "total", "rows")
+ROW_JSON_KEYS = ("key", "hits", "bytes", "visitors")
+
+
+def safe_text(text: str) -> str:
+    """Escape control characters as \\xhh (\\uhhhh for the Unicode ones)."""
+    return _CONTROL.sub(
+        lambda m: (
+            f"\\x{ord(m.group()):02x}" if ord(m.group()) < 256 else f"\\u{ord(m.group()):04x}"
+        ),
+        text,
+    )
+
+
+def human_bytes(n: int) -> str:
+    value = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if value < 1024 or unit == "TiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{n} B"
+
+
+def sparkline(values: list[int], width: int = SPARK_WIDTH) -> str:
+    """Values as block characters, summed into at most `width` columns; zero is the floor."""
+    if not values:
+        return ""
+    if len(values) > width:
+        size = len(values) / width
+        values = [sum(values[int(i * size) : int((i + 1) * size)]) for i in range(width)]
+    top = max(values)
+    if top <= 0:
+        return SPARKS[0] * len(values)
+    steps = len(SPARKS) - 1
+    return "".join(SPARKS[0] if v <= 0 else SPARKS[max(1, round(v / top * steps))] for v in values)
+
+
+# --- top -------------------------------------------------------------------------------
+
+
+def top_json(report: dict[str, Any]) -> str:
+    shown = {k: report[k] for k in TOP_JSON_KEYS}
+    shown["rows"] = [{k: row[k] for k in ROW_JSON_KEYS} for row in report["rows"]]
+    return json.dumps(shown, indent=2, ensure_ascii=False)
+
+
+def top_csv(report: dict[str, Any]) -> str:
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(["rank", "key", "hits", "share", "visitors", "bytes"])
+    total = report["total"]["hits"] or 1
+    for rank, row in enumerate(report["rows"], 1):
+        writer.writerow(
+            [
+                rank,
+                row["key"],
+                row["hits"],
+                f"{row['hits'] / total:.4f}",
+                "" if row["visitors"] is None else row["visitors"],
+                row["bytes"],
+            ]
+        )
+    return out.getvalue()
+
+
+def _when(iso: str) -> str:
+    return datetime.fromisoformat(iso).strftime("%Y-%m-%d %H:%M")
+
+
+def top_header(report: dict[str, Any], rate_note: str = "") -> str:
+    """Three lines: the window, the totals, then the error rate and the current rate
+    (hits in the last full minute)."""
+    total = report["total"]
+    w = report["window"]
+    status = report.get("status", {})
+    hits = total["hits"] or 0
+    e4 = status.get("s4xx", 0) / hits * 100 if hits else 0.0
+    e5 = status.get("s5xx", 0) / hits * 100 if hits else 0.0
+    spec = report.get("spec", "")
+    return (
+        f"{safe_text(spec)}: {_when(w['start'])} .. {_when(w['end'])} ({w['source']})  "
+        f"site {safe_text(report['site'])}  by {report['by']}\n"
+        f"hits {hits:,}  visitors {total['visitors']:,}  bytes {human_bytes(total['bytes'])}"
+        f"  bots {total['bots']:,}  malformed {total['malformed']:,}\n"
+        f"errors 4xx {e4:.1f}%  5xx {e5:.1f}%  rate {report.get('rate', 0):,}/min{rate_note}"
+    )
+
+
+def _console(buf: io.StringIO, width: int) -> Any:
+    from rich.console import Console
+
+    return Console(
+        file=buf,
+        width=width,
+        force_terminal=True,
+        color_system="standard",
+        highlight=False,
+        emoji=False,
+        markup=False,
+        legacy_windows=False,
+    )
+
+
+def _layout(names: list[str], rows: list[list[str]], flex: int, width: int) -> list[int]:
+    """Column widths: every column its natural width but the `flex` one, which gives way
+    (down to 8 cells) so that the table fits `width` with two spaces between columns."""
+    from rich.cells import cell_len
+
+    widths = [
+        max([cell_len(name)] + [cell_len(r[i]) for r in rows]) for i, name in enumerate(names)
+    ]
+    room = width - sum(widths) + widths[flex] - 2 * (len(names) - 1)
+    widths[flex] = min(widths[flex], max(8, room))
+    return widths
+
+
+def _fit(text: str, width: int, right: bool) -> str:
+    from rich.cells import cell_len, set_cell_size
+
+    if cell_len(text) > width:
+        text = set_cell_size(text, width - 1) + "…"
+    pad = " " * (width - cell_len(text))
+    return pad + text if right else text + pad
+
+
+def render_table(
+    head: list[str],
+    names: list[str],
+    rows: list[list[str]],
+    width: int,
+    terminal: bool,
+    right: set[int],
+    flex: int,
+    empty: str,
+) -> str:
+    """Header lines, a blank line and an aligned table: plain text, or rich on a terminal
+    (bold header and column names). Cells must already be safe (see `safe_text`)."""
+    widths = _layout(names, rows, flex, width)
+    if not terminal:
+        import textwrap
+
+        lines = [
+            part
+            for line in head
+            for part in textwrap.wrap(line, width, break_on_hyphens=False, break_long_words=True)
+            or [""]
+        ] + [""]
+        if not rows:
+            lines.append(empty)
+        for cells in [names, *rows] if rows else []:
+            lines.append(
+                "  ".join(_fit(c, widths[i], i in right) for i, c in enumerate(cells)).rstrip()
+            )
+        return "".join(line.rstrip() + "\n" for line in lines)
+    from rich.table import Table
+
+    table = Table(box=None, pad_edge=False, show_edge=False, header_style="bold")
+    for i, name in enumerate(names):
+        table.add_column(
+            name,
+            justify="right" if i in right else "left",
+            no_wrap=True,
+            overflow="ellipsis",
+            min_width=widths[i],
+            max_width=widths[i],
+        )
+    for cells in rows:
+        table.add_row(*cells)
+    buf = io.StringIO()
+    console = _console(buf, width)
+    console.print("\n".join(head), style="bold")
+    console.print()
+    console.print(table if rows else empty)
+    return "".join(line.rstrip() + "\n" for line in buf.getvalue().splitlines())
+
+
+def top_table(
+    report: dict[str, Any], width: int | None = None, terminal: bool = False, rate_note: str = ""
+) -> str:
+    """The table people read; `terminal` adds style, else plain text."""
+    total = report["total"]["hits"] or 1
+    spark_width = min(
+        SPARK_WIDTH, max((len(r.get("trend", [])) for r in report["rows"]), default=0)
+    )
+    rows = []
+    for rank, row in enumerate(report["rows"], 1):
+        cells = [
+            str(rank),
+            safe_text(row["key"]),
+            f"{row['hits']:,}",
+            f"{row['hits'] / total * 100:.1f}%",
+            "-" if row["visitors"] is None else f"{row['visitors']:,}",
+            human_bytes(row["bytes"]),
+        ]
+        if spark_width:
+            cells.append(sparkline(row.get("trend", []), spark_width))
+        rows.append(cells)
+    names = ["#", report["by"], "hits", "share", "visitors", "bytes"]
+    if spark_width:
+        names.append("trend")
+    # Numbers and the trend keep their full width; only the key gives way (with an ellipsis).
+    return render_table(
+        top_header(report, rate_note).split("\n"),
+        names,
+        rows,
+        width or 100,
+        terminal,
+        {0, 2, 3, 4, 5},
+        1,
+        "(no hits in this window)",
+    )
+
+
+# --- recent ----------------------------------------------------------------------------
+
+
+def recent_json(site: str, items: list[dict[str, Any]]) -> str:
+    return json.dumps({"site": site, "recent": items}, indent=2, ensure_ascii=False)
+
+
+def recent_csv(items: list[dict[str, Any]]) -> str:
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    fields = ("time", "path", "status", "bytes", "agent", "bot")
+    writer.writerow(fields)
+    for item in items:
+        writer.writerow([item[f] for f in fields[:-1]] + ["true" if item["bot"] else "false"])
+    return out.getvalue()
+
+
+def recent_table(
+    site: str, items: list[dict[str, Any]], width: int | None = None, terminal: bool = False
+) -> str:
+    rows = []
+    for item in items:
+        agent = safe_text(str(item["agent"]))
+        if item["bot"] and "bot" not in agent:
+            agent += " (bot)"
+        rows.append(
+            [
+                str(item["time"]).replace("T", " "),
+                safe_text(str(item["status"])),
+                f"{item['bytes']:,}",
+                safe_text(str(item["path"])),
+                agent[:40],
+            ]
+        )
+    head = [f"site {safe_text(site)}  last {len(items)} requests, newest first"]
+    return render_table(
+        head,
+        ["time", "status", "bytes", "path", "agent"],
+        rows,
+        width or 100,
+        terminal,
+        {1, 2},
+        3,
+        "(no recent requests)",
+    )
+
+
+# --- hits ------------------------------------------------------------------------------
+
+
+def hits_json(report: dict[str, Any]) -> str:
+    return json.dumps(report, indent=2, ensure_ascii=False)
+
+
+def hits_csv(report: dict[str, Any]) -> str:
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(["date", "hits", "source"])
+    for day in report["days"]:
+        writer.writerow([day["date"], day["hits"], day["source"]])
+    return out.getvalue()
+
+
+def hits_table(report: dict[str, Any], width: int | None = None, terminal: bool = False) -> str:
+    dim = "object" if "object" in report else "path"
+    days = report["days"]
+    head = [
+        f"site {safe_text(report['site'])}  {dim} {safe_text(report[dim])}",
+        f"today {report['today']:,}  last {len(days)} days {report['total']:,}  "
+        f"{sparkline([d['hits'] for d in days], 60)}",
+    ]
+    rows = [[day["date"], f"{day['hits']:,}", day["source"]] for day in days]
+    return render_table(head, ["date", "hits", "source"], rows, width or 100, terminal, {1}, 0, "")

@@ -1,0 +1,432 @@
+"""Windows and the reports (`top`, `hits`, `--recent`), from the live counters and the store.
+
+A window is a set of bucket labels of one granularity. Live totals are summed over them,
+visitors counted with one PFCOUNT over their HyperLogLogs, and rows ranked on the server
+with ZUNIONSTORE into a short-lived scratch key in the site's slot. Whole days before today
+that the nightly rollup has written come from the durable store instead; a window that
+spans such days and live ones is "both".
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta, tzinfo
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from logcount import keys
+from logcount.config import Config
+from logcount.errors import LogcountError, RedisUnavailable
+
+TOTAL_FIELDS = ("hits", "bytes", "visitors", "bots", "malformed")
+STATUS_FIELDS = ("s1xx", "s2xx", "s3xx", "s4xx", "s5xx")
+STORE_DIMENSIONS = ("path", "object")  # the store keeps daily hits of these members
+_RELATIVE = re.compile(r"^(\d+)([mhd])$")
+_DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+_STEP = {"minute": timedelta(minutes=1), "hour": timedelta(hours=1), "day": timedelta(days=1)}
+_LABEL = {"minute": "%Y%m%d%H%M", "hour": "%Y%m%d%H", "day": "%Y%m%d"}
+# Relative windows longer than this use hour buckets; a day has 1,440 minutes.
+_DEFAULT_TTL = {"minute": 3 * 3600, "hour": 8 * 86400, "day": 40 * 86400}
+
+
+class WindowError(LogcountError):
+    exit_code = 2  # a usage error, like click's
+
+
+@dataclass(frozen=True)
+class Window:
+    spec: str
+    start: datetime
+    end: datetime
+    gran: str  # minute | hour | day
+    labels: tuple[str, ...]
+
+    def days(self) -> list[date]:
+        return sorted({label_day(lbl) for lbl in self.labels})
+
+
+def label_day(label: str) -> date:
+    return date(int(label[:4]), int(label[4:6]), int(label[6:8]))
+
+
+def zone_of(config: Config) -> tzinfo:
+    if config.timezone:
+        return ZoneInfo(config.timezone)
+    tz = datetime.now().astimezone().tzinfo
+    assert tz is not None
+    return tz
+
+
+def _labels(start: datetime, end: datetime, gran: str) -> tuple[str, ...]:
+    out = []
+    t = start
+    while t < end:
+        out.append(t.strftime(_LABEL[gran]))
+        t += _STEP[gran]
+    return tuple(out)
+
+
+def _floor(t: datetime, gran: str) -> datetime:
+    t = t.replace(second=0, microsecond=0)
+    if gran in ("hour", "day"):
+        t = t.replace(minute=0)
+    if gran == "day":
+        t = t.replace(hour=0)
+    return t
+
+
+def _ceil(t: datetime, gran: str) -> datetime:
+    f = _floor(t, gran)
+    return f if f == t else f + _STEP[gran]
+
+
+def parse_day(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise WindowError(f"{text!r} is not a date (YYYY-MM-DD)") from None
+
+
+def parse_datetime(text: str, tz: tzinfo) -> datetime:
+    """'2026-11-22', '2026-11-22 14:05', '2026-11-22T14:05:30+01:00' (naive: the zone)."""
+    try:
+        value = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise WindowError(
+            f"{text!r} is not a date-time (YYYY-MM-DD[THH:MM[:SS]][+HH:MM])"
+        ) from None
+    return value.replace(tzinfo=tz) if value.tzinfo is None else value.astimezone(tz)
+
+
+def parse_window(spec: str, now: datetime, minute_ttl: int = _DEFAULT_TTL["minute"]) -> Window:
+    """'5m', '1h', '24h', 'today', 'yesterday', '7d', 'YYYY-MM-DD[..YYYY-MM-DD]'."""
+    spec = spec.strip().lower()
+    tz = now.tzinfo
+    midnight = _floor(now, "day")
+    if spec in ("today", "yesterday"):
+        start = midnight if spec == "today" else midnight - timedelta(days=1)
+        end = start + timedelta(days=1)
+        return Window(
+            spec,
+            start,
+            min(end, now) if spec == "today" else end,
+            "day",
+            _labels(start, end, "day"),
+        )
+    m = _RELATIVE.match(spec)
+    if m:
+        n, unit = int(m.group(1)), m.group(2)
+        if n <= 0:
+            raise WindowError(f"window {spec!r} must be positive")
+        if unit == "d":
+            start = midnight - timedelta(days=n - 1)
+            return Window(spec, start, now, "day", _labels(start, now, "day"))
+        span = timedelta(minutes=n) if unit == "m" else timedelta(hours=n)
+        if span.total_seconds() <= minute_ttl:
+            end = _floor(now, "minute") + timedelta(minutes=1)
+            start = end - span
+            return Window(spec, start, now, "minute", _labels(start, end, "minute"))
+        end = _floor(now, "hour") + timedelta(hours=1)
+        start = end - timedelta(hours=max(1, round(span.total_seconds() / 3600)))
+        return Window(spec, start, now, "hour", _labels(start, end, "hour"))
+    first, sep, last = spec.partition("..")
+    if _DAY.match(first) and (not sep or _DAY.match(last)):
+        d1 = parse_day(first)
+        d2 = parse_day(last) if sep else d1
+        if d2 < d1:
+            raise WindowError(f"window {spec!r} ends before it starts")
+        start = datetime.combine(d1, datetime.min.time(), tz)
+        end = datetime.combine(d2 + timedelta(days=1), datetime.min.time(), tz)
+        return Window(spec, start, end, "day", _labels(start, end, "day"))
+    raise WindowError(
+        f"unknown window {spec!r} (use 5m, 15m, 1h, 6h, 24h, today, yesterday, 7d, 30d, "
+        "YYYY-MM-DD or YYYY-MM-DD..YYYY-MM-DD)"
+    )
+
+
+def window_between(
+    since: datetime, until: datetime | None, now: datetime, ttl: dict[str, int] | None = None
+) -> Window:
+    """--since/--until: the finest buckets that still live at `since`, whole buckets."""
+    ttl = ttl or _DEFAULT_TTL
+    end = until or now
+    if end <= since:
+        raise WindowError("--until must be later than --since")
+    age = (now - since).total_seconds()
+    gran = next(g for g in ("minute", "hour", "day") if g == "day" or age <= ttl[g])
+    # A minute window of a day would be 1,440 buckets: use hours beyond the minute TTL span.
+    if gran == "minute" and (end - since).total_seconds() > ttl["minute"]:
+        gran = "hour"
+    start, stop = _floor(since, gran), _ceil(end, gran)
+    return Window(
+        "since", start, min(stop, now) if stop > now else stop, gran, _labels(start, stop, gran)
+    )
+
+
+def spark_buckets(window: Window, now: datetime) -> tuple[str, tuple[str, ...]]:
+    """The buckets a row's sparkline is drawn from: a single day is drawn by its hours
+    (tried even for old days: a replayed log writes their hour buckets now)."""
+    if window.gran == "day" and len(window.labels) == 1:
+        stop = min(window.start + timedelta(days=1), _ceil(now, "hour"))
+        return "hour", _labels(window.start, stop, "hour")
+    return window.gran, window.labels
+
+
+# --- reading Redis --------------------------------------------------------------------
+
+
+@contextmanager
+def reading_redis() -> Iterator[None]:
+    """Any Redis or socket error becomes RedisUnavailable (one line, no password)."""
+    try:
+        yield
+    except LogcountError:
+        raise
+    except Exception as exc:
+        import redis
+
+        if isinstance(exc, redis.RedisError | redis.exceptions.RedisClusterException | OSError):
+            reason = str(exc).split("@")[-1] or type(exc).__name__
+            raise RedisUnavailable(f"cannot read from Redis: {reason}") from None
+        raise
+
+
+def _text(value: Any) -> str:
+    return value.decode("utf-8", "backslashreplace") if isinstance(value, bytes) else str(value)
+
+
+def live_totals(
+    client: Any, site: str, gran: str, labels: tuple[str, ...], rate_label: str | None = None
+) -> dict[str, int]:
+    """Counters summed over buckets, visitors (PFCOUNT) and the hits of `rate_label`."""
+    pipe = client.pipeline(transaction=False)
+    for label in labels:
+        pipe.hgetall(keys.totals(site, gran, label))
+    if rate_label:
+        pipe.hget(keys.totals(site, "minute", rate_label), "hits")
+    replies = pipe.execute()
+    # Not in the pipeline: redis-py refuses a multi-key PFCOUNT in a cluster pipeline
+    # (the keys share the site's slot, so the command itself is fine).
+    visitors = client.pfcount(*[keys.visitors(site, gran, lbl) for lbl in labels]) if labels else 0
+    totals: dict[str, int] = {}
+    for reply in replies[: len(labels)]:
+        for field, value in reply.items():
+            name = _text(field)
+            totals[name] = totals.get(name, 0) + int(value)
+    totals["visitors"] = int(visitors)
+    if rate_label:
+        totals["rate"] = int(replies[-1] or 0)
+    return totals
+
+
+def ranked_rows(
+    client: Any,
+    site: str,
+    gran: str,
+    labels: tuple[str, ...],
+    by: str,
+    limit: int,
+    extra: list[dict[str, Any]] | None = None,
+) -> list[dict[str, Any]]:
+    """Top members of the buckets (plus `extra` rows, e.g. from the store), ranked in Redis."""
+    hit_keys = [keys.members(site, by, gran, lbl) for lbl in labels]
+    byte_keys = [keys.member_bytes(site, by, gran, lbl) for lbl in labels]
+    scratch = [keys.scratch(site, uuid.uuid4().hex) for _ in range(4)]
+    if len(hit_keys) == 1 and not extra:
+        ranked = client.zrevrange(hit_keys[0], 0, limit - 1, withscores=True)
+        members = [m for m, _ in ranked]
+        sizes = client.zmscore(byte_keys[0], members) if members else []
+    else:
+        pipe = client.pipeline(transaction=False)
+        if extra:
+            pipe.zadd(scratch[2], {r["key"]: r["hits"] for r in extra})
+            pipe.zadd(scratch[3], {r["key"]: r["bytes"] or 0 for r in extra})
+            hit_keys.append(scratch[2])
+            byte_keys.append(scratch[3])
+        pipe.zunionstore(scratch[0], hit_keys)
+        pipe.expire(scratch[0], 30)
+        pipe.zrevrange(scratch[0], 0, limit - 1, withscores=True)
+        ranked = pipe.execute()[-1]
+        members = [m for m, _ in ranked]
+        pipe = client.pipeline(transaction=False)
+        if members:
+            pipe.zunionstore(scratch[1], byte_keys)
+            pipe.zmscore(scratch[1], members)
+        pipe.delete(*scratch)
+        sizes = pipe.execute()[1] if members else []
+    rows = [
+        {"key": _text(member), "hits": int(score), "bytes": int(size or 0), "visitors": None}
+        for (member, score), size in zip(ranked, sizes, strict=True)
+    ]
+    # Redis breaks ties in reverse byte order; people (and the store) expect A before B.
+    return sorted(rows, key=lambda r: (-r["hits"], r["key"]))
+
+
+def member_series(
+    client: Any, site: str, by: str, gran: str, labels: tuple[str, ...], members: list[str]
+) -> dict[str, list[int]]:
+    """Hits of each member in each bucket: ZMSCORE per bucket, all in one pipeline."""
+    if not members or not labels:
+        return {m: [0] * len(labels) for m in members}
+    pipe = client.pipeline(transaction=False)
+    for label in labels:
+        pipe.zmscore(keys.members(site, by, gran, label), members)
+    replies = pipe.execute()
+    return {m: [int(reply[i] or 0) for reply in replies] for i, m in enumerate(members)}
+
+
+def read_recent(client: Any, site: str, limit: int) -> list[dict[str, Any]]:
+    """The last `limit` requests of the recent list, newest first."""
+    with reading_redis():
+        items = client.lrange(keys.recent(site), 0, limit - 1)
+    out = []
+    for raw in items:
+        item = json.loads(raw)
+        label = str(item.get("time", ""))
+        if len(label) == 12 and label.isdigit():
+            item["time"] = f"{label[:4]}-{label[4:6]}-{label[6:8]}T{label[8:10]}:{label[10:]}"
+        out.append({k: item.get(k) for k in ("time", "path", "status", "bytes", "agent", "bot")})
+    return out
+
+
+# --- the reports ----------------------------------------------------------------------
+
+
+def store_days_of(store: Any, site: str, window: Window, by: str, today: date) -> list[date]:
+    """Whole days before today in the window that the rollup has written."""
+    if store is None or window.gran != "day":
+        return []
+    past = [d for d in window.days() if d < today]
+    if not past:
+        return []
+    return sorted(store.rolled_days(site, past))
+
+
+def build_top(
+    client: Any, store: Any, site: str, window: Window, by: str, limit: int, now: datetime
+) -> dict[str, Any]:
+    """The `top` report of one window in the documented JSON shape (plus table extras)."""
+    store_days = store_days_of(store, site, window, by, now.date())
+    rolled = {d.strftime("%Y%m%d") for d in store_days}
+    live_labels = tuple(lbl for lbl in window.labels if lbl[:8] not in rolled)
+    source = "live" if not store_days else ("both" if live_labels else "store")
+    rate_label = (_floor(now, "minute") - timedelta(minutes=1)).strftime(_LABEL["minute"])
+    spark_gran, spark_labels = spark_buckets(window, now)
+    if source == "store" and len(window.labels) == 1:
+        spark_labels = ()  # one rolled-up day has no finer shape in the store
+    with reading_redis():
+        totals = live_totals(client, site, window.gran, live_labels, rate_label)
+        stored_rows: list[dict[str, Any]] = []
+        if store_days:
+            _add_store_totals(totals, store.day_totals(site, store_days))
+            # Mixed windows rank in Redis: the store's leading rows join the live buckets in
+            # a scratch sorted set. A key outside the store's first `wanted` rows would miss
+            # its stored hits; 50x the limit makes that a key far below the cut.
+            wanted = limit if source == "store" else max(limit * 50, 1000)
+            stored_rows = list(store.top_rows(site, store_days, by, wanted))
+        if source == "store":
+            rows = [_row(r) for r in stored_rows]
+        else:
+            rows = ranked_rows(client, site, window.gran, live_labels, by, limit, stored_rows)
+        members = [r["key"] for r in rows]
+        live_spark = tuple(lbl for lbl in spark_labels if lbl[:8] not in rolled)
+        series = member_series(client, site, by, spark_gran, live_spark, members)
+    trend = _trends(store, site, by, members, spark_labels, live_spark, store_days, series)
+    if not any(any(values) for values in trend.values()):
+        trend = {m: [] for m in members}  # buckets expired: no trend rather than a flat one
+    for row in rows:
+        row["trend"] = trend[row["key"]]
+    return {
+        "window": {
+            "start": window.start.isoformat(timespec="seconds"),
+            "end": window.end.isoformat(timespec="seconds"),
+            "source": source,
+        },
+        "site": site,
+        "by": by,
+        "total": {name: totals.get(name, 0) for name in TOTAL_FIELDS},
+        "rows": rows,
+        "status": {name: totals.get(name, 0) for name in STATUS_FIELDS},
+        "rate": totals.get("rate", 0),
+        "spec": window.spec,
+    }
+
+
+def _row(r: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "key": str(r["key"]),
+        "hits": int(r["hits"]),
+        "bytes": int(r.get("bytes") or 0),
+        "visitors": None if r.get("visitors") is None else int(r["visitors"]),
+    }
+
+
+def _add_store_totals(totals: dict[str, int], stored: dict[str, Any]) -> None:
+    # Visitors: the store's distinct visitors of its days plus Redis' PFCOUNT of the live
+    # days; one visitor seen on both sides counts twice (documented).
+    for name in ("hits", "bytes", "visitors", "bots", "malformed", *STATUS_FIELDS):
+        totals[name] = totals.get(name, 0) + int(stored.get(name) or 0)
+
+
+def _trends(
+    store: Any,
+    site: str,
+    by: str,
+    members: list[str],
+    labels: tuple[str, ...],
+    live_labels: tuple[str, ...],
+    store_days: list[date],
+    live: dict[str, list[int]],
+) -> dict[str, list[int]]:
+    """Each member's hits per spark bucket: live buckets, then rolled-up days from the store."""
+    out = {}
+    for member in members:
+        values = dict(zip(live_labels, live.get(member, []), strict=False))
+        if store_days and labels and by in STORE_DIMENSIONS:
+            daily = store.daily_hits(site, by, member, store_days)
+            for day, hits in daily.items():
+                values[day.strftime("%Y%m%d")] = int(hits)
+        out[member] = [values.get(lbl, 0) for lbl in labels]
+    return out
+
+
+def build_hits(
+    client: Any, store: Any, site: str, dim: str, member: str, days: int, today: date
+) -> dict[str, Any]:
+    """Today's count (live) and the daily history: rolled-up days from the store, the rest
+    from the live day buckets; every day present, zero when nothing was counted."""
+    if days < 1:
+        raise WindowError("--days must be at least 1")
+    dates = [today - timedelta(days=n) for n in range(days - 1, -1, -1)]
+    rolled: set[date] = set()
+    stored: dict[date, int] = {}
+    if store is not None and dim in STORE_DIMENSIONS and days > 1:
+        rolled = set(store.rolled_days(site, [d for d in dates if d < today]))
+        if rolled:
+            stored = {
+                d: int(n) for d, n in store.daily_hits(site, dim, member, sorted(rolled)).items()
+            }
+    live_dates = [d for d in dates if d not in rolled]
+    with reading_redis():
+        pipe = client.pipeline(transaction=False)
+        for d in live_dates:
+            pipe.zscore(keys.members(site, dim, "day", d.strftime("%Y%m%d")), member)
+        live = dict(zip(live_dates, pipe.execute(), strict=True))
+    history = []
+    for d in dates:
+        if d in rolled:
+            history.append({"date": d.isoformat(), "hits": stored.get(d, 0), "source": "store"})
+        else:
+            history.append({"date": d.isoformat(), "hits": int(live[d] or 0), "source": "live"})
+    return {
+        "site": site,
+        dim: member,
+        "today": history[-1]["hits"],
+        "total": sum(h["hits"] for h in history),
+        "days": history,
+    }

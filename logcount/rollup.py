@@ -1,0 +1,609 @@
+"""`logcount rollup`: re-read whole log files and store per-day counts durably.
+
+The same parser (LineCounter), classifier and Aggregator as the live side count each
+line on the day of its own %t; only the sink differs. Per file (host + path) the result
+replaces that file's earlier contribution in one transaction (store.Store.replace_source).
+
+Work is spread over processes: one unit per file, and a large uncompressed file is cut
+at line boundaries into one unit per process. Units are counted in the workers; the
+parent merges the units of a file and writes it, so the store has a single writer.
+Memory stays bounded: the raw counters are classified into per-day aggregates every
+few hundred thousand distinct keys.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import dataclasses
+import lzma
+import multiprocessing as mp
+import os
+import re
+import signal
+import socket
+import sys
+import time
+import zlib
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from typing import Any
+
+from logcount.aggregate import Aggregator, Delta, LineCounter
+from logcount.classify import Buckets, Classifier, visitor_hash
+from logcount.config import Config
+from logcount.errors import LogcountError
+from logcount.parse import CompiledFormat, compile_format
+from logcount.rollup_files import (
+    Input,
+    Unit,
+    open_log,
+    resolve_inputs,
+    source_name,
+    split_units,
+)
+from logcount.sketch import VisitorSketch
+from logcount.store import MEMBER_DIMS, TOTAL_COLUMNS, SourceFacts, Store
+
+BLOCK = 8 << 20  # bytes read at once
+# Bytes of lines given to the counter at once: a piece holding a line that does not parse
+# is matched twice, so pieces are kept small enough for such lines to spoil few of them.
+PIECE = 256 << 10
+CLASSIFY_EVERY = 300_000  # distinct raw keys held before they are classified
+
+
+class RollupIncomplete(LogcountError):
+    """Some files were missing or could not be read (the others were stored)."""
+
+
+@dataclass
+class Counts:
+    """What a unit (or a merged file) counted, before it becomes store rows."""
+
+    delta: Delta = field(default_factory=Delta)
+    path_visitors: dict[tuple[str, str, str], set[str]] = field(default_factory=dict)
+    object_visitors: dict[tuple[str, str, str], set[str]] = field(default_factory=dict)
+    lines: int = 0
+    malformed: int = 0
+
+    def merge(self, other: Counts) -> None:
+        self.delta.merge(other.delta)
+        for mine, theirs in (
+            (self.path_visitors, other.path_visitors),
+            (self.object_visitors, other.object_visitors),
+        ):
+            for key, hashes in theirs.items():
+                mine.setdefault(key, set()).update(hashes)
+        self.lines += other.lines
+        self.malformed += other.malformed
+
+
+# --- counting --------------------------------------------------------------------------
+
+
+class DayClassifier(Classifier):
+    """The live Classifier, also reading day-only timestamps; undated lines get the file's day."""
+
+    fallback: Buckets | None = None
+
+    def _buckets(self, raw: tuple[bytes, bytes]) -> Buckets | None:
+        tmin, ttz = raw
+        if len(tmin) == 11:  # dd/Mon/YYYY: the day-only capture (see day_format)
+            tmin += b":00:00"
+        return super()._buckets((tmin, ttz))
+
+    def now_buckets(self) -> Buckets:
+        return self.fallback or super().now_buckets()
+
+
+def day_format(config: Config) -> CompiledFormat:
+    """The configured format, capturing only the day of %t when the written day is the day.
+
+    Fewer distinct keys (one per day instead of one per minute) make classification cheap.
+    The %t group `(?P<tmin>BODY)` becomes `(?=(?P<tmin>[^:]*))(?:BODY)`: the same lines
+    match, and the group keeps its number. With a configured time zone the minute is
+    needed to convert (zones with half hours), so the format is left as it is.
+    """
+    fmt = compile_format(config.log_format)
+    if config.timezone:
+        return fmt
+    chunk, fast = _day_only(fmt.chunk.pattern), _day_only(fmt.fast.pattern)
+    if chunk is None or fast is None:
+        return fmt
+    return dataclasses.replace(
+        fmt, chunk=re.compile(chunk, fmt.chunk.flags), fast=re.compile(fast, fmt.fast.flags)
+    )
+
+
+def _day_only(pattern: bytes) -> bytes | None:
+    opening = b"(?P<tmin>"
+    start = pattern.find(opening)
+    if start < 0:
+        return None
+    body_at = start + len(opening)
+    end, colon = _scan_group(pattern, body_at)
+    if end is None:
+        return None
+    body = pattern[body_at:end]
+    if colon is not None:  # DAY:HH:MM -> capture DAY, match the rest
+        cut = colon - body_at
+        return pattern[:body_at] + body[:cut] + b")(?:" + body[cut:] + b")" + pattern[end + 1 :]
+    return pattern[:start] + rb"(?=(?P<tmin>[^:]*))(?:" + body + b")" + pattern[end + 1 :]
+
+
+def _scan_group(pattern: bytes, pos: int) -> tuple[int | None, int | None]:
+    """Index of the `)` closing the group whose body starts at `pos`, and of the body's
+    first `:` outside any group or class."""
+    depth, colon = 0, None
+    while pos < len(pattern):
+        c = pattern[pos : pos + 1]
+        if c == b"\\":
+            pos += 2
+            continue
+        if c == b"[":  # a class: skip to its `]` (a `]` first in the class is literal)
+            pos += 1
+            if pattern[pos : pos + 1] == b"^":
+                pos += 1
+            if pattern[pos : pos + 1] == b"]":
+                pos += 1
+            while pos < len(pattern) and pattern[pos : pos + 1] != b"]":
+                pos += 2 if pattern[pos : pos + 1] == b"\\" else 1
+        elif c == b"(":
+            depth += 1
+        elif c == b")":
+            if depth == 0:
+                return pos, colon
+            depth -= 1
+        elif c == b":" and depth == 0 and colon is None:
+            colon = pos
+        pos += 1
+    return None, None
+
+
+class FileCounter:
+    """Counts one unit: feeds blocks of whole lines, classifies every CLASSIFY_EVERY keys."""
+
+    def __init__(self, config: Config, classifier: DayClassifier, fmt: CompiledFormat):
+        self.config = config
+        self.classifier = classifier
+        mine: dict[str, Any] = {"classifier": classifier}
+        try:  # the counter decides bots and ignored paths with our classifier
+            self.counter = LineCounter(fmt, recent_size=1, path_visitors=True, **mine)
+        except TypeError:  # a LineCounter that leaves that to the Aggregator
+            self.counter = LineCounter(fmt, recent_size=1, path_visitors=True)
+        self.aggregator = Aggregator(config, self.counter, classifier)
+        self.aggregator.grans = ("day",)
+        self.counts = Counts()
+
+    def feed(self, block: bytes) -> None:
+        pos, size = 0, len(block)
+        while pos < size:
+            end = block.rfind(b"\n", pos, pos + PIECE) + 1
+            if end <= pos:
+                end = block.find(b"\n", pos + PIECE) + 1 or size
+            self.counter.feed(block[pos:end])
+            pos = end
+        raw = self.counter.raw
+        if len(raw.hits) + len(raw.visitors) + len(raw.referrers) > CLASSIFY_EVERY:
+            self.absorb()
+
+    def absorb(self) -> None:
+        raw = self.counter.take()
+        self.counts.lines += raw.lines
+        self.counts.malformed += raw.malformed
+        visitors, raw.visitors = raw.visitors, set()
+        raw.malformed = 0  # counted per file, on the file's day (see facts_of)
+        raw.samples.clear()
+        raw.recent.clear()
+        self.counts.delta.merge(self.aggregator.classify(raw))
+        self._visitors(visitors)
+
+    def _visitors(self, visitors: set[tuple[bytes, ...]]) -> None:
+        """Day, path and object visitors, with the live side's rule for bots."""
+        cl, agg = self.classifier, self.aggregator
+        layout = self.counter.vis_layout
+        day_v, path_v, obj_v = (
+            self.counts.delta.visitors,
+            self.counts.path_visitors,
+            self.counts.object_visitors,
+        )
+        for key in visitors:
+            fields = dict(zip(layout, key, strict=True))
+            agent = fields.get("agent", b"")
+            bot, _ = cl.agent(agent or b"-")
+            if bot and not agg.count_bots:
+                continue
+            site, buckets = agg._ctx(layout, key)
+            path = agg._path(fields)
+            if cl.ignored(path):  # visitors are those of counted hits, as on the live side
+                continue
+            digest = visitor_hash(fields.get("client", b""), agent)
+            day_v.setdefault((site, "day", buckets.day), set()).add(digest)
+            path_v.setdefault((site, buckets.day, path), set()).add(digest)
+            obj = cl.object_of(path)
+            if obj is not None:
+                obj_v.setdefault((site, buckets.day, obj), set()).add(digest)
+
+    def read(self, unit: Unit, progress: Callable[[int], None] = lambda n: None) -> Counts:
+        with open_log(unit.input.path) as f:
+            if unit.start:
+                f.seek(unit.start)
+            left = None if unit.end is None else unit.end - unit.start
+            tail = b""
+            while left is None or left > 0:
+                block = f.read(BLOCK if left is None else min(BLOCK, left))
+                if not block:
+                    break
+                if left is not None:
+                    left -= len(block)
+                cut = block.rfind(b"\n") + 1
+                if cut == 0:
+                    tail += block
+                    continue
+                lines = tail + block[:cut]
+                tail = block[cut:]
+                self.feed(lines)
+                progress(lines.count(b"\n"))
+            if tail:  # a last line without its newline (a file still being written, torn)
+                self.feed(tail + b"\n")
+                progress(1)
+        self.absorb()
+        return self.counts
+
+
+# --- from counts to store rows ----------------------------------------------------------
+
+
+def _day(label: str) -> date:
+    return date(int(label[:4]), int(label[4:6]), int(label[6:8]))
+
+
+def _text(value: str) -> str:
+    return value.replace("\x00", "\\x00")  # PostgreSQL text cannot hold NUL
+
+
+def malformed_day(inp: Input, counts: Counts, mtime: float) -> date:
+    """A line that does not parse has no time: the file's own day when the template gives
+    it, else the day most of the file's lines belong to, else the file's modification day."""
+    if inp.day is not None:
+        return inp.day
+    per_day: Counter[str] = Counter()
+    for (_site, _gran, label), c in counts.delta.totals.items():
+        per_day[label] += c["hits"] + c["bots"] + c["ignored"]
+    if per_day:
+        return _day(max(sorted(per_day), key=per_day.__getitem__))
+    return datetime.fromtimestamp(mtime).date()
+
+
+def facts_of(
+    inp: Input, counts: Counts, host: str, site: str, started: float, stat: os.stat_result
+) -> SourceFacts:
+    d = counts.delta
+    facts = SourceFacts(
+        host=host,
+        path=source_name(inp.path),
+        size=stat.st_size,
+        mtime=stat.st_mtime,
+        lines=counts.lines + counts.malformed,
+        malformed=counts.malformed,
+        started=started,
+    )
+    totals = {(s, label): Counter(c) for (s, _g, label), c in d.totals.items()}
+    if counts.malformed:
+        key = (site, malformed_day(inp, counts, stat.st_mtime).strftime("%Y%m%d"))
+        totals.setdefault(key, Counter())["malformed"] += counts.malformed
+    for (s, label), c in totals.items():
+        day = _day(label)
+        facts.totals.append(
+            {
+                "site": s,
+                "day": day,
+                "own_day": inp.day in (None, day),
+                **{name: int(c.get(name, 0)) for name in TOTAL_COLUMNS},
+            }
+        )
+    for (s, dim, _g, label), c in d.members.items():
+        day = _day(label)
+        sizes = d.member_bytes.get((s, dim, _g, label), Counter())
+        for member, hits in c.items():
+            row = {"site": s, "day": day, "hits": hits, "bytes": int(sizes.get(member, 0))}
+            if dim in ("path", "object"):
+                found = counts.path_visitors if dim == "path" else counts.object_visitors
+                seen = found.get((s, label, member), set())
+                row.update(
+                    {
+                        dim: _text(member),
+                        "visitors": len(seen),
+                        "visitor_set": VisitorSketch.of(seen).to_bytes(),
+                    }
+                )
+                (facts.paths if dim == "path" else facts.objects).append(row)
+            elif dim in MEMBER_DIMS:
+                facts.members.append({**row, "dim": dim, "member": _text(member)})
+    for (s, _g, label), hashes in d.visitors.items():
+        day = _day(label)
+        facts.visitors.extend({"site": s, "day": day, "visitor": h} for h in hashes)
+    return facts
+
+
+# --- running ------------------------------------------------------------------------------
+
+_WORKER: dict[str, Any] = {}
+
+
+def _prepare(config: Config) -> tuple[DayClassifier, CompiledFormat]:
+    state = _WORKER.get("state")
+    if state is None or state[0] != config:
+        fmt = day_format(config)
+        classifier = DayClassifier(config, fmt)
+        # The agent parser loads its rules on first use: load them here, before the
+        # workers fork, so that they share them instead of each loading its own.
+        classifier.agent(b"Mozilla/5.0 (X11; Linux x86_64; rv:121.0) Firefox/121.0")
+        state = _WORKER["state"] = (config, classifier, fmt)
+    return state[1], state[2]
+
+
+def count_unit(config: Config, unit: Unit) -> tuple[Unit, Counts | None, str]:
+    """Count one unit; an unreadable file is reported, never raised (the others go on)."""
+    classifier, fmt = _prepare(config)
+    try:  # lines without a readable time count on the file's day (template, else mtime)
+        day = unit.input.day or date.fromtimestamp(os.path.getmtime(unit.input.path))
+    except OSError as exc:
+        return unit, None, f"{unit.input.path}: {exc.strerror}"
+    classifier.fallback = Buckets(
+        day.strftime("%Y%m%d0000"), day.strftime("%Y%m%d00"), day.strftime("%Y%m%d")
+    )
+    shared = _WORKER.get("lines")
+
+    def progress(n: int) -> None:
+        if shared is not None:
+            with shared.get_lock():
+                shared.value += n
+
+    try:
+        counts = FileCounter(config, classifier, fmt).read(unit, progress)
+    except (OSError, EOFError, lzma.LZMAError, zlib.error, ValueError) as exc:
+        return unit, None, f"{unit.input.path}: {exc}"
+    return unit, counts, ""
+
+
+def _worker_init(lines: Any, parent: int) -> None:
+    _WORKER["lines"] = lines
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides; Ctrl-C reaches it
+    try:  # die with the parent, even if it is killed with SIGKILL
+        ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+    if os.getppid() != parent:
+        os._exit(1)
+
+
+def _call(args: tuple[Config, Unit]) -> tuple[Unit, Counts | None, str]:
+    return count_unit(*args)
+
+
+@dataclass
+class RollupResult:
+    files: int = 0
+    lines: int = 0
+    malformed: int = 0
+    seconds: float = 0.0
+    missing: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.missing and not self.failed
+
+
+def default_day(config: Config) -> date:
+    from logcount.report import zone_of
+
+    return datetime.now(zone_of(config)).date() - timedelta(days=1)
+
+
+def days_between(since: date, until: date) -> list[date]:
+    return [since + timedelta(days=i) for i in range((until - since).days + 1)]
+
+
+def rollup(
+    config: Config,
+    specs: list[str],
+    days: list[date],
+    *,
+    allow_missing: bool = False,
+    host: str | None = None,
+    jobs: int | None = None,
+    show_progress: bool = False,
+    warn: Callable[[str], None] = lambda m: print(m, file=sys.stderr),
+) -> RollupResult:
+    """Roll up every input; raise RollupIncomplete at the end if any file was not read."""
+    started = time.monotonic()
+    inputs, missing = resolve_inputs(specs, days)
+    result = RollupResult(missing=missing)
+    for message in missing:
+        if not allow_missing or show_progress:
+            warn(("warning: " if allow_missing else "error: ") + message)
+    store = Store.from_config(config)
+    host = host or socket.gethostname()
+    jobs = max(1, jobs or os.cpu_count() or 1)
+    _prepare(config)  # routes, agents, Django: loaded once, before the workers fork
+    units = [u for inp in inputs for u in split_units(inp, jobs)]
+    pending: dict[Input, list[Counts]] = {inp: [] for inp in inputs}
+    expected = Counter(u.input for u in units)
+    begun = {}
+    for inp in inputs:
+        store.mark_started(host, source_name(inp.path))
+        begun[inp] = time.time()
+    with _Progress(show_progress, len(inputs)) as bar:
+        for unit, counts, error in _run_units(config, units, jobs, bar):
+            inp = unit.input
+            if error:
+                warn(f"error: cannot read {error}")
+                result.failed.append(error)
+                expected[inp] = -1
+                continue
+            if expected[inp] < 0 or counts is None:
+                continue
+            pending[inp].append(counts)
+            if len(pending[inp]) == expected[inp]:
+                try:
+                    stat = os.stat(inp.path)
+                except OSError as exc:  # removed while it was read
+                    warn(f"error: cannot read {inp.path}: {exc.strerror}")
+                    result.failed.append(inp.path)
+                    continue
+                facts = facts_of(
+                    inp, _merged(pending.pop(inp)), host, config.site, begun[inp], stat
+                )
+                store.replace_source(facts)
+                result.files += 1
+                result.lines += facts.lines
+                result.malformed += facts.malformed
+                bar.file_done()
+    store.dispose()
+    result.seconds = time.monotonic() - started
+    if not allow_missing and result.missing or result.failed:
+        n_missing = 0 if allow_missing else len(result.missing)
+        raise RollupIncomplete(
+            f"rollup incomplete: {result.files} file(s) stored, {n_missing} missing, "
+            f"{len(result.failed)} unreadable"
+        )
+    return result
+
+
+def _merged(parts: list[Counts]) -> Counts:
+    total = parts[0]
+    for part in parts[1:]:
+        total.merge(part)
+    return total
+
+
+def _run_units(
+    config: Config, units: list[Unit], jobs: int, bar: _Progress
+) -> Iterator[tuple[Unit, Counts | None, str]]:
+    if jobs == 1 or len(units) <= 1:
+        lines = mp.Value("q", 0)
+        _WORKER["lines"] = lines
+        bar.lines = lines
+        try:
+            for unit in units:
+                yield count_unit(config, unit)
+        finally:
+            _WORKER.pop("lines", None)
+        return
+    ctx = mp.get_context("fork") if "fork" in mp.get_all_start_methods() else mp.get_context()
+    lines = ctx.Value("q", 0)
+    bar.lines = lines
+    with ctx.Pool(
+        min(jobs, len(units)), initializer=_worker_init, initargs=(lines, os.getpid())
+    ) as pool:
+        it = pool.imap_unordered(_call, [(config, u) for u in units])
+        while True:
+            try:
+                yield it.next(timeout=0.25)
+            except mp.TimeoutError:
+                bar.refresh()
+            except StopIteration:
+                break
+
+
+class _Progress:
+    """A rich progress bar (files, lines, lines/s) on a terminal; nothing otherwise.
+
+    The lines column reads the workers' shared counter each time rich redraws (10 times a
+    second, from rich's own thread), so it moves while one big file is being read."""
+
+    def __init__(self, enabled: bool, files: int):
+        self.enabled = enabled
+        self.files = files
+        self.lines: Any = None
+        self.started = time.monotonic()
+        self.progress: Any = None
+
+    def text(self) -> str:
+        n = self.lines.value if self.lines is not None else 0
+        rate = n / max(time.monotonic() - self.started, 1e-6)
+        return f"{n:,} lines  {rate:,.0f} lines/s"
+
+    def __enter__(self) -> _Progress:
+        if self.enabled:
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                ProgressColumn,
+                TextColumn,
+            )
+            from rich.text import Text
+
+            bar = self
+
+            class LinesColumn(ProgressColumn):
+                def render(self, task: Any) -> Text:
+                    return Text(bar.text())
+
+            self.progress = Progress(
+                TextColumn("rollup"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("files "),
+                LinesColumn(),
+                transient=False,
+            )
+            self.progress.__enter__()
+            self.task = self.progress.add_task("rollup", total=self.files)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.progress is not None:
+            self.progress.__exit__(*exc)
+
+    def refresh(self) -> None:
+        if self.progress is not None:
+            self.progress.refresh()
+
+    def file_done(self) -> None:
+        if self.progress is not None:
+            self.progress.advance(self.task)
+
+
+def summary(result: RollupResult) -> str:
+    rate = result.lines / result.seconds if result.seconds else 0.0
+    return (
+        f"{result.files} file(s), {result.lines:,} lines ({result.malformed:,} malformed) "
+        f"in {result.seconds:.1f} s, {rate:,.0f} lines/s"
+    )
+
+
+def run_command(
+    config: Config,
+    specs: list[str],
+    day: datetime | None,
+    since: datetime | None,
+    until: datetime | None,
+    **options: Any,
+) -> str:
+    """`logcount rollup`: pick the inputs and days from options and config; a summary line."""
+    from logcount.errors import ConfigError
+
+    if day is not None and (since is not None or until is not None):
+        raise ConfigError("give --date, or --since/--until, not both")
+    if until is not None and since is None:
+        raise ConfigError("--until needs --since")
+    specs = specs or ([config.logs] if config.logs else [])
+    if not specs:
+        raise ConfigError(
+            "no logs to read: give --logs TEMPLATE|FILE|GLOB or set `logs` "
+            "in the config (e.g. /var/log/apache2/%Y/%m/%d/access.log)"
+        )
+    yesterday = default_day(config)
+    if since is not None:
+        last = until.date() if until is not None else yesterday
+        if last < since.date():
+            raise ConfigError(f"--until {last} is before --since {since.date()}")
+        days = days_between(since.date(), last)
+    else:
+        days = [day.date() if day is not None else yesterday]
+    return summary(rollup(config, specs, days, **options))

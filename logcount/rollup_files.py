@@ -1,0 +1,113 @@
+"""The files a rollup reads: templates and globs expanded, compressed files opened, and a
+large file cut into ranges that start at line starts (one unit of work each)."""
+
+from __future__ import annotations
+
+import bz2
+import glob
+import gzip
+import lzma
+import os
+import re
+from dataclasses import dataclass
+from datetime import date
+from typing import Any
+
+SPLIT_MIN = 16 << 20  # an uncompressed file this large is shared between processes,
+RANGE = 24 << 20  # in ranges of about this size (several per process: a busy core
+# then takes fewer of them instead of holding the others up)
+COMPRESSED = (".gz", ".bz2", ".xz")
+_STRFTIME = re.compile(r"%[a-zA-Z]")
+
+
+@dataclass(frozen=True)
+class Input:
+    path: str
+    day: date | None  # the day the template gave this file; None for explicit files
+
+
+@dataclass(frozen=True)
+class Unit:
+    """A piece of work: a whole file, or a byte range of an uncompressed one."""
+
+    input: Input
+    start: int
+    end: int | None  # None: to the end
+
+
+def is_template(spec: str) -> bool:
+    return bool(_STRFTIME.search(spec))
+
+
+def resolve_inputs(specs: list[str], days: list[date]) -> tuple[list[Input], list[str]]:
+    """Templates expanded per day, globs expanded; returns (inputs, missing descriptions)."""
+    inputs: list[Input] = []
+    missing: list[str] = []
+    seen: set[str] = set()
+    for spec in specs:
+        if is_template(spec):
+            for day in days:
+                path = _existing(day.strftime(spec))
+                if path is None:
+                    missing.append(f"no log file for {day.isoformat()}: {day.strftime(spec)}")
+                elif path not in seen:
+                    seen.add(path)
+                    inputs.append(Input(path, day))
+            continue
+        matched = (
+            sorted(glob.glob(os.path.expanduser(spec)))
+            if glob.has_magic(spec)
+            else ([spec] if os.path.exists(spec) else [])
+        )
+        if not matched:
+            missing.append(f"no log file matches {spec}")
+        for path in matched:
+            if path not in seen and not os.path.isdir(path):
+                seen.add(path)
+                inputs.append(Input(path, None))
+    return inputs, missing
+
+
+def _existing(path: str) -> str | None:
+    """The file, or its compressed form (a rotated log may have been compressed since)."""
+    for candidate in (path, *(path + ext for ext in COMPRESSED)):
+        if os.path.isfile(candidate):
+            return candidate
+    return None
+
+
+def source_name(path: str) -> str:
+    """A file's identity in the store: its absolute path without a compression suffix, so a
+    log compressed after its rollup (access.log -> access.log.gz) replaces its own rows."""
+    path = os.path.abspath(path)
+    for ext in COMPRESSED:
+        if path.endswith(ext):
+            return path[: -len(ext)]
+    return path
+
+
+def split_units(inp: Input, jobs: int) -> list[Unit]:
+    """Cut a large uncompressed file into ranges that start at line starts."""
+    size = os.path.getsize(inp.path)
+    if jobs <= 1 or size < SPLIT_MIN or inp.path.endswith(COMPRESSED):
+        return [Unit(inp, 0, None)]
+    parts = max(jobs, min(jobs * 4, size // RANGE))
+    cuts = [0]
+    with open(inp.path, "rb") as f:
+        for i in range(1, parts):
+            f.seek(size * i // parts)
+            f.readline()
+            pos = f.tell()
+            if cuts[-1] < pos < size:
+                cuts.append(pos)
+    return [Unit(inp, a, b) for a, b in zip(cuts, [*cuts[1:], None], strict=True)]
+
+
+def open_log(path: str) -> Any:
+    if path.endswith(".gz"):
+        return gzip.open(path, "rb")
+    if path.endswith(".bz2"):
+        return bz2.open(path, "rb")
+    if path.endswith(".xz"):
+        return lzma.open(path, "rb")
+    return open(path, "rb", buffering=0)

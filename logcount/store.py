@@ -1,0 +1,438 @@
+"""The durable store: per-day rollups in SQL (SQLAlchemy Core).
+
+Every fact row carries the id of the source file (host + path) it was counted from, so a
+file's contribution is replaced with one DELETE WHERE source = ... and INSERTs, in one
+transaction: a re-run, or a run after a crash, leaves the same numbers. Reads SUM over
+sources, so several hosts' files for one day add up.
+
+Visitors: the day's distinct visitor hashes are kept per source (`day_visitors`), so a
+window's total visitors are exact over every source. Path and object rows keep a sketch of
+their visitor hashes (logcount.sketch), merged over the sources of a day when read, so a
+visitor seen in two files of one day (two hosts, a straggler) counts once; the days of a
+window add up.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+from logcount.errors import StoreError
+
+SCHEMA_VERSION = 1
+TOTAL_COLUMNS = (
+    "hits",
+    "bots",
+    "malformed",
+    "ignored",
+    "bytes",
+    "s1xx",
+    "s2xx",
+    "s3xx",
+    "s4xx",
+    "s5xx",
+)
+MEMBER_DIMS = ("status", "referrer", "agent")
+KEY_LENGTH = 1024  # paths are cut at 512 bytes; members (agents, referrers) are short
+
+metadata = sa.MetaData()
+
+meta = sa.Table(
+    "logcount_meta",
+    metadata,
+    sa.Column("key", sa.String(64), primary_key=True),
+    sa.Column("value", sa.String(256), nullable=False),
+)
+
+sources = sa.Table(
+    "logcount_sources",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("host", sa.String(255), nullable=False),
+    sa.Column("path", sa.String(4096), nullable=False),
+    sa.Column("size", sa.BigInteger),
+    sa.Column("mtime", sa.Float),
+    sa.Column("lines", sa.BigInteger),
+    sa.Column("malformed", sa.BigInteger),
+    sa.Column("started", sa.Float),  # unix time; finished NULL = a run in progress or crashed
+    sa.Column("finished", sa.Float),
+    sa.UniqueConstraint("host", "path", name="logcount_sources_host_path"),
+)
+
+
+def _fact(name: str, key_columns: list[sa.Column[Any]], value_columns: Iterable[str]) -> sa.Table:
+    cols: list[sa.Column[Any]] = [
+        sa.Column("source_id", sa.Integer, sa.ForeignKey(sources.c.id), nullable=False),
+        sa.Column("site", sa.String(255), nullable=False),
+        sa.Column("day", sa.Date, nullable=False),
+        *key_columns,
+        *(sa.Column(v, sa.BigInteger, nullable=False, default=0) for v in value_columns),
+    ]
+    pk = ["source_id", "site", "day", *(c.name for c in key_columns)]
+    table = sa.Table(name, metadata, *cols, sa.PrimaryKeyConstraint(*pk))
+    # Reads filter by site and day; replacing a source filters by source_id (the PK prefix).
+    sa.Index(f"{name}_site_day", table.c.site, table.c.day)
+    return table
+
+
+day_totals = _fact("logcount_day_totals", [], TOTAL_COLUMNS)
+# True where the day is the source file's own (the day the template gave it; every day of
+# an explicit file), False for the few lines of the previous day at the top of a cronolog
+# file: a day counts as rolled up once a file of its own is.
+day_totals.append_column(sa.Column("own_day", sa.Boolean, nullable=False, default=True))
+day_paths = _fact(
+    "logcount_day_paths", [sa.Column("path", sa.String(KEY_LENGTH))], ("hits", "bytes", "visitors")
+)
+day_objects = _fact(
+    "logcount_day_objects",
+    [sa.Column("object", sa.String(KEY_LENGTH))],
+    ("hits", "bytes", "visitors"),
+)
+# The row's visitor hashes (logcount.sketch): unions over sources and days stay exact.
+for _table in (day_paths, day_objects):
+    _table.append_column(sa.Column("visitor_set", sa.LargeBinary, nullable=True))
+day_members = _fact(
+    "logcount_day_members",
+    [sa.Column("dim", sa.String(16)), sa.Column("member", sa.String(KEY_LENGTH))],
+    ("hits", "bytes"),
+)
+day_visitors = _fact("logcount_day_visitors", [sa.Column("visitor", sa.String(32))], ())
+FACT_TABLES = (day_totals, day_paths, day_objects, day_members, day_visitors)
+
+
+@dataclass
+class SourceFacts:
+    """Everything one source file contributes, ready to insert (rows without source_id)."""
+
+    host: str
+    path: str
+    size: int
+    mtime: float
+    lines: int
+    malformed: int
+    started: float
+    totals: list[dict[str, Any]] = field(default_factory=list)
+    paths: list[dict[str, Any]] = field(default_factory=list)
+    objects: list[dict[str, Any]] = field(default_factory=list)
+    members: list[dict[str, Any]] = field(default_factory=list)
+    visitors: list[dict[str, Any]] = field(default_factory=list)
+
+    def days(self) -> set[date]:
+        return {row["day"] for row in self.totals}
+
+
+def default_url(data_dir: Path) -> str:
+    return f"sqlite:///{data_dir / 'logcount.sqlite3'}"
+
+
+def _clean(text: str) -> str:
+    """The message of a database error without its SQL or parameters (which may be long)."""
+    return text.strip().splitlines()[0][:300] if text.strip() else "unknown error"
+
+
+class Store:
+    """The SQL store; the schema is created on first use and its version checked."""
+
+    def __init__(self, url: str):
+        self.url = url
+        try:
+            self.engine = self._engine(url)
+            self._ensure_schema()
+        except sa.exc.SQLAlchemyError as exc:
+            raise StoreError(
+                f"store {self.masked_url()}: {_clean(str(exc.orig or exc))}"
+                if isinstance(exc, sa.exc.DBAPIError)
+                else f"store {self.masked_url()}: {_clean(str(exc))}"
+            ) from None
+
+    @classmethod
+    def from_config(cls, config: Any) -> Store:
+        return cls(config.store or default_url(config.resolved_data_dir()))
+
+    def masked_url(self) -> str:
+        from logcount.config import mask_url
+
+        return mask_url(self.url)
+
+    @staticmethod
+    def _engine(url: str) -> Engine:
+        if url.startswith("sqlite:///"):
+            Path(url[len("sqlite:///") :]).expanduser().parent.mkdir(parents=True, exist_ok=True)
+            engine = sa.create_engine(url, connect_args={"timeout": 120})
+
+            @sa.event.listens_for(engine, "connect")
+            def _pragmas(dbapi_conn: Any, _record: Any) -> None:
+                cur = dbapi_conn.cursor()
+                cur.execute("PRAGMA journal_mode=WAL")  # readers never wait for the rollup
+                cur.execute("PRAGMA synchronous=NORMAL")
+                cur.execute("PRAGMA foreign_keys=ON")
+                cur.close()
+
+            return engine
+        if url.startswith("postgresql://"):
+            url = "postgresql+psycopg://" + url[len("postgresql://") :]
+        return sa.create_engine(url, pool_pre_ping=True)
+
+    def _ensure_schema(self) -> None:
+        with self.engine.begin() as conn:
+            metadata.create_all(conn, checkfirst=True)
+            found = conn.execute(sa.select(meta.c.value).where(meta.c.key == "schema_version"))
+            version = found.scalar()
+            if version is None:
+                try:
+                    with conn.begin_nested():
+                        conn.execute(
+                            meta.insert().values(key="schema_version", value=str(SCHEMA_VERSION))
+                        )
+                except sa.exc.IntegrityError:
+                    pass  # another process recorded it first
+            elif int(version) != SCHEMA_VERSION:
+                raise StoreError(
+                    f"store {self.masked_url()} has schema version {version}; "
+                    f"this logcount uses {SCHEMA_VERSION}"
+                )
+
+    def schema_version(self) -> int:
+        with self.engine.connect() as conn:
+            return int(
+                conn.execute(
+                    sa.select(meta.c.value).where(meta.c.key == "schema_version")
+                ).scalar_one()
+            )
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+    # --- writing ---------------------------------------------------------------------
+
+    def _source_id(self, conn: Connection, host: str, path: str) -> int:
+        query = sa.select(sources.c.id).where(sources.c.host == host, sources.c.path == path)
+        found = conn.execute(query).scalar()
+        if found is not None:
+            return int(found)
+        try:
+            with conn.begin_nested():
+                result = conn.execute(sources.insert().values(host=host, path=path))
+                key = result.inserted_primary_key
+                assert key is not None
+                return int(key[0])
+        except sa.exc.IntegrityError:  # a concurrent rollup on another host inserted it
+            return int(conn.execute(query).scalar_one())
+
+    def mark_started(self, host: str, path: str) -> None:
+        """Record that a run over this file began (finished = NULL until it commits)."""
+        with self._write() as conn:
+            sid = self._source_id(conn, host, path)
+            conn.execute(
+                sources.update()
+                .where(sources.c.id == sid)
+                .values(started=time.time(), finished=None)
+            )
+
+    def replace_source(self, facts: SourceFacts) -> None:
+        """Replace this source file's whole contribution, in one transaction."""
+        with self._write() as conn:
+            sid = self._source_id(conn, facts.host, facts.path)
+            for table in FACT_TABLES:
+                conn.execute(table.delete().where(table.c.source_id == sid))
+            for table, rows in (
+                (day_totals, facts.totals),
+                (day_paths, facts.paths),
+                (day_objects, facts.objects),
+                (day_members, facts.members),
+                (day_visitors, facts.visitors),
+            ):
+                for batch in _batches(rows, 5000):
+                    conn.execute(table.insert(), [{**r, "source_id": sid} for r in batch])
+            conn.execute(
+                sources.update()
+                .where(sources.c.id == sid)
+                .values(
+                    size=facts.size,
+                    mtime=facts.mtime,
+                    lines=facts.lines,
+                    malformed=facts.malformed,
+                    started=facts.started,
+                    finished=time.time(),
+                )
+            )
+
+    def _write(self) -> Any:
+        return _Guard(self)
+
+    # --- reading ---------------------------------------------------------------------
+
+    def _read(self, query: Any) -> list[Any]:
+        try:
+            with self.engine.connect() as conn:
+                return list(conn.execute(query))
+        except sa.exc.SQLAlchemyError as exc:
+            raise StoreError(
+                f"cannot read the store {self.masked_url()}: "
+                f"{_clean(str(getattr(exc, 'orig', None) or exc))}"
+            ) from None
+
+    def rolled_days(self, site: str, days: Sequence[date]) -> set[date]:
+        """The days with at least one source file of their own rolled up (a day that only
+        has stragglers from the next day's file is not)."""
+        if not days:
+            return set()
+        t = day_totals
+        rows = self._read(
+            sa.select(t.c.day)
+            .distinct()
+            .where(t.c.site == site, t.c.day.in_(list(days)), t.c.own_day)
+        )
+        return {r[0] for r in rows}
+
+    def day_totals(self, site: str, days: Sequence[date]) -> dict[str, int]:
+        """Totals summed over days and sources; visitors distinct over the whole window."""
+        t = day_totals
+        names = [n for n in TOTAL_COLUMNS if n != "ignored"]
+        row = self._read(
+            sa.select(*(sa.func.coalesce(sa.func.sum(t.c[n]), 0) for n in names)).where(
+                t.c.site == site, t.c.day.in_(list(days))
+            )
+        )[0]
+        out = {n: int(v) for n, v in zip(names, row, strict=True)}
+        v = day_visitors
+        out["visitors"] = int(
+            self._read(
+                sa.select(sa.func.count(sa.distinct(v.c.visitor))).where(
+                    v.c.site == site, v.c.day.in_(list(days))
+                )
+            )[0][0]
+        )
+        return out
+
+    def top_rows(
+        self, site: str, days: Sequence[date], by: str, limit: int
+    ) -> list[dict[str, Any]]:
+        """Ranked rows of one dimension; visitors None where not tracked (status, ...)."""
+        day_list = list(days)
+        if by in ("path", "object"):
+            t = day_paths if by == "path" else day_objects
+            key = t.c[by]
+            visitors: Any = sa.func.sum(t.c.visitors)
+            where = [t.c.site == site, t.c.day.in_(day_list)]
+        elif by in MEMBER_DIMS:
+            t = day_members
+            key = t.c.member
+            visitors = sa.null()
+            where = [t.c.site == site, t.c.day.in_(day_list), t.c.dim == by]
+        else:
+            raise StoreError(f"unknown dimension {by!r}")
+        hits = sa.func.sum(t.c.hits)
+        query = (
+            sa.select(key, hits, sa.func.sum(t.c.bytes), visitors)
+            .where(*where)
+            .group_by(key)
+            .order_by(hits.desc(), key)
+            .limit(limit)
+        )
+        rows = [
+            {
+                "key": k,
+                "hits": int(h),
+                "bytes": int(b or 0),
+                "visitors": None if v is None else int(v),
+            }
+            for k, h, b, v in self._read(query)
+        ]
+        if by in ("path", "object"):
+            self._distinct_visitors(t, by, site, day_list, rows)
+        return rows
+
+    def _distinct_visitors(
+        self, t: sa.Table, by: str, site: str, days: list[date], rows: list[dict[str, Any]]
+    ) -> None:
+        """Visitors per day as the union of the day's sketches over its source files (a
+        visitor seen by two hosts, or in the next day's file too, counts once), summed
+        over the days of the window (like the daily uniques of the totals' HyperLogLogs)."""
+        from logcount.sketch import VisitorSketch
+
+        merged: dict[tuple[str, date], VisitorSketch] = {}
+        incomplete: set[str] = set()
+        keys = [r["key"] for r in rows]
+        for i in range(0, len(keys), 500):
+            query = sa.select(t.c[by], t.c.day, t.c.visitor_set).where(
+                t.c.site == site, t.c.day.in_(days), t.c[by].in_(keys[i : i + 500])
+            )
+            for key, day, data in self._read(query):
+                if data is None:  # written without a sketch: keep the plain sum
+                    incomplete.add(key)
+                    continue
+                sketch = VisitorSketch.from_bytes(bytes(data))
+                if (key, day) in merged:
+                    merged[key, day].merge(sketch)
+                else:
+                    merged[key, day] = sketch
+        per_key: dict[str, int] = {}
+        for (key, _day), sketch in merged.items():
+            per_key[key] = per_key.get(key, 0) + sketch.count()
+        for row in rows:
+            if row["key"] in per_key and row["key"] not in incomplete:
+                row["visitors"] = per_key[row["key"]]
+
+    def daily_hits(self, site: str, dim: str, member: str, days: Sequence[date]) -> dict[date, int]:
+        """Hits of one path or object per day (days without hits are absent)."""
+        if dim not in ("path", "object"):
+            raise StoreError(f"daily hits are kept for path and object, not {dim!r}")
+        t = day_paths if dim == "path" else day_objects
+        query = (
+            sa.select(t.c.day, sa.func.sum(t.c.hits))
+            .where(t.c.site == site, t.c.day.in_(list(days)), t.c[dim] == member)
+            .group_by(t.c.day)
+        )
+        return {d: int(h) for d, h in self._read(query)}
+
+    def source_rows(self) -> list[dict[str, Any]]:
+        """Every source file rolled up (or being rolled up), for status and tests."""
+        return [dict(r._mapping) for r in self._read(sa.select(sources).order_by(sources.c.id))]
+
+
+class _Guard:
+    """A write transaction whose database errors become one-line StoreErrors."""
+
+    def __init__(self, store: Store):
+        self.store = store
+        self.ctx: Any = None
+
+    def __enter__(self) -> Connection:
+        try:
+            self.ctx = self.store.engine.begin()
+            conn: Connection = self.ctx.__enter__()
+            return conn
+        except sa.exc.SQLAlchemyError as exc:
+            raise self._error(exc) from None
+
+    def __exit__(self, *exc_info: Any) -> None:
+        try:
+            self.ctx.__exit__(*exc_info)
+        except sa.exc.SQLAlchemyError as exc:
+            raise self._error(exc) from None
+        if isinstance(exc_info[1], sa.exc.SQLAlchemyError):
+            raise self._error(exc_info[1]) from None
+
+    def _error(self, exc: sa.exc.SQLAlchemyError) -> StoreError:
+        orig = getattr(exc, "orig", None) or exc
+        where = self.store.masked_url()
+        return StoreError(f"cannot write to the store {where}: {_clean(str(orig))}")
+
+
+def _batches(rows: list[dict[str, Any]], size: int) -> Iterable[list[dict[str, Any]]]:
+    for i in range(0, len(rows), size):
+        yield rows[i : i + size]
+
+
+def sqlite_path(url: str) -> str | None:
+    """The file of an sqlite:/// URL, None for other databases."""
+    return os.path.expanduser(url[len("sqlite:///") :]) if url.startswith("sqlite:///") else None

@@ -1,0 +1,213 @@
+"""The durable store on a real SQLite file and a real PostgreSQL: schema, replacement per
+source file, sums over sources, and the read API the reports use."""
+
+from __future__ import annotations
+
+import time
+from datetime import date
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from logcount.errors import StoreError
+from logcount.store import SCHEMA_VERSION, SourceFacts, Store, meta
+
+D1, D2, D3 = date(2026, 1, 5), date(2026, 1, 6), date(2026, 1, 7)
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Store:
+    if request.param == "sqlite":
+        return Store(f"sqlite:///{tmp_path / 'sub' / 'logcount.sqlite3'}")
+    return Store(request.getfixturevalue("postgres_url"))
+
+
+def facts(
+    host: str,
+    path: str,
+    day: date,
+    hits: int,
+    visitors: list[str],
+    paths: dict[str, int],
+    site: str = "s",
+) -> SourceFacts:
+    f = SourceFacts(
+        host=host,
+        path=path,
+        size=100,
+        mtime=time.time(),
+        lines=hits + 1,
+        malformed=1,
+        started=time.time(),
+    )
+    f.totals.append(
+        {
+            "site": site,
+            "day": day,
+            "hits": hits,
+            "bots": 2,
+            "malformed": 1,
+            "ignored": 0,
+            "bytes": hits * 10,
+            "s1xx": 0,
+            "s2xx": hits,
+            "s3xx": 0,
+            "s4xx": 0,
+            "s5xx": 0,
+        }
+    )
+    for p, n in paths.items():
+        f.paths.append(
+            {"site": site, "day": day, "path": p, "hits": n, "bytes": n * 10, "visitors": 1}
+        )
+        f.objects.append(
+            {
+                "site": site,
+                "day": day,
+                "object": f"page:{p.strip('/')}",
+                "hits": n,
+                "bytes": n * 10,
+                "visitors": 1,
+            }
+        )
+    f.members.append(
+        {
+            "site": site,
+            "day": day,
+            "dim": "status",
+            "member": "200",
+            "hits": hits,
+            "bytes": hits * 10,
+        }
+    )
+    f.visitors.extend({"site": site, "day": day, "visitor": v} for v in visitors)
+    return f
+
+
+def test_schema_created_once_with_version(store: Store) -> None:
+    assert store.schema_version() == SCHEMA_VERSION
+    again = Store(store.url)  # a second process opening the same store
+    assert again.schema_version() == SCHEMA_VERSION
+    with store.engine.begin() as conn:
+        conn.execute(sa.update(meta).where(meta.c.key == "schema_version").values(value="99"))
+    with pytest.raises(StoreError, match="has schema version 99; this logcount uses 1"):
+        Store(store.url)
+
+
+def test_replace_is_idempotent_and_sources_add_up(store: Store) -> None:
+    store.replace_source(facts("web1", "/l/a", D1, 5, ["v1", "v2"], {"/a/": 3, "/b/": 2}))
+    store.replace_source(facts("web1", "/l/a", D1, 5, ["v1", "v2"], {"/a/": 3, "/b/": 2}))
+    assert store.day_totals("s", [D1])["hits"] == 5
+    # the same day from another host adds up; a visitor seen by both counts once in totals
+    store.replace_source(facts("web2", "/l/a", D1, 4, ["v2", "v3"], {"/a/": 4}))
+    totals = store.day_totals("s", [D1])
+    assert totals == {
+        "hits": 9,
+        "bots": 4,
+        "malformed": 2,
+        "bytes": 90,
+        "s1xx": 0,
+        "s2xx": 9,
+        "s3xx": 0,
+        "s4xx": 0,
+        "s5xx": 0,
+        "visitors": 3,
+    }
+    assert store.top_rows("s", [D1], "path", 10) == [
+        {"key": "/a/", "hits": 7, "bytes": 70, "visitors": 2},
+        {"key": "/b/", "hits": 2, "bytes": 20, "visitors": 1},
+    ]
+    assert store.top_rows("s", [D1], "status", 10) == [
+        {"key": "200", "hits": 9, "bytes": 90, "visitors": None}
+    ]
+    # a re-run of web1's file with different content replaces only its own part
+    store.replace_source(facts("web1", "/l/a", D1, 1, ["v9"], {"/c/": 1}))
+    assert store.day_totals("s", [D1])["hits"] == 5
+    assert [r["key"] for r in store.top_rows("s", [D1], "path", 10)] == ["/a/", "/c/"]
+    assert [(r["host"], r["lines"], r["malformed"]) for r in store.source_rows()] == [
+        ("web1", 2, 1),
+        ("web2", 5, 1),
+    ]
+
+
+def test_read_api_over_days(store: Store) -> None:
+    store.replace_source(facts("h", "/l/1", D1, 3, ["v1"], {"/a/": 3}))
+    store.replace_source(facts("h", "/l/2", D2, 6, ["v1", "v2"], {"/a/": 1, "/b/": 5}))
+    store.replace_source(facts("h", "/l/x", D2, 6, ["v7"], {"/x/": 6}, site="other"))
+    assert store.rolled_days("s", [D1, D2, D3]) == {D1, D2}
+    assert store.rolled_days("nobody", [D1, D2]) == set()
+    straggler = facts("h", "/l/3", D3, 1, ["v1"], {"/a/": 1})
+    straggler.totals[0]["own_day"] = False  # D3's lines at the top of D4's file
+    store.replace_source(straggler)
+    assert store.rolled_days("s", [D1, D2, D3]) == {D1, D2}
+    assert store.daily_hits("s", "path", "/a/", [D3]) == {D3: 1}
+    assert store.day_totals("s", [D1, D2])["visitors"] == 2  # distinct over the window
+    assert store.day_totals("s", [D3])["hits"] == 1  # counted, though not "rolled up"
+    assert store.daily_hits("s", "path", "/a/", [D1, D2, D3]) == {D1: 3, D2: 1, D3: 1}
+    assert store.daily_hits("s", "object", "page:b", [D1, D2]) == {D2: 5}
+    rows = store.top_rows("s", [D1, D2], "path", 1)
+    assert rows == [{"key": "/b/", "hits": 5, "bytes": 50, "visitors": 1}]
+    ties = store.top_rows("s", [D1, D2], "object", 5)
+    assert [(r["key"], r["hits"]) for r in ties] == [("page:b", 5), ("page:a", 4)]
+    with pytest.raises(StoreError):
+        store.daily_hits("s", "agent", "Firefox", [D1])
+
+
+def test_unreachable_postgres_is_one_line_without_password() -> None:
+    with pytest.raises(StoreError) as info:
+        Store("postgresql+psycopg://u:s3cret@127.0.0.1:1/db?connect_timeout=2")
+    text = str(info.value)
+    assert "s3cret" not in text and "\n" not in text
+    assert text.startswith("store postgresql+psycopg://u:***@127.0.0.1:1/db")
+
+
+def hashes(*names: str) -> list[str]:
+    import hashlib
+
+    return [hashlib.blake2b(n.encode(), digest_size=8).hexdigest() for n in names]
+
+
+def test_visitor_sketch_exact_then_hyperloglog() -> None:
+    from logcount.sketch import EXACT_LIMIT, VisitorSketch
+
+    small = VisitorSketch.of(hashes(*(f"v{i}" for i in range(600))))
+    small.merge(VisitorSketch.of(hashes(*(f"v{i}" for i in range(400, 1000)))))
+    assert small.count() == 1000 and small.hashes is not None  # still exact
+    again = VisitorSketch.from_bytes(small.to_bytes())
+    assert again.count() == 1000 and again.hashes == small.hashes
+    big = VisitorSketch.of(hashes(*(f"w{i}" for i in range(20_000))))
+    assert big.hashes is None and abs(big.count() - 20_000) < 20_000 * 0.06
+    assert len(big.to_bytes()) == 1 + 1024 and len(small.to_bytes()) == 1 + 8 * 1000
+    big.merge(VisitorSketch.of(hashes(*(f"w{i}" for i in range(5_000)))))  # already in it
+    assert abs(big.count() - 20_000) < 20_000 * 0.06
+    small.merge(big)  # exact into HLL
+    assert small.hashes is None and abs(small.count() - 21_000) < 21_000 * 0.06
+    assert EXACT_LIMIT == 1024
+
+
+def test_row_visitors_are_a_union_over_sources_of_a_day(store: Store) -> None:
+    from logcount.sketch import VisitorSketch
+
+    def source(path: str, day: date, names: tuple[str, ...]) -> SourceFacts:
+        f = facts("h", path, day, len(names), list(hashes(*names)), {})
+        row = {
+            "site": "s",
+            "day": day,
+            "hits": len(names),
+            "bytes": 0,
+            "visitors": len(names),
+            "visitor_set": VisitorSketch.of(hashes(*names)).to_bytes(),
+        }
+        f.paths.append({**row, "path": "/a/"})
+        f.objects.append({**row, "object": "page:a"})
+        return f
+
+    store.replace_source(source("/l/d1", D1, ("v1", "v2")))
+    store.replace_source(source("/l/d2", D1, ("v2", "v3")))  # e.g. stragglers in D2's file
+    store.replace_source(source("/l/d2b", D2, ("v1",)))
+    for by in ("path", "object"):
+        assert store.top_rows("s", [D1], by, 5)[0]["visitors"] == 3
+        # days add up: v1 on D1 and on D2 counts once per day
+        assert store.top_rows("s", [D1, D2], by, 5)[0]["visitors"] == 4
+    assert store.day_totals("s", [D1, D2])["visitors"] == 3  # totals: distinct over the window
