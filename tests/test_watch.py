@@ -7,6 +7,7 @@ what a person would see: the redraw in place, escaped control characters, and af
 
 from __future__ import annotations
 
+import re
 import shlex
 import shutil
 import subprocess
@@ -129,8 +130,12 @@ def test_ctrl_c_ends_watch_and_restores_the_terminal(tmux: Tmux) -> None:
     tmux.type(watch_command() + "; echo EXIT=$?")
     tmux.wait_for(lambda s: "q or Ctrl-C quits" in s, "the first frame")
     tmux("send-keys", "-t", "w", "C-c")
-    screen = tmux.wait_for(lambda s: "EXIT=" in s.replace("echo EXIT", ""), "the exit")
-    assert "EXIT=0" in screen and "BEFORE-WATCH" in screen and "site test" not in screen
+    # A line of its own, so that the typed command (which a long path may wrap) never matches.
+    screen = tmux.wait_for(
+        lambda s: any(re.fullmatch(r"EXIT=\d+", ln) for ln in s.splitlines()), "the exit"
+    )
+    assert "EXIT=0" in screen.splitlines()
+    assert "BEFORE-WATCH" in screen and "site test" not in screen
     terminal_is_sane(tmux)
 
 
