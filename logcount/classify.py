@@ -124,8 +124,13 @@ def normalise_target(target: bytes, keep_query: tuple[str, ...] = ()) -> str:
     if not target:
         return NO_PATH
     if target[:1] != b"/" and b"://" in target[:12]:
-        # absolute-form (proxies): keep the path only
-        target = urlsplit(target).path or b"/"
+        # absolute-form (proxies): drop scheme and authority. Cut by hand: urlsplit raises
+        # on a malformed authority ("http://[x/"), and a reader must not stop on bad data.
+        rest = target.partition(b"://")[2]
+        ends = [i for i in (rest.find(b"/"), rest.find(b"?"), rest.find(b"#")) if i >= 0]
+        target = rest[min(ends) :] if ends else b""
+        if not target.startswith(b"/"):
+            target = b"/" + target
     path, _, query = target.partition(b"?")
     path = path.partition(b"#")[0]
     if b"%" in path:

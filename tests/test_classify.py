@@ -51,6 +51,8 @@ def classifier(**settings: object) -> Classifier:
         (b"/bad\xff\xfe/x", "/bad\\xff\\xfe/x"),  # not UTF-8: visible as \xhh
         (b"http://example.com:8080/abs/../path?x=1", "/path"),  # absolute-form (proxies)
         (b"https://example.com", "/"),
+        (b"http://[::1/x/y", "/x/y"),  # a malformed authority (urlsplit raises on it)
+        (b"http://host?q=1", "/"),
         (b"*", "*"),
         (b"", NO_PATH),
     ],
