@@ -20,7 +20,7 @@ import pytest
 import redis
 
 ROOT = Path(__file__).resolve().parent.parent
-REAL_DATA = ROOT.parent / "shared" / "data" / "real"
+REAL_DATA = Path(os.environ.get("LOGCOUNT_REAL_DATA") or ROOT.parent / "shared" / "data" / "real")
 LOGCOUNT = [sys.executable, "-m", "logcount.cli"]
 IN_CI = os.environ.get("CI", "").lower() == "true"
 

@@ -14,6 +14,7 @@ import os
 import random
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -440,7 +441,13 @@ def test_sigterm_at_random_moments_under_writes_exits_promptly(
     rng = random.Random(SEED or 7)
     for _ in range(8):
         tail = Tail(lc_env, tmp_path, str(path), "--from-start")
-        time.sleep(rng.uniform(0.6, 1.5))
+        # From its first heartbeat on (its handlers are in place): before that, SIGTERM
+        # ends a starting interpreter the default way, as it would any program.
+        beat = keys.heartbeat(socket.gethostname(), tail.proc.pid)
+        deadline = time.monotonic() + 30
+        while not redis_client.exists(beat) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(rng.uniform(0.1, 1.0))
         started = time.monotonic()
         assert tail.stop() == 0
         assert time.monotonic() - started < 10
