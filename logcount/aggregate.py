@@ -16,6 +16,7 @@ Two stages, shared by every entry point (pipe, tail, rollup):
 from __future__ import annotations
 
 import json
+import os
 import re
 import time
 from collections import Counter, deque
@@ -31,6 +32,17 @@ from logcount.parse import CompiledFormat
 SAMPLE_SIZE = 20
 GRANS = ("minute", "hour", "day")
 _CUT = {"minute": 12, "hour": 10, "day": 8}
+
+
+def _scan_module() -> Any:
+    """logcount._scan (the C hot loop), or None: not built, or LOGCOUNT_PURE_PYTHON set."""
+    if os.environ.get("LOGCOUNT_PURE_PYTHON"):
+        return None
+    try:
+        from logcount import _scan
+    except ImportError:
+        return None
+    return _scan
 
 
 def _getter(indexes: list[int]) -> Any:
@@ -110,6 +122,26 @@ class LineCounter:
         self._lines = re.compile(b"^(?:" + fmt.chunk.pattern[1:] + b"|([^\n]+)$)", re.M)
         self._bad = itemgetter(fmt.chunk.groups)
         self.raw = RawCounts(recent=deque(maxlen=recent_size))
+        self.scanner: Any = None
+        scan = _scan_module() if fmt.plan is not None else None
+        if scan is not None:
+            self.scanner = scan.Scanner(
+                plan=fmt.plan,
+                nfields=empty,
+                ctx=[gi[f] for f in ctx],
+                hits=[gi[f] for f in key_fields] + [gi.get("bytes", empty)],
+                agents=[gi[f] for f in ctx] + [gi["agent"]] if "agent" in gi else None,
+                referrers=[gi[f] for f in self.ref_layout] if "referrer" in gi else None,
+                visitors=[gi[f] for f in self.vis_layout] if "client" in gi else None,
+                agent=gi.get("agent", -1),
+                target=gi[target] if target else -1,
+                duration=gi.get("duration", -1),
+                recent_size=recent_size,
+                decide_bot=self._is_bot,
+                decide_ignore=self._is_ignored,
+                count_bots=False,
+                ignore=False,
+            )
         self.use(classifier or Classifier(Config(log_format=fmt.log_format), fmt))
 
     def use(self, classifier: Classifier) -> None:
@@ -118,13 +150,63 @@ class LineCounter:
         self.count_bots = classifier.config.count_bots
         self._bot: dict[bytes, bool] = {}
         self._ignore: dict[bytes, bool] = {}
+        if self.scanner is not None:
+            ignore = bool(classifier.ignore_ext) and self._target is not None
+            self.scanner.rebind(self.count_bots, ignore)
 
-    def take(self) -> RawCounts:
+    def _is_bot(self, agent: bytes) -> bool:
+        return self.classifier.agent(agent)[0]
+
+    def _is_ignored(self, target: bytes) -> bool:
+        cl = self.classifier
+        if self._target_field == "request":
+            return cl.ignored(cl.path_of_request(target))
+        return cl.ignored(cl.path_of_uri((target, b"")))
+
+    def pending_lines(self) -> int:
+        """Lines counted since the last take()."""
+        return self.scanner.pending()[0] if self.scanner is not None else self.raw.lines
+
+    def pending_keys(self) -> int:
+        """Distinct hit, visitor and referrer keys held since the last take()."""
+        if self.scanner is not None:
+            return int(self.scanner.pending()[1])
+        raw = self.raw
+        return len(raw.hits) + len(raw.visitors) + len(raw.referrers)
+
+    def take(self, with_recent: bool = True) -> RawCounts:
+        """What was counted since the last take(); the recent lines only `with_recent`."""
         raw, self.raw = self.raw, RawCounts(recent=deque(maxlen=self.recent_size))
+        if self.scanner is not None:
+            self._take_scanned(raw, with_recent)
+        elif not with_recent:
+            raw.recent.clear()
         return raw
+
+    def _take_scanned(self, raw: RawCounts, with_recent: bool) -> None:
+        (
+            raw.lines,
+            raw.hits,
+            raw.agents,
+            raw.referrers,
+            raw.visitors,
+            raw.bots,
+            raw.ignored,
+            raw.durations,
+            recent,
+        ) = self.scanner.take(Counter, with_recent)
+        for item in recent:  # a line's bytes, or a row of the regex path
+            row = item if isinstance(item, tuple) else self._lines.findall(item)[0]
+            raw.recent.append(self._recent(row))
 
     def feed(self, chunk: bytes) -> None:
         """Count the complete lines in `chunk` (which must end with a newline)."""
+        if self.scanner is not None:
+            for line in self.scanner.feed(chunk):
+                row = self._retry(line)
+                if row is not None:
+                    self.scanner.count_row(row)
+            return
         found = self._lines.findall(chunk)
         bad = list(map(self._bad, found))
         if any(bad):

@@ -184,6 +184,9 @@ class CompiledFormat:
     _slow_field_index: dict[str, int]
     _slow_time_groups: tuple[int, ...]
     _slow_checks: tuple[int, ...]  # groups whose conversion may fail (times)
+    # The same format for the C scanner (logcount/_scan.c), or None when it has an element
+    # the scanner does not know: (kind, field slot, second slot, stop byte, literal).
+    plan: tuple[tuple[int, int, int, int, bytes], ...] | None = None
 
     def index(self, name: str) -> int:
         """Position of a field in the key tuple, -1 when the format lacks it."""
@@ -274,22 +277,32 @@ def compile_format(log_format: str) -> CompiledFormat:
     strftime_time = False
     after_lazy = False
     atomic = _atomic_quotes(tokens)
+    plan: list[tuple[str, str | None, bytes]] | None = []
     for i, tok in enumerate(tokens):
         literal = tok.group("literal")
         if literal is not None:
             quote = re.escape(literal.encode("iso-8859-1"))
             kind = atomic.get(i)
             parts.append(b"(?>" + quote if kind == "open" else quote + b")" if kind else quote)
+            if plan is not None:
+                plan.append(("lit", None, literal.encode("iso-8859-1")))
             continue
         field = chosen.get(i)
         if field == "time":
             if tok.group("param") is None:
                 parts.append(TIMESTAMP)
                 taken.update(("tmin", "ttz"))
+                if plan is not None:
+                    plan.append(("time", "tmin", b""))
                 continue
             strftime_time = True
         body, lazy = _directive_regex(tokens, i, after_lazy)
         after_lazy = after_lazy or lazy
+        element = _plan_element(tokens, i, body)
+        if plan is not None and element is not None:
+            plan.append((element[0], field if field != "time" else None, element[1]))
+        else:
+            plan = None
         if field is not None and field != "time":
             parts.append(b"(?P<" + field.encode() + b">" + body + b")")
             taken.add(field)
@@ -314,6 +327,8 @@ def compile_format(log_format: str) -> CompiledFormat:
         if field == "duration":
             duration_scale = _duration_scale(tokens[i])
     slow_index, slow_time = _slow_layout(group_defs, chosen, tokens)
+    if strftime_time:
+        plan = None
     return CompiledFormat(
         log_format=fmt,
         fast=fast,
@@ -331,7 +346,55 @@ def compile_format(log_format: str) -> CompiledFormat:
             for i, g in enumerate(group_defs)
             if isinstance(g[0], tuple) and g[0][0].endswith("time_fields")
         ),
+        plan=_scanner_plan(plan, group_index) if plan is not None else None,
     )
+
+
+# Directive regexes (apachelogs') that the C scanner matches itself, by kind.
+_NUMBER_KINDS = {
+    f"({integer.regex})": "int",
+    f"({clf(integer).regex})": "int_dash",
+    f"({clf(status_code).regex})": "status",
+}
+SCAN_KINDS = {"lit": 0, "quoted": 1, "word": 2, "int": 3, "int_dash": 4, "status": 5, "time": 6}
+
+
+def _plan_element(tokens: list[re.Match[str]], i: int, body: bytes) -> tuple[str, bytes] | None:
+    """What the C scanner does for the directive at tokens[i], whose fast regex is `body`:
+    (kind, stop byte); None when it has no element that splits a line the same way.
+
+    Each element must end at the first byte its class refuses, so that the scanner's
+    single left-to-right pass finds the regex's one split: a word or a number has to be
+    followed by a literal (or end the line), and a number not by a digit.
+    """
+    last = i + 1 == len(tokens)
+    nxt = None if last else tokens[i + 1].group("literal")
+    if not last and nxt is None:
+        return None
+    if body == QUOTED:
+        return "quoted", b""
+    if tokens[i].group("directive") == "t" and tokens[i].group("param") is None:
+        return "time", b""  # a second %t, checked only
+    if body == _word(nxt):
+        return "word", (nxt or "").encode("iso-8859-1")[:1]
+    kind = _NUMBER_KINDS.get(format2regex(tokens[i].group(0))[1])
+    if kind is None or (nxt is not None and (nxt[0].isdigit() or nxt[0] == "-")):
+        return None
+    return kind, b""
+
+
+def _scanner_plan(
+    plan: list[tuple[str, str | None, bytes]], group_index: dict[str, int]
+) -> tuple[tuple[int, int, int, int, bytes], ...]:
+    out = []
+    for kind, field, arg in plan:
+        slot = group_index[field] if field is not None and field in group_index else -1
+        second = -1
+        if kind == "time" and field is not None:
+            slot, second = group_index["tmin"], group_index["ttz"]
+        stop = arg[0] if kind == "word" and arg else -1
+        out.append((SCAN_KINDS[kind], slot, second, stop, arg if kind == "lit" else b""))
+    return tuple(out)
 
 
 def _directive_regex(tokens: list[re.Match[str]], i: int, after_lazy: bool) -> tuple[bytes, bool]:

@@ -121,7 +121,7 @@ class Pipeline:
                 after()
             if not self.oldest_unflushed:
                 self.oldest_unflushed = time.time()
-            lines = self.counter.raw.lines
+            lines = self.counter.pending_lines()
             if lines >= FLUSH_LINES:
                 self.wake.set()
         if lines >= HARD_LIMIT:
@@ -163,16 +163,15 @@ class Pipeline:
         One at a time, so that batches reach the sink in the order they were read (a
         position must never go back)."""
         with self.absorbing:
+            # Under load batches come many times a second: the recent list only needs
+            # the latest requests now and then, not every batch's last 1,000.
+            now = time.monotonic()
+            with_recent = now - self.recent_sent >= RECENT_EVERY
             with self.lock:
-                raw = self.counter.take()
+                raw = self.counter.take(with_recent)
                 position = self.position_extra() if self.position_extra else None
                 self.oldest_unflushed = 0.0
-            now = time.monotonic()
-            if now - self.recent_sent < RECENT_EVERY:
-                # Under load batches come many times a second: the recent list only needs
-                # the latest requests now and then, not every batch's last 1,000.
-                raw.recent.clear()
-            elif raw.recent:
+            if raw.recent:
                 self.recent_sent = now
             if raw:
                 before = self.lines

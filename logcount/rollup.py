@@ -184,8 +184,7 @@ class FileCounter:
                 end = block.find(b"\n", pos + PIECE) + 1 or size
             self.counter.feed(block[pos:end])
             pos = end
-        raw = self.counter.raw
-        if len(raw.hits) + len(raw.visitors) + len(raw.referrers) > CLASSIFY_EVERY:
+        if self.counter.pending_keys() > CLASSIFY_EVERY:
             self.absorb()
 
     def absorb(self) -> None:

@@ -1,0 +1,1013 @@
+/*
+ * logcount._scan: the hot loop of LineCounter in C (optional; logcount/aggregate.py keeps
+ * a pure-Python path that gives the same counts).
+ *
+ * A Scanner is built from a "plan" that logcount/parse.py derives from a LogFormat: a list
+ * of elements (literal, quoted string, word, number, status, %t). It accepts exactly the
+ * lines the format's fast regex accepts and cuts them at the same places (each element is
+ * deterministic: a field always ends at the first byte its class refuses, so no
+ * backtracking can give another split). A line it refuses is handed back to Python, which
+ * tries apachelogs' own regex or counts it malformed.
+ *
+ * Counting happens without building a tuple per line: each counter is a dict keyed by the
+ * projection's fields joined with '\n' (which no line holds), so a line costs one bytes
+ * object and one dict update per counter. take() hands the dicts to Python, which splits
+ * the distinct keys back into tuples.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <stdint.h>
+#include <string.h>
+
+enum { K_LIT, K_QUOTED, K_WORD, K_INT, K_INT_DASH, K_STATUS, K_TIME };
+
+#define MAX_FIELDS 32
+#define MAX_LAYOUT 16
+#define CACHE_LIMIT 200000
+
+typedef struct {
+    int kind;
+    int field;  /* capture slot, or -1 */
+    int field2; /* K_TIME: slot of the offset */
+    int stop;   /* K_WORD: the byte that ends it (besides the common ones), or -1 */
+    const char *lit;
+    Py_ssize_t litlen;
+} Elem;
+
+typedef struct {
+    const char *p;
+    Py_ssize_t n;
+} Span;
+
+typedef struct {
+    int idx[MAX_LAYOUT];
+    int n; /* -1: this counter is off */
+} Layout;
+
+/* ---- a hash table of byte strings (no Python object per line) ------------------------ */
+
+typedef struct {
+    uint64_t hash;
+    Py_ssize_t off; /* in the arena; -1: empty */
+    Py_ssize_t len;
+    long long value;
+} Slot;
+
+typedef struct {
+    Slot *slots;
+    size_t cap, used; /* cap: a power of two */
+    char *arena;
+    size_t arena_len, arena_cap;
+} Table;
+
+#define TABLE_MIN 1024
+
+static uint64_t hash_seed;
+
+static inline uint64_t mum(uint64_t a, uint64_t b) {
+#ifdef __SIZEOF_INT128__
+    __uint128_t r = (__uint128_t)a * b;
+    return (uint64_t)r ^ (uint64_t)(r >> 64);
+#else
+    uint64_t r = a * b;
+    return r ^ (r >> 32);
+#endif
+}
+
+/* Seeded (per process, from os.urandom) so that crafted URLs cannot be made to collide. */
+static uint64_t hash_bytes(const char *p, size_t n) {
+    const uint64_t k1 = 0xa0761d6478bd642full, k2 = 0xe7037ed1a0b428dbull;
+    uint64_t h = hash_seed ^ mum(n ^ k1, k2), a, b;
+    while (n > 16) {
+        memcpy(&a, p, 8);
+        memcpy(&b, p + 8, 8);
+        h = mum(a ^ k1, b ^ h);
+        p += 16;
+        n -= 16;
+    }
+    a = b = 0;
+    if (n >= 8) {
+        memcpy(&a, p, 8);
+        memcpy(&b, p + n - 8, 8);
+    } else if (n >= 4) {
+        uint32_t x, y;
+        memcpy(&x, p, 4);
+        memcpy(&y, p + n - 4, 4);
+        a = x;
+        b = y;
+    } else if (n > 0) {
+        a = ((uint64_t)(unsigned char)p[0] << 16) | ((uint64_t)(unsigned char)p[n >> 1] << 8) |
+            (unsigned char)p[n - 1];
+    }
+    return mum(a ^ k2 ^ h, b ^ k1 ^ n);
+}
+
+static int table_init(Table *t) {
+    t->slots = PyMem_Malloc(TABLE_MIN * sizeof(Slot));
+    t->arena = PyMem_Malloc(TABLE_MIN * 64);
+    if (t->slots == NULL || t->arena == NULL)
+        return -1;
+    for (size_t i = 0; i < TABLE_MIN; i++)
+        t->slots[i].off = -1;
+    t->cap = TABLE_MIN;
+    t->arena_cap = TABLE_MIN * 64;
+    t->used = t->arena_len = 0;
+    return 0;
+}
+
+static void table_free(Table *t) {
+    PyMem_Free(t->slots);
+    PyMem_Free(t->arena);
+    t->slots = NULL;
+    t->arena = NULL;
+}
+
+/* Empty it; a table grown large by a burst goes back to its first size. */
+static void table_clear(Table *t) {
+    if (t->cap > 16 * TABLE_MIN) {
+        Slot *small = PyMem_Realloc(t->slots, TABLE_MIN * sizeof(Slot));
+        if (small != NULL) {
+            t->slots = small;
+            t->cap = TABLE_MIN;
+        }
+    }
+    if (t->arena_cap > 256 * TABLE_MIN) {
+        char *small = PyMem_Realloc(t->arena, TABLE_MIN * 64);
+        if (small != NULL) {
+            t->arena = small;
+            t->arena_cap = TABLE_MIN * 64;
+        }
+    }
+    for (size_t i = 0; i < t->cap; i++)
+        t->slots[i].off = -1;
+    t->used = t->arena_len = 0;
+}
+
+static int table_grow(Table *t) {
+    size_t cap = t->cap * 2;
+    Slot *slots = PyMem_Malloc(cap * sizeof(Slot));
+    if (slots == NULL)
+        return -1;
+    for (size_t i = 0; i < cap; i++)
+        slots[i].off = -1;
+    for (size_t i = 0; i < t->cap; i++) {
+        if (t->slots[i].off < 0)
+            continue;
+        size_t j = t->slots[i].hash & (cap - 1);
+        while (slots[j].off >= 0)
+            j = (j + 1) & (cap - 1);
+        slots[j] = t->slots[i];
+    }
+    PyMem_Free(t->slots);
+    t->slots = slots;
+    t->cap = cap;
+    return 0;
+}
+
+/* The slot of `key` (found, or NULL when absent and !insert); NULL with an error set when
+   memory runs out. A new slot has value 0. */
+static Slot *table_slot(Table *t, const char *key, Py_ssize_t len, int insert) {
+    uint64_t h = hash_bytes(key, (size_t)len);
+    size_t i = h & (t->cap - 1);
+    for (;;) {
+        Slot *e = &t->slots[i];
+        if (e->off < 0)
+            break;
+        if (e->hash == h && e->len == len && memcmp(t->arena + e->off, key, len) == 0)
+            return e;
+        i = (i + 1) & (t->cap - 1);
+    }
+    if (!insert)
+        return NULL;
+    if ((t->used + 1) * 2 > t->cap) {
+        if (table_grow(t) < 0) {
+            PyErr_NoMemory();
+            return NULL;
+        }
+        i = h & (t->cap - 1);
+        while (t->slots[i].off >= 0)
+            i = (i + 1) & (t->cap - 1);
+    }
+    if (t->arena_len + (size_t)len > t->arena_cap) {
+        size_t cap = (t->arena_cap + (size_t)len) * 2;
+        char *arena = PyMem_Realloc(t->arena, cap);
+        if (arena == NULL) {
+            PyErr_NoMemory();
+            return NULL;
+        }
+        t->arena = arena;
+        t->arena_cap = cap;
+    }
+    memcpy(t->arena + t->arena_len, key, len);
+    Slot *e = &t->slots[i];
+    e->hash = h;
+    e->off = (Py_ssize_t)t->arena_len;
+    e->len = len;
+    e->value = 0;
+    t->arena_len += (size_t)len;
+    t->used++;
+    return e;
+}
+
+typedef struct {
+    PyObject_HEAD
+    Elem *elems;
+    int nelems;
+    PyObject *plan; /* keeps the literal bytes alive */
+    int nfields;
+    Layout ctx, hits_l, agents, refs, visitors;
+    int agent_i, target_i, dur_i;
+    int count_bots, ignore_on;
+    PyObject *decide_bot, *decide_ignore; /* callables bytes -> bool */
+    Table flag_bot, flag_ignore;          /* the decisions so far (value 0/1) */
+    /* what take() hands over: joined key -> count (a sum for durations) */
+    Table hits, agents_t, refs_t, visitors_t, bots, ignored, durations;
+    Table shared; /* field value -> its bytes object, during take() */
+    long long lines;
+    /* the last `recent_size` counted lines: (source, start, length); a row tuple has start -1 */
+    Py_ssize_t recent_size, recent_head, recent_count;
+    PyObject **recent_src;
+    Py_ssize_t *recent_start, *recent_len;
+    /* reusable key buffer */
+    char *buf;
+    Py_ssize_t bufcap;
+} Scanner;
+
+/* Printable ASCII but '"' and '\\' (what Apache writes unescaped in a string). */
+static unsigned char QUOTED_OK[256];
+static unsigned char WORD_OK[256]; /* the same without the space */
+
+static void init_tables(void) {
+    for (int c = 0x20; c < 0x7f; c++) {
+        QUOTED_OK[c] = (c != '"' && c != '\\');
+        WORD_OK[c] = QUOTED_OK[c] && c != ' ';
+    }
+}
+
+/* ---- matching one line --------------------------------------------------------------- */
+
+#if defined(__GNUC__) && defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+#define SWAR 1
+#define FIRST_MARK(m) (__builtin_ctzll(m) >> 3)
+#else
+#define SWAR 0
+#define FIRST_MARK(m) 0
+#endif
+
+/* A mask with the high bit set in (at least) the first byte of `w` that is below 0x20,
+   above 0x7e, '"', '\\' or one of `x`, `y` (SWAR: eight bytes per step, for the long runs
+   of plain text in URLs and agents). Borrows can only mark bytes after a true one, so the
+   lowest mark is exact. */
+static inline uint64_t marks(uint64_t w, uint64_t x, uint64_t y) {
+    const uint64_t ones = 0x0101010101010101ull, high = 0x8080808080808080ull;
+    uint64_t low = (w - ones * 0x20) & ~w;        /* bytes < 0x20 */
+    uint64_t big = (w + ones * (0x80 - 0x7f)) | w; /* bytes >= 0x7f */
+    uint64_t q = w ^ (ones * '"'), b = w ^ (ones * '\\'), u = w ^ x, v = w ^ y;
+    uint64_t eq = ((q - ones) & ~q) | ((b - ones) & ~b) | ((u - ones) & ~u) | ((v - ones) & ~v);
+    return (low | big | eq) & high;
+}
+
+/* The end of a string field: the first byte its class refuses, a `\\x` escape taking the
+   byte after it. A word also ends at a space and at `stop`. */
+static const char *scan_escaped(const char *p, const char *end, int word, int stop) {
+    const uint64_t ones = 0x0101010101010101ull;
+    /* a quoted string repeats '"' in place of the space and the stop byte it does not have */
+    uint64_t x = ones * (word ? ' ' : '"'), y = ones * (word && stop >= 0 ? stop : '"');
+    const unsigned char *ok = word ? WORD_OK : QUOTED_OK;
+    while (p < end) {
+        uint64_t w, m;
+        if (SWAR && end - p >= 8) {
+            memcpy(&w, p, 8);
+            m = marks(w, x, y);
+            if (m == 0) {
+                p += 8;
+                continue;
+            }
+            p += FIRST_MARK(m);
+        }
+        unsigned char c = (unsigned char)*p;
+        if (ok[c] && (int)c != stop)
+            p++;
+        else if (c == '\\' && p + 1 < end)
+            p += 2;
+        else
+            break;
+    }
+    return p;
+}
+
+static inline int is_digit(char c) { return c >= '0' && c <= '9'; }
+
+static const char *scan_number(const char *p, const char *end, int dash) {
+    /* 0 | -?[1-9][0-9]* | - (when dash) */
+    if (p < end && *p == '0')
+        return p + 1;
+    const char *q = p;
+    if (q < end && *q == '-')
+        q++;
+    if (q < end && *q >= '1' && *q <= '9') {
+        q++;
+        while (q < end && is_digit(*q))
+            q++;
+        return q;
+    }
+    if (dash && p < end && *p == '-')
+        return p + 1;
+    return NULL;
+}
+
+static int month_index(const char *m) {
+    static const char *names = "JanFebMarAprMayJunJulAugSepOctNovDec";
+    for (int i = 0; i < 12; i++)
+        if (memcmp(names + 3 * i, m, 3) == 0)
+            return i;
+    return -1;
+}
+
+static int two(const char *p) { return (p[0] - '0') * 10 + (p[1] - '0'); }
+
+static int digits(const char *p, int n) {
+    for (int i = 0; i < n; i++)
+        if (!is_digit(p[i]))
+            return 0;
+    return 1;
+}
+
+/* [DD/Mon/YYYY:HH:MM:SS +HHMM] with a date that exists; minute and offset spans. */
+static const char *scan_time(const char *p, const char *end, Span *minute, Span *offset) {
+    static const int mdays[12] = {31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+    if (end - p < 28 || p[0] != '[' || p[3] != '/' || p[7] != '/' || p[12] != ':' ||
+        p[15] != ':' || p[18] != ':' || p[21] != ' ' || p[27] != ']')
+        return NULL;
+    if (!digits(p + 1, 2) || !digits(p + 8, 4) || !digits(p + 13, 2) || !digits(p + 16, 2) ||
+        !digits(p + 19, 2) || !digits(p + 23, 4))
+        return NULL;
+    int day = two(p + 1), mon = month_index(p + 4);
+    if (mon < 0 || day < 1 || day > mdays[mon])
+        return NULL;
+    if (memcmp(p + 8, "0000", 4) == 0)
+        return NULL;
+    if (mon == 1 && day == 29) {
+        int hi = two(p + 8), lo = two(p + 10);
+        int leap = lo ? (lo % 4 == 0) : (hi % 4 == 0);
+        if (!leap)
+            return NULL;
+    }
+    if (two(p + 13) > 23 || p[16] > '5' || p[19] > '5')
+        return NULL;
+    if ((p[22] != '+' && p[22] != '-') || two(p + 23) > 23 || p[25] > '5')
+        return NULL;
+    minute->p = p + 1;
+    minute->n = 17;
+    offset->p = p + 22;
+    offset->n = 5;
+    return p + 28;
+}
+
+/* Fill `f` with the fields of one line; 0 when the plan refuses it. */
+static int match_line(Scanner *s, const char *p, const char *end, Span *f) {
+    for (int i = 0; i < s->nelems; i++) {
+        const Elem *e = &s->elems[i];
+        const char *start = p, *q;
+        switch (e->kind) {
+        case K_LIT:
+            if (end - p < e->litlen || memcmp(p, e->lit, e->litlen) != 0)
+                return 0;
+            p += e->litlen;
+            continue;
+        case K_QUOTED:
+            q = scan_escaped(p, end, 0, -1);
+            break;
+        case K_WORD:
+            q = scan_escaped(p, end, 1, e->stop);
+            break;
+        case K_INT:
+        case K_INT_DASH:
+            q = scan_number(p, end, e->kind == K_INT_DASH);
+            if (q == NULL)
+                return 0;
+            break;
+        case K_STATUS:
+            if (end - p >= 3 && digits(p, 3))
+                q = p + 3;
+            else if (p < end && *p == '-')
+                q = p + 1;
+            else
+                return 0;
+            break;
+        case K_TIME: {
+            Span minute, offset;
+            q = scan_time(p, end, &minute, &offset);
+            if (q == NULL)
+                return 0;
+            if (e->field >= 0)
+                f[e->field] = minute;
+            if (e->field2 >= 0)
+                f[e->field2] = offset;
+            p = q;
+            continue;
+        }
+        default:
+            return 0;
+        }
+        if (e->field >= 0) {
+            f[e->field].p = start;
+            f[e->field].n = q - start;
+        }
+        p = q;
+    }
+    return p == end;
+}
+
+/* ---- counting ------------------------------------------------------------------------ */
+
+/* The fields of a layout joined with '\n' (no line holds one), in the scanner's buffer. */
+static const char *compose(Scanner *s, const Layout *l, const Span *f, Py_ssize_t *len) {
+    Py_ssize_t size = l->n ? l->n - 1 : 0;
+    for (int i = 0; i < l->n; i++)
+        size += f[l->idx[i]].n;
+    if (size > s->bufcap) {
+        char *grown = PyMem_Realloc(s->buf, size * 2);
+        if (grown == NULL) {
+            PyErr_NoMemory();
+            return NULL;
+        }
+        s->buf = grown;
+        s->bufcap = size * 2;
+    }
+    char *w = s->buf;
+    for (int i = 0; i < l->n; i++) {
+        if (i)
+            *w++ = '\n';
+        const Span *x = &f[l->idx[i]];
+        memcpy(w, x->p, x->n);
+        w += x->n;
+    }
+    *len = size;
+    return s->buf;
+}
+
+static int count_key(Scanner *s, Table *t, const Layout *l, const Span *f, long long by) {
+    Py_ssize_t len;
+    const char *key = compose(s, l, f, &len);
+    if (key == NULL)
+        return -1;
+    Slot *e = table_slot(t, key, len, 1);
+    if (e == NULL)
+        return -1;
+    e->value += by;
+    return 0;
+}
+
+/* The cached decision for `value` (a bot agent, an ignored request); -1 on error. */
+static int decide(Table *cache, PyObject *fn, const Span *value) {
+    Slot *e = table_slot(cache, value->p, value->n, 0);
+    if (e != NULL)
+        return (int)e->value;
+    PyObject *key = PyBytes_FromStringAndSize(value->p, value->n);
+    if (key == NULL)
+        return -1;
+    PyObject *r = PyObject_CallOneArg(fn, key);
+    Py_DECREF(key);
+    int flag = r == NULL ? -1 : PyObject_IsTrue(r);
+    Py_XDECREF(r);
+    if (flag < 0)
+        return -1;
+    if (cache->used >= CACHE_LIMIT)
+        table_clear(cache);
+    e = table_slot(cache, value->p, value->n, 1);
+    if (e == NULL)
+        return -1;
+    e->value = flag;
+    return flag;
+}
+
+static void remember(Scanner *s, PyObject *src, Py_ssize_t start, Py_ssize_t len) {
+    if (s->recent_size <= 0)
+        return;
+    Py_ssize_t slot = s->recent_head;
+    Py_XDECREF(s->recent_src[slot]);
+    Py_INCREF(src);
+    s->recent_src[slot] = src;
+    s->recent_start[slot] = start;
+    s->recent_len[slot] = len;
+    s->recent_head = (slot + 1) % s->recent_size;
+    if (s->recent_count < s->recent_size)
+        s->recent_count++;
+}
+
+static int parse_duration(const Span *x, long long *out) {
+    if (x->n == 0 || x->n > 18 || (x->n == 1 && x->p[0] == '-'))
+        return 0;
+    Py_ssize_t i = x->p[0] == '-' ? 1 : 0;
+    long long v = 0;
+    for (; i < x->n; i++) {
+        if (!is_digit(x->p[i]))
+            return 0;
+        v = v * 10 + (x->p[i] - '0');
+    }
+    *out = x->p[0] == '-' ? -v : v;
+    return 1;
+}
+
+/* Count one parsed line (fields in f, slot nfields is empty). */
+static int count_fields(Scanner *s, const Span *f) {
+    s->lines++;
+    int bot = 0, ignored = 0;
+    if (s->agent_i >= 0) {
+        bot = decide(&s->flag_bot, s->decide_bot, &f[s->agent_i]);
+        if (bot < 0)
+            return -1;
+        if (bot && count_key(s, &s->bots, &s->ctx, f, 1) < 0)
+            return -1;
+    }
+    int excluded = bot && !s->count_bots;
+    if (s->ignore_on && s->target_i >= 0) {
+        ignored = decide(&s->flag_ignore, s->decide_ignore, &f[s->target_i]);
+        if (ignored < 0)
+            return -1;
+        if (ignored && !excluded && count_key(s, &s->ignored, &s->ctx, f, 1) < 0)
+            return -1;
+        excluded = excluded || ignored;
+    }
+    if (excluded)
+        return 0;
+    if (count_key(s, &s->hits, &s->hits_l, f, 1) < 0)
+        return -1;
+    if (s->agents.n >= 0 && count_key(s, &s->agents_t, &s->agents, f, 1) < 0)
+        return -1;
+    if (s->refs.n >= 0 && count_key(s, &s->refs_t, &s->refs, f, 1) < 0)
+        return -1;
+    if (s->visitors.n >= 0 && count_key(s, &s->visitors_t, &s->visitors, f, 1) < 0)
+        return -1;
+    if (s->dur_i >= 0) {
+        long long us;
+        if (parse_duration(&f[s->dur_i], &us) && count_key(s, &s->durations, &s->ctx, f, us) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+/* ---- the type ------------------------------------------------------------------------- */
+
+#define EACH_COUNT_TABLE(s, X)                                                                 \
+    X(&(s)->hits) X(&(s)->agents_t) X(&(s)->refs_t) X(&(s)->visitors_t) X(&(s)->bots)           \
+        X(&(s)->ignored) X(&(s)->durations)
+
+static void fresh(Scanner *s) {
+#define CLEAR(t) table_clear(t);
+    EACH_COUNT_TABLE(s, CLEAR)
+#undef CLEAR
+    s->lines = 0;
+    for (Py_ssize_t i = 0; i < s->recent_size; i++)
+        Py_CLEAR(s->recent_src[i]);
+    s->recent_head = s->recent_count = 0;
+}
+
+static int layout_from(PyObject *seq, Layout *l, int nfields) {
+    if (seq == Py_None) {
+        l->n = -1;
+        return 0;
+    }
+    PyObject *t = PySequence_Tuple(seq);
+    if (t == NULL)
+        return -1;
+    Py_ssize_t n = PyTuple_GET_SIZE(t);
+    if (n > MAX_LAYOUT) {
+        Py_DECREF(t);
+        PyErr_SetString(PyExc_ValueError, "layout too long");
+        return -1;
+    }
+    l->n = (int)n;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        long v = PyLong_AsLong(PyTuple_GET_ITEM(t, i));
+        if (v < 0 || v > nfields) {
+            Py_DECREF(t);
+            if (!PyErr_Occurred())
+                PyErr_SetString(PyExc_ValueError, "layout index out of range");
+            return -1;
+        }
+        l->idx[i] = (int)v;
+    }
+    Py_DECREF(t);
+    return 0;
+}
+
+static int plan_from(Scanner *s, PyObject *plan) {
+    PyObject *t = PySequence_Tuple(plan);
+    if (t == NULL)
+        return -1;
+    Py_ssize_t n = PyTuple_GET_SIZE(t);
+    s->elems = PyMem_Calloc(n ? n : 1, sizeof(Elem));
+    if (s->elems == NULL) {
+        Py_DECREF(t);
+        PyErr_NoMemory();
+        return -1;
+    }
+    s->nelems = (int)n;
+    s->plan = t; /* owns the literals */
+    for (Py_ssize_t i = 0; i < n; i++) {
+        Elem *e = &s->elems[i];
+        PyObject *lit = NULL;
+        if (!PyArg_ParseTuple(PyTuple_GET_ITEM(t, i), "iiiiO", &e->kind, &e->field, &e->field2,
+                              &e->stop, &lit))
+            return -1;
+        if (e->kind < K_LIT || e->kind > K_TIME || e->field >= s->nfields ||
+            e->field2 >= s->nfields) {
+            PyErr_SetString(PyExc_ValueError, "bad plan element");
+            return -1;
+        }
+        if (e->kind == K_LIT) {
+            if (!PyBytes_Check(lit)) {
+                PyErr_SetString(PyExc_TypeError, "a literal must be bytes");
+                return -1;
+            }
+            e->lit = PyBytes_AS_STRING(lit);
+            e->litlen = PyBytes_GET_SIZE(lit);
+        }
+    }
+    return 0;
+}
+
+static int Scanner_init(Scanner *s, PyObject *args, PyObject *kw) {
+    static char *names[] = {"plan",         "nfields",   "ctx",         "hits",
+                            "agents",       "referrers", "visitors",    "agent",
+                            "target",       "duration",  "recent_size", "decide_bot",
+                            "decide_ignore", "count_bots", "ignore",    NULL};
+    PyObject *plan, *ctx, *hits, *agents, *refs, *vis, *bot_fn, *ign_fn;
+    int count_bots, ignore_on;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OiOOOOOiiinOOpp", names, &plan, &s->nfields,
+                                     &ctx, &hits, &agents, &refs, &vis, &s->agent_i,
+                                     &s->target_i, &s->dur_i, &s->recent_size, &bot_fn, &ign_fn,
+                                     &count_bots, &ignore_on))
+        return -1;
+    if (s->nfields < 0 || s->nfields >= MAX_FIELDS || s->elems != NULL) {
+        PyErr_SetString(PyExc_ValueError, "bad field count (or init called twice)");
+        return -1;
+    }
+    if (plan_from(s, plan) < 0 || layout_from(ctx, &s->ctx, s->nfields) < 0 ||
+        layout_from(hits, &s->hits_l, s->nfields) < 0 ||
+        layout_from(agents, &s->agents, s->nfields) < 0 ||
+        layout_from(refs, &s->refs, s->nfields) < 0 ||
+        layout_from(vis, &s->visitors, s->nfields) < 0)
+        return -1;
+    if (s->ctx.n < 0 || s->hits_l.n < 0 || s->agent_i > s->nfields || s->target_i > s->nfields ||
+        s->dur_i > s->nfields) {
+        PyErr_SetString(PyExc_ValueError, "bad layout");
+        return -1;
+    }
+    s->count_bots = count_bots;
+    s->ignore_on = ignore_on;
+    Py_INCREF(bot_fn);
+    s->decide_bot = bot_fn;
+    Py_INCREF(ign_fn);
+    s->decide_ignore = ign_fn;
+    int failed = table_init(&s->flag_bot) < 0 || table_init(&s->flag_ignore) < 0 ||
+                 table_init(&s->shared) < 0;
+#define INIT(t) failed = failed || table_init(t) < 0;
+    EACH_COUNT_TABLE(s, INIT)
+#undef INIT
+    if (s->recent_size < 0)
+        s->recent_size = 0;
+    Py_ssize_t slots = s->recent_size ? s->recent_size : 1;
+    s->recent_src = PyMem_Calloc(slots, sizeof(PyObject *));
+    s->recent_start = PyMem_Calloc(slots, sizeof(Py_ssize_t));
+    s->recent_len = PyMem_Calloc(slots, sizeof(Py_ssize_t));
+    s->bufcap = 1024;
+    s->buf = PyMem_Malloc(s->bufcap);
+    if (failed || !s->recent_src || !s->recent_start || !s->recent_len || !s->buf) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    return 0;
+}
+
+static void Scanner_dealloc(Scanner *s) {
+    Py_XDECREF(s->plan);
+    Py_XDECREF(s->decide_bot);
+    Py_XDECREF(s->decide_ignore);
+    table_free(&s->flag_bot);
+    table_free(&s->flag_ignore);
+    table_free(&s->shared);
+#define FREE(t) table_free(t);
+    EACH_COUNT_TABLE(s, FREE)
+#undef FREE
+    if (s->recent_src) {
+        for (Py_ssize_t i = 0; i < (s->recent_size ? s->recent_size : 1); i++)
+            Py_XDECREF(s->recent_src[i]);
+        PyMem_Free(s->recent_src);
+    }
+    PyMem_Free(s->recent_start);
+    PyMem_Free(s->recent_len);
+    PyMem_Free(s->elems);
+    PyMem_Free(s->buf);
+    Py_TYPE(s)->tp_free((PyObject *)s);
+}
+
+static PyObject *Scanner_feed(Scanner *s, PyObject *arg) {
+    if (!PyBytes_Check(arg)) {
+        PyErr_SetString(PyExc_TypeError, "feed() takes bytes");
+        return NULL;
+    }
+    if (s->elems == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "Scanner not initialised");
+        return NULL;
+    }
+    PyObject *bad = PyList_New(0);
+    if (bad == NULL)
+        return NULL;
+    const char *base = PyBytes_AS_STRING(arg), *p = base, *end = base + PyBytes_GET_SIZE(arg);
+    Span f[MAX_FIELDS + 1];
+    while (p < end) {
+        const char *nl = memchr(p, '\n', end - p);
+        const char *eol = nl ? nl : end;
+        if (eol > p) {
+            for (int i = 0; i <= s->nfields; i++) {
+                f[i].p = p;
+                f[i].n = 0;
+            }
+            if (match_line(s, p, eol, f)) {
+                if (count_fields(s, f) < 0)
+                    goto error;
+                remember(s, arg, p - base, eol - p);
+            } else {
+                PyObject *line = PyBytes_FromStringAndSize(p, eol - p);
+                if (line == NULL || PyList_Append(bad, line) < 0) {
+                    Py_XDECREF(line);
+                    goto error;
+                }
+                Py_DECREF(line);
+            }
+        }
+        p = eol + 1;
+    }
+    return bad;
+error:
+    Py_DECREF(bad);
+    return NULL;
+}
+
+static PyObject *Scanner_count_row(Scanner *s, PyObject *row) {
+    if (!PyTuple_Check(row) || PyTuple_GET_SIZE(row) < s->nfields) {
+        PyErr_SetString(PyExc_TypeError, "count_row() takes a tuple of the fields");
+        return NULL;
+    }
+    Span f[MAX_FIELDS + 1];
+    for (int i = 0; i < s->nfields; i++) {
+        PyObject *v = PyTuple_GET_ITEM(row, i);
+        if (!PyBytes_Check(v)) {
+            PyErr_SetString(PyExc_TypeError, "fields must be bytes");
+            return NULL;
+        }
+        f[i].p = PyBytes_AS_STRING(v);
+        f[i].n = PyBytes_GET_SIZE(v);
+    }
+    f[s->nfields].p = "";
+    f[s->nfields].n = 0;
+    if (count_fields(s, f) < 0)
+        return NULL;
+    remember(s, row, -1, 0);
+    Py_RETURN_NONE;
+}
+
+/* One bytes object per distinct field value in a take(): the same minute, status or agent
+   in thousands of keys is one object, which halves the memory of a batch. */
+static PyObject *shared_bytes(Table *shared, const char *p, Py_ssize_t n) {
+    Slot *e = table_slot(shared, p, n, 1);
+    if (e == NULL)
+        return NULL;
+    if (e->value == 0) {
+        PyObject *v = PyBytes_FromStringAndSize(p, n);
+        if (v == NULL)
+            return NULL;
+        e->value = (long long)(intptr_t)v; /* the table's reference */
+    }
+    PyObject *v = (PyObject *)(intptr_t)e->value;
+    Py_INCREF(v);
+    return v;
+}
+
+static void release_shared(Table *shared) {
+    for (size_t i = 0; i < shared->cap; i++)
+        if (shared->slots[i].off >= 0 && shared->slots[i].value != 0)
+            Py_DECREF((PyObject *)(intptr_t)shared->slots[i].value);
+    table_clear(shared);
+}
+
+/* A joined key back as the tuple of its `width` fields. */
+static PyObject *split_key(Table *shared, const char *p, Py_ssize_t len, int width) {
+    PyObject *t = PyTuple_New(width);
+    if (t == NULL)
+        return NULL;
+    const char *end = p + len;
+    for (int i = 0; i < width; i++) {
+        const char *nl = i + 1 < width ? memchr(p, '\n', end - p) : NULL;
+        const char *stop = nl ? nl : end;
+        PyObject *v = shared_bytes(shared, p, stop - p);
+        if (v == NULL) {
+            Py_DECREF(t);
+            return NULL;
+        }
+        PyTuple_SET_ITEM(t, i, v);
+        p = nl ? nl + 1 : end;
+    }
+    return t;
+}
+
+/* A table as a new `cls` instance (a dict subclass) mapping tuples to counts; as a set of
+   tuples when cls is NULL. */
+static PyObject *unjoined(Table *shared, Table *t, int width, PyObject *cls) {
+    PyObject *out = cls == NULL ? PySet_New(NULL) : PyObject_CallNoArgs(cls);
+    if (out == NULL)
+        return NULL;
+    for (size_t i = 0; i < t->cap; i++) {
+        const Slot *e = &t->slots[i];
+        if (e->off < 0)
+            continue;
+        PyObject *key = split_key(shared, t->arena + e->off, e->len, width), *value = NULL;
+        int rc = -1;
+        if (key != NULL && cls == NULL) {
+            rc = PySet_Add(out, key);
+        } else if (key != NULL && (value = PyLong_FromLongLong(e->value)) != NULL) {
+            rc = PyDict_SetItem(out, key, value);
+        }
+        Py_XDECREF(key);
+        Py_XDECREF(value);
+        if (rc < 0) {
+            Py_DECREF(out);
+            return NULL;
+        }
+    }
+    return out;
+}
+
+static PyObject *recent_list(Scanner *s) {
+    PyObject *recent = PyList_New(s->recent_count);
+    if (recent == NULL)
+        return NULL;
+    Py_ssize_t size = s->recent_size ? s->recent_size : 1;
+    Py_ssize_t first = (s->recent_head - s->recent_count + size) % size;
+    for (Py_ssize_t i = 0; i < s->recent_count; i++) {
+        Py_ssize_t slot = (first + i) % size;
+        PyObject *src = s->recent_src[slot], *item;
+        if (s->recent_start[slot] < 0) {
+            Py_INCREF(src);
+            item = src;
+        } else {
+            item = PyBytes_FromStringAndSize(PyBytes_AS_STRING(src) + s->recent_start[slot],
+                                             s->recent_len[slot]);
+            if (item == NULL) {
+                Py_DECREF(recent);
+                return NULL;
+            }
+        }
+        PyList_SET_ITEM(recent, i, item);
+    }
+    return recent;
+}
+
+static PyObject *Scanner_take(Scanner *s, PyObject *args) {
+    PyObject *cls;
+    int with_recent;
+    if (!PyArg_ParseTuple(args, "Op", &cls, &with_recent))
+        return NULL;
+    PyObject *parts[9] = {NULL};
+    parts[0] = PyLong_FromLongLong(s->lines);
+    parts[1] = unjoined(&s->shared, &s->hits, s->hits_l.n, cls);
+    parts[2] = unjoined(&s->shared, &s->agents_t, s->agents.n < 0 ? 0 : s->agents.n, cls);
+    parts[3] = unjoined(&s->shared, &s->refs_t, s->refs.n < 0 ? 0 : s->refs.n, cls);
+    parts[4] = unjoined(&s->shared, &s->visitors_t, s->visitors.n < 0 ? 0 : s->visitors.n, NULL);
+    parts[5] = unjoined(&s->shared, &s->bots, s->ctx.n, cls);
+    parts[6] = unjoined(&s->shared, &s->ignored, s->ctx.n, cls);
+    parts[7] = unjoined(&s->shared, &s->durations, s->ctx.n, (PyObject *)&PyDict_Type);
+    parts[8] = with_recent ? recent_list(s) : PyList_New(0);
+    PyObject *out = NULL;
+    for (int i = 0; i < 9; i++)
+        if (parts[i] == NULL)
+            goto done;
+    out = PyTuple_New(9);
+    if (out == NULL)
+        goto done;
+    for (int i = 0; i < 9; i++) {
+        PyTuple_SET_ITEM(out, i, parts[i]);
+        parts[i] = NULL;
+    }
+    fresh(s);
+done:
+    release_shared(&s->shared);
+    for (int i = 0; i < 9; i++)
+        Py_XDECREF(parts[i]);
+    return out;
+}
+
+static PyObject *Scanner_pending(Scanner *s, PyObject *Py_UNUSED(ignored)) {
+    return Py_BuildValue("Ln", s->lines,
+                         (Py_ssize_t)(s->hits.used + s->visitors_t.used + s->refs_t.used));
+}
+
+static PyObject *Scanner_forget(Scanner *s, PyObject *Py_UNUSED(ignored)) {
+    table_clear(&s->flag_bot);
+    table_clear(&s->flag_ignore);
+    Py_RETURN_NONE;
+}
+
+static PyObject *Scanner_rebind(Scanner *s, PyObject *args) {
+    int count_bots, ignore_on;
+    if (!PyArg_ParseTuple(args, "pp", &count_bots, &ignore_on))
+        return NULL;
+    s->count_bots = count_bots;
+    s->ignore_on = ignore_on;
+    return Scanner_forget(s, NULL);
+}
+
+static PyObject *Scanner_match(Scanner *s, PyObject *arg) {
+    /* The fields of one line as a tuple (slot nfields empty), or None: for tests. */
+    if (!PyBytes_Check(arg)) {
+        PyErr_SetString(PyExc_TypeError, "match() takes bytes");
+        return NULL;
+    }
+    Span f[MAX_FIELDS + 1];
+    const char *p = PyBytes_AS_STRING(arg);
+    for (int i = 0; i <= s->nfields; i++) {
+        f[i].p = p;
+        f[i].n = 0;
+    }
+    if (!match_line(s, p, p + PyBytes_GET_SIZE(arg), f))
+        Py_RETURN_NONE;
+    PyObject *t = PyTuple_New(s->nfields + 1);
+    if (t == NULL)
+        return NULL;
+    for (int i = 0; i <= s->nfields; i++) {
+        PyObject *v = PyBytes_FromStringAndSize(f[i].p, f[i].n);
+        if (v == NULL) {
+            Py_DECREF(t);
+            return NULL;
+        }
+        PyTuple_SET_ITEM(t, i, v);
+    }
+    return t;
+}
+
+static PyMethodDef Scanner_methods[] = {
+    {"feed", (PyCFunction)Scanner_feed, METH_O,
+     "Count the lines of a chunk; return the lines the plan refused."},
+    {"count_row", (PyCFunction)Scanner_count_row, METH_O,
+     "Count one line already cut into fields (a row of the regex path)."},
+    {"take", (PyCFunction)Scanner_take, METH_VARARGS,
+     "take(counter_class, with_recent): (lines, hits, agents, referrers, visitors, bots, "
+     "ignored, durations, recent), keys as tuples; then start afresh."},
+    {"pending", (PyCFunction)Scanner_pending, METH_NOARGS, "(lines, distinct keys) pending."},
+    {"forget", (PyCFunction)Scanner_forget, METH_NOARGS, "Drop the cached decisions."},
+    {"rebind", (PyCFunction)Scanner_rebind, METH_VARARGS,
+     "rebind(count_bots, ignore): new rules (a reload); drops the cached decisions."},
+    {"match", (PyCFunction)Scanner_match, METH_O, "The fields of one line, or None."},
+    {NULL, NULL, 0, NULL}};
+
+static PyTypeObject ScannerType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "logcount._scan.Scanner",
+    .tp_basicsize = sizeof(Scanner),
+    .tp_dealloc = (destructor)Scanner_dealloc,
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "Match and count the lines of one log format.",
+    .tp_methods = Scanner_methods,
+    .tp_init = (initproc)Scanner_init,
+    .tp_new = PyType_GenericNew,
+};
+
+static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "logcount._scan",
+                                    "The optional C hot loop of LineCounter.", -1, NULL};
+
+static int init_seed(void) {
+    PyObject *os = PyImport_ImportModule("os");
+    PyObject *raw = os ? PyObject_CallMethod(os, "urandom", "i", 8) : NULL;
+    Py_XDECREF(os);
+    if (raw == NULL)
+        return -1;
+    memcpy(&hash_seed, PyBytes_AS_STRING(raw), 8);
+    Py_DECREF(raw);
+    return 0;
+}
+
+PyMODINIT_FUNC PyInit__scan(void) {
+    init_tables();
+    if (init_seed() < 0)
+        return NULL;
+    if (PyType_Ready(&ScannerType) < 0)
+        return NULL;
+    PyObject *m = PyModule_Create(&module);
+    if (m == NULL)
+        return NULL;
+    Py_INCREF(&ScannerType);
+    if (PyModule_AddObject(m, "Scanner", (PyObject *)&ScannerType) < 0 ||
+        PyModule_AddIntConstant(m, "LIT", K_LIT) < 0 ||
+        PyModule_AddIntConstant(m, "QUOTED", K_QUOTED) < 0 ||
+        PyModule_AddIntConstant(m, "WORD", K_WORD) < 0 ||
+        PyModule_AddIntConstant(m, "INT", K_INT) < 0 ||
+        PyModule_AddIntConstant(m, "INT_DASH", K_INT_DASH) < 0 ||
+        PyModule_AddIntConstant(m, "STATUS", K_STATUS) < 0 ||
+        PyModule_AddIntConstant(m, "TIME", K_TIME) < 0) {
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
+}

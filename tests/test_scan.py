@@ -1,0 +1,176 @@
+"""The C scanner (logcount/_scan.c) against the regex path it speeds up.
+
+The regex path is itself checked against apachelogs (tests/test_parse.py); here the
+scanner must cut every line exactly as the chunk regex does, or refuse it exactly when the
+regex does, over the real logs, generated lines and random mutations of them (bytes
+flipped, quotes, backslashes, spaces and digits inserted or removed). Then a LineCounter
+with the scanner and one without (LOGCOUNT_PURE_PYTHON) must count the same: every
+counter, the recent lines, the malformed lines and their samples.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from pathlib import Path
+
+import pytest
+
+from logcount.aggregate import LineCounter, RawCounts
+from logcount.classify import Classifier
+from logcount.config import Config
+from logcount.parse import compile_format
+from tests.test_parse import (
+    CUSTOM_DURATION,
+    FORMATS,
+    STRFTIME,
+    URI_QUERY,
+    VHOST_FIRST,
+    generated_lines,
+    real_lines,
+)
+
+try:
+    from logcount import _scan
+except ImportError:  # pragma: no cover - only where the extension could not be built
+    _scan = None
+
+if _scan is None:
+    if os.environ.get("CI") == "true":
+        raise RuntimeError("logcount._scan was not built: CI must test the C scanner")
+    pytest.skip("logcount._scan is not built (no C compiler?)", allow_module_level=True)
+
+SCANNED = [f for f in FORMATS if compile_format(f).plan is not None]
+ODD = [b"\\", b'"', b" ", b"-", b"0", b"9", b"[", b"]", b":", b"\\x", b"\\\\", b'\\"', b"\r"]
+
+
+def scanner_for(fmt: str) -> tuple[object, object]:
+    cf = compile_format(fmt)
+    assert cf.plan is not None, fmt
+    counter = LineCounter(cf)
+    assert counter.scanner is not None
+    return cf, counter.scanner
+
+
+def mutations(rng: random.Random, line: bytes, n: int) -> list[bytes]:
+    out = []
+    for _ in range(n):
+        b = bytearray(line)
+        for _ in range(rng.randint(1, 3)):
+            at = rng.randrange(len(b) + 1)
+            what = rng.randrange(4)
+            if what == 0 and b:
+                del b[min(at, len(b) - 1)]
+            elif what == 1:
+                b[at:at] = rng.choice(ODD)
+            elif what == 2 and b:
+                b[min(at, len(b) - 1)] = rng.randrange(1, 256)
+            else:
+                b[at:at] = bytes([rng.randrange(0x20, 0x7F)])
+        out.append(bytes(b).replace(b"\n", b""))
+    return out
+
+
+def regex_row(cf, line: bytes) -> tuple[bytes, ...] | None:
+    rows = cf.chunk.findall(line + b"\n")
+    return rows[0][: len(cf.group_index) + 1] if rows else None
+
+
+@pytest.mark.parametrize("fmt", SCANNED)
+def test_scanner_cuts_lines_like_the_regex(fmt: str, real_data: Path) -> None:
+    cf, scanner = scanner_for(fmt)
+    rng = random.Random(SCANNED.index(fmt))
+    lines = generated_lines(fmt, 600, seed=7 + SCANNED.index(fmt))
+    if fmt == "combined":
+        lines += list(real_lines(real_data))
+    accepted = 0
+    for good in lines:
+        for line in [good, *mutations(rng, good, 12)]:
+            expected = regex_row(cf, line)
+            assert scanner.match(line) == expected, line[:300]
+            accepted += expected is not None
+    assert accepted > len(lines) // 2  # the check is not vacuous
+
+
+def test_timestamps_are_checked_like_the_regex() -> None:
+    cf, scanner = scanner_for("common")
+    days = ["00", "01", "28", "29", "30", "31", "32", "9x"]
+    months = ["Jan", "Feb", "Apr", "Dec", "Foo", "feb"]
+    years = ["0000", "1900", "2000", "2023", "2024", "2100", "2400", "1996", "20x4"]
+    times = ["00:00:00", "23:59:59", "24:00:00", "12:60:00", "12:00:60", "1:00:00"]
+    zones = ["+0000", "-0130", "+2359", "+2400", "+0060", "0000", "+000"]
+    n = 0
+    for d in days:
+        for m in months:
+            for y in years:
+                for t in times[:3] if d != "29" else times:
+                    for z in zones:
+                        line = f'1.2.3.4 - - [{d}/{m}/{y}:{t} {z}] "GET / HTTP/1.1" 200 5'
+                        raw = line.encode()
+                        assert scanner.match(raw) == regex_row(cf, raw), line
+                        n += regex_row(cf, raw) is not None
+    assert n > 100
+
+
+def test_formats_the_scanner_does_not_know_keep_the_regex_path() -> None:
+    assert compile_format(STRFTIME).plan is None
+    # Two directives with nothing between them: only the regex can try every split.
+    assert compile_format('%h %t "%r" %>s %b%D').plan is None
+    assert compile_format(URI_QUERY).plan is None
+    assert compile_format(VHOST_FIRST).plan is None  # %a: an address regex of its own
+    for fmt in ("common", "combined", "vhost_combined", "combined_debian", CUSTOM_DURATION):
+        assert fmt in SCANNED
+
+
+def counted(fmt: str, lines: list[bytes], pure: bool, monkeypatch, **config) -> RawCounts:
+    if pure:
+        monkeypatch.setenv("LOGCOUNT_PURE_PYTHON", "1")
+    else:
+        monkeypatch.delenv("LOGCOUNT_PURE_PYTHON", raising=False)
+    cf = compile_format(fmt)
+    counter = LineCounter(
+        cf, recent_size=50, classifier=Classifier(Config(log_format=fmt, **config), cf)
+    )
+    assert (counter.scanner is None) == pure
+    data = b"".join(line + b"\n" for line in lines)
+    start = 0
+    while start < len(data):  # uneven chunks of whole lines
+        end = data.rfind(b"\n", start, start + 7000) + 1 or data.index(b"\n", start) + 1
+        counter.feed(data[start:end])
+        start = end
+    return counter.take()
+
+
+FIELDS = ("lines", "malformed", "hits", "agents", "referrers", "visitors", "bots", "ignored")
+
+
+@pytest.mark.parametrize("fmt", SCANNED)
+@pytest.mark.parametrize(
+    "config",
+    [{}, {"count_bots": True}, {"ignore_extensions": [".png", ".css", ".js", ".gif"]}],
+    ids=["default", "count_bots", "ignore"],
+)
+def test_scanner_counts_like_the_regex_path(fmt: str, config: dict, monkeypatch) -> None:
+    rng = random.Random(3)
+    lines = generated_lines(fmt, 1500, seed=11)
+    lines += [m for line in lines[:300] for m in mutations(rng, line, 2)]
+    lines += lines[:500]  # repeated keys add up
+    fast = counted(fmt, lines, False, monkeypatch, **config)
+    slow = counted(fmt, lines, True, monkeypatch, **config)
+    for name in FIELDS:
+        assert getattr(fast, name) == getattr(slow, name), name
+    assert fast.durations == slow.durations
+    assert list(fast.recent) == list(slow.recent)
+    assert list(fast.samples) == list(slow.samples)
+    assert fast.lines > 1000 and fast.malformed > 10
+
+
+def test_real_log_counts_like_the_regex_path(real_data: Path, monkeypatch) -> None:
+    lines = [line for line in real_lines(real_data) if line.strip()]
+    config = {"ignore_extensions": [".png", ".jpg"]}
+    fast = counted("combined", lines, False, monkeypatch, **config)
+    slow = counted("combined", lines, True, monkeypatch, **config)
+    for name in FIELDS:
+        assert getattr(fast, name) == getattr(slow, name), name
+    assert list(fast.recent) == list(slow.recent)
+    assert fast.lines == len(lines) - 13 and sum(fast.bots.values()) > 1000
