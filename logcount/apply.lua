@@ -22,9 +22,13 @@ for _, op in ipairs(batch.ops) do
     if bkey ~= 0 then bkey = KEYS[bkey] else bkey = nil end
     local has_other = redis.call('ZSCORE', key, other) and 1 or 0
     local real = redis.call('ZCARD', key) - has_other
+    -- When every member could be new and still fit, no member needs looking up.
+    local count = 0
+    for _ in pairs(incs) do count = count + 1 end
+    local fits = real + count <= limit
     for member, n in pairs(incs) do
       local target = member
-      if member ~= other and not redis.call('ZSCORE', key, member) then
+      if not fits and member ~= other and not redis.call('ZSCORE', key, member) then
         if real >= limit then
           target = other
         else
