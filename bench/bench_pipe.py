@@ -53,16 +53,19 @@ def main() -> None:
     n = args.lines
     day = million_lines(n)
     hour = million_lines(n, hours=1)
+    live = million_lines(n, seconds=max(1, n // 250_000))
     print(
         f"input: {n:,} combined lines ({day.stat().st_size / 1e6:.0f} MB) from the real "
-        "elastic_apache_logs.log, spread over one day, and over one hour"
+        "elastic_apache_logs.log, their times spread over one day, over one hour, and over "
+        "the seconds a site serving 250,000 requests/s takes to write them"
     )
     cat_s, _ = timed(["taskset", "-c", "0", "cat", str(day)])
     al_s, al_n = apachelogs_loop(day)
     al_rate = al_n / al_s
     print(f"cat                                {n / cat_s:>12,.0f} lines/s")
     print(f"apachelogs parse() loop            {al_rate:>12,.0f} lines/s")
-    for label, path in (("1 day", day), ("1 hour", hour)):
+    spreads = (("1 day", day), ("1 hour", hour), (f"{max(1, n // 250_000)} s", live))
+    for label, path in spreads:
         seconds, rss, counted = run_pipe(path)
         rate = n / seconds
         print(
