@@ -29,7 +29,8 @@ typedef struct {
     int kind;
     int field;  /* capture slot, or -1 */
     int field2; /* K_TIME: slot of the offset */
-    int stop;   /* K_WORD: the byte that ends it (besides the common ones), or -1 */
+    int stop;   /* K_WORD: the byte that ends it (besides the common ones), or -1;
+                   K_TIME: how much of DD/Mon/YYYY:HH:MM to capture (11: the day), or -1 */
     const char *lit;
     Py_ssize_t litlen;
 } Elem;
@@ -400,6 +401,8 @@ static int match_line(Scanner *s, const char *p, const char *end, Span *f) {
             q = scan_time(p, end, &minute, &offset);
             if (q == NULL)
                 return 0;
+            if (e->stop > 0 && e->stop < minute.n)
+                minute.n = e->stop; /* the day only (the rollup's keys) */
             if (e->field >= 0)
                 f[e->field] = minute;
             if (e->field2 >= 0)

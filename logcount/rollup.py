@@ -34,7 +34,7 @@ from logcount.aggregate import Aggregator, Delta, LineCounter
 from logcount.classify import Buckets, Classifier, visitor_hash
 from logcount.config import Config
 from logcount.errors import LogcountError
-from logcount.parse import CompiledFormat, compile_format
+from logcount.parse import SCAN_KINDS, CompiledFormat, compile_format
 from logcount.rollup_files import (
     Input,
     Unit,
@@ -111,8 +111,18 @@ def day_format(config: Config) -> CompiledFormat:
     chunk, fast = _day_only(fmt.chunk.pattern), _day_only(fmt.fast.pattern)
     if chunk is None or fast is None:
         return fmt
+    plan = fmt.plan
+    if plan is not None:  # the C scanner: capture DD/Mon/YYYY of %t, as the regexes now do
+        day = len(b"DD/Mon/YYYY")
+        plan = tuple(
+            (kind, slot, second, day if kind == SCAN_KINDS["time"] else stop, lit)
+            for kind, slot, second, stop, lit in plan
+        )
     return dataclasses.replace(
-        fmt, chunk=re.compile(chunk, fmt.chunk.flags), fast=re.compile(fast, fmt.fast.flags)
+        fmt,
+        chunk=re.compile(chunk, fmt.chunk.flags),
+        fast=re.compile(fast, fmt.fast.flags),
+        plan=plan,
     )
 
 
@@ -199,30 +209,56 @@ class FileCounter:
         self._visitors(visitors)
 
     def _visitors(self, visitors: set[tuple[bytes, ...]]) -> None:
-        """Day, path and object visitors, with the live side's rule for bots."""
+        """Day, path and object visitors, with the live side's rule for bots.
+
+        A key per distinct (day, visitor, request): each agent, day, request and visitor is
+        decided once per batch, not once per key."""
         cl, agg = self.classifier, self.aggregator
         layout = self.counter.vis_layout
+        nctx = len(self.counter.ctx_layout)
+        ci = layout.index("client") if "client" in layout else -1
+        ai = layout.index("agent") if "agent" in layout else -1
+        page_at = [i for i, f in enumerate(layout) if f in ("request", "method", "uri", "query")]
         day_v, path_v, obj_v = (
             self.counts.delta.visitors,
             self.counts.path_visitors,
             self.counts.object_visitors,
         )
+        skip: dict[bytes, bool] = {}  # agent -> a bot not counted
+        places: dict[tuple[bytes, ...], tuple[str, str]] = {}  # context -> (site, day)
+        pages: dict[tuple[bytes, ...], tuple[str, str | None] | None] = {}  # None: ignored
+        digests: dict[tuple[bytes, bytes], str] = {}
         for key in visitors:
-            fields = dict(zip(layout, key, strict=True))
-            agent = fields.get("agent", b"")
-            bot, _ = cl.agent(agent or b"-")
-            if bot and not agg.count_bots:
+            agent = key[ai] if ai >= 0 else b""
+            bot = skip.get(agent)
+            if bot is None:
+                bot = skip[agent] = cl.agent(agent or b"-")[0] and not agg.count_bots
+            if bot:
                 continue
-            site, buckets = agg._ctx(layout, key)
-            path = agg._path(fields)
-            if cl.ignored(path):  # visitors are those of counted hits, as on the live side
+            page_key = tuple([key[i] for i in page_at])
+            if page_key in pages:
+                page = pages[page_key]
+            else:
+                path = agg._path(dict(zip(layout, key, strict=True)))
+                # visitors are those of counted hits, as on the live side
+                page = pages[page_key] = None if cl.ignored(path) else (path, cl.object_of(path))
+            if page is None:
                 continue
-            digest = visitor_hash(fields.get("client", b""), agent)
-            day_v.setdefault((site, "day", buckets.day), set()).add(digest)
-            path_v.setdefault((site, buckets.day, path), set()).add(digest)
-            obj = cl.object_of(path)
+            ctx = key[:nctx]
+            place = places.get(ctx)
+            if place is None:
+                site, buckets = agg._ctx(layout, key)
+                place = places[ctx] = (site, buckets.day)
+            who = (key[ci] if ci >= 0 else b"", agent)
+            digest = digests.get(who)
+            if digest is None:
+                digest = digests[who] = visitor_hash(*who)
+            site, day = place
+            path, obj = page
+            day_v.setdefault((site, "day", day), set()).add(digest)
+            path_v.setdefault((site, day, path), set()).add(digest)
             if obj is not None:
-                obj_v.setdefault((site, buckets.day, obj), set()).add(digest)
+                obj_v.setdefault((site, day, obj), set()).add(digest)
 
     def read(self, unit: Unit, progress: Callable[[int], None] = lambda n: None) -> Counts:
         with open_log(unit.input.path) as f:

@@ -493,7 +493,7 @@ def test_sigkill_mid_rollup_then_rerun(store_env: dict[str, str], tmp_path: Path
     lc_env = store_env
     logs = tmp_path / "crashlogs"
     write_tree(logs, seed=12, per_day=300)
-    big_log(logs / "zz-big.log", DAYS[1], 400_000)
+    big_log(logs / "zz-big.log", DAYS[1], 800_000)  # long enough to be killed in
     specs = [
         "--logs",
         str(logs / TEMPLATE),
@@ -525,7 +525,7 @@ def test_sigkill_mid_rollup_then_rerun(store_env: dict[str, str], tmp_path: Path
         time.sleep(0.02)
     else:
         pytest.fail("the rollup never reached the big file")
-    time.sleep(0.3)
+    time.sleep(0.05)
     proc.send_signal(signal.SIGKILL)
     proc.wait(10)
     assert proc.returncode == -signal.SIGKILL

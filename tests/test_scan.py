@@ -174,3 +174,19 @@ def test_real_log_counts_like_the_regex_path(real_data: Path, monkeypatch) -> No
         assert getattr(fast, name) == getattr(slow, name), name
     assert list(fast.recent) == list(slow.recent)
     assert fast.lines == len(lines) - 13 and sum(fast.bots.values()) > 1000
+
+
+def test_rollup_day_format_cuts_the_day_like_its_regex(real_data: Path) -> None:
+    """The rollup counts by day: its regexes and the scanner's plan capture DD/Mon/YYYY."""
+    from logcount.rollup import day_format
+
+    cf = day_format(Config(log_format="combined"))
+    scanner = LineCounter(cf).scanner
+    lines = list(real_lines(real_data))[:3000] + generated_lines("combined", 300, seed=5)
+    days = set()
+    for line in lines:
+        expected = regex_row(cf, line)
+        assert scanner.match(line) == expected, line[:300]
+        if expected is not None:
+            days.add(expected[cf.group_index["tmin"]])
+    assert b"17/May/2015" in days and all(len(d) == 11 for d in days)
