@@ -331,6 +331,16 @@ def test_bad_config_one_clear_error(home: Path, tmp_path: Path, text: str, messa
     assert "Traceback" not in result.output
 
 
+def test_default_log_format_compiles(home: Path) -> None:
+    # validate() does not compile the built-in default (a report would pay for apachelogs
+    # on every start): it must compile, and a format given anywhere is still compiled.
+    from logcount.parse import compile_format
+
+    compile_format(Config().log_format)
+    with pytest.raises(ConfigError, match=r"^log format 'combined %Z': "):
+        load_config(None, log_format="combined %Z")
+
+
 def test_file_that_is_not_utf8(home: Path, tmp_path: Path) -> None:
     path = tmp_path / "latin1.toml"
     path.write_bytes(b'site = "caf\xe9"\n')

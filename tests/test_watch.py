@@ -127,6 +127,9 @@ def test_watch_redraws_in_place_and_q_restores_the_screen(
 
 def test_ctrl_c_ends_watch_and_restores_the_terminal(tmux: Tmux) -> None:
     tmux.type("clear; echo BEFORE-WATCH")
+    # Typed ahead, the next command could be echoed before `clear` runs and the marker
+    # printed after it, wrapped with it: wait for the marker's own line first.
+    tmux.wait_for(lambda s: "BEFORE-WATCH\n" in s, "the marker")
     tmux.type(watch_command() + "; echo EXIT=$?")
     tmux.wait_for(lambda s: "q or Ctrl-C quits" in s, "the first frame")
     tmux("send-keys", "-t", "w", "C-c")
