@@ -100,9 +100,10 @@ class LineCounter:
         empty = len(gi)
         key_fields = [f for f in has if f not in ("referrer", "agent")]
         self.key_layout = (*key_fields, "bytes")
-        self._key = _getter([gi[f] for f in key_fields] + [gi.get("bytes", empty)])
+        key_slots = [gi[f] for f in key_fields] + [gi.get("bytes", empty)]
+        self._key = _getter(key_slots)
         self.agent_layout = (*ctx, "agent")
-        self._agent_key = _getter([gi[f] for f in ctx] + [gi.get("agent", empty)])
+        self._agent_key = _getter([gi.get(f, empty) for f in self.agent_layout])
         self.ref_layout = (*ctx, "referrer")
         self._ref = _getter([gi[f] for f in self.ref_layout]) if "referrer" in gi else None
         vis = [*ctx, "client", "agent"]
@@ -129,8 +130,8 @@ class LineCounter:
                 plan=fmt.plan,
                 nfields=empty,
                 ctx=[gi[f] for f in ctx],
-                hits=[gi[f] for f in key_fields] + [gi.get("bytes", empty)],
-                agents=[gi[f] for f in ctx] + [gi["agent"]] if "agent" in gi else None,
+                hits=key_slots,
+                agents=[gi[f] for f in self.agent_layout] if "agent" in gi else None,
                 referrers=[gi[f] for f in self.ref_layout] if "referrer" in gi else None,
                 visitors=[gi[f] for f in self.vis_layout] if "client" in gi else None,
                 agent=gi.get("agent", -1),
@@ -231,18 +232,13 @@ class LineCounter:
         cl = self.classifier
         excluded = None
         if self._agent is not None:
-            bots = self._flags(list(map(self._agent, matches)), self._bot, lambda a: cl.agent(a)[0])
+            bots = self._flags(list(map(self._agent, matches)), self._bot, self._is_bot)
             if any(bots):
                 raw.bots.update(map(self._ctx, compress(matches, bots)))
                 if not self.count_bots:
                     excluded = bots
         if cl.ignore_ext and self._target is not None:
-            decide = (
-                (lambda r: cl.ignored(cl.path_of_request(r)))
-                if self._target_field == "request"
-                else (lambda u: cl.ignored(cl.path_of_uri((u, b""))))
-            )
-            ignored = self._flags(list(map(self._target, matches)), self._ignore, decide)
+            ignored = self._flags(list(map(self._target, matches)), self._ignore, self._is_ignored)
             if any(ignored):
                 if excluded is not None:
                     ignored = list(map(bool.__gt__, ignored, excluded))  # ignored and not a bot
