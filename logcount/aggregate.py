@@ -436,6 +436,15 @@ class Aggregator:
             self._site_minute.clear()
         return delta
 
+    def unclassified(self, raw: RawCounts) -> Delta:
+        """A batch classify() failed on: every line of it counted as malformed."""
+        broken = RawCounts(malformed=raw.lines + raw.malformed, samples=raw.samples)
+        delta = Delta(lines=raw.lines, malformed=broken.malformed)
+        totals: dict[tuple[str, str], Counter[str]] = {}
+        self._malformed(broken, totals, delta)
+        self._roll_up(totals, {}, delta)
+        return delta
+
     # --- per distinct key ----------------------------------------------------------
 
     def _at(self, ctx: tuple[bytes, ...]) -> tuple[str, str]:

@@ -2,12 +2,17 @@
 
 Rotation, as a follower meets it:
 - the path now names another file (rename-and-create, delete-and-recreate, a cronolog
-  `--symlink` or `--hardlink` re-pointed): the old file, still open, is read to its end
-  and left once it has been quiet for QUIET seconds; then the new file is read from 0.
-  While the path is missing (the moment a link is re-pointed) we stay on the old file;
+  `--symlink` or `--hardlink` re-pointed): that file is opened at once, but the old one,
+  still open, is read to its end and left once it has been quiet for QUIET seconds; then
+  the new file is read from 0. While the path is missing (the moment a link is
+  re-pointed) we stay on the old file;
 - the file shrank below the offset, or its first bytes changed (copytruncate): the copy
-  (a file beside it whose first bytes match ours) is read from our offset to its end,
-  then the truncated file from 0;
+  (a file beside it whose first bytes are the ones we knew) is read from our offset to its
+  end, then the truncated file from 0. Every chunk is checked after it is read, so bytes
+  read from a file truncated and rewritten meanwhile are never counted;
+- a file opened ahead of reading it (the next one, or one rotated while we were stopped)
+  keeps the first bytes it showed: if it is copytruncated before we get to it, its copy
+  is found the same way and read first;
 - after a restart, a saved file that is no longer at the path is looked for by device and
   inode at its saved target and beside the path (logrotate's access.log.1), finished, and
   then the path is read from 0. A rotated file already compressed cannot be finished: the
@@ -29,7 +34,7 @@ from logcount.reader import MAX_LINE, READ_SIZE, Pipeline
 
 HEAD_SIZE = 1024  # bytes hashed to tell a file from another one that reused its inode
 QUIET = 0.3  # seconds a replaced file must stay unchanged before we leave it
-CHECK_EVERY = 1.0  # while reading flat out, look for truncation at least this often
+CHECK_EVERY = 1.0  # while reading flat out, look at what the path names at least this often
 COMPRESSED = (".gz", ".bz2", ".xz", ".zst", ".lz4", ".z", ".zip")
 
 
@@ -44,6 +49,7 @@ class Position:
     head_len: int
     target: str
     mtime: float = 0.0  # of the file when committed: later files beside it came after it
+    copy: str = ""  # reading this copytruncate copy of the file, at `offset`
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), separators=(",", ":"))
@@ -62,9 +68,33 @@ class Position:
                 int(data["head_len"]),
                 str(data["target"]),
                 float(data.get("mtime", 0.0)),
+                str(data.get("copy", "")),
             )
         except (ValueError, KeyError, TypeError):
             return None
+
+
+@dataclass
+class Opened:
+    """A file opened before we read it, with the first bytes it has shown so far: if they
+    change before we get to it, it was truncated and its copy holds what we have not read."""
+
+    fd: int
+    target: str
+    head: bytes = b""
+
+    def look(self) -> None:
+        if len(self.head) < HEAD_SIZE:
+            with contextlib.suppress(OSError):
+                now = os.pread(self.fd, HEAD_SIZE, 0)
+                if now.startswith(self.head):
+                    self.head = now
+
+
+def opened(fd: int, target: str) -> Opened:
+    found = Opened(fd, target)
+    found.look()
+    return found
 
 
 def digest(data: bytes) -> str:
@@ -99,17 +129,18 @@ class Follower:
         self.dev = 0
         self.ino = 0
         self.offset = 0
-        # The file's first HEAD_SIZE bytes (fewer while it is smaller), whether read yet or
-        # not: a log file only grows, so they change only when it is truncated or replaced.
+        # The file's first bytes as far as we know them (HEAD_SIZE at most, fewer while it
+        # is smaller): a log file only grows, so they change only when it is truncated.
         self.head = b""
         self.target = self.path
-        self.draining_copy = False  # reading a copytruncate copy; identity kept as is
+        # Reading a copytruncate copy (its path): fd reads the copy, while the identity,
+        # head and target stay the truncated file's, which is queued next, from 0.
+        self.copy = ""
         self.rotated_at: float | None = None
-        self.next_fd: int | None = None  # the file now at the path, opened early
-        self.next_target = ""
-        self.queue: list[tuple[int, str]] = []  # files rotated while stopped, to read first
+        self.next: Opened | None = None  # the file the path names now, opened early
+        self.queue: list[Opened] = []  # files to read before the path's current one
         self.last_data = 0.0
-        self.last_check = 0.0
+        self.last_look = 0.0
         self.size = 0
         self.dirty = False
 
@@ -121,36 +152,31 @@ class Follower:
             with contextlib.suppress(OSError):
                 mtime = os.fstat(self.fd).st_mtime
         return Position(
-            self.dev, self.ino, self.offset, digest(self.head), len(self.head), self.target, mtime
+            self.dev,
+            self.ino,
+            self.offset,
+            digest(self.head),
+            len(self.head),
+            self.target,
+            mtime,
+            self.copy,
         )
 
     def take_position(self) -> str | None:
         if not self.dirty or not self.ino:
             return None
         self.dirty = False
-        if len(self.head) < HEAD_SIZE and self.fd is not None:
-            # A new file may be nearly empty when we switch to it: hash what it holds now,
-            # so a copytruncate while we are stopped is still told apart after a restart.
-            with contextlib.suppress(OSError):
-                more = os.pread(self.fd, HEAD_SIZE, 0)
-                if more.startswith(self.head):
-                    self.head = more
         return self.position().to_json()
 
     def status(self) -> dict[str, Any]:
-        target = self.target if self.fd is not None else "(waiting for the file)"
+        target = (self.copy or self.target) if self.fd is not None else "(waiting for the file)"
+        ahead = [*self.queue, *([self.next] if self.next else [])]
         return {
             "path": self.path,
             "target": target,
             "offset": self.offset,
-            "lag_bytes": max(0, self.size - self.offset) + self.next_size(),
+            "lag_bytes": max(0, self.size - self.offset) + sum(_size(o.fd) for o in ahead),
         }
-
-    def next_size(self) -> int:
-        try:
-            return os.fstat(self.next_fd).st_size if self.next_fd is not None else 0
-        except OSError:
-            return 0
 
     # -- start ---------------------------------------------------------------------------
 
@@ -164,78 +190,86 @@ class Follower:
             return
         size = os.fstat(fd).st_size
         offset = 0 if from_start else line_start_before(fd, size)
-        self._adopt(fd, os.path.realpath(self.path), offset)
+        self._adopt(opened(fd, os.path.realpath(self.path)), offset)
 
     def resume(self, saved: Position) -> None:
         """Go on where the last run committed, wherever rotation has moved that file."""
-        st = _stat(self.path)
-        if st is not None and (st.st_dev, st.st_ino) == (saved.dev, saved.ino):
-            fd = open_file(self.path)
-            if fd is not None and _head_matches(fd, saved) and os.fstat(fd).st_size >= saved.offset:
-                self._adopt(fd, os.path.realpath(self.path), saved.offset, dirty=False)
+        if saved.copy and self._resume_copy(saved):
+            self._queue_successors(saved)
+            return
+        found = self._find_saved(saved)
+        if found is not None:
+            fd, where = found
+            if _head_matches(fd, saved) and os.fstat(fd).st_size >= saved.offset:
+                if where != self.path and os.path.realpath(self.path) != where:
+                    self.log(f"{self.path} rotated while stopped; finishing {where} first")
+                self._adopt(Opened(fd, where), saved.offset, dirty=False)
+                self._queue_successors(saved)
                 return
-            if fd is not None:
-                os.close(fd)
-            if self._drain_copy_of(saved):  # truncated while we were away
+            # Truncated while we were away: its copy holds the rest, then it is read from 0.
+            copy = self._find_copy(saved)
+            if copy is not None:
+                self._drain_copy(copy, Opened(fd, where), saved)
                 self._queue_successors(saved)
                 return
             self.log(f"{self.path} was truncated or replaced; reading it from the start")
-        else:
-            found = self._find(saved, same_inode=True)
-            if found is not None:
-                fd, where = found
-                self.log(f"{self.path} rotated while stopped; finishing {where} first")
-                self._adopt(fd, where, saved.offset, dirty=False)
-                self._queue_successors(saved)
-                return
-            if self._drain_copy_of(saved):  # a copytruncate copy, the path since re-pointed
-                self._queue_successors(saved)
-                return
-            if saved.offset:
-                self.log(
-                    f"{self.path}: {saved.target} (read up to byte {saved.offset}) is "
-                    "gone or compressed; the rest of it is not counted"
-                )
-            self._queue_successors(saved)
-            if self.queue:
-                fd, where = self.queue.pop(0)
-                self._adopt(fd, where, 0)
-                return
-        fd = open_file(self.path)
-        if fd is None:
+            os.close(fd)
+        elif saved.offset:
+            self.log(
+                f"{self.path}: {saved.target} (read up to byte {saved.offset}) is "
+                "gone or compressed; the rest of it is not counted"
+            )
+        self._queue_successors(saved)
+        if self.queue:
+            self._adopt(self.queue.pop(0), 0)
+        elif not self._open_path():
             self.log(f"{self.path} does not exist yet; waiting for it")
-            return
-        self._adopt(fd, os.path.realpath(self.path), 0)
 
-    def _adopt(self, fd: int, target: str, offset: int, dirty: bool = True) -> None:
+    def _resume_copy(self, saved: Position) -> bool:
+        """We were reading a copytruncate copy: finish it, then the truncated file."""
+        fd = open_file(saved.copy)
+        if fd is None:
+            return False
         st = os.fstat(fd)
-        with self.pipeline.lock:
-            if self.fd is not None and self.fd != fd:
-                os.close(self.fd)
-            self.fd = fd
-            self.dev, self.ino = st.st_dev, st.st_ino
-            self.offset = offset
-            self.head = os.pread(fd, HEAD_SIZE, 0)
-            self.target = target
-            self.size = st.st_size
-            self.draining_copy = False
-            self.rotated_at = None
-            self.dirty = self.dirty or dirty
+        if (st.st_dev, st.st_ino) == (saved.dev, saved.ino) or st.st_size < saved.offset:
+            os.close(fd)
+            return False
+        if not _head_matches(fd, saved):
+            os.close(fd)
+            return False
+        found = self._find_saved(saved)
+        truncated = Opened(*found) if found is not None else None
+        self._drain_copy((fd, saved.copy), truncated, saved)
+        return True
 
-    def _find(self, saved: Position, same_inode: bool) -> tuple[int, str] | None:
-        """The saved file, elsewhere: by inode (renamed), or by content (a copy)."""
-        for where in _candidates(self.path, saved.target):
+    def _find_saved(self, saved: Position) -> tuple[int, str] | None:
+        """The saved file (by device and inode) at the path, its target, or beside them."""
+        for where in (self.path, *_candidates(self.path, saved.target)):
             st = _stat(where)
-            if st is None or not os.path.isfile(where):
-                continue
-            if same_inode != ((st.st_dev, st.st_ino) == (saved.dev, saved.ino)):
-                continue
-            if st.st_size < saved.offset:
+            if st is None or (st.st_dev, st.st_ino) != (saved.dev, saved.ino):
                 continue
             fd = open_file(where)
             if fd is None:
                 continue
-            if _head_matches(fd, saved):
+            return fd, os.path.realpath(where) if where == self.path else where
+        return None
+
+    def _find_copy(self, known: Position) -> tuple[int, str] | None:
+        """A copytruncate copy of the file `known` describes: another file beside it (or
+        beside the path) that starts with the bytes we knew and holds its offset."""
+        if not known.head_len:
+            return None  # we never saw a byte of it: nothing to recognise a copy by
+        identity, offset = (known.dev, known.ino), known.offset
+        for where in _candidates(self.path, known.target):
+            st = _stat(where)
+            if st is None or (st.st_dev, st.st_ino) == identity or st.st_size < offset:
+                continue
+            if not os.path.isfile(where):
+                continue
+            fd = open_file(where)
+            if fd is None:
+                continue
+            if _head_matches(fd, known):
                 return fd, where
             os.close(fd)
         return None
@@ -244,10 +278,13 @@ class Follower:
         """Files rotated while we were stopped, after the one we were reading, oldest first:
         beside it, named like it, written after it, other than what the path names now."""
         after = saved.mtime
-        exclude = set()
+        exclude = {(saved.dev, saved.ino)}
         if self.fd is not None:
             st = os.fstat(self.fd)
             after = max(after, st.st_mtime)
+            exclude.add((st.st_dev, st.st_ino))
+        for file in self.queue:
+            st = os.fstat(file.fd)
             exclude.add((st.st_dev, st.st_ino))
         current = _stat(self.path)
         if current is not None:
@@ -266,58 +303,108 @@ class Follower:
                 continue
             exclude.add((cand.st_dev, cand.st_ino))
             found.append((cand.st_mtime, where))
+        added = []
         for _, where in sorted(found):
             fd = open_file(where)
             if fd is not None:
-                self.queue.append((fd, where))
-        if self.queue:
-            listed = ", ".join(where for _, where in self.queue)
+                added.append(opened(fd, where))
+        if added:
+            self.queue.extend(added)
+            listed = ", ".join(o.target for o in added)
             self.log(f"{self.path}: also reading what was rotated while stopped: {listed}")
 
-    def _drain_copy_of(self, saved: Position) -> bool:
-        """After copytruncate: read the copy from our offset to its end, then the path."""
-        if not saved.offset:
-            return False
-        found = self._find(saved, same_inode=False)
-        if found is None:
-            return False
-        fd, where = found
-        self.log(f"{self.path} was truncated; finishing its copy {where} first")
+    # -- switching files -------------------------------------------------------------------
+
+    def _adopt(self, file: Opened, offset: int, dirty: bool = True) -> None:
+        """Read `file` from `offset` on. Its first bytes are the ones it showed when opened
+        if they have changed since (truncated before we got to it: the first check finds
+        its copy)."""
+        st = os.fstat(file.fd)
+        now = os.pread(file.fd, HEAD_SIZE, 0)
         with self.pipeline.lock:
-            if self.fd is not None and self.fd != fd:
+            if self.fd is not None and self.fd != file.fd:
+                os.close(self.fd)
+            self.fd = file.fd
+            self.dev, self.ino = st.st_dev, st.st_ino
+            self.offset = offset
+            self.head = now if now.startswith(file.head) else file.head
+            self.target = file.target
+            self.copy = ""
+            self.size = st.st_size
+            self.rotated_at = None
+            self.dirty = self.dirty or dirty
+
+    def _drain_copy(
+        self, copy: tuple[int, str], truncated: Opened | None, saved: Position | None = None
+    ) -> None:
+        """Read the copy from our offset (the truncated file's identity kept meanwhile),
+        then the truncated file from 0."""
+        fd, where = copy
+        self.log(f"{self.path} was truncated; finishing its copy {where} first")
+        if truncated is not None:
+            truncated.look()
+            self.queue.insert(0, truncated)
+        with self.pipeline.lock:
+            if saved is not None:  # resuming: take the saved identity
+                self.dev, self.ino, self.offset = saved.dev, saved.ino, saved.offset
+                self.head = os.pread(fd, saved.head_len, 0)
+                self.target = saved.target
+            elif self.fd is not None and (truncated is None or truncated.fd != self.fd):
                 os.close(self.fd)
             self.fd = fd
-            self.dev, self.ino = saved.dev, saved.ino
-            self.offset = saved.offset
-            self.head = os.pread(fd, saved.head_len, 0)
-            self.target = where
+            self.copy = where
             self.size = os.fstat(fd).st_size
-            self.draining_copy = True
             self.rotated_at = None
-        return True
+
+    def _switch(self, why: str) -> None:
+        """Leave the current file (a torn last line counts as malformed) for the next."""
+        assert self.fd is not None
+        rest = os.pread(self.fd, 4096, self.offset)
+        file: Opened | None = None
+        if self.queue:
+            file = self.queue.pop(0)
+        elif self.next is not None:
+            file, self.next = self.next, None
+        else:
+            fd = open_file(self.path)
+            if fd is not None:
+                file = opened(fd, os.path.realpath(self.path))
+        with self.pipeline.lock:
+            if rest:
+                self.pipeline.counter.count_malformed(rest)
+            if file is None:
+                # Gone again: remember where the old file ended, look for the path later.
+                os.close(self.fd)
+                self.fd = None
+                self.offset += len(rest)
+                self.dirty = True
+                return
+        self.log(f"{self.path}: {why}; now reading {file.target}")
+        self._adopt(file, 0)
 
     # -- following -----------------------------------------------------------------------
 
     def step(self, now: float) -> bool:
         """Read what is new, handle rotation; True when something was done."""
         if self.fd is None:
-            return self._open_path()
+            if not self._open_path():
+                return False
+            self.log(f"{self.path} appeared; reading it from the start")
+            return True
         got = self._read()
         if got:
             self.last_data = now
-            if now - self.last_check < CHECK_EVERY:
+            if now - self.last_look < CHECK_EVERY:
                 return True
-        self.last_check = now
-        if self.draining_copy:
+        self.last_look = now
+        if self.copy:
             if not got:
                 self._switch("its copy is read")
-            return True
-        if self._check_truncation():
             return True
         self._look_for_next(now)
         if got or self.rotated_at is None:
             return got
-        ready = self.queue or self.next_fd is not None
+        ready = self.queue or self.next is not None
         if not ready or now - max(self.rotated_at, self.last_data) < QUIET:
             return False  # the old file may still be written; or the path is missing
         self._switch(f"{self.target} is read to its end")
@@ -326,6 +413,11 @@ class Follower:
     def _read(self) -> bool:
         assert self.fd is not None
         data = os.pread(self.fd, READ_SIZE, self.offset)
+        # Checked after reading: if the file was truncated (and written again) before the
+        # read, these bytes are not the ones after our offset and must not be counted.
+        if not self.copy and not self._intact():
+            self._truncated()
+            return True
         if not data:
             return False
         end = data.rfind(b"\n")
@@ -335,6 +427,22 @@ class Follower:
             return self._skip_long_line()
         chunk = data[: end + 1] if end + 1 < len(data) else data
         self.pipeline.feed(chunk, lambda: self._advance(chunk))
+        return True
+
+    def _intact(self) -> bool:
+        """Not truncated: as long as our offset, starting with the bytes we knew."""
+        assert self.fd is not None
+        self.size = os.fstat(self.fd).st_size
+        if self.size < self.offset:
+            return False
+        if len(self.head) == HEAD_SIZE:
+            return os.pread(self.fd, HEAD_SIZE, 0) == self.head
+        now = os.pread(self.fd, HEAD_SIZE, 0)
+        if not now.startswith(self.head):
+            return False
+        if len(now) > len(self.head):
+            with self.pipeline.lock:
+                self.head = now
         return True
 
     def _advance(self, chunk: bytes) -> None:
@@ -363,29 +471,25 @@ class Follower:
             if scan - self.offset > 64 * MAX_LINE:
                 return False
 
-    def _check_truncation(self) -> bool:
-        """copytruncate: the file shrank below our offset, or its first bytes changed."""
+    def _truncated(self) -> None:
+        """copytruncate: read the copy from our offset, then this file from 0."""
         assert self.fd is not None
-        if self.draining_copy:
-            return False
-        size = os.fstat(self.fd).st_size
-        self.size = size
-        if size >= self.offset and os.pread(self.fd, len(self.head), 0) == self.head:
-            return False
-        saved = self.position()
-        if self._drain_copy_of(saved):
-            return True
+        copy = self._find_copy(self.position())
+        if copy is not None:
+            self._drain_copy(copy, Opened(self.fd, self.target))
+            return
         if self.offset:
             self.log(f"{self.path} was truncated; reading it from the start")
         with self.pipeline.lock:
             self.offset = 0
             self.head = os.pread(self.fd, HEAD_SIZE, 0)
             self.dirty = True
-        return True
 
     def _look_for_next(self, now: float) -> None:
         """Does the path name another file now? Open it at once (a second rotation may
         follow soon), but keep reading ours to its end first."""
+        for file in (*self.queue, *([self.next] if self.next else [])):
+            file.look()
         st = _stat(self.path)
         if st is not None and (st.st_dev, st.st_ino) == (self.dev, self.ino):
             self.rotated_at = None
@@ -393,47 +497,22 @@ class Follower:
             return
         if self.rotated_at is None:
             self.rotated_at = now
-        if st is None or self.next_fd is not None:
+        if st is None or self.next is not None:
             return  # missing (a link being re-pointed): stay on the old file
-        self.next_fd = open_file(self.path)
-        self.next_target = os.path.realpath(self.path)
+        fd = open_file(self.path)
+        if fd is not None:
+            self.next = opened(fd, os.path.realpath(self.path))
 
     def _close_next(self) -> None:
-        if self.next_fd is not None:
-            os.close(self.next_fd)
-            self.next_fd = None
-
-    def _switch(self, why: str) -> None:
-        """Leave the current file (a torn last line counts as malformed) for the next."""
-        assert self.fd is not None
-        rest = os.pread(self.fd, 4096, self.offset)
-        fd: int | None
-        if self.queue:
-            fd, target = self.queue.pop(0)
-        else:
-            fd, target = self.next_fd, self.next_target
-            self.next_fd = None
-            if fd is None:
-                fd, target = open_file(self.path), os.path.realpath(self.path)
-        with self.pipeline.lock:
-            if rest:
-                self.pipeline.counter.count_malformed(rest)
-            os.close(self.fd)
-            self.fd = None
-            if fd is None:
-                # Gone again: remember where the old file ended, look for the path later.
-                self.offset += len(rest)
-                self.dirty = True
-                return
-        self.log(f"{self.path}: {why}; following the new file")
-        self._adopt(fd, target, 0)
+        if self.next is not None:
+            os.close(self.next.fd)
+            self.next = None
 
     def _open_path(self) -> bool:
         fd = open_file(self.path)
         if fd is None:
             return False
-        self.log(f"{self.path} appeared; reading it from the start")
-        self._adopt(fd, os.path.realpath(self.path), 0)
+        self._adopt(opened(fd, os.path.realpath(self.path)), 0)
         return True
 
     def watch_dirs(self) -> set[str]:
@@ -444,8 +523,8 @@ class Follower:
 
     def close(self) -> None:
         self._close_next()
-        for fd, _ in self.queue:
-            os.close(fd)
+        for file in self.queue:
+            os.close(file.fd)
         self.queue = []
         if self.fd is not None:
             os.close(self.fd)
@@ -457,6 +536,13 @@ def _stat(path: str) -> os.stat_result | None:
         return os.stat(path)
     except (FileNotFoundError, NotADirectoryError):
         return None
+
+
+def _size(fd: int) -> int:
+    try:
+        return os.fstat(fd).st_size
+    except OSError:
+        return 0
 
 
 def _head_matches(fd: int, saved: Position) -> bool:

@@ -182,8 +182,13 @@ class Pipeline:
                 try:
                     delta = self.aggregator.classify(raw)
                 except Exception as exc:  # noqa: BLE001 - a bug must not stop the reader
-                    self.log(f"internal error classifying a batch ({exc!r}); batch dropped")
-                    return
+                    # The read position moves past these lines with this batch: count
+                    # them (as malformed) rather than lose them without a trace.
+                    self.log(
+                        f"internal error classifying a batch ({exc!r}); its {raw.lines} "
+                        "lines are counted as malformed"
+                    )
+                    delta = self.aggregator.unclassified(raw)
                 self.sink.submit(delta, position)
             elif position:
                 self.sink.submit(Delta(), position)  # a position with no new counts
