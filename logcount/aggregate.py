@@ -395,8 +395,16 @@ class Delta:
         )
 
 
+Minutes = dict[tuple[str, str], Any]  # (site, minute label) -> what was counted in it
+Described = tuple[str, str, str, "str | None"]  # path, status, status class, object
+
+
 class Aggregator:
-    """Classifies RawCounts into a Delta: once per distinct key, never per line."""
+    """Classifies RawCounts into a Delta: once per distinct key, never per line.
+
+    The loops below run once per distinct key of a batch, which for a site whose lines
+    are spread thinly over time is nearly once per line: they look things up in dicts
+    inline rather than through calls."""
 
     def __init__(self, config: Config, counter: LineCounter, classifier: Classifier | None = None):
         self.config = config
@@ -405,44 +413,42 @@ class Aggregator:
         counter.use(self.classifier)
         self.count_bots = config.count_bots
         self.grans: tuple[str, ...] = GRANS
-        self._site_minute: dict[tuple[bytes, ...], tuple[str, Buckets]] = {}
+        self._site_minute: dict[tuple[bytes, ...], tuple[str, str]] = {}
+        # What a hit key says after its context (request, status, ...), described once.
+        self._described: dict[tuple[bytes, ...], Described] = {}
+        self._agent_family: dict[bytes, str] = {}
+        self._referrer_host: dict[bytes, str] = {}
 
     def classify(self, raw: RawCounts) -> Delta:
         delta = Delta(lines=raw.lines, malformed=raw.malformed)
-        totals: dict[tuple[str, str], Counter[str]] = {}  # (site, minute) -> counters
-        # (site, minute) -> dimension -> member -> [hits, bytes]
-        members: dict[tuple[str, str], dict[str, dict[str, list[int]]]] = {}
-        self._hits(raw, totals, members)
+        totals: Minutes = {}  # -> Counter of totals
+        hits: Minutes = {}  # -> dimension -> member -> hits
+        sizes: Minutes = {}  # -> dimension -> member -> bytes
+        self._hits(raw, totals, hits, sizes)
+        self._simple_dim(raw.agents, "agent", self._agent_family, self._family, hits)
         self._simple_dim(
-            raw.agents,
-            self.counter.agent_layout,
-            "agent",
-            lambda v: self.classifier.agent(v or b"-")[1],
-            members,
-        )
-        self._simple_dim(
-            raw.referrers, self.counter.ref_layout, "referrer", self.classifier.referrer, members
+            raw.referrers, "referrer", self._referrer_host, self.classifier.referrer, hits
         )
         for name, counter in (("bots", raw.bots), ("ignored", raw.ignored)):
             for ctx, n in counter.items():
-                sm = self._at(ctx)
-                self._totals_of(totals, sm)[name] += n
+                self._totals_of(totals, self._at(ctx))[name] += n
         self._visitors(raw, delta)
         self._durations(raw, totals)
         self._malformed(raw, totals, delta)
-        self._roll_up(totals, members, delta)
+        self._roll_up(totals, hits, sizes, delta)
         self._recent(raw, delta)
-        if len(self._site_minute) > 50_000:
-            self._site_minute.clear()
+        for cache in (self._site_minute, self._described, self._agent_family, self._referrer_host):
+            if len(cache) > 50_000:
+                cache.clear()
         return delta
 
     def unclassified(self, raw: RawCounts) -> Delta:
         """A batch classify() failed on: every line of it counted as malformed."""
         broken = RawCounts(malformed=raw.lines + raw.malformed, samples=raw.samples)
         delta = Delta(lines=raw.lines, malformed=broken.malformed)
-        totals: dict[tuple[str, str], Counter[str]] = {}
+        totals: Minutes = {}
         self._malformed(broken, totals, delta)
-        self._roll_up(totals, {}, delta)
+        self._roll_up(totals, {}, {}, delta)
         return delta
 
     # --- per distinct key ----------------------------------------------------------
@@ -452,89 +458,85 @@ class Aggregator:
         found = self._site_minute.get(ctx)
         if found is None:
             site, buckets = self._ctx(self.counter.ctx_layout, ctx)
-            found = self._site_minute[ctx] = (site, buckets)
-        return found[0], found[1].minute
+            found = self._site_minute[ctx] = (site, buckets.minute)
+        return found
 
     @staticmethod
-    def _totals_of(
-        totals: dict[tuple[str, str], Counter[str]], sm: tuple[str, str]
-    ) -> Counter[str]:
+    def _totals_of(totals: Minutes, sm: tuple[str, str]) -> Counter[str]:
         found = totals.get(sm)
         if found is None:
             found = totals[sm] = Counter()
         return found
 
-    def _hits(
-        self,
-        raw: RawCounts,
-        totals: dict[tuple[str, str], Counter[str]],
-        members: dict[tuple[str, str], dict[str, dict[str, list[int]]]],
-    ) -> None:
-        cl = self.classifier
+    def _describe(self, what: tuple[bytes, ...]) -> Described:
+        """Path, status, status class and object of a hit key's fields after its context."""
         layout = self.counter.key_layout
+        fields = dict(zip(layout[len(self.counter.ctx_layout) : -1], what, strict=True))
+        path = self._path(fields)
+        status = fields["status"].decode("ascii", "replace") if "status" in fields else "-"
+        found = (path, status, status_class(status), self.classifier.object_of(path))
+        self._described[what] = found
+        return found
+
+    def _family(self, agent: bytes) -> str:
+        return self.classifier.agent(agent or b"-")[1]
+
+    def _hits(self, raw: RawCounts, totals: Minutes, hits: Minutes, sizes: Minutes) -> None:
         nctx = len(self.counter.ctx_layout)
-        status_i = layout.index("status") if "status" in layout else -1
-        uri_i = layout.index("uri") if "uri" in layout else -1
-        query_i = layout.index("query") if "query" in layout else -1
-
-        def path_of(key: tuple[bytes, ...]) -> str:
-            return cl.path_of_uri((key[uri_i], key[query_i] if query_i >= 0 else b""))
-
-        target_i = layout.index("request") if "request" in layout else -2 if uri_i >= 0 else -3
-        object_of = cl.object_of
-        at = self._at
+        site_minute, at = self._site_minute.get, self._at
+        described, describe = self._described.get, self._describe
         for key, n in raw.hits.items():
-            sm = at(key[:nctx])
-            if target_i >= 0:
-                path = cl.path_of_request(key[target_i])
-            elif target_i == -2:
-                path = path_of(key)
-            else:
-                path = NO_PATH
+            ctx = key[:nctx]
+            sm = site_minute(ctx) or at(ctx)
+            what = key[nctx:-1]
+            path, status, cls, obj = described(what) or describe(what)
             size = key[-1]
             nbytes = n * int(size) if size and size != b"-" else 0
-            status = key[status_i].decode("ascii", "replace") if status_i >= 0 else "-"
             tot = totals.get(sm)
             if tot is None:
                 tot = totals[sm] = Counter()
+                hits[sm] = {"path": {}, "status": {}, "object": {}}
+                sizes[sm] = {"path": {}, "status": {}, "object": {}}
             tot["hits"] += n
             tot["bytes"] += nbytes
-            tot[status_class(status)] += n
-            dims = members.get(sm)
-            if dims is None:
-                dims = members[sm] = {"path": {}, "object": {}, "status": {}}
-            obj = object_of(path)
-            for dim, member in (("path", path), ("status", status), ("object", obj)):
-                if member is None:
-                    continue
-                entry = dims[dim].get(member)
-                if entry is None:
-                    dims[dim][member] = [n, nbytes]
-                else:
-                    entry[0] += n
-                    entry[1] += nbytes
+            tot[cls] += n
+            h, b = hits[sm], sizes[sm]
+            per, per_b = h["path"], b["path"]
+            per[path] = per.get(path, 0) + n
+            per_b[path] = per_b.get(path, 0) + nbytes
+            per, per_b = h["status"], b["status"]
+            per[status] = per.get(status, 0) + n
+            per_b[status] = per_b.get(status, 0) + nbytes
+            if obj is not None:
+                per, per_b = h["object"], b["object"]
+                per[obj] = per.get(obj, 0) + n
+                per_b[obj] = per_b.get(obj, 0) + nbytes
 
     def _simple_dim(
         self,
         counts: Counter[tuple[bytes, ...]],
-        layout: tuple[str, ...],
         dim: str,
+        known: dict[bytes, str],
         member_of: Any,
-        members: dict[tuple[str, str], dict[str, dict[str, list[int]]]],
+        hits: Minutes,
     ) -> None:
+        """Agents or referrers: keys of (context..., value), counted per member of `dim`."""
         nctx = len(self.counter.ctx_layout)
+        site_minute, at = self._site_minute.get, self._at
         for key, n in counts.items():
-            sm = self._at(key[:nctx])
-            member = member_of(key[nctx])
-            dims = members.get(sm)
+            ctx = key[:nctx]
+            sm = site_minute(ctx) or at(ctx)
+            value = key[nctx]
+            member = known.get(value)
+            if member is None:
+                member = known[value] = member_of(value)
+            dims: dict[str, dict[str, int]] | None = hits.get(sm)
             if dims is None:
-                dims = members[sm] = {"path": {}, "object": {}, "status": {}}
-            per = dims.setdefault(dim, {})
-            entry = per.get(member)
-            if entry is None:
-                per[member] = [n, 0]
-            else:
-                entry[0] += n
+                dims = hits[sm] = {}
+            per = dims.get(dim)
+            if per is None:
+                per = dims[dim] = {}
+            per[member] = per.get(member, 0) + n
 
     # --- shared with the rollup (kept stable) ----------------------------------------
 
@@ -565,12 +567,14 @@ class Aggregator:
         ai = layout.index("agent") if "agent" in layout else -1
         minute_sets: dict[tuple[str, str], set[str]] = {}
         hashes: dict[tuple[bytes, bytes], str] = {}
+        site_minute, at = self._site_minute.get, self._at
         for key in raw.visitors:
             who = (key[ci], key[ai] if ai >= 0 else b"")
             digest = hashes.get(who)
             if digest is None:
                 digest = hashes[who] = visitor_hash(*who)
-            sm = self._at(key[:nctx])
+            ctx = key[:nctx]
+            sm = site_minute(ctx) or at(ctx)
             found = minute_sets.get(sm)
             if found is None:
                 found = minute_sets[sm] = set()
@@ -584,14 +588,12 @@ class Aggregator:
                 else:
                     target.update(digests)
 
-    def _durations(self, raw: RawCounts, totals: dict[tuple[str, str], Counter[str]]) -> None:
+    def _durations(self, raw: RawCounts, totals: Minutes) -> None:
         scale = self.counter.format.duration_scale
         for ctx, total in raw.durations.items():
             self._totals_of(totals, self._at(ctx))["duration_us"] += int(total * scale)
 
-    def _malformed(
-        self, raw: RawCounts, totals: dict[tuple[str, str], Counter[str]], delta: Delta
-    ) -> None:
+    def _malformed(self, raw: RawCounts, totals: Minutes, delta: Delta) -> None:
         if not raw.malformed:
             return
         # A line that does not parse has no time of its own: it counts at its arrival.
@@ -600,12 +602,7 @@ class Aggregator:
         self._totals_of(totals, (site, minute))["malformed"] += raw.malformed
         delta.samples[site] = [s.decode("utf-8", "backslashreplace") for s in raw.samples]
 
-    def _roll_up(
-        self,
-        totals: dict[tuple[str, str], Counter[str]],
-        members: dict[tuple[str, str], dict[str, dict[str, list[int]]]],
-        delta: Delta,
-    ) -> None:
+    def _roll_up(self, totals: Minutes, hits: Minutes, sizes: Minutes, delta: Delta) -> None:
         """Minute-level counts into every configured granularity's buckets."""
         for (site, minute), counts in totals.items():
             for gran in self.grans:
@@ -615,22 +612,20 @@ class Aggregator:
                     delta.totals[key] = Counter(counts)
                 else:
                     found.update(counts)
-        for (site, minute), dims in members.items():
-            for dim, per in dims.items():
-                if not per:
-                    continue
-                hits = {m: e[0] for m, e in per.items()}
-                sizes = {m: e[1] for m, e in per.items() if e[1]}
-                for gran in self.grans:
-                    mkey = (site, dim, gran, minute[: _CUT[gran]])
-                    for target, source in ((delta.members, hits), (delta.member_bytes, sizes)):
-                        if not source:
-                            continue
+        for minutes, target in ((hits, delta.members), (sizes, delta.member_bytes)):
+            for (site, minute), dims in minutes.items():
+                for dim, per in dims.items():
+                    if target is delta.member_bytes:
+                        per = {m: b for m, b in per.items() if b}
+                    if not per:
+                        continue
+                    for gran in self.grans:
+                        mkey = (site, dim, gran, minute[: _CUT[gran]])
                         found = target.get(mkey)
                         if found is None:
-                            target[mkey] = Counter(source)
+                            target[mkey] = Counter(per)
                         else:
-                            found.update(source)
+                            found.update(per)
 
     def _recent(self, raw: RawCounts, delta: Delta) -> None:
         if not raw.recent:

@@ -10,6 +10,27 @@ if batch.m and batch.m > 0 then
   end
 end
 local other = '(other)'
+
+-- Members with a positive score, added to a sorted set that does not hold them yet.
+local function zadd_all(key, names, scores)
+  local args = {}
+  for i, member in ipairs(names) do
+    if scores[i] > 0 then
+      args[#args + 1] = scores[i]
+      args[#args + 1] = member
+    end
+  end
+  for i = 1, #args, 2000 do
+    redis.call('ZADD', key, unpack(args, i, math.min(i + 1999, #args)))
+  end
+end
+
+local function zincr_each(key, names, scores)
+  for i, member in ipairs(names) do
+    if scores[i] > 0 then redis.call('ZINCRBY', key, scores[i], member) end
+  end
+end
+
 for _, op in ipairs(batch.ops) do
   local kind, key, ttl, data = op[1], KEYS[op[2]], op[3], op[4]
   if kind == 'h' then
@@ -18,27 +39,36 @@ for _, op in ipairs(batch.ops) do
     end
   elseif kind == 'z' then
     -- Cardinality guard: at most data[1] members, the rest folded into (other).
-    local limit, incs, bkey, bytes = data[1], data[2], data[3], data[4]
-    if bkey ~= 0 then bkey = KEYS[bkey] else bkey = nil end
-    local has_other = redis.call('ZSCORE', key, other) and 1 or 0
-    local real = redis.call('ZCARD', key) - has_other
-    -- When every member could be new and still fit, no member needs looking up.
-    local count = 0
-    for _ in pairs(incs) do count = count + 1 end
-    local fits = real + count <= limit
-    for member, n in pairs(incs) do
-      local target = member
-      if not fits and member ~= other and not redis.call('ZSCORE', key, member) then
-        if real >= limit then
-          target = other
+    -- data: limit, members, their hits, then (optional) the bytes key and their bytes.
+    local limit, names, incs, bkey, bytes = data[1], data[2], data[3], data[4], data[5]
+    if bkey then bkey = KEYS[bkey] end
+    local card = redis.call('ZCARD', key)
+    if card == 0 and #names <= limit then
+      -- A new bucket (most minute buckets): every member in a few ZADDs, not one
+      -- call each.
+      zadd_all(key, names, incs)
+      if bkey then
+        if redis.call('ZCARD', bkey) == 0 then
+          zadd_all(bkey, names, bytes)
         else
-          real = real + 1
+          zincr_each(bkey, names, bytes)
         end
       end
-      redis.call('ZINCRBY', key, n, target)
-      if bkey then
-        local b = bytes[member]
-        if b and b > 0 then redis.call('ZINCRBY', bkey, b, target) end
+    else
+      local real = card - (redis.call('ZSCORE', key, other) and 1 or 0)
+      -- When every member could be new and still fit, no member needs looking up.
+      local fits = real + #names <= limit
+      for i, member in ipairs(names) do
+        local target = member
+        if not fits and member ~= other and not redis.call('ZSCORE', key, member) then
+          if real >= limit then
+            target = other
+          else
+            real = real + 1
+          end
+        end
+        redis.call('ZINCRBY', key, incs[i], target)
+        if bkey and bytes[i] > 0 then redis.call('ZINCRBY', bkey, bytes[i], target) end
       end
     end
     if bkey then redis.call('EXPIRE', bkey, ttl) end

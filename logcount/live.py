@@ -18,6 +18,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import resources
+from itertools import repeat
 from pathlib import Path
 from typing import Any
 
@@ -64,21 +65,20 @@ def build_call(
     if marker_site is not None and batch_id is not None:
         marker = k(keys.batch_marker(marker_site, batch_id))
     for (site, gran, label), counts in delta.totals.items():
-        data = {f: int(n) for f, n in counts.items() if n}
-        if data:
-            ops.append(["h", k(keys.totals(site, gran, label)), ttl[gran], data])
+        fields = {f: int(n) for f, n in counts.items() if n}
+        if fields:
+            ops.append(["h", k(keys.totals(site, gran, label)), ttl[gran], fields])
     for mkey, counts in delta.members.items():
         site, dim, gran, label = mkey
+        # Members once, hits and bytes in lists beside them: path members are most of
+        # the payload, and would be written twice as the keys of two objects.
+        names = list(counts)
+        data: list[Any] = [config.max_members, names, list(counts.values())]
         nbytes = delta.member_bytes.get(mkey)
-        bkey = k(keys.member_bytes(site, dim, gran, label)) if nbytes else 0
-        ops.append(
-            [
-                "z",
-                k(keys.members(site, dim, gran, label)),
-                ttl[gran],
-                [config.max_members, dict(counts), bkey, dict(nbytes) if nbytes else {}],
-            ]
-        )
+        if nbytes:
+            bkey = k(keys.member_bytes(site, dim, gran, label))
+            data += [bkey, list(map(nbytes.get, names, repeat(0)))]
+        ops.append(["z", k(keys.members(site, dim, gran, label)), ttl[gran], data])
     for (site, gran, label), hashes in delta.visitors.items():
         ops.append(["p", k(keys.visitors(site, gran, label)), ttl[gran], sorted(hashes)])
     longest = max(ttl.values())

@@ -8,6 +8,7 @@ LiveSink, which retries, spools and replays on its own schedule.
 
 from __future__ import annotations
 
+import ctypes  # imported with the rest, before `pipe --user` drops privileges
 import os
 import select
 import signal
@@ -61,6 +62,26 @@ class StderrLog:
             pass
 
 
+def return_freed_buffers() -> None:
+    """Have glibc give large freed buffers back to the system at once.
+
+    A reader allocates and frees buffers of a megabyte and more all the time (1 MiB
+    reads, the batches it sends to Redis). After the first such buffer is freed, glibc
+    raises its mmap threshold, so later ones come from the heap, where freed memory stays
+    with the process: on bench_pipe's day spread the resident size grew some 40 MB past
+    what was in use (18 MB traced by tracemalloc). A fixed threshold keeps them mmapped.
+    Elsewhere than glibc this does nothing."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):
+        return
+    m_trim_threshold, m_mmap_threshold = -1, -3
+    mallopt(m_mmap_threshold, 128 * 1024)
+    mallopt(m_trim_threshold, 128 * 1024)
+
+
 def check_data_dir(config: Config) -> None:
     """A data directory we cannot write is a set-up error, not something to retry."""
     path = config.resolved_data_dir()
@@ -84,6 +105,7 @@ class Pipeline:
         sink: LiveSink | None = None,
         loader: Callable[[], Config] | None = None,
     ):
+        return_freed_buffers()
         self.config = config
         # How SIGHUP reloads: the command line's own loader keeps its global options.
         self.loader = loader
