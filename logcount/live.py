@@ -216,8 +216,16 @@ class Spool:
         if self.path.exists():
             os.replace(self.path, self.directory / f"{mine}replay-{time.time_ns()}.jsonl")
             self.batches = 0
-        adopted = sorted(self.directory.glob(f"{mine}adopted-*"))
+        # Oldest first: a file's last append tells its age (the names hold process ids).
+        adopted = sorted(self.directory.glob(f"{mine}adopted-*"), key=_mtime_and_name)
         return adopted + sorted(self.directory.glob(f"{mine}replay-*"))
+
+
+def _mtime_and_name(path: Path) -> tuple[float, str]:
+    try:
+        return path.stat().st_mtime, path.name
+    except OSError:
+        return 0.0, path.name
 
 
 def _pid_alive(pid: int) -> bool:
@@ -283,11 +291,17 @@ class LiveSink:
         if not force and now < self.next_try:
             return False
         try:
-            self._replay_spool()
-            with self.lock:
-                if self.inflight is None and (self.pending or self.pending_extra):
-                    self.inflight = Batch(self.pending, self.pending_extra)
-                    self.pending, self.pending_extra = Delta(), {}
+            while True:
+                self._replay_spool()
+                with self.lock:
+                    # Spilled while we replayed: those batches are older than what is
+                    # pending, and go first (a tail's read position must never go back).
+                    if self.spool.batches:
+                        continue
+                    if self.inflight is None and (self.pending or self.pending_extra):
+                        self.inflight = Batch(self.pending, self.pending_extra)
+                        self.pending, self.pending_extra = Delta(), {}
+                    break
             if self.inflight is not None:
                 self.writer.apply(self.inflight)
                 self.inflight = None
@@ -325,6 +339,8 @@ class LiveSink:
     def _replay_spool(self) -> None:
         if self.spool.batches == 0 and self._spool_checked:
             return
+        # Until every file is replayed: one left by a failed replay is retried next time.
+        self._spool_checked = False
         with self.lock:
             files = self.spool.pending_files()
         for path in files:

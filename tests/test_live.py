@@ -1,0 +1,70 @@
+"""The Redis sink against a real Redis: the order of spooled and pending batches.
+
+A tail's read position rides in the batch with the counts it produced, so batches must
+reach Redis in the order they were made, whatever was spooled meanwhile."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections import Counter
+from pathlib import Path
+
+from logcount.aggregate import Delta
+from logcount.config import Config
+from logcount.live import HOST, Batch, LiveSink, RedisWriter, Spool
+from tests.conftest import RedisServer
+
+POSITION = "lc:{test}:pos:probe"
+
+
+def delta(members: int) -> Delta:
+    """A delta of `members` path members in one minute bucket."""
+    paths = Counter({f"/p/{i}": 1 for i in range(members)})
+    return Delta(
+        totals={("test", "minute", "202611200000"): Counter(hits=members)},
+        members={("test", "path", "minute", "202611200000"): paths},
+    )
+
+
+def test_batches_spilled_during_a_replay_go_before_newer_pending_ones(
+    tmp_path: Path, redis_server: RedisServer
+) -> None:
+    config = Config(site="test", redis=redis_server.url, data_dir=str(tmp_path), pending_limit=5)
+    sink: LiveSink
+
+    class SubmittingWriter(RedisWriter):
+        """The real writer; while it replays the spooled batch, the reader goes on: a
+        large batch (spilled at once, over pending_limit), then a small one (kept)."""
+
+        def apply(self, batch: Batch) -> None:
+            super().apply(batch)
+            if batch.extra.get(POSITION) == "1":
+                sink.submit(delta(10), {POSITION: "2"})
+                sink.submit(delta(1), {POSITION: "3"})
+
+    sink = LiveSink(config, SubmittingWriter(config), tmp_path / "spool")
+    sink.submit(delta(10), {POSITION: "1"})  # over pending_limit: spooled
+    assert sink.spool.batches == 1
+    assert sink.flush(force=True)
+    client = redis_server.client()
+    assert client.get(POSITION) == b"3"
+    assert int(client.hget("lc:{test}:t:minute:202611200000", "hits") or 0) == 21
+    assert not list((tmp_path / "spool").iterdir())
+
+
+def test_spools_of_dead_processes_are_replayed_oldest_first(
+    tmp_path: Path, redis_server: RedisServer
+) -> None:
+    """Names hold process ids (here above any pid_max, so dead), which say nothing of age:
+    the last append does. By name, the newer file would come first."""
+    config = Config(site="test", redis=redis_server.url, data_dir=str(tmp_path))
+    directory = tmp_path / "spool"
+    for pid, position, age in ((9_999_999, "older", 20), (10_000_000, "newer", 10)):
+        spool = Spool(directory, f"spool-{HOST}-{pid}.jsonl")
+        spool.append(Batch(delta(1), {POSITION: position}))
+        then = time.time() - age
+        os.utime(spool.path, (then, then))
+    sink = LiveSink(config, spool_dir=directory)
+    assert sink.flush(force=True)
+    assert redis_server.client().get(POSITION) == b"newer"
