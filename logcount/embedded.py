@@ -12,8 +12,8 @@ import subprocess
 import time
 from pathlib import Path
 
-import redis
-
+from logcount import resp
+from logcount.config import Config
 from logcount.errors import ConfigError, RedisUnavailable
 
 SOCKET = "redis.sock"
@@ -39,16 +39,28 @@ def socket_path(data_dir: Path) -> Path:
     return data_dir / SOCKET
 
 
+def redis_url(config: Config) -> str:
+    """The configured Redis, or the embedded one (started on demand)."""
+    if config.redis:
+        return config.redis
+    return ensure_embedded(config.resolved_data_dir())
+
+
+def _client(sock: Path, timeout: float) -> resp.Client:
+    # The small client (no redis-py import): this check runs before every report.
+    return resp.Client(resp.Address(path=str(sock), connect_timeout=timeout, read_timeout=timeout))
+
+
 def _alive(sock: Path) -> bool:
     if not sock.exists():
         return False
+    client = _client(sock, 1.0)
     try:
-        client = redis.Redis(unix_socket_path=str(sock), socket_timeout=1)
-        client.ping()
-        client.close()
-        return True
-    except (redis.ConnectionError, redis.TimeoutError, OSError):
+        return bool(client.ping())
+    except resp.RedisError:
         return False
+    finally:
+        client.close()
 
 
 def ensure_embedded(data_dir: Path, timeout: float = 10.0) -> str:
@@ -113,9 +125,13 @@ def stop_embedded(data_dir: Path) -> bool:
     sock = socket_path(data_dir)
     if not _alive(sock):
         return False
-    client = redis.Redis(unix_socket_path=str(sock))
+    client = _client(sock, 60.0)  # saving a large dataset takes a while
     try:
-        client.shutdown(save=True)
-    except redis.ConnectionError:
-        pass
+        client.execute_command("SHUTDOWN", "SAVE")
+    except resp.ConnectionFailed:
+        pass  # the server closes the connection as it exits: it did shut down
+    except resp.ReplyError as exc:
+        raise RedisUnavailable(f"the embedded Redis did not shut down: {exc}") from None
+    finally:
+        client.close()
     return True

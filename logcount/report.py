@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -22,6 +23,7 @@ from zoneinfo import ZoneInfo
 from logcount import keys
 from logcount.config import Config
 from logcount.errors import LogcountError, RedisUnavailable
+from logcount.resp import RedisError
 
 TOTAL_FIELDS = ("hits", "bytes", "visitors", "bots", "malformed")
 STATUS_FIELDS = ("s1xx", "s2xx", "s3xx", "s4xx", "s5xx")
@@ -188,12 +190,19 @@ def reading_redis() -> Iterator[None]:
     except LogcountError:
         raise
     except Exception as exc:
-        import redis
-
-        if isinstance(exc, redis.RedisError | redis.exceptions.RedisClusterException | OSError):
+        if isinstance(exc, OSError | RedisError) or _redis_py_error(exc):
             reason = str(exc).split("@")[-1] or type(exc).__name__
             raise RedisUnavailable(f"cannot read from Redis: {reason}") from None
         raise
+
+
+def _redis_py_error(exc: Exception) -> bool:
+    """An error of redis-py (`Counts`, a cluster). Looked up in sys.modules: when redis-py
+    was never imported (the command line on a single Redis), no error can be one of its."""
+    redis = sys.modules.get("redis")
+    if redis is None:
+        return False
+    return isinstance(exc, redis.RedisError | redis.RedisClusterException)
 
 
 def _text(value: Any) -> str:
