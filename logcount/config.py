@@ -106,7 +106,9 @@ class Config:
         return out
 
 
-_SECRET_PARAM = re.compile(r"(?i)^(?:password|passwd|pwd|pass|secret|token|sslpassword)$")
+_SECRET_PARAM = re.compile(
+    r"(?i)^(?:password|passwd|pwd|pass|secret|token|sslpassword|ssl_password)$"
+)
 
 
 def mask_url(url: str) -> str:

@@ -439,6 +439,8 @@ class Client(Commands):
             replies = self._roundtrip(commands)
         for reply in replies:
             if isinstance(reply, ReplyError):
+                if reply.code == "NOAUTH":  # a password is required and the URL has none
+                    raise AuthRefused("Redis refused the credentials")
                 raise reply
         return [
             reply if convert is None else convert(reply)
