@@ -161,7 +161,8 @@ class Address:
             if name == "db":
                 db = value
             elif name in ("username", "password"):
-                options[name] = value
+                # As redis-py: the ones before the host win over the query's.
+                options[name] = options[name] or value
             elif name in ("socket_timeout", "socket_connect_timeout"):
                 try:
                     seconds = float(value)

@@ -330,6 +330,8 @@ def test_something_that_is_not_redis(redis_server: RedisServer) -> None:
         ("redis://h/4?db=5", {"db": 5}),
         (f"redis://u%40x:{SECRET}@h/0", {"username": "u@x", "password": SECRET}),
         (f"redis://h?username=u&password={SECRET}", {"username": "u", "password": SECRET}),
+        (f"redis://u:{SECRET}@h?username=v&password=x", {"username": "u", "password": SECRET}),
+        (f"unix://:{SECRET}@/run/r.sock", {"path": "/run/r.sock", "password": SECRET}),
         ("unix:///run/redis.sock?db=2", {"path": "/run/redis.sock", "db": 2}),
         ("redis://h?socket_timeout=1.5&socket_connect_timeout=0.5", {"read_timeout": 1.5}),
         ("redis://h?socket_connect_timeout=0.5", {"connect_timeout": 0.5}),
