@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -159,12 +160,14 @@ def test_a_pipeline_is_one_round_trip(redis_server: RedisServer) -> None:
             pipe.zscore("z", f"/p/{n}")
         pipe.hgetall("missing")
         assert pipe.execute() == [float(n) for n in range(200)] + [{}]
-        assert relay.chunks == 2
+        # One write of 8 KB: one chunk (two, should the kernel cut it), not 201.
+        pipelined = relay.chunks - 1
+        assert 1 <= pipelined <= 2
         # The same commands one by one: a round trip each (the relay does count them).
         assert [client.zscore("z", f"/p/{n}") for n in range(200)] == [float(n) for n in range(200)]
-        assert relay.chunks == 202
+        assert relay.chunks == 1 + pipelined + 200
         assert client.pipeline().execute() == []  # nothing queued, nothing sent
-        assert relay.chunks == 202
+        assert relay.chunks == 1 + pipelined + 200
     finally:
         relay.close()
 
@@ -434,17 +437,19 @@ def test_tls(tls_server: TLSServer) -> None:
     assert client.get("k") == b"over TLS"
     # The name is checked: the certificate is for localhost, not 127.0.0.1 ...
     message = unreachable(f"rediss://127.0.0.1:{port}/0?ssl_ca_certs={ca}")
-    assert message == (
+    assert message.startswith(
         f"cannot reach Redis: connecting to 127.0.0.1:{port}: TLS certificate not accepted: "
-        "IP address mismatch, certificate is not valid for '127.0.0.1'."
-    )
+        "IP address mismatch"
+    ), message
     url = f"rediss://127.0.0.1:{port}/0?ssl_ca_certs={ca}&ssl_check_hostname=false"
     assert resp.connect(url).ping() is True
     # ... and so is the certificate: not one the system trusts ...
-    assert unreachable(f"rediss://localhost:{port}/0") == (
+    message = unreachable(f"rediss://localhost:{port}/0")
+    assert re.fullmatch(
         f"cannot reach Redis: connecting to localhost:{port}: TLS certificate not accepted: "
-        "self-signed certificate"
-    )
+        "self[- ]signed certificate",
+        message,
+    ), message
     # ... unless told not to.
     assert resp.connect(f"rediss://localhost:{port}/0?ssl_cert_reqs=none").ping() is True
     assert unreachable(f"rediss://localhost:{port}/0?ssl_ca_certs={ca}.missing") == (
