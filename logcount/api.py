@@ -46,6 +46,7 @@ class Counts:
         self._redis: Any = None
         self._store: Any = None
         self._store_opened = False
+        self._one_shot = False
 
     @classmethod
     def from_config(cls, path: str | None = None, **overrides: Any) -> Counts:
@@ -54,13 +55,23 @@ class Counts:
 
     @classmethod
     def from_settings(cls, config: Config) -> Counts:
-        return cls(config=config)
+        """For the command line: a short process that makes one connection, so the small
+        client of logcount/resp.py rather than redis-py (whose import would be most of a
+        `logcount top`'s time). A web application keeps redis-py's pool: thread-safe,
+        reconnecting, and imported once per process."""
+        counts = cls(config=config)
+        counts._one_shot = True
+        return counts
 
     @property
     def redis(self) -> Any:
         if self._redis is None:
-            from logcount.connection import connect, redis_url
+            from logcount.embedded import redis_url
 
+            if self._one_shot:
+                from logcount.resp import connect
+            else:
+                from logcount.connection import connect
             self._redis = connect(redis_url(self.config))
         return self._redis
 

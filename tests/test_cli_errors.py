@@ -14,7 +14,7 @@ import pytest
 from click.testing import CliRunner
 
 from logcount.cli import cli
-from tests.conftest import LOGCOUNT, ROOT, free_port, need
+from tests.conftest import LOGCOUNT, ROOT, RedisServer, free_port, need
 
 SECRET = "Zq9-s3cr3t-pw"
 
@@ -90,6 +90,37 @@ def test_unreachable_redis(env: dict[str, str], command: list[str]) -> None:
     # Through the environment variable, the same.
     env["LOGCOUNT_REDIS"] = url
     assert_one_line_error(run(command, env), 69, "cannot reach Redis: ")
+
+
+@pytest.mark.parametrize("command", [["top"], ["status"], ["hits", "/a"]])
+def test_refused_credentials(env: dict[str, str], tmp_path: Path, command: list[str]) -> None:
+    server = RedisServer(tmp_path, password=SECRET)
+    server.start()
+    try:
+        for url in (
+            f"redis://:wrong-{SECRET}@127.0.0.1:{server.port}/0",
+            f"redis://127.0.0.1:{server.port}/0",  # none given
+        ):
+            result = run(["--redis", url, *command], env)
+            message = assert_one_line_error(result, 69, "Redis refused the credentials")
+            assert message == "Error: Redis refused the credentials\n"
+        env["LOGCOUNT_REDIS"] = server.url  # the right one
+        assert run(command, env).returncode == 0
+    finally:
+        server.stop()
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("redis://:{}@127.0.0.1:notaport/0", "Port could not be cast to integer value"),
+        ("redis://:{}@127.0.0.1/zero", "database 'zero' is not a number"),
+        ("redis://:{}@127.0.0.1/0?pasword=x", "unknown option 'pasword'"),
+    ],
+)
+def test_bad_redis_url(env: dict[str, str], url: str, message: str) -> None:
+    result = run(["--redis", url.format(SECRET), "top"], env)
+    assert SECRET not in assert_one_line_error(result, 69, f"bad Redis URL: {message}")
 
 
 def _drop_file_access() -> None:

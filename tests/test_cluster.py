@@ -141,3 +141,27 @@ def test_pipe_and_top_against_a_cluster(redis_cluster: list[int], tmp_path: Path
         assert sum(r["hits"] for r in report["rows"]) == 1000
         slots.add(client.keyslot(f"lc:{{{site}}}:t:day:20260310"))
     assert len(slots) == 4  # each site in its own slot, spread over the nodes
+
+
+def test_the_report_client_falls_back_to_redis_cluster(
+    redis_cluster: list[int], tmp_path: Path
+) -> None:
+    """The command line's small client asks the node; a cluster node gets redis-py's
+    RedisCluster, which finds the other nodes and each key's slot."""
+    from logcount import keys, resp
+    from logcount.api import Counts
+    from logcount.config import Config
+
+    url = f"redis://127.0.0.1:{redis_cluster[2]}/0"
+    client = resp.connect(url)
+    assert isinstance(client, redis.RedisCluster)
+    writer = redis.RedisCluster(host="127.0.0.1", port=redis_cluster[0])
+    for site in ("alpha.example", "beta.example", "gamma.example"):
+        writer.zadd(keys.members(site, "path", "day", "20260311"), {f"/{site}": 2})
+        writer.hset(keys.totals(site, "day", "20260311"), "hits", 2)
+    counts = Counts.from_settings(Config(redis=url, data_dir=str(tmp_path / "d")))
+    for site in ("alpha.example", "beta.example", "gamma.example"):
+        report = counts.report(window="2026-03-11", site=site)
+        assert report["total"]["hits"] == 2
+        assert [(r["key"], r["hits"]) for r in report["rows"]] == [(f"/{site}", 2)]
+    assert isinstance(counts.redis, redis.RedisCluster)

@@ -244,6 +244,7 @@ def test_config_check_prints_the_effective_config(home: Path, tmp_path: Path) ->
         f"rediss://default:{SECRET}@[2001:db8::1]:6380",
         f"unix:///run/redis.sock?db=2&password={SECRET}",
         f"redis://user:{SECRET}@host/0?ssl_cert_reqs=none",
+        f"rediss://host/0?ssl_certfile=c.pem&ssl_keyfile=k.pem&ssl_password={SECRET}",
     ],
 )
 def test_secret_never_in_output(home: Path, tmp_path: Path, url: str) -> None:

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, need, run_logcount
+from tests.conftest import ROOT, RedisServer, need, run_logcount
 
 
 class Tmux:
@@ -168,3 +168,21 @@ def test_watch_off_a_terminal_prints_one_plain_report_per_interval(lc_env) -> No
         assert "hits 3  visitors 1  bytes 15 B  bots 0  malformed 0" in report
         assert "1  /w       3  100.0%         -   15 B" in report
     assert "since last redraw 0.0/s" in reports[1]
+
+
+def test_redis_gone_before_the_rate_query_is_a_line(redis_server: RedisServer, tmp_path) -> None:
+    """The rate's query after the report fails like the report does (RedisUnavailable,
+    shown on the screen with "(retrying)"), not with the client's own error."""
+    from logcount.api import Counts
+    from logcount.config import Config
+    from logcount.errors import RedisUnavailable
+    from logcount.watch import _frame_or_error, today_hits
+
+    config = Config(redis=redis_server.url, site="test", data_dir=str(tmp_path / "d"))
+    counts = Counts.from_settings(config)
+    assert today_hits(counts, "test") == 0
+    redis_server.stop()
+    with pytest.raises(RedisUnavailable, match="^cannot read from Redis: connecting to "):
+        today_hits(counts, "test")
+    frame = _frame_or_error(lambda: str(today_hits(counts, "test")))
+    assert frame.startswith("cannot read from Redis: ") and frame.endswith(" (retrying)")
