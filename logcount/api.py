@@ -205,13 +205,12 @@ class Counts:
 def open_store(config: Config) -> Any:
     """The configured store when there is one to read; None before any rollup (a default
     SQLite file that does not exist yet) or while the store module is not installed."""
+    url = config.resolved_store()
+    if url.startswith("sqlite:///") and not os.path.exists(os.path.expanduser(url[10:])):
+        return None  # nothing rolled up yet: SQLAlchemy need not even be imported
     try:
-        from logcount.store import Store, default_url, sqlite_path
+        from logcount.store import Store
     except ImportError:
-        return None
-    url = config.store or default_url(config.resolved_data_dir())
-    path = sqlite_path(url)
-    if path is not None and not os.path.exists(path):
         return None
     try:
         return Store.from_config(config)

@@ -72,6 +72,10 @@ class Config:
         xdg = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
         return Path(xdg) / "logcount"
 
+    def resolved_store(self) -> str:
+        """The store's SQLAlchemy URL: the configured one, else SQLite in the data dir."""
+        return self.store or f"sqlite:///{self.resolved_data_dir() / 'logcount.sqlite3'}"
+
     def with_overrides(self, **overrides: Any) -> Config:
         given = {k: v for k, v in overrides.items() if v is not None}
         return replace(self, **given) if given else self

@@ -14,7 +14,6 @@ window add up.
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -129,10 +128,6 @@ class SourceFacts:
         return {row["day"] for row in self.totals}
 
 
-def default_url(data_dir: Path) -> str:
-    return f"sqlite:///{data_dir / 'logcount.sqlite3'}"
-
-
 def _clean(text: str) -> str:
     """The message of a database error without its SQL or parameters (which may be long)."""
     return text.strip().splitlines()[0][:300] if text.strip() else "unknown error"
@@ -155,7 +150,7 @@ class Store:
 
     @classmethod
     def from_config(cls, config: Any) -> Store:
-        return cls(config.store or default_url(config.resolved_data_dir()))
+        return cls(config.resolved_store())
 
     def masked_url(self) -> str:
         from logcount.config import mask_url
@@ -431,8 +426,3 @@ class _Guard:
 def _batches(rows: list[dict[str, Any]], size: int) -> Iterable[list[dict[str, Any]]]:
     for i in range(0, len(rows), size):
         yield rows[i : i + size]
-
-
-def sqlite_path(url: str) -> str | None:
-    """The file of an sqlite:/// URL, None for other databases."""
-    return os.path.expanduser(url[len("sqlite:///") :]) if url.startswith("sqlite:///") else None
