@@ -13,21 +13,23 @@ local other = '(other)'
 
 -- Members with a positive score, added to a sorted set that does not hold them yet.
 local function zadd_all(key, names, scores)
-  local args = {}
-  for i, member in ipairs(names) do
-    if scores[i] > 0 then
-      args[#args + 1] = scores[i]
-      args[#args + 1] = member
+  local args, n = {}, 0
+  for i = 1, #names do
+    local score = scores[i]
+    if score > 0 then
+      args[n + 1], args[n + 2] = score, names[i]
+      n = n + 2
     end
   end
-  for i = 1, #args, 2000 do
-    redis.call('ZADD', key, unpack(args, i, math.min(i + 1999, #args)))
+  for i = 1, n, 2000 do
+    redis.call('ZADD', key, unpack(args, i, math.min(i + 1999, n)))
   end
 end
 
 local function zincr_each(key, names, scores)
-  for i, member in ipairs(names) do
-    if scores[i] > 0 then redis.call('ZINCRBY', key, scores[i], member) end
+  for i = 1, #names do
+    local score = scores[i]
+    if score > 0 then redis.call('ZINCRBY', key, score, names[i]) end
   end
 end
 
