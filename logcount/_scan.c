@@ -255,6 +255,13 @@ static void init_tables(void) {
 #define FIRST_MARK(m) 0
 #endif
 
+#if defined(__SSE2__) && defined(__GNUC__)
+#include <emmintrin.h>
+#define SIMD16 1
+#else
+#define SIMD16 0
+#endif
+
 /* A mask with the high bit set in (at least) the first byte of `w` that is below 0x20,
    above 0x7e, '"', '\\' or one of `x`, `y` (SWAR: eight bytes per step, for the long runs
    of plain text in URLs and agents). Borrows can only mark bytes after a true one, so the
@@ -273,10 +280,33 @@ static inline uint64_t marks(uint64_t w, uint64_t x, uint64_t y) {
 static const char *scan_escaped(const char *p, const char *end, int word, int stop) {
     const uint64_t ones = 0x0101010101010101ull;
     /* a quoted string repeats '"' in place of the space and the stop byte it does not have */
-    uint64_t x = ones * (word ? ' ' : '"'), y = ones * (word && stop >= 0 ? stop : '"');
+    char xb = word ? ' ' : '"', yb = word && stop >= 0 ? (char)stop : '"';
+    uint64_t x = ones * (unsigned char)xb, y = ones * (unsigned char)yb;
     const unsigned char *ok = word ? WORD_OK : QUOTED_OK;
+#if SIMD16
+    const __m128i lo = _mm_set1_epi8(0x20), span = _mm_set1_epi8(0x7e - 0x20);
+    const __m128i quote = _mm_set1_epi8('"'), bslash = _mm_set1_epi8('\\');
+    const __m128i xv = _mm_set1_epi8(xb), yv = _mm_set1_epi8(yb);
+#endif
     while (p < end) {
         uint64_t w, m;
+#if SIMD16
+        /* sixteen bytes per step: a mark on every byte outside 0x20..0x7e, on '"', '\\',
+           x and y; the lowest mark is where the byte-wise loop below takes over */
+        if (end - p >= 16) {
+            __m128i v = _mm_loadu_si128((const __m128i *)p);
+            __m128i t = _mm_sub_epi8(v, lo);
+            __m128i inside = _mm_cmpeq_epi8(_mm_min_epu8(t, span), t);
+            __m128i hit = _mm_or_si128(_mm_cmpeq_epi8(v, quote), _mm_cmpeq_epi8(v, bslash));
+            hit = _mm_or_si128(hit, _mm_or_si128(_mm_cmpeq_epi8(v, xv), _mm_cmpeq_epi8(v, yv)));
+            unsigned mask = (unsigned)(_mm_movemask_epi8(hit) | (~_mm_movemask_epi8(inside) & 0xffff));
+            if (mask == 0) {
+                p += 16;
+                continue;
+            }
+            p += __builtin_ctz(mask);
+        } else
+#endif
         if (SWAR && end - p >= 8) {
             memcpy(&w, p, 8);
             m = marks(w, x, y);
@@ -707,19 +737,42 @@ static void Scanner_dealloc(Scanner *s) {
     Py_TYPE(s)->tp_free((PyObject *)s);
 }
 
-static PyObject *Scanner_feed(Scanner *s, PyObject *arg) {
-    if (!PyBytes_Check(arg)) {
-        PyErr_SetString(PyExc_TypeError, "feed() takes bytes");
-        return NULL;
+/* The recent lines that point into `src` (a buffer that may be reused once feed returns)
+   become copies of their own. */
+static int detach_recent(Scanner *s, PyObject *src, const char *base) {
+    Py_ssize_t size = s->recent_size ? s->recent_size : 1;
+    for (Py_ssize_t i = 0; i < size; i++) {
+        if (s->recent_src[i] != src || s->recent_start[i] < 0)
+            continue;
+        PyObject *copy = PyBytes_FromStringAndSize(base + s->recent_start[i], s->recent_len[i]);
+        if (copy == NULL)
+            return -1;
+        s->recent_src[i] = copy;
+        s->recent_start[i] = 0;
+        Py_DECREF(src);
     }
+    return 0;
+}
+
+static PyObject *Scanner_feed(Scanner *s, PyObject *arg) {
     if (s->elems == NULL) {
         PyErr_SetString(PyExc_RuntimeError, "Scanner not initialised");
         return NULL;
     }
-    PyObject *bad = PyList_New(0);
-    if (bad == NULL)
+    /* bytes, or any contiguous buffer (a memoryview of a reused bytearray: the rollup reads
+       a file into one buffer and scans it in place) */
+    Py_buffer view;
+    if (PyObject_GetBuffer(arg, &view, PyBUF_SIMPLE) < 0) {
+        PyErr_Clear();
+        PyErr_SetString(PyExc_TypeError, "feed() takes bytes or a contiguous buffer");
         return NULL;
-    const char *base = PyBytes_AS_STRING(arg), *p = base, *end = base + PyBytes_GET_SIZE(arg);
+    }
+    PyObject *bad = PyList_New(0);
+    if (bad == NULL) {
+        PyBuffer_Release(&view);
+        return NULL;
+    }
+    const char *base = view.buf, *p = base, *end = base + view.len;
     Span f[MAX_FIELDS + 1];
     while (p < end) {
         const char *nl = memchr(p, '\n', end - p);
@@ -744,8 +797,14 @@ static PyObject *Scanner_feed(Scanner *s, PyObject *arg) {
         }
         p = eol + 1;
     }
+    if (!PyBytes_CheckExact(arg) && detach_recent(s, arg, base) < 0)
+        goto error;
+    PyBuffer_Release(&view);
     return bad;
 error:
+    if (!PyBytes_CheckExact(arg))
+        detach_recent(s, arg, base);
+    PyBuffer_Release(&view);
     Py_DECREF(bad);
     return NULL;
 }
