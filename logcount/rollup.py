@@ -5,10 +5,11 @@ line on the day of its own %t; only the sink differs. Per file (host + path) the
 replaces that file's earlier contribution in one transaction (store.Store.replace_source).
 
 Work is spread over processes: one unit per file, and a large uncompressed file is cut
-at line boundaries into one unit per process. Units are counted in the workers; the
-parent merges the units of a file and writes it, so the store has a single writer.
-Memory stays bounded: the raw counters are classified into per-day aggregates every
-few hundred thousand distinct keys.
+at line boundaries into several units. Units are counted in forked counting processes
+(see "running" below); the parent opens the store meanwhile, merges the parts of a file
+and writes it, so the store has a single writer. Memory stays bounded: the raw counters
+are classified into per-day aggregates every few hundred thousand distinct keys, and a
+counter hands a file's counts over when it moves on to another file.
 """
 
 from __future__ import annotations
@@ -28,10 +29,10 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from logcount.aggregate import Aggregator, Delta, LineCounter
-from logcount.classify import Buckets, Classifier, visitor_hash
+from logcount.classify import BoundedCache, Buckets, Classifier, agent_family, visitor_hash
 from logcount.config import Config
 from logcount.errors import LogcountError
 from logcount.parse import SCAN_KINDS, CompiledFormat, compile_format
@@ -44,7 +45,9 @@ from logcount.rollup_files import (
     split_units,
 )
 from logcount.sketch import VisitorSketch
-from logcount.store import MEMBER_DIMS, TOTAL_COLUMNS, SourceFacts, Store
+
+if TYPE_CHECKING:  # the store (SQLAlchemy) is imported while the counters count
+    from logcount.store import SourceFacts
 
 BLOCK = 8 << 20  # bytes read at once
 # Bytes of lines given to the counter at once: a piece holding a line that does not parse
@@ -82,8 +85,15 @@ class Counts:
 # --- counting --------------------------------------------------------------------------
 
 
+# An agent member as the counting processes leave it: its text, marked; the parent turns it
+# into the agent's family (families_of), so that ua-parser is loaded and asked once per
+# distinct agent in the parent, while the counters count, not before they fork.
+RAW_AGENT = "\x00"
+
+
 class DayClassifier(Classifier):
-    """The live Classifier, also reading day-only timestamps; undated lines get the file's day."""
+    """The live Classifier, also reading day-only timestamps; undated lines get the file's
+    day; agents left unnamed (RAW_AGENT + text) for the parent to name."""
 
     fallback: Buckets | None = None
 
@@ -95,6 +105,22 @@ class DayClassifier(Classifier):
 
     def now_buckets(self) -> Buckets:
         return self.fallback or super().now_buckets()
+
+    def _family(self, text: str) -> str:
+        return RAW_AGENT + text
+
+
+def families_of(delta: Delta, family: Callable[[str], str] = agent_family) -> None:
+    """Name the agent members a DayClassifier left unnamed (in place); agents of one family
+    add up."""
+    for table in (delta.members, delta.member_bytes):
+        for key, members in table.items():
+            if key[1] != "agent" or not any(m.startswith(RAW_AGENT) for m in members):
+                continue
+            named: Counter[str] = Counter()
+            for member, n in members.items():
+                named[family(member[1:]) if member.startswith(RAW_AGENT) else member] += n
+            table[key] = named
 
 
 def day_format(config: Config) -> CompiledFormat:
@@ -186,14 +212,19 @@ class FileCounter:
         self.aggregator.grans = ("day",)
         self.counts = Counts()
 
-    def feed(self, block: bytes) -> None:
-        pos, size = 0, len(block)
-        while pos < size:
-            end = block.rfind(b"\n", pos, pos + PIECE) + 1
-            if end <= pos:
-                end = block.find(b"\n", pos + PIECE) + 1 or size
-            self.counter.feed(block[pos:end])
-            pos = end
+    def feed(self, block: bytes | memoryview) -> None:
+        """Count a block of whole lines (each ending with a newline)."""
+        if self.counter.scanner is not None:  # lines it refuses come back one by one
+            self.counter.feed(block)  # type: ignore[arg-type]
+        else:
+            data = bytes(block)
+            pos, size = 0, len(data)
+            while pos < size:  # pieces: a line the regex refuses spoils only its piece
+                end = data.rfind(b"\n", pos, pos + PIECE) + 1
+                if end <= pos:
+                    end = data.find(b"\n", pos + PIECE) + 1 or size
+                self.counter.feed(data[pos:end])
+                pos = end
         if self.counter.pending_keys() > CLASSIFY_EVERY:
             self.absorb()
 
@@ -261,30 +292,49 @@ class FileCounter:
                 obj_v.setdefault((site, day, obj), set()).add(digest)
 
     def read(self, unit: Unit, progress: Callable[[int], None] = lambda n: None) -> Counts:
+        """Count the unit's lines (finish() classifies them; a counter may read several
+        units of one file first). The file is read into one reused buffer; the C scanner
+        reads the lines where they lie (no copy), the regex path gets pieces of bytes."""
         with open_log(unit.input.path) as f:
             if unit.start:
                 f.seek(unit.start)
             left = None if unit.end is None else unit.end - unit.start
-            tail = b""
+            buf = bytearray(BLOCK)
+            held = 0  # bytes of a line not yet complete, at the start of buf
             while left is None or left > 0:
-                block = f.read(BLOCK if left is None else min(BLOCK, left))
-                if not block:
-                    break
-                if left is not None:
-                    left -= len(block)
-                cut = block.rfind(b"\n") + 1
-                if cut == 0:
-                    tail += block
-                    continue
-                lines = tail + block[:cut]
-                tail = block[cut:]
-                self.feed(lines)
-                progress(lines.count(b"\n"))
-            if tail:  # a last line without its newline (a file still being written, torn)
-                self.feed(tail + b"\n")
+                if held == len(buf):  # one line longer than the buffer
+                    buf = buf + bytes(len(buf))
+                want = len(buf) - held if left is None else min(len(buf) - held, left)
+                with memoryview(buf) as view:
+                    n = f.readinto(view[held : held + want])
+                    if not n:
+                        break
+                    if left is not None:
+                        left -= n
+                    filled = held + n
+                    cut = buf.rfind(b"\n", held, filled) + 1
+                    if cut == 0:
+                        held = filled
+                        continue
+                    before = self._seen()
+                    self.feed(view[:cut])
+                    progress(self._seen() - before)
+                    held = filled - cut
+                    view[:held] = view[cut:filled]  # the unfinished line to the front
+            if held:  # a last line without its newline (a file still being written, torn)
+                self.feed(bytes(buf[:held]) + b"\n")
                 progress(1)
+        return self.counts
+
+    def finish(self) -> Counts:
+        """Everything counted (the units read so far), classified."""
         self.absorb()
         return self.counts
+
+    def _seen(self) -> int:
+        """Lines counted or found malformed so far."""
+        done = self.counts.lines + self.counts.malformed
+        return done + self.counter.pending_lines() + self.counter.raw.malformed
 
 
 # --- from counts to store rows ----------------------------------------------------------
@@ -314,6 +364,8 @@ def malformed_day(inp: Input, counts: Counts, mtime: float) -> date:
 def facts_of(
     inp: Input, counts: Counts, host: str, site: str, started: float, stat: os.stat_result
 ) -> SourceFacts:
+    from logcount.store import MEMBER_DIMS, TOTAL_COLUMNS, SourceFacts
+
     d = counts.delta
     facts = SourceFacts(
         host=host,
@@ -363,8 +415,19 @@ def facts_of(
 
 
 # --- running ------------------------------------------------------------------------------
+#
+# The parent opens the store and writes it; counting happens in `jobs` forked processes.
+# The first counting process loads what counting needs (the format, the routes, the crawler
+# patterns) and forks the others, which share it. Meanwhile the parent imports SQLAlchemy,
+# opens the store and loads ua-parser: on two cores that work is done while the counters
+# count, not before. The counters take the units one after the other from a shared index
+# (a busy core takes fewer), keep one FileCounter per file and hand the parent one part
+# per file they read from (classified once, however many of its ranges they took).
 
 _WORKER: dict[str, Any] = {}
+READ_ERRORS = (OSError, EOFError, lzma.LZMAError, zlib.error, ValueError)
+# What a counter sends: ("part", input, units counted, Counts) or ("error", input, message).
+Message = tuple[Any, ...]
 
 
 def _prepare(config: Config) -> tuple[DayClassifier, CompiledFormat]:
@@ -372,35 +435,75 @@ def _prepare(config: Config) -> tuple[DayClassifier, CompiledFormat]:
     if state is None or state[0] != config:
         fmt = day_format(config)
         classifier = DayClassifier(config, fmt)
-        # The agent parser loads its rules on first use: load them here, before the
-        # workers fork, so that they share them instead of each loading its own.
+        # The crawler patterns compile on first use: compile them here, before the other
+        # counters fork, so that they share them instead of each compiling its own.
         classifier.agent(b"Mozilla/5.0 (X11; Linux x86_64; rv:121.0) Firefox/121.0")
         state = _WORKER["state"] = (config, classifier, fmt)
     return state[1], state[2]
 
 
-def count_unit(config: Config, unit: Unit) -> tuple[Unit, Counts | None, str]:
-    """Count one unit; an unreadable file is reported, never raised (the others go on)."""
+def _file_counter(config: Config, inp: Input) -> FileCounter:
+    """A counter for one file; lines without a readable time count on the file's day (the
+    template's, else its modification day). OSError when the file is gone."""
     classifier, fmt = _prepare(config)
-    try:  # lines without a readable time count on the file's day (template, else mtime)
-        day = unit.input.day or date.fromtimestamp(os.path.getmtime(unit.input.path))
-    except OSError as exc:
-        return unit, None, f"{unit.input.path}: {exc.strerror}"
+    day = inp.day or date.fromtimestamp(os.path.getmtime(inp.path))
     classifier.fallback = Buckets(
         day.strftime("%Y%m%d0000"), day.strftime("%Y%m%d00"), day.strftime("%Y%m%d")
     )
+    return FileCounter(config, classifier, fmt)
+
+
+def _progress(n: int) -> None:
     shared = _WORKER.get("lines")
+    if shared is not None:
+        with shared.get_lock():
+            shared.value += n
 
-    def progress(n: int) -> None:
-        if shared is not None:
-            with shared.get_lock():
-                shared.value += n
 
+def count_unit(config: Config, unit: Unit) -> tuple[Unit, Counts | None, str]:
+    """Count one unit alone; an unreadable file is reported, never raised."""
     try:
-        counts = FileCounter(config, classifier, fmt).read(unit, progress)
-    except (OSError, EOFError, lzma.LZMAError, zlib.error, ValueError) as exc:
+        counter = _file_counter(config, unit.input)
+    except OSError as exc:
+        return unit, None, f"{unit.input.path}: {exc.strerror}"
+    try:
+        counter.read(unit, _progress)
+        return unit, counter.finish(), ""
+    except READ_ERRORS as exc:
         return unit, None, f"{unit.input.path}: {exc}"
-    return unit, counts, ""
+
+
+def _count(config: Config, units: list[Unit], take: Callable[[], int]) -> Iterator[Message]:
+    """Count the units whose indexes `take` hands out (ascending, len(units) when none is
+    left): one part per file, sent when the next unit belongs to another file; an
+    unreadable file is an error message, never an exception (the others go on)."""
+    current: Input | None = None
+    counter: FileCounter | None = None
+    taken, failed = 0, False
+    while True:
+        i = take()
+        unit = units[i] if i < len(units) else None
+        if unit is None or unit.input != current:
+            if counter is not None:
+                yield "part", current, taken, counter.finish()
+            if unit is None:
+                return
+            current, counter, taken, failed = unit.input, None, 0, False
+        if failed:
+            continue
+        taken += 1
+        try:
+            if counter is None:
+                counter = _file_counter(config, unit.input)
+        except OSError as exc:
+            failed = True
+            yield "error", current, f"{unit.input.path}: {exc.strerror}"
+            continue
+        try:
+            counter.read(unit, _progress)
+        except READ_ERRORS as exc:
+            failed, counter = True, None
+            yield "error", current, f"{unit.input.path}: {exc}"
 
 
 def _worker_init(lines: Any, parent: int) -> None:
@@ -414,8 +517,119 @@ def _worker_init(lines: Any, parent: int) -> None:
         os._exit(1)
 
 
-def _call(args: tuple[Config, Unit]) -> tuple[Unit, Counts | None, str]:
-    return count_unit(*args)
+class _Counters:
+    """The counting processes, and the parts they send (see above). Where there is no
+    fork(), the parent counts itself, once the store is open."""
+
+    def __init__(self, config: Config, units: list[Unit], jobs: int):
+        self.config = config
+        self.units = units
+        self.lines: Any = mp.Value("q", 0)
+        self.readers: list[Any] = []
+        self.pid = 0
+        if not units or not hasattr(os, "fork"):
+            return
+        n = min(jobs, len(units))
+        pipes = [mp.Pipe(duplex=False) for _ in range(n)]
+        self.readers = [r for r, _w in pipes]
+        writers = [w for _r, w in pipes]
+        index = mp.Value("q", 0)
+        parent = os.getpid()
+        pid = os.fork()
+        if pid == 0:  # the first counter: loads, forks the others, counts
+            code = 1
+            try:
+                for r in self.readers:
+                    r.close()
+                _worker_init(self.lines, parent)
+                _prepare(config)
+                code = self._first(writers, index)
+            except BaseException:
+                import traceback
+
+                traceback.print_exc()
+            finally:
+                os._exit(code)
+        self.pid = pid
+        for w in writers:
+            w.close()
+
+    def _first(self, writers: list[Any], index: Any) -> int:
+        me, children = os.getpid(), []
+        for k in range(1, len(writers)):
+            pid = os.fork()
+            if pid == 0:
+                code = 1
+                try:
+                    for other in writers[:k] + writers[k + 1 :]:
+                        other.close()
+                    _worker_init(self.lines, me)
+                    self._serve(writers[k], index)
+                    code = 0
+                except BaseException:
+                    import traceback
+
+                    traceback.print_exc()
+                finally:
+                    os._exit(code)
+            children.append(pid)
+        for w in writers[1:]:
+            w.close()
+        self._serve(writers[0], index)
+        writers[0].close()
+        for pid in children:
+            os.waitpid(pid, 0)
+        return 0
+
+    def _serve(self, conn: Any, index: Any) -> None:
+        def take() -> int:
+            with index.get_lock():
+                i = int(index.value)
+                index.value = i + 1
+            return i
+
+        for message in _count(self.config, self.units, take):
+            conn.send(message)
+
+    def results(self, idle: Callable[[], None]) -> Iterator[Message]:
+        """The messages of every counter, as they come; `idle` is called while none does."""
+        if not self.pid:
+            _WORKER["lines"] = self.lines
+            it = iter(range(len(self.units)))
+            yield from _count(self.config, self.units, lambda: next(it, len(self.units)))
+            return
+        from multiprocessing.connection import Connection, wait
+
+        open_ = list(self.readers)
+        while open_:
+            ready = wait(open_, timeout=0.25)
+            if not ready:
+                idle()
+            for conn in ready:
+                assert isinstance(conn, Connection)
+                try:
+                    message: Message = conn.recv()
+                except EOFError:  # that counter is done (or died: see rollup())
+                    open_.remove(conn)
+                    conn.close()
+                    continue
+                yield message
+
+    def close(self) -> None:
+        """Reap the first counter (the others are its children); kill it if still running
+        (an error in the parent): the others die with it (PR_SET_PDEATHSIG)."""
+        if not self.pid:
+            return
+        for conn in self.readers:
+            conn.close()
+        pid, self.pid = self.pid, 0
+        try:
+            done, _status = os.waitpid(pid, os.WNOHANG)
+            if done == 0:
+                os.kill(pid, signal.SIGKILL)
+                os.waitpid(pid, 0)
+        except ChildProcessError:
+            pass
 
 
 @dataclass
@@ -460,44 +674,14 @@ def rollup(
     for message in missing:
         if not allow_missing or show_progress:
             warn(("warning: " if allow_missing else "error: ") + message)
-    store = Store.from_config(config)
     host = host or socket.gethostname()
     jobs = max(1, jobs or os.cpu_count() or 1)
-    _prepare(config)  # routes, agents, Django: loaded once, before the workers fork
     units = [u for inp in inputs for u in split_units(inp, jobs)]
-    pending: dict[Input, list[Counts]] = {inp: [] for inp in inputs}
-    expected = Counter(u.input for u in units)
-    begun = {}
-    for inp in inputs:
-        store.mark_started(host, source_name(inp.path))
-        begun[inp] = time.time()
-    with _Progress(show_progress, len(inputs)) as bar:
-        for unit, counts, error in _run_units(config, units, jobs, bar):
-            inp = unit.input
-            if error:
-                warn(f"error: cannot read {error}")
-                result.failed.append(error)
-                expected[inp] = -1
-                continue
-            if expected[inp] < 0 or counts is None:
-                continue
-            pending[inp].append(counts)
-            if len(pending[inp]) == expected[inp]:
-                try:
-                    stat = os.stat(inp.path)
-                except OSError as exc:  # removed while it was read
-                    warn(f"error: cannot read {inp.path}: {exc.strerror}")
-                    result.failed.append(inp.path)
-                    continue
-                facts = facts_of(
-                    inp, _merged(pending.pop(inp)), host, config.site, begun[inp], stat
-                )
-                store.replace_source(facts)
-                result.files += 1
-                result.lines += facts.lines
-                result.malformed += facts.malformed
-                bar.file_done()
-    store.dispose()
+    counters = _Counters(config, units, jobs)
+    try:
+        _store_all(config, inputs, units, counters, host, show_progress, warn, result)
+    finally:
+        counters.close()
     result.seconds = time.monotonic() - started
     if not allow_missing and result.missing or result.failed:
         n_missing = 0 if allow_missing else len(result.missing)
@@ -508,40 +692,73 @@ def rollup(
     return result
 
 
+def _store_all(
+    config: Config,
+    inputs: list[Input],
+    units: list[Unit],
+    counters: _Counters,
+    host: str,
+    show_progress: bool,
+    warn: Callable[[str], None],
+    result: RollupResult,
+) -> None:
+    """The parent's side: open the store while the counters count, write each file (one
+    transaction) once the parts of all its units are in."""
+    from logcount.store import Store
+
+    store = Store.from_config(config)
+    begun = {}
+    for inp in inputs:
+        store.mark_started(host, source_name(inp.path))
+        begun[inp] = time.time()
+    family = BoundedCache(agent_family, 50_000)
+    family("Mozilla/5.0 (X11; Linux x86_64; rv:121.0) Firefox/121.0")  # load ua-parser now
+    expected = Counter(u.input for u in units)
+    got: Counter[Input] = Counter()
+    parts: dict[Input, list[Counts]] = {inp: [] for inp in inputs}
+    failed: set[Input] = set()
+    with _Progress(show_progress, len(inputs)) as bar:
+        bar.lines = counters.lines
+        for message in counters.results(bar.refresh):
+            inp = message[1]
+            if inp in failed:
+                continue
+            if message[0] == "error":
+                warn(f"error: cannot read {message[2]}")
+                result.failed.append(message[2])
+                failed.add(inp)
+                parts.pop(inp, None)
+                continue
+            parts[inp].append(message[3])
+            got[inp] += message[2]
+            if got[inp] < expected[inp]:
+                continue
+            counts = _merged(parts.pop(inp))
+            try:
+                stat = os.stat(inp.path)
+            except OSError as exc:  # removed while it was read
+                warn(f"error: cannot read {inp.path}: {exc.strerror}")
+                result.failed.append(inp.path)
+                failed.add(inp)
+                continue
+            families_of(counts.delta, family)
+            facts = facts_of(inp, counts, host, config.site, begun[inp], stat)
+            store.replace_source(facts)
+            result.files += 1
+            result.lines += facts.lines
+            result.malformed += facts.malformed
+            bar.file_done()
+    for inp in parts:  # a counter died (killed, out of memory) before it sent them
+        warn(f"error: cannot read {inp.path}: its counting process died")
+        result.failed.append(inp.path)
+    store.dispose()
+
+
 def _merged(parts: list[Counts]) -> Counts:
     total = parts[0]
     for part in parts[1:]:
         total.merge(part)
     return total
-
-
-def _run_units(
-    config: Config, units: list[Unit], jobs: int, bar: _Progress
-) -> Iterator[tuple[Unit, Counts | None, str]]:
-    if jobs == 1 or len(units) <= 1:
-        lines = mp.Value("q", 0)
-        _WORKER["lines"] = lines
-        bar.lines = lines
-        try:
-            for unit in units:
-                yield count_unit(config, unit)
-        finally:
-            _WORKER.pop("lines", None)
-        return
-    ctx = mp.get_context("fork") if "fork" in mp.get_all_start_methods() else mp.get_context()
-    lines = ctx.Value("q", 0)
-    bar.lines = lines
-    with ctx.Pool(
-        min(jobs, len(units)), initializer=_worker_init, initargs=(lines, os.getpid())
-    ) as pool:
-        it = pool.imap_unordered(_call, [(config, u) for u in units])
-        while True:
-            try:
-                yield it.next(timeout=0.25)
-            except mp.TimeoutError:
-                bar.refresh()
-            except StopIteration:
-                break
 
 
 class _Progress:
