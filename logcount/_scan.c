@@ -217,6 +217,10 @@ typedef struct {
     PyObject *plan; /* keeps the literal bytes alive */
     int nfields;
     Layout ctx, hits_l, agents, refs, visitors;
+    /* agents_from[j]: where the j-th field of an agents key sits in a visitors key, when
+       every one does (-1 in [0] otherwise): the agent counts are then summed from the
+       visitors table at take() instead of counted line by line (one table less a line) */
+    int agents_from[MAX_LAYOUT];
     int agent_i, target_i, dur_i;
     int count_bots, ignore_on;
     PyObject *decide_bot, *decide_ignore; /* callables bytes -> bool */
@@ -401,9 +405,12 @@ static int match_line(Scanner *s, const char *p, const char *end, Span *f) {
         const Elem *e = &s->elems[i];
         const char *start = p, *q;
         switch (e->kind) {
-        case K_LIT:
-            if (end - p < e->litlen || memcmp(p, e->lit, e->litlen) != 0)
+        case K_LIT: /* a few bytes (a quote, a space): compared in place, no call */
+            if (end - p < e->litlen)
                 return 0;
+            for (Py_ssize_t k = 0; k < e->litlen; k++)
+                if (p[k] != e->lit[k])
+                    return 0;
             p += e->litlen;
             continue;
         case K_QUOTED:
@@ -567,7 +574,8 @@ static int count_fields(Scanner *s, const Span *f) {
         return 0;
     if (count_key(s, &s->hits, &s->hits_l, f, 1) < 0)
         return -1;
-    if (s->agents.n >= 0 && count_key(s, &s->agents_t, &s->agents, f, 1) < 0)
+    if (s->agents.n >= 0 && s->agents_from[0] < 0 &&
+        count_key(s, &s->agents_t, &s->agents, f, 1) < 0)
         return -1;
     if (s->refs.n >= 0 && count_key(s, &s->refs_t, &s->refs, f, 1) < 0)
         return -1;
@@ -688,6 +696,21 @@ static int Scanner_init(Scanner *s, PyObject *args, PyObject *kw) {
         s->dur_i > s->nfields) {
         PyErr_SetString(PyExc_ValueError, "bad layout");
         return -1;
+    }
+    s->agents_from[0] = -1;
+    if (s->agents.n > 0 && s->visitors.n > 0) {
+        int found = 1;
+        for (int j = 0; j < s->agents.n && found; j++) {
+            found = 0;
+            for (int k = 0; k < s->visitors.n; k++)
+                if (s->visitors.idx[k] == s->agents.idx[j]) {
+                    s->agents_from[j] = k;
+                    found = 1;
+                    break;
+                }
+        }
+        if (!found)
+            s->agents_from[0] = -1;
     }
     s->count_bots = count_bots;
     s->ignore_on = ignore_on;
@@ -928,14 +951,46 @@ static PyObject *recent_list(Scanner *s) {
     return recent;
 }
 
+/* The agents table as the sums of the visitors table (whose keys hold every field of an
+   agents key, and which counts the same lines): see agents_from. */
+static int agents_from_visitors(Scanner *s) {
+    Span vis[MAX_LAYOUT], f[MAX_LAYOUT];
+    Layout direct;
+    table_clear(&s->agents_t); /* filled here only: a take() that failed left it full */
+    direct.n = s->agents.n;
+    for (int j = 0; j < direct.n; j++)
+        direct.idx[j] = j;
+    for (size_t i = 0; i < s->visitors_t.cap; i++) {
+        const Slot *e = &s->visitors_t.slots[i];
+        if (e->off < 0)
+            continue;
+        const char *p = s->visitors_t.arena + e->off, *end = p + e->len;
+        for (int k = 0; k < s->visitors.n; k++) {
+            const char *nl = k + 1 < s->visitors.n ? memchr(p, '\n', end - p) : NULL;
+            const char *stop = nl ? nl : end;
+            vis[k].p = p;
+            vis[k].n = stop - p;
+            p = nl ? nl + 1 : end;
+        }
+        for (int j = 0; j < direct.n; j++)
+            f[j] = vis[s->agents_from[j]];
+        /* count_key composes into s->buf, which `vis` does not point into */
+        if (count_key(s, &s->agents_t, &direct, f, e->value) < 0)
+            return -1;
+    }
+    return 0;
+}
+
 static PyObject *Scanner_take(Scanner *s, PyObject *args) {
     PyObject *cls;
     int with_recent;
     if (!PyArg_ParseTuple(args, "Op", &cls, &with_recent))
         return NULL;
-    PyObject *parts[9] = {NULL};
+    PyObject *parts[9] = {NULL}, *out = NULL;
     parts[0] = PyLong_FromLongLong(s->lines);
     parts[1] = unjoined(&s->shared, &s->hits, s->hits_l.n, cls);
+    if (s->agents_from[0] >= 0 && agents_from_visitors(s) < 0)
+        goto done;
     parts[2] = unjoined(&s->shared, &s->agents_t, s->agents.n < 0 ? 0 : s->agents.n, cls);
     parts[3] = unjoined(&s->shared, &s->refs_t, s->refs.n < 0 ? 0 : s->refs.n, cls);
     parts[4] = unjoined(&s->shared, &s->visitors_t, s->visitors.n < 0 ? 0 : s->visitors.n, NULL);
@@ -943,7 +998,6 @@ static PyObject *Scanner_take(Scanner *s, PyObject *args) {
     parts[6] = unjoined(&s->shared, &s->ignored, s->ctx.n, cls);
     parts[7] = unjoined(&s->shared, &s->durations, s->ctx.n, (PyObject *)&PyDict_Type);
     parts[8] = with_recent ? recent_list(s) : PyList_New(0);
-    PyObject *out = NULL;
     for (int i = 0; i < 9; i++)
         if (parts[i] == NULL)
             goto done;
