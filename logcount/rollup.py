@@ -14,7 +14,6 @@ counter hands a file's counts over when it moves on to another file.
 
 from __future__ import annotations
 
-import multiprocessing as mp
 import os
 import signal
 import socket
@@ -142,34 +141,38 @@ def facts_of(
 
 
 class _Counters:
-    """The counting processes, and the parts they send (see above). Where there is no
-    fork(), the parent counts itself, once the store is open."""
+    """The counting processes, and the parts they send (see above). Plain pipes, no
+    multiprocessing: the parent forks before it has imported anything it does not need.
+    The units' indexes wait in a pipe, four bytes each (the counters read them in turn);
+    each counter writes its messages, pickled and length-prefixed, to a pipe of its own.
+    Where there is no fork(), the parent counts itself, once the store is open."""
 
-    def __init__(self, config: Config, units: list[Unit], jobs: int):
+    def __init__(self, config: Config, units: list[Unit], jobs: int, progress: bool):
         self.config = config
         self.units = units
-        self.lines: Any = mp.Value("q", 0)
-        self.readers: list[Any] = []
+        self.progress = progress
+        self.lines = 0  # lines read so far (when `progress`)
+        self.readers: list[int] = []
         self.pid = 0
         if not units or not hasattr(os, "fork"):
             return
         n = min(jobs, len(units))
-        pipes = [mp.Pipe(duplex=False) for _ in range(n)]
-        self.readers = [r for r, _w in pipes]
-        writers = [w for _r, w in pipes]
-        index = mp.Value("q", 0)
+        pipes = [os.pipe() for _ in range(n)]
+        queue_r, queue_w = os.pipe()
+        rest = self._queue(queue_w)
         parent = os.getpid()
         pid = os.fork()
         if pid == 0:  # the first counter: loads, forks the others, counts
             code = 1
             try:
-                for r in self.readers:
-                    r.close()
+                os.close(queue_w)
+                for r, _w in pipes:
+                    os.close(r)
                 from logcount.rollup_count import _prepare, _worker_init
 
-                _worker_init(self.lines, parent)
+                _worker_init(parent, None)
                 _prepare(config)
-                code = self._first(writers, index)
+                code = self._first([w for _r, w in pipes], queue_r)
             except BaseException:
                 import traceback
 
@@ -177,10 +180,42 @@ class _Counters:
             finally:
                 os._exit(code)
         self.pid = pid
-        for w in writers:
-            w.close()
+        os.close(queue_r)
+        for _r, w in pipes:
+            os.close(w)
+        self.readers = [r for r, _w in pipes]
+        if rest:  # more units than the pipe holds: the rest as the counters take them
+            import threading
 
-    def _first(self, writers: list[Any], index: Any) -> int:
+            threading.Thread(target=self._feed_queue, args=(queue_w, rest), daemon=True).start()
+        else:
+            os.close(queue_w)
+
+    def _queue(self, fd: int) -> bytes:
+        """Write the units' indexes into the queue; what did not fit is returned. Writes of
+        at most PIPE_BUF (4096) bytes are atomic: a counter never reads half an index."""
+        records = b"".join(i.to_bytes(4, "little") for i in range(len(self.units)))
+        os.set_blocking(fd, False)
+        done = 0
+        try:
+            while done < len(records):
+                done += os.write(fd, records[done : done + 4096])
+        except BlockingIOError:
+            pass
+        os.set_blocking(fd, True)
+        return records[done:]
+
+    @staticmethod
+    def _feed_queue(fd: int, rest: bytes) -> None:
+        try:
+            for at in range(0, len(rest), 4096):
+                os.write(fd, rest[at : at + 4096])
+        except OSError:  # the counters are gone
+            pass
+        finally:
+            os.close(fd)
+
+    def _first(self, writers: list[int], queue: int) -> int:
         from logcount.rollup_count import _worker_init
 
         me, children = os.getpid(), []
@@ -189,10 +224,11 @@ class _Counters:
             if pid == 0:
                 code = 1
                 try:
-                    for other in writers[:k] + writers[k + 1 :]:
-                        other.close()
-                    _worker_init(self.lines, me)
-                    self._serve(writers[k], index)
+                    for i, other in enumerate(writers):
+                        if i != k:
+                            os.close(other)
+                    _worker_init(me, None)
+                    self._serve(writers[k], queue)
                     code = 0
                 except BaseException:
                     import traceback
@@ -202,58 +238,89 @@ class _Counters:
                     os._exit(code)
             children.append(pid)
         for w in writers[1:]:
-            w.close()
-        self._serve(writers[0], index)
-        writers[0].close()
+            os.close(w)
+        self._serve(writers[0], queue)
         for pid in children:
             os.waitpid(pid, 0)
         return 0
 
-    def _serve(self, conn: Any, index: Any) -> None:
-        from logcount.rollup_count import _count
+    def _serve(self, fd: int, queue: int) -> None:
+        """Count the units taken from the queue; send the messages to the parent."""
+        import pickle
+
+        from logcount.rollup_count import _WORKER, _count
+
+        def send(message: Message) -> None:
+            data = pickle.dumps(message, pickle.HIGHEST_PROTOCOL)
+            view = memoryview(len(data).to_bytes(8, "little") + data)
+            while view:
+                view = view[os.write(fd, view) :]
 
         def take() -> int:
-            with index.get_lock():
-                i = int(index.value)
-                index.value = i + 1
-            return i
+            raw = os.read(queue, 4)
+            return int.from_bytes(raw, "little") if len(raw) == 4 else len(self.units)
 
+        if self.progress:
+            _WORKER["progress"] = lambda n: send(("lines", None, n))
         for message in _count(self.config, self.units, take):
-            conn.send(message)
+            send(message)
+        os.close(fd)
 
     def results(self, idle: Callable[[], None]) -> Iterator[Message]:
         """The messages of every counter, as they come; `idle` is called while none does."""
         if not self.pid:
             from logcount.rollup_count import _WORKER, _count
 
-            _WORKER["lines"] = self.lines
+            def count(n: int) -> None:
+                self.lines += n
+
+            _WORKER["progress"] = count
             it = iter(range(len(self.units)))
             yield from _count(self.config, self.units, lambda: next(it, len(self.units)))
             return
-        from multiprocessing.connection import Connection, wait
+        import pickle
+        import selectors
 
-        open_ = list(self.readers)
-        while open_:
-            ready = wait(open_, timeout=0.25)
-            if not ready:
-                idle()
-            for conn in ready:
-                assert isinstance(conn, Connection)
-                try:
-                    message: Message = conn.recv()
-                except EOFError:  # that counter is done (or died: see rollup())
-                    open_.remove(conn)
-                    conn.close()
-                    continue
-                yield message
+        pending = {fd: bytearray() for fd in self.readers}
+        with selectors.DefaultSelector() as sel:
+            for fd in self.readers:
+                sel.register(fd, selectors.EVENT_READ)
+            while pending:
+                ready = sel.select(timeout=0.25)
+                if not ready:
+                    idle()
+                for key, _events in ready:
+                    fd = int(key.fd)
+                    chunk = os.read(fd, 1 << 20)
+                    if not chunk:  # that counter is done (or died: see rollup())
+                        sel.unregister(fd)
+                        del pending[fd]
+                        continue
+                    buf = pending[fd]
+                    buf += chunk
+                    while len(buf) >= 8:
+                        size = int.from_bytes(buf[:8], "little")
+                        if len(buf) < 8 + size:
+                            break
+                        with memoryview(buf) as view:
+                            message: Message = pickle.loads(view[8 : 8 + size])
+                        del buf[: 8 + size]
+                        if message[0] == "lines":
+                            self.lines += message[2]
+                        else:
+                            yield message
 
     def close(self) -> None:
         """Reap the first counter (the others are its children); kill it if still running
         (an error in the parent): the others die with it (PR_SET_PDEATHSIG)."""
+        for fd in self.readers:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        self.readers = []
         if not self.pid:
             return
-        for conn in self.readers:
-            conn.close()
         pid, self.pid = self.pid, 0
         try:
             done, _status = os.waitpid(pid, os.WNOHANG)
@@ -309,7 +376,7 @@ def rollup(
     host = host or socket.gethostname()
     jobs = max(1, jobs or os.cpu_count() or 1)
     units = [u for inp in inputs for u in split_units(inp, jobs)]
-    counters = _Counters(config, units, jobs)
+    counters = _Counters(config, units, jobs, show_progress)
     try:
         _store_all(config, inputs, units, counters, host, show_progress, warn, result)
     finally:
@@ -353,7 +420,7 @@ def _store_all(
     merged: dict[Input, Counts] = {}
     failed: set[Input] = set()
     with _Progress(show_progress, len(inputs)) as bar:
-        bar.lines = counters.lines
+        bar.counters = counters
         for message in counters.results(bar.refresh):
             inp = message[1]
             if inp in failed:
@@ -403,12 +470,12 @@ class _Progress:
     def __init__(self, enabled: bool, files: int):
         self.enabled = enabled
         self.files = files
-        self.lines: Any = None
+        self.counters: _Counters | None = None
         self.started = time.monotonic()
         self.progress: Any = None
 
     def text(self) -> str:
-        n = self.lines.value if self.lines is not None else 0
+        n = self.counters.lines if self.counters is not None else 0
         rate = n / max(time.monotonic() - self.started, 1e-6)
         return f"{n:,} lines  {rate:,.0f} lines/s"
 

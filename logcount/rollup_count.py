@@ -373,10 +373,9 @@ def _file_counter(config: Config, inp: Input) -> FileCounter:
 
 
 def _progress(n: int) -> None:
-    shared = _WORKER.get("lines")
-    if shared is not None:
-        with shared.get_lock():
-            shared.value += n
+    report = _WORKER.get("progress")
+    if report is not None:
+        report(n)
 
 
 def count_unit(config: Config, unit: Unit) -> tuple[Unit, Counts | None, str]:
@@ -425,8 +424,9 @@ def _count(config: Config, units: list[Unit], take: Callable[[], int]) -> Iterat
             yield "error", current, f"{unit.input.path}: {exc}"
 
 
-def _worker_init(lines: Any, parent: int) -> None:
-    _WORKER["lines"] = lines
+def _worker_init(parent: int, progress: Callable[[int], None] | None) -> None:
+    """A counter's set-up: lines read are reported to `progress`, it dies with `parent`."""
+    _WORKER["progress"] = progress
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides; Ctrl-C reaches it
     try:  # die with the parent, even if it is killed with SIGKILL
         ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG

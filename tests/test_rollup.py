@@ -708,6 +708,36 @@ def test_ranges_of_a_split_file_count_every_line_once(
     assert merged.path_visitors == whole.path_visitors
 
 
+def test_more_units_than_the_queue_pipe_holds(tmp_path: Path) -> None:
+    """The counters take the units' indexes from a pipe; 20,000 of them (80 KB) do not fit
+    in it at once: the rest is written while they are taken, each unit exactly once."""
+    import tomllib
+
+    from logcount import rollup as lr
+    from logcount.config import config_from_dict
+
+    config = config_from_dict(tomllib.loads(CONFIG))
+    log = tmp_path / "one.log"
+    log.write_text("".join(ln.text() for ln in gen_lines(random.Random(18), DAYS[0], 3000)))
+    size = log.stat().st_size
+    inp = lr.Input(str(log), None)
+    # the file's lines in four ranges, hidden among 19,996 empty ones
+    cuts = [0, *(log.read_bytes().index(b"\n", size * k // 4) + 1 for k in (1, 2, 3)), size]
+    units = [lr.Unit(inp, cuts[0], cuts[0])] * 19_996 + [
+        lr.Unit(inp, a, b) for a, b in zip(cuts, cuts[1:], strict=False)
+    ]
+    counters = lr._Counters(config, units, 2, True)
+    try:
+        messages = list(counters.results(lambda: None))
+    finally:
+        counters.close()
+    parts = [m for m in messages if m[0] == "part"]
+    assert [m for m in messages if m[0] != "part"] == []
+    assert sum(m[2] for m in parts) == 20_000  # every unit taken once
+    assert sum(m[3].lines + m[3].malformed for m in parts) == 3000
+    assert counters.lines == 3000  # the progress the counters reported
+
+
 def test_configured_time_zone_moves_lines_across_midnight(
     lc_env: dict[str, str], tmp_path: Path
 ) -> None:
