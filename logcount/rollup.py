@@ -14,6 +14,7 @@ counter hands a file's counts over when it moves on to another file.
 
 from __future__ import annotations
 
+import gc
 import os
 import signal
 import socket
@@ -558,4 +559,10 @@ def run_command(
         days = days_between(since.date(), last)
     else:
         days = [day.date() if day is not None else yesterday]
-    return summary(rollup(config, specs, days, **options))
+    try:
+        return summary(rollup(config, specs, days, **options))
+    finally:
+        # The command ends with this: spare the process's exit its final garbage collection
+        # over every object left (SQLAlchemy's, the caches), which only frees memory the
+        # exit frees anyway: ~70 ms after a rollup of a million lines.
+        gc.freeze()
