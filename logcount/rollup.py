@@ -240,6 +240,17 @@ class _Counters:
             children.append(pid)
         for w in writers[1:]:
             os.close(w)
+
+        def stop(_signum: int, _frame: object) -> None:  # see close()
+            for pid in children:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                    os.waitpid(pid, 0)
+                except OSError:
+                    pass
+            os._exit(1)
+
+        signal.signal(signal.SIGTERM, stop)
         self._serve(writers[0], queue)
         for pid in children:
             os.waitpid(pid, 0)
@@ -311,9 +322,11 @@ class _Counters:
                         else:
                             yield message
 
-    def close(self) -> None:
-        """Reap the first counter (the others are its children); kill it if still running
-        (an error in the parent): the others die with it (PR_SET_PDEATHSIG)."""
+    def close(self, stop: bool) -> None:
+        """Reap the first counter (the others are its children, which it reaps), once they
+        are done; with `stop` (an error or Ctrl-C in the parent) stop it first: on SIGTERM
+        it kills and reaps the others, then exits (SIGKILL if it does not within 5 s; the
+        others then die with it, PR_SET_PDEATHSIG)."""
         for fd in self.readers:
             try:
                 os.close(fd)
@@ -324,10 +337,17 @@ class _Counters:
             return
         pid, self.pid = self.pid, 0
         try:
-            done, _status = os.waitpid(pid, os.WNOHANG)
-            if done == 0:
-                os.kill(pid, signal.SIGKILL)
+            if not stop:
                 os.waitpid(pid, 0)
+                return
+            os.kill(pid, signal.SIGTERM)
+            deadline = time.monotonic() + 5
+            while os.waitpid(pid, os.WNOHANG)[0] == 0:
+                if time.monotonic() > deadline:
+                    os.kill(pid, signal.SIGKILL)
+                    os.waitpid(pid, 0)
+                    break
+                time.sleep(0.005)
         except ChildProcessError:
             pass
 
@@ -380,8 +400,10 @@ def rollup(
     counters = _Counters(config, units, jobs, show_progress)
     try:
         _store_all(config, inputs, units, counters, host, show_progress, warn, result)
-    finally:
-        counters.close()
+    except BaseException:
+        counters.close(stop=True)
+        raise
+    counters.close(stop=False)
     result.seconds = time.monotonic() - started
     if not allow_missing and result.missing or result.failed:
         n_missing = 0 if allow_missing else len(result.missing)

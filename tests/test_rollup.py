@@ -612,6 +612,65 @@ def test_a_killed_counter_fails_its_file_not_the_run(
         assert store.day_totals("test", [day])["hits"] == expected[day].hits
 
 
+def group_members(pgid: int) -> list[str]:
+    """Processes of a process group, zombies too: "pid state" of each."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[2]) == pgid:  # state ppid pgrp ...
+                found.append(f"{entry.name} {fields[0]}")
+    return found
+
+
+def test_ctrl_c_stops_every_process_and_keeps_what_was_stored(
+    store_env: dict[str, str], tmp_path: Path
+) -> None:
+    """Ctrl-C (SIGINT to the terminal's process group) in the middle: the files already
+    stored stay, the one being read is not, and no counter is left behind, not even as a
+    zombie (the first counter kills and reaps the others before it exits)."""
+    logs = tmp_path / "logs"
+    expected = write_tree(logs, seed=19, per_day=200)
+    pipe = logs / "zz-pipe.log"
+    os.mkfifo(pipe)
+    sample = b"".join(ln.text().encode() for ln in gen_lines(random.Random(4), DAYS[1], 500))
+    hold = threading.Event()
+    writer = feed_fifo(pipe, sample, 100, hold)
+    args = ["--logs", str(logs / TEMPLATE), "--logs", str(pipe)]
+    args += ["--since", DAYS[0].isoformat(), "--until", DAYS[-1].isoformat(), "--jobs", "2"]
+    proc = subprocess.Popen(
+        [*LOGCOUNT, "rollup", *args],
+        env=store_env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
+    store = store_of(store_env)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            rows = {r["path"]: r for r in store.source_rows()}
+            if len(rows) == 4 and all(r["finished"] for p, r in rows.items() if p != str(pipe)):
+                break
+            time.sleep(0.02)
+        else:
+            pytest.fail("the rollup never reached the pipe")
+        assert len(group_members(proc.pid)) == 3  # the parent and two counters
+        os.killpg(proc.pid, signal.SIGINT)
+        _out, err = proc.communicate(timeout=30)
+    finally:
+        hold.set()
+        writer.join(10)
+    assert proc.returncode == 1, err.decode()
+    assert group_members(proc.pid) == []
+    assert {r["path"]: r["finished"] for r in store.source_rows()}[str(pipe)] is None
+    for day in DAYS:
+        assert store.day_totals("test", [day])["hits"] == expected[day].hits
+
+
 def test_unreadable_file_fails_the_run_but_not_the_others(
     lc_env: dict[str, str], tmp_path: Path
 ) -> None:
@@ -730,7 +789,7 @@ def test_more_units_than_the_queue_pipe_holds(tmp_path: Path) -> None:
     try:
         messages = list(counters.results(lambda: None))
     finally:
-        counters.close()
+        counters.close(stop=False)
     parts = [m for m in messages if m[0] == "part"]
     assert [m for m in messages if m[0] != "part"] == []
     assert sum(m[2] for m in parts) == 20_000  # every unit taken once
