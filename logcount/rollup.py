@@ -132,13 +132,15 @@ def facts_of(
 
 # --- running ------------------------------------------------------------------------------
 #
-# The parent opens the store and writes it; counting happens in `jobs` forked processes.
-# The first counting process loads what counting needs (the format, the routes, the crawler
-# patterns) and forks the others, which share it. Meanwhile the parent imports SQLAlchemy,
-# opens the store and loads ua-parser: on two cores that work is done while the counters
-# count, not before. The counters take the units one after the other from a shared index
-# (a busy core takes fewer), keep one FileCounter per file and hand the parent one part
-# per file they read from (classified once, however many of its ranges they took).
+# The parent opens the store and writes it; counting happens in `jobs` forked processes
+# (logcount/rollup_count.py). The parent forks the first counter before it imports any of
+# the counting side; that counter imports and loads what counting needs (the format, the
+# routes, the crawler patterns) and forks the others, which share it. Meanwhile the parent
+# imports SQLAlchemy, opens the store and loads ua-parser: on two cores that work is done
+# while the counters count, not before. The counters take the units one after the other
+# from a queue (a busy core takes fewer), keep one FileCounter per file and hand the
+# parent one part per file they read from (classified once, however many of its ranges
+# they took).
 
 
 class _Counters:
@@ -166,6 +168,7 @@ class _Counters:
         if pid == 0:  # the first counter: loads, forks the others, counts
             code = 1
             try:
+                signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C: the parent decides
                 os.close(queue_w)
                 for r, _w in pipes:
                     os.close(r)
