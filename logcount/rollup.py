@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import gc
 import os
+import select
 import signal
 import socket
 import sys
@@ -143,6 +144,9 @@ def facts_of(
 # they took).
 
 
+_QUEUE_WRITE = max(4, select.PIPE_BUF // 4 * 4)  # whole indexes, written atomically
+
+
 class _Counters:
     """The counting processes, and the parts they send (see above). Plain pipes, no
     multiprocessing: the parent forks before it has imported anything it does not need.
@@ -196,14 +200,15 @@ class _Counters:
             os.close(queue_w)
 
     def _queue(self, fd: int) -> bytes:
-        """Write the units' indexes into the queue; what did not fit is returned. Writes of
-        at most PIPE_BUF (4096) bytes are atomic: a counter never reads half an index."""
+        """Write the units' indexes into the queue; what did not fit is returned. A write
+        of at most PIPE_BUF bytes is whole or not at all: a counter never reads half an
+        index."""
         records = b"".join(i.to_bytes(4, "little") for i in range(len(self.units)))
         os.set_blocking(fd, False)
         done = 0
         try:
             while done < len(records):
-                done += os.write(fd, records[done : done + 4096])
+                done += os.write(fd, records[done : done + _QUEUE_WRITE])
         except BlockingIOError:
             pass
         os.set_blocking(fd, True)
@@ -212,8 +217,8 @@ class _Counters:
     @staticmethod
     def _feed_queue(fd: int, rest: bytes) -> None:
         try:
-            for at in range(0, len(rest), 4096):
-                os.write(fd, rest[at : at + 4096])
+            for at in range(0, len(rest), _QUEUE_WRITE):
+                os.write(fd, rest[at : at + _QUEUE_WRITE])
         except OSError:  # the counters are gone
             pass
         finally:
