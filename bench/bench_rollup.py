@@ -1,6 +1,6 @@
 """`logcount rollup` of 1,000,000 combined lines beside GoAccess, on the same file, in one run.
 
-    .venv/bin/python bench/bench_rollup.py [--lines N] [--jobs N]
+    .venv/bin/python bench/bench_rollup.py [--lines N] [--jobs N] [--repeat N]
 
 The input is the real elastic_apache_logs.log repeated to N lines with timestamps re-spread
 over three days (bench/common.million_lines). logcount rolls it up into a fresh SQLite store
@@ -8,6 +8,11 @@ with every core (the file is cut at line boundaries, one range per process); GoA
 (Debian's package, installed with apt-get when missing) parses the same file into a JSON
 report. A quarter-size file is rolled up too, to show that peak RSS does not grow with the
 number of lines. Targets (issue 4): >= 300,000 lines/s, >= 10x GoAccess.
+
+The machine may be shared: the three runs are repeated in turn (--repeat, default 3), so
+that load from elsewhere falls on both tools alike, and the medians are compared; every
+run is printed, with its CPU time (user + system of the whole process tree, from wait4)
+and the load average before and after.
 """
 
 from __future__ import annotations
@@ -16,14 +21,36 @@ import argparse
 import os
 import shutil
 import sqlite3
+import statistics
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import OUT, logcount_cmd, million_lines, timed  # noqa: E402
+from bench.common import OUT, logcount_cmd, million_lines  # noqa: E402
+
+
+def timed(cmd: list[str], env: dict[str, str] | None = None) -> tuple[float, float, int]:
+    """Wall seconds, CPU seconds (user + system, the process and the descendants it
+    waited for) and peak RSS (KiB, the largest process of the tree) of a command."""
+    start = time.perf_counter()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            devnull = os.open(os.devnull, os.O_RDWR)
+            os.dup2(devnull, 0)
+            os.dup2(devnull, 1)
+            os.execvpe(cmd[0], cmd, env if env is not None else dict(os.environ))
+        finally:
+            os._exit(127)
+    _, status, usage = os.wait4(pid, 0)
+    elapsed = time.perf_counter() - start
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit(f"{cmd[0]} failed with status {status}")
+    return elapsed, usage.ru_utime + usage.ru_stime, usage.ru_maxrss
 
 
 def ensure_goaccess() -> str:
@@ -45,8 +72,8 @@ def ensure_goaccess() -> str:
     return found
 
 
-def rollup(path: Path, jobs: int | None) -> tuple[float, int, int]:
-    """Seconds, peak RSS (KiB) of the largest process, lines stored."""
+def rollup(path: Path, jobs: int | None) -> tuple[float, float, int, int]:
+    """Seconds, CPU seconds, peak RSS (KiB) of the largest process, lines stored."""
     with tempfile.TemporaryDirectory() as tmp:
         config = Path(tmp) / "logcount.toml"
         config.write_text('site = "bench"\n')
@@ -55,24 +82,22 @@ def rollup(path: Path, jobs: int | None) -> tuple[float, int, int]:
         cmd = [*logcount_cmd(), "rollup", "--quiet", "--logs", str(path)]
         if jobs:
             cmd += ["--jobs", str(jobs)]
-        seconds, rss = timed(cmd, env=env)
+        seconds, cpu, rss = timed(cmd, env=env)
         with sqlite3.connect(Path(tmp) / "logcount.sqlite3") as db:
             lines = db.execute("SELECT sum(lines) FROM logcount_sources").fetchone()[0]
-    return seconds, rss, int(lines)
+    return seconds, cpu, rss, int(lines)
 
 
-def goaccess(exe: str, path: Path) -> tuple[float, int]:
+def goaccess(exe: str, path: Path) -> tuple[float, float, int]:
     out = OUT / "goaccess-out.json"
-    return timed(
-        [exe, str(path), "--log-format=COMBINED", "--no-progress", "-o", str(out)],
-        stdin=Path(os.devnull),
-    )
+    return timed([exe, str(path), "--log-format=COMBINED", "--no-progress", "-o", str(out)])
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--lines", type=int, default=1_000_000)
     ap.add_argument("--jobs", type=int, default=None, help="rollup processes (default: cores)")
+    ap.add_argument("--repeat", type=int, default=3, help="runs of each (medians compared)")
     args = ap.parse_args()
     n = args.lines
     path = million_lines(n, days=3)
@@ -85,25 +110,53 @@ def main() -> None:
     version = subprocess.run([exe, "--version"], capture_output=True, text=True).stdout
     print(f"goaccess: {exe} ({version.splitlines()[0] if version else '?'})")
 
-    go_s, go_rss = goaccess(exe, path)
-    lc_s, lc_rss, stored = rollup(path, args.jobs)
-    small_s, small_rss, small_stored = rollup(small, args.jobs)
-    if stored != n or small_stored != n // 4:
-        raise SystemExit(
-            f"rollup stored {stored:,} / {small_stored:,} lines, expected {n:,} / {n // 4:,}"
-        )
+    def load() -> str:
+        return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
-    def row(name: str, lines: int, s: float, rss: int) -> str:
-        return f"{name:<34} {lines:>10,} {s:>8.2f} {lines / s:>12,.0f} {rss / 1024:>10.0f}"
+    print(f"load average before: {load()}")
+    runs: dict[str, list[tuple[float, float, int]]] = {"go": [], "lc": [], "small": []}
+    for _ in range(args.repeat):
+        runs["go"].append(goaccess(exe, path))
+        lc_s, lc_cpu, lc_rss, stored = rollup(path, args.jobs)
+        small_s, small_cpu, small_rss, small_stored = rollup(small, args.jobs)
+        if stored != n or small_stored != n // 4:
+            raise SystemExit(
+                f"rollup stored {stored:,} / {small_stored:,} lines, expected {n:,} / {n // 4:,}"
+            )
+        runs["lc"].append((lc_s, lc_cpu, lc_rss))
+        runs["small"].append((small_s, small_cpu, small_rss))
+    print(f"load average after: {load()}")
 
-    print(f"{'':<34} {'lines':>10} {'seconds':>8} {'lines/s':>12} {'peak MB':>10}")
-    print(row("goaccess --log-format=COMBINED", n, go_s, go_rss))
-    print(row("logcount rollup", n, lc_s, lc_rss))
-    print(row("logcount rollup (1/4 of the lines)", n // 4, small_s, small_rss))
+    def median(values: list[float]) -> float:
+        return statistics.median(values)
+
     print(
-        f"logcount rollup vs goaccess: {go_s / lc_s:.1f}x faster "
+        f"{'':<34} {'lines':>10} {'seconds':>8} {'lines/s':>12} {'CPU s':>7} {'peak MB':>8}"
+        "   (median of the runs; each run)"
+    )
+    for name, key, lines in (
+        ("goaccess --log-format=COMBINED", "go", n),
+        ("logcount rollup", "lc", n),
+        ("logcount rollup (1/4 of the lines)", "small", n // 4),
+    ):
+        s = median([r[0] for r in runs[key]])
+        cpu = median([r[1] for r in runs[key]])
+        rss = max(r[2] for r in runs[key])
+        each = ", ".join(f"{r[0]:.2f}" for r in runs[key])
+        print(
+            f"{name:<34} {lines:>10,} {s:>8.2f} {lines / s:>12,.0f} {cpu:>7.2f} "
+            f"{rss / 1024:>8.0f}   ({each} s)"
+        )
+    go_s = median([r[0] for r in runs["go"]])
+    lc_s = median([r[0] for r in runs["lc"]])
+    pairs = ", ".join(f"{g[0] / c[0]:.1f}x" for g, c in zip(runs["go"], runs["lc"], strict=True))
+    print(
+        f"logcount rollup vs goaccess: {go_s / lc_s:.1f}x faster (medians; run by run: {pairs}) "
         f"(targets: >= 300,000 lines/s, >= 10x)"
     )
+    go_cpu = median([r[1] for r in runs["go"]])
+    lc_cpu = median([r[1] for r in runs["lc"]])
+    print(f"CPU time: goaccess {go_cpu:.2f} s, logcount {lc_cpu:.2f} s ({go_cpu / lc_cpu:.1f}x)")
     print("peak MB: the largest process of the tree (parent or one worker), from wait4")
 
 

@@ -217,6 +217,10 @@ typedef struct {
     PyObject *plan; /* keeps the literal bytes alive */
     int nfields;
     Layout ctx, hits_l, agents, refs, visitors;
+    /* agents_from[j]: where the j-th field of an agents key sits in a visitors key, when
+       every one does (-1 in [0] otherwise): the agent counts are then summed from the
+       visitors table at take() instead of counted line by line (one table less a line) */
+    int agents_from[MAX_LAYOUT];
     int agent_i, target_i, dur_i;
     int count_bots, ignore_on;
     PyObject *decide_bot, *decide_ignore; /* callables bytes -> bool */
@@ -255,6 +259,13 @@ static void init_tables(void) {
 #define FIRST_MARK(m) 0
 #endif
 
+#if defined(__SSE2__) && defined(__GNUC__)
+#include <emmintrin.h>
+#define SIMD16 1
+#else
+#define SIMD16 0
+#endif
+
 /* A mask with the high bit set in (at least) the first byte of `w` that is below 0x20,
    above 0x7e, '"', '\\' or one of `x`, `y` (SWAR: eight bytes per step, for the long runs
    of plain text in URLs and agents). Borrows can only mark bytes after a true one, so the
@@ -273,10 +284,33 @@ static inline uint64_t marks(uint64_t w, uint64_t x, uint64_t y) {
 static const char *scan_escaped(const char *p, const char *end, int word, int stop) {
     const uint64_t ones = 0x0101010101010101ull;
     /* a quoted string repeats '"' in place of the space and the stop byte it does not have */
-    uint64_t x = ones * (word ? ' ' : '"'), y = ones * (word && stop >= 0 ? stop : '"');
+    char xb = word ? ' ' : '"', yb = word && stop >= 0 ? (char)stop : '"';
+    uint64_t x = ones * (unsigned char)xb, y = ones * (unsigned char)yb;
     const unsigned char *ok = word ? WORD_OK : QUOTED_OK;
+#if SIMD16
+    const __m128i lo = _mm_set1_epi8(0x20), span = _mm_set1_epi8(0x7e - 0x20);
+    const __m128i quote = _mm_set1_epi8('"'), bslash = _mm_set1_epi8('\\');
+    const __m128i xv = _mm_set1_epi8(xb), yv = _mm_set1_epi8(yb);
+#endif
     while (p < end) {
         uint64_t w, m;
+#if SIMD16
+        /* sixteen bytes per step: a mark on every byte outside 0x20..0x7e, on '"', '\\',
+           x and y; the lowest mark is where the byte-wise loop below takes over */
+        if (end - p >= 16) {
+            __m128i v = _mm_loadu_si128((const __m128i *)p);
+            __m128i t = _mm_sub_epi8(v, lo);
+            __m128i inside = _mm_cmpeq_epi8(_mm_min_epu8(t, span), t);
+            __m128i hit = _mm_or_si128(_mm_cmpeq_epi8(v, quote), _mm_cmpeq_epi8(v, bslash));
+            hit = _mm_or_si128(hit, _mm_or_si128(_mm_cmpeq_epi8(v, xv), _mm_cmpeq_epi8(v, yv)));
+            unsigned mask = (unsigned)(_mm_movemask_epi8(hit) | (~_mm_movemask_epi8(inside) & 0xffff));
+            if (mask == 0) {
+                p += 16;
+                continue;
+            }
+            p += __builtin_ctz(mask);
+        } else
+#endif
         if (SWAR && end - p >= 8) {
             memcpy(&w, p, 8);
             m = marks(w, x, y);
@@ -371,9 +405,12 @@ static int match_line(Scanner *s, const char *p, const char *end, Span *f) {
         const Elem *e = &s->elems[i];
         const char *start = p, *q;
         switch (e->kind) {
-        case K_LIT:
-            if (end - p < e->litlen || memcmp(p, e->lit, e->litlen) != 0)
+        case K_LIT: /* a few bytes (a quote, a space): compared in place, no call */
+            if (end - p < e->litlen)
                 return 0;
+            for (Py_ssize_t k = 0; k < e->litlen; k++)
+                if (p[k] != e->lit[k])
+                    return 0;
             p += e->litlen;
             continue;
         case K_QUOTED:
@@ -537,7 +574,8 @@ static int count_fields(Scanner *s, const Span *f) {
         return 0;
     if (count_key(s, &s->hits, &s->hits_l, f, 1) < 0)
         return -1;
-    if (s->agents.n >= 0 && count_key(s, &s->agents_t, &s->agents, f, 1) < 0)
+    if (s->agents.n >= 0 && s->agents_from[0] < 0 &&
+        count_key(s, &s->agents_t, &s->agents, f, 1) < 0)
         return -1;
     if (s->refs.n >= 0 && count_key(s, &s->refs_t, &s->refs, f, 1) < 0)
         return -1;
@@ -659,6 +697,21 @@ static int Scanner_init(Scanner *s, PyObject *args, PyObject *kw) {
         PyErr_SetString(PyExc_ValueError, "bad layout");
         return -1;
     }
+    s->agents_from[0] = -1;
+    if (s->agents.n > 0 && s->visitors.n > 0) {
+        int found = 1;
+        for (int j = 0; j < s->agents.n && found; j++) {
+            found = 0;
+            for (int k = 0; k < s->visitors.n; k++)
+                if (s->visitors.idx[k] == s->agents.idx[j]) {
+                    s->agents_from[j] = k;
+                    found = 1;
+                    break;
+                }
+        }
+        if (!found)
+            s->agents_from[0] = -1;
+    }
     s->count_bots = count_bots;
     s->ignore_on = ignore_on;
     Py_INCREF(bot_fn);
@@ -707,19 +760,42 @@ static void Scanner_dealloc(Scanner *s) {
     Py_TYPE(s)->tp_free((PyObject *)s);
 }
 
-static PyObject *Scanner_feed(Scanner *s, PyObject *arg) {
-    if (!PyBytes_Check(arg)) {
-        PyErr_SetString(PyExc_TypeError, "feed() takes bytes");
-        return NULL;
+/* The recent lines that point into `src` (a buffer that may be reused once feed returns)
+   become copies of their own. */
+static int detach_recent(Scanner *s, PyObject *src, const char *base) {
+    Py_ssize_t size = s->recent_size ? s->recent_size : 1;
+    for (Py_ssize_t i = 0; i < size; i++) {
+        if (s->recent_src[i] != src || s->recent_start[i] < 0)
+            continue;
+        PyObject *copy = PyBytes_FromStringAndSize(base + s->recent_start[i], s->recent_len[i]);
+        if (copy == NULL)
+            return -1;
+        s->recent_src[i] = copy;
+        s->recent_start[i] = 0;
+        Py_DECREF(src);
     }
+    return 0;
+}
+
+static PyObject *Scanner_feed(Scanner *s, PyObject *arg) {
     if (s->elems == NULL) {
         PyErr_SetString(PyExc_RuntimeError, "Scanner not initialised");
         return NULL;
     }
-    PyObject *bad = PyList_New(0);
-    if (bad == NULL)
+    /* bytes, or any contiguous buffer (a memoryview of a reused bytearray: the rollup reads
+       a file into one buffer and scans it in place) */
+    Py_buffer view;
+    if (PyObject_GetBuffer(arg, &view, PyBUF_SIMPLE) < 0) {
+        PyErr_Clear();
+        PyErr_SetString(PyExc_TypeError, "feed() takes bytes or a contiguous buffer");
         return NULL;
-    const char *base = PyBytes_AS_STRING(arg), *p = base, *end = base + PyBytes_GET_SIZE(arg);
+    }
+    PyObject *bad = PyList_New(0);
+    if (bad == NULL) {
+        PyBuffer_Release(&view);
+        return NULL;
+    }
+    const char *base = view.buf, *p = base, *end = base + view.len;
     Span f[MAX_FIELDS + 1];
     while (p < end) {
         const char *nl = memchr(p, '\n', end - p);
@@ -744,8 +820,14 @@ static PyObject *Scanner_feed(Scanner *s, PyObject *arg) {
         }
         p = eol + 1;
     }
+    if (!PyBytes_CheckExact(arg) && detach_recent(s, arg, base) < 0)
+        goto error;
+    PyBuffer_Release(&view);
     return bad;
 error:
+    if (!PyBytes_CheckExact(arg))
+        detach_recent(s, arg, base);
+    PyBuffer_Release(&view);
     Py_DECREF(bad);
     return NULL;
 }
@@ -869,14 +951,46 @@ static PyObject *recent_list(Scanner *s) {
     return recent;
 }
 
+/* The agents table as the sums of the visitors table (whose keys hold every field of an
+   agents key, and which counts the same lines): see agents_from. */
+static int agents_from_visitors(Scanner *s) {
+    Span vis[MAX_LAYOUT], f[MAX_LAYOUT];
+    Layout direct;
+    table_clear(&s->agents_t); /* filled here only: a take() that failed left it full */
+    direct.n = s->agents.n;
+    for (int j = 0; j < direct.n; j++)
+        direct.idx[j] = j;
+    for (size_t i = 0; i < s->visitors_t.cap; i++) {
+        const Slot *e = &s->visitors_t.slots[i];
+        if (e->off < 0)
+            continue;
+        const char *p = s->visitors_t.arena + e->off, *end = p + e->len;
+        for (int k = 0; k < s->visitors.n; k++) {
+            const char *nl = k + 1 < s->visitors.n ? memchr(p, '\n', end - p) : NULL;
+            const char *stop = nl ? nl : end;
+            vis[k].p = p;
+            vis[k].n = stop - p;
+            p = nl ? nl + 1 : end;
+        }
+        for (int j = 0; j < direct.n; j++)
+            f[j] = vis[s->agents_from[j]];
+        /* count_key composes into s->buf, which `vis` does not point into */
+        if (count_key(s, &s->agents_t, &direct, f, e->value) < 0)
+            return -1;
+    }
+    return 0;
+}
+
 static PyObject *Scanner_take(Scanner *s, PyObject *args) {
     PyObject *cls;
     int with_recent;
     if (!PyArg_ParseTuple(args, "Op", &cls, &with_recent))
         return NULL;
-    PyObject *parts[9] = {NULL};
+    PyObject *parts[9] = {NULL}, *out = NULL;
     parts[0] = PyLong_FromLongLong(s->lines);
     parts[1] = unjoined(&s->shared, &s->hits, s->hits_l.n, cls);
+    if (s->agents_from[0] >= 0 && agents_from_visitors(s) < 0)
+        goto done;
     parts[2] = unjoined(&s->shared, &s->agents_t, s->agents.n < 0 ? 0 : s->agents.n, cls);
     parts[3] = unjoined(&s->shared, &s->refs_t, s->refs.n < 0 ? 0 : s->refs.n, cls);
     parts[4] = unjoined(&s->shared, &s->visitors_t, s->visitors.n < 0 ? 0 : s->visitors.n, NULL);
@@ -884,7 +998,6 @@ static PyObject *Scanner_take(Scanner *s, PyObject *args) {
     parts[6] = unjoined(&s->shared, &s->ignored, s->ctx.n, cls);
     parts[7] = unjoined(&s->shared, &s->durations, s->ctx.n, (PyObject *)&PyDict_Type);
     parts[8] = with_recent ? recent_list(s) : PyList_New(0);
-    PyObject *out = NULL;
     for (int i = 0; i < 9; i++)
         if (parts[i] == NULL)
             goto done;

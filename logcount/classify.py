@@ -168,28 +168,91 @@ def request_target(request_line: bytes) -> bytes | None:
 # --- agents, referrers --------------------------------------------------------------
 
 
-def _bot_matcher() -> Callable[[str], bool]:
-    from crawleruseragents import is_crawler
+_REGEX_SPECIALS = frozenset(".^$*+?{}[]|()")
 
-    return is_crawler
+
+def _plain_literal(pattern: str) -> str | None:
+    """The text a regex matches when it is a plain string (escaped punctuation allowed:
+    `Googlebot\\/` is `Googlebot/`); None when it has any other regex syntax."""
+    out = []
+    i = 0
+    while i < len(pattern):
+        c = pattern[i]
+        if c == "\\":
+            nxt = pattern[i + 1 : i + 2]
+            if not nxt or nxt.isalnum() or nxt == "_":  # \d, \b, \1 ... are syntax
+                return None
+            out.append(nxt)
+            i += 2
+            continue
+        if c in _REGEX_SPECIALS:
+            return None
+        out.append(c)
+        i += 1
+    return "".join(out)
+
+
+class CrawlerMatcher:
+    """crawler-user-agents' patterns, deciding exactly as its is_crawler() (a
+    case-sensitive re.search of every pattern), about four times faster.
+
+    is_crawler() runs some 60 regexes of 25 alternatives each over the agent, which Python's
+    re tries at every position: ~130 us an agent, the largest part of classifying the
+    distinct agents of a log. Nearly all patterns (1,468 of 1,504 in 2026) are plain
+    strings: those are looked up by their first three characters among the agent's
+    three-character substrings, then tested with `in`; the few real regexes are
+    searched as one alternation."""
+
+    def __init__(self, patterns: list[str]):
+        self.by_prefix: dict[str, list[str]] = {}
+        regexes = []
+        for pattern in patterns:
+            text = _plain_literal(pattern)
+            if text is None or len(text) < 3:
+                regexes.append(pattern)
+            else:
+                self.by_prefix.setdefault(text[:3], []).append(text)
+        self.regex = re.compile("|".join(f"(?:{p})" for p in regexes)) if regexes else None
+
+    def __call__(self, agent: str) -> bool:
+        if len(agent) >= 3:
+            grams = {agent[i : i + 3] for i in range(len(agent) - 2)}
+            for gram in grams.intersection(self.by_prefix):
+                for text in self.by_prefix[gram]:
+                    if text in agent:
+                        return True
+        return self.regex is not None and self.regex.search(agent) is not None
+
+
+def _bot_matcher() -> Callable[[str], bool]:
+    try:
+        from crawleruseragents import CRAWLER_USER_AGENTS_DATA
+
+        return CrawlerMatcher([entry["pattern"] for entry in CRAWLER_USER_AGENTS_DATA])
+    except (ImportError, KeyError, TypeError, re.error):  # the library changed: ask it
+        from crawleruseragents import is_crawler
+
+        return is_crawler
 
 
 @functools.cache
 def _family_parser() -> Any:
     """ua-parser with only its user-agent matchers: the OS and device tables we never
-    use would cost some 35 MB in every reader."""
+    use would cost some 35 MB in every reader. The lazy matchers: the eager ones compile
+    every OS and device regex in Python on import (~0.1 s) only for us to drop them, and
+    the Rust resolver reads the agents' pattern strings, never their Python regexes."""
     from ua_parser import BasicResolver, Parser
-    from ua_parser.loaders import load_builtins
+    from ua_parser.loaders import load_lazy_builtins
 
     try:
         from ua_parser import RegexResolver as resolver
     except ImportError:
         resolver = None
-    agents, _, _ = load_builtins()
+    agents, _, _ = load_lazy_builtins()
     return Parser((resolver or BasicResolver)((agents, [], [])))
 
 
-def _agent_family(agent: str) -> str:
+def agent_family(agent: str) -> str:
     ua = _family_parser().parse_user_agent(agent)
     return ua.family if ua is not None else "Other"
 
@@ -289,7 +352,11 @@ class Classifier:
         text = value.decode("utf-8", "backslashreplace")
         if self._is_bot(text):
             return True, "(bot)"
-        return False, _agent_family(text)
+        return False, self._family(text)
+
+    def _family(self, text: str) -> str:
+        """The family of an agent that is not a bot (Chrome, Firefox, ...)."""
+        return agent_family(text)
 
     def _buckets(self, raw: tuple[bytes, bytes]) -> Buckets | None:
         tmin, ttz = raw

@@ -386,8 +386,11 @@ def _plan_element(tokens: list[re.Match[str]], i: int, body: bytes) -> tuple[str
 def _scanner_plan(
     plan: list[tuple[str, str | None, bytes]], group_index: dict[str, int]
 ) -> tuple[tuple[int, int, int, int, bytes], ...]:
-    out = []
+    out: list[tuple[int, int, int, int, bytes]] = []
     for kind, field, arg in plan:
+        if kind == "lit" and out and out[-1][0] == SCAN_KINDS["lit"]:  # `" "` is one literal
+            out[-1] = (*out[-1][:4], out[-1][4] + arg)
+            continue
         slot = group_index[field] if field is not None and field in group_index else -1
         second = -1
         if kind == "time" and field is not None:

@@ -12,6 +12,7 @@ import os
 import random
 import signal
 import subprocess
+import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -444,11 +445,13 @@ def test_agrees_with_live_counts(lc_env: dict[str, str], tmp_path: Path, real_da
     live = run_logcount(["pipe"], lc_env, input=log.read_bytes())
     assert live.returncode == 0, live.stderr.decode()
     day = "2015-05-18"
-    before = {by: top_json(lc_env, date.fromisoformat(day), by) for by in ("path", "status")}
+    dims = ("path", "status", "agent", "referrer")  # agent: families named by the parent
+    before = {by: top_json(lc_env, date.fromisoformat(day), by) for by in dims}
     assert before["path"]["window"]["source"] == "live"
+    assert len(before["agent"]["rows"]) > 10
     done = rollup(lc_env, "--logs", str(log))
     assert done.returncode == 0, done.stderr.decode()
-    for by in ("path", "status"):
+    for by in dims:
         after = top_json(lc_env, date.fromisoformat(day), by)
         assert after["window"]["source"] == "store"
         for name in ("hits", "bytes", "bots"):
@@ -459,14 +462,6 @@ def test_agrees_with_live_counts(lc_env: dict[str, str], tmp_path: Path, real_da
 
 
 # --- a crash in the middle --------------------------------------------------------------
-
-
-def big_log(path: Path, day: date, lines: int) -> None:
-    rng = random.Random(11)
-    sample = "".join(ln.text() for ln in gen_lines(rng, day, 2000)).encode()
-    with open(path, "wb") as f:
-        for _ in range(lines // 2000):
-            f.write(sample)
 
 
 def snapshot(store: Store) -> tuple[Any, ...]:
@@ -489,16 +484,43 @@ def processes_mentioning(text: str) -> list[int]:
     return found
 
 
+def feed_fifo(
+    path: Path, sample: bytes, times: int, hold: threading.Event | None = None
+) -> threading.Thread:
+    """Write `sample` `times` times into the named pipe `path` (once a reader opens it);
+    with `hold`, write half of it and keep the pipe open until `hold` is set."""
+
+    def run() -> None:
+        try:
+            with open(path, "wb") as f:
+                for i in range(times):
+                    if hold is not None and i == times // 2:
+                        hold.wait(120)
+                        return
+                    f.write(sample)
+        except BrokenPipeError:  # the reader was killed
+            pass
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread
+
+
 def test_sigkill_mid_rollup_then_rerun(store_env: dict[str, str], tmp_path: Path) -> None:
     lc_env = store_env
     logs = tmp_path / "crashlogs"
     write_tree(logs, seed=12, per_day=300)
-    big_log(logs / "zz-big.log", DAYS[1], 800_000)  # long enough to be killed in
+    # The last file is a named pipe the test writes: the killed run is stopped half way
+    # through it, however fast the rollup is (a plain file could be read to its end
+    # between the test's look at the store and its kill).
+    pipe = logs / "zz-pipe.log"
+    os.mkfifo(pipe)
+    sample = b"".join(ln.text().encode() for ln in gen_lines(random.Random(11), DAYS[1], 2000))
     specs = [
         "--logs",
         str(logs / TEMPLATE),
         "--logs",
-        str(logs / "zz-big.log"),
+        str(pipe),
         "--since",
         DAYS[0].isoformat(),
         "--until",
@@ -506,38 +528,147 @@ def test_sigkill_mid_rollup_then_rerun(store_env: dict[str, str], tmp_path: Path
         "--jobs",
         "2",
     ]
+    feed_fifo(pipe, sample, 200)
     done = rollup(lc_env, *specs)
     assert done.returncode == 0, done.stderr.decode()
     store = store_of(lc_env)
     reference = snapshot(store)
     assert reference[0]["hits"] > 300_000
 
+    hold = threading.Event()
+    writer = feed_fifo(pipe, sample, 200, hold)
     proc = subprocess.Popen(
         [*LOGCOUNT, "rollup", *specs], env=lc_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
     )
-    big = str(logs / "zz-big.log")
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:  # kill while the big file is being read
-        rows = {r["path"]: r for r in store.source_rows()}
-        small_done = all(r["finished"] for p, r in rows.items() if p != big)
-        if small_done and rows[big]["finished"] is None:
-            break
-        time.sleep(0.02)
-    else:
-        pytest.fail("the rollup never reached the big file")
-    time.sleep(0.05)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait(10)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:  # kill while the pipe is being read
+            rows = {r["path"]: r for r in store.source_rows()}
+            small_done = all(r["finished"] for p, r in rows.items() if p != str(pipe))
+            if small_done and rows[str(pipe)]["finished"] is None:
+                break
+            time.sleep(0.02)
+        else:
+            pytest.fail("the rollup never reached the pipe")
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+    finally:
+        hold.set()
+        writer.join(10)
     assert proc.returncode == -signal.SIGKILL
     time.sleep(0.5)
     assert processes_mentioning(str(logs)) == []  # the workers died with their parent
-    assert {r["path"]: r["finished"] for r in store.source_rows()}[big] is None
+    assert {r["path"]: r["finished"] for r in store.source_rows()}[str(pipe)] is None
     assert snapshot(store) == reference  # the killed run changed nothing it had not finished
 
+    feed_fifo(pipe, sample, 200)
     done = rollup(lc_env, *specs)
     assert done.returncode == 0, done.stderr.decode()
     assert snapshot(store) == reference
     assert all(r["finished"] for r in store.source_rows())
+
+
+def test_a_killed_counter_fails_its_file_not_the_run(
+    store_env: dict[str, str], tmp_path: Path
+) -> None:
+    """A counting process that dies (the OOM killer) costs the files it had not handed
+    over: they are errors and the exit code says so; the others are stored, nothing hangs."""
+    logs = tmp_path / "logs"
+    expected = write_tree(logs, seed=17, per_day=200)
+    pipe = logs / "zz-pipe.log"
+    os.mkfifo(pipe)
+    sample = b"".join(ln.text().encode() for ln in gen_lines(random.Random(3), DAYS[1], 500))
+    hold = threading.Event()
+    writer = feed_fifo(pipe, sample, 100, hold)
+    args = ["--logs", str(logs / TEMPLATE), "--logs", str(pipe)]
+    args += ["--since", DAYS[0].isoformat(), "--until", DAYS[-1].isoformat(), "--jobs", "2"]
+    proc = subprocess.Popen(
+        [*LOGCOUNT, "rollup", *args], env=store_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    store = store_of(store_env)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:  # the days are stored, the pipe is being read
+            rows = {r["path"]: r for r in store.source_rows()}
+            if len(rows) == 4 and all(r["finished"] for p, r in rows.items() if p != str(pipe)):
+                break
+            time.sleep(0.02)
+        else:
+            pytest.fail("the rollup never reached the pipe")
+        counters = [pid for pid in processes_mentioning(str(logs)) if pid != proc.pid]
+        assert counters
+        for pid in counters:
+            os.kill(pid, signal.SIGKILL)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        hold.set()
+        writer.join(10)
+    assert proc.returncode == 1, err.decode()
+    lines = err.decode().strip().splitlines()
+    assert f"error: cannot read {pipe}: its counting process died" in lines
+    assert lines[-1] == "Error: rollup incomplete: 3 file(s) stored, 0 missing, 1 unreadable"
+    assert {r["path"]: r["finished"] for r in store.source_rows()}[str(pipe)] is None
+    for day in DAYS:
+        assert store.day_totals("test", [day])["hits"] == expected[day].hits
+
+
+def group_members(pgid: int) -> list[str]:
+    """Processes of a process group, zombies too: "pid state" of each."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[2]) == pgid:  # state ppid pgrp ...
+                found.append(f"{entry.name} {fields[0]}")
+    return found
+
+
+def test_ctrl_c_stops_every_process_and_keeps_what_was_stored(
+    store_env: dict[str, str], tmp_path: Path
+) -> None:
+    """Ctrl-C (SIGINT to the terminal's process group) in the middle: the files already
+    stored stay, the one being read is not, and no counter is left behind, not even as a
+    zombie (the first counter kills and reaps the others before it exits)."""
+    logs = tmp_path / "logs"
+    expected = write_tree(logs, seed=19, per_day=200)
+    pipe = logs / "zz-pipe.log"
+    os.mkfifo(pipe)
+    sample = b"".join(ln.text().encode() for ln in gen_lines(random.Random(4), DAYS[1], 500))
+    hold = threading.Event()
+    writer = feed_fifo(pipe, sample, 100, hold)
+    args = ["--logs", str(logs / TEMPLATE), "--logs", str(pipe)]
+    args += ["--since", DAYS[0].isoformat(), "--until", DAYS[-1].isoformat(), "--jobs", "2"]
+    proc = subprocess.Popen(
+        [*LOGCOUNT, "rollup", *args],
+        env=store_env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
+    store = store_of(store_env)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            rows = {r["path"]: r for r in store.source_rows()}
+            if len(rows) == 4 and all(r["finished"] for p, r in rows.items() if p != str(pipe)):
+                break
+            time.sleep(0.02)
+        else:
+            pytest.fail("the rollup never reached the pipe")
+        assert len(group_members(proc.pid)) == 3  # the parent and two counters
+        os.killpg(proc.pid, signal.SIGINT)
+        _out, err = proc.communicate(timeout=30)
+    finally:
+        hold.set()
+        writer.join(10)
+    assert proc.returncode == 1, err.decode()
+    assert group_members(proc.pid) == []
+    assert {r["path"]: r["finished"] for r in store.source_rows()}[str(pipe)] is None
+    for day in DAYS:
+        assert store.day_totals("test", [day])["hits"] == expected[day].hits
 
 
 def test_unreadable_file_fails_the_run_but_not_the_others(
@@ -634,6 +765,36 @@ def test_ranges_of_a_split_file_count_every_line_once(
     assert merged.delta.totals == whole.delta.totals
     assert merged.delta.members == whole.delta.members
     assert merged.path_visitors == whole.path_visitors
+
+
+def test_more_units_than_the_queue_pipe_holds(tmp_path: Path) -> None:
+    """The counters take the units' indexes from a pipe; 20,000 of them (80 KB) do not fit
+    in it at once: the rest is written while they are taken, each unit exactly once."""
+    import tomllib
+
+    from logcount import rollup as lr
+    from logcount.config import config_from_dict
+
+    config = config_from_dict(tomllib.loads(CONFIG))
+    log = tmp_path / "one.log"
+    log.write_text("".join(ln.text() for ln in gen_lines(random.Random(18), DAYS[0], 3000)))
+    size = log.stat().st_size
+    inp = lr.Input(str(log), None)
+    # the file's lines in four ranges, hidden among 19,996 empty ones
+    cuts = [0, *(log.read_bytes().index(b"\n", size * k // 4) + 1 for k in (1, 2, 3)), size]
+    units = [lr.Unit(inp, cuts[0], cuts[0])] * 19_996 + [
+        lr.Unit(inp, a, b) for a, b in zip(cuts, cuts[1:], strict=False)
+    ]
+    counters = lr._Counters(config, units, 2, True)
+    try:
+        messages = list(counters.results(lambda: None))
+    finally:
+        counters.close(stop=False)
+    parts = [m for m in messages if m[0] == "part"]
+    assert [m for m in messages if m[0] != "part"] == []
+    assert sum(m[2] for m in parts) == 20_000  # every unit taken once
+    assert sum(m[3].lines + m[3].malformed for m in parts) == 3000
+    assert counters.lines == 3000  # the progress the counters reported
 
 
 def test_configured_time_zone_moves_lines_across_midnight(

@@ -190,3 +190,47 @@ def test_rollup_day_format_cuts_the_day_like_its_regex(real_data: Path) -> None:
         if expected is not None:
             days.add(expected[cf.group_index["tmin"]])
     assert b"17/May/2015" in days and all(len(d) == 11 for d in days)
+
+
+def test_every_refused_byte_at_every_offset_of_a_field() -> None:
+    """The scanner walks plain text 16 (or 8) bytes at a time: a byte that ends or spoils a
+    field must be found wherever it falls in a step, in a quoted string and in a word."""
+    cf, scanner = scanner_for("combined")
+    for special in (0x00, 0x1F, 0x20, 0x22, 0x5C, 0x7E, 0x7F, 0x80, 0xFF):
+        for at in range(0, 40):
+            for field in ("agent", "client"):
+                text = bytearray(b"abcdefghijklmnopqrstuvwxyz0123456789ABCDEFGH"[:41])
+                text[at] = special
+                agent = bytes(text) if field == "agent" else b"Mozilla/5.0"
+                client = bytes(text) if field == "client" else b"10.0.0.1"
+                line = (
+                    client + b' - - [17/May/2015:10:05:03 +0000] "GET /a HTTP/1.1" 200 5 "-" "'
+                    b"" + agent + b'"'
+                )
+                assert scanner.match(line) == regex_row(cf, line), (special, at, field)
+
+
+def test_feeding_a_reused_buffer_counts_like_bytes(real_data: Path, monkeypatch) -> None:
+    """The rollup reads a file into one bytearray and feeds views of it: the counts, and the
+    recent lines kept after the buffer is overwritten, are those of feeding bytes."""
+    monkeypatch.delenv("LOGCOUNT_PURE_PYTHON", raising=False)
+    cf = compile_format("combined")
+    lines = [line for line in real_lines(real_data) if line.strip()][:4000]
+    data = b"".join(line + b"\n" for line in lines)
+    cut = data.index(b"\n", len(data) // 2) + 1
+    as_bytes = LineCounter(cf, recent_size=30)
+    as_view = LineCounter(cf, recent_size=30)
+    buf = bytearray(len(data))
+    for start, end in ((0, cut), (cut, len(data))):
+        as_bytes.feed(data[start:end])
+        buf[: end - start] = data[start:end]
+        with memoryview(buf) as view:
+            as_view.feed(view[: end - start])  # type: ignore[arg-type]
+    buf[:] = b"x" * len(buf)  # the next block overwrites the buffer
+    fast, slow = as_view.take(), as_bytes.take()
+    for name in FIELDS:
+        assert getattr(fast, name) == getattr(slow, name), name
+    assert list(fast.recent) == list(slow.recent) and len(fast.recent) == 30
+    buf.extend(b"more")  # no view of the buffer is left behind (it could not grow)
+    with pytest.raises(TypeError):
+        as_view.scanner.feed("a str is no buffer")

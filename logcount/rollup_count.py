@@ -1,0 +1,436 @@
+"""The counting side of `logcount rollup` (see logcount/rollup.py): what the forked
+counting processes run. Kept apart from rollup.py so that the parent forks them before
+importing any of it (apachelogs, the parser, the classifier, the aggregator): the first
+counter imports and loads it while the parent imports SQLAlchemy and opens the store.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import dataclasses
+import lzma
+import os
+import re
+import signal
+import zlib
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import date
+from operator import itemgetter
+from typing import Any
+
+from logcount.aggregate import Aggregator, Delta, LineCounter
+from logcount.classify import Buckets, Classifier, agent_family, visitor_hash
+from logcount.config import Config
+from logcount.parse import SCAN_KINDS, CompiledFormat, compile_format
+from logcount.rollup_files import Input, Unit, open_log
+
+BLOCK = 1 << 20  # bytes read at once (a buffer the caches hold while it is scanned)
+# Bytes of lines given to the regex path at once: a piece holding a line that does not
+# parse is matched twice, so pieces are kept small enough for such lines to spoil few.
+PIECE = 256 << 10
+CLASSIFY_EVERY = 300_000  # distinct raw keys held before they are classified
+
+
+@dataclass
+class Counts:
+    """What a unit (or a merged file) counted, before it becomes store rows."""
+
+    delta: Delta = field(default_factory=Delta)
+    path_visitors: dict[tuple[str, str, str], set[str]] = field(default_factory=dict)
+    object_visitors: dict[tuple[str, str, str], set[str]] = field(default_factory=dict)
+    lines: int = 0
+    malformed: int = 0
+
+    def merge(self, other: Counts) -> None:
+        self.delta.merge(other.delta)
+        for mine, theirs in (
+            (self.path_visitors, other.path_visitors),
+            (self.object_visitors, other.object_visitors),
+        ):
+            for key, hashes in theirs.items():
+                mine.setdefault(key, set()).update(hashes)
+        self.lines += other.lines
+        self.malformed += other.malformed
+
+
+# --- counting --------------------------------------------------------------------------
+
+
+# An agent member as the counting processes leave it: its text, marked; the parent turns it
+# into the agent's family (families_of), so that ua-parser is loaded and asked once per
+# distinct agent in the parent, while the counters count, not before they fork.
+RAW_AGENT = "\x00"
+
+
+class DayClassifier(Classifier):
+    """The live Classifier, also reading day-only timestamps; undated lines get the file's
+    day; agents left unnamed (RAW_AGENT + text) for the parent to name."""
+
+    fallback: Buckets | None = None
+
+    def _buckets(self, raw: tuple[bytes, bytes]) -> Buckets | None:
+        tmin, ttz = raw
+        if len(tmin) == 11:  # dd/Mon/YYYY: the day-only capture (see day_format)
+            tmin += b":00:00"
+        return super()._buckets((tmin, ttz))
+
+    def now_buckets(self) -> Buckets:
+        return self.fallback or super().now_buckets()
+
+    def _family(self, text: str) -> str:
+        return RAW_AGENT + text
+
+
+def families_of(delta: Delta, family: Callable[[str], str] = agent_family) -> None:
+    """Name the agent members a DayClassifier left unnamed (in place); agents of one family
+    add up."""
+    for table in (delta.members, delta.member_bytes):
+        for key, members in table.items():
+            if key[1] != "agent" or not any(m.startswith(RAW_AGENT) for m in members):
+                continue
+            named: Counter[str] = Counter()
+            for member, n in members.items():
+                named[family(member[1:]) if member.startswith(RAW_AGENT) else member] += n
+            table[key] = named
+
+
+def day_format(config: Config) -> CompiledFormat:
+    """The configured format, capturing only the day of %t when the written day is the day.
+
+    Fewer distinct keys (one per day instead of one per minute) make classification cheap.
+    The %t group `(?P<tmin>BODY)` becomes `(?=(?P<tmin>[^:]*))(?:BODY)`: the same lines
+    match, and the group keeps its number. With a configured time zone the minute is
+    needed to convert (zones with half hours), so the format is left as it is.
+    """
+    fmt = compile_format(config.log_format)
+    if config.timezone:
+        return fmt
+    chunk, fast = _day_only(fmt.chunk.pattern), _day_only(fmt.fast.pattern)
+    if chunk is None or fast is None:
+        return fmt
+    plan = fmt.plan
+    if plan is not None:  # the C scanner: capture DD/Mon/YYYY of %t, as the regexes now do
+        day = len(b"DD/Mon/YYYY")
+        plan = tuple(
+            (kind, slot, second, day if kind == SCAN_KINDS["time"] else stop, lit)
+            for kind, slot, second, stop, lit in plan
+        )
+    return dataclasses.replace(
+        fmt,
+        chunk=re.compile(chunk, fmt.chunk.flags),
+        fast=re.compile(fast, fmt.fast.flags),
+        plan=plan,
+    )
+
+
+def _day_only(pattern: bytes) -> bytes | None:
+    opening = b"(?P<tmin>"
+    start = pattern.find(opening)
+    if start < 0:
+        return None
+    body_at = start + len(opening)
+    end, colon = _scan_group(pattern, body_at)
+    if end is None:
+        return None
+    body = pattern[body_at:end]
+    if colon is not None:  # DAY:HH:MM -> capture DAY, match the rest
+        cut = colon - body_at
+        return pattern[:body_at] + body[:cut] + b")(?:" + body[cut:] + b")" + pattern[end + 1 :]
+    return pattern[:start] + rb"(?=(?P<tmin>[^:]*))(?:" + body + b")" + pattern[end + 1 :]
+
+
+def _scan_group(pattern: bytes, pos: int) -> tuple[int | None, int | None]:
+    """Index of the `)` closing the group whose body starts at `pos`, and of the body's
+    first `:` outside any group or class."""
+    depth, colon = 0, None
+    while pos < len(pattern):
+        c = pattern[pos : pos + 1]
+        if c == b"\\":
+            pos += 2
+            continue
+        if c == b"[":  # a class: skip to its `]` (a `]` first in the class is literal)
+            pos += 1
+            if pattern[pos : pos + 1] == b"^":
+                pos += 1
+            if pattern[pos : pos + 1] == b"]":
+                pos += 1
+            while pos < len(pattern) and pattern[pos : pos + 1] != b"]":
+                pos += 2 if pattern[pos : pos + 1] == b"\\" else 1
+        elif c == b"(":
+            depth += 1
+        elif c == b")":
+            if depth == 0:
+                return pos, colon
+            depth -= 1
+        elif c == b":" and depth == 0 and colon is None:
+            colon = pos
+        pos += 1
+    return None, None
+
+
+class FileCounter:
+    """Counts one unit: feeds blocks of whole lines, classifies every CLASSIFY_EVERY keys."""
+
+    def __init__(self, config: Config, classifier: DayClassifier, fmt: CompiledFormat):
+        self.config = config
+        self.classifier = classifier
+        mine: dict[str, Any] = {"classifier": classifier}
+        try:  # the counter decides bots and ignored paths with our classifier
+            self.counter = LineCounter(fmt, recent_size=1, path_visitors=True, **mine)
+        except TypeError:  # a LineCounter that leaves that to the Aggregator
+            self.counter = LineCounter(fmt, recent_size=1, path_visitors=True)
+        self.aggregator = Aggregator(config, self.counter, classifier)
+        self.aggregator.grans = ("day",)
+        self.counts = Counts()
+
+    def feed(self, block: bytes | memoryview) -> None:
+        """Count a block of whole lines (each ending with a newline)."""
+        if self.counter.scanner is not None:  # lines it refuses come back one by one
+            self.counter.feed(block)  # type: ignore[arg-type]
+        else:
+            data = bytes(block)
+            pos, size = 0, len(data)
+            while pos < size:  # pieces: a line the regex refuses spoils only its piece
+                end = data.rfind(b"\n", pos, pos + PIECE) + 1
+                if end <= pos:
+                    end = data.find(b"\n", pos + PIECE) + 1 or size
+                self.counter.feed(data[pos:end])
+                pos = end
+        if self.counter.pending_keys() > CLASSIFY_EVERY:
+            self.absorb()
+
+    def absorb(self) -> None:
+        raw = self.counter.take()
+        self.counts.lines += raw.lines
+        self.counts.malformed += raw.malformed
+        visitors, raw.visitors = raw.visitors, set()
+        raw.malformed = 0  # counted per file, on the file's day (see facts_of)
+        raw.samples.clear()
+        raw.recent.clear()
+        self.counts.delta.merge(self.aggregator.classify(raw))
+        self._visitors(visitors)
+
+    def _visitors(self, visitors: set[tuple[bytes, ...]]) -> None:
+        """Day, path and object visitors, with the live side's rule for bots.
+
+        A key per distinct (day, visitor, request): each (day, request) finds the sets its
+        visitors go to, and each visitor its hash (or that it is a bot not counted), once
+        per batch; a key then costs two look-ups and its set additions."""
+        cl, agg = self.classifier, self.aggregator
+        layout = self.counter.vis_layout
+        nctx = len(self.counter.ctx_layout)
+        ci = layout.index("client") if "client" in layout else -1
+        ai = layout.index("agent") if "agent" in layout else -1
+        page_at = [i for i, f in enumerate(layout) if f in ("request", "method", "uri", "query")]
+        page_of = itemgetter(*page_at) if page_at else (lambda key: ())
+        who_of = itemgetter(ci, ai) if ci >= 0 and ai >= 0 else None
+        day_v, path_v, obj_v = (
+            self.counts.delta.visitors,
+            self.counts.path_visitors,
+            self.counts.object_visitors,
+        )
+        places: dict[tuple[bytes, ...], tuple[str, str]] = {}  # context -> (site, day)
+        pages: dict[Any, tuple[str, str | None] | None] = {}  # None: ignored
+        # (context, page) -> the sets its visitors join; None: not counted (ignored)
+        targets: dict[tuple[Any, Any], tuple[set[str], ...] | None] = {}
+        digests: dict[tuple[bytes, bytes], str | None] = {}  # None: a bot not counted
+        for key in visitors:
+            where = (key[:nctx], page_of(key))
+            sets = targets.get(where, ())
+            if sets == ():
+                sets = targets[where] = self._visitor_sets(
+                    key, where, places, pages, (day_v, path_v, obj_v)
+                )
+            if sets is None:
+                continue
+            who = (
+                who_of(key)
+                if who_of is not None
+                else (
+                    key[ci] if ci >= 0 else b"",
+                    key[ai] if ai >= 0 else b"",
+                )
+            )
+            digest = digests.get(who, "")
+            if digest == "":
+                bot = cl.agent(who[1] or b"-")[0] and not agg.count_bots
+                digest = digests[who] = None if bot else visitor_hash(*who)
+            if digest is None:
+                continue
+            for found in sets:
+                found.add(digest)
+
+    def _visitor_sets(
+        self,
+        key: tuple[bytes, ...],
+        where: tuple[Any, Any],
+        places: dict[tuple[bytes, ...], tuple[str, str]],
+        pages: dict[Any, tuple[str, str | None] | None],
+        tables: tuple[dict[Any, set[str]], ...],
+    ) -> tuple[set[str], ...] | None:
+        """The visitor sets of a key's day, path and object; None for an ignored path."""
+        cl, agg = self.classifier, self.aggregator
+        layout = self.counter.vis_layout
+        ctx, page_key = where
+        if page_key in pages:
+            page = pages[page_key]
+        else:
+            path = agg._path(dict(zip(layout, key, strict=True)))
+            # visitors are those of counted hits, as on the live side
+            page = pages[page_key] = None if cl.ignored(path) else (path, cl.object_of(path))
+        if page is None:
+            return None
+        place = places.get(ctx)
+        if place is None:
+            site, buckets = agg._ctx(layout, key)
+            place = places[ctx] = (site, buckets.day)
+        site, day = place
+        path, obj = page
+        day_v, path_v, obj_v = tables
+        out = [
+            day_v.setdefault((site, "day", day), set()),
+            path_v.setdefault((site, day, path), set()),
+        ]
+        if obj is not None:
+            out.append(obj_v.setdefault((site, day, obj), set()))
+        return tuple(out)
+
+    def read(self, unit: Unit, progress: Callable[[int], None] = lambda n: None) -> Counts:
+        """Count the unit's lines (finish() classifies them; a counter may read several
+        units of one file first). The file is read into one reused buffer; the C scanner
+        reads the lines where they lie (no copy), the regex path gets pieces of bytes."""
+        with open_log(unit.input.path) as f:
+            if unit.start:
+                f.seek(unit.start)
+            left = None if unit.end is None else unit.end - unit.start
+            buf = bytearray(BLOCK)
+            held = 0  # bytes of a line not yet complete, at the start of buf
+            while left is None or left > 0:
+                if held == len(buf):  # one line longer than the buffer
+                    buf = buf + bytes(len(buf))
+                want = len(buf) - held if left is None else min(len(buf) - held, left)
+                with memoryview(buf) as view:
+                    n = f.readinto(view[held : held + want])
+                    if not n:
+                        break
+                    if left is not None:
+                        left -= n
+                    filled = held + n
+                    cut = buf.rfind(b"\n", held, filled) + 1
+                    if cut == 0:
+                        held = filled
+                        continue
+                    before = self._seen()
+                    self.feed(view[:cut])
+                    progress(self._seen() - before)
+                    held = filled - cut
+                    view[:held] = view[cut:filled]  # the unfinished line to the front
+            if held:  # a last line without its newline (a file still being written, torn)
+                self.feed(bytes(buf[:held]) + b"\n")
+                progress(1)
+        return self.counts
+
+    def finish(self) -> Counts:
+        """Everything counted (the units read so far), classified."""
+        self.absorb()
+        return self.counts
+
+    def _seen(self) -> int:
+        """Lines counted or found malformed so far."""
+        done = self.counts.lines + self.counts.malformed
+        return done + self.counter.pending_lines() + self.counter.raw.malformed
+
+
+_WORKER: dict[str, Any] = {}
+READ_ERRORS = (OSError, EOFError, lzma.LZMAError, zlib.error, ValueError)
+# What a counter sends: ("part", input, units counted, Counts) or ("error", input, message).
+Message = tuple[Any, ...]
+
+
+def _prepare(config: Config) -> tuple[DayClassifier, CompiledFormat]:
+    state = _WORKER.get("state")
+    if state is None or state[0] != config:
+        fmt = day_format(config)
+        classifier = DayClassifier(config, fmt)
+        # The crawler patterns compile on first use: compile them here, before the other
+        # counters fork, so that they share them instead of each compiling its own.
+        classifier.agent(b"Mozilla/5.0 (X11; Linux x86_64; rv:121.0) Firefox/121.0")
+        state = _WORKER["state"] = (config, classifier, fmt)
+    return state[1], state[2]
+
+
+def _file_counter(config: Config, inp: Input) -> FileCounter:
+    """A counter for one file; lines without a readable time count on the file's day (the
+    template's, else its modification day). OSError when the file is gone."""
+    classifier, fmt = _prepare(config)
+    day = inp.day or date.fromtimestamp(os.path.getmtime(inp.path))
+    classifier.fallback = Buckets(
+        day.strftime("%Y%m%d0000"), day.strftime("%Y%m%d00"), day.strftime("%Y%m%d")
+    )
+    return FileCounter(config, classifier, fmt)
+
+
+def _progress(n: int) -> None:
+    report = _WORKER.get("progress")
+    if report is not None:
+        report(n)
+
+
+def count_unit(config: Config, unit: Unit) -> tuple[Unit, Counts | None, str]:
+    """Count one unit alone; an unreadable file is reported, never raised."""
+    try:
+        counter = _file_counter(config, unit.input)
+    except OSError as exc:
+        return unit, None, f"{unit.input.path}: {exc.strerror}"
+    try:
+        counter.read(unit, _progress)
+        return unit, counter.finish(), ""
+    except READ_ERRORS as exc:
+        return unit, None, f"{unit.input.path}: {exc}"
+
+
+def _count(config: Config, units: list[Unit], take: Callable[[], int]) -> Iterator[Message]:
+    """Count the units whose indexes `take` hands out (ascending, len(units) when none is
+    left): one part per file, sent when the next unit belongs to another file; an
+    unreadable file is an error message, never an exception (the others go on)."""
+    current: Input | None = None
+    counter: FileCounter | None = None
+    taken, failed = 0, False
+    while True:
+        i = take()
+        unit = units[i] if i < len(units) else None
+        if unit is None or unit.input != current:
+            if counter is not None:
+                yield "part", current, taken, counter.finish()
+            if unit is None:
+                return
+            current, counter, taken, failed = unit.input, None, 0, False
+        if failed:
+            continue
+        taken += 1
+        try:
+            if counter is None:
+                counter = _file_counter(config, unit.input)
+        except OSError as exc:
+            failed = True
+            yield "error", current, f"{unit.input.path}: {exc.strerror}"
+            continue
+        try:
+            counter.read(unit, _progress)
+        except READ_ERRORS as exc:
+            failed, counter = True, None
+            yield "error", current, f"{unit.input.path}: {exc}"
+
+
+def _worker_init(parent: int, progress: Callable[[int], None] | None) -> None:
+    """A counter's set-up: lines read are reported to `progress`, it dies with `parent`."""
+    _WORKER["progress"] = progress
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides; Ctrl-C reaches it
+    try:  # die with the parent, even if it is killed with SIGKILL
+        ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+    if os.getppid() != parent:
+        os._exit(1)
