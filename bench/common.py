@@ -99,14 +99,16 @@ class PrivateRedis:
 
 
 @contextmanager
-def private_logcount(site: str = "bench") -> Iterator[tuple[PrivateRedis, dict[str, str]]]:
+def private_logcount(
+    site: str = "bench", more_config: str = ""
+) -> Iterator[tuple[PrivateRedis, dict[str, str]]]:
     """A private redis-server and the environment for running logcount against it (its
     own config file and data directory, removed afterwards)."""
     redis = PrivateRedis()
     try:
         with tempfile.TemporaryDirectory() as tmp:
             config = Path(tmp) / "logcount.toml"
-            config.write_text(f'site = "{site}"\n')
+            config.write_text(f'site = "{site}"\n{more_config}')
             yield redis, logcount_env(redis.url, Path(tmp), config)
     finally:
         redis.stop()
