@@ -38,7 +38,7 @@ def apachelogs_loop(path: Path) -> tuple[float, int]:
 def run_pipe(path: Path) -> tuple[float, int, int]:
     """Seconds and peak RSS (KiB) of `logcount pipe < path`, and the lines it counted."""
     with private_logcount() as (redis, env):
-        seconds, rss = timed(["taskset", "-c", "0", *logcount_cmd(), "pipe"], stdin=path, env=env)
+        seconds, _, rss = timed(["taskset", "-c", "0", *logcount_cmd(), "pipe"], env, path)
         counted = 0
         for key in redis.client.scan_iter("lc:*:t:day:*"):
             fields = redis.client.hgetall(key)
@@ -59,7 +59,7 @@ def main() -> None:
         "elastic_apache_logs.log, their times spread over one day, over one hour, and over "
         "the seconds a site serving 250,000 requests/s takes to write them"
     )
-    cat_s, _ = timed(["taskset", "-c", "0", "cat", str(day)])
+    cat_s, _, _ = timed(["taskset", "-c", "0", "cat", str(day)])
     al_s, al_n = apachelogs_loop(day)
     al_rate = al_n / al_s
     print(f"cat                                {n / cat_s:>12,.0f} lines/s")

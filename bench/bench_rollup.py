@@ -25,32 +25,11 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import OUT, logcount_cmd, million_lines  # noqa: E402
-
-
-def timed(cmd: list[str], env: dict[str, str] | None = None) -> tuple[float, float, int]:
-    """Wall seconds, CPU seconds (user + system, the process and the descendants it
-    waited for) and peak RSS (KiB, the largest process of the tree) of a command."""
-    start = time.perf_counter()
-    pid = os.fork()
-    if pid == 0:
-        try:
-            devnull = os.open(os.devnull, os.O_RDWR)
-            os.dup2(devnull, 0)
-            os.dup2(devnull, 1)
-            os.execvpe(cmd[0], cmd, env if env is not None else dict(os.environ))
-        finally:
-            os._exit(127)
-    _, status, usage = os.wait4(pid, 0)
-    elapsed = time.perf_counter() - start
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise SystemExit(f"{cmd[0]} failed with status {status}")
-    return elapsed, usage.ru_utime + usage.ru_stime, usage.ru_maxrss
+from bench.common import OUT, logcount_cmd, million_lines, timed  # noqa: E402
 
 
 def ensure_goaccess() -> str:

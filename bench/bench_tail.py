@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import resource
 import signal
 import sys
 import time
@@ -31,6 +30,8 @@ from bench.common import (  # noqa: E402
     logcount_cmd,
     million_lines,
     private_logcount,
+    reap,
+    spawn,
     timed,
 )
 from logcount import keys  # noqa: E402
@@ -60,15 +61,7 @@ def run_tail(path: Path, n: int) -> tuple[float, int, int, float]:
     with private_logcount(more_config=CONFIG) as (redis, env):
         cmd = ["taskset", "-c", "0", *logcount_cmd(), "tail", "--from-start", str(path)]
         start = time.perf_counter()
-        pid = os.fork()
-        if pid == 0:
-            try:
-                devnull = os.open(os.devnull, os.O_RDWR)
-                os.dup2(devnull, 0)
-                os.dup2(devnull, 1)
-                os.execvpe(cmd[0], cmd, env)
-            finally:
-                os._exit(127)
+        pid = spawn(cmd, env)
         seen, last_change, elapsed = 0, time.perf_counter(), 0.0
         while True:
             now_seen = counted(redis)
@@ -80,19 +73,13 @@ def run_tail(path: Path, n: int) -> tuple[float, int, int, float]:
                 break
             time.sleep(0.05)
         os.kill(pid, signal.SIGTERM)
-        _, status, usage = os.wait4(pid, 0)
-        if os.waitstatus_to_exitcode(status) != 0:
-            raise SystemExit(f"logcount tail exited with status {status}")
-        cpu = usage.ru_utime + usage.ru_stime
-        return elapsed, usage.ru_maxrss, counted(redis), cpu
+        cpu, rss = reap(pid, cmd)
+        return elapsed, rss, counted(redis), cpu
 
 
 def run_pipe(path: Path) -> tuple[float, int, int, float]:
     with private_logcount(more_config=CONFIG) as (redis, env):
-        before = resource.getrusage(resource.RUSAGE_CHILDREN)
-        seconds, rss = timed(["taskset", "-c", "0", *logcount_cmd(), "pipe"], stdin=path, env=env)
-        after = resource.getrusage(resource.RUSAGE_CHILDREN)
-        cpu = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
+        seconds, cpu, rss = timed(["taskset", "-c", "0", *logcount_cmd(), "pipe"], env, path)
         return seconds, rss, counted(redis), cpu
 
 

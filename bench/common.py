@@ -131,24 +131,34 @@ def logcount_cmd() -> list[str]:
     return [str(exe)] if exe.exists() else [sys.executable, "-m", "logcount.cli"]
 
 
-def timed(cmd: list[str], **kwargs: object) -> tuple[float, int]:
-    """Seconds a command takes, and the peak RSS (KiB) of its process tree's largest member."""
-    start = time.perf_counter()
+def spawn(cmd: list[str], env: dict[str, str] | None = None, stdin: Path | None = None) -> int:
+    """Fork and exec `cmd`, its stdin from a file (else /dev/null), its stdout to /dev/null."""
     pid = os.fork()
     if pid == 0:
         try:
-            stdin = kwargs.get("stdin")
-            if stdin is not None:
-                fd = os.open(str(stdin), os.O_RDONLY)
-                os.dup2(fd, 0)
-            stdout = os.open(os.devnull, os.O_WRONLY)
-            os.dup2(stdout, 1)
-            env = kwargs.get("env")
-            os.execvpe(cmd[0], cmd, env if isinstance(env, dict) else dict(os.environ))
+            fd = os.open(str(stdin) if stdin is not None else os.devnull, os.O_RDONLY)
+            os.dup2(fd, 0)
+            os.dup2(os.open(os.devnull, os.O_WRONLY), 1)
+            os.execvpe(cmd[0], cmd, env if env is not None else dict(os.environ))
         finally:
             os._exit(127)
+    return pid
+
+
+def reap(pid: int, cmd: list[str]) -> tuple[float, int]:
+    """Wait for `pid`: CPU seconds (user + system, with the descendants it waited for) and
+    peak RSS (KiB, the largest process of the tree)."""
     _, status, usage = os.wait4(pid, 0)
-    elapsed = time.perf_counter() - start
     if os.waitstatus_to_exitcode(status) != 0:
         raise SystemExit(f"{cmd[0]} failed with status {status}")
-    return elapsed, usage.ru_maxrss
+    return usage.ru_utime + usage.ru_stime, usage.ru_maxrss
+
+
+def timed(
+    cmd: list[str], env: dict[str, str] | None = None, stdin: Path | None = None
+) -> tuple[float, float, int]:
+    """Wall seconds, CPU seconds and peak RSS (KiB) of a command run to its end."""
+    start = time.perf_counter()
+    pid = spawn(cmd, env, stdin)
+    cpu, rss = reap(pid, cmd)
+    return time.perf_counter() - start, cpu, rss
