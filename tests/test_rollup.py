@@ -15,6 +15,8 @@ import subprocess
 import threading
 import time
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from pathlib import Path
@@ -568,22 +570,28 @@ def test_sigkill_mid_rollup_then_rerun(store_env: dict[str, str], tmp_path: Path
     assert all(r["finished"] for r in store.source_rows())
 
 
-def test_a_killed_counter_fails_its_file_not_the_run(
-    store_env: dict[str, str], tmp_path: Path
-) -> None:
-    """A counting process that dies (the OOM killer) costs the files it had not handed
-    over: they are errors and the exit code says so; the others are stored, nothing hangs."""
+@contextmanager
+def rollup_held_at_a_fifo(
+    store_env: dict[str, str], tmp_path: Path, seed: int, **popen: Any
+) -> Iterator[tuple[subprocess.Popen[bytes], Path, dict[date, Any], Store]]:
+    """A rollup of three days' files and, last, a named pipe written half way and held
+    open: yields (process, pipe, expected counts, store) once every other file is stored
+    and the pipe is being read; lets the pipe's writer go on the way out."""
     logs = tmp_path / "logs"
-    expected = write_tree(logs, seed=17, per_day=200)
+    expected = write_tree(logs, seed=seed, per_day=200)
     pipe = logs / "zz-pipe.log"
     os.mkfifo(pipe)
-    sample = b"".join(ln.text().encode() for ln in gen_lines(random.Random(3), DAYS[1], 500))
+    sample = b"".join(ln.text().encode() for ln in gen_lines(random.Random(seed), DAYS[1], 500))
     hold = threading.Event()
     writer = feed_fifo(pipe, sample, 100, hold)
     args = ["--logs", str(logs / TEMPLATE), "--logs", str(pipe)]
     args += ["--since", DAYS[0].isoformat(), "--until", DAYS[-1].isoformat(), "--jobs", "2"]
     proc = subprocess.Popen(
-        [*LOGCOUNT, "rollup", *args], env=store_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        [*LOGCOUNT, "rollup", *args],
+        env=store_env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        **popen,
     )
     store = store_of(store_env)
     try:
@@ -595,14 +603,23 @@ def test_a_killed_counter_fails_its_file_not_the_run(
             time.sleep(0.02)
         else:
             pytest.fail("the rollup never reached the pipe")
-        counters = [pid for pid in processes_mentioning(str(logs)) if pid != proc.pid]
-        assert counters
-        for pid in counters:
-            os.kill(pid, signal.SIGKILL)
-        out, err = proc.communicate(timeout=60)
+        yield proc, pipe, expected, store
     finally:
         hold.set()
         writer.join(10)
+
+
+def test_a_killed_counter_fails_its_file_not_the_run(
+    store_env: dict[str, str], tmp_path: Path
+) -> None:
+    """A counting process that dies (the OOM killer) costs the files it had not handed
+    over: they are errors and the exit code says so; the others are stored, nothing hangs."""
+    with rollup_held_at_a_fifo(store_env, tmp_path, 17) as (proc, pipe, expected, store):
+        counters = [pid for pid in processes_mentioning(str(pipe.parent)) if pid != proc.pid]
+        assert counters
+        for pid in counters:
+            os.kill(pid, signal.SIGKILL)
+        _out, err = proc.communicate(timeout=60)
     assert proc.returncode == 1, err.decode()
     lines = err.decode().strip().splitlines()
     assert f"error: cannot read {pipe}: its counting process died" in lines
@@ -632,38 +649,11 @@ def test_ctrl_c_stops_every_process_and_keeps_what_was_stored(
     """Ctrl-C (SIGINT to the terminal's process group) in the middle: the files already
     stored stay, the one being read is not, and no counter is left behind, not even as a
     zombie (the first counter kills and reaps the others before it exits)."""
-    logs = tmp_path / "logs"
-    expected = write_tree(logs, seed=19, per_day=200)
-    pipe = logs / "zz-pipe.log"
-    os.mkfifo(pipe)
-    sample = b"".join(ln.text().encode() for ln in gen_lines(random.Random(4), DAYS[1], 500))
-    hold = threading.Event()
-    writer = feed_fifo(pipe, sample, 100, hold)
-    args = ["--logs", str(logs / TEMPLATE), "--logs", str(pipe)]
-    args += ["--since", DAYS[0].isoformat(), "--until", DAYS[-1].isoformat(), "--jobs", "2"]
-    proc = subprocess.Popen(
-        [*LOGCOUNT, "rollup", *args],
-        env=store_env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        start_new_session=True,
-    )
-    store = store_of(store_env)
-    try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            rows = {r["path"]: r for r in store.source_rows()}
-            if len(rows) == 4 and all(r["finished"] for p, r in rows.items() if p != str(pipe)):
-                break
-            time.sleep(0.02)
-        else:
-            pytest.fail("the rollup never reached the pipe")
+    session = {"start_new_session": True}
+    with rollup_held_at_a_fifo(store_env, tmp_path, 19, **session) as (proc, pipe, expected, store):
         assert len(group_members(proc.pid)) == 3  # the parent and two counters
         os.killpg(proc.pid, signal.SIGINT)
         _out, err = proc.communicate(timeout=30)
-    finally:
-        hold.set()
-        writer.join(10)
     assert proc.returncode == 1, err.decode()
     assert group_members(proc.pid) == []
     assert {r["path"]: r["finished"] for r in store.source_rows()}[str(pipe)] is None

@@ -372,32 +372,41 @@ def test_cronolog_link_re_pointed(
 # -- rotations seen late ------------------------------------------------------------------
 
 
+def copytruncate_while_stopped(
+    logs: Path, tmp_path: Path, env: dict[str, str], client: redis.Redis, grown: int, regrown: int
+) -> tuple[Tail, Path, int]:
+    """A tail follows a link to a.log (1,000 lines counted). Stopped (SIGSTOP), a.log grows
+    to `grown` lines, is copytruncated (a.log.1) and gets `regrown` lines again, and the
+    link moves on to b.log (1,000 lines); then the tail goes on (SIGCONT). Returns the
+    tail, the link and the number of lines written. Lines: /p/<i % 97>."""
+    targets, link = logs / "targets", logs / "access.log"
+    targets.mkdir()
+    first, second = targets / "a.log", targets / "b.log"
+    write_lines(first, range(0, 1000), 97)
+    link.symlink_to(first)
+    tail = Tail(env, tmp_path, str(link), "--from-start")
+    assert wait_total(client, 1000) == 1000
+    tail.proc.send_signal(signal.SIGSTOP)
+    write_lines(first, range(1000, grown), 97)
+    shutil.copyfile(first, targets / "a.log.1")
+    os.truncate(first, 0)
+    n = grown + regrown
+    write_lines(first, range(grown, n), 97)
+    write_lines(second, range(n, n + 1000), 97)
+    link.unlink()
+    link.symlink_to(second)
+    tail.proc.send_signal(signal.SIGCONT)
+    return tail, link, n + 1000
+
+
 @pytest.mark.parametrize("regrown", [500, 2500])
 def test_copytruncate_seen_late_while_the_link_moves_on(
     regrown: int, logs: Path, tmp_path: Path, lc_env: dict[str, str], redis_client: redis.Redis
 ) -> None:
-    """While the tail is stopped (SIGSTOP), its file is copytruncated and written again,
-    to fewer or more bytes than were read, and the link moves on to another file: the
-    copy's rest is read, then the truncated file from 0, then the new file."""
-    targets, link = logs / "targets", logs / "access.log"
-    targets.mkdir()
-    first, second = targets / "a.log", targets / "b.log"
-    groups = 97
-    write_lines(first, range(0, 1000), groups)
-    link.symlink_to(first)
-    tail = Tail(lc_env, tmp_path, str(link), "--from-start")
-    assert wait_total(redis_client, 1000) == 1000
-    tail.proc.send_signal(signal.SIGSTOP)
-    write_lines(first, range(1000, 2000), groups)
-    shutil.copyfile(first, targets / "a.log.1")
-    os.truncate(first, 0)
-    n = 2000 + regrown
-    write_lines(first, range(2000, n), groups)
-    write_lines(second, range(n, n + 1000), groups)
-    link.unlink()
-    link.symlink_to(second)
-    tail.proc.send_signal(signal.SIGCONT)
-    finish(tail, redis_client, n + 1000, groups, tmp_path)
+    """The truncated file gets fewer or more bytes again than were read of it: the copy's
+    rest is read, then the truncated file from 0, then the new file."""
+    tail, _, n = copytruncate_while_stopped(logs, tmp_path, lc_env, redis_client, 2000, regrown)
+    finish(tail, redis_client, n, 97, tmp_path)
 
 
 def test_kill_9_while_reading_a_copy(
@@ -405,23 +414,8 @@ def test_kill_9_while_reading_a_copy(
 ) -> None:
     """Killed while it reads a copytruncate copy, the link moved on meanwhile: the restart
     finishes the copy, then the truncated file, then the new one."""
-    targets, link = logs / "targets", logs / "access.log"
-    targets.mkdir()
-    first, second = targets / "a.log", targets / "b.log"
-    groups = 101
-    write_lines(first, range(0, 1000), groups)
-    link.symlink_to(first)
-    tail = Tail(lc_env, tmp_path, str(link), "--from-start")
-    assert wait_total(redis_client, 1000) == 1000
-    tail.proc.send_signal(signal.SIGSTOP)
-    write_lines(first, range(1000, 300_000), groups)  # a copy that takes a while to read
-    shutil.copyfile(first, targets / "a.log.1")
-    os.truncate(first, 0)
-    write_lines(first, range(300_000, 301_000), groups)
-    write_lines(second, range(301_000, 302_000), groups)
-    link.unlink()
-    link.symlink_to(second)
-    tail.proc.send_signal(signal.SIGCONT)
+    grown = 300_000  # a copy that takes a while to read
+    tail, link, n = copytruncate_while_stopped(logs, tmp_path, lc_env, redis_client, grown, 1000)
     key = keys.position(SITE, socket.gethostname(), str(link))
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
@@ -430,10 +424,10 @@ def test_kill_9_while_reading_a_copy(
             break
         time.sleep(0.01)
     tail.kill()
-    assert saved["copy"] == str(targets / "a.log.1")
-    assert 1000 < totals(redis_client)["hits"] < 300_000
+    assert saved["copy"] == str(logs / "targets" / "a.log.1")
+    assert 1000 < totals(redis_client)["hits"] < grown
     tail = Tail(lc_env, tmp_path, str(link), "--from-start")
-    finish(tail, redis_client, 302_000, groups, tmp_path)
+    finish(tail, redis_client, n, 97, tmp_path)
 
 
 def has_open(pid: int, path: Path) -> bool:
