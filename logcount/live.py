@@ -25,10 +25,10 @@ from typing import Any
 import redis
 
 from logcount import keys
-from logcount.aggregate import Delta
 from logcount.config import Config
 from logcount.connection import connect, is_cluster, redis_url
 from logcount.connection import reason as _reason
+from logcount.delta import Delta
 from logcount.errors import LogcountError, RedisUnavailable
 
 MARKER_TTL = 7 * 86400

@@ -18,9 +18,10 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from logcount.aggregate import Aggregator, Delta, LineCounter
+from logcount.aggregate import Aggregator, LineCounter
 from logcount.classify import Classifier
 from logcount.config import Config
+from logcount.delta import Delta
 from logcount.errors import ConfigError, LogcountError
 from logcount.live import HOST, LiveSink
 from logcount.parse import compile_format

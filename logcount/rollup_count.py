@@ -20,9 +20,10 @@ from datetime import date
 from operator import itemgetter
 from typing import Any
 
-from logcount.aggregate import Aggregator, Delta, LineCounter
+from logcount.aggregate import Aggregator, LineCounter
 from logcount.classify import Buckets, Classifier, agent_family, visitor_hash
 from logcount.config import Config
+from logcount.delta import Delta
 from logcount.parse import SCAN_KINDS, CompiledFormat, compile_format
 from logcount.rollup_files import Input, Unit, open_log
 

@@ -10,8 +10,8 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from logcount.aggregate import Delta
 from logcount.config import Config
+from logcount.delta import Delta
 from logcount.live import HOST, Batch, LiveSink, RedisWriter, Spool
 from tests.conftest import RedisServer
 
