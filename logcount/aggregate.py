@@ -25,7 +25,14 @@ from itertools import compress, repeat
 from operator import is_, itemgetter, not_, or_
 from typing import Any
 
-from logcount.classify import NO_PATH, Buckets, Classifier, status_class, visitor_hash
+from logcount.classify import (
+    NO_PATH,
+    BoundedCache,
+    Buckets,
+    Classifier,
+    status_class,
+    visitor_hash,
+)
 from logcount.config import Config
 from logcount.delta import SAMPLE_SIZE, Delta
 from logcount.parse import CompiledFormat
@@ -318,8 +325,6 @@ class Aggregator:
         self._site_minute: dict[tuple[bytes, ...], tuple[str, str]] = {}
         # What a hit key says after its context (request, status, ...), described once.
         self._described: dict[tuple[bytes, ...], Described] = {}
-        self._agent_family: dict[bytes, str] = {}
-        self._referrer_host: dict[bytes, str] = {}
 
     def classify(self, raw: RawCounts) -> Delta:
         delta = Delta(lines=raw.lines, malformed=raw.malformed)
@@ -327,10 +332,9 @@ class Aggregator:
         hits: Minutes = {}  # -> dimension -> member -> hits
         sizes: Minutes = {}  # -> dimension -> member -> bytes
         self._hits(raw, totals, hits, sizes)
-        self._simple_dim(raw.agents, "agent", self._agent_family, self._family, hits)
-        self._simple_dim(
-            raw.referrers, "referrer", self._referrer_host, self.classifier.referrer, hits
-        )
+        cl = self.classifier
+        self._simple_dim(raw.agents, "agent", cl.agent, hits, part=1)  # (bot, family)
+        self._simple_dim(raw.referrers, "referrer", cl.referrer, hits)
         for name, counter in (("bots", raw.bots), ("ignored", raw.ignored)):
             for ctx, n in counter.items():
                 self._totals_of(totals, self._at(ctx))[name] += n
@@ -339,7 +343,7 @@ class Aggregator:
         self._malformed(raw, totals, delta)
         self._roll_up(totals, hits, sizes, delta)
         self._recent(raw, delta)
-        for cache in (self._site_minute, self._described, self._agent_family, self._referrer_host):
+        for cache in (self._site_minute, self._described):
             if len(cache) > 50_000:
                 cache.clear()
         return delta
@@ -380,9 +384,6 @@ class Aggregator:
         self._described[what] = found
         return found
 
-    def _family(self, agent: bytes) -> str:
-        return self.classifier.agent(agent or b"-")[1]
-
     def _hits(self, raw: RawCounts, totals: Minutes, hits: Minutes, sizes: Minutes) -> None:
         nctx = len(self.counter.ctx_layout)
         site_minute, at = self._site_minute.get, self._at
@@ -418,20 +419,24 @@ class Aggregator:
         self,
         counts: Counter[tuple[bytes, ...]],
         dim: str,
-        known: dict[bytes, str],
-        member_of: Any,
+        classify: BoundedCache[bytes, Any],
         hits: Minutes,
+        part: int | None = None,
     ) -> None:
-        """Agents or referrers: keys of (context..., value), counted per member of `dim`."""
+        """Agents or referrers: keys of (context..., value), counted per member of `dim`.
+        The classifier's cache is read in place: one dict look-up a key, a call only for
+        a value it has not seen."""
         nctx = len(self.counter.ctx_layout)
         site_minute, at = self._site_minute.get, self._at
+        known = classify.data.get
         for key, n in counts.items():
             ctx = key[:nctx]
             sm = site_minute(ctx) or at(ctx)
             value = key[nctx]
-            member = known.get(value)
-            if member is None:
-                member = known[value] = member_of(value)
+            found = known(value)
+            if found is None:
+                found = classify(value)
+            member = found if part is None else found[part]
             dims: dict[str, dict[str, int]] | None = hits.get(sm)
             if dims is None:
                 dims = hits[sm] = {}
