@@ -86,15 +86,20 @@ class Opened:
     def look(self) -> None:
         if len(self.head) < HEAD_SIZE:
             with contextlib.suppress(OSError):
-                now = os.pread(self.fd, HEAD_SIZE, 0)
-                if now.startswith(self.head):
-                    self.head = now
+                self.head = head_now(self.fd, self.head) or self.head
 
 
 def opened(fd: int, target: str) -> Opened:
     found = Opened(fd, target)
     found.look()
     return found
+
+
+def head_now(fd: int, known: bytes) -> bytes | None:
+    """The file's first bytes now, if they still begin with the ones we knew (a log file
+    only grows); None when they do not: it was truncated."""
+    now = os.pread(fd, HEAD_SIZE, 0)
+    return now if now.startswith(known) else None
 
 
 def digest(data: bytes) -> str:
@@ -320,14 +325,14 @@ class Follower:
         if they have changed since (truncated before we got to it: the first check finds
         its copy)."""
         st = os.fstat(file.fd)
-        now = os.pread(file.fd, HEAD_SIZE, 0)
+        head = head_now(file.fd, file.head) or file.head
         with self.pipeline.lock:
             if self.fd is not None and self.fd != file.fd:
                 os.close(self.fd)
             self.fd = file.fd
             self.dev, self.ino = st.st_dev, st.st_ino
             self.offset = offset
-            self.head = now if now.startswith(file.head) else file.head
+            self.head = head
             self.target = file.target
             self.copy = ""
             self.size = st.st_size
@@ -435,10 +440,8 @@ class Follower:
         self.size = os.fstat(self.fd).st_size
         if self.size < self.offset:
             return False
-        if len(self.head) == HEAD_SIZE:
-            return os.pread(self.fd, HEAD_SIZE, 0) == self.head
-        now = os.pread(self.fd, HEAD_SIZE, 0)
-        if not now.startswith(self.head):
+        now = head_now(self.fd, self.head)
+        if now is None:
             return False
         if len(now) > len(self.head):
             with self.pipeline.lock:
