@@ -21,7 +21,29 @@ import pytest
 import redis
 
 ROOT = Path(__file__).resolve().parent.parent
-REAL_DATA = Path(os.environ.get("LOGCOUNT_REAL_DATA") or ROOT.parent / "shared" / "data" / "real")
+
+
+def _real_data() -> Path:
+    """The real access logs: $LOGCOUNT_REAL_DATA, else shared/data/real beside this
+    repository, else beside the one it was cloned from (a clone made elsewhere, as CI's)."""
+    given = os.environ.get("LOGCOUNT_REAL_DATA")
+    if given:
+        return Path(given)
+    beside = ROOT.parent / "shared" / "data" / "real"
+    if beside.is_dir():
+        return beside
+    origin = subprocess.run(
+        ["git", "-C", str(ROOT), "config", "--get", "remote.origin.url"],
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout.strip()
+    if origin and "://" not in origin and Path(origin).is_dir():
+        return Path(origin).resolve().parent / "shared" / "data" / "real"
+    return beside
+
+
+REAL_DATA = _real_data()
 LOGCOUNT = [sys.executable, "-m", "logcount.cli"]
 IN_CI = os.environ.get("CI", "").lower() == "true"
 
