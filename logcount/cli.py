@@ -419,7 +419,10 @@ def config_group() -> None:
 @domain_errors
 def config_check(settings: Settings) -> None:
     """Validate the configuration and print it, secrets masked."""
+    from logcount.config import check_store_url
+
     config = settings.load()
+    check_store_url(config)
     click.echo(json.dumps(config.masked(), indent=2))
     click.echo(f"configuration OK ({len(config.routes)} routes)", err=True)
 

@@ -22,7 +22,7 @@ from typing import Any
 from logcount import keys
 from logcount.config import Config
 from logcount.errors import LogcountError, RedisUnavailable
-from logcount.resp import RedisError
+from logcount.resp import RedisError, reason
 
 TOTAL_FIELDS = ("hits", "bytes", "visitors", "bots", "malformed")
 STATUS_FIELDS = ("s1xx", "s2xx", "s3xx", "s4xx", "s5xx")
@@ -193,8 +193,7 @@ def reading_redis() -> Iterator[None]:
         raise
     except Exception as exc:
         if isinstance(exc, OSError | RedisError) or _redis_py_error(exc):
-            reason = str(exc).split("@")[-1] or type(exc).__name__
-            raise RedisUnavailable(f"cannot read from Redis: {reason}") from None
+            raise RedisUnavailable(f"cannot read from Redis: {reason(exc)}") from None
         raise
 
 
