@@ -25,6 +25,8 @@ _CONTROL = re.compile(
     "\ufeff\ufff9-\ufffb\U000110bd\U000110cd\U00013430-\U0001343f\U0001bca0-\U0001bca3"
     "\U0001d173-\U0001d17a\U000e0000-\U000e007f]"
 )
+# In JSON text a raw newline is layout (json.dumps escapes the ones in strings).
+_JSON_CONTROL = re.compile("(?!\n)" + _CONTROL.pattern)
 _SURROGATE = re.compile("[\ud800-\udfff]")
 # A spreadsheet takes a cell starting with one of these as a formula (or, after a tab or
 # CR, re-reads what follows): such a cell goes out with a leading quote.
@@ -58,7 +60,7 @@ def dump_json(data: Any, terminal: bool = False) -> str:
     as a JSON escape: a program reading it gets the same value, a screen shows no effect."""
     text = json.dumps(data, indent=2, ensure_ascii=False)
     # Lone surrogates (from a "\\ud800" in stored JSON) cannot be written as UTF-8 at all.
-    return (_CONTROL if terminal else _SURROGATE).sub(lambda m: _json_escape(m.group()), text)
+    return (_JSON_CONTROL if terminal else _SURROGATE).sub(lambda m: _json_escape(m.group()), text)
 
 
 def csv_cell(value: Any, terminal: bool = False) -> Any:
