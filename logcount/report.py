@@ -468,8 +468,8 @@ def build_hits(
 ) -> dict[str, Any]:
     """Today's count (live) and the daily history: rolled-up days from the store, the rest
     from the live day buckets; every day present, zero when nothing was counted."""
-    if days < 1:
-        raise WindowError("--days must be at least 1")
+    if not 1 <= days <= MAX_DAYS:  # the command line's IntRange; the API checks here
+        raise WindowError(f"--days must be from 1 to {MAX_DAYS:,}")
     dates = [today - timedelta(days=n) for n in range(days - 1, -1, -1)]
     rolled: set[date] = set()
     stored: dict[date, int] = {}
