@@ -81,7 +81,7 @@ def test_a_redis_password_the_clients_would_misread_is_refused_unprinted(
     server.start()
     try:
         env["LOGCOUNT_REDIS"] = f"redis://:{quote(password, safe='')}@127.0.0.1:{server.port}/0"
-        stamp = time.strftime("%d/%b/%Y:%H:%M:%S +0000", time.gmtime())
+        stamp = time.strftime("%d/%b/%Y:%H:%M:%S %z", time.localtime())
         piped = run(["pipe"], env, stdin=f'1.2.3.4 - - [{stamp}] "GET /x HTTP/1.1" 200 5 "-" "-"\n')
         assert piped.returncode == 0 and piped.stderr == ""
         top = run(["top", "-w", "5m", "-f", "json"], env)
@@ -133,7 +133,7 @@ def test_a_store_error_never_shows_the_password(env: dict[str, str], tmp_path: P
 
 
 def _pipe_errors(env: dict[str, str]) -> str:
-    stamp = time.strftime("%d/%b/%Y:%H:%M:%S +0000", time.gmtime())
+    stamp = time.strftime("%d/%b/%Y:%H:%M:%S %z", time.localtime())
     lines = f'1.2.3.4 - - [{stamp}] "GET /x HTTP/1.1" 200 5 "-" "-"\n'.encode()
     result = run_logcount(["pipe"], env, input=lines, timeout=60)
     assert result.returncode == 0
