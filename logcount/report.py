@@ -163,7 +163,9 @@ def parse_window(
         )
     m = _RELATIVE.match(spec)
     if m:
-        n, unit = int(m.group(1)), m.group(2)
+        # Past 18 digits, any number is too long a window (and int() of 4,301 refuses).
+        digits, unit = m.group(1), m.group(2)
+        n = int(digits) if len(digits) <= 18 else 10**18
         if n <= 0:
             raise WindowError(f"window {spec!r} must be positive")
         _check_relative(spec, n, unit, hour_ttl)

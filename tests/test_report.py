@@ -105,6 +105,7 @@ def test_safe_text_escapes_every_control_character() -> None:
         ("193h", "reaches back past the hour buckets (192 h"),
         ("11521m", "reaches back past the hour buckets"),
         ("9" * 40 + "h", "reaches back past the hour buckets"),
+        ("9" * 5000 + "d", "is longer than 3,660 days"),
     ],
 )
 def test_windows_past_the_calendar_or_the_buckets_are_refused(spec: str, message: str) -> None:
