@@ -152,6 +152,12 @@ def test_out_of_memory_is_shown_as_redis_says_it(
         re.M,
     ), errors
     assert "user_script" not in errors
+    # A report ranks in a scratch key: refused the same way, in the same words.
+    result = run_logcount(["top", "-w", "2h"], lc_env)
+    assert (result.returncode, result.stdout) == (69, b"")
+    assert result.stderr == (
+        b"Error: cannot read from Redis: OOM command not allowed when used memory > 'maxmemory'.\n"
+    )
 
 
 def test_a_read_only_replica_is_shown_as_redis_says_it(
