@@ -68,7 +68,7 @@ def test_a_redis_password_the_clients_would_misread_is_refused_unprinted(
 ) -> None:
     password = PASSWORD.format(cut)
     url = f"redis://:{password}@127.0.0.1:{free_port()}/0"
-    for command in (["config", "check"], ["top"], ["status"], ["hits", "/a"]):
+    for command in (["config", "check"], ["top"], ["status"], ["hits", "/a"], ["tail", "/x"]):
         result = run(["--redis", url, *command], env)
         assert (result.returncode, result.stdout, result.stderr) == (78, "", MISREAD), command
     piped = run(["--redis", url, "pipe"], env, stdin="not a log line\n")
