@@ -221,7 +221,7 @@ def redis_url_problem(url: str) -> str:
         parts = urlsplit(url)
     except ValueError:
         return "it does not parse (a bad [IPv6] address)"
-    if "@" in parts.path + parts.query + parts.fragment:
+    if _user_part_cut(parts):
         return (
             "its user part would be cut at a '/', '?' or '#' (percent-encode them in a "
             "password: %2F, %3F, %23; an '@' as %40)"
@@ -231,6 +231,21 @@ def redis_url_problem(url: str) -> str:
     except ValueError:
         return "its port is not a number from 0 to 65535"
     return ""
+
+
+def _user_part_cut(parts: Any) -> bool:
+    """An '@' past the host part where none belongs: the end of a password whose '#', '?'
+    or '/' ended the host part early. An '@' may stand in a socket's path (a data
+    directory /home/a@b/...) or in a query value (`?password=a@b`)."""
+    if "@" in parts.fragment:  # the clients ignore a fragment: nothing there is meant
+        return True
+    if "@" in parts.path and (parts.scheme != "unix" or parts.netloc.rpartition("@")[2]):
+        return True
+    for param in parts.query.split("&"):
+        key, eq, _value = param.partition("=")
+        if "@" in key or (not eq and "@" in param):
+            return True
+    return False
 
 
 def user_config_path() -> Path:

@@ -308,3 +308,37 @@ def test_cli_runner_output_is_not_stripped(hostile: Loaded) -> None:
     """In-process (no terminal): CSV keeps the values; click strips nothing."""
     result = CliRunner().invoke(cli, hostile.args("top", "-w", "2020-06-01", "-f", "csv"))
     assert "/\x1b[2Jclear," in result.output
+
+
+@pytest.mark.parametrize(
+    ("url", "misread"),
+    [
+        ("redis://:a#b@h:6379/0", True),
+        ("redis://:a?b@h:6379/0", True),
+        ("redis://:a/b@h:6379/0", True),
+        ("redis://:a@b#c@h:6379/0", True),  # host "b", password "a"
+        ("redis://:a@b/c@h/0", True),
+        ("unix://:a/b@/run/redis.sock", True),
+        ("redis://:a%23b%3Fc%2Fd%40e@h:6379/0", False),
+        ("redis://:a@b@h:6379/0", False),  # the last '@' ends the user part, for all
+        ("unix:///home/a@b/.local/share/logcount/redis.sock", False),  # a data dir
+        ("unix://:pw@/home/a@b/redis.sock", False),
+        ("redis://h:6379/0?password=a@b", False),
+    ],
+)
+def test_which_urls_the_clients_would_misread(url: str, misread: bool) -> None:
+    from logcount import resp
+    from logcount.config import mask_url, redis_url_problem
+
+    assert bool(redis_url_problem(url)) == misread
+    if misread:
+        assert mask_url(url) == url.partition("://")[0] + "://***"
+        with pytest.raises(resp.BadURL):
+            resp.Address.from_url(url)
+    else:  # read as redis-py reads it
+        import redis.connection
+
+        address = resp.Address.from_url(url)
+        expected = redis.connection.parse_url(url)
+        assert address.password == expected.get("password", "")
+        assert (address.path or address.host) == expected.get("path", expected.get("host"))
