@@ -97,7 +97,7 @@ class Counts:
         if since is None:
             if until is not None:
                 raise WindowError("--until needs --since")
-            return parse_window(spec, now, self.config.ttl["minute"])
+            return parse_window(spec, now, self.config.ttl["minute"], self.config.ttl["hour"])
         tz = zone_of(self.config)
         start = since if isinstance(since, datetime) else parse_datetime(since, tz)
         end = until if until is None or isinstance(until, datetime) else parse_datetime(until, tz)

@@ -239,27 +239,34 @@ def top(
                 recent=recent,
             )
         )
-    out = sys.stdout
+    # To a terminal, CSV and JSON are escaped like a table; elsewhere they hold the exact
+    # values, which `emit` writes without click's stripping of escape sequences.
+    width, terminal = terminal_width(sys.stdout)
     if recent:
         items = counts.recent(limit, site)
         if fmt == "json":
-            click.echo(recent_json(site or counts.site, items))
+            emit(recent_json(site or counts.site, items, terminal) + "\n")
         elif fmt == "csv":
-            click.echo(recent_csv(items), nl=False)
+            emit(recent_csv(items, terminal))
         else:
-            width, terminal = terminal_width(out)
-            click.echo(recent_table(site or counts.site, items, width, terminal), nl=False)
+            emit(recent_table(site or counts.site, items, width, terminal))
         return
     report = counts.report(window=window, by=by, limit=limit, site=site, since=since, until=until)
     if fmt == "json":
-        click.echo(top_json(report))
+        emit(top_json(report, terminal) + "\n")
     elif fmt == "csv":
-        click.echo(top_csv(report), nl=False)
+        emit(top_csv(report, terminal))
     else:
         from logcount.render import top_table
 
-        width, terminal = terminal_width(out)
-        click.echo(top_table(report, width, terminal), nl=False)
+        emit(top_table(report, width, terminal))
+
+
+def emit(text: str) -> None:
+    """Write a report as it is: click.echo would strip what looks like an ANSI sequence
+    from redirected output, and a CSV or JSON file must hold the real value (what could
+    harm a terminal was escaped already when the output is one)."""
+    click.echo(text, nl=False, color=True)
 
 
 def terminal_width(stream: Any) -> tuple[int, bool]:
@@ -292,13 +299,13 @@ def hits(
     if obj is not None and ":" not in obj.strip(":"):
         raise click.BadParameter(f"{obj!r} is not TYPE:ID", param_hint="--object")
     report = Counts.from_settings(settings.load()).hits(path, obj, days, site)
+    width, terminal = terminal_width(sys.stdout)
     if fmt == "json":
-        click.echo(hits_json(report))
+        emit(hits_json(report, terminal) + "\n")
     elif fmt == "csv":
-        click.echo(hits_csv(report), nl=False)
+        emit(hits_csv(report, terminal))
     else:
-        width, terminal = terminal_width(sys.stdout)
-        click.echo(hits_table(report, width, terminal), nl=False)
+        emit(hits_table(report, width, terminal))
 
 
 @cli.command()
@@ -419,7 +426,10 @@ def config_group() -> None:
 @domain_errors
 def config_check(settings: Settings) -> None:
     """Validate the configuration and print it, secrets masked."""
+    from logcount.config import check_store_url
+
     config = settings.load()
+    check_store_url(config)
     click.echo(json.dumps(config.masked(), indent=2))
     click.echo(f"configuration OK ({len(config.routes)} routes)", err=True)
 

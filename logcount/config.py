@@ -113,33 +113,139 @@ class Config:
 _SECRET_PARAM = re.compile(
     r"(?i)^(?:password|passwd|pwd|pass|secret|token|sslpassword|ssl_password)$"
 )
+HIDDEN = "***"
 
 
 def mask_url(url: str) -> str:
-    """Hide the password of a redis://, unix:// or SQLAlchemy URL: in the user part
-    (`redis://:pw@host`) and in the query (`unix:///run/redis.sock?password=pw`)."""
+    """The URL with its password hidden, as the clients read it: the user part
+    (`redis://:pw@host`), secret query options (`?password=pw`) and the fragment. A URL the
+    clients would misread or cannot parse is hidden but for its scheme: whatever part of
+    it we showed might be the password (`redis://:S3#CR3T@host` reads as host "" and
+    port "S3")."""
     if not url:
         return url
-    # Without a scheme, the whole is a host that may still hold "user:pw@".
-    scheme, sep, rest = url.partition("://") if "://" in url else ("", "", url)
-    end = min((i for i in (rest.find(c) for c in "/?#") if i >= 0), default=len(rest))
-    netloc, tail = rest[:end], rest[end:]
+    scheme, sep, rest = url.partition("://")
+    if not sep:  # no scheme (refused by `validate`, but named in its error)
+        return _mask_bare(url)
+    if scheme.lower() in REDIS_SCHEMES:
+        if redis_url_problem(url):
+            return f"{scheme}://{HIDDEN}"
+        return _mask_split(url)
+    return _mask_sqlalchemy(url)
+
+
+def _mask_split(url: str) -> str:
+    """A redis URL rebuilt from urlsplit's parts, as redis-py and resp.py read them."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    netloc = parts.netloc
     if "@" in netloc:
         userinfo, _, host = netloc.rpartition("@")
-        if ":" in userinfo:
-            netloc = f"{userinfo.partition(':')[0]}:***@{host}"
-    path, qmark, query = tail.partition("?")
-    if qmark:
-        fragment = ""
-        if "#" in query:
-            query, _, fragment = query.partition("#")
-            fragment = "#" + fragment
-        params = []
-        for param in query.split("&"):
-            key, eq, _value = param.partition("=")
-            params.append(f"{key}=***" if eq and _SECRET_PARAM.match(key) else param)
-        tail = f"{path}?{'&'.join(params)}{fragment}"
-    return f"{scheme}{sep}{netloc}{tail}"
+        user = userinfo.partition(":")[0]
+        netloc = f"{user}:{HIDDEN}@{host}" if ":" in userinfo else f"{user}@{host}"
+    query = _mask_query(parts.query)
+    return (
+        f"{parts.scheme}://{netloc}{parts.path}"
+        + (f"?{query}" if query else "")
+        + (f"#{HIDDEN}" if parts.fragment else "")
+    )
+
+
+def _mask_bare(url: str) -> str:
+    """`user:pw@host?password=pw#x` without a scheme: everything before the last '@' but
+    the user name is hidden, and the secret query options."""
+    head, at, host = url.rpartition("@")
+    shown = f"{head.partition(':')[0] if ':' in head else ''}:{HIDDEN}@{host}" if at else url
+    base, qmark, query = shown.partition("?")
+    if not qmark:
+        return shown
+    query, hash_, fragment = query.partition("#")
+    return f"{base}?{_mask_query(query)}{hash_}{fragment}"
+
+
+def _mask_query(query: str) -> str:
+    params = []
+    for param in query.split("&") if query else []:
+        key, eq, _value = param.partition("=")
+        params.append(f"{key}={HIDDEN}" if eq and _SECRET_PARAM.match(key) else param)
+    return "&".join(params)
+
+
+def _mask_sqlalchemy(url: str) -> str:
+    """A store URL as SQLAlchemy reads it (its own pattern, not urlsplit's: a password may
+    hold '#', '?' or '/'), rendered with the password hidden."""
+    if store_url_problem(url):  # nothing of it is safe to show
+        return f"{url.partition('://')[0]}://{HIDDEN}"
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(url)
+    if parsed.password is None and not parsed.query:
+        return url  # nothing to hide; rendering would re-encode it (an '@' as %40)
+    base = parsed.set(query={}).render_as_string(hide_password=True)
+    # The query as SQLAlchemy split it (a '?' in the password is not its start).
+    pairs = [
+        (name, value)
+        for name, values in parsed.query.items()
+        for value in (values if isinstance(values, tuple) else (values,))
+    ]
+    query = "&".join(f"{n}={HIDDEN if _SECRET_PARAM.match(n) else v}" for n, v in pairs)
+    return f"{base}?{query}" if query else base
+
+
+def store_url_problem(url: str) -> str:
+    """Why SQLAlchemy would not read the store URL as written, or "" when it would. Its
+    password ends at the first '@': a second one (unencoded in the password) would put
+    the password's end into the host."""
+    try:
+        from sqlalchemy.engine import make_url
+
+        parsed = make_url(url)
+    except Exception:
+        return "SQLAlchemy cannot parse it (like sqlite:////path/logcount.db)"
+    if "@" in (parsed.host or ""):
+        return "its host holds an '@' (percent-encode an '@' in a password as %40)"
+    return ""
+
+
+def redis_url_problem(url: str) -> str:
+    """Why redis-py and logcount/resp.py (both read a URL with urlsplit's rules) would not
+    read `url` as written, or "" when they would. Never quotes a part of the URL: a
+    password with an unencoded '#', '?' or '/' ends the host part early, and what follows
+    it (the password's end) becomes path, query or fragment, its start a "port"."""
+    from urllib.parse import urlsplit
+
+    if url.partition("://")[0].lower() not in REDIS_SCHEMES:
+        return "not a redis://, rediss:// or unix:// URL"
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "it does not parse (a bad [IPv6] address)"
+    if _user_part_cut(parts):
+        return (
+            "its user part would be cut at a '/', '?' or '#' (percent-encode them in a "
+            "password: %2F, %3F, %23; an '@' as %40)"
+        )
+    try:
+        _ = parts.port  # a property: raises on a port that is not a number
+    except ValueError:
+        return "its port is not a number from 0 to 65535"
+    return ""
+
+
+def _user_part_cut(parts: Any) -> bool:
+    """An '@' past the host part where none belongs: the end of a password whose '#', '?'
+    or '/' ended the host part early. An '@' may stand in a socket's path (a data
+    directory /home/a@b/...) or in a query value (`?password=a@b`)."""
+    if "@" in parts.fragment:  # the clients ignore a fragment: nothing there is meant
+        return True
+    if "@" in parts.path and (parts.scheme != "unix" or parts.netloc.rpartition("@")[2]):
+        return True
+    for param in parts.query.split("&"):
+        key, eq, _value = param.partition("=")
+        if "@" in key or (not eq and "@" in param):
+            return True
+    return False
 
 
 def user_config_path() -> Path:
@@ -293,6 +399,14 @@ def _normalize_section(norm: dict[str, Any], where: str) -> dict[str, Any]:
     return out
 
 
+def check_store_url(config: Config) -> None:
+    """The store URL as SQLAlchemy reads it (`config check`: the reports, which import
+    SQLAlchemy only for past days, do not pay for it)."""
+    problem = store_url_problem(config.store) if config.store else ""
+    if problem:
+        raise ConfigError(f"store {mask_url(config.store)!r}: {problem}")
+
+
 def validate(config: Config) -> None:
     """Check what can only be checked by compiling it: log format, routes, time zone."""
     # Every command validates the whole configuration, reports too. The built-in default
@@ -316,10 +430,9 @@ def validate(config: Config) -> None:
             raise ConfigError(f"timezone {config.timezone!r} is not a known IANA zone") from None
     if not config.site or any(c in config.site for c in "{}"):
         raise ConfigError(f"site {config.site!r} must be non-empty and contain no braces")
-    if config.redis and config.redis.partition("://")[0].lower() not in REDIS_SCHEMES:
-        raise ConfigError(
-            f"redis {mask_url(config.redis)!r}: not a redis://, rediss:// or unix:// URL"
-        )
+    problem = redis_url_problem(config.redis) if config.redis else ""
+    if problem:
+        raise ConfigError(f"redis {mask_url(config.redis)!r}: {problem}")
     if config.store and "://" not in config.store:
         raise ConfigError(
             f"store {mask_url(config.store)!r}: not an SQLAlchemy URL like "

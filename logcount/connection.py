@@ -14,8 +14,10 @@ from typing import Any
 
 import redis
 
+from logcount.config import redis_url_problem
 from logcount.embedded import redis_url  # noqa: F401  (the writers import it from here)
 from logcount.errors import RedisUnavailable
+from logcount.resp import reason  # live.py imports it from here too
 
 
 def connect(url: str, timeout: float = 5.0) -> redis.Redis | redis.RedisCluster:
@@ -32,8 +34,10 @@ def connect(url: str, timeout: float = 5.0) -> redis.Redis | redis.RedisCluster:
         raise RedisUnavailable(f"cannot reach Redis: {reason(exc)}") from None
     except redis.ResponseError as exc:  # BUSY (a long script), LOADING: try again later
         raise RedisUnavailable(f"Redis error: {reason(exc)}") from None
-    except ValueError as exc:
-        raise RedisUnavailable(f"bad Redis URL: {exc}") from None
+    except ValueError:
+        # redis-py's own words may quote a part of the URL (a password cut short).
+        problem = redis_url_problem(url) or "redis-py cannot read it"
+        raise RedisUnavailable(f"bad Redis URL: {problem}") from None
     if info.get("cluster_enabled"):
         client.close()
         return cluster_client(url, timeout)
@@ -65,9 +69,3 @@ def _driver_info() -> dict[str, Any]:
 
 def is_cluster(client: Any) -> bool:
     return isinstance(client, redis.RedisCluster)
-
-
-def reason(exc: BaseException) -> str:
-    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-    # redis-py may quote the URL; never echo a password.
-    return text.split("@")[-1] if "@" in text else text

@@ -10,32 +10,77 @@ from __future__ import annotations
 import io
 import json
 import re
-from datetime import datetime
 from typing import Any
 
-# C0 (ESC among them), DEL, C1, and the invisible Unicode controls that reorder or hide text
-# (bidi overrides and isolates, zero-width marks, line/paragraph separators).
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2066-\u2069\ufeff]")
+# What a terminal must never receive raw: C0 (ESC among them), DEL and C1 (U+009B is a CSI
+# on its own), every Unicode format character (category Cf: bidi overrides, isolates and
+# marks, zero-width characters, U+061C, U+2060-U+206F, the tag characters U+E0000-U+E007F
+# that can spell hidden text), the line and paragraph separators and lone surrogates.
+# Listed rather than built from unicodedata at import (a scan of every code point would
+# be most of a `logcount top`); tests/test_output_safety.py checks it against the
+# running Python's Unicode tables.
+_CONTROL = re.compile(
+    "[\x00-\x1f\x7f-\x9f\xad\u0600-\u0605\u061c\u06dd\u070f\u0890\u0891\u08e2"
+    "\u180e\u200b-\u200f\u2028-\u202e\u2060-\u2064\u2066-\u206f\ud800-\udfff"
+    "\ufeff\ufff9-\ufffb\U000110bd\U000110cd\U00013430-\U0001343f\U0001bca0-\U0001bca3"
+    "\U0001d173-\U0001d17a\U000e0000-\U000e007f]"
+)
+# In JSON text a raw newline is layout (json.dumps escapes the ones in strings).
+_JSON_CONTROL = re.compile("(?!\n)" + _CONTROL.pattern)
+_SURROGATE = re.compile("[\ud800-\udfff]")
+# A spreadsheet takes a cell starting with one of these as a formula (or, after a tab or
+# CR, re-reads what follows): such a cell goes out with a leading quote.
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 SPARKS = "▁▂▃▄▅▆▇█"
 SPARK_WIDTH = 24
 TOP_JSON_KEYS = ("window", "site", "by", "total", "rows")
 ROW_JSON_KEYS = ("key", "hits", "bytes", "visitors")
 
 
+def _escape(char: str) -> str:
+    n = ord(char)
+    return f"\\x{n:02x}" if n < 0x100 else f"\\u{n:04x}" if n < 0x10000 else f"\\U{n:08x}"
+
+
 def safe_text(text: str) -> str:
-    """Escape control characters as \\xhh (\\uhhhh for the Unicode ones)."""
-    return _CONTROL.sub(
-        lambda m: (
-            f"\\x{ord(m.group()):02x}" if ord(m.group()) < 256 else f"\\u{ord(m.group()):04x}"
-        ),
-        text,
-    )
+    """Escape control and format characters as \\xhh, \\uhhhh or \\Uhhhhhhhh."""
+    return _CONTROL.sub(lambda m: _escape(m.group()), text)
 
 
-def _csv_writer(out: io.StringIO) -> Any:
+def _json_escape(char: str) -> str:
+    n = ord(char)
+    if n < 0x10000:
+        return f"\\u{n:04x}"
+    n -= 0x10000  # a UTF-16 surrogate pair, as JSON spells a character past U+FFFF
+    return f"\\u{0xD800 + (n >> 10):04x}\\u{0xDC00 + (n & 0x3FF):04x}"
+
+
+def dump_json(data: Any, terminal: bool = False) -> str:
+    """JSON with the text as it is; for a terminal, every control and format character
+    as a JSON escape: a program reading it gets the same value, a screen shows no effect."""
+    text = json.dumps(data, indent=2, ensure_ascii=False)
+    # Lone surrogates (from a "\\ud800" in stored JSON) cannot be written as UTF-8 at all.
+    return (_JSON_CONTROL if terminal else _SURROGATE).sub(lambda m: _json_escape(m.group()), text)
+
+
+def csv_cell(value: Any, terminal: bool = False) -> Any:
+    """A CSV cell: text that a spreadsheet would run as a formula gets a leading quote;
+    for a terminal, control and format characters are escaped as in a table."""
+    if not isinstance(value, str):
+        return value
+    if value.startswith(_FORMULA_START):
+        value = "'" + value
+    return safe_text(value) if terminal else value
+
+
+def _csv(rows: list[list[Any]], terminal: bool) -> str:
     import csv  # only for --format csv (a table or JSON has no use for it)
 
-    return csv.writer(out, lineterminator="\n")
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    for row in rows:
+        writer.writerow([csv_cell(cell, terminal) for cell in row])
+    return out.getvalue()
 
 
 def human_bytes(n: int) -> str:
@@ -64,19 +109,17 @@ def sparkline(values: list[int], width: int = SPARK_WIDTH) -> str:
 # --- top -------------------------------------------------------------------------------
 
 
-def top_json(report: dict[str, Any]) -> str:
+def top_json(report: dict[str, Any], terminal: bool = False) -> str:
     shown = {k: report[k] for k in TOP_JSON_KEYS}
     shown["rows"] = [{k: row[k] for k in ROW_JSON_KEYS} for row in report["rows"]]
-    return json.dumps(shown, indent=2, ensure_ascii=False)
+    return dump_json(shown, terminal)
 
 
-def top_csv(report: dict[str, Any]) -> str:
-    out = io.StringIO()
-    writer = _csv_writer(out)
-    writer.writerow(["rank", "key", "hits", "share", "visitors", "bytes"])
+def top_csv(report: dict[str, Any], terminal: bool = False) -> str:
     total = report["total"]["hits"] or 1
+    rows: list[list[Any]] = [["rank", "key", "hits", "share", "visitors", "bytes"]]
     for rank, row in enumerate(report["rows"], 1):
-        writer.writerow(
+        rows.append(
             [
                 rank,
                 row["key"],
@@ -86,11 +129,12 @@ def top_csv(report: dict[str, Any]) -> str:
                 row["bytes"],
             ]
         )
-    return out.getvalue()
+    return _csv(rows, terminal)
 
 
 def _when(iso: str) -> str:
-    return datetime.fromisoformat(iso).strftime("%Y-%m-%d %H:%M")
+    # Cut from the ISO form, not strftime: %Y writes year 1 as "1".
+    return f"{iso[:10]} {iso[11:16]}"
 
 
 def top_header(report: dict[str, Any], rate_note: str = "") -> str:
@@ -240,18 +284,16 @@ def top_table(
 # --- recent ----------------------------------------------------------------------------
 
 
-def recent_json(site: str, items: list[dict[str, Any]]) -> str:
-    return json.dumps({"site": site, "recent": items}, indent=2, ensure_ascii=False)
+def recent_json(site: str, items: list[dict[str, Any]], terminal: bool = False) -> str:
+    return dump_json({"site": site, "recent": items}, terminal)
 
 
-def recent_csv(items: list[dict[str, Any]]) -> str:
-    out = io.StringIO()
-    writer = _csv_writer(out)
+def recent_csv(items: list[dict[str, Any]], terminal: bool = False) -> str:
     fields = ("time", "path", "status", "bytes", "agent", "bot")
-    writer.writerow(fields)
+    rows: list[list[Any]] = [list(fields)]
     for item in items:
-        writer.writerow([item[f] for f in fields[:-1]] + ["true" if item["bot"] else "false"])
-    return out.getvalue()
+        rows.append([item[f] for f in fields[:-1]] + ["true" if item["bot"] else "false"])
+    return _csv(rows, terminal)
 
 
 def recent_table(
@@ -287,17 +329,14 @@ def recent_table(
 # --- hits ------------------------------------------------------------------------------
 
 
-def hits_json(report: dict[str, Any]) -> str:
-    return json.dumps(report, indent=2, ensure_ascii=False)
+def hits_json(report: dict[str, Any], terminal: bool = False) -> str:
+    return dump_json(report, terminal)
 
 
-def hits_csv(report: dict[str, Any]) -> str:
-    out = io.StringIO()
-    writer = _csv_writer(out)
-    writer.writerow(["date", "hits", "source"])
-    for day in report["days"]:
-        writer.writerow([day["date"], day["hits"], day["source"]])
-    return out.getvalue()
+def hits_csv(report: dict[str, Any], terminal: bool = False) -> str:
+    rows: list[list[Any]] = [["date", "hits", "source"]]
+    rows += [[day["date"], day["hits"], day["source"]] for day in report["days"]]
+    return _csv(rows, terminal)
 
 
 def hits_table(report: dict[str, Any], width: int | None = None, terminal: bool = False) -> str:

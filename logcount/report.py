@@ -13,16 +13,17 @@ import json
 import re
 import sys
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, tzinfo
+from functools import wraps
 from typing import Any
 
 from logcount import keys
 from logcount.config import Config
 from logcount.errors import LogcountError, RedisUnavailable
-from logcount.resp import RedisError
+from logcount.resp import RedisError, reason
 
 TOTAL_FIELDS = ("hits", "bytes", "visitors", "bots", "malformed")
 STATUS_FIELDS = ("s1xx", "s2xx", "s3xx", "s4xx", "s5xx")
@@ -33,6 +34,11 @@ _STEP = {"minute": timedelta(minutes=1), "hour": timedelta(hours=1), "day": time
 _LABEL = {"minute": "%Y%m%d%H%M", "hour": "%Y%m%d%H", "day": "%Y%m%d"}
 # Relative windows longer than this use hour buckets; a day has 1,440 minutes.
 _DEFAULT_TTL = {"minute": 3 * 3600, "hour": 8 * 86400, "day": 40 * 86400}
+# Day windows reach the store, which keeps every day: ten years, as `hits --days`.
+MAX_DAYS = 3660
+# Buckets one window may name, whatever its bounds (--until far ahead): a window is one
+# round trip of one command per bucket, so this bounds a report's work too.
+_MAX_LABELS = {"minute": 7 * 1440, "hour": 366 * 24, "day": MAX_DAYS}
 
 
 class WindowError(LogcountError):
@@ -67,12 +73,36 @@ def zone_of(config: Config) -> tzinfo:
 
 
 def _labels(start: datetime, end: datetime, gran: str) -> tuple[str, ...]:
+    count = -((start - end) // _STEP[gran])  # buckets that start before `end`
+    if count > _MAX_LABELS[gran]:
+        raise WindowError(
+            f"the window holds {count:,} {gran} buckets; at most {_MAX_LABELS[gran]:,}"
+        )
     out = []
     t = start
-    while t < end:
+    for _ in range(count):
         out.append(t.strftime(_LABEL[gran]))
-        t += _STEP[gran]
+        if len(out) < count:  # never a step past the last: 9999-12-31 has no next day
+            t += _STEP[gran]
     return tuple(out)
+
+
+def _calendar_bound(spec: str) -> Callable[[Callable[..., Window]], Callable[..., Window]]:
+    """An OverflowError of the date arithmetic (a window at 0001-01-01 or 9999-12-31)
+    becomes one line, as any other bad window."""
+
+    def decorate(fn: Callable[..., Window]) -> Callable[..., Window]:
+        @wraps(fn)
+        def wrapper(*args: Any, **kwargs: Any) -> Window:
+            try:
+                return fn(*args, **kwargs)
+            except OverflowError:
+                what = f"window {args[0]!r}" if spec == "spec" else "--since/--until"
+                raise WindowError(f"{what} reaches past the dates a calendar holds") from None
+
+        return wrapper
+
+    return decorate
 
 
 def _floor(t: datetime, gran: str) -> datetime:
@@ -100,15 +130,24 @@ def parse_datetime(text: str, tz: tzinfo) -> datetime:
     """'2026-11-22', '2026-11-22 14:05', '2026-11-22T14:05:30+01:00' (naive: the zone)."""
     try:
         value = datetime.fromisoformat(text.strip())
+        return value.replace(tzinfo=tz) if value.tzinfo is None else value.astimezone(tz)
     except ValueError:
         raise WindowError(
             f"{text!r} is not a date-time (YYYY-MM-DD[THH:MM[:SS]][+HH:MM])"
         ) from None
-    return value.replace(tzinfo=tz) if value.tzinfo is None else value.astimezone(tz)
+    except OverflowError:
+        raise WindowError(f"{text!r} is past the dates a calendar holds") from None
 
 
-def parse_window(spec: str, now: datetime, minute_ttl: int = _DEFAULT_TTL["minute"]) -> Window:
-    """'5m', '1h', '24h', 'today', 'yesterday', '7d', 'YYYY-MM-DD[..YYYY-MM-DD]'."""
+@_calendar_bound("spec")
+def parse_window(
+    spec: str,
+    now: datetime,
+    minute_ttl: int = _DEFAULT_TTL["minute"],
+    hour_ttl: int = _DEFAULT_TTL["hour"],
+) -> Window:
+    """'5m', '1h', '24h', 'today', 'yesterday', '7d', 'YYYY-MM-DD[..YYYY-MM-DD]'. A window
+    longer than its buckets live (minutes and hours) or than ten years is refused."""
     spec = spec.strip().lower()
     tz = now.tzinfo
     midnight = _floor(now, "day")
@@ -124,9 +163,12 @@ def parse_window(spec: str, now: datetime, minute_ttl: int = _DEFAULT_TTL["minut
         )
     m = _RELATIVE.match(spec)
     if m:
-        n, unit = int(m.group(1)), m.group(2)
+        # Past 18 digits, any number is too long a window (and int() of 4,301 refuses).
+        digits, unit = m.group(1), m.group(2)
+        n = int(digits) if len(digits) <= 18 else 10**18
         if n <= 0:
             raise WindowError(f"window {spec!r} must be positive")
+        _check_relative(spec, n, unit, hour_ttl)
         if unit == "d":
             start = midnight - timedelta(days=n - 1)
             return Window(spec, start, now, "day", _labels(start, now, "day"))
@@ -144,6 +186,8 @@ def parse_window(spec: str, now: datetime, minute_ttl: int = _DEFAULT_TTL["minut
         d2 = parse_day(last) if sep else d1
         if d2 < d1:
             raise WindowError(f"window {spec!r} ends before it starts")
+        if (d2 - d1).days >= MAX_DAYS:
+            raise WindowError(f"window {spec!r} spans more than {MAX_DAYS:,} days (ten years)")
         start = datetime.combine(d1, datetime.min.time(), tz)
         end = datetime.combine(d2 + timedelta(days=1), datetime.min.time(), tz)
         return Window(spec, start, end, "day", _labels(start, end, "day"))
@@ -153,6 +197,22 @@ def parse_window(spec: str, now: datetime, minute_ttl: int = _DEFAULT_TTL["minut
     )
 
 
+def _check_relative(spec: str, n: int, unit: str, hour_ttl: int) -> None:
+    """Checked before any arithmetic: timedelta(hours=10**12) would overflow, and a window
+    of 9,999,999 hours would name as many buckets (minutes of work, nothing to read)."""
+    if unit == "d":
+        if n > MAX_DAYS:
+            raise WindowError(f"window {spec!r} is longer than {MAX_DAYS:,} days (ten years)")
+        return
+    seconds = n * (60 if unit == "m" else 3600)
+    if seconds > hour_ttl:
+        raise WindowError(
+            f"window {spec!r} reaches back past the hour buckets ({hour_ttl // 3600:,} h, "
+            "live.ttl.hour): use days (Nd) or dates"
+        )
+
+
+@_calendar_bound("since")
 def window_between(
     since: datetime, until: datetime | None, now: datetime, ttl: dict[str, int] | None = None
 ) -> Window:
@@ -193,8 +253,7 @@ def reading_redis() -> Iterator[None]:
         raise
     except Exception as exc:
         if isinstance(exc, OSError | RedisError) or _redis_py_error(exc):
-            reason = str(exc).split("@")[-1] or type(exc).__name__
-            raise RedisUnavailable(f"cannot read from Redis: {reason}") from None
+            raise RedisUnavailable(f"cannot read from Redis: {reason(exc)}") from None
         raise
 
 
@@ -411,8 +470,8 @@ def build_hits(
 ) -> dict[str, Any]:
     """Today's count (live) and the daily history: rolled-up days from the store, the rest
     from the live day buckets; every day present, zero when nothing was counted."""
-    if days < 1:
-        raise WindowError("--days must be at least 1")
+    if not 1 <= days <= MAX_DAYS:  # the command line's IntRange; the API checks here
+        raise WindowError(f"--days must be from 1 to {MAX_DAYS:,}")
     dates = [today - timedelta(days=n) for n in range(days - 1, -1, -1)]
     rolled: set[date] = set()
     stored: dict[date, int] = {}

@@ -19,6 +19,7 @@ time: the command line has one.
 
 from __future__ import annotations
 
+import re
 import socket
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -27,6 +28,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 
 import hiredis
 
+from logcount.config import mask_url, redis_url_problem
 from logcount.errors import RedisUnavailable
 
 CONNECT_TIMEOUT = 2.0
@@ -132,14 +134,14 @@ class Address:
         read_timeout: float = READ_TIMEOUT,
     ) -> Address:
         scheme = url.partition("://")[0].lower() if "://" in url else ""
-        if scheme not in ("redis", "rediss", "unix"):
-            raise BadURL("not a redis://, rediss:// or unix:// URL")
-        try:
-            parts = urlsplit(url)
-            port = parts.port
-            user, password, host = parts.username, parts.password, parts.hostname
-        except ValueError as exc:  # a port that is not a number or out of range
-            raise BadURL(str(exc)) from None
+        # First, and in words of our own: urlsplit's own errors quote the "port", which
+        # is the start of a password when an unencoded '#', '?' or '/' cut it short.
+        problem = redis_url_problem(url)
+        if problem:
+            raise BadURL(problem)
+        parts = urlsplit(url)
+        port = parts.port
+        user, password, host = parts.username, parts.password, parts.hostname
         options: dict[str, Any] = {
             "connect_timeout": connect_timeout,
             "read_timeout": read_timeout,
@@ -263,6 +265,39 @@ class Connection:
             raise ConnectionFailed(f"talking to {self.address.where}: {_os_reason(exc)}") from None
         except _ProtocolError as exc:  # an HTTP proxy, a TLS port read as plain text...
             raise ConnectionFailed(f"{self.address.where} does not speak RESP: {exc}") from None
+
+
+# Error classes redis-py made of a reply's code, which it strips from the message.
+_REPLY_CODES = {
+    "OutOfMemoryError": "OOM",
+    "ReadOnlyError": "READONLY",
+    "NoPermissionError": "NOPERM",
+    "NoScriptError": "NOSCRIPT",
+}
+# A failed redis.call() inside a script, as Redis 6 words it ("Error running script (call
+# to f_...): @user_script:8: @user_script: 8: -OOM command not allowed ...") and Redis 7
+# ("OOM command not allowed .... script: f..., on @user_script:8.").
+_SCRIPT_ERROR_6 = re.compile(r"^Error running script .*?: -(\S.*)$")
+_SCRIPT_WHERE_7 = re.compile(r"\s*script: \w+, on @user_script:\d+\.?$")
+_URL_IN_TEXT = re.compile(r"\b[a-zA-Z][a-zA-Z0-9+.-]*://\S+")
+
+
+def reason(exc: BaseException) -> str:
+    """One line for a user: the server's own message (`OOM command not allowed when used
+    memory > 'maxmemory'`, `READONLY You can't write against a read only replica`) rather
+    than where in our script it happened, any URL in it masked."""
+    text = str(exc).strip()
+    line = text.splitlines()[0] if text else type(exc).__name__
+    inside = _SCRIPT_ERROR_6.match(line)
+    if inside:
+        line = inside.group(1)
+    line = _SCRIPT_WHERE_7.sub("", line)
+    for cls in type(exc).__mro__:
+        code = _REPLY_CODES.get(cls.__name__)
+        if code and not line.startswith(code + " "):
+            line = f"{code} {line}"
+            break
+    return _URL_IN_TEXT.sub(lambda m: mask_url(m.group()), line)
 
 
 def _os_reason(exc: OSError) -> str:
@@ -525,7 +560,7 @@ def connect(url: str, timeout: float = READ_TIMEOUT) -> Any:
     except ConnectionFailed as exc:
         raise RedisUnavailable(f"cannot reach Redis: {exc}") from None
     except ReplyError as exc:  # BUSY (a long script), LOADING, a database out of range
-        raise RedisUnavailable(f"Redis error: {exc}") from None
+        raise RedisUnavailable(f"Redis error: {reason(exc)}") from None
     except BadURL as exc:
         raise RedisUnavailable(f"bad Redis URL: {exc}") from None
     if info.get("cluster_enabled") == "1":

@@ -8,6 +8,7 @@ import ctypes
 import os
 import stat
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -113,7 +114,6 @@ def test_refused_credentials(env: dict[str, str], tmp_path: Path, command: list[
 @pytest.mark.parametrize(
     ("url", "message"),
     [
-        ("redis://:{}@127.0.0.1:notaport/0", "Port could not be cast to integer value"),
         ("redis://:{}@127.0.0.1/zero", "database 'zero' is not a number"),
         ("redis://:{}@127.0.0.1/0?pasword=x", "unknown option 'pasword'"),
     ],
@@ -202,11 +202,39 @@ def test_invalid_route(
         ("yesterday-ish", "unknown window 'yesterday-ish'"),
         ("2026-13-45", "'2026-13-45' is not a date (YYYY-MM-DD)"),
         ("", "unknown window ''"),
+        # Past the calendar, or longer than the buckets live: one line, at once.
+        ("9999-12-31", "window '9999-12-31' reaches past the dates a calendar holds\n"),
+        ("99999999d", "window '99999999d' is longer than 3,660 days (ten years)\n"),
+        (
+            "0001-01-01..9999-12-31",
+            "window '0001-01-01..9999-12-31' spans more than 3,660 days (ten years)\n",
+        ),
+        (
+            "9999999h",
+            "window '9999999h' reaches back past the hour buckets (192 h, live.ttl.hour): "
+            "use days (Nd) or dates\n",
+        ),
+        ("99999999999999999999m", "window '99999999999999999999m' reaches back past the hour"),
     ],
 )
 def test_bad_window(env: dict[str, str], window: str, message: str) -> None:
     env["LOGCOUNT_REDIS"] = f"redis://127.0.0.1:{free_port()}/0"
+    started = time.monotonic()
     assert_one_line_error(run(["top", "--window", window], env), 2, message)
+    assert time.monotonic() - started < 20  # 9999999h took minutes, naming every hour
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--since", "0001-01-01"], "the window holds 7"),
+        (["--since", "2020-01-01", "--until", "9999-12-31"], "the window holds 2,9"),
+        (["--since", "9999-12-31T23:59:59-14:00"], "'9999-12-31T23:59:59-14:00' is past the dates"),
+    ],
+)
+def test_since_until_bounded(env: dict[str, str], args: list[str], message: str) -> None:
+    env["LOGCOUNT_REDIS"] = f"redis://127.0.0.1:{free_port()}/0"
+    assert_one_line_error(run(["top", *args], env), 2, message)
 
 
 def test_cli_runner_sees_the_same_one_line(env: dict[str, str]) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -92,3 +93,43 @@ def test_safe_text_escapes_every_control_character() -> None:
     assert safe_text("a\x07b\x9bc\x7f\r\n") == "a\\x07b\\x9bc\\x7f\\x0d\\x0a"
     assert safe_text("caf\u00e9 \u2028") == "caf\u00e9 \\u2028"
     assert safe_text("/a\u202egnp.exe") == "/a\\u202egnp.exe"  # a right-to-left override
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ("9999-12-31", "reaches past the dates a calendar holds"),
+        ("9999-12-30..9999-12-31", "reaches past the dates a calendar holds"),
+        ("3661d", "is longer than 3,660 days"),
+        ("2016-01-01..2026-01-31", "spans more than 3,660 days"),
+        ("193h", "reaches back past the hour buckets (192 h"),
+        ("11521m", "reaches back past the hour buckets"),
+        ("9" * 40 + "h", "reaches back past the hour buckets"),
+        ("9" * 5000 + "d", "is longer than 3,660 days"),
+    ],
+)
+def test_windows_past_the_calendar_or_the_buckets_are_refused(spec: str, message: str) -> None:
+    with pytest.raises(WindowError, match=re.escape(message)):
+        parse_window(spec, NOW)
+    assert len(parse_window("192h", NOW).labels) == 192  # the longest the hour TTL allows
+    assert len(parse_window("3660d", NOW).labels) == 3660
+    # A longer hour TTL (the configuration's) allows a longer window.
+    assert len(parse_window("193h", NOW, hour_ttl=193 * 3600).labels) == 193
+
+
+def test_since_until_name_a_bounded_number_of_buckets() -> None:
+    with pytest.raises(WindowError, match="the window holds 739,"):
+        window_between(datetime(1, 1, 1, tzinfo=UTC), None, NOW)
+    with pytest.raises(WindowError, match="reaches past the dates a calendar holds"):
+        window_between(NOW, datetime.max.replace(tzinfo=UTC), NOW)
+    w = window_between(datetime(9999, 12, 30, tzinfo=UTC), datetime(9999, 12, 31, tzinfo=UTC), NOW)
+    assert (w.gran, w.labels[-1], len(w.labels)) == ("hour", "9999123023", 24)
+
+
+def test_hits_days_bounded() -> None:
+    from datetime import date
+
+    from logcount.report import build_hits
+
+    with pytest.raises(WindowError, match="--days must be from 1 to 3,660"):
+        build_hits(None, None, "s", "path", "/a", 99_999_999, date(2026, 11, 22))

@@ -352,8 +352,10 @@ def test_url(url: str, expected: dict[str, object]) -> None:
     ("url", "message"),
     [
         ("http://h", "not a redis://, rediss:// or unix:// URL"),
-        (f"redis://:{SECRET}@h:port/0", "Port could not be cast to integer value as 'port'"),
-        (f"redis://:{SECRET}@h:99999/0", "Port out of range 0-65535"),
+        (f"redis://:{SECRET}@h:port/0", "its port is not a number from 0 to 65535"),
+        (f"redis://:{SECRET}@h:99999/0", "its port is not a number from 0 to 65535"),
+        # a password with an unencoded '#': urlsplit would read "Zq9-s3" as the port
+        (f"redis://:{SECRET}#x@h:6379/0", "its user part would be cut at a '/', '?' or '#'"),
         (f"redis://:{SECRET}@h/x", "database 'x' is not a number"),
         (f"redis://:{SECRET}@h/0?foo=bar", "unknown option 'foo'"),
         (f"redis://:{SECRET}@h/0?ssl_cert_reqs=none", "unknown option 'ssl_cert_reqs'"),
