@@ -77,6 +77,7 @@ def ensure_embedded(data_dir: Path, timeout: float = 10.0) -> str:
     with safefs.acting_as(owner):
         if _alive(sock):
             return url
+    _check_socket(sock, owner)
     # Imported only to start the server: a report that finds it running needs neither
     # (they are 2% of a `logcount top`'s instructions).
     import fcntl
@@ -165,10 +166,28 @@ def _server_uid(conn: resp.Connection) -> int:
     return int(struct.unpack("3i", creds)[1])
 
 
+def _check_socket(sock: Path, owner: safefs.Owner | None) -> None:
+    """As root in the owner's directory: a socket someone else made there (a server that
+    root started, before logcount started it as the owner) is not used, nor replaced."""
+    if owner is None:
+        return
+    try:
+        st = sock.lstat()
+    except FileNotFoundError:
+        return
+    if st.st_uid != owner.uid:
+        raise RedisUnavailable(
+            f"{sock} belongs to uid {st.st_uid}, not to {owner.name} who owns the directory "
+            f"(a server root started there?): not using it; stop that server with "
+            f"`redis-cli -s {sock} shutdown nosave`"
+        )
+
+
 def stop_embedded(data_dir: Path) -> bool:
     """Shut the embedded server down (saving its data); False when none was running."""
     owner = safefs.foreign_owner(data_dir)
     sock = socket_path(data_dir)
+    _check_socket(sock, owner)
     with safefs.acting_as(owner):
         if not _alive(sock):
             return False
