@@ -130,6 +130,17 @@ def open_lock(directory: Path, name: str) -> tuple[int, int]:
         raise
 
 
+def open_append(directory: Path, name: str) -> int:
+    """A file to append to in the data directory (a spool file): made 0600 if missing, a
+    link refused, opened as the directory's owner when root. The caller closes it."""
+    with acting_as(foreign_owner(directory)):
+        dir_fd = open_dir(directory)
+        try:
+            return open_regular(dir_fd, name, os.O_WRONLY | os.O_APPEND | os.O_CREAT, directory)
+        finally:
+            os.close(dir_fd)
+
+
 def create_private(path: Path) -> None:
     """Create `path` empty and 0600 unless something by that name exists already (a
     link is neither followed nor replaced): a file's mode is set when it is made."""
