@@ -474,12 +474,12 @@ class Aggregator:
         ai = layout.index("agent") if "agent" in layout else -1
         minute_sets: dict[tuple[str, str], set[str]] = {}
         hashes: dict[tuple[bytes, bytes], str] = {}
-        site_minute, at = self._site_minute.get, self._at
+        site_minute, at, hkey = self._site_minute.get, self._at, self.config.visitor_key()
         for key in raw.visitors:
             who = (key[ci], key[ai] if ai >= 0 else b"")
             digest = hashes.get(who)
             if digest is None:
-                digest = hashes[who] = visitor_hash(*who)
+                digest = hashes[who] = visitor_hash(*who, hkey)
             ctx = key[:nctx]
             sm = site_minute(ctx) or at(ctx)
             found = minute_sets.get(sm)

@@ -391,9 +391,11 @@ class Classifier:
         return buckets_of(now)
 
 
-def visitor_hash(client: bytes, agent: bytes) -> str:
-    """Stable, non-reversible visitor id: address and agent are never stored in clear."""
-    return hashlib.blake2b(client + b"\0" + agent, digest_size=8).hexdigest()
+def visitor_hash(client: bytes, agent: bytes, key: bytes) -> str:
+    """Visitor id: address and agent are never stored in clear, and without the key
+    (Config.visitor_key) nobody can find an address by hashing candidates: blake2b with
+    a key is a MAC."""
+    return hashlib.blake2b(client + b"\0" + agent, digest_size=8, key=key).hexdigest()
 
 
 def status_class(status: str) -> str:

@@ -62,6 +62,9 @@ class Config:
     ignore_extensions: tuple[str, ...] = ()
     count_bots: bool = False
     routes: tuple[dict[str, Any], ...] = ()
+    # [privacy]: the visitor hash's key (repr=False: a Config may end up in a message)
+    secret: str = field(default="", repr=False)
+    secret_file: str = ""
     source: str = ""  # the file this came from, "" for defaults only
 
     def resolved_data_dir(self) -> Path:
@@ -71,6 +74,18 @@ class Config:
             return Path("/var/lib/logcount")
         xdg = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
         return Path(xdg) / "logcount"
+
+    def visitor_key(self) -> bytes:
+        """The key of the visitor hash: `secret`, else `secret_file`'s content, else a
+        random key kept in the data directory (made on first use). Read once per process
+        (a forked reader inherits it): the hash runs for every distinct visitor."""
+        where = (self.secret, self.secret_file, "")
+        if not (self.secret or self.secret_file):
+            where = ("", "", str(self.resolved_data_dir()))
+        key = _VISITOR_KEYS.get(where)
+        if key is None:
+            key = _VISITOR_KEYS[where] = _load_visitor_key(self)
+        return key
 
     def resolved_store(self) -> str:
         """The store's SQLAlchemy URL: the configured one, else SQLite in the data dir."""
@@ -106,8 +121,49 @@ class Config:
                 "count_bots": self.count_bots,
             },
             "routes": [dict(r) for r in self.routes],
+            "privacy": {
+                "secret": "***" if self.secret else "",
+                "secret_file": self.secret_file
+                or f"(data_dir/{VISITOR_KEY_FILE}, made on first use)",
+            },
         }
         return out
+
+
+VISITOR_KEY_FILE = "visitor.key"
+MIN_SECRET = 16  # bytes: a shorter secret is a password that can be guessed
+_VISITOR_KEYS: dict[tuple[str, str, str], bytes] = {}
+
+
+def visitor_keys() -> dict[tuple[str, str, str], bytes]:
+    """The keys read so far by this process (the pipe's supervisor passes them on)."""
+    return _VISITOR_KEYS
+
+
+def _load_visitor_key(config: Config) -> bytes:
+    import hashlib
+
+    from logcount.safefs import read_or_create_key
+
+    if config.secret:
+        secret = config.secret.encode()
+    elif config.secret_file:
+        path = Path(config.secret_file).expanduser()
+        try:
+            secret = path.read_bytes().strip()
+        except OSError as exc:
+            raise ConfigError(f"privacy.secret_file {path}: {exc.strerror}") from None
+    else:
+        directory = config.resolved_data_dir()
+        try:
+            return read_or_create_key(directory, VISITOR_KEY_FILE)
+        except OSError as exc:
+            raise ConfigError(f"visitor key in {directory}: {exc.strerror}") from None
+    if len(secret) < MIN_SECRET:
+        what = "privacy.secret" if config.secret else f"privacy.secret_file {config.secret_file}"
+        raise ConfigError(f"{what}: shorter than {MIN_SECRET} bytes")
+    # blake2b takes a key of 64 bytes at most: a secret of any length is hashed to one.
+    return hashlib.blake2b(secret, digest_size=32, person=b"logcount-visitor").digest()
 
 
 _SECRET_PARAM = re.compile(
@@ -331,12 +387,13 @@ def config_from_dict(data: dict[str, Any], source: str = "") -> Config:
             if not isinstance(value, str):
                 raise ConfigError(f"{where}: {key} must be a string")
             kwargs[key] = value
-        elif key in ("live", "normalize", "route"):
+        elif key in ("live", "normalize", "route", "privacy"):
             continue
         else:
             raise ConfigError(f"{where}: unknown setting {key!r}")
     kwargs.update(_live_section(data.get("live", {}), where))
     kwargs.update(_normalize_section(data.get("normalize", {}), where))
+    kwargs.update(_privacy_section(data.get("privacy", {}), where))
     routes = data.get("route", [])
     if not isinstance(routes, list) or not all(isinstance(r, dict) for r in routes):
         raise ConfigError(f"{where}: [[route]] must be a list of tables")
@@ -405,6 +462,21 @@ def check_store_url(config: Config) -> None:
     problem = store_url_problem(config.store) if config.store else ""
     if problem:
         raise ConfigError(f"store {mask_url(config.store)!r}: {problem}")
+
+
+def _privacy_section(privacy: Any, where: str) -> dict[str, Any]:
+    if not isinstance(privacy, dict):
+        raise ConfigError(f"{where}: [privacy] must be a table")
+    for key, value in privacy.items():
+        if key not in ("secret", "secret_file"):
+            raise ConfigError(f"{where}: unknown setting privacy.{key}")
+        if not isinstance(value, str):
+            raise ConfigError(f"{where}: privacy.{key} must be a string")
+    if privacy.get("secret") and privacy.get("secret_file"):
+        raise ConfigError(f"{where}: give privacy.secret or privacy.secret_file, not both")
+    if privacy.get("secret") and len(privacy["secret"].encode()) < MIN_SECRET:
+        raise ConfigError(f"{where}: privacy.secret is shorter than {MIN_SECRET} bytes")
+    return dict(privacy)
 
 
 def validate(config: Config) -> None:

@@ -5,11 +5,15 @@ on the machine. It outlives the process that started it, like any local service.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import socket
+import struct
 import time
 from pathlib import Path
+from typing import Any
 
-from logcount import resp
+from logcount import resp, safefs
 from logcount.config import Config
 from logcount.errors import ConfigError, RedisUnavailable
 
@@ -63,15 +67,17 @@ def _alive(sock: Path) -> bool:
 
 
 def ensure_embedded(data_dir: Path, timeout: float = 10.0) -> str:
-    """Start the embedded Redis unless it runs already; return its unix:// URL."""
-    try:
-        data_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise ConfigError(f"data directory {data_dir}: {exc.strerror}") from None
+    """Start the embedded Redis unless it runs already; return its unix:// URL.
+
+    As root in a directory another user owns (the pipe's --user), everything here is done
+    as that user and the server runs as that user: see logcount.safefs."""
+    owner = safefs.foreign_owner(data_dir)
     sock = socket_path(data_dir)
     url = f"unix://{sock}"
-    if _alive(sock):
-        return url
+    with safefs.acting_as(owner):
+        if _alive(sock):
+            return url
+    _check_socket(sock, owner)
     # Imported only to start the server: a report that finds it running needs neither
     # (they are 2% of a `logcount top`'s instructions).
     import fcntl
@@ -79,63 +85,131 @@ def ensure_embedded(data_dir: Path, timeout: float = 10.0) -> str:
 
     # Two processes starting at once (Apache starts two loggers): one starts the server,
     # the other waits on the lock and then finds it running.
+    with safefs.acting_as(owner):
+        try:
+            dir_fd, lock = safefs.open_lock(data_dir, "redis.lock")
+        except OSError as exc:
+            msg = f"data directory {data_dir} is not writable: {exc.strerror}"
+            raise ConfigError(msg) from None
     try:
-        lock = open(data_dir / "redis.lock", "w")  # noqa: SIM115 - held across the start
-    except OSError as exc:
-        raise ConfigError(f"data directory {data_dir} is not writable: {exc.strerror}") from None
-    with lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        if _alive(sock):
-            return url
-        if sock.exists():
-            sock.unlink()
-        args = [
-            redis_server_binary(),
-            "--port",
-            "0",
-            "--unixsocket",
-            str(sock),
-            "--unixsocketperm",
-            "700",
-            "--dir",
-            str(data_dir),
-            "--dbfilename",
-            "redis.rdb",
-            "--save",
-            "60 1",
-            "--appendonly",
-            "no",
-            "--daemonize",
-            "yes",
-            "--pidfile",
-            str(data_dir / "redis.pid"),
-            "--logfile",
-            str(data_dir / "redis.log"),
-        ]
-        result = subprocess.run(args, capture_output=True, text=True, check=False)
+        with safefs.acting_as(owner):
+            if _alive(sock):
+                return url
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(SOCKET, dir_fd=dir_fd)  # a stale socket (unlink follows no link)
+        result = subprocess.run(
+            server_args(data_dir),
+            capture_output=True,
+            text=True,
+            check=False,
+            umask=0o077,  # redis.rdb, redis.log, redis.pid: 0600
+            **_run_as(owner),
+        )
         if result.returncode != 0:
             msg = (result.stderr or result.stdout).strip().splitlines()
             raise RedisUnavailable(f"embedded redis-server failed: {msg[-1] if msg else '?'}")
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if _alive(sock):
-                return url
+            with safefs.acting_as(owner):
+                if _alive(sock):
+                    return url
             time.sleep(0.05)
+    finally:
+        os.close(lock)
+        os.close(dir_fd)
     raise RedisUnavailable(f"embedded redis-server did not start (see {data_dir / 'redis.log'})")
+
+
+def server_args(data_dir: Path) -> list[str]:
+    """The server's command line. Where it writes is fixed here: CONFIG is disabled, so
+    no client can point `dir` or `dbfilename` elsewhere and SAVE there (Redis 6 has no
+    protected configs)."""
+    return [
+        redis_server_binary(),
+        "--port",
+        "0",
+        "--unixsocket",
+        str(socket_path(data_dir)),
+        "--unixsocketperm",
+        "700",
+        "--dir",
+        str(data_dir),
+        "--dbfilename",
+        "redis.rdb",
+        "--save",
+        "60 1",
+        "--appendonly",
+        "no",
+        "--daemonize",
+        "yes",
+        "--pidfile",
+        str(data_dir / "redis.pid"),
+        "--logfile",
+        str(data_dir / "redis.log"),
+        "--rename-command",
+        "CONFIG",
+        "",
+    ]
+
+
+def _run_as(owner: safefs.Owner | None) -> dict[str, Any]:
+    """subprocess options that start the server as `owner` (all of uid, gid and groups)."""
+    if owner is None:
+        return {}
+    return {"user": owner.uid, "group": owner.gid, "extra_groups": list(owner.groups)}
+
+
+def _server_uid(conn: resp.Connection) -> int:
+    """The uid of the process at the other end of a unix socket (SO_PEERCRED)."""
+    creds = conn.sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+    return int(struct.unpack("3i", creds)[1])
+
+
+def _check_socket(sock: Path, owner: safefs.Owner | None) -> None:
+    """As root in the owner's directory: a socket someone else made there (a server that
+    root started, before logcount started it as the owner) is not used, nor replaced."""
+    if owner is None:
+        return
+    try:
+        st = sock.lstat()
+    except FileNotFoundError:
+        return
+    if st.st_uid != owner.uid:
+        raise RedisUnavailable(
+            f"{sock} belongs to uid {st.st_uid}, not to {owner.name} who owns the directory "
+            f"(a server root started there?): not using it; stop that server with "
+            f"`redis-cli -s {sock} shutdown nosave`"
+        )
 
 
 def stop_embedded(data_dir: Path) -> bool:
     """Shut the embedded server down (saving its data); False when none was running."""
+    owner = safefs.foreign_owner(data_dir)
     sock = socket_path(data_dir)
-    if not _alive(sock):
-        return False
-    client = _client(sock, 60.0)  # saving a large dataset takes a while
+    _check_socket(sock, owner)
+    with safefs.acting_as(owner):
+        if not _alive(sock):
+            return False
+        # Saving a large dataset takes a while.
+        address = resp.Address(path=str(sock), connect_timeout=60.0, read_timeout=60.0)
+        try:
+            conn = resp.Connection(address)
+        except resp.ConnectionFailed:
+            return False
     try:
-        client.execute_command("SHUTDOWN", "SAVE")
+        # A server that root started in this directory (before logcount started it as
+        # the owner) would save as root wherever the owner's links point: not that one.
+        uid = _server_uid(conn)
+        if owner is not None and uid != owner.uid:
+            raise RedisUnavailable(
+                f"the embedded Redis in {data_dir} runs as uid {uid}, not as {owner.name} "
+                f"who owns the directory: not letting it save there; stop it with "
+                f"`redis-cli -s {sock} shutdown nosave`"
+            )
+        reply = conn.roundtrip([("SHUTDOWN", "SAVE")])[0]
     except resp.ConnectionFailed:
-        pass  # the server closes the connection as it exits: it did shut down
-    except resp.ReplyError as exc:
-        raise RedisUnavailable(f"the embedded Redis did not shut down: {exc}") from None
+        return True  # the server closes the connection as it exits: it did shut down
     finally:
-        client.close()
-    return True
+        conn.close()
+    raise RedisUnavailable(f"the embedded Redis did not shut down: {reply}")

@@ -237,6 +237,7 @@ class FileCounter:
         # (context, page) -> the sets its visitors join; None: not counted (ignored)
         targets: dict[tuple[Any, Any], tuple[set[str], ...] | None] = {}
         digests: dict[tuple[bytes, bytes], str | None] = {}  # None: a bot not counted
+        hkey = cl.config.visitor_key()
         for key in visitors:
             where = (key[:nctx], page_of(key))
             sets = targets.get(where, ())
@@ -257,7 +258,7 @@ class FileCounter:
             digest = digests.get(who, "")
             if digest == "":
                 bot = cl.agent(who[1] or b"-")[0] and not agg.count_bots
-                digest = digests[who] = None if bot else visitor_hash(*who)
+                digest = digests[who] = None if bot else visitor_hash(who[0], who[1], hkey)
             if digest is None:
                 continue
             for found in sets:

@@ -160,18 +160,7 @@ class Store:
     @staticmethod
     def _engine(url: str) -> Engine:
         if url.startswith("sqlite:///"):
-            Path(url[len("sqlite:///") :]).expanduser().parent.mkdir(parents=True, exist_ok=True)
-            engine = sa.create_engine(url, connect_args={"timeout": 120})
-
-            @sa.event.listens_for(engine, "connect")
-            def _pragmas(dbapi_conn: Any, _record: Any) -> None:
-                cur = dbapi_conn.cursor()
-                cur.execute("PRAGMA journal_mode=WAL")  # readers never wait for the rollup
-                cur.execute("PRAGMA synchronous=NORMAL")
-                cur.execute("PRAGMA foreign_keys=ON")
-                cur.close()
-
-            return engine
+            return _sqlite_engine(url)
         if url.startswith("postgresql://"):
             url = "postgresql+psycopg://" + url[len("postgresql://") :]
         return sa.create_engine(url, pool_pre_ping=True)
@@ -421,6 +410,38 @@ class _Guard:
         orig = getattr(exc, "orig", None) or exc
         where = self.store.masked_url()
         return StoreError(f"cannot write to the store {where}: {_clean(str(orig))}")
+
+
+def _sqlite_engine(url: str) -> Engine:
+    """The SQLite file made 0600 before SQLite opens it (its journal files take its mode).
+    As root in a directory another user owns, the file and its journal files are opened
+    as that user (logcount.safefs): a link planted there reaches only what it could."""
+    from logcount import safefs
+
+    path = Path(url[len("sqlite:///") :]).expanduser()
+    owner = safefs.foreign_owner(path.parent)
+    try:
+        with safefs.acting_as(owner):
+            safefs.create_private(path)
+    except OSError as exc:
+        raise StoreError(f"store {url}: {exc.strerror}") from None
+    engine = sa.create_engine(url, connect_args={"timeout": 120})
+
+    @sa.event.listens_for(engine, "do_connect")
+    def _connect(dialect: Any, _record: Any, cargs: Any, cparams: Any) -> Any:
+        with safefs.acting_as(owner):
+            conn = dialect.loaded_dbapi.connect(*cargs, **cparams)
+            cur = conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")  # readers never wait for the rollup
+            cur.execute("PRAGMA synchronous=NORMAL")
+            cur.execute("PRAGMA foreign_keys=ON")
+            # A first read opens the -wal and -shm files now, as the owner too (they
+            # stay open while the connection lives).
+            cur.execute("SELECT count(*) FROM sqlite_master").fetchall()
+            cur.close()
+        return conn
+
+    return engine
 
 
 def _batches(rows: list[dict[str, Any]], size: int) -> Iterable[list[dict[str, Any]]]:

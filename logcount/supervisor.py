@@ -10,15 +10,18 @@ from __future__ import annotations
 
 import errno
 import os
+import pickle
 import pwd
 import select
 import signal
+import socket
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
-from logcount.config import Config
+from logcount.config import Config, visitor_keys
 from logcount.errors import ConfigError, LogcountError
 from logcount.reader import Reader, StderrLog
 
@@ -33,23 +36,67 @@ KILL_MARGIN = 5.0  # seconds past the grace period before a child is killed
 STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT, signal.SIGHUP}
 
 
-def drop_privileges(user: str) -> None:
-    """Switch to `user` (Apache starts piped loggers as root)."""
+def resolve_user(user: str) -> pwd.struct_passwd:
+    """The --user's passwd entry, checked before anything starts."""
     try:
         entry = pwd.getpwnam(user)
     except KeyError:
         raise ConfigError(f"--user {user}: no such user") from None
-    if os.getuid() == entry.pw_uid:
+    if os.geteuid() != 0 and os.getuid() != entry.pw_uid:
+        raise ConfigError(f"--user {user}: not permitted (logcount runs as uid {os.getuid()})")
+    return entry
+
+
+def drop_privileges(entry: pwd.struct_passwd) -> None:
+    """Switch to the --user for good (the reader child: the supervisor stays root)."""
+    if os.getuid() == os.geteuid() == entry.pw_uid:
         return
-    try:
-        os.initgroups(user, entry.pw_gid)
-        os.setgid(entry.pw_gid)
-        os.setuid(entry.pw_uid)
-    except PermissionError:
-        raise ConfigError(
-            f"--user {user}: not permitted (logcount runs as uid {os.getuid()})"
-        ) from None
+    os.initgroups(entry.pw_name, entry.pw_gid)
+    os.setgid(entry.pw_gid)
+    os.setuid(entry.pw_uid)
     os.environ["HOME"] = entry.pw_dir
+
+
+class ConfigChannel:
+    """Configurations from the supervisor to its reader, on SIGHUP.
+
+    The supervisor keeps the privileges it was started with, so it can read a config
+    file only root may read (0600); the reader runs as --user and cannot. The supervisor
+    reads it and sends it here, with the visitor keys it read (a root-only secret_file);
+    the reader's loader takes the newest. One datagram each: whole, or not sent at all."""
+
+    def __init__(self) -> None:
+        self.parent, self.child = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+        for end in (self.parent, self.child):
+            end.setblocking(False)
+        self.parent.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1 << 22)
+
+    def send(self, config: Config) -> str:
+        """ "" when sent, else why not (the reader has not taken the ones before)."""
+        try:
+            self.parent.send(pickle.dumps((config, visitor_keys())))
+        except OSError as exc:
+            return exc.strerror or str(exc)
+        return ""
+
+    def receive(self) -> Config:
+        """The newest configuration sent (the reader's loader: it runs on SIGHUP)."""
+        latest = None
+        while True:
+            try:
+                latest = self.child.recv(1 << 24)
+            except BlockingIOError:
+                break
+        if latest is None:
+            raise ConfigError("no configuration came from the supervisor")
+        # Root's pickle, to a process with fewer rights: never the other way round.
+        config, keys = pickle.loads(latest)
+        visitor_keys().update(keys)
+        return config
+
+    def close(self) -> None:
+        self.parent.close()
+        self.child.close()
 
 
 def warm_up(config: Config) -> None:
@@ -69,6 +116,7 @@ def warm_up(config: Config) -> None:
     redis.Redis(host="localhost").close()  # builds a pool: no connection is made
     redis.utils.get_lib_version()  # package metadata, read at the first connect
     "localhost".encode("idna")  # the codec a connect by host name loads
+    import logcount.safefs  # noqa: F401 - the reader makes the visitor key with it
 
 
 def drain(fd: int, log: Callable[[str], None], grace: float) -> int:
@@ -109,6 +157,8 @@ class Supervisor:
     ):
         self.config_loader = config_loader
         self.user = user
+        self.user_entry: pwd.struct_passwd | None = None
+        self.channel: ConfigChannel | None = None
         self.fd = fd
         self.log = log or StderrLog()
         self.config: Config | None = None
@@ -125,17 +175,29 @@ class Supervisor:
     # --- set-up -------------------------------------------------------------------
 
     def run(self) -> int:
+        os.umask(0o077)  # spool, store, keys, the embedded Redis's files: the user's alone
         try:
-            self.config = self.config_loader()
+            self.config = self.load()
             if self.user:
+                self.user_entry = resolve_user(self.user)
                 warm_up(self.config)
-                drop_privileges(self.user)
         except LogcountError as exc:
             return self.fatal(str(exc))
         self.install_signals()
         signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)  # blocked by `pipe` at start
         self.spawn_reader()
         return self.loop()
+
+    def load(self) -> Config:
+        """The configuration, read with the supervisor's privileges. The data directory is
+        resolved here, so that the reader uses the one root's reports look in
+        (/var/lib/logcount), not one under the --user's home. A root-only secret_file
+        is read here too."""
+        config = self.config_loader()
+        config = replace(config, data_dir=str(config.resolved_data_dir()))
+        if config.secret_file:
+            config.visitor_key()
+        return config
 
     def fatal(self, message: str) -> int:
         """A set-up error: said once, then stdin is drained so Apache never blocks."""
@@ -187,10 +249,14 @@ class Supervisor:
     def spawn_reader(self) -> None:
         assert self.config is not None
         config = self.config
+        if self.channel is not None:
+            self.channel.close()
+        self.channel = channel = ConfigChannel()
         previous = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
         pid = os.fork()
         if pid:
             signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+            channel.child.close()
             self.child = pid
             self.child_started = time.monotonic()
             return
@@ -200,9 +266,13 @@ class Supervisor:
             signal.signal(sig, signal.SIG_DFL)
         os.close(self.wakeup_r)
         os.close(self.wakeup_w)
+        channel.parent.close()
         code = 70
         try:
-            code = Reader(config, self.fd, self.log, self.config_loader).run()
+            if self.user_entry is not None:
+                drop_privileges(self.user_entry)
+            config.visitor_key()  # the data directory's, made as --user: once per process
+            code = Reader(config, self.fd, self.log, channel.receive).run()
         except ConfigError as exc:
             self.log(f"fatal: {exc}")
             code = EX_CONFIG
@@ -264,10 +334,15 @@ class Supervisor:
 
     def handle_hup(self) -> None:
         try:
-            self.config = self.config_loader()
+            self.config = self.load()
         except LogcountError as exc:
             self.log(f"reload failed, keeping the previous configuration: {exc}")
             return
+        if self.channel is not None and self.child is not None:
+            why = self.channel.send(self.config)
+            if why:
+                self.log(f"reload not passed to the reader: {why}")
+                return
         self.signal_child(signal.SIGHUP)
 
     def enforce_deadline(self) -> None:

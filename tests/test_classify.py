@@ -235,11 +235,12 @@ def test_site_from_vhost() -> None:
 
 def test_visitor_hash_never_holds_the_address() -> None:
     address, agent = b"192.0.2.77", b"Mozilla/5.0 (X11; Linux x86_64) Firefox/121.0"
-    digest = visitor_hash(address, agent)
-    assert digest == visitor_hash(address, agent)  # stable across processes and hosts
+    key = bytes(range(32))
+    digest = visitor_hash(address, agent, key)
+    assert digest == visitor_hash(address, agent, key)  # stable across processes and hosts
     assert len(digest) == 16 and int(digest, 16) >= 0
-    assert visitor_hash(b"192.0.2.78", agent) != digest
-    assert visitor_hash(address, agent + b" ") != digest
+    assert visitor_hash(b"192.0.2.78", agent, key) != digest
+    assert visitor_hash(address, agent + b" ", key) != digest
     for clear in (address, address.hex().encode(), bytes(reversed(address))):
         assert clear.decode() not in digest
     # Not the address hashed alone (which a dictionary of addresses would reverse).
