@@ -18,11 +18,26 @@ from zoneinfo import ZoneInfo
 
 from logcount.config import Config
 from logcount.parse import CompiledFormat, clf_value, compile_format, unescape
-from logcount.routes import RouteTable
+from logcount.routes import MAX_TYPE_BYTES, RouteTable
 
+# Every member is capped in bytes (UTF-8), whatever a log line holds, so that a flood of
+# long values costs bounded memory in the reader, Redis and the store.
 MAX_PATH_BYTES = 512
+MAX_HOST_BYTES = 253  # a DNS name's limit: a longer referrer host is INVALID
+MAX_SITE_BYTES = 253  # %v is a server name: the same limit
+MAX_FAMILY_BYTES = 64  # ua-parser's families are words ("Chrome Mobile WebView"): longer is Other
+MAX_OBJECT_BYTES = 200  # "type:id"; a longer id is "type:(invalid)"
+# An agent is classified (bot, family) on its first bytes only, so that its cost is
+# bounded: the longest agents of the real logs and of crawler-user-agents' examples are
+# under 300 bytes; the regexes' cost grows with the length of the text they search.
+AGENT_PREFIX = 512
+# A referrer's host is looked for in its first bytes only; an authority running past them
+# is no host (a host is at most 253 bytes, and real user:password parts are short).
+REFERRER_PREFIX = 1024
 NO_PATH = "-"  # a request line Apache could not read ("-" or garbage)
 DIRECT = "(direct)"
+INVALID = "(invalid)"  # a referrer host, site or object id past its cap
+CACHE_BYTES = 32 << 20  # keys held by one classifier cache, at most (bytes)
 MONTHS = {
     m: i
     for i, m in enumerate(
@@ -48,12 +63,34 @@ K = TypeVar("K")
 V = TypeVar("V")
 
 
-class BoundedCache(Generic[K, V]):
-    """A dict cache that is emptied when full: cheap, and bounded under a flood."""
+def _weight(key: Any) -> int:
+    """Bytes (or characters) a key holds: a bytes or str value, or a tuple of them."""
+    if isinstance(key, bytes | str):
+        return len(key)
+    return sum(len(part) for part in key) if isinstance(key, tuple) else 0
 
-    def __init__(self, compute: Callable[[K], V], limit: int = 100_000):
+
+class BoundedCache(Generic[K, V]):
+    """A dict cache that is emptied when full: cheap, and bounded under a flood, in
+    entries and in the bytes of its keys (8 KB values would otherwise make 100,000
+    entries some 800 MB).
+
+    With `prefix`, a bytes key longer than that is cut before it is looked up and
+    computed: for values that are decided on their first bytes (agents, referrers), so
+    that distinct long values share one entry and the cost of computing is bounded."""
+
+    def __init__(
+        self,
+        compute: Callable[[K], V],
+        limit: int = 100_000,
+        prefix: int | None = None,
+        max_bytes: int = CACHE_BYTES,
+    ):
         self.compute = compute
         self.limit = limit
+        self.prefix = prefix
+        self.max_bytes = max_bytes
+        self.held = 0  # bytes of the keys held
         self.data: dict[K, V] = {}
 
     def __call__(self, key: K) -> V:
@@ -61,9 +98,14 @@ class BoundedCache(Generic[K, V]):
             return self.data[key]
         except KeyError:
             pass
-        if len(self.data) >= self.limit:
+        if self.prefix is not None and len(key) > self.prefix:  # type: ignore[arg-type]
+            return self(key[: self.prefix])  # type: ignore[index]
+        weight = _weight(key)
+        if len(self.data) >= self.limit or self.held + weight > self.max_bytes:
             self.data.clear()
+            self.held = 0
         value = self.data[key] = self.compute(key)
+        self.held += weight
         return value
 
 
@@ -105,17 +147,20 @@ def remove_dot_segments(path: bytes) -> bytes:
 
 
 _PARTIAL_ESCAPE = re.compile(r"\\(?:x[0-9a-f]?)?$")
+_PARTIAL_PCT = re.compile(r"%[0-9A-Fa-f]?$")
 
 
 def truncate_utf8(text: str, limit: int = MAX_PATH_BYTES) -> str:
     """At most `limit` bytes of UTF-8, cut between characters (and not inside the `\\xhh`
-    that shows a byte that is not UTF-8)."""
+    that shows a byte that is not UTF-8, nor inside a `%xx` escape)."""
     raw = text.encode("utf-8", "surrogateescape")
     if len(raw) <= limit:
         return text
     cut = raw[:limit].decode("utf-8", "ignore")
     if "\\" in cut[-3:]:
         cut = _PARTIAL_ESCAPE.sub("", cut)
+    if "%" in cut[-2:]:
+        cut = _PARTIAL_PCT.sub("", cut)
     return cut
 
 
@@ -215,6 +260,7 @@ class CrawlerMatcher:
         self.regex = re.compile("|".join(f"(?:{p})" for p in regexes)) if regexes else None
 
     def __call__(self, agent: str) -> bool:
+        agent = agent_prefix(agent)
         if len(agent) >= 3:
             grams = {agent[i : i + 3] for i in range(len(agent) - 2)}
             for gram in grams.intersection(self.by_prefix):
@@ -232,7 +278,7 @@ def _bot_matcher() -> Callable[[str], bool]:
     except (ImportError, KeyError, TypeError, re.error):  # the library changed: ask it
         from crawleruseragents import is_crawler
 
-        return is_crawler
+        return lambda agent: is_crawler(agent_prefix(agent))
 
 
 @functools.cache
@@ -252,21 +298,55 @@ def _family_parser() -> Any:
     return Parser((resolver or BasicResolver)((agents, [], [])))
 
 
+def agent_prefix(agent: str) -> str:
+    """The first AGENT_PREFIX bytes (UTF-8) of an agent, what decides its bot flag and
+    family: the text the matchers search is bounded, whatever the agent's length."""
+    head = agent[:AGENT_PREFIX]  # a character is one byte or more
+    raw = head.encode("utf-8", "surrogatepass")
+    if len(raw) <= AGENT_PREFIX:
+        return head
+    return raw[:AGENT_PREFIX].decode("utf-8", "ignore")
+
+
 def agent_family(agent: str) -> str:
-    ua = _family_parser().parse_user_agent(agent)
-    return ua.family if ua is not None else "Other"
+    """ua-parser's family of an agent's prefix; a family past MAX_FAMILY_BYTES (some
+    patterns take a whole run of letters as the name) is "Other", as an unknown agent."""
+    ua = _family_parser().parse_user_agent(agent_prefix(agent))
+    family = ua.family if ua is not None else "Other"
+    if len(family) * 4 > MAX_FAMILY_BYTES and len(family.encode()) > MAX_FAMILY_BYTES:
+        return "Other"
+    return family
 
 
 def referrer_host(raw: bytes) -> str:
-    value = clf_value(raw)
+    """The host a referrer names, lower case; DIRECT without one, "(other)" when it is
+    not a URL with a host, INVALID when the host is too long to be a DNS name."""
+    value = clf_value(raw[: 4 * REFERRER_PREFIX + 4])  # a byte is logged as 4 at most
     if not value:
         return DIRECT
-    text = value.decode("utf-8", "backslashreplace")
+    text = value[:REFERRER_PREFIX].decode("utf-8", "backslashreplace")
     try:
         host = urlsplit(text).hostname
     except ValueError:
         host = None
-    return host or "(other)"
+    if not host:
+        return "(other)"
+    if len(value) > REFERRER_PREFIX and not _AUTHORITY_END.search(text.partition("//")[2]):
+        return INVALID  # the authority runs past the prefix: its host is cut
+    if len(host.encode("utf-8", "surrogatepass")) > MAX_HOST_BYTES:
+        return INVALID
+    return host
+
+
+_AUTHORITY_END = re.compile(r"[/?#]")
+
+
+def cap_object(found: str) -> str:
+    """An object "type:id" within MAX_OBJECT_BYTES: a longer one is "type:(invalid)"."""
+    if len(found) * 4 <= MAX_OBJECT_BYTES or len(found.encode()) <= MAX_OBJECT_BYTES:
+        return found
+    kind = truncate_utf8(found.partition(":")[0], MAX_TYPE_BYTES)
+    return f"{kind}:{INVALID}"
 
 
 # --- time ---------------------------------------------------------------------------
@@ -306,8 +386,10 @@ class Classifier:
         self.path_of_uri = BoundedCache(self._path_of_uri)
         self.object_of = BoundedCache(self._object_of)
         self.ignored = BoundedCache(self._ignored)
-        self.agent = BoundedCache(self._agent, 50_000)
-        self.referrer = BoundedCache(referrer_host, 50_000)
+        # Agents and referrers are decided on their first bytes: a long one is looked up
+        # by them (as logged: a byte is written as four at most).
+        self.agent = BoundedCache(self._agent, 50_000, prefix=4 * AGENT_PREFIX + 4)
+        self.referrer = BoundedCache(referrer_host, 50_000, prefix=4 * REFERRER_PREFIX + 4)
         self.buckets = BoundedCache(self._buckets, 20_000)
         self._is_bot = _bot_matcher()
 
@@ -319,6 +401,8 @@ class Classifier:
             if not value:
                 return default
             text = value.decode("utf-8", "backslashreplace").lower().strip()
+            if len(text.encode("utf-8", "surrogatepass")) > MAX_SITE_BYTES:
+                return INVALID
             return text.replace("{", "(").replace("}", ")") or default
 
         return BoundedCache(site, 10_000)
@@ -338,7 +422,8 @@ class Classifier:
     def _object_of(self, path: str) -> str | None:
         if path == NO_PATH:
             return None
-        return self.routes.resolve(path)
+        found = self.routes.resolve(path)
+        return None if found is None else cap_object(found)
 
     def _ignored(self, path: str) -> bool:
         if not self.ignore_ext:
@@ -346,7 +431,7 @@ class Classifier:
         return path.partition("?")[0].lower().endswith(self.ignore_ext)
 
     def _agent(self, raw: bytes) -> tuple[bool, str]:
-        value = clf_value(raw)
+        value = clf_value(raw[: 4 * AGENT_PREFIX + 4])  # what holds the prefix's bytes
         if not value:
             return False, "(none)"
         text = value.decode("utf-8", "backslashreplace")
