@@ -13,6 +13,7 @@ from crawleruseragents import CRAWLER_USER_AGENTS_DATA, is_crawler
 from logcount.aggregate import Aggregator, LineCounter
 from logcount.classify import (
     AGENT_PREFIX,
+    CACHE_BYTES,
     INVALID,
     MAX_FAMILY_BYTES,
     MAX_HOST_BYTES,
@@ -161,3 +162,23 @@ def test_a_flood_of_long_referrers_and_agents_makes_bounded_members() -> None:
             size += len(member.encode())
     assert delta.members[("default", "referrer", "day", "20150517")] == {INVALID: 20_000}
     assert size < 1_000_000, f"{size:,} bytes of members"
+
+
+def test_the_aggregator_holds_long_requests_within_a_byte_budget() -> None:
+    """What a request says (path, object) is kept from batch to batch, but not 8 KB
+    requests without end: 6,000 of them are 48 MB."""
+    config = Config(log_format="combined")
+    counter = LineCounter(compile_format("combined"))
+    agg = Aggregator(config, counter)
+    for start in range(0, 6000, 1000):
+        counter.feed(
+            b"".join(
+                b'192.0.2.1 - - [17/May/2015:10:05:03 +0000] "GET /%d/%s HTTP/1.1" 200 5 "-" "-"\n'
+                % (i, b"p" * 8192)
+                for i in range(start, start + 1000)
+            )
+        )
+        delta = agg.classify(counter.take())
+        assert delta.totals[("default", "minute", "201505171005")]["hits"] == 1000
+        held = sum(len(part) for key in agg._described for part in key)
+        assert held <= CACHE_BYTES
