@@ -113,13 +113,41 @@ class BoundedCache(Generic[K, V]):
 
 _UNRESERVED = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
 _PCT = re.compile(rb"%([0-9A-Fa-f]{2})")
+_HEX2 = re.compile(rb"[0-9A-Fa-f]{2}")
 
 
-def _pct_normalise(m: re.Match[bytes]) -> bytes:
-    byte = int(m.group(1), 16)
+def _pct_normalise(hexdigits: bytes) -> bytes:
+    byte = int(hexdigits, 16)
     if byte in _UNRESERVED:
         return bytes([byte])
-    return b"%" + m.group(1).upper()
+    return b"%" + hexdigits.upper()
+
+
+def pct_normalise(path: bytes) -> bytes:
+    """Escapes of unreserved characters decoded, the others in upper case. A stray `%`
+    (not an escape) is left as it is, unless the characters decoded after it would make it
+    one ("%%32%65" is "%2e", which a second pass would read as "."): that one is written
+    `%25`, so that normalising a normalised path changes nothing."""
+    parts = _PCT.split(path)  # literal bytes, then the hex digits of an escape, ...
+    out = [parts[0]]
+    strays = [i for i, c in enumerate(parts[0]) if c == 0x25]  # every % left is stray
+    size = len(parts[0])
+    for i in range(1, len(parts), 2):
+        decoded, literal = _pct_normalise(parts[i]), parts[i + 1]
+        strays += [size + len(decoded) + j for j, c in enumerate(literal) if c == 0x25]
+        out += (decoded, literal)
+        size += len(decoded) + len(literal)
+    result = b"".join(out)
+    made = [p for p in strays if _HEX2.fullmatch(result, p + 1, p + 3)]
+    if not made:
+        return result
+    pieces: list[bytes] = []
+    last = 0
+    for p in made:
+        pieces += (result[last:p], b"%25")
+        last = p + 1
+    pieces.append(result[last:])
+    return b"".join(pieces)
 
 
 def remove_dot_segments(path: bytes) -> bytes:
@@ -168,7 +196,7 @@ def normalise_target(target: bytes, keep_query: tuple[str, ...] = ()) -> str:
     """A request target (as received) -> the normalised path we count."""
     if not target:
         return NO_PATH
-    if target[:1] != b"/" and b"://" in target[:12]:
+    if _looks_absolute(target):
         # absolute-form (proxies): drop scheme and authority. Cut by hand: urlsplit raises
         # on a malformed authority ("http://[x/"), and a reader must not stop on bad data.
         rest = target.partition(b"://")[2]
@@ -179,18 +207,43 @@ def normalise_target(target: bytes, keep_query: tuple[str, ...] = ()) -> str:
     path, _, query = target.partition(b"?")
     path = path.partition(b"#")[0]
     if b"%" in path:
-        path = _PCT.sub(_pct_normalise, path)
+        path = pct_normalise(path)
     path = remove_dot_segments(path)
-    text = path.decode("utf-8", "backslashreplace")
+    if path[:1] != b"/":
+        while _looks_absolute(path):  # decoding made a scheme: "%41://x" is not one
+            path = path.replace(b"://", b"%3A//", 1)
+    text = _cut_path(path.decode("utf-8", "backslashreplace"))
     if keep_query and query:
-        kept = [
-            (k, v)
-            for k, v in parse_qsl(query.decode("utf-8", "backslashreplace"), keep_blank_values=True)
-            if k in keep_query
-        ]
-        if kept:
-            text += "?" + urlencode(sorted(kept))
-    return truncate_utf8(text)
+        text += _kept_query(query, keep_query, MAX_PATH_BYTES - len(text.encode()))
+    return text or NO_PATH  # "?x", "#", ".": no path, as "" is
+
+
+def _looks_absolute(target: bytes) -> bool:
+    """An absolute-form target (a proxy's "http://host/path"), as normalise_target tells."""
+    return target[:1] != b"/" and b"://" in target[:12]
+
+
+def _cut_path(text: str) -> str:
+    """At most MAX_PATH_BYTES; a cut that leaves a last segment of "." or ".." drops it,
+    as it is no dot segment (which a second normalisation would resolve)."""
+    cut = truncate_utf8(text)
+    if cut is not text and cut.rpartition("/")[2] in (".", ".."):
+        cut = cut[: cut.rfind("/") + 1]
+    return cut
+
+
+def _kept_query(query: bytes, keep: tuple[str, ...], room: int) -> str:
+    """ "?" and the kept parameters, sorted, as many as fit in `room` bytes (whole
+    parameters: half of one would read as another value)."""
+    pairs = parse_qsl(query.decode("utf-8", "backslashreplace"), keep_blank_values=True)
+    kept = sorted((k, v) for k, v in pairs if k in keep)
+    out = ""
+    for pair in kept:
+        more = ("&" if out else "?") + urlencode([pair])
+        if len(out) + len(more) > room:  # urlencode writes ASCII: characters are bytes
+            break
+        out += more
+    return out
 
 
 _METHOD = re.compile(rb"[-!#$%&'*+.^_`|~0-9A-Za-z]+\Z")  # an RFC 9110 token (M-SEARCH)
