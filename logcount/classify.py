@@ -487,7 +487,7 @@ class Classifier:
         value = clf_value(raw[: 4 * AGENT_PREFIX + 4])  # what holds the prefix's bytes
         if not value:
             return False, "(none)"
-        text = value.decode("utf-8", "backslashreplace")
+        text = agent_prefix(value.decode("utf-8", "backslashreplace"))
         if self._is_bot(text):
             return True, "(bot)"
         return False, self._family(text)

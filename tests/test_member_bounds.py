@@ -5,6 +5,7 @@ bytes, whatever the log holds."""
 from __future__ import annotations
 
 import time
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -182,3 +183,17 @@ def test_the_aggregator_holds_long_requests_within_a_byte_budget() -> None:
         assert delta.totals[("default", "minute", "201505171005")]["hits"] == 1000
         held = sum(len(part) for key in agg._described for part in key)
         assert held <= CACHE_BYTES
+
+
+def test_the_rollup_names_agents_from_the_same_prefix() -> None:
+    """The rollup leaves agents unnamed until its parent process names them: what it
+    holds meanwhile is the prefix, and names the same family as the live side."""
+    from logcount.rollup_count import RAW_AGENT, DayClassifier, families_of
+
+    raw = b"Q/" + b"Z" * 8000 + b"Spider 1"
+    unnamed = DayClassifier(Config()).agent(raw)
+    assert unnamed == (False, RAW_AGENT + "Q/" + "Z" * (AGENT_PREFIX - 2))
+    delta = Delta(members={("default", "agent", "day", "20150517"): Counter({unnamed[1]: 1})})
+    families_of(delta)
+    assert delta.members[("default", "agent", "day", "20150517")] == {"Other": 1}
+    assert Classifier(Config()).agent(raw) == (False, "Other")
