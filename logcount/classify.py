@@ -233,8 +233,8 @@ def _cut_path(text: str) -> str:
 
 
 def _kept_query(query: bytes, keep: tuple[str, ...], room: int) -> str:
-    """ "?" and the kept parameters, sorted, as many as fit in `room` bytes (whole
-    parameters: half of one would read as another value)."""
+    """The kept parameters (after a "?"), sorted, as many as fit in `room` bytes: whole
+    parameters only, as half of one would read as another value."""
     pairs = parse_qsl(query.decode("utf-8", "backslashreplace"), keep_blank_values=True)
     kept = sorted((k, v) for k, v in pairs if k in keep)
     out = ""
