@@ -26,6 +26,7 @@ from operator import is_, itemgetter, not_, or_
 from typing import Any
 
 from logcount.classify import (
+    CACHE_BYTES,
     NO_PATH,
     BoundedCache,
     Buckets,
@@ -325,6 +326,7 @@ class Aggregator:
         self._site_minute: dict[tuple[bytes, ...], tuple[str, str]] = {}
         # What a hit key says after its context (request, status, ...), described once.
         self._described: dict[tuple[bytes, ...], Described] = {}
+        self._held = 0  # bytes of the keys of both: 8 KB requests must not pile up
 
     def classify(self, raw: RawCounts) -> Delta:
         delta = Delta(lines=raw.lines, malformed=raw.malformed)
@@ -343,9 +345,10 @@ class Aggregator:
         self._malformed(raw, totals, delta)
         self._roll_up(totals, hits, sizes, delta)
         self._recent(raw, delta)
-        for cache in (self._site_minute, self._described):
-            if len(cache) > 50_000:
-                cache.clear()
+        if self._held > CACHE_BYTES or max(len(self._site_minute), len(self._described)) > 50_000:
+            self._site_minute.clear()
+            self._described.clear()
+            self._held = 0
         return delta
 
     def unclassified(self, raw: RawCounts) -> Delta:
@@ -365,6 +368,7 @@ class Aggregator:
         if found is None:
             site, buckets = self._ctx(self.counter.ctx_layout, ctx)
             found = self._site_minute[ctx] = (site, buckets.minute)
+            self._held += sum(map(len, ctx))
         return found
 
     @staticmethod
@@ -382,6 +386,7 @@ class Aggregator:
         status = fields["status"].decode("ascii", "replace") if "status" in fields else "-"
         found = (path, status, status_class(status), self.classifier.object_of(path))
         self._described[what] = found
+        self._held += sum(map(len, what))
         return found
 
     def _hits(self, raw: RawCounts, totals: Minutes, hits: Minutes, sizes: Minutes) -> None:

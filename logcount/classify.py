@@ -18,11 +18,26 @@ from zoneinfo import ZoneInfo
 
 from logcount.config import Config
 from logcount.parse import CompiledFormat, clf_value, compile_format, unescape
-from logcount.routes import RouteTable
+from logcount.routes import MAX_TYPE_BYTES, RouteTable
 
+# Every member is capped in bytes (UTF-8), whatever a log line holds, so that a flood of
+# long values costs bounded memory in the reader, Redis and the store.
 MAX_PATH_BYTES = 512
+MAX_HOST_BYTES = 253  # a DNS name's limit: a longer referrer host is INVALID
+MAX_SITE_BYTES = 253  # %v is a server name: the same limit
+MAX_FAMILY_BYTES = 64  # ua-parser's families are words ("Chrome Mobile WebView"): longer is Other
+MAX_OBJECT_BYTES = 200  # "type:id"; a longer id is "type:(invalid)"
+# An agent is classified (bot, family) on its first bytes only, so that its cost is
+# bounded: the longest agents of the real logs and of crawler-user-agents' examples are
+# under 300 bytes; the regexes' cost grows with the length of the text they search.
+AGENT_PREFIX = 512
+# A referrer's host is looked for in its first bytes only; an authority running past them
+# is no host (a host is at most 253 bytes, and real user:password parts are short).
+REFERRER_PREFIX = 1024
 NO_PATH = "-"  # a request line Apache could not read ("-" or garbage)
 DIRECT = "(direct)"
+INVALID = "(invalid)"  # a referrer host, site or object id past its cap
+CACHE_BYTES = 32 << 20  # keys held by one classifier cache, at most (bytes)
 MONTHS = {
     m: i
     for i, m in enumerate(
@@ -48,12 +63,34 @@ K = TypeVar("K")
 V = TypeVar("V")
 
 
-class BoundedCache(Generic[K, V]):
-    """A dict cache that is emptied when full: cheap, and bounded under a flood."""
+def _weight(key: Any) -> int:
+    """Bytes (or characters) a key holds: a bytes or str value, or a tuple of them."""
+    if isinstance(key, bytes | str):
+        return len(key)
+    return sum(len(part) for part in key) if isinstance(key, tuple) else 0
 
-    def __init__(self, compute: Callable[[K], V], limit: int = 100_000):
+
+class BoundedCache(Generic[K, V]):
+    """A dict cache that is emptied when full: cheap, and bounded under a flood, in
+    entries and in the bytes of its keys (8 KB values would otherwise make 100,000
+    entries some 800 MB).
+
+    With `prefix`, a bytes key longer than that is cut before it is looked up and
+    computed: for values that are decided on their first bytes (agents, referrers), so
+    that distinct long values share one entry and the cost of computing is bounded."""
+
+    def __init__(
+        self,
+        compute: Callable[[K], V],
+        limit: int = 100_000,
+        prefix: int | None = None,
+        max_bytes: int = CACHE_BYTES,
+    ):
         self.compute = compute
         self.limit = limit
+        self.prefix = prefix
+        self.max_bytes = max_bytes
+        self.held = 0  # bytes of the keys held
         self.data: dict[K, V] = {}
 
     def __call__(self, key: K) -> V:
@@ -61,9 +98,14 @@ class BoundedCache(Generic[K, V]):
             return self.data[key]
         except KeyError:
             pass
-        if len(self.data) >= self.limit:
+        if self.prefix is not None and len(key) > self.prefix:  # type: ignore[arg-type]
+            return self(key[: self.prefix])  # type: ignore[index]
+        weight = _weight(key)
+        if len(self.data) >= self.limit or self.held + weight > self.max_bytes:
             self.data.clear()
+            self.held = 0
         value = self.data[key] = self.compute(key)
+        self.held += weight
         return value
 
 
@@ -71,13 +113,41 @@ class BoundedCache(Generic[K, V]):
 
 _UNRESERVED = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
 _PCT = re.compile(rb"%([0-9A-Fa-f]{2})")
+_HEX2 = re.compile(rb"[0-9A-Fa-f]{2}")
 
 
-def _pct_normalise(m: re.Match[bytes]) -> bytes:
-    byte = int(m.group(1), 16)
+def _pct_normalise(hexdigits: bytes) -> bytes:
+    byte = int(hexdigits, 16)
     if byte in _UNRESERVED:
         return bytes([byte])
-    return b"%" + m.group(1).upper()
+    return b"%" + hexdigits.upper()
+
+
+def pct_normalise(path: bytes) -> bytes:
+    """Escapes of unreserved characters decoded, the others in upper case. A stray `%`
+    (not an escape) is left as it is, unless the characters decoded after it would make it
+    one ("%%32%65" is "%2e", which a second pass would read as "."): that one is written
+    `%25`, so that normalising a normalised path changes nothing."""
+    parts = _PCT.split(path)  # literal bytes, then the hex digits of an escape, ...
+    out = [parts[0]]
+    strays = [i for i, c in enumerate(parts[0]) if c == 0x25]  # every % left is stray
+    size = len(parts[0])
+    for i in range(1, len(parts), 2):
+        decoded, literal = _pct_normalise(parts[i]), parts[i + 1]
+        strays += [size + len(decoded) + j for j, c in enumerate(literal) if c == 0x25]
+        out += (decoded, literal)
+        size += len(decoded) + len(literal)
+    result = b"".join(out)
+    made = [p for p in strays if _HEX2.fullmatch(result, p + 1, p + 3)]
+    if not made:
+        return result
+    pieces: list[bytes] = []
+    last = 0
+    for p in made:
+        pieces += (result[last:p], b"%25")
+        last = p + 1
+    pieces.append(result[last:])
+    return b"".join(pieces)
 
 
 def remove_dot_segments(path: bytes) -> bytes:
@@ -105,17 +175,20 @@ def remove_dot_segments(path: bytes) -> bytes:
 
 
 _PARTIAL_ESCAPE = re.compile(r"\\(?:x[0-9a-f]?)?$")
+_PARTIAL_PCT = re.compile(r"%[0-9A-Fa-f]?$")
 
 
 def truncate_utf8(text: str, limit: int = MAX_PATH_BYTES) -> str:
     """At most `limit` bytes of UTF-8, cut between characters (and not inside the `\\xhh`
-    that shows a byte that is not UTF-8)."""
+    that shows a byte that is not UTF-8, nor inside a `%xx` escape)."""
     raw = text.encode("utf-8", "surrogateescape")
     if len(raw) <= limit:
         return text
     cut = raw[:limit].decode("utf-8", "ignore")
     if "\\" in cut[-3:]:
         cut = _PARTIAL_ESCAPE.sub("", cut)
+    if "%" in cut[-2:]:
+        cut = _PARTIAL_PCT.sub("", cut)
     return cut
 
 
@@ -123,7 +196,7 @@ def normalise_target(target: bytes, keep_query: tuple[str, ...] = ()) -> str:
     """A request target (as received) -> the normalised path we count."""
     if not target:
         return NO_PATH
-    if target[:1] != b"/" and b"://" in target[:12]:
+    if _looks_absolute(target):
         # absolute-form (proxies): drop scheme and authority. Cut by hand: urlsplit raises
         # on a malformed authority ("http://[x/"), and a reader must not stop on bad data.
         rest = target.partition(b"://")[2]
@@ -134,18 +207,43 @@ def normalise_target(target: bytes, keep_query: tuple[str, ...] = ()) -> str:
     path, _, query = target.partition(b"?")
     path = path.partition(b"#")[0]
     if b"%" in path:
-        path = _PCT.sub(_pct_normalise, path)
+        path = pct_normalise(path)
     path = remove_dot_segments(path)
-    text = path.decode("utf-8", "backslashreplace")
+    if path[:1] != b"/":
+        while _looks_absolute(path):  # decoding made a scheme: "%41://x" is not one
+            path = path.replace(b"://", b"%3A//", 1)
+    text = _cut_path(path.decode("utf-8", "backslashreplace"))
     if keep_query and query:
-        kept = [
-            (k, v)
-            for k, v in parse_qsl(query.decode("utf-8", "backslashreplace"), keep_blank_values=True)
-            if k in keep_query
-        ]
-        if kept:
-            text += "?" + urlencode(sorted(kept))
-    return truncate_utf8(text)
+        text += _kept_query(query, keep_query, MAX_PATH_BYTES - len(text.encode()))
+    return text or NO_PATH  # "?x", "#", ".": no path, as "" is
+
+
+def _looks_absolute(target: bytes) -> bool:
+    """An absolute-form target (a proxy's "http://host/path"), as normalise_target tells."""
+    return target[:1] != b"/" and b"://" in target[:12]
+
+
+def _cut_path(text: str) -> str:
+    """At most MAX_PATH_BYTES; a cut that leaves a last segment of "." or ".." drops it,
+    as it is no dot segment (which a second normalisation would resolve)."""
+    cut = truncate_utf8(text)
+    if cut is not text and cut.rpartition("/")[2] in (".", ".."):
+        cut = cut[: cut.rfind("/") + 1]
+    return cut
+
+
+def _kept_query(query: bytes, keep: tuple[str, ...], room: int) -> str:
+    """The kept parameters (after a "?"), sorted, as many as fit in `room` bytes: whole
+    parameters only, as half of one would read as another value."""
+    pairs = parse_qsl(query.decode("utf-8", "backslashreplace"), keep_blank_values=True)
+    kept = sorted((k, v) for k, v in pairs if k in keep)
+    out = ""
+    for pair in kept:
+        more = ("&" if out else "?") + urlencode([pair])
+        if len(out) + len(more) > room:  # urlencode writes ASCII: characters are bytes
+            break
+        out += more
+    return out
 
 
 _METHOD = re.compile(rb"[-!#$%&'*+.^_`|~0-9A-Za-z]+\Z")  # an RFC 9110 token (M-SEARCH)
@@ -215,6 +313,7 @@ class CrawlerMatcher:
         self.regex = re.compile("|".join(f"(?:{p})" for p in regexes)) if regexes else None
 
     def __call__(self, agent: str) -> bool:
+        agent = agent_prefix(agent)
         if len(agent) >= 3:
             grams = {agent[i : i + 3] for i in range(len(agent) - 2)}
             for gram in grams.intersection(self.by_prefix):
@@ -232,7 +331,7 @@ def _bot_matcher() -> Callable[[str], bool]:
     except (ImportError, KeyError, TypeError, re.error):  # the library changed: ask it
         from crawleruseragents import is_crawler
 
-        return is_crawler
+        return lambda agent: is_crawler(agent_prefix(agent))
 
 
 @functools.cache
@@ -252,21 +351,55 @@ def _family_parser() -> Any:
     return Parser((resolver or BasicResolver)((agents, [], [])))
 
 
+def agent_prefix(agent: str) -> str:
+    """The first AGENT_PREFIX bytes (UTF-8) of an agent, what decides its bot flag and
+    family: the text the matchers search is bounded, whatever the agent's length."""
+    head = agent[:AGENT_PREFIX]  # a character is one byte or more
+    raw = head.encode("utf-8", "surrogatepass")
+    if len(raw) <= AGENT_PREFIX:
+        return head
+    return raw[:AGENT_PREFIX].decode("utf-8", "ignore")
+
+
 def agent_family(agent: str) -> str:
-    ua = _family_parser().parse_user_agent(agent)
-    return ua.family if ua is not None else "Other"
+    """ua-parser's family of an agent's prefix; a family past MAX_FAMILY_BYTES (some
+    patterns take a whole run of letters as the name) is "Other", as an unknown agent."""
+    ua = _family_parser().parse_user_agent(agent_prefix(agent))
+    family = ua.family if ua is not None else "Other"
+    if len(family) * 4 > MAX_FAMILY_BYTES and len(family.encode()) > MAX_FAMILY_BYTES:
+        return "Other"
+    return family
 
 
 def referrer_host(raw: bytes) -> str:
-    value = clf_value(raw)
+    """The host a referrer names, lower case; DIRECT without one, "(other)" when it is
+    not a URL with a host, INVALID when the host is too long to be a DNS name."""
+    value = clf_value(raw[: 4 * REFERRER_PREFIX + 4])  # a byte is logged as 4 at most
     if not value:
         return DIRECT
-    text = value.decode("utf-8", "backslashreplace")
+    text = value[:REFERRER_PREFIX].decode("utf-8", "backslashreplace")
     try:
         host = urlsplit(text).hostname
     except ValueError:
         host = None
-    return host or "(other)"
+    if not host:
+        return "(other)"
+    if len(value) > REFERRER_PREFIX and not _AUTHORITY_END.search(text.partition("//")[2]):
+        return INVALID  # the authority runs past the prefix: its host is cut
+    if len(host.encode("utf-8", "surrogatepass")) > MAX_HOST_BYTES:
+        return INVALID
+    return host
+
+
+_AUTHORITY_END = re.compile(r"[/?#]")
+
+
+def cap_object(found: str) -> str:
+    """An object "type:id" within MAX_OBJECT_BYTES: a longer one is "type:(invalid)"."""
+    if len(found) * 4 <= MAX_OBJECT_BYTES or len(found.encode()) <= MAX_OBJECT_BYTES:
+        return found
+    kind = truncate_utf8(found.partition(":")[0], MAX_TYPE_BYTES)
+    return f"{kind}:{INVALID}"
 
 
 # --- time ---------------------------------------------------------------------------
@@ -306,8 +439,10 @@ class Classifier:
         self.path_of_uri = BoundedCache(self._path_of_uri)
         self.object_of = BoundedCache(self._object_of)
         self.ignored = BoundedCache(self._ignored)
-        self.agent = BoundedCache(self._agent, 50_000)
-        self.referrer = BoundedCache(referrer_host, 50_000)
+        # Agents and referrers are decided on their first bytes: a long one is looked up
+        # by them (as logged: a byte is written as four at most).
+        self.agent = BoundedCache(self._agent, 50_000, prefix=4 * AGENT_PREFIX + 4)
+        self.referrer = BoundedCache(referrer_host, 50_000, prefix=4 * REFERRER_PREFIX + 4)
         self.buckets = BoundedCache(self._buckets, 20_000)
         self._is_bot = _bot_matcher()
 
@@ -319,6 +454,8 @@ class Classifier:
             if not value:
                 return default
             text = value.decode("utf-8", "backslashreplace").lower().strip()
+            if len(text.encode("utf-8", "surrogatepass")) > MAX_SITE_BYTES:
+                return INVALID
             return text.replace("{", "(").replace("}", ")") or default
 
         return BoundedCache(site, 10_000)
@@ -338,7 +475,8 @@ class Classifier:
     def _object_of(self, path: str) -> str | None:
         if path == NO_PATH:
             return None
-        return self.routes.resolve(path)
+        found = self.routes.resolve(path)
+        return None if found is None else cap_object(found)
 
     def _ignored(self, path: str) -> bool:
         if not self.ignore_ext:
@@ -346,10 +484,10 @@ class Classifier:
         return path.partition("?")[0].lower().endswith(self.ignore_ext)
 
     def _agent(self, raw: bytes) -> tuple[bool, str]:
-        value = clf_value(raw)
+        value = clf_value(raw[: 4 * AGENT_PREFIX + 4])  # what holds the prefix's bytes
         if not value:
             return False, "(none)"
-        text = value.decode("utf-8", "backslashreplace")
+        text = agent_prefix(value.decode("utf-8", "backslashreplace"))
         if self._is_bot(text):
             return True, "(bot)"
         return False, self._family(text)

@@ -29,6 +29,7 @@ CONVERTERS = {
 }
 _PLACEHOLDER = re.compile(r"<(?:(?P<conv>[a-z_]+):)?(?P<name>[A-Za-z_][A-Za-z0-9_]*)>")
 _TYPE_NAME = re.compile(r"^[A-Za-z0-9_.\-]+$")
+MAX_TYPE_BYTES = 64  # an object type's name (ASCII); classify.MAX_OBJECT_BYTES caps "type:id"
 
 
 def pattern_to_regex(pattern: str) -> str:
@@ -136,6 +137,10 @@ def _route_from_entry(n: int, entry: Mapping[str, Any]) -> Route:
         raise ConfigError(
             f"{where}: 'object' must name the object type with letters, digits, "
             f'_ . or -, like "press_release" (not {obj!r})'
+        )
+    if len(obj) > MAX_TYPE_BYTES:  # counted objects are capped in bytes: keep the type whole
+        raise ConfigError(
+            f"{where}: 'object' must be at most {MAX_TYPE_BYTES} bytes (not {len(obj)})"
         )
     has_pattern, has_regex = "pattern" in entry, "regex" in entry
     if has_pattern == has_regex:

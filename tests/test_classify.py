@@ -6,6 +6,8 @@ from __future__ import annotations
 import hashlib
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from logcount.aggregate import Aggregator, LineCounter
 from logcount.classify import (
@@ -37,6 +39,7 @@ def classifier(**settings: object) -> Classifier:
         (b"/%7euser/%41%62c", "/~user/Abc"),  # unreserved characters decoded
         (b"/a%2fb/%3a%e2%82%ac", "/a%2Fb/%3A%E2%82%AC"),  # reserved and non-ASCII kept, upper case
         (b"/a%zz/%4", "/a%zz/%4"),  # not percent-encodings
+        (b"/100%", "/100%"),
         (b"/a/./b/../c", "/a/c"),
         (b"/a/b/c/./../../g", "/a/g"),  # RFC 3986 5.4.1
         (b"/a/b/../../../../g", "/g"),  # more .. than segments
@@ -263,3 +266,57 @@ def test_aggregated_visitors_are_hashes_only() -> None:
         assert len(h) == 16 and all(a not in h for a in addresses)
     text = delta.to_json()
     assert not any(a in text for a in addresses)
+
+
+# --- normalising a normalised key changes nothing ---------------------------------------
+
+# Pieces that interact: escapes (of any byte, either case) beside stray `%` and hex
+# digits, dot segments, separators, a scheme's `://`, Apache's `\x`, bytes that are not
+# UTF-8; after a run of "a" that brings the key near the 512-byte cut.
+_PIECES = st.one_of(
+    st.sampled_from(
+        [b"%", b"/", b".", b"..", b"?", b"#", b"://", b"=", b"&", b"a=", b"b=", b"\\x", b"\xc3"]
+    ),
+    st.integers(0, 255).map(lambda b: b"%%%02x" % b),
+    st.integers(0, 255).map(lambda b: b"%%%02X" % b),
+    st.sampled_from([bytes([c]) for c in b"0123456789abcdefABCDEFxyz~-_ +"]),
+    st.binary(max_size=3),
+)
+_TARGETS = st.one_of(
+    st.binary(max_size=600),
+    st.lists(_PIECES, max_size=80).map(b"".join),
+    st.tuples(st.integers(440, 520), st.lists(_PIECES, max_size=40)).map(
+        lambda t: b"/" + b"a" * t[0] + b"".join(t[1])
+    ),
+)
+
+
+@settings(max_examples=3000, deadline=None)
+@given(_TARGETS, st.sampled_from([(), ("a",), ("a", "b")]))
+def test_normalising_twice_gives_the_same_key(target: bytes, keep: tuple[str, ...]) -> None:
+    """A key that `top` shows must be found again by `hits`, which normalises its argument."""
+    once = normalise_target(target, keep)
+    assert normalise_target(once.encode(), keep) == once
+    assert len(once.encode()) <= MAX_PATH_BYTES
+
+
+@pytest.mark.parametrize(
+    ("target", "path"),
+    [
+        (b"/%%32%65", "/%252e"),  # a stray % before escapes of hex digits: not a new escape
+        (b"/%4%31", "/%2541"),
+        (b"%41%41%41%41%41://x/y", "AAAAA%3A//x/y"),  # no scheme made by decoding
+        (b"?x", NO_PATH),
+        (b".", NO_PATH),
+        (b"/" + b"a" * 509 + b"/..x", "/" + "a" * 509 + "/"),  # no dot segment made by the cut
+        (b"/" + b"a" * 507 + b"%2F%2F", "/" + "a" * 507 + "%2F"),  # nor half an escape
+    ],
+)
+def test_normalise_target_makes_a_fixed_point(target: bytes, path: str) -> None:
+    assert normalise_target(target) == path
+
+
+def test_kept_query_cut_between_parameters() -> None:
+    long = b"/p?a=" + b"x" * 480 + b"&b=" + b"y" * 40
+    assert normalise_target(long, ("a", "b")) == "/p?a=" + "x" * 480
+    assert normalise_target(b"/p?b=" + b"y" * 600, ("b",)) == "/p"
