@@ -141,6 +141,7 @@ class Store:
         try:
             self.engine = self._engine(url)
             self._ensure_schema()
+            self.identity = self._file_identity()
         except sa.exc.SQLAlchemyError as exc:
             raise StoreError(
                 f"store {self.masked_url()}: {_clean(str(exc.orig or exc))}"
@@ -195,6 +196,35 @@ class Store:
                     f"this logcount uses {SCHEMA_VERSION}"
                 )
 
+    def sqlite_path(self) -> Path | None:
+        """The SQLite file of a `sqlite:///` store; None for any other store."""
+        if not self.url.startswith("sqlite:///") or self.url == "sqlite:///:memory:":
+            return None
+        return Path(self.url[len("sqlite:///") :]).expanduser()
+
+    def _file_identity(self) -> tuple[int, int] | None:
+        """(device, inode) of the SQLite file, None if it is gone (or not SQLite)."""
+        path = self.sqlite_path()
+        if path is None:
+            return None
+        try:
+            st = path.stat()
+        except OSError:
+            return None
+        return st.st_dev, st.st_ino
+
+    def check_same_file(self) -> None:
+        """The SQLite file written is still the one whose schema was checked.
+
+        A connection keeps writing into a file removed (or replaced) under it: those
+        writes would be lost while the rollup reports success. Checked inside each write
+        transaction, before its commit."""
+        if self.sqlite_path() is not None and self._file_identity() != self.identity:
+            raise StoreError(
+                f"the store {self.masked_url()} was removed or replaced while this command "
+                "was writing it: nothing more written; run it again"
+            )
+
     def schema_version(self) -> int:
         with self.engine.connect() as conn:
             return int(
@@ -231,6 +261,7 @@ class Store:
                 .where(sources.c.id == sid)
                 .values(started=time.time(), finished=None)
             )
+            self.check_same_file()
 
     def replace_source(self, facts: SourceFacts) -> None:
         """Replace this source file's whole contribution, in one transaction."""
@@ -259,6 +290,7 @@ class Store:
                     finished=time.time(),
                 )
             )
+            self.check_same_file()
 
     def _write(self) -> Any:
         return _Guard(self)
