@@ -61,6 +61,14 @@ def _day(label: str) -> date:
     return date(int(label[:4]), int(label[4:6]), int(label[6:8]))
 
 
+INT64_MAX = (1 << 63) - 1  # SQL's BIGINT; sums of numbers each below 2^53 can pass it
+
+
+def _saturated(value: int) -> int:
+    """A stored count or sum, saturated at the largest BIGINT (the writer never fails)."""
+    return min(int(value), INT64_MAX)
+
+
 def _text(value: str) -> str:
     return value.replace("\x00", "\\x00")  # PostgreSQL text cannot hold NUL
 
@@ -104,14 +112,14 @@ def facts_of(
                 "site": s,
                 "day": day,
                 "own_day": inp.day in (None, day),
-                **{name: int(c.get(name, 0)) for name in TOTAL_COLUMNS},
+                **{name: _saturated(c.get(name, 0)) for name in TOTAL_COLUMNS},
             }
         )
     for (s, dim, _g, label), c in d.members.items():
         day = _day(label)
         sizes = d.member_bytes.get((s, dim, _g, label), Counter())
         for member, hits in c.items():
-            row = {"site": s, "day": day, "hits": hits, "bytes": int(sizes.get(member, 0))}
+            row = {"site": s, "day": day, "hits": hits, "bytes": _saturated(sizes.get(member, 0))}
             if dim in ("path", "object"):
                 found = counts.path_visitors if dim == "path" else counts.object_visitors
                 seen = found.get((s, label, member), set())

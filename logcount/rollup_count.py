@@ -20,7 +20,7 @@ from datetime import date
 from operator import itemgetter
 from typing import Any
 
-from logcount.aggregate import Aggregator, LineCounter
+from logcount.aggregate import Aggregator, LineCounter, RawCounts
 from logcount.classify import Buckets, Classifier, agent_family, visitor_hash
 from logcount.config import Config
 from logcount.delta import Delta
@@ -32,6 +32,11 @@ BLOCK = 1 << 20  # bytes read at once (a buffer the caches hold while it is scan
 # parse is matched twice, so pieces are kept small enough for such lines to spoil few.
 PIECE = 256 << 10
 CLASSIFY_EVERY = 300_000  # distinct raw keys held before they are classified
+# Numbers a line may carry (%b, %D, ...): below 2^53 (what every store and JSON reader
+# holds exactly); anything of 16 digits or more is looked at line by line (see FileCounter).
+NUMBER_LIMIT = 1 << 53
+_LONG_NUMBER = re.compile(rb"[0-9]{16}")
+FIRST_YEAR, LAST_YEAR = 1970, 9999  # a day outside these years makes its line malformed
 
 
 @dataclass
@@ -72,10 +77,20 @@ class DayClassifier(Classifier):
     fallback: Buckets | None = None
 
     def _buckets(self, raw: tuple[bytes, bytes]) -> Buckets | None:
+        """The line's buckets; None when its time is no day a store can hold (year 0001,
+        a conversion to the configured zone past year 9999): the line is malformed."""
         tmin, ttz = raw
         if len(tmin) == 11:  # dd/Mon/YYYY: the day-only capture (see day_format)
             tmin += b":00:00"
-        return super()._buckets((tmin, ttz))
+        try:
+            found = super()._buckets((tmin, ttz))
+        except (OverflowError, ValueError):  # out of datetime's range once converted
+            return None
+        if found is None or len(found.minute) != 12 or not found.minute.isdigit():
+            return None  # strftime writes year 1 as "1", not "0001"
+        if not FIRST_YEAR <= int(found.day[:4]) <= LAST_YEAR:
+            return None
+        return found
 
     def now_buckets(self) -> Buckets:
         return self.fallback or super().now_buckets()
@@ -188,6 +203,8 @@ class FileCounter:
 
     def feed(self, block: bytes | memoryview) -> None:
         """Count a block of whole lines (each ending with a newline)."""
+        if _LONG_NUMBER.search(block) is not None:  # rare: a number that may be too large
+            block = self._count_long_numbers(bytes(block))
         if self.counter.scanner is not None:  # lines it refuses come back one by one
             self.counter.feed(block)  # type: ignore[arg-type]
         else:
@@ -202,8 +219,58 @@ class FileCounter:
         if self.counter.pending_keys() > CLASSIFY_EVERY:
             self.absorb()
 
+    def _count_long_numbers(self, block: bytes) -> bytes:
+        """Count here the lines holding a run of 16 digits (a %b or %D may be too large for
+        a store, or be a long number in a URL); the rest of the block is returned. A line
+        whose number field is not below NUMBER_LIMIT is malformed, never its block."""
+        counter = self.counter
+        gi = counter.format.group_index
+        slots = [gi[f] for f in ("bytes", "duration") if f in gi]
+        kept = []
+        for line in block.splitlines(keepends=True):
+            if _LONG_NUMBER.search(line) is None:
+                kept.append(line)
+                continue
+            row = counter._retry(line.rstrip(b"\n"))  # None: counted malformed
+            if row is None:
+                continue
+            if any(not _small_number(row[i]) for i in slots):
+                counter.count_malformed(line.rstrip(b"\r\n"))
+            elif counter.scanner is not None:
+                counter.scanner.count_row(row)
+            else:
+                counter._count([row])
+        return b"".join(kept)
+
+    def _drop_bad_times(self, raw: RawCounts) -> None:
+        """Lines whose time is no storable day (see DayClassifier._buckets) become
+        malformed: every raw table is keyed by the line's context, so they leave each."""
+        layout = self.counter.ctx_layout
+        if "tmin" not in layout:
+            return
+        n, ti = len(layout), layout.index("tmin")
+        zi = layout.index("ttz") if "ttz" in layout else -1
+        ctxs = {k[:n] for k in raw.hits} | {k[:n] for k in raw.bots} | {k[:n] for k in raw.ignored}
+        buckets = self.classifier.buckets
+        bad = {c for c in ctxs if buckets((c[ti], c[zi] if zi >= 0 else b"")) is None}
+        if not bad:
+            return
+        # A line is a hit, ignored, or a bot not counted as a hit (see LineCounter).
+        lines_in = [raw.hits, raw.ignored] + ([] if self.aggregator.count_bots else [raw.bots])
+        lines = 0
+        tables: tuple[Any, ...] = (raw.hits, raw.ignored, raw.bots, raw.agents, raw.referrers)
+        for table in (*tables, raw.durations):
+            for key in [k for k in table if k[:n] in bad]:
+                value = table.pop(key)
+                if any(table is t for t in lines_in):
+                    lines += value
+        raw.visitors = {k for k in raw.visitors if k[:n] not in bad}
+        raw.lines -= lines
+        raw.malformed += lines
+
     def absorb(self) -> None:
         raw = self.counter.take()
+        self._drop_bad_times(raw)
         self.counts.lines += raw.lines
         self.counts.malformed += raw.malformed
         visitors, raw.visitors = raw.visitors, set()
@@ -342,6 +409,13 @@ class FileCounter:
         """Lines counted or found malformed so far."""
         done = self.counts.lines + self.counts.malformed
         return done + self.counter.pending_lines() + self.counter.raw.malformed
+
+
+def _small_number(value: bytes) -> bool:
+    """A number field a store holds: "-", empty, or digits below NUMBER_LIMIT."""
+    if value in (b"", b"-"):
+        return True
+    return value.isdigit() and int(value) < NUMBER_LIMIT
 
 
 _WORKER: dict[str, Any] = {}

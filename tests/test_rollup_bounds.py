@@ -5,11 +5,84 @@ real command, with both scanners."""
 
 from __future__ import annotations
 
-import os
+import json
+from datetime import date
 from pathlib import Path
+from typing import Any
 
-from tests.conftest import LOGCOUNT
-from tests.test_rollup import CONFIG, DAYS, rollup_held_at_a_fifo
+import pytest
+
+from tests.conftest import run_logcount
+from tests.test_rollup import BROWSERS, CONFIG, rollup_held_at_a_fifo, store_of
+
+DAY = date(2026, 3, 27)
+
+
+def line(path: str, size: str = "5", when: str = "27/Mar/2026:10:00:00 +0000") -> str:
+    return f'10.0.0.1 - - [{when}] "GET {path} HTTP/1.1" 200 {size} "-" "{BROWSERS[0]}"\n'
+
+
+def top(env: dict[str, str], by: str, *more: str) -> dict[str, Any]:
+    args = ["top", "--window", DAY.isoformat(), "--by", by, "--format", "json", *more]
+    done = run_logcount(args, env)
+    assert done.returncode == 0, done.stderr.decode()
+    report: dict[str, Any] = json.loads(done.stdout)
+    return report
+
+
+@pytest.mark.parametrize("scanner", ["c", "pure"])
+@pytest.mark.parametrize("zone", ["", "America/New_York"])
+def test_numbers_and_dates_no_store_holds_make_their_line_malformed(
+    lc_env: dict[str, str], tmp_path: Path, scanner: str, zone: str
+) -> None:
+    """A %b of 2^63 and more, one of 2^53 (past what stores and JSON hold exactly), a year
+    0001, the last second of year 9999 at -2359 (past 9999 once converted to a configured
+    zone): each line
+    malformed, the rest of the file counted exactly, the exit as for any malformed line."""
+    env = dict(lc_env, LOGCOUNT_PURE_PYTHON="1") if scanner == "pure" else lc_env
+    (tmp_path / "logcount.toml").write_text(
+        'site = "test"\n' + (f'timezone = "{zone}"\n' if zone else "")
+    )
+    log = tmp_path / "hostile.log"
+    log.write_text(
+        line("/a")
+        + line("/huge", "99999999999999999999")
+        + line("/big", str(1 << 53))
+        + line("/old", when="27/Mar/0001:10:00:00 +0000")
+        + line("/last", when="31/Dec/9999:23:59:59 -2359")
+        + line("/order/12345678901234567890", "9007199254740991")  # long, yet a hit
+        + line("/b", "7")
+    )
+    done = run_logcount(["rollup", "--logs", str(log)], env)
+    assert (done.returncode, done.stderr) == (0, b""), done.stderr.decode()
+    source = store_of(env).source_rows()[0]
+    bad = 4 if zone else 3  # without a zone, 31 December 9999 is a day like any other
+    assert (source["lines"], source["malformed"]) == (7, bad)
+    report = top(env, "path")
+    assert report["total"] == {
+        "hits": 3,
+        "bytes": 5 + 9007199254740991 + 7,
+        "visitors": 1,
+        "bots": 0,
+        "malformed": bad,
+    }
+    assert sorted((r["key"], r["hits"]) for r in report["rows"]) == [
+        ("/a", 1),
+        ("/b", 1),
+        ("/order/12345678901234567890", 1),
+    ]
+
+
+def test_sums_past_bigint_are_saturated_not_a_crash(lc_env: dict[str, str], tmp_path: Path) -> None:
+    """Each %b below 2^53, 1,100 of them past 2^63 in sum: stored as the largest BIGINT."""
+    log = tmp_path / "sums.log"
+    log.write_text(line("/a", str((1 << 53) - 1)) * 1100)
+    done = run_logcount(["rollup", "--logs", str(log)], lc_env)
+    assert done.returncode == 0, done.stderr.decode()
+    report = top(lc_env, "path")
+    assert report["total"]["hits"] == 1100
+    assert report["total"]["bytes"] == (1 << 63) - 1
+    assert [(r["key"], r["bytes"]) for r in report["rows"]] == [("/a", (1 << 63) - 1)]
 
 
 def test_the_store_removed_during_a_rollup_is_an_error(
