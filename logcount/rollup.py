@@ -87,10 +87,19 @@ def malformed_day(inp: Input, counts: Counts, mtime: float) -> date:
 
 
 def facts_of(
-    inp: Input, counts: Counts, host: str, site: str, started: float, stat: os.stat_result
+    inp: Input,
+    counts: Counts,
+    host: str,
+    site: str,
+    started: float,
+    stat: os.stat_result,
+    cap: int = 10_000,
 ) -> SourceFacts:
+    """The rows of one file. `cap` members per site, day and dimension keep their rows (the
+    most hit, ties by name); the others are one `(other)` row (see Counts.bound)."""
     from logcount.store import MEMBER_DIMS, TOTAL_COLUMNS, SourceFacts
 
+    counts.bound(cap)  # the store's bound: `cap` members per site, day and dimension
     d = counts.delta
     facts = SourceFacts(
         host=host,
@@ -122,20 +131,19 @@ def facts_of(
             row = {"site": s, "day": day, "hits": hits, "bytes": _saturated(sizes.get(member, 0))}
             if dim in ("path", "object"):
                 found = counts.path_visitors if dim == "path" else counts.object_visitors
-                seen = found.get((s, label, member), set())
+                seen = found.get((s, label, member)) or VisitorSketch()
                 row.update(
                     {
                         dim: _text(member),
-                        "visitors": len(seen),
-                        "visitor_set": VisitorSketch.of(seen).to_bytes(),
+                        "visitors": seen.count(),
+                        "visitor_set": seen.to_bytes(),
                     }
                 )
                 (facts.paths if dim == "path" else facts.objects).append(row)
             elif dim in MEMBER_DIMS:
                 facts.members.append({**row, "dim": dim, "member": _text(member)})
-    for (s, _g, label), hashes in d.visitors.items():
-        day = _day(label)
-        facts.visitors.extend({"site": s, "day": day, "visitor": h} for h in hashes)
+    for (s, label), sketch in counts.day_visitors.items():
+        facts.visitor_sets.append({"site": s, "day": _day(label), "visitor_set": sketch.to_bytes()})
     return facts
 
 
@@ -446,7 +454,9 @@ def _store_all(
 
     store = Store.from_config(config)  # store errors first, then the rest of the imports
     from logcount.classify import BoundedCache, agent_family
-    from logcount.rollup_count import families_of
+    from logcount.rollup_count import families_of, working_size
+
+    cap, keep = config.store_cap(), working_size(config)
 
     begun = {}
     for inp in inputs:
@@ -472,6 +482,7 @@ def _store_all(
                 continue
             if inp in merged:  # merged as the parts come: one merge left after the last
                 merged[inp].merge(message[3])
+                merged[inp].bound(keep, family)
             else:
                 merged[inp] = message[3]
             got[inp] += message[2]
@@ -486,7 +497,7 @@ def _store_all(
                 failed.add(inp)
                 continue
             families_of(counts.delta, family)
-            facts = facts_of(inp, counts, host, config.site, begun[inp], stat)
+            facts = facts_of(inp, counts, host, config.site, begun[inp], stat, cap)
             store.replace_source(facts)
             result.files += 1
             result.lines += facts.lines

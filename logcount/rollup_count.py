@@ -24,8 +24,10 @@ from logcount.aggregate import Aggregator, LineCounter, RawCounts
 from logcount.classify import Buckets, Classifier, agent_family, visitor_hash
 from logcount.config import Config
 from logcount.delta import Delta
+from logcount.keys import OTHER
 from logcount.parse import SCAN_KINDS, CompiledFormat, compile_format
 from logcount.rollup_files import Input, Unit, open_log
+from logcount.sketch import VisitorSketch
 
 BLOCK = 1 << 20  # bytes read at once (a buffer the caches hold while it is scanned)
 # Bytes of lines given to the regex path at once: a piece holding a line that does not
@@ -39,13 +41,18 @@ _LONG_NUMBER = re.compile(rb"[0-9]{16}")
 FIRST_YEAR, LAST_YEAR = 1970, 9999  # a day outside these years makes its line malformed
 
 
+Sketches = dict[tuple[str, str, str], VisitorSketch]  # (site, day, member) -> visitors
+
+
 @dataclass
 class Counts:
-    """What a unit (or a merged file) counted, before it becomes store rows."""
+    """What a unit (or a merged file) counted, before it becomes store rows. Bounded: see
+    bound(); visitors are sketches (exact up to 1,024 hashes, then 1 KiB of registers)."""
 
     delta: Delta = field(default_factory=Delta)
-    path_visitors: dict[tuple[str, str, str], set[str]] = field(default_factory=dict)
-    object_visitors: dict[tuple[str, str, str], set[str]] = field(default_factory=dict)
+    path_visitors: Sketches = field(default_factory=dict)
+    object_visitors: Sketches = field(default_factory=dict)
+    day_visitors: dict[tuple[str, str], VisitorSketch] = field(default_factory=dict)
     lines: int = 0
     malformed: int = 0
 
@@ -54,11 +61,77 @@ class Counts:
         for mine, theirs in (
             (self.path_visitors, other.path_visitors),
             (self.object_visitors, other.object_visitors),
+            (self.day_visitors, other.day_visitors),
         ):
-            for key, hashes in theirs.items():
-                mine.setdefault(key, set()).update(hashes)
+            for key, sketch in theirs.items():
+                _merge_into(mine, key, sketch)
         self.lines += other.lines
         self.malformed += other.malformed
+
+    def add_visitors(
+        self,
+        day: dict[tuple[str, str, str], set[str]],
+        path: dict[tuple[str, str, str], set[str]],
+        obj: dict[tuple[str, str, str], set[str]],
+    ) -> None:
+        """Visitor hashes (hex) of a batch, into the sketches."""
+        for (site, _gran, label), hashes in day.items():
+            _merge_into(self.day_visitors, (site, label), VisitorSketch.of(hashes))
+        for mine, fresh in ((self.path_visitors, path), (self.object_visitors, obj)):
+            for key, hashes in fresh.items():
+                _merge_into(mine, key, VisitorSketch.of(hashes))
+
+    def bound(self, keep: int, family: Callable[[str], str] | None = None) -> None:
+        """At most `keep` members per site, day and dimension: the most hit (ties by name)
+        keep their rows, the others fold into OTHER (hits, bytes, visitors), so every
+        dimension still adds up to the totals. Agents are named (`family`) before they
+        are folded, so that the many spellings of one browser add up first."""
+        d = self.delta
+        if family is not None and any(
+            k[1] == "agent" and len(m) > keep for k, m in d.members.items()
+        ):
+            families_of(d, family)
+        for key, members in list(d.members.items()):
+            if len(members) > keep:
+                self._fold(key, members, keep)
+
+    def _fold(self, key: tuple[str, str, str, str], members: Counter[str], keep: int) -> None:
+        site, dim, _gran, label = key
+        d = self.delta
+        sizes = d.member_bytes.get(key, Counter())
+        sketches = {"path": self.path_visitors, "object": self.object_visitors}.get(dim)
+        other_hits, other_bytes = members.pop(OTHER, 0), sizes.pop(OTHER, 0)
+        ranked = sorted(members.items(), key=_by_hits)
+        other_seen = sketches.pop((site, label, OTHER), None) if sketches is not None else None
+        for member, hits in ranked[keep:]:
+            other_hits += hits
+            other_bytes += sizes.pop(member, 0)
+            if sketches is not None:
+                seen = sketches.pop((site, label, member), None)
+                if seen is not None and other_seen is None:
+                    other_seen = seen
+                elif seen is not None and other_seen is not None:
+                    other_seen.merge(seen)
+        kept = Counter(dict(ranked[:keep]))
+        kept[OTHER] = other_hits
+        d.members[key] = kept
+        d.member_bytes[key] = Counter({m: sizes[m] for m in kept if sizes.get(m)})
+        if other_bytes:
+            d.member_bytes[key][OTHER] = other_bytes
+        if sketches is not None and other_seen is not None:
+            sketches[site, label, OTHER] = other_seen
+
+
+def _by_hits(item: tuple[str, int]) -> tuple[int, str]:
+    return -item[1], item[0]
+
+
+def _merge_into(table: dict[Any, VisitorSketch], key: Any, sketch: VisitorSketch) -> None:
+    found = table.get(key)
+    if found is None:
+        table[key] = sketch
+    else:
+        found.merge(sketch)
 
 
 # --- counting --------------------------------------------------------------------------
@@ -200,6 +273,16 @@ class FileCounter:
         self.aggregator = Aggregator(config, self.counter, classifier)
         self.aggregator.grans = ("day",)
         self.counts = Counts()
+        self._family: Callable[[str], str] | None = None
+
+    def family(self, agent: str) -> str:
+        """An agent's family, for the rare day of more distinct agents than are kept
+        (ua-parser is loaded in a counter then only)."""
+        if self._family is None:
+            from logcount.classify import BoundedCache
+
+            self._family = BoundedCache(agent_family, 50_000)
+        return self._family(agent)
 
     def feed(self, block: bytes | memoryview) -> None:
         """Count a block of whole lines (each ending with a newline)."""
@@ -278,9 +361,16 @@ class FileCounter:
         raw.samples.clear()
         raw.recent.clear()
         self.counts.delta.merge(self.aggregator.classify(raw))
-        self._visitors(visitors)
+        fresh: tuple[dict[Any, set[str]], ...] = ({}, {}, {})  # day, path, object
+        self._visitors(visitors, fresh)
+        self.counts.add_visitors(*fresh)
+        # Memory stays flat however many distinct URLs a day has: a working table of
+        # twice the store's cap per day and dimension (the store keeps the cap).
+        self.counts.bound(working_size(self.config), self.family)
 
-    def _visitors(self, visitors: set[tuple[bytes, ...]]) -> None:
+    def _visitors(
+        self, visitors: set[tuple[bytes, ...]], tables: tuple[dict[Any, set[str]], ...]
+    ) -> None:
         """Day, path and object visitors, with the live side's rule for bots.
 
         A key per distinct (day, visitor, request): each (day, request) finds the sets its
@@ -294,11 +384,7 @@ class FileCounter:
         page_at = [i for i, f in enumerate(layout) if f in ("request", "method", "uri", "query")]
         page_of = itemgetter(*page_at) if page_at else (lambda key: ())
         who_of = itemgetter(ci, ai) if ci >= 0 and ai >= 0 else None
-        day_v, path_v, obj_v = (
-            self.counts.delta.visitors,
-            self.counts.path_visitors,
-            self.counts.object_visitors,
-        )
+        day_v, path_v, obj_v = tables
         places: dict[tuple[bytes, ...], tuple[str, str]] = {}  # context -> (site, day)
         pages: dict[Any, tuple[str, str | None] | None] = {}  # None: ignored
         # (context, page) -> the sets its visitors join; None: not counted (ignored)
@@ -409,6 +495,13 @@ class FileCounter:
         """Lines counted or found malformed so far."""
         done = self.counts.lines + self.counts.malformed
         return done + self.counter.pending_lines() + self.counter.raw.malformed
+
+
+def working_size(config: Config) -> int:
+    """Members per site, day and dimension a counter (and the parent, merging) keeps while
+    counting: twice the store's cap, so that the members kept in the end are rarely ones
+    that were folded on the way."""
+    return 2 * config.store_cap()
 
 
 def _small_number(value: bytes) -> bool:

@@ -5,11 +5,16 @@ file's contribution is replaced with one DELETE WHERE source = ... and INSERTs, 
 transaction: a re-run, or a run after a crash, leaves the same numbers. Reads SUM over
 sources, so several hosts' files for one day add up.
 
-Visitors: the day's distinct visitor hashes are kept per source (`day_visitors`), so a
-window's total visitors are exact over every source. Path and object rows keep a sketch of
-their visitor hashes (logcount.sketch), merged over the sources of a day when read, so a
-visitor seen in two files of one day (two hosts, a straggler) counts once; the days of a
-window add up.
+Bounded: a source keeps at most a cap of members per site, day and dimension (the rollup
+folds the rest into one `(other)` row, see logcount/rollup.py), and one sketch of the day's
+visitors, whatever the number of distinct URLs, referrers or visitors in its file.
+
+Visitors: the day's visitor hashes are kept per source as one sketch (logcount.sketch:
+exact up to 1,024 visitors, a HyperLogLog beyond) in `day_visitor_sets`; a window's total
+is the union of its days' sketches over every source (stores written before kept one
+`day_visitors` row per hash: those are read too). Path and object rows keep a sketch of
+their visitor hashes, merged over the sources of a day when read, so a visitor seen in two
+files of one day (two hosts, a straggler) counts once; the days of a window add up.
 """
 
 from __future__ import annotations
@@ -104,7 +109,10 @@ day_members = _fact(
     ("hits", "bytes"),
 )
 day_visitors = _fact("logcount_day_visitors", [sa.Column("visitor", sa.String(32))], ())
-FACT_TABLES = (day_totals, day_paths, day_objects, day_members, day_visitors)
+# One sketch of the day's visitors per source, site and day (replaces day_visitors' rows).
+day_visitor_sets = _fact("logcount_day_visitor_sets", [], ())
+day_visitor_sets.append_column(sa.Column("visitor_set", sa.LargeBinary, nullable=False))
+FACT_TABLES = (day_totals, day_paths, day_objects, day_members, day_visitors, day_visitor_sets)
 
 
 @dataclass
@@ -123,6 +131,7 @@ class SourceFacts:
     objects: list[dict[str, Any]] = field(default_factory=list)
     members: list[dict[str, Any]] = field(default_factory=list)
     visitors: list[dict[str, Any]] = field(default_factory=list)
+    visitor_sets: list[dict[str, Any]] = field(default_factory=list)
 
     def days(self) -> set[date]:
         return {row["day"] for row in self.totals}
@@ -275,6 +284,7 @@ class Store:
                 (day_objects, facts.objects),
                 (day_members, facts.members),
                 (day_visitors, facts.visitors),
+                (day_visitor_sets, facts.visitor_sets),
             ):
                 for batch in _batches(rows, 5000):
                     conn.execute(table.insert(), [{**r, "source_id": sid} for r in batch])
@@ -330,15 +340,22 @@ class Store:
             )
         )[0]
         out = {n: int(v) for n, v in zip(names, row, strict=True)}
-        v = day_visitors
-        out["visitors"] = int(
-            self._read(
-                sa.select(sa.func.count(sa.distinct(v.c.visitor))).where(
-                    v.c.site == site, v.c.day.in_(list(days))
-                )
-            )[0][0]
-        )
+        out["visitors"] = self._window_visitors(site, list(days))
         return out
+
+    def _window_visitors(self, site: str, days: list[date]) -> int:
+        """Distinct visitors of the window: the union of its days' sketches."""
+        from logcount.sketch import VisitorSketch
+
+        union = VisitorSketch()
+        vs = day_visitor_sets
+        where = [vs.c.site == site, vs.c.day.in_(days)]
+        for (data,) in self._read(sa.select(vs.c.visitor_set).where(*where)):
+            union.merge(VisitorSketch.from_bytes(bytes(data)))
+        v = day_visitors  # rows of stores written before the sketches
+        query = sa.select(v.c.visitor).distinct().where(v.c.site == site, v.c.day.in_(days))
+        union.add_all(_hash_value(h) for (h,) in self._read(query))
+        return union.count()
 
     def top_rows(
         self, site: str, days: Sequence[date], by: str, limit: int
@@ -453,6 +470,20 @@ class _Guard:
         orig = getattr(exc, "orig", None) or exc
         where = self.store.masked_url()
         return StoreError(f"cannot write to the store {where}: {_clean(str(orig))}")
+
+
+def _hash_value(text: str) -> int:
+    """A stored visitor hash (16 hex digits) as the sketches hold it; any other text hashed."""
+    try:
+        return int(text, 16) if len(text) == 16 else _digest(text)
+    except ValueError:
+        return _digest(text)
+
+
+def _digest(text: str) -> int:
+    import hashlib
+
+    return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "big")
 
 
 def _batches(rows: list[dict[str, Any]], size: int) -> Iterable[list[dict[str, Any]]]:
