@@ -103,3 +103,58 @@ def test_the_store_removed_during_a_rollup_is_an_error(
         f"Error: the store sqlite:///{db} was removed or replaced while this command was "
         "writing it: nothing more written; run it again"
     ]
+
+
+def busy_day(path: Path, distinct: str, n: int) -> None:
+    """60 popular paths (/top/00 with 70 hits down to /top/59 with 11, one visitor each)
+    and `n` paths seen once each, with a referrer host and a visitor of their own."""
+    with open(path, "w") as f:
+        for k in range(60):
+            f.write(line(f"/top/{k:02d}").replace("10.0.0.1", f"10.1.0.{k}") * (70 - k))
+        for i in range(n):
+            f.write(
+                line(f"/{distinct}/{i}")
+                .replace("10.0.0.1", f"10.2.{i >> 8}.{i & 255}")
+                .replace('"-"', f'"http://ref{i}.{distinct}.example/"')
+            )
+
+
+def test_a_day_of_more_urls_than_the_cap_keeps_the_most_hit_and_folds_the_rest(
+    lc_env: dict[str, str], tmp_path: Path
+) -> None:
+    """[rollup] max_members = 50: each source keeps its 50 most hit paths and referrers of
+    the day, the rest is one "(other)" row; two hosts' files add up, a file rolled up
+    again replaces its own rows, and every dimension adds up to the day's hits."""
+    (tmp_path / "logcount.toml").write_text('site = "test"\n[rollup]\nmax_members = 50\n')
+    web1, web2 = tmp_path / "web1.log", tmp_path / "web2.log"
+    busy_day(web1, "u", 3000)
+    busy_day(web2, "v", 2000)
+    for log, host in ((web1, "web1"), (web2, "web2"), (web1, "web1")):
+        done = run_logcount(["rollup", "--logs", str(log), "--host", host], lc_env)
+        assert (done.returncode, done.stderr) == (0, b""), done.stderr.decode()
+    popular = sum(range(11, 71))  # hits of the 60 popular paths in one file
+    hits = 2 * popular + 3000 + 2000
+    report = top(lc_env, "path", "--limit", "1000")
+    assert report["total"]["hits"] == hits
+    # web2's visitors are web1's first 2,000: 3,060 in all, counted by a sketch (~3 %)
+    assert abs(report["total"]["visitors"] - 3060) < 0.05 * 3060
+    rows = {r["key"]: r for r in report["rows"]}
+    kept = {f"/top/{k:02d}": 2 * (70 - k) for k in range(50)}
+    assert {k: r["hits"] for k, r in rows.items() if k != "(other)"} == kept
+    assert all(rows[k]["visitors"] == 1 for k in kept)  # one visitor, seen by both hosts
+    assert rows["(other)"]["hits"] == 2 * sum(range(11, 21)) + 3000 + 2000
+    assert sum(r["hits"] for r in rows.values()) == hits
+    referrers = top(lc_env, "referrer", "--limit", "1000")
+    assert referrers["total"]["hits"] == hits
+    assert sum(r["hits"] for r in referrers["rows"]) == hits
+    assert len(referrers["rows"]) <= 2 * 50 + 1  # each host's 50, one "(other)" row
+    assert "(other)" in {r["key"] for r in referrers["rows"]}
+    store = store_of(lc_env)
+    for table in ("logcount_day_paths", "logcount_day_members"):
+        with store.engine.connect() as conn:
+            per_source = conn.exec_driver_sql(
+                f"SELECT source_id, count(*) FROM {table} GROUP BY source_id"
+            ).all()
+        assert len(per_source) == 2
+        limit = 51 if table == "logcount_day_paths" else 3 * 51  # status, referrer, agent
+        assert all(n <= limit for _source, n in per_source), per_source
