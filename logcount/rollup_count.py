@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ctypes
 import dataclasses
+import heapq
 import lzma
 import os
 import re
@@ -105,9 +106,11 @@ class Counts:
         sizes = d.member_bytes.get(key, Counter())
         sketches = {"path": self.path_visitors, "object": self.object_visitors}.get(dim)
         other_hits, other_bytes = members.pop(OTHER, 0), sizes.pop(OTHER, 0)
-        ranked = sorted(members.items(), key=_by_hits)
+        kept = Counter(dict(heapq.nsmallest(keep, members.items(), key=_by_hits)))
         other_seen = sketches.pop((site, label, OTHER), None) if sketches is not None else None
-        for member, hits in ranked[keep:]:
+        for member, hits in members.items():
+            if member in kept:
+                continue
             other_hits += hits
             other_bytes += sizes.pop(member, 0)
             if sketches is not None:
@@ -116,7 +119,6 @@ class Counts:
                     other_seen = seen
                 elif seen is not None and other_seen is not None:
                     other_seen.merge(seen)
-        kept = Counter(dict(ranked[:keep]))
         kept[OTHER] = other_hits
         d.members[key] = kept
         d.member_bytes[key] = Counter({m: sizes[m] for m in kept if sizes.get(m)})
