@@ -100,6 +100,7 @@ def facts_of(
     from logcount.store import MEMBER_DIMS, TOTAL_COLUMNS, SourceFacts
 
     counts.bound(cap)  # the store's bound: `cap` members per site, day and dimension
+    _fit_members(counts)
     d = counts.delta
     facts = SourceFacts(
         host=host,
@@ -145,6 +146,34 @@ def facts_of(
     for (s, label), sketch in counts.day_visitors.items():
         facts.visitor_sets.append({"site": s, "day": _day(label), "visitor_set": sketch.to_bytes()})
     return facts
+
+
+def _fit_members(counts: Counts) -> None:
+    """Members as a store column holds them: no NUL (PostgreSQL's text has none), at most
+    KEY_LENGTH characters (a VARCHAR refuses more); members that become one add up."""
+    from logcount.rollup_count import _merge_into
+    from logcount.store import KEY_LENGTH
+
+    d = counts.delta
+    for key, members in d.members.items():
+        if all(len(m) <= KEY_LENGTH and "\x00" not in m for m in members):
+            continue
+        site, dim, _gran, label = key
+        sizes = d.member_bytes.get(key, Counter())
+        sketches = {"path": counts.path_visitors, "object": counts.object_visitors}.get(dim)
+        fitted: Counter[str] = Counter()
+        fitted_bytes: Counter[str] = Counter()
+        for member, hits in members.items():
+            text = _text(member)[:KEY_LENGTH]
+            fitted[text] += hits
+            if sizes.get(member):
+                fitted_bytes[text] += sizes[member]
+            seen = sketches.pop((site, label, member), None) if sketches is not None else None
+            if seen is not None and sketches is not None:
+                _merge_into(sketches, (site, label, text), seen)
+        members.clear()
+        members.update(fitted)
+        d.member_bytes[key] = fitted_bytes
 
 
 # --- running ------------------------------------------------------------------------------

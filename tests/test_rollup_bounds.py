@@ -14,6 +14,7 @@ import pytest
 
 from tests.conftest import run_logcount
 from tests.test_rollup import BROWSERS, CONFIG, rollup_held_at_a_fifo, store_of
+from tests.test_rollup import store_env as store_env  # the fixture: SQLite and PostgreSQL
 
 DAY = date(2026, 3, 27)
 
@@ -158,3 +159,20 @@ def test_a_day_of_more_urls_than_the_cap_keeps_the_most_hit_and_folds_the_rest(
         assert len(per_source) == 2
         limit = 51 if table == "logcount_day_paths" else 3 * 51  # status, referrer, agent
         assert all(n <= limit for _source, n in per_source), per_source
+
+
+def test_members_longer_than_a_column_are_cut_and_add_up(
+    store_env: dict[str, str], tmp_path: Path
+) -> None:
+    """A referrer host of 3,000 characters (PostgreSQL's VARCHAR(1024) refuses it): cut
+    to 1,024, two hosts cut to the same text are one row, the rollup goes on."""
+    host = "a" * 3000
+    log = tmp_path / "long.log"
+    log.write_text(
+        line("/a").replace('"-"', f'"http://{host}1.example/"')
+        + line("/a").replace('"-"', f'"http://{host}2.example/"')
+    )
+    done = run_logcount(["rollup", "--logs", str(log)], store_env)
+    assert (done.returncode, done.stderr) == (0, b""), done.stderr.decode()
+    rows = top(store_env, "referrer")["rows"]
+    assert [(r["key"], r["hits"]) for r in rows] == [("a" * 1024, 2)]
