@@ -30,11 +30,9 @@ from typing import TYPE_CHECKING, Any
 from logcount.config import Config
 from logcount.errors import LogcountError
 from logcount.rollup_files import Input, Unit, resolve_inputs, source_name, split_units
-from logcount.sketch import VisitorSketch
 
 if TYPE_CHECKING:  # imported in the parent only once the counters are forked
     from logcount.rollup_count import Counts
-    from logcount.store import SourceFacts
 
 # What a counter sends: ("part", input, units counted, Counts) or ("error", input, message).
 Message = tuple[Any, ...]
@@ -55,125 +53,6 @@ class RollupIncomplete(LogcountError):
 
 
 # --- from counts to store rows ----------------------------------------------------------
-
-
-def _day(label: str) -> date:
-    return date(int(label[:4]), int(label[4:6]), int(label[6:8]))
-
-
-INT64_MAX = (1 << 63) - 1  # SQL's BIGINT; sums of numbers each below 2^53 can pass it
-
-
-def _saturated(value: int) -> int:
-    """A stored count or sum, saturated at the largest BIGINT (the writer never fails)."""
-    return min(int(value), INT64_MAX)
-
-
-def _text(value: str) -> str:
-    return value.replace("\x00", "\\x00")  # PostgreSQL text cannot hold NUL
-
-
-def malformed_day(inp: Input, counts: Counts, mtime: float) -> date:
-    """A line that does not parse has no time: the file's own day when the template gives
-    it, else the day most of the file's lines belong to, else the file's modification day."""
-    if inp.day is not None:
-        return inp.day
-    per_day: Counter[str] = Counter()
-    for (_site, _gran, label), c in counts.delta.totals.items():
-        per_day[label] += c["hits"] + c["bots"] + c["ignored"]
-    if per_day:
-        return _day(max(sorted(per_day), key=per_day.__getitem__))
-    return datetime.fromtimestamp(mtime).date()
-
-
-def facts_of(
-    inp: Input,
-    counts: Counts,
-    host: str,
-    site: str,
-    started: float,
-    stat: os.stat_result,
-    cap: int = 10_000,
-) -> SourceFacts:
-    """The rows of one file. `cap` members per site, day and dimension keep their rows (the
-    most hit, ties by name); the others are one `(other)` row (see Counts.bound)."""
-    from logcount.store import MEMBER_DIMS, TOTAL_COLUMNS, SourceFacts
-
-    counts.bound(cap)  # the store's bound: `cap` members per site, day and dimension
-    _fit_members(counts)
-    d = counts.delta
-    facts = SourceFacts(
-        host=host,
-        path=source_name(inp.path),
-        size=stat.st_size,
-        mtime=stat.st_mtime,
-        lines=counts.lines + counts.malformed,
-        malformed=counts.malformed,
-        started=started,
-    )
-    totals = {(s, label): Counter(c) for (s, _g, label), c in d.totals.items()}
-    if counts.malformed:
-        key = (site, malformed_day(inp, counts, stat.st_mtime).strftime("%Y%m%d"))
-        totals.setdefault(key, Counter())["malformed"] += counts.malformed
-    for (s, label), c in totals.items():
-        day = _day(label)
-        facts.totals.append(
-            {
-                "site": s,
-                "day": day,
-                "own_day": inp.day in (None, day),
-                **{name: _saturated(c.get(name, 0)) for name in TOTAL_COLUMNS},
-            }
-        )
-    for (s, dim, _g, label), c in d.members.items():
-        day = _day(label)
-        sizes = d.member_bytes.get((s, dim, _g, label), Counter())
-        for member, hits in c.items():
-            row = {"site": s, "day": day, "hits": hits, "bytes": _saturated(sizes.get(member, 0))}
-            if dim in ("path", "object"):
-                found = counts.path_visitors if dim == "path" else counts.object_visitors
-                seen = found.get((s, label, member)) or VisitorSketch()
-                row.update(
-                    {
-                        dim: _text(member),
-                        "visitors": seen.count(),
-                        "visitor_set": seen.to_bytes(),
-                    }
-                )
-                (facts.paths if dim == "path" else facts.objects).append(row)
-            elif dim in MEMBER_DIMS:
-                facts.members.append({**row, "dim": dim, "member": _text(member)})
-    for (s, label), sketch in counts.day_visitors.items():
-        facts.visitor_sets.append({"site": s, "day": _day(label), "visitor_set": sketch.to_bytes()})
-    return facts
-
-
-def _fit_members(counts: Counts) -> None:
-    """Members as a store column holds them: no NUL (PostgreSQL's text has none), at most
-    KEY_LENGTH characters (a VARCHAR refuses more); members that become one add up."""
-    from logcount.rollup_count import _merge_into
-    from logcount.store import KEY_LENGTH
-
-    d = counts.delta
-    for key, members in d.members.items():
-        if all(len(m) <= KEY_LENGTH and "\x00" not in m for m in members):
-            continue
-        site, dim, _gran, label = key
-        sizes = d.member_bytes.get(key, Counter())
-        sketches = {"path": counts.path_visitors, "object": counts.object_visitors}.get(dim)
-        fitted: Counter[str] = Counter()
-        fitted_bytes: Counter[str] = Counter()
-        for member, hits in members.items():
-            text = _text(member)[:KEY_LENGTH]
-            fitted[text] += hits
-            if sizes.get(member):
-                fitted_bytes[text] += sizes[member]
-            seen = sketches.pop((site, label, member), None) if sketches is not None else None
-            if seen is not None and sketches is not None:
-                _merge_into(sketches, (site, label, text), seen)
-        members.clear()
-        members.update(fitted)
-        d.member_bytes[key] = fitted_bytes
 
 
 # --- running ------------------------------------------------------------------------------
@@ -483,7 +362,8 @@ def _store_all(
 
     store = Store.from_config(config)  # store errors first, then the rest of the imports
     from logcount.classify import BoundedCache, agent_family
-    from logcount.rollup_count import families_of, working_size
+    from logcount.rollup_count import working_size
+    from logcount.rollup_rows import facts_of, families_of
 
     cap, keep = config.store_cap(), working_size(config)
 

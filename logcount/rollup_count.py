@@ -8,15 +8,12 @@ from __future__ import annotations
 
 import ctypes
 import dataclasses
-import heapq
 import lzma
 import os
 import re
 import signal
 import zlib
-from collections import Counter
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from datetime import date
 from operator import itemgetter
 from typing import Any
@@ -24,11 +21,11 @@ from typing import Any
 from logcount.aggregate import Aggregator, LineCounter, RawCounts
 from logcount.classify import Buckets, Classifier, agent_family, visitor_hash
 from logcount.config import Config
-from logcount.delta import Delta
-from logcount.keys import OTHER
 from logcount.parse import SCAN_KINDS, CompiledFormat, compile_format
 from logcount.rollup_files import Input, Unit, open_log
-from logcount.sketch import VisitorSketch
+from logcount.rollup_rows import RAW_AGENT, Counts, families_of
+
+__all__ = ["RAW_AGENT", "Counts", "families_of"]  # where callers found them before
 
 BLOCK = 1 << 20  # bytes read at once (a buffer the caches hold while it is scanned)
 # Bytes of lines given to the regex path at once: a piece holding a line that does not
@@ -46,107 +43,7 @@ _LONG_NUMBER = re.compile(rb" [0-9]{16}")
 FIRST_YEAR, LAST_YEAR = 1970, 9999  # a day outside these years makes its line malformed
 
 
-Sketches = dict[tuple[str, str, str], VisitorSketch]  # (site, day, member) -> visitors
-
-
-@dataclass
-class Counts:
-    """What a unit (or a merged file) counted, before it becomes store rows. Bounded: see
-    bound(); visitors are sketches (exact up to 1,024 hashes, then 1 KiB of registers)."""
-
-    delta: Delta = field(default_factory=Delta)
-    path_visitors: Sketches = field(default_factory=dict)
-    object_visitors: Sketches = field(default_factory=dict)
-    day_visitors: dict[tuple[str, str], VisitorSketch] = field(default_factory=dict)
-    lines: int = 0
-    malformed: int = 0
-
-    def merge(self, other: Counts) -> None:
-        self.delta.merge(other.delta)
-        for mine, theirs in (
-            (self.path_visitors, other.path_visitors),
-            (self.object_visitors, other.object_visitors),
-            (self.day_visitors, other.day_visitors),
-        ):
-            for key, sketch in theirs.items():
-                _merge_into(mine, key, sketch)
-        self.lines += other.lines
-        self.malformed += other.malformed
-
-    def add_visitors(
-        self,
-        day: dict[tuple[str, str, str], set[str]],
-        path: dict[tuple[str, str, str], set[str]],
-        obj: dict[tuple[str, str, str], set[str]],
-    ) -> None:
-        """Visitor hashes (hex) of a batch, into the sketches."""
-        for (site, _gran, label), hashes in day.items():
-            _merge_into(self.day_visitors, (site, label), VisitorSketch.of(hashes))
-        for mine, fresh in ((self.path_visitors, path), (self.object_visitors, obj)):
-            for key, hashes in fresh.items():
-                _merge_into(mine, key, VisitorSketch.of(hashes))
-
-    def bound(self, keep: int, family: Callable[[str], str] | None = None) -> None:
-        """At most `keep` members per site, day and dimension: the most hit (ties by name)
-        keep their rows, the others fold into OTHER (hits, bytes, visitors), so every
-        dimension still adds up to the totals. Agents are named (`family`) before they
-        are folded, so that the many spellings of one browser add up first."""
-        d = self.delta
-        if family is not None and any(
-            k[1] == "agent" and len(m) > keep for k, m in d.members.items()
-        ):
-            families_of(d, family)
-        for key, members in list(d.members.items()):
-            if len(members) > keep:
-                self._fold(key, members, keep)
-
-    def _fold(self, key: tuple[str, str, str, str], members: Counter[str], keep: int) -> None:
-        site, dim, _gran, label = key
-        d = self.delta
-        sizes = d.member_bytes.get(key, Counter())
-        sketches = {"path": self.path_visitors, "object": self.object_visitors}.get(dim)
-        other_hits, other_bytes = members.pop(OTHER, 0), sizes.pop(OTHER, 0)
-        kept = Counter(dict(heapq.nsmallest(keep, members.items(), key=_by_hits)))
-        other_seen = sketches.pop((site, label, OTHER), None) if sketches is not None else None
-        for member, hits in members.items():
-            if member in kept:
-                continue
-            other_hits += hits
-            other_bytes += sizes.pop(member, 0)
-            if sketches is not None:
-                seen = sketches.pop((site, label, member), None)
-                if seen is not None and other_seen is None:
-                    other_seen = seen
-                elif seen is not None and other_seen is not None:
-                    other_seen.merge(seen)
-        kept[OTHER] = other_hits
-        d.members[key] = kept
-        d.member_bytes[key] = Counter({m: sizes[m] for m in kept if sizes.get(m)})
-        if other_bytes:
-            d.member_bytes[key][OTHER] = other_bytes
-        if sketches is not None and other_seen is not None:
-            sketches[site, label, OTHER] = other_seen
-
-
-def _by_hits(item: tuple[str, int]) -> tuple[int, str]:
-    return -item[1], item[0]
-
-
-def _merge_into(table: dict[Any, VisitorSketch], key: Any, sketch: VisitorSketch) -> None:
-    found = table.get(key)
-    if found is None:
-        table[key] = sketch
-    else:
-        found.merge(sketch)
-
-
 # --- counting --------------------------------------------------------------------------
-
-
-# An agent member as the counting processes leave it: its text, marked; the parent turns it
-# into the agent's family (families_of), so that ua-parser is loaded and asked once per
-# distinct agent in the parent, while the counters count, not before they fork.
-RAW_AGENT = "\x00"
 
 
 class DayClassifier(Classifier):
@@ -176,19 +73,6 @@ class DayClassifier(Classifier):
 
     def _family(self, text: str) -> str:
         return RAW_AGENT + text
-
-
-def families_of(delta: Delta, family: Callable[[str], str] = agent_family) -> None:
-    """Name the agent members a DayClassifier left unnamed (in place); agents of one family
-    add up."""
-    for table in (delta.members, delta.member_bytes):
-        for key, members in table.items():
-            if key[1] != "agent" or not any(m.startswith(RAW_AGENT) for m in members):
-                continue
-            named: Counter[str] = Counter()
-            for member, n in members.items():
-                named[family(member[1:]) if member.startswith(RAW_AGENT) else member] += n
-            table[key] = named
 
 
 def day_format(config: Config) -> CompiledFormat:
