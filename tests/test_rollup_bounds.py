@@ -74,13 +74,15 @@ def test_numbers_and_dates_no_store_holds_make_their_line_malformed(
     ]
 
 
-def test_sums_past_bigint_are_saturated_not_a_crash(lc_env: dict[str, str], tmp_path: Path) -> None:
+def test_sums_past_bigint_are_saturated_not_a_crash(
+    store_env: dict[str, str], tmp_path: Path
+) -> None:
     """Each %b below 2^53, 1,100 of them past 2^63 in sum: stored as the largest BIGINT."""
     log = tmp_path / "sums.log"
     log.write_text(line("/a", str((1 << 53) - 1)) * 1100)
-    done = run_logcount(["rollup", "--logs", str(log)], lc_env)
+    done = run_logcount(["rollup", "--logs", str(log)], store_env)
     assert done.returncode == 0, done.stderr.decode()
-    report = top(lc_env, "path")
+    report = top(store_env, "path")
     assert report["total"]["hits"] == 1100
     assert report["total"]["bytes"] == (1 << 63) - 1
     assert [(r["key"], r["bytes"]) for r in report["rows"]] == [("/a", (1 << 63) - 1)]
@@ -121,7 +123,7 @@ def busy_day(path: Path, distinct: str, n: int) -> None:
 
 
 def test_a_day_of_more_urls_than_the_cap_keeps_the_most_hit_and_folds_the_rest(
-    lc_env: dict[str, str], tmp_path: Path
+    store_env: dict[str, str], tmp_path: Path
 ) -> None:
     """[rollup] max_members = 50: each source keeps its 50 most hit paths and referrers of
     the day, the rest is one "(other)" row; two hosts' files add up, a file rolled up
@@ -131,11 +133,11 @@ def test_a_day_of_more_urls_than_the_cap_keeps_the_most_hit_and_folds_the_rest(
     busy_day(web1, "u", 3000)
     busy_day(web2, "v", 2000)
     for log, host in ((web1, "web1"), (web2, "web2"), (web1, "web1")):
-        done = run_logcount(["rollup", "--logs", str(log), "--host", host], lc_env)
+        done = run_logcount(["rollup", "--logs", str(log), "--host", host], store_env)
         assert (done.returncode, done.stderr) == (0, b""), done.stderr.decode()
     popular = sum(range(11, 71))  # hits of the 60 popular paths in one file
     hits = 2 * popular + 3000 + 2000
-    report = top(lc_env, "path", "--limit", "1000")
+    report = top(store_env, "path", "--limit", "1000")
     assert report["total"]["hits"] == hits
     # web2's visitors are web1's first 2,000: 3,060 in all, counted by a sketch (~3 %)
     assert abs(report["total"]["visitors"] - 3060) < 0.05 * 3060
@@ -145,12 +147,12 @@ def test_a_day_of_more_urls_than_the_cap_keeps_the_most_hit_and_folds_the_rest(
     assert all(rows[k]["visitors"] == 1 for k in kept)  # one visitor, seen by both hosts
     assert rows["(other)"]["hits"] == 2 * sum(range(11, 21)) + 3000 + 2000
     assert sum(r["hits"] for r in rows.values()) == hits
-    referrers = top(lc_env, "referrer", "--limit", "1000")
+    referrers = top(store_env, "referrer", "--limit", "1000")
     assert referrers["total"]["hits"] == hits
     assert sum(r["hits"] for r in referrers["rows"]) == hits
     assert len(referrers["rows"]) <= 2 * 50 + 1  # each host's 50, one "(other)" row
     assert "(other)" in {r["key"] for r in referrers["rows"]}
-    store = store_of(lc_env)
+    store = store_of(store_env)
     for table in ("logcount_day_paths", "logcount_day_members"):
         with store.engine.connect() as conn:
             per_source = conn.exec_driver_sql(
