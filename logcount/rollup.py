@@ -8,8 +8,11 @@ Work is spread over processes: one unit per file, and a large uncompressed file 
 at line boundaries into several units. Units are counted in forked counting processes
 (see "running" below); the parent opens the store meanwhile, merges the parts of a file
 and writes it, so the store has a single writer. Memory stays bounded: the raw counters
-are classified into per-day aggregates every few hundred thousand distinct keys, and a
-counter hands a file's counts over when it moves on to another file.
+are classified into per-day aggregates every few hundred thousand distinct keys, those
+keep twice the store's cap of members per day and dimension (the rest folded into
+"(other)", see rollup_rows.Counts.bound), and a counter hands a file's counts over when it
+moves on to another file. A file stores at most the cap of members per site, day and
+dimension, plus "(other)".
 """
 
 from __future__ import annotations
