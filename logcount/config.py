@@ -57,6 +57,8 @@ class Config:
     recent_size: int = 1000
     pending_limit: int = 200_000  # distinct pending deltas kept in memory while Redis is away
     grace: float = 10.0  # seconds a reader keeps draining after SIGTERM
+    # [rollup]
+    rollup_max_members: int = 0  # members kept per source, day and dimension; 0: max_members
     # [normalize]
     keep_query: tuple[str, ...] = ()
     ignore_extensions: tuple[str, ...] = ()
@@ -90,6 +92,10 @@ class Config:
     def resolved_store(self) -> str:
         """The store's SQLAlchemy URL: the configured one, else SQLite in the data dir."""
         return self.store or f"sqlite:///{self.resolved_data_dir() / 'logcount.sqlite3'}"
+
+    def store_cap(self) -> int:
+        """Members a source keeps in the store per site, day and dimension (see rollup)."""
+        return self.rollup_max_members or self.max_members
 
     def with_overrides(self, **overrides: Any) -> Config:
         given = {k: v for k, v in overrides.items() if v is not None}
@@ -387,13 +393,14 @@ def config_from_dict(data: dict[str, Any], source: str = "") -> Config:
             if not isinstance(value, str):
                 raise ConfigError(f"{where}: {key} must be a string")
             kwargs[key] = value
-        elif key in ("live", "normalize", "route", "privacy"):
+        elif key in ("live", "normalize", "route", "privacy", "rollup"):
             continue
         else:
             raise ConfigError(f"{where}: unknown setting {key!r}")
     kwargs.update(_live_section(data.get("live", {}), where))
     kwargs.update(_normalize_section(data.get("normalize", {}), where))
     kwargs.update(_privacy_section(data.get("privacy", {}), where))
+    kwargs.update(_rollup_section(data.get("rollup", {}), where))
     routes = data.get("route", [])
     if not isinstance(routes, list) or not all(isinstance(r, dict) for r in routes):
         raise ConfigError(f"{where}: [[route]] must be a list of tables")
@@ -432,6 +439,20 @@ def _live_section(live: dict[str, Any], where: str) -> dict[str, Any]:
             ttl[gran] = parse_duration(value, f"{where}: live.ttl.{gran}")
         out["ttl"] = ttl
     return out
+
+
+def _rollup_section(rollup: Any, where: str) -> dict[str, Any]:
+    if not isinstance(rollup, dict):
+        raise ConfigError(f"{where}: [rollup] must be a table")
+    for key in rollup:
+        if key != "max_members":
+            raise ConfigError(f"{where}: unknown setting rollup.{key}")
+    if "max_members" not in rollup:
+        return {}
+    value = rollup["max_members"]
+    if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+        raise ConfigError(f"{where}: rollup.max_members must be a positive whole number")
+    return {"rollup_max_members": value}
 
 
 def _normalize_section(norm: dict[str, Any], where: str) -> dict[str, Any]:

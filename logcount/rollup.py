@@ -8,8 +8,11 @@ Work is spread over processes: one unit per file, and a large uncompressed file 
 at line boundaries into several units. Units are counted in forked counting processes
 (see "running" below); the parent opens the store meanwhile, merges the parts of a file
 and writes it, so the store has a single writer. Memory stays bounded: the raw counters
-are classified into per-day aggregates every few hundred thousand distinct keys, and a
-counter hands a file's counts over when it moves on to another file.
+are classified into per-day aggregates every few hundred thousand distinct keys, those
+keep twice the store's cap of members per day and dimension (the rest folded into
+"(other)", see rollup_rows.Counts.bound), and a counter hands a file's counts over when it
+moves on to another file. A file stores at most the cap of members per site, day and
+dimension, plus "(other)".
 """
 
 from __future__ import annotations
@@ -30,11 +33,9 @@ from typing import TYPE_CHECKING, Any
 from logcount.config import Config
 from logcount.errors import LogcountError
 from logcount.rollup_files import Input, Unit, resolve_inputs, source_name, split_units
-from logcount.sketch import VisitorSketch
 
 if TYPE_CHECKING:  # imported in the parent only once the counters are forked
     from logcount.rollup_count import Counts
-    from logcount.store import SourceFacts
 
 # What a counter sends: ("part", input, units counted, Counts) or ("error", input, message).
 Message = tuple[Any, ...]
@@ -55,80 +56,6 @@ class RollupIncomplete(LogcountError):
 
 
 # --- from counts to store rows ----------------------------------------------------------
-
-
-def _day(label: str) -> date:
-    return date(int(label[:4]), int(label[4:6]), int(label[6:8]))
-
-
-def _text(value: str) -> str:
-    return value.replace("\x00", "\\x00")  # PostgreSQL text cannot hold NUL
-
-
-def malformed_day(inp: Input, counts: Counts, mtime: float) -> date:
-    """A line that does not parse has no time: the file's own day when the template gives
-    it, else the day most of the file's lines belong to, else the file's modification day."""
-    if inp.day is not None:
-        return inp.day
-    per_day: Counter[str] = Counter()
-    for (_site, _gran, label), c in counts.delta.totals.items():
-        per_day[label] += c["hits"] + c["bots"] + c["ignored"]
-    if per_day:
-        return _day(max(sorted(per_day), key=per_day.__getitem__))
-    return datetime.fromtimestamp(mtime).date()
-
-
-def facts_of(
-    inp: Input, counts: Counts, host: str, site: str, started: float, stat: os.stat_result
-) -> SourceFacts:
-    from logcount.store import MEMBER_DIMS, TOTAL_COLUMNS, SourceFacts
-
-    d = counts.delta
-    facts = SourceFacts(
-        host=host,
-        path=source_name(inp.path),
-        size=stat.st_size,
-        mtime=stat.st_mtime,
-        lines=counts.lines + counts.malformed,
-        malformed=counts.malformed,
-        started=started,
-    )
-    totals = {(s, label): Counter(c) for (s, _g, label), c in d.totals.items()}
-    if counts.malformed:
-        key = (site, malformed_day(inp, counts, stat.st_mtime).strftime("%Y%m%d"))
-        totals.setdefault(key, Counter())["malformed"] += counts.malformed
-    for (s, label), c in totals.items():
-        day = _day(label)
-        facts.totals.append(
-            {
-                "site": s,
-                "day": day,
-                "own_day": inp.day in (None, day),
-                **{name: int(c.get(name, 0)) for name in TOTAL_COLUMNS},
-            }
-        )
-    for (s, dim, _g, label), c in d.members.items():
-        day = _day(label)
-        sizes = d.member_bytes.get((s, dim, _g, label), Counter())
-        for member, hits in c.items():
-            row = {"site": s, "day": day, "hits": hits, "bytes": int(sizes.get(member, 0))}
-            if dim in ("path", "object"):
-                found = counts.path_visitors if dim == "path" else counts.object_visitors
-                seen = found.get((s, label, member), set())
-                row.update(
-                    {
-                        dim: _text(member),
-                        "visitors": len(seen),
-                        "visitor_set": VisitorSketch.of(seen).to_bytes(),
-                    }
-                )
-                (facts.paths if dim == "path" else facts.objects).append(row)
-            elif dim in MEMBER_DIMS:
-                facts.members.append({**row, "dim": dim, "member": _text(member)})
-    for (s, _g, label), hashes in d.visitors.items():
-        day = _day(label)
-        facts.visitors.extend({"site": s, "day": day, "visitor": h} for h in hashes)
-    return facts
 
 
 # --- running ------------------------------------------------------------------------------
@@ -438,7 +365,10 @@ def _store_all(
 
     store = Store.from_config(config)  # store errors first, then the rest of the imports
     from logcount.classify import BoundedCache, agent_family
-    from logcount.rollup_count import families_of
+    from logcount.rollup_count import working_size
+    from logcount.rollup_rows import facts_of, families_of
+
+    cap, keep = config.store_cap(), working_size(config)
 
     begun = {}
     for inp in inputs:
@@ -464,6 +394,7 @@ def _store_all(
                 continue
             if inp in merged:  # merged as the parts come: one merge left after the last
                 merged[inp].merge(message[3])
+                merged[inp].bound(keep, family)
             else:
                 merged[inp] = message[3]
             got[inp] += message[2]
@@ -478,7 +409,7 @@ def _store_all(
                 failed.add(inp)
                 continue
             families_of(counts.delta, family)
-            facts = facts_of(inp, counts, host, config.site, begun[inp], stat)
+            facts = facts_of(inp, counts, host, config.site, begun[inp], stat, cap)
             store.replace_source(facts)
             result.files += 1
             result.lines += facts.lines

@@ -13,56 +13,37 @@ import os
 import re
 import signal
 import zlib
-from collections import Counter
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from datetime import date
 from operator import itemgetter
 from typing import Any
 
-from logcount.aggregate import Aggregator, LineCounter
+from logcount.aggregate import Aggregator, LineCounter, RawCounts
 from logcount.classify import Buckets, Classifier, agent_family, visitor_hash
 from logcount.config import Config
-from logcount.delta import Delta
 from logcount.parse import SCAN_KINDS, CompiledFormat, compile_format
 from logcount.rollup_files import Input, Unit, open_log
+from logcount.rollup_rows import RAW_AGENT, Counts, families_of
+
+__all__ = ["RAW_AGENT", "Counts", "families_of"]  # where callers found them before
 
 BLOCK = 1 << 20  # bytes read at once (a buffer the caches hold while it is scanned)
 # Bytes of lines given to the regex path at once: a piece holding a line that does not
 # parse is matched twice, so pieces are kept small enough for such lines to spoil few.
 PIECE = 256 << 10
 CLASSIFY_EVERY = 300_000  # distinct raw keys held before they are classified
-
-
-@dataclass
-class Counts:
-    """What a unit (or a merged file) counted, before it becomes store rows."""
-
-    delta: Delta = field(default_factory=Delta)
-    path_visitors: dict[tuple[str, str, str], set[str]] = field(default_factory=dict)
-    object_visitors: dict[tuple[str, str, str], set[str]] = field(default_factory=dict)
-    lines: int = 0
-    malformed: int = 0
-
-    def merge(self, other: Counts) -> None:
-        self.delta.merge(other.delta)
-        for mine, theirs in (
-            (self.path_visitors, other.path_visitors),
-            (self.object_visitors, other.object_visitors),
-        ):
-            for key, hashes in theirs.items():
-                mine.setdefault(key, set()).update(hashes)
-        self.lines += other.lines
-        self.malformed += other.malformed
+# Numbers a line may carry (%b, %D, ...): below 2^53 (what every store and JSON reader
+# holds exactly); anything of 16 digits or more is looked at line by line (see FileCounter).
+NUMBER_LIMIT = 1 << 53
+# Such a field follows a space in every format Apache ships (most runs of 16 digits in a
+# log are inside URLs, after a / or =): " [0-9]{16}" is searched once per block, ~1.3 ms a
+# MB (the regex tries a match at each space, where "[0-9]{16}" tries one at every digit).
+# A larger number elsewhere still cannot crash the rollup: stored sums saturate (rollup).
+_LONG_NUMBER = re.compile(rb" [0-9]{16}")
+FIRST_YEAR, LAST_YEAR = 1970, 9999  # a day outside these years makes its line malformed
 
 
 # --- counting --------------------------------------------------------------------------
-
-
-# An agent member as the counting processes leave it: its text, marked; the parent turns it
-# into the agent's family (families_of), so that ua-parser is loaded and asked once per
-# distinct agent in the parent, while the counters count, not before they fork.
-RAW_AGENT = "\x00"
 
 
 class DayClassifier(Classifier):
@@ -72,29 +53,26 @@ class DayClassifier(Classifier):
     fallback: Buckets | None = None
 
     def _buckets(self, raw: tuple[bytes, bytes]) -> Buckets | None:
+        """The line's buckets; None when its time is no day a store can hold (year 0001,
+        a conversion to the configured zone past year 9999): the line is malformed."""
         tmin, ttz = raw
         if len(tmin) == 11:  # dd/Mon/YYYY: the day-only capture (see day_format)
             tmin += b":00:00"
-        return super()._buckets((tmin, ttz))
+        try:
+            found = super()._buckets((tmin, ttz))
+        except (OverflowError, ValueError):  # out of datetime's range once converted
+            return None
+        if found is None or len(found.minute) != 12 or not found.minute.isdigit():
+            return None  # strftime writes year 1 as "1", not "0001"
+        if not FIRST_YEAR <= int(found.day[:4]) <= LAST_YEAR:
+            return None
+        return found
 
     def now_buckets(self) -> Buckets:
         return self.fallback or super().now_buckets()
 
     def _family(self, text: str) -> str:
         return RAW_AGENT + text
-
-
-def families_of(delta: Delta, family: Callable[[str], str] = agent_family) -> None:
-    """Name the agent members a DayClassifier left unnamed (in place); agents of one family
-    add up."""
-    for table in (delta.members, delta.member_bytes):
-        for key, members in table.items():
-            if key[1] != "agent" or not any(m.startswith(RAW_AGENT) for m in members):
-                continue
-            named: Counter[str] = Counter()
-            for member, n in members.items():
-                named[family(member[1:]) if member.startswith(RAW_AGENT) else member] += n
-            table[key] = named
 
 
 def day_format(config: Config) -> CompiledFormat:
@@ -185,9 +163,21 @@ class FileCounter:
         self.aggregator = Aggregator(config, self.counter, classifier)
         self.aggregator.grans = ("day",)
         self.counts = Counts()
+        self._family: Callable[[str], str] | None = None
+
+    def family(self, agent: str) -> str:
+        """An agent's family, for the rare day of more distinct agents than are kept
+        (ua-parser is loaded in a counter then only)."""
+        if self._family is None:
+            from logcount.classify import BoundedCache
+
+            self._family = BoundedCache(agent_family, 50_000)
+        return self._family(agent)
 
     def feed(self, block: bytes | memoryview) -> None:
         """Count a block of whole lines (each ending with a newline)."""
+        if _LONG_NUMBER.search(block) is not None:  # rare: a number that may be too large
+            block = self._count_long_numbers(bytes(block))
         if self.counter.scanner is not None:  # lines it refuses come back one by one
             self.counter.feed(block)  # type: ignore[arg-type]
         else:
@@ -202,8 +192,77 @@ class FileCounter:
         if self.counter.pending_keys() > CLASSIFY_EVERY:
             self.absorb()
 
+    def _count_long_numbers(self, block: bytes) -> bytes:
+        """The block without its lines whose number field (%b, %D, ...) is not below
+        NUMBER_LIMIT: those are malformed, never their block. Only the lines holding a run
+        of 16 digits after a space are looked at (see _LONG_NUMBER)."""
+        counter = self.counter
+        fmt = counter.format
+        names = [f for f in ("bytes", "duration") if f in fmt.group_index]
+        cut: list[tuple[int, int]] = []
+        found = _LONG_NUMBER.search(block)
+        while found is not None:
+            start = block.rfind(b"\n", 0, found.end()) + 1
+            end = block.find(b"\n", found.end()) + 1 or len(block)
+            line = block[start:end].rstrip(b"\r\n")
+            m = fmt.fast.fullmatch(line)
+            if m is None:  # decided here, where its numbers are checked too
+                cut.append((start, end))
+                row = counter._retry(line)  # None: counted malformed
+                if row is not None:
+                    self._count_checked(line, row, [fmt.group_index[f] for f in names])
+            elif not all(_small_number(m.group(f) or b"") for f in names):
+                cut.append((start, end))
+                counter.count_malformed(line)
+            found = _LONG_NUMBER.search(block, end)
+        if not cut:
+            return block
+        kept, at = [], 0
+        for start, end in cut:
+            kept.append(block[at:start])
+            at = end
+        kept.append(block[at:])
+        return b"".join(kept)
+
+    def _count_checked(self, line: bytes, row: tuple[bytes, ...], slots: list[int]) -> None:
+        """Count one row of the regex path, malformed if a number field is too large."""
+        counter = self.counter
+        if not all(_small_number(row[i]) for i in slots):
+            counter.count_malformed(line)
+        elif counter.scanner is not None:
+            counter.scanner.count_row(row)
+        else:
+            counter._count([row])
+
+    def _drop_bad_times(self, raw: RawCounts) -> None:
+        """Lines whose time is no storable day (see DayClassifier._buckets) become
+        malformed: every raw table is keyed by the line's context, so they leave each."""
+        layout = self.counter.ctx_layout
+        if "tmin" not in layout:
+            return
+        n, ti = len(layout), layout.index("tmin")
+        zi = layout.index("ttz") if "ttz" in layout else -1
+        ctxs = {k[:n] for k in raw.hits} | {k[:n] for k in raw.bots} | {k[:n] for k in raw.ignored}
+        buckets = self.classifier.buckets
+        bad = {c for c in ctxs if buckets((c[ti], c[zi] if zi >= 0 else b"")) is None}
+        if not bad:
+            return
+        # A line is a hit, ignored, or a bot not counted as a hit (see LineCounter).
+        lines_in = [raw.hits, raw.ignored] + ([] if self.aggregator.count_bots else [raw.bots])
+        lines = 0
+        tables: tuple[Any, ...] = (raw.hits, raw.ignored, raw.bots, raw.agents, raw.referrers)
+        for table in (*tables, raw.durations):
+            for key in [k for k in table if k[:n] in bad]:
+                value = table.pop(key)
+                if any(table is t for t in lines_in):
+                    lines += value
+        raw.visitors = {k for k in raw.visitors if k[:n] not in bad}
+        raw.lines -= lines
+        raw.malformed += lines
+
     def absorb(self) -> None:
         raw = self.counter.take()
+        self._drop_bad_times(raw)
         self.counts.lines += raw.lines
         self.counts.malformed += raw.malformed
         visitors, raw.visitors = raw.visitors, set()
@@ -211,9 +270,16 @@ class FileCounter:
         raw.samples.clear()
         raw.recent.clear()
         self.counts.delta.merge(self.aggregator.classify(raw))
-        self._visitors(visitors)
+        fresh: tuple[dict[Any, set[str]], ...] = ({}, {}, {})  # day, path, object
+        self._visitors(visitors, fresh)
+        self.counts.add_visitors(*fresh)
+        # Memory stays flat however many distinct URLs a day has: a working table of
+        # twice the store's cap per day and dimension (the store keeps the cap).
+        self.counts.bound(working_size(self.config), self.family)
 
-    def _visitors(self, visitors: set[tuple[bytes, ...]]) -> None:
+    def _visitors(
+        self, visitors: set[tuple[bytes, ...]], tables: tuple[dict[Any, set[str]], ...]
+    ) -> None:
         """Day, path and object visitors, with the live side's rule for bots.
 
         A key per distinct (day, visitor, request): each (day, request) finds the sets its
@@ -227,11 +293,7 @@ class FileCounter:
         page_at = [i for i, f in enumerate(layout) if f in ("request", "method", "uri", "query")]
         page_of = itemgetter(*page_at) if page_at else (lambda key: ())
         who_of = itemgetter(ci, ai) if ci >= 0 and ai >= 0 else None
-        day_v, path_v, obj_v = (
-            self.counts.delta.visitors,
-            self.counts.path_visitors,
-            self.counts.object_visitors,
-        )
+        day_v, path_v, obj_v = tables
         places: dict[tuple[bytes, ...], tuple[str, str]] = {}  # context -> (site, day)
         pages: dict[Any, tuple[str, str | None] | None] = {}  # None: ignored
         # (context, page) -> the sets its visitors join; None: not counted (ignored)
@@ -343,6 +405,20 @@ class FileCounter:
         """Lines counted or found malformed so far."""
         done = self.counts.lines + self.counts.malformed
         return done + self.counter.pending_lines() + self.counter.raw.malformed
+
+
+def working_size(config: Config) -> int:
+    """Members per site, day and dimension a counter (and the parent, merging) keeps while
+    counting: twice the store's cap, so that the members kept in the end are rarely ones
+    that were folded on the way."""
+    return 2 * config.store_cap()
+
+
+def _small_number(value: bytes) -> bool:
+    """A number field a store holds: "-", empty, or digits below NUMBER_LIMIT."""
+    if value in (b"", b"-"):
+        return True
+    return value.isdigit() and int(value) < NUMBER_LIMIT
 
 
 _WORKER: dict[str, Any] = {}

@@ -5,11 +5,16 @@ file's contribution is replaced with one DELETE WHERE source = ... and INSERTs, 
 transaction: a re-run, or a run after a crash, leaves the same numbers. Reads SUM over
 sources, so several hosts' files for one day add up.
 
-Visitors: the day's distinct visitor hashes are kept per source (`day_visitors`), so a
-window's total visitors are exact over every source. Path and object rows keep a sketch of
-their visitor hashes (logcount.sketch), merged over the sources of a day when read, so a
-visitor seen in two files of one day (two hosts, a straggler) counts once; the days of a
-window add up.
+Bounded: a source keeps at most a cap of members per site, day and dimension (the rollup
+folds the rest into one `(other)` row, see logcount/rollup.py), and one sketch of the day's
+visitors, whatever the number of distinct URLs, referrers or visitors in its file.
+
+Visitors: the day's visitor hashes are kept per source as one sketch (logcount.sketch:
+exact up to 1,024 visitors, a HyperLogLog beyond) in `day_visitor_sets`; a window's total
+is the union of its days' sketches over every source (stores written before kept one
+`day_visitors` row per hash: those are read too). Path and object rows keep a sketch of
+their visitor hashes, merged over the sources of a day when read, so a visitor seen in two
+files of one day (two hosts, a straggler) counts once; the days of a window add up.
 """
 
 from __future__ import annotations
@@ -104,7 +109,10 @@ day_members = _fact(
     ("hits", "bytes"),
 )
 day_visitors = _fact("logcount_day_visitors", [sa.Column("visitor", sa.String(32))], ())
-FACT_TABLES = (day_totals, day_paths, day_objects, day_members, day_visitors)
+# One sketch of the day's visitors per source, site and day (replaces day_visitors' rows).
+day_visitor_sets = _fact("logcount_day_visitor_sets", [], ())
+day_visitor_sets.append_column(sa.Column("visitor_set", sa.LargeBinary, nullable=False))
+FACT_TABLES = (day_totals, day_paths, day_objects, day_members, day_visitors, day_visitor_sets)
 
 
 @dataclass
@@ -123,6 +131,7 @@ class SourceFacts:
     objects: list[dict[str, Any]] = field(default_factory=list)
     members: list[dict[str, Any]] = field(default_factory=list)
     visitors: list[dict[str, Any]] = field(default_factory=list)
+    visitor_sets: list[dict[str, Any]] = field(default_factory=list)
 
     def days(self) -> set[date]:
         return {row["day"] for row in self.totals}
@@ -141,6 +150,7 @@ class Store:
         try:
             self.engine = self._engine(url)
             self._ensure_schema()
+            self.identity = self._file_identity()
         except sa.exc.SQLAlchemyError as exc:
             raise StoreError(
                 f"store {self.masked_url()}: {_clean(str(exc.orig or exc))}"
@@ -184,6 +194,35 @@ class Store:
                     f"this logcount uses {SCHEMA_VERSION}"
                 )
 
+    def sqlite_path(self) -> Path | None:
+        """The SQLite file of a `sqlite:///` store; None for any other store."""
+        if not self.url.startswith("sqlite:///") or self.url == "sqlite:///:memory:":
+            return None
+        return Path(self.url[len("sqlite:///") :]).expanduser()
+
+    def _file_identity(self) -> tuple[int, int] | None:
+        """(device, inode) of the SQLite file, None if it is gone (or not SQLite)."""
+        path = self.sqlite_path()
+        if path is None:
+            return None
+        try:
+            st = path.stat()
+        except OSError:
+            return None
+        return st.st_dev, st.st_ino
+
+    def check_same_file(self) -> None:
+        """The SQLite file written is still the one whose schema was checked.
+
+        A connection keeps writing into a file removed (or replaced) under it: those
+        writes would be lost while the rollup reports success. Checked inside each write
+        transaction, before its commit."""
+        if self.sqlite_path() is not None and self._file_identity() != self.identity:
+            raise StoreError(
+                f"the store {self.masked_url()} was removed or replaced while this command "
+                "was writing it: nothing more written; run it again"
+            )
+
     def schema_version(self) -> int:
         with self.engine.connect() as conn:
             return int(
@@ -220,6 +259,7 @@ class Store:
                 .where(sources.c.id == sid)
                 .values(started=time.time(), finished=None)
             )
+            self.check_same_file()
 
     def replace_source(self, facts: SourceFacts) -> None:
         """Replace this source file's whole contribution, in one transaction."""
@@ -233,6 +273,7 @@ class Store:
                 (day_objects, facts.objects),
                 (day_members, facts.members),
                 (day_visitors, facts.visitors),
+                (day_visitor_sets, facts.visitor_sets),
             ):
                 for batch in _batches(rows, 5000):
                     conn.execute(table.insert(), [{**r, "source_id": sid} for r in batch])
@@ -248,6 +289,7 @@ class Store:
                     finished=time.time(),
                 )
             )
+            self.check_same_file()
 
     def _write(self) -> Any:
         return _Guard(self)
@@ -287,15 +329,22 @@ class Store:
             )
         )[0]
         out = {n: int(v) for n, v in zip(names, row, strict=True)}
-        v = day_visitors
-        out["visitors"] = int(
-            self._read(
-                sa.select(sa.func.count(sa.distinct(v.c.visitor))).where(
-                    v.c.site == site, v.c.day.in_(list(days))
-                )
-            )[0][0]
-        )
+        out["visitors"] = self._window_visitors(site, list(days))
         return out
+
+    def _window_visitors(self, site: str, days: list[date]) -> int:
+        """Distinct visitors of the window: the union of its days' sketches."""
+        from logcount.sketch import VisitorSketch
+
+        union = VisitorSketch()
+        vs = day_visitor_sets
+        where = [vs.c.site == site, vs.c.day.in_(days)]
+        for (data,) in self._read(sa.select(vs.c.visitor_set).where(*where)):
+            union.merge(VisitorSketch.from_bytes(bytes(data)))
+        v = day_visitors  # rows of stores written before the sketches
+        query = sa.select(v.c.visitor).distinct().where(v.c.site == site, v.c.day.in_(days))
+        union.add_all(_hash_value(h) for (h,) in self._read(query))
+        return union.count()
 
     def top_rows(
         self, site: str, days: Sequence[date], by: str, limit: int
@@ -442,6 +491,20 @@ def _sqlite_engine(url: str) -> Engine:
         return conn
 
     return engine
+
+
+def _hash_value(text: str) -> int:
+    """A stored visitor hash (16 hex digits) as the sketches hold it; any other text hashed."""
+    try:
+        return int(text, 16) if len(text) == 16 else _digest(text)
+    except ValueError:
+        return _digest(text)
+
+
+def _digest(text: str) -> int:
+    import hashlib
+
+    return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "big")
 
 
 def _batches(rows: list[dict[str, Any]], size: int) -> Iterable[list[dict[str, Any]]]:

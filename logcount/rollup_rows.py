@@ -1,0 +1,259 @@
+"""From what `logcount rollup` counted to store rows: the mergeable Counts a counting
+process hands over (bounded, see Counts.bound), and the rows of one source file
+(facts_of). The counting processes import it too: the store (SQLAlchemy) is imported only
+where rows are built, in the parent."""
+
+from __future__ import annotations
+
+import heapq
+import os
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from typing import TYPE_CHECKING, Any
+
+from logcount.delta import Delta
+from logcount.keys import OTHER
+from logcount.rollup_files import Input, source_name
+from logcount.sketch import VisitorSketch
+
+if TYPE_CHECKING:
+    from logcount.store import SourceFacts
+
+# An agent member as the counting processes leave it: its text, marked; the parent turns it
+# into the agent's family (families_of), so that ua-parser is loaded and asked once per
+# distinct agent in the parent, while the counters count, not before they fork.
+RAW_AGENT = "\x00"
+
+
+Sketches = dict[tuple[str, str, str], VisitorSketch]  # (site, day, member) -> visitors
+
+
+@dataclass
+class Counts:
+    """What a unit (or a merged file) counted, before it becomes store rows. Bounded: see
+    bound(); visitors are sketches (exact up to 1,024 hashes, then 1 KiB of registers)."""
+
+    delta: Delta = field(default_factory=Delta)
+    path_visitors: Sketches = field(default_factory=dict)
+    object_visitors: Sketches = field(default_factory=dict)
+    day_visitors: dict[tuple[str, str], VisitorSketch] = field(default_factory=dict)
+    lines: int = 0
+    malformed: int = 0
+
+    def merge(self, other: Counts) -> None:
+        self.delta.merge(other.delta)
+        for mine, theirs in (
+            (self.path_visitors, other.path_visitors),
+            (self.object_visitors, other.object_visitors),
+            (self.day_visitors, other.day_visitors),
+        ):
+            for key, sketch in theirs.items():
+                _merge_into(mine, key, sketch)
+        self.lines += other.lines
+        self.malformed += other.malformed
+
+    def add_visitors(
+        self,
+        day: dict[tuple[str, str, str], set[str]],
+        path: dict[tuple[str, str, str], set[str]],
+        obj: dict[tuple[str, str, str], set[str]],
+    ) -> None:
+        """Visitor hashes (hex) of a batch, into the sketches."""
+        for (site, _gran, label), hashes in day.items():
+            _merge_into(self.day_visitors, (site, label), VisitorSketch.of(hashes))
+        for mine, fresh in ((self.path_visitors, path), (self.object_visitors, obj)):
+            for key, hashes in fresh.items():
+                _merge_into(mine, key, VisitorSketch.of(hashes))
+
+    def bound(self, keep: int, family: Callable[[str], str] | None = None) -> None:
+        """At most `keep` members per site, day and dimension: the most hit (ties by name)
+        keep their rows, the others fold into OTHER (hits, bytes, visitors), so every
+        dimension still adds up to the totals. Agents are named (`family`) before they
+        are folded, so that the many spellings of one browser add up first."""
+        d = self.delta
+        if family is not None and any(
+            k[1] == "agent" and len(m) > keep for k, m in d.members.items()
+        ):
+            families_of(d, family)
+        for key, members in list(d.members.items()):
+            if len(members) > keep:
+                self._fold(key, members, keep)
+
+    def _fold(self, key: tuple[str, str, str, str], members: Counter[str], keep: int) -> None:
+        site, dim, _gran, label = key
+        d = self.delta
+        sizes = d.member_bytes.get(key, Counter())
+        sketches = {"path": self.path_visitors, "object": self.object_visitors}.get(dim)
+        other_hits, other_bytes = members.pop(OTHER, 0), sizes.pop(OTHER, 0)
+        kept = Counter(dict(heapq.nsmallest(keep, members.items(), key=_by_hits)))
+        other_seen = sketches.pop((site, label, OTHER), None) if sketches is not None else None
+        for member, hits in members.items():
+            if member in kept:
+                continue
+            other_hits += hits
+            other_bytes += sizes.pop(member, 0)
+            if sketches is not None:
+                seen = sketches.pop((site, label, member), None)
+                if seen is not None and other_seen is None:
+                    other_seen = seen
+                elif seen is not None and other_seen is not None:
+                    other_seen.merge(seen)
+        kept[OTHER] = other_hits
+        d.members[key] = kept
+        d.member_bytes[key] = Counter({m: sizes[m] for m in kept if sizes.get(m)})
+        if other_bytes:
+            d.member_bytes[key][OTHER] = other_bytes
+        if sketches is not None and other_seen is not None:
+            sketches[site, label, OTHER] = other_seen
+
+
+def _by_hits(item: tuple[str, int]) -> tuple[int, str]:
+    return -item[1], item[0]
+
+
+def _merge_into(table: dict[Any, VisitorSketch], key: Any, sketch: VisitorSketch) -> None:
+    found = table.get(key)
+    if found is None:
+        table[key] = sketch
+    else:
+        found.merge(sketch)
+
+
+def families_of(delta: Delta, family: Callable[[str], str] | None = None) -> None:
+    """Name the agent members a DayClassifier left unnamed (in place); agents of one family
+    add up."""
+    if family is None:
+        from logcount.classify import agent_family
+
+        family = agent_family
+    for table in (delta.members, delta.member_bytes):
+        for key, members in table.items():
+            if key[1] != "agent" or not any(m.startswith(RAW_AGENT) for m in members):
+                continue
+            named: Counter[str] = Counter()
+            for member, n in members.items():
+                named[family(member[1:]) if member.startswith(RAW_AGENT) else member] += n
+            table[key] = named
+
+
+# --- rows ---------------------------------------------------------------------------
+
+
+def _day(label: str) -> date:
+    return date(int(label[:4]), int(label[4:6]), int(label[6:8]))
+
+
+INT64_MAX = (1 << 63) - 1  # SQL's BIGINT; sums of numbers each below 2^53 can pass it
+
+
+def _saturated(value: int) -> int:
+    """A stored count or sum, saturated at the largest BIGINT (the writer never fails)."""
+    return min(int(value), INT64_MAX)
+
+
+def _text(value: str) -> str:
+    return value.replace("\x00", "\\x00")  # PostgreSQL text cannot hold NUL
+
+
+def malformed_day(inp: Input, counts: Counts, mtime: float) -> date:
+    """A line that does not parse has no time: the file's own day when the template gives
+    it, else the day most of the file's lines belong to, else the file's modification day."""
+    if inp.day is not None:
+        return inp.day
+    per_day: Counter[str] = Counter()
+    for (_site, _gran, label), c in counts.delta.totals.items():
+        per_day[label] += c["hits"] + c["bots"] + c["ignored"]
+    if per_day:
+        return _day(max(sorted(per_day), key=per_day.__getitem__))
+    return datetime.fromtimestamp(mtime).date()
+
+
+def facts_of(
+    inp: Input,
+    counts: Counts,
+    host: str,
+    site: str,
+    started: float,
+    stat: os.stat_result,
+    cap: int = 10_000,
+) -> SourceFacts:
+    """The rows of one file. `cap` members per site, day and dimension keep their rows (the
+    most hit, ties by name); the others are one `(other)` row (see Counts.bound)."""
+    from logcount.store import MEMBER_DIMS, TOTAL_COLUMNS, SourceFacts
+
+    counts.bound(cap)  # the store's bound: `cap` members per site, day and dimension
+    _fit_members(counts)
+    d = counts.delta
+    facts = SourceFacts(
+        host=host,
+        path=source_name(inp.path),
+        size=stat.st_size,
+        mtime=stat.st_mtime,
+        lines=counts.lines + counts.malformed,
+        malformed=counts.malformed,
+        started=started,
+    )
+    totals = {(s, label): Counter(c) for (s, _g, label), c in d.totals.items()}
+    if counts.malformed:
+        key = (site, malformed_day(inp, counts, stat.st_mtime).strftime("%Y%m%d"))
+        totals.setdefault(key, Counter())["malformed"] += counts.malformed
+    for (s, label), c in totals.items():
+        day = _day(label)
+        facts.totals.append(
+            {
+                "site": s,
+                "day": day,
+                "own_day": inp.day in (None, day),
+                **{name: _saturated(c.get(name, 0)) for name in TOTAL_COLUMNS},
+            }
+        )
+    for (s, dim, _g, label), c in d.members.items():
+        day = _day(label)
+        sizes = d.member_bytes.get((s, dim, _g, label), Counter())
+        for member, hits in c.items():
+            row = {"site": s, "day": day, "hits": hits, "bytes": _saturated(sizes.get(member, 0))}
+            if dim in ("path", "object"):
+                found = counts.path_visitors if dim == "path" else counts.object_visitors
+                seen = found.get((s, label, member)) or VisitorSketch()
+                row.update(
+                    {
+                        dim: _text(member),
+                        "visitors": seen.count(),
+                        "visitor_set": seen.to_bytes(),
+                    }
+                )
+                (facts.paths if dim == "path" else facts.objects).append(row)
+            elif dim in MEMBER_DIMS:
+                facts.members.append({**row, "dim": dim, "member": _text(member)})
+    for (s, label), sketch in counts.day_visitors.items():
+        facts.visitor_sets.append({"site": s, "day": _day(label), "visitor_set": sketch.to_bytes()})
+    return facts
+
+
+def _fit_members(counts: Counts) -> None:
+    """Members as a store column holds them: no NUL (PostgreSQL's text has none), at most
+    KEY_LENGTH characters (a VARCHAR refuses more); members that become one add up."""
+    from logcount.store import KEY_LENGTH
+
+    d = counts.delta
+    for key, members in d.members.items():
+        if all(len(m) <= KEY_LENGTH and "\x00" not in m for m in members):
+            continue
+        site, dim, _gran, label = key
+        sizes = d.member_bytes.get(key, Counter())
+        sketches = {"path": counts.path_visitors, "object": counts.object_visitors}.get(dim)
+        fitted: Counter[str] = Counter()
+        fitted_bytes: Counter[str] = Counter()
+        for member, hits in members.items():
+            text = _text(member)[:KEY_LENGTH]
+            fitted[text] += hits
+            if sizes.get(member):
+                fitted_bytes[text] += sizes[member]
+            seen = sketches.pop((site, label, member), None) if sketches is not None else None
+            if seen is not None and sketches is not None:
+                _merge_into(sketches, (site, label, text), seen)
+        members.clear()
+        members.update(fitted)
+        d.member_bytes[key] = fitted_bytes
