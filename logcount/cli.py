@@ -407,6 +407,27 @@ def status(settings: Settings, fmt: str) -> None:
             )
         if r.get("delivery"):
             click.echo(f"    delivery: {r['delivery']}")
+        lost = _losses(r)
+        if lost:
+            click.echo(f"    {lost}")
+
+
+def _losses(r: dict[str, Any]) -> str:
+    """What a reader could not keep (spool full, batches Redis refused, bad spool lines)."""
+    parts = []
+    if r.get("dropped_batches"):
+        parts.append(
+            f"dropped {r['dropped_batches']:,} batches ({r.get('dropped_lines', 0):,} lines, "
+            f"{r.get('dropped_bytes', 0):,} bytes): spool full or unwritable"
+        )
+    if r.get("rejected_batches"):
+        parts.append(
+            f"rejected by Redis {r['rejected_batches']:,} batches "
+            f"({r.get('rejected_lines', 0):,} lines), kept in .bad files"
+        )
+    if r.get("bad_spool_lines"):
+        parts.append(f"{r['bad_spool_lines']:,} unreadable spool lines, kept in .bad files")
+    return "; ".join(parts)
 
 
 @cli.group("config")

@@ -256,7 +256,7 @@ def _strings(value: Any) -> list[str]:
     return value
 
 
-def _key(value: Any, length: int) -> tuple[str, ...]:
+def _key(value: Any, length: int) -> Any:  # a BucketKey or MemberKey
     if len(_strings(value)) != length:
         raise TypeError(f"a key of {length} strings expected")
     return tuple(value)
@@ -269,6 +269,6 @@ def _count(value: Any) -> int:
 
 
 def _counts(value: Any) -> Counter[str]:
-    for name, n in _dict(value).items():
+    for n in _dict(value).values():
         _count(n)
     return Counter(value)

@@ -37,7 +37,7 @@ from logcount.connection import connect, is_cluster, redis_url
 from logcount.connection import reason as _reason
 from logcount.delta import Delta
 from logcount.errors import LogcountError, RedisUnavailable
-from logcount.spool import HOST, Spool, SpoolFull
+from logcount.spool import HOST, SPOOL_MAX_BYTES, Spool, SpoolFull
 
 MARKER_TTL = 7 * 86400
 BACKOFF_START = 0.1
@@ -47,8 +47,22 @@ BATCH_MAX_BYTES = 4 << 20  # one Lua call (Redis refuses requests past 512 MB)
 PENDING_MAX_BYTES = 32 << 20  # held in memory while Redis is away, then spooled
 # Errors that say Redis cannot take writes now (keep the batch and retry), as opposed
 # to a batch it refuses (apply.lua's LCBAD, a script error): those are never retried.
-TRANSIENT = ("OOM", "READONLY", "BUSY", "LOADING", "MASTERDOWN", "MISCONF", "NOREPLICAS",
-             "TRYAGAIN", "CLUSTERDOWN", "NOPERM", "NOAUTH", "WRONGPASS")
+TRANSIENT = (
+    "OOM",
+    "maxmemory",
+    "READONLY",
+    "read only replica",
+    "BUSY",
+    "LOADING",
+    "MASTERDOWN",
+    "MISCONF",
+    "NOREPLICAS",
+    "TRYAGAIN",
+    "CLUSTERDOWN",
+    "NOPERM",
+    "NOAUTH",
+    "WRONGPASS",
+)
 REJECTED = ("LCBAD", "user_script", "Error running script", "WRONGTYPE")
 
 _SCRIPT = resources.files("logcount").joinpath("apply.lua").read_text()
@@ -61,7 +75,8 @@ class BatchRejected(Exception):
 def _redis_error(exc: Exception) -> Exception:
     """RedisUnavailable (keep and retry) or BatchRejected (quarantine) for a Redis error."""
     text = str(exc)
-    if isinstance(exc, redis.ResponseError) and (
+    busy = (redis.exceptions.ReadOnlyError, redis.exceptions.OutOfMemoryError)
+    if isinstance(exc, redis.ResponseError) and not isinstance(exc, busy) and (
         "LCBAD" in text
         or (not any(t in text for t in TRANSIENT) and any(r in text for r in REJECTED))
     ):
@@ -155,12 +170,14 @@ class Batch:
         return cls(Delta.from_json(delta), extra, batch_id)
 
     @classmethod
-    def parts(cls, delta: Delta, extra: dict[str, str], weight: int) -> list[Batch]:
-        """`delta` (of `weight`) as batches of at most BATCH_MAX_BYTES, in order; `extra`
+    def parts(
+        cls, delta: Delta, extra: dict[str, str], weight: int, limit: int = BATCH_MAX_BYTES
+    ) -> list[Batch]:
+        """`delta` (of `weight`) as batches of at most `limit` weight, in order; `extra`
         (a tail's positions) rides in the last, once every count before it is in."""
-        if weight <= BATCH_MAX_BYTES:
+        if weight <= limit:
             return [cls(delta, extra)]
-        out = [cls(part) for part in delta.split(BATCH_MAX_BYTES)]
+        out = [cls(part) for part in delta.split(limit)]
         out[-1].extra = extra
         return out
 
@@ -238,7 +255,9 @@ class RedisWriter:
         # (so a position is committed at least once, not exactly once, with its counts).
         delta, why = batch.delta, None
         for site, part in sorted(delta.split_by_site().items()):
-            key_list, payload = build_call(part, self.config, site, batch.batch_id, list_sites=False)
+            key_list, payload = build_call(
+                part, self.config, site, batch.batch_id, list_sites=False
+            )
             try:
                 self.script(keys=key_list, args=[payload])
             except redis.ResponseError as exc:
@@ -273,11 +292,17 @@ class LiveSink:
         writer: RedisWriter | None = None,
         spool_dir: Path | None = None,
         log: Callable[[str], None] | None = None,
+        batch_max_bytes: int = BATCH_MAX_BYTES,
+        pending_max_bytes: int = PENDING_MAX_BYTES,
+        spool_max_bytes: int = SPOOL_MAX_BYTES,
     ):
         self.config = config
         self.writer = writer or RedisWriter(config)
-        self.log = log or (lambda msg: None)
-        self.spool = Spool(spool_dir or config.resolved_data_dir() / "spool", log=self.log)
+        self.log = log if log is not None else (lambda msg: None)
+        directory = spool_dir or config.resolved_data_dir() / "spool"
+        self.spool = Spool(directory, max_bytes=spool_max_bytes, log=self.log)
+        self.batch_max_bytes = batch_max_bytes
+        self.pending_max_bytes = pending_max_bytes
         self.pending = Delta()
         self.pending_extra: dict[str, str] = {}
         self.pending_bytes = 0  # Delta.weight of pending, kept as it grows
@@ -308,14 +333,16 @@ class LiveSink:
         """Is what waits in memory (pending, plus the given) past its budget?"""
         return (
             self.pending.size() + entries > self.config.pending_limit
-            or self.pending_bytes + nbytes > PENDING_MAX_BYTES
+            or self.pending_bytes + nbytes > self.pending_max_bytes
         )
 
     def _freeze(self) -> list[Batch]:
         """Pending as batches to send, of bounded size each; pending starts anew."""
         if not (self.pending or self.pending_extra):
             return []
-        batches = Batch.parts(self.pending, self.pending_extra, self.pending_bytes)
+        batches = Batch.parts(
+            self.pending, self.pending_extra, self.pending_bytes, self.batch_max_bytes
+        )
         self.pending, self.pending_extra, self.pending_bytes = Delta(), {}, 0
         return batches
 
@@ -330,7 +357,9 @@ class LiveSink:
             except SpoolFull as exc:
                 self._drop(batch, len(line), str(exc))
             except OSError as exc:
-                self._drop(batch, len(line), f"cannot write spool {self.spool.path}: {exc.strerror}")
+                self._drop(
+                    batch, len(line), f"cannot write spool {self.spool.path}: {exc.strerror}"
+                )
 
     def _drop(self, batch: Batch, size: int, why: str) -> None:
         self.drops["dropped_batches"] += 1

@@ -51,7 +51,7 @@ class Spool:
         self.path = directory / (name or f"spool-{HOST}-{self.pid}.jsonl")
         self.max_bytes = max_bytes
         self.batches = 0
-        self.log = log or (lambda msg: None)
+        self.log = log if log is not None else (lambda msg: None)
 
     def _make_dir(self) -> None:
         self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
