@@ -23,12 +23,15 @@ end
 local function key_index(i)
   return count(i) and i >= 1 and i <= #KEYS
 end
+-- A list of strings (a JSON object would leave holes for unpack to fill with nil).
 local function strings(t)
   if type(t) ~= 'table' then return false end
+  local n = 0
   for _, v in pairs(t) do
     if type(v) ~= 'string' then return false end
+    n = n + 1
   end
-  return true
+  return n == #t
 end
 local function counts(t, n)
   if type(t) ~= 'table' or #t ~= n then return false end

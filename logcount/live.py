@@ -76,9 +76,13 @@ def _redis_error(exc: Exception) -> Exception:
     """RedisUnavailable (keep and retry) or BatchRejected (quarantine) for a Redis error."""
     text = str(exc)
     busy = (redis.exceptions.ReadOnlyError, redis.exceptions.OutOfMemoryError)
-    if isinstance(exc, redis.ResponseError) and not isinstance(exc, busy) and (
-        "LCBAD" in text
-        or (not any(t in text for t in TRANSIENT) and any(r in text for r in REJECTED))
+    if (
+        isinstance(exc, redis.ResponseError)
+        and not isinstance(exc, busy)
+        and (
+            "LCBAD" in text
+            or (not any(t in text for t in TRANSIENT) and any(r in text for r in REJECTED))
+        )
     ):
         return BatchRejected(text.splitlines()[0][:300] if text else type(exc).__name__)
     return RedisUnavailable(f"Redis error: {_reason(exc)}")

@@ -73,7 +73,7 @@ def test_a_bad_spool_line_is_quarantined_and_the_rest_replayed(
     assert quarantined[0].read_bytes() == before + BAD_LINES[bad] + after
     said = [line for line in result.stderr.decode().splitlines() if "unreadable" in line]
     assert len(said) == 1, result.stderr.decode()
-    assert f"1 unreadable line(s) (line 2: " in said[0]
+    assert "1 unreadable line(s) (line 2: " in said[0]
     assert f"moved to {quarantined[0].name}, the other lines replayed" in said[0]
 
 
