@@ -416,9 +416,12 @@ def _losses(r: dict[str, Any]) -> str:
     """What a reader could not keep (spool full, batches Redis refused, bad spool lines)."""
     parts = []
     if r.get("dropped_batches"):
+        whole = (
+            f", {r['dropped_lines']:,} lines with their totals" if r.get("dropped_lines") else ""
+        )
         parts.append(
-            f"dropped {r['dropped_batches']:,} batches ({r.get('dropped_lines', 0):,} lines, "
-            f"{r.get('dropped_bytes', 0):,} bytes): spool full or unwritable"
+            f"dropped {r['dropped_batches']:,} batches ({r.get('dropped_bytes', 0):,} bytes"
+            f"{whole}): spool full or unwritable"
         )
     if r.get("rejected_batches"):
         parts.append(

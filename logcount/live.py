@@ -173,6 +173,14 @@ class Batch:
                 raise ValueError("not a batch's extra value")
         return cls(Delta.from_json(delta), extra, batch_id)
 
+    def essential(self) -> Batch | None:
+        """The same batch with its totals and extra only (None if it has neither): what
+        is kept of it when the rest cannot be. Same id: it counts once with the batch."""
+        if not (self.delta.totals or self.extra):
+            return None
+        delta = Delta(totals=self.delta.totals, lines=self.delta.lines)
+        return Batch(delta, self.extra, self.batch_id)
+
     @classmethod
     def parts(
         cls, delta: Delta, extra: dict[str, str], weight: int, limit: int = BATCH_MAX_BYTES
@@ -330,14 +338,17 @@ class LiveSink:
                 self.pending_bytes += self.pending.merge(delta, self.config.recent_size)
             if extra:
                 self.pending_extra.update(extra)
-            if self._too_much(0, 0):
+            # While Redis takes batches, the flusher sends pending right after this: only
+            # a flusher far behind (or Redis away) makes it wait on disk instead.
+            slack = 1 if self.last_error else 4
+            if self._too_much(0, 0, slack):
                 self._spill()
 
-    def _too_much(self, entries: int, nbytes: int) -> bool:
-        """Is what waits in memory (pending, plus the given) past its budget?"""
+    def _too_much(self, entries: int, nbytes: int, slack: int = 1) -> bool:
+        """Is what waits in memory (pending, plus the given) past `slack` budgets?"""
         return (
             self.pending.size() + entries > self.config.pending_limit
-            or self.pending_bytes + nbytes > self.pending_max_bytes
+            or self.pending_bytes + nbytes > self.pending_max_bytes * slack
         )
 
     def _freeze(self) -> list[Batch]:
@@ -366,9 +377,18 @@ class LiveSink:
                 )
 
     def _drop(self, batch: Batch, size: int, why: str) -> None:
+        """Count what the spool could not take. Its totals and a tail's positions (a few
+        hundred bytes) are still kept, past the cap: totals stay exact, positions move on."""
+        essential = batch.essential()
+        line = essential.to_line() if essential is not None else ""
+        try:
+            if line:
+                self.spool.append(line, reserve=True)
+        except (SpoolFull, OSError):
+            line = ""
         self.drops["dropped_batches"] += 1
-        self.drops["dropped_lines"] += batch.delta.lines
-        self.drops["dropped_bytes"] += size
+        self.drops["dropped_lines"] += 0 if line else batch.delta.lines
+        self.drops["dropped_bytes"] += size - len(line)
         if not self._drop_logged:  # once until the spool takes a batch again
             self._drop_logged = True
             self.log(f"{why}; counts dropped (counted in `logcount status`)")

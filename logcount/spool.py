@@ -76,15 +76,17 @@ class Spool:
             return 0
         return total
 
-    def append(self, line: str) -> None:
-        """Append one batch line (durably); SpoolFull past the cap, OSError if unwritable."""
-        self.write(self.path, line.encode())
+    def append(self, line: str, reserve: bool = False) -> None:
+        """Append one batch line (durably); SpoolFull past the cap, OSError if unwritable.
+        `reserve`: may use a reserve of an eighth past the cap (a dropped batch's totals)."""
+        self.write(self.path, line.encode(), reserve)
         self.batches += 1
 
-    def write(self, path: Path, data: bytes) -> None:
+    def write(self, path: Path, data: bytes, reserve: bool = False) -> None:
         self._make_dir()
         # A listing per append: appends come at most once a flush, each of many lines.
-        if self.used() + len(data) > self.max_bytes:
+        cap = self.max_bytes + (self.max_bytes // 8 if reserve else 0)
+        if self.used() + len(data) > cap:
             raise SpoolFull(f"spool directory {self.directory} is full ({self.max_bytes:,} bytes)")
         fd = os.open(path, _CREATE, 0o600)
         try:
