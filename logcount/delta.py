@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Collection, Container, Iterable
 from dataclasses import dataclass, field
+from itertools import filterfalse
 from typing import Any
 
 SAMPLE_SIZE = 20  # malformed lines kept as samples
@@ -62,7 +63,7 @@ class Delta:
         for counts in self.members.values():
             total += BUCKET_OVERHEAD + _names_weight(counts)
         for hashes in self.visitors.values():
-            total += BUCKET_OVERHEAD + _names_weight(hashes)
+            total += BUCKET_OVERHEAD + _hashes_weight(hashes)
         for lists in (self.recent, self.samples):
             total += sum(_names_weight(items) for items in lists.values())
         return total
@@ -78,17 +79,18 @@ class Delta:
             if found is None:
                 self.totals[bkey] = found = Counter()
                 grown += BUCKET_OVERHEAD
-            grown += ENTRY_OVERHEAD * (len(counts.keys() - found.keys()))
+            grown += ENTRY_OVERHEAD * len(_new(counts, found))
             found.update(counts)
         grown += _merge_named(self.members, other.members)
         _merge_named(self.member_bytes, other.member_bytes)
         for key, hashes in other.visitors.items():
             seen = self.visitors.get(key)
             if seen is None:
-                self.visitors[key] = seen = set()
-                grown += BUCKET_OVERHEAD
-            grown += _names_weight(hashes - seen if isinstance(hashes, set) else set(hashes) - seen)
-            seen.update(hashes)
+                self.visitors[key] = set(hashes)
+                grown += BUCKET_OVERHEAD + _hashes_weight(hashes)
+            else:
+                grown += _hashes_weight(_new(hashes, seen))
+                seen.update(hashes)
         for site, items in other.recent.items():
             merged = self.recent.setdefault(site, [])
             merged.extend(items)
@@ -176,10 +178,23 @@ class Delta:
             raise ValueError(f"not a delta ({type(exc).__name__}: {exc})") from None
 
 
-def _names_weight(names: Iterable[str]) -> int:
+def _names_weight(names: Collection[str]) -> int:
     """Weight of entries named `names`: C-level sums, no Python code per name."""
-    lengths = list(map(len, names))
-    return sum(lengths) + ENTRY_OVERHEAD * len(lengths)
+    return sum(map(len, names)) + ENTRY_OVERHEAD * len(names)
+
+
+def _hashes_weight(hashes: Collection[str]) -> int:
+    """Weight of visitor hashes, which all have one length (summing lengths over a set
+    costs more than the merge itself)."""
+    for first in hashes:
+        return (len(first) + ENTRY_OVERHEAD) * len(hashes)
+    return 0
+
+
+def _new(names: Iterable[str], known: Container[str]) -> list[str]:
+    """`names` not in `known`, in a C loop over `names` only (a set difference of dict
+    views would go over `known`, the whole pending delta, at every merge)."""
+    return list(filterfalse(known.__contains__, names))
 
 
 def _merge_named(into: dict[Any, Counter[str]], other: dict[Any, Counter[str]]) -> int:
@@ -190,7 +205,7 @@ def _merge_named(into: dict[Any, Counter[str]], other: dict[Any, Counter[str]]) 
             into[key] = Counter(counts)
             grown += BUCKET_OVERHEAD + _names_weight(counts)
         else:
-            grown += _names_weight(counts.keys() - found.keys())
+            grown += _names_weight(_new(counts, found))
             found.update(counts)
     return grown
 
