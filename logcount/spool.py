@@ -122,7 +122,10 @@ class Spool:
         (adopted), then our own. Our own file is renamed first, so that batches appended
         while it is replayed go to a new file instead of being lost with it. Call it with
         appends excluded (LiveSink.lock); it does no network I/O."""
-        if not self.directory.is_dir():
+        try:
+            if not stat.S_ISDIR(os.lstat(self.directory).st_mode):
+                return []  # a symlink in its place is not followed
+        except FileNotFoundError:
             return []
         prefix = f"spool-{HOST}-"
         mine = f"{prefix}{self.pid}-"
