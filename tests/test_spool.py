@@ -4,20 +4,24 @@ adoption names keep their length, files are private and symlinks never followed.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import stat
+import threading
+import time
 from collections import Counter
 from pathlib import Path
 
 import pytest
+import redis
 
 from logcount import keys
 from logcount.config import Config
 from logcount.delta import Delta
 from logcount.live import Batch, LiveSink, RedisWriter
 from logcount.spool import HOST, Spool
-from tests.conftest import RedisServer, run_logcount
+from tests.conftest import RedisServer, free_port, run_logcount
 
 MINUTE = "202611200000"
 TOTALS = keys.totals("test", "minute", MINUTE)
@@ -107,9 +111,31 @@ def test_a_batch_redis_rejects_is_quarantined_not_taken_as_applied(
     assert not sink.flush(force=True)
     assert "OOM" in sink.last_error
     client.config_set("maxmemory", 0)
+    client.replicaof("127.0.0.1", str(free_port()))  # a replica: READONLY
+    assert not sink.flush(force=True)
+    assert "READONLY" in sink.last_error
+    client.replicaof("NO", "ONE")
+    client.config_set("lua-time-limit", 10)
+    busy = threading.Thread(target=lambda: _script_until_killed(redis_server))
+    busy.start()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:  # until the script holds Redis
+        try:
+            client.ping()
+        except redis.ResponseError:
+            break
+    assert not sink.flush(force=True)
+    assert sink.last_error.startswith("Redis error: BUSY"), sink.last_error
+    client.script_kill()
+    busy.join()
     assert sink.flush(force=True)
     assert hits(redis_server) == 4
     assert sink.status()["rejected_batches"] == 1
+
+
+def _script_until_killed(server: RedisServer) -> None:
+    with contextlib.suppress(redis.ResponseError):
+        server.client().eval("while true do end", 0)
 
 
 def test_a_large_spool_is_replayed_in_calls_redis_accepts(
