@@ -190,9 +190,10 @@ def test_a_full_spool_drops_members_keeps_totals_and_says_so(
     assert 0 < paths < 1000
     # What `logcount status` shows of it (the reader's heartbeat carries these fields).
     info = {"host": HOST, "pid": 1, "mode": "pipe", "lines": 10_000, "malformed": 0}
-    info |= {"rate": 0, "lag": 0, "last_flush": 0, **sink.status()}
+    info |= {"rate": 0, "lag": 0, "last_flush": 0, **status}  # as it was with Redis away
     RedisWriter(config).heartbeat(info)
     table = run_logcount(["status"], lc_env).stdout.decode()
+    assert f" {round(status['spool_bytes'] / 1000)}k  ok\n" in table  # the spool's size
     assert (
         f"    dropped {status['dropped_batches']:,} batches ({status['dropped_bytes']:,} "
         "bytes): spool full or unwritable\n"
