@@ -249,3 +249,18 @@ def test_spool_files_are_private_and_symlinks_are_never_followed(
     assert sink.flush(force=True)
     assert hits(redis_server) == 2, "the planted file is not replayed"
     assert (directory / f"spool-{HOST}-{DEAD}.jsonl").is_symlink()
+
+
+def test_a_large_delta_goes_as_several_calls_with_the_position_in_the_last(
+    tmp_path: Path, redis_server: RedisServer
+) -> None:
+    config = Config(site="test", redis=redis_server.url, data_dir=str(tmp_path))
+    sink = LiveSink(config, spool_dir=tmp_path / "spool", batch_max_bytes=20_000)
+    position = keys.position("test", HOST, "/var/log/access.log")
+    sink.submit(delta(500, paths=500, size=200), {position: "offset 500"})
+    assert sink.flush(force=True)
+    client = redis_server.client()
+    assert len(client.keys("*:batch:*")) >= 5, "one marker per call"
+    assert hits(redis_server) == 500
+    assert client.zcard(keys.members("test", "path", "minute", MINUTE)) == 500
+    assert client.get(position) == b"offset 500"
