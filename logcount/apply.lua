@@ -2,9 +2,91 @@
 -- KEYS: every key the batch touches. ARGV[1]: JSON {"m": marker key index (0 = none),
 -- "mt": marker ttl, "ops": [[kind, key index, ttl, data], ...]}.
 -- Returns -1 when the marker was already set (the batch was applied before), else the
--- number of operations applied.
-local batch = cjson.decode(ARGV[1])
-if batch.m and batch.m > 0 then
+-- number of operations applied; an error starting with LCBAD when the batch is invalid.
+--
+-- A script is not rolled back when it fails half way, so every check comes before the
+-- first write, and the marker is that first write: Redis refuses a script's first write
+-- when it is out of memory or a replica, and lets the rest through once one was made.
+local ok, batch = pcall(cjson.decode, ARGV[1])
+local function invalid(why)
+  return redis.error_reply('LCBAD invalid batch: ' .. why)
+end
+if not ok or type(batch) ~= 'table' or type(batch.ops) ~= 'table' then
+  return invalid('not a batch object')
+end
+
+-- Counts go to Redis as Lua numbers (doubles, written with %.17g): integers up to 2^53
+-- only, or Redis would read 1e+17 and refuse it half way through the batch.
+local function count(n)
+  return type(n) == 'number' and n >= 0 and n <= 9007199254740992 and n == math.floor(n)
+end
+local function key_index(i)
+  return count(i) and i >= 1 and i <= #KEYS
+end
+-- A list of strings (a JSON object would leave holes for unpack to fill with nil).
+local function strings(t)
+  if type(t) ~= 'table' then return false end
+  local n = 0
+  for _, v in pairs(t) do
+    if type(v) ~= 'string' then return false end
+    n = n + 1
+  end
+  return n == #t
+end
+local function counts(t, n)
+  if type(t) ~= 'table' or #t ~= n then return false end
+  for i = 1, n do
+    if not count(t[i]) then return false end
+  end
+  return true
+end
+
+local function check(op)
+  if type(op) ~= 'table' then return 'an operation is not a list' end
+  local kind, key, ttl, data = op[1], op[2], op[3], op[4]
+  if not key_index(key) then return 'bad key index' end
+  if not count(ttl) then return 'bad ttl' end
+  if kind == 'h' then
+    if type(data) ~= 'table' then return 'bad counters' end
+    for field, n in pairs(data) do
+      if type(field) ~= 'string' or not count(n) then
+        return 'counter ' .. tostring(field) .. ' is not an integer in [0, 2^53]'
+      end
+    end
+  elseif kind == 'z' then
+    if type(data) ~= 'table' or not count(data[1]) or not strings(data[2]) then
+      return 'bad members'
+    end
+    if not counts(data[3], #data[2]) then return 'member hits are not integers in [0, 2^53]' end
+    if data[4] ~= nil and (not key_index(data[4]) or not counts(data[5], #data[2])) then
+      return 'member bytes are not integers in [0, 2^53]'
+    end
+  elseif kind == 'p' then
+    if not strings(data) then return 'bad visitors' end
+  elseif kind == 'l' then
+    if type(data) ~= 'table' or not count(data[1]) or data[1] < 1 or not strings(data[2]) then
+      return 'bad list'
+    end
+  elseif kind == 's' then
+    if type(data) ~= 'string' then return 'bad value' end
+  elseif kind == 'a' then
+    if not strings(data) or #data == 0 then return 'bad set' end
+  else
+    return 'unknown operation ' .. tostring(kind)
+  end
+  return nil
+end
+
+if type(batch.m) ~= 'number' or (batch.m ~= 0 and not (key_index(batch.m) and count(batch.mt)
+    and batch.mt >= 1)) then
+  return invalid('bad marker')
+end
+for i, op in ipairs(batch.ops) do
+  local why = check(op)
+  if why then return invalid('operation ' .. i .. ': ' .. why) end
+end
+
+if batch.m > 0 then
   if not redis.call('SET', KEYS[batch.m], '1', 'NX', 'EX', batch.mt) then
     return -1
   end

@@ -397,15 +397,17 @@ def status(settings: Settings, fmt: str) -> None:
     now = time.time()
     click.echo(
         f"{'host':<16} {'pid':>7} {'mode':<5} {'lines':>11} {'lines/s':>9} "
-        f"{'malformed':>9} {'lag':>7} {'flushed':>8} {'spooled':>7}  state"
+        f"{'malformed':>9} {'lag':>7} {'flushed':>8} {'spool':>7}  state"
     )
     for r in readers:
         ago = f"{now - r['last_flush']:.0f}s ago" if r.get("last_flush") else "never"
         state = r.get("error") or ("stopped" if r.get("stopped") else "ok")
+        # The spool directory's size: its batch count would miss files being replayed.
+        spool = _size(r["spool_bytes"]) if "spool_bytes" in r else r.get("spooled", 0)
         click.echo(
             f"{r['host'][:16]:<16} {r['pid']:>7} {r['mode']:<5} {r['lines']:>11,} "
             f"{r['rate']:>9,.0f} {r['malformed']:>9,} {r['lag']:>7} {ago:>8} "
-            f"{r['spooled']:>7}  {state}"
+            f"{spool:>7}  {state}"
         )
         for f in r.get("files", []):
             click.echo(
@@ -414,6 +416,40 @@ def status(settings: Settings, fmt: str) -> None:
             )
         if r.get("delivery"):
             click.echo(f"    delivery: {r['delivery']}")
+        lost = _losses(r)
+        if lost:
+            click.echo(f"    {lost}")
+
+
+def _size(n: int) -> str:
+    """Bytes in at most 4 characters or so: 0, 512, 8.4k, 12M, 268M, 5.0G."""
+    value = float(n)
+    for unit in ("", "k", "M"):
+        if value < 1000:
+            return f"{value:.0f}{unit}" if unit == "" or value >= 10 else f"{value:.1f}{unit}"
+        value /= 1000
+    return f"{value:.1f}G" if value < 10 else f"{value:.0f}G"
+
+
+def _losses(r: dict[str, Any]) -> str:
+    """What a reader could not keep (spool full, batches Redis refused, bad spool lines)."""
+    parts = []
+    if r.get("dropped_batches"):
+        whole = (
+            f", {r['dropped_lines']:,} lines with their totals" if r.get("dropped_lines") else ""
+        )
+        parts.append(
+            f"dropped {r['dropped_batches']:,} batches ({r.get('dropped_bytes', 0):,} bytes"
+            f"{whole}): spool full or unwritable"
+        )
+    if r.get("rejected_batches"):
+        parts.append(
+            f"rejected by Redis {r['rejected_batches']:,} batches "
+            f"({r.get('rejected_lines', 0):,} lines), kept in .bad files"
+        )
+    if r.get("bad_spool_lines"):
+        parts.append(f"{r['bad_spool_lines']:,} unreadable spool lines, kept in .bad files")
+    return "; ".join(parts)
 
 
 @cli.group("config")

@@ -1,16 +1,25 @@
 """Delta: counter increments per bucket, what a sink (Redis or SQL) applies.
 
 The aggregator produces one per batch of lines; the Redis sink merges those waiting to be
-sent, and writes them to its spool as JSON while Redis is away.
+sent, and writes them to its spool as JSON while Redis is away. A delta's `weight` is an
+estimate of its size once sent (bytes of JSON): the sink bounds what it holds and sends
+by it, so the estimate must be cheap (C-level sums over names) and never serialise.
 """
 
 from __future__ import annotations
 
 import json
 from collections import Counter
+from collections.abc import Collection, Container, Iterable
 from dataclasses import dataclass, field
+from itertools import filterfalse
+from typing import Any
 
 SAMPLE_SIZE = 20  # malformed lines kept as samples
+# Estimated JSON bytes around each entry (quotes, separators, its counts), and per bucket.
+ENTRY_OVERHEAD = 32
+BUCKET_OVERHEAD = 160
+NUMBER_LIMIT = 1 << 53  # what a Lua number (a double) holds exactly
 
 BucketKey = tuple[str, str, str]  # site, granularity, label
 MemberKey = tuple[str, str, str, str]  # site, dimension, granularity, label
@@ -48,23 +57,79 @@ class Delta:
             | set(self.samples)
         )
 
-    def merge(self, other: Delta) -> None:
+    def weight(self) -> int:
+        """Estimated bytes of this delta once sent (see the module's docstring)."""
+        total = sum(BUCKET_OVERHEAD + ENTRY_OVERHEAD * len(c) for c in self.totals.values())
+        for counts in self.members.values():
+            total += BUCKET_OVERHEAD + _names_weight(counts)
+        for hashes in self.visitors.values():
+            total += BUCKET_OVERHEAD + _hashes_weight(hashes)
+        for lists in (self.recent, self.samples):
+            total += sum(_names_weight(items) for items in lists.values())
+        return total
+
+    def merge(self, other: Delta, keep_recent: int | None = None) -> int:
+        """Add `other` in; returns the weight this delta grew by (new entries only).
+
+        `keep_recent`: keep only that many recent requests per site (a sink holding
+        deltas while Redis is away would otherwise keep every batch's list)."""
+        grown = 0
         for bkey, counts in other.totals.items():
-            self.totals.setdefault(bkey, Counter()).update(counts)
-        for mkey, counts in other.members.items():
-            self.members.setdefault(mkey, Counter()).update(counts)
-        for mkey, counts in other.member_bytes.items():
-            self.member_bytes.setdefault(mkey, Counter()).update(counts)
+            found = self.totals.get(bkey)
+            if found is None:
+                self.totals[bkey] = found = Counter()
+                grown += BUCKET_OVERHEAD
+            grown += ENTRY_OVERHEAD * len(_new(counts, found))
+            found.update(counts)
+        grown += _merge_named(self.members, other.members)
+        _merge_named(self.member_bytes, other.member_bytes)
         for key, hashes in other.visitors.items():
-            self.visitors.setdefault(key, set()).update(hashes)
+            seen = self.visitors.get(key)
+            if seen is None:
+                self.visitors[key] = set(hashes)
+                grown += BUCKET_OVERHEAD + _hashes_weight(hashes)
+            else:
+                grown += _hashes_weight(_new(hashes, seen))
+                seen.update(hashes)
         for site, items in other.recent.items():
-            self.recent.setdefault(site, []).extend(items)
+            merged = self.recent.setdefault(site, [])
+            merged.extend(items)
+            grown += _names_weight(items)
+            if keep_recent is not None and len(merged) > keep_recent:
+                grown -= _names_weight(merged[:-keep_recent])
+                del merged[:-keep_recent]
         for site, items in other.samples.items():
             merged = self.samples.setdefault(site, [])
             merged.extend(items)
+            grown += _names_weight(items) - _names_weight(merged[:-SAMPLE_SIZE])
             del merged[:-SAMPLE_SIZE]
         self.lines += other.lines
         self.malformed += other.malformed
+        return grown
+
+    def split(self, limit: int) -> list[Delta]:
+        """This delta in parts of at most `limit` weight each (an entry heavier than that
+        makes a part of its own), in a fixed order: the same delta always splits the same
+        way. The first part carries the line counts."""
+        parts = _Splitter(limit)
+        for bkey, counts in self.totals.items():
+            parts.room(BUCKET_OVERHEAD + ENTRY_OVERHEAD * len(counts)).totals[bkey] = counts
+        for mkey, counts in self.members.items():
+            sizes = self.member_bytes.get(mkey)
+            for part, names in parts.chunks(counts):
+                part.members[mkey] = Counter({n: counts[n] for n in names})
+                if sizes:
+                    part.member_bytes[mkey] = Counter({n: sizes[n] for n in names if n in sizes})
+        for vkey, hashes in self.visitors.items():
+            for part, names in parts.chunks(sorted(hashes)):
+                part.visitors[vkey] = set(names)
+        for name in ("recent", "samples"):
+            for site, items in getattr(self, name).items():
+                for part, chunk in parts.chunks(items):
+                    getattr(part, name)[site] = chunk
+        out = parts.done()
+        out[0].lines, out[0].malformed = self.lines, self.malformed
+        return out
 
     def split_by_site(self) -> dict[str, Delta]:
         out: dict[str, Delta] = {}
@@ -95,14 +160,130 @@ class Delta:
 
     @classmethod
     def from_json(cls, text: str) -> Delta:
-        data = json.loads(text)
-        return cls(
-            totals={tuple(k): Counter(v) for k, v in data["t"]},
-            members={tuple(k): Counter(v) for k, v in data["m"]},
-            member_bytes={tuple(k): Counter(v) for k, v in data["b"]},
-            visitors={tuple(k): set(v) for k, v in data["v"]},
-            recent=data["r"],
-            samples=data["s"],
-            lines=data["n"][0],
-            malformed=data["n"][1],
-        )
+        """The delta written by to_json; ValueError for anything else (a spool line is
+        data on disk, and whatever it holds must not reach Redis unchecked)."""
+        try:
+            data = json.loads(text)
+            return cls(
+                totals={_key(k, 3): _counts(v) for k, v in _pairs(data["t"])},
+                members={_key(k, 4): _counts(v) for k, v in _pairs(data["m"])},
+                member_bytes={_key(k, 4): _counts(v) for k, v in _pairs(data["b"])},
+                visitors={_key(k, 3): set(_strings(v)) for k, v in _pairs(data["v"])},
+                recent={_str(k): _strings(v) for k, v in _dict(data["r"]).items()},
+                samples={_str(k): _strings(v) for k, v in _dict(data["s"]).items()},
+                lines=_count(data["n"][0]),
+                malformed=_count(data["n"][1]),
+            )
+        except (KeyError, IndexError, TypeError, AttributeError, RecursionError) as exc:
+            raise ValueError(f"not a delta ({type(exc).__name__}: {exc})") from None
+
+
+def _names_weight(names: Collection[str]) -> int:
+    """Weight of entries named `names`: C-level sums, no Python code per name."""
+    return sum(map(len, names)) + ENTRY_OVERHEAD * len(names)
+
+
+def _hashes_weight(hashes: Collection[str]) -> int:
+    """Weight of visitor hashes, which all have one length (summing lengths over a set
+    costs more than the merge itself)."""
+    for first in hashes:
+        return (len(first) + ENTRY_OVERHEAD) * len(hashes)
+    return 0
+
+
+def _new(names: Iterable[str], known: Container[str]) -> list[str]:
+    """`names` not in `known`, in a C loop over `names` only (a set difference of dict
+    views would go over `known`, the whole pending delta, at every merge)."""
+    return list(filterfalse(known.__contains__, names))
+
+
+def _merge_named(into: dict[Any, Counter[str]], other: dict[Any, Counter[str]]) -> int:
+    grown = 0
+    for key, counts in other.items():
+        found = into.get(key)
+        if found is None:
+            into[key] = Counter(counts)
+            grown += BUCKET_OVERHEAD + _names_weight(counts)
+        else:
+            grown += _names_weight(_new(counts, found))
+            found.update(counts)
+    return grown
+
+
+class _Splitter:
+    """Deltas filled one after the other up to a weight limit."""
+
+    def __init__(self, limit: int):
+        self.limit = limit
+        self.parts = [Delta()]
+        self.left = limit
+
+    def room(self, weight: int) -> Delta:
+        """The part an entry of `weight` goes in (a new one when the current is full)."""
+        if weight > self.left and self.left < self.limit:
+            self.parts.append(Delta())
+            self.left = self.limit
+        self.left -= weight
+        return self.parts[-1]
+
+    def chunks(self, names: Iterable[str]) -> Iterable[tuple[Delta, list[str]]]:
+        """`names` (one bucket's entries) cut where the parts fill up, in order."""
+        chunk: list[str] = []
+        part: Delta | None = None
+        for name in names:
+            weight = len(name) + ENTRY_OVERHEAD
+            if part is None or weight > self.left:
+                if chunk:
+                    yield part, chunk  # type: ignore[misc]
+                    chunk = []
+                part = self.room(BUCKET_OVERHEAD + weight)
+            else:
+                self.left -= weight
+            chunk.append(name)
+        if chunk:
+            yield part, chunk  # type: ignore[misc]
+
+    def done(self) -> list[Delta]:
+        return self.parts
+
+
+def _pairs(value: Any) -> list[tuple[Any, Any]]:
+    if not isinstance(value, list):
+        raise TypeError("a list of pairs expected")
+    return [(k, v) for k, v in value]
+
+
+def _dict(value: Any) -> dict[Any, Any]:
+    if not isinstance(value, dict):
+        raise TypeError("an object expected")
+    return value
+
+
+def _str(value: Any) -> str:
+    if not isinstance(value, str):
+        raise TypeError("a string expected")
+    return value
+
+
+def _strings(value: Any) -> list[str]:
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise TypeError("a list of strings expected")
+    return value
+
+
+def _key(value: Any, length: int) -> Any:  # a BucketKey or MemberKey
+    if len(_strings(value)) != length:
+        raise TypeError(f"a key of {length} strings expected")
+    return tuple(value)
+
+
+def _count(value: Any) -> int:
+    if type(value) is not int or not 0 <= value < NUMBER_LIMIT:
+        raise TypeError(f"a count below 2**53 expected, not {str(value)[:40]}")
+    return value
+
+
+def _counts(value: Any) -> Counter[str]:
+    for n in _dict(value).values():
+        _count(n)
+    return Counter(value)

@@ -2,8 +2,16 @@
 
 Each batch is applied by one Lua script (apply.lua) that also sets a batch marker, so a
 batch retried after a lost reply, or replayed from the spool, counts exactly once. While
-Redis is away, deltas merge in memory up to `pending_limit` entries; beyond that they are
-appended to a per-process spool file and replayed in order once Redis is back.
+Redis is away, deltas merge in memory up to `pending_limit` entries or PENDING_MAX_BYTES;
+beyond that they are appended to a per-process spool file (logcount.spool) and replayed
+in order once Redis is back.
+
+Sizes are bounded in bytes (Delta.weight, an estimate of the JSON sent): a batch is at
+most BATCH_MAX_BYTES, so no Lua call nears Redis' request limit; what is pending is
+split into such batches when it is sent or spooled. The parts of one send go in one
+MULTI/EXEC, so a tail's position (in the last part) still lands with all its counts.
+What cannot be kept (spool full or unwritable, a batch Redis rejects as invalid) is
+counted in `dropped`/`rejected` and shown by `logcount status`.
 """
 
 from __future__ import annotations
@@ -11,7 +19,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import socket
 import threading
 import time
 import uuid
@@ -30,15 +37,55 @@ from logcount.connection import connect, is_cluster, redis_url
 from logcount.connection import reason as _reason
 from logcount.delta import Delta
 from logcount.errors import LogcountError, RedisUnavailable
+from logcount.spool import HOST, SPOOL_MAX_BYTES, Spool, SpoolFull
 
 MARKER_TTL = 7 * 86400
 BACKOFF_START = 0.1
 BACKOFF_CAP = 5.0
 HEARTBEAT_TTL = 30
-HOST = socket.gethostname()
-
+BATCH_MAX_BYTES = 4 << 20  # one Lua call (Redis refuses requests past 512 MB)
+PENDING_MAX_BYTES = 32 << 20  # held in memory while Redis is away, then spooled
+# Errors that say Redis cannot take writes now (keep the batch and retry), as opposed
+# to a batch it refuses (apply.lua's LCBAD, a script error): those are never retried.
+TRANSIENT = (
+    "OOM",
+    "maxmemory",
+    "READONLY",
+    "read only replica",
+    "BUSY",
+    "LOADING",
+    "MASTERDOWN",
+    "MISCONF",
+    "NOREPLICAS",
+    "TRYAGAIN",
+    "CLUSTERDOWN",
+    "NOPERM",
+    "NOAUTH",
+    "WRONGPASS",
+)
+REJECTED = ("LCBAD", "user_script", "Error running script", "WRONGTYPE")
 
 _SCRIPT = resources.files("logcount").joinpath("apply.lua").read_text()
+
+
+class BatchRejected(Exception):
+    """Redis refused a batch as invalid: retrying it would fail the same way."""
+
+
+def _redis_error(exc: Exception) -> Exception:
+    """RedisUnavailable (keep and retry) or BatchRejected (quarantine) for a Redis error."""
+    text = str(exc)
+    busy = (redis.exceptions.ReadOnlyError, redis.exceptions.OutOfMemoryError)
+    if (
+        isinstance(exc, redis.ResponseError)
+        and not isinstance(exc, busy)
+        and (
+            "LCBAD" in text
+            or (not any(t in text for t in TRANSIENT) and any(r in text for r in REJECTED))
+        )
+    ):
+        return BatchRejected(text.splitlines()[0][:300] if text else type(exc).__name__)
+    return RedisUnavailable(f"Redis error: {_reason(exc)}")
 
 
 def build_call(
@@ -109,9 +156,42 @@ class Batch:
         return json.dumps({"id": self.batch_id, "x": self.extra, "d": self.delta.to_json()}) + "\n"
 
     @classmethod
-    def from_line(cls, line: str) -> Batch:
-        data = json.loads(line)
-        return cls(Delta.from_json(data["d"]), data.get("x", {}), data["id"])
+    def from_line(cls, line: str | bytes) -> Batch:
+        """The batch of a spool line; ValueError when the line is not one."""
+        try:
+            data = json.loads(line)
+            batch_id, extra, delta = data["id"], data.get("x", {}), data["d"]
+        except (TypeError, KeyError, AttributeError, RecursionError) as exc:
+            raise ValueError(f"not a batch ({type(exc).__name__})") from None
+        if not isinstance(batch_id, str) or not 0 < len(batch_id) <= 64:
+            raise ValueError("not a batch id")
+        if not isinstance(delta, str) or not isinstance(extra, dict):
+            raise ValueError("not a batch")
+        # Only the values a tail stores with its counts (its positions).
+        for name, value in extra.items():
+            if not name.startswith(f"{keys.PREFIX}:") or not isinstance(value, str):
+                raise ValueError("not a batch's extra value")
+        return cls(Delta.from_json(delta), extra, batch_id)
+
+    def essential(self) -> Batch | None:
+        """The same batch with its totals and extra only (None if it has neither): what
+        is kept of it when the rest cannot be. Same id: it counts once with the batch."""
+        if not (self.delta.totals or self.extra):
+            return None
+        delta = Delta(totals=self.delta.totals, lines=self.delta.lines)
+        return Batch(delta, self.extra, self.batch_id)
+
+    @classmethod
+    def parts(
+        cls, delta: Delta, extra: dict[str, str], weight: int, limit: int = BATCH_MAX_BYTES
+    ) -> list[Batch]:
+        """`delta` (of `weight`) as batches of at most `limit` weight, in order; `extra`
+        (a tail's positions) rides in the last, once every count before it is in."""
+        if weight <= limit:
+            return [cls(delta, extra)]
+        out = [cls(part) for part in delta.split(limit)]
+        out[-1].extra = extra
+        return out
 
 
 class RedisWriter:
@@ -138,33 +218,71 @@ class RedisWriter:
                 self.client.close()
         self.client = None
 
+    def _call(self, batch: Batch) -> tuple[list[str], str]:
+        sites = sorted(batch.delta.sites()) or [self.config.site]
+        return build_call(batch.delta, self.config, sites[0], batch.batch_id, batch.extra)
+
     def apply(self, batch: Batch) -> None:
+        """Apply one batch; BatchRejected when Redis refuses it as invalid."""
+        rejected = self.apply_all([batch])
+        if rejected:
+            raise BatchRejected(rejected[0][1])
+
+    def apply_all(self, batches: list[Batch]) -> list[tuple[Batch, str]]:
+        """Apply `batches` in order, in one MULTI/EXEC: all or none (but a cluster's).
+        Returns those Redis rejected as invalid, with why; the others are applied."""
         self._client()
-        delta, extra = batch.delta, batch.extra
         try:
-            if not self.cluster:
-                sites = sorted(delta.sites()) or [self.config.site]
-                key_list, payload = build_call(delta, self.config, sites[0], batch.batch_id, extra)
+            if self.cluster:
+                return [(b, why) for b in batches if (why := self._apply_cluster(b))]
+            if len(batches) == 1:
+                key_list, payload = self._call(batches[0])
                 self.script(keys=key_list, args=[payload])
-                return
-            # A cluster runs a script on one slot: one call per site, each with its own
-            # marker; the set of sites and a tail's position go in calls of their own
-            # (so a position is committed at least once, not exactly once, with its counts).
-            for site, part in sorted(delta.split_by_site().items()):
-                key_list, payload = build_call(
-                    part, self.config, site, batch.batch_id, list_sites=False
-                )
-                self.script(keys=key_list, args=[payload])
-            sites = sorted(delta.sites())
-            if sites:
-                self.client.sadd(keys.SITES, *sites)
-            for name, value in extra.items():
-                self.client.set(name, value)
+                return []
+            pipe = self.client.pipeline(transaction=True)
+            for batch in batches:
+                key_list, payload = self._call(batch)
+                self.script(keys=key_list, args=[payload], client=pipe)
+            results = pipe.execute(raise_on_error=False)
         except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
             self.reset()
             raise RedisUnavailable(f"cannot reach Redis: {_reason(exc)}") from None
         except (redis.RedisError, redis.exceptions.RedisClusterException) as exc:
+            error = _redis_error(exc)
+            if isinstance(error, BatchRejected) and len(batches) == 1:
+                return [(batches[0], str(error))]
             raise RedisUnavailable(f"Redis error: {_reason(exc)}") from None
+        rejected = []
+        for batch, result in zip(batches, results, strict=True):
+            if isinstance(result, Exception):
+                error = _redis_error(result)
+                if not isinstance(error, BatchRejected):
+                    raise error  # the others are marked: a retry applies this one alone
+                rejected.append((batch, str(error)))
+        return rejected
+
+    def _apply_cluster(self, batch: Batch) -> str | None:
+        # A cluster runs a script on one slot: one call per site, each with its own
+        # marker; the set of sites and a tail's position go in calls of their own
+        # (so a position is committed at least once, not exactly once, with its counts).
+        delta, why = batch.delta, None
+        for site, part in sorted(delta.split_by_site().items()):
+            key_list, payload = build_call(
+                part, self.config, site, batch.batch_id, list_sites=False
+            )
+            try:
+                self.script(keys=key_list, args=[payload])
+            except redis.ResponseError as exc:
+                error = _redis_error(exc)
+                if not isinstance(error, BatchRejected):
+                    raise
+                why = str(error)
+        sites = sorted(delta.sites())
+        if sites:
+            self.client.sadd(keys.SITES, *sites)
+        for name, value in batch.extra.items():
+            self.client.set(name, value)
+        return why
 
     def heartbeat(self, info: dict[str, Any]) -> None:
         client = self._client()
@@ -177,69 +295,8 @@ class RedisWriter:
             raise RedisUnavailable(f"Redis error: {_reason(exc)}") from None
 
 
-class Spool:
-    """Append-only per-process file of batches that could not be sent."""
-
-    def __init__(self, directory: Path, name: str | None = None):
-        self.directory = directory
-        self.path = directory / (name or f"spool-{HOST}-{os.getpid()}.jsonl")
-        self.batches = 0
-
-    def append(self, batch: Batch) -> None:
-        self.directory.mkdir(parents=True, exist_ok=True)
-        with open(self.path, "a") as fh:
-            fh.write(batch.to_line())
-            fh.flush()
-            os.fsync(fh.fileno())
-        self.batches += 1
-
-    def pending_files(self) -> list[Path]:
-        """Files to replay, oldest first: spools left by dead processes of this host
-        (adopted), then our own. Our own file is renamed first, so that batches appended
-        while it is replayed go to a new file instead of being lost with it. Call it with
-        appends excluded (LiveSink.lock); it does no network I/O."""
-        if not self.directory.is_dir():
-            return []
-        prefix = f"spool-{HOST}-"
-        mine = f"{prefix}{os.getpid()}-"
-        for path in sorted(self.directory.glob(f"{prefix}*.jsonl")):
-            if path == self.path or path.name.startswith(mine):
-                continue
-            pid = path.name[len(prefix) :].split(".")[0].split("-")[0]
-            if pid.isdigit() and _pid_alive(int(pid)):
-                continue
-            claimed = self.directory / f"{mine}adopted-{path.name[len(prefix) :]}"
-            try:
-                os.replace(path, claimed)
-            except OSError:
-                continue  # another process adopted it first
-        if self.path.exists():
-            os.replace(self.path, self.directory / f"{mine}replay-{time.time_ns()}.jsonl")
-            self.batches = 0
-        # Oldest first: a file's last append tells its age (the names hold process ids).
-        adopted = sorted(self.directory.glob(f"{mine}adopted-*"), key=_mtime_and_name)
-        return adopted + sorted(self.directory.glob(f"{mine}replay-*"))
-
-
-def _mtime_and_name(path: Path) -> tuple[float, str]:
-    try:
-        return path.stat().st_mtime, path.name
-    except OSError:
-        return 0.0, path.name
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 class LiveSink:
-    """Pending deltas, the batch in flight, the spool, and retry with back-off."""
+    """Pending deltas, the batches in flight, the spool, and retry with back-off."""
 
     def __init__(
         self,
@@ -247,18 +304,30 @@ class LiveSink:
         writer: RedisWriter | None = None,
         spool_dir: Path | None = None,
         log: Callable[[str], None] | None = None,
+        batch_max_bytes: int = BATCH_MAX_BYTES,
+        pending_max_bytes: int = PENDING_MAX_BYTES,
+        spool_max_bytes: int = SPOOL_MAX_BYTES,
     ):
         self.config = config
         self.writer = writer or RedisWriter(config)
-        self.spool = Spool(spool_dir or config.resolved_data_dir() / "spool")
+        self.log = log if log is not None else (lambda msg: None)
+        directory = spool_dir or config.resolved_data_dir() / "spool"
+        self.spool = Spool(directory, max_bytes=spool_max_bytes, log=self.log)
+        self.batch_max_bytes = batch_max_bytes
+        self.pending_max_bytes = pending_max_bytes
         self.pending = Delta()
         self.pending_extra: dict[str, str] = {}
-        self.inflight: Batch | None = None
+        self.pending_bytes = 0  # Delta.weight of pending, kept as it grows
+        self.inflight: list[Batch] = []
+        self.inflight_bytes = 0
         self.backoff = 0.0
         self.next_try = 0.0
         self.last_flush = 0.0
         self.last_error = ""
-        self.log = log or (lambda msg: None)
+        self.drops = {"dropped_lines": 0, "dropped_batches": 0, "dropped_bytes": 0}
+        self.drops.update(rejected_batches=0, rejected_lines=0, bad_spool_lines=0)
+        self._drop_logged = False
+        self._reasons_logged: set[str] = set()
         self._spool_checked = False
         # submit() may run in the reading thread while flush() runs in the flusher.
         self.lock = threading.RLock()
@@ -266,24 +335,77 @@ class LiveSink:
     def submit(self, delta: Delta, extra: dict[str, str] | None = None) -> None:
         with self.lock:
             if delta:
-                self.pending.merge(delta)
+                self.pending_bytes += self.pending.merge(delta, self.config.recent_size)
             if extra:
                 self.pending_extra.update(extra)
-            if self.pending.size() > self.config.pending_limit:
+            # While Redis takes batches, the flusher sends pending right after this: only
+            # a flusher far behind (or Redis away) makes it wait on disk instead.
+            slack = 1 if self.last_error else 4
+            if self._too_much(0, 0, slack):
                 self._spill()
+
+    def _too_much(self, entries: int, nbytes: int, slack: int = 1) -> bool:
+        """Is what waits in memory (pending, plus the given) past `slack` budgets?"""
+        return (
+            self.pending.size() + entries > self.config.pending_limit
+            or self.pending_bytes + nbytes > self.pending_max_bytes * slack
+        )
+
+    def _freeze(self) -> list[Batch]:
+        """Pending as batches to send, of bounded size each; pending starts anew."""
+        if not (self.pending or self.pending_extra):
+            return []
+        batches = Batch.parts(
+            self.pending, self.pending_extra, self.pending_bytes, self.batch_max_bytes
+        )
+        self.pending, self.pending_extra, self.pending_bytes = Delta(), {}, 0
+        return batches
 
     def _spill(self) -> None:
         """Move what waits in memory to the spool, oldest first (positions must not go back)."""
-        batch = Batch(self.pending, self.pending_extra)
+        batches, self.inflight, self.inflight_bytes = self.inflight + self._freeze(), [], 0
+        for batch in batches:
+            line = batch.to_line()
+            try:
+                self.spool.append(line)
+                self._drop_logged = False
+            except SpoolFull as exc:
+                self._drop(batch, len(line), str(exc))
+            except OSError as exc:
+                self._drop(
+                    batch, len(line), f"cannot write spool {self.spool.path}: {exc.strerror}"
+                )
+
+    def _drop(self, batch: Batch, size: int, why: str) -> None:
+        """Count what the spool could not take. Its totals and a tail's positions (a few
+        hundred bytes) are still kept, past the cap: totals stay exact, positions move on."""
+        essential = batch.essential()
+        line = essential.to_line() if essential is not None else ""
         try:
-            if self.inflight is not None:
-                self.spool.append(self.inflight)
-                self.inflight = None
-            if batch.delta or batch.extra:
-                self.spool.append(batch)
-        except OSError as exc:
-            self.log(f"cannot write spool {self.spool.path}: {exc.strerror}; counts dropped")
-        self.pending, self.pending_extra = Delta(), {}
+            if line:
+                self.spool.append(line, reserve=True)
+        except (SpoolFull, OSError):
+            line = ""
+        self.drops["dropped_batches"] += 1
+        self.drops["dropped_lines"] += 0 if line else batch.delta.lines
+        self.drops["dropped_bytes"] += size - len(line)
+        if not self._drop_logged:  # once until the spool takes a batch again
+            self._drop_logged = True
+            self.log(f"{why}; counts dropped (counted in `logcount status`)")
+
+    def _reject(self, batch: Batch, why: str) -> None:
+        """A batch Redis refused as invalid: kept in a `.bad` file, never retried."""
+        self.drops["rejected_batches"] += 1
+        self.drops["rejected_lines"] += batch.delta.lines
+        line = batch.to_line()
+        try:
+            kept = f"kept in {self.spool.reject(line)}"
+        except (SpoolFull, OSError) as exc:
+            kept = f"not kept ({exc})"
+            self.drops["dropped_bytes"] += len(line)
+        if why not in self._reasons_logged and len(self._reasons_logged) < 100:
+            self._reasons_logged.add(why)
+            self.log(f"Redis rejected a batch as invalid ({why}); {kept}, not retried")
 
     def flush(self, force: bool = False) -> bool:
         """Send what is due; True when nothing is left pending. Never raises."""
@@ -298,13 +420,15 @@ class LiveSink:
                     # pending, and go first (a tail's read position must never go back).
                     if self.spool.batches:
                         continue
-                    if self.inflight is None and (self.pending or self.pending_extra):
-                        self.inflight = Batch(self.pending, self.pending_extra)
-                        self.pending, self.pending_extra = Delta(), {}
+                    if not self.inflight:
+                        self.inflight_bytes = self.pending_bytes
+                        self.inflight = self._freeze()
                     break
-            if self.inflight is not None:
-                self.writer.apply(self.inflight)
-                self.inflight = None
+            if self.inflight:
+                rejected = self.writer.apply_all(self.inflight)
+                self.inflight, self.inflight_bytes = [], 0
+                for batch, why in rejected:
+                    self._reject(batch, why)
         except LogcountError as exc:  # Redis away, or the embedded one cannot start
             self._failed(str(exc), now)
             return False
@@ -323,8 +447,8 @@ class LiveSink:
         self.backoff = min(BACKOFF_CAP, self.backoff * 2 if self.backoff else BACKOFF_START)
         self.next_try = now + self.backoff
         with self.lock:
-            waiting = self.pending.size() + (self.inflight.delta.size() if self.inflight else 0)
-            if waiting > self.config.pending_limit:
+            entries = sum(batch.delta.size() for batch in self.inflight)
+            if self._too_much(entries, self.inflight_bytes):
                 self._spill()
 
     def close(self) -> bool:
@@ -332,7 +456,7 @@ class LiveSink:
         if self.flush(force=True) and not (self.pending or self.pending_extra):
             return True
         with self.lock:
-            if self.pending or self.pending_extra or self.inflight is not None:
+            if self.pending or self.pending_extra or self.inflight:
                 self._spill()
         return False
 
@@ -344,13 +468,54 @@ class LiveSink:
         with self.lock:
             files = self.spool.pending_files()
         for path in files:
-            with open(path) as fh:
-                for line in fh:
-                    if not line.endswith("\n"):
-                        break  # torn by a crash while appending: it was never acknowledged
-                    self.writer.apply(Batch.from_line(line))
-            path.unlink()
+            self._replay_file(path)
         self._spool_checked = True
+
+    def _replay_file(self, path: Path) -> None:
+        """Apply a spool file's batches in order, then remove it; RedisUnavailable leaves
+        it for the next try. Lines that are not batches are skipped, and the file is
+        then kept as `.bad` (logged once): one bad line must not hold up the others."""
+        bad, first = 0, ""
+        try:
+            for number, line in enumerate(self.spool.read(path), 1):
+                try:
+                    if line is None:
+                        raise ValueError("too long")
+                    batch = Batch.from_line(line)
+                except ValueError as exc:  # bad JSON, bad UTF-8, not a batch
+                    bad, first = bad + 1, first or f"line {number}: {str(exc)[:200]}"
+                    continue
+                try:
+                    self.writer.apply(batch)
+                except BatchRejected as exc:
+                    self._reject(batch, str(exc))
+        except FileNotFoundError:
+            return  # removed by hand meanwhile
+        except OSError as exc:
+            bad, first = bad + 1, f"cannot read it: {exc.strerror}"
+        try:
+            if not bad:
+                path.unlink()
+                return
+            kept = self.spool.quarantine(path)
+        except OSError as exc:
+            self.log(f"cannot remove replayed spool file {path}: {exc.strerror}")
+            return
+        self.drops["bad_spool_lines"] += bad
+        self.log(
+            f"spool file {path.name}: {bad} unreadable line(s) ({first}); "
+            f"moved to {kept.name}, the other lines replayed"
+        )
 
     def spooled(self) -> int:
         return self.spool.batches
+
+    def status(self) -> dict[str, Any]:
+        """Heartbeat fields: what waits, and what could not be kept."""
+        return {
+            "spooled": self.spool.batches,
+            "spool_bytes": self.spool.used(),
+            "pending": self.pending.size(),
+            "pending_bytes": self.pending_bytes,
+            **self.drops,
+        }

@@ -238,8 +238,7 @@ class Pipeline:
             "rate": round(self.rate, 1),
             "lag": round(time.time() - self.oldest_unflushed, 3) if self.oldest_unflushed else 0,
             "last_flush": self.sink.last_flush,
-            "spooled": self.sink.spooled(),
-            "pending": self.sink.pending.size(),
+            **self.sink.status(),  # spooled, pending, dropped_* and rejected_* counts
             "error": self.sink.last_error,
             "started": self.started,
             "site": self.config.site,

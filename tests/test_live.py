@@ -12,7 +12,8 @@ from pathlib import Path
 
 from logcount.config import Config
 from logcount.delta import Delta
-from logcount.live import HOST, Batch, LiveSink, RedisWriter, Spool
+from logcount.live import Batch, LiveSink, RedisWriter
+from logcount.spool import HOST, Spool
 from tests.conftest import RedisServer
 
 POSITION = "lc:{test}:pos:probe"
@@ -62,7 +63,7 @@ def test_spools_of_dead_processes_are_replayed_oldest_first(
     directory = tmp_path / "spool"
     for pid, position, age in ((9_999_999, "older", 20), (10_000_000, "newer", 10)):
         spool = Spool(directory, f"spool-{HOST}-{pid}.jsonl")
-        spool.append(Batch(delta(1), {POSITION: position}))
+        spool.append(Batch(delta(1), {POSITION: position}).to_line())
         then = time.time() - age
         os.utime(spool.path, (then, then))
     sink = LiveSink(config, spool_dir=directory)

@@ -1,0 +1,266 @@
+"""The spool and the Redis sink's bounds, against a real Redis and a real `logcount pipe`:
+bad spool lines are quarantined, batches Redis refuses are never taken as applied,
+adoption names keep their length, files are private and symlinks never followed."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import stat
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+import redis
+
+from logcount import keys
+from logcount.config import Config
+from logcount.delta import Delta
+from logcount.live import Batch, LiveSink, RedisWriter
+from logcount.spool import HOST, Spool
+from tests.conftest import RedisServer, free_port, run_logcount
+
+MINUTE = "202611200000"
+TOTALS = keys.totals("test", "minute", MINUTE)
+DEAD = 9_999_999  # above any pid_max: a dead process
+
+
+def delta(hits: int, paths: int = 1, size: int = 5, bytes_: int = 10) -> Delta:
+    """`hits` hits on `paths` distinct paths of `size` characters, in one minute."""
+    names = [f"/{i}/".ljust(size, "x") for i in range(paths)]
+    return Delta(
+        totals={("test", "minute", MINUTE): Counter(hits=hits, bytes=bytes_)},
+        members={("test", "path", "minute", MINUTE): Counter(dict.fromkeys(names, 1))},
+        lines=hits,
+    )
+
+
+def hits(server: RedisServer) -> int:
+    return int(server.client().hget(TOTALS, "hits") or 0)
+
+
+class Lines(list[str]):
+    """A log: what the sink said, one message per item."""
+
+    def __call__(self, message: str) -> None:
+        self.append(message)
+
+
+BAD_LINES = {
+    "garbage": b"\xff\xfe not json \x80\x81\n",
+    "nuls": b"\x00" * 64 + b"\n",
+    "empty object": b"{}\n",
+    "truncated": Batch(delta(1)).to_line()[:60].encode() + b"\n",
+    "wrong shape": json.dumps({"id": "x", "x": {}, "d": json.dumps({"t": [[["a"], 1]]})}).encode()
+    + b"\n",
+}
+
+
+@pytest.mark.parametrize("bad", list(BAD_LINES), ids=list(BAD_LINES))
+def test_a_bad_spool_line_is_quarantined_and_the_rest_replayed(
+    lc_env: dict[str, str], redis_server: RedisServer, tmp_path: Path, bad: str
+) -> None:
+    directory = tmp_path / "data" / "spool"
+    directory.mkdir(parents=True)
+    left = directory / f"spool-{HOST}-{DEAD}.jsonl"
+    before, after = Batch(delta(2)).to_line().encode(), Batch(delta(3)).to_line().encode()
+    left.write_bytes(before + BAD_LINES[bad] + after)
+    result = run_logcount(["pipe"], lc_env, input=b"", timeout=30)
+    assert result.returncode == 0
+    assert hits(redis_server) == 5
+    assert not list(directory.glob("*.jsonl"))
+    quarantined = list(directory.glob("*.bad"))
+    assert len(quarantined) == 1
+    assert quarantined[0].read_bytes() == before + BAD_LINES[bad] + after
+    said = [line for line in result.stderr.decode().splitlines() if "unreadable" in line]
+    assert len(said) == 1, result.stderr.decode()
+    assert "1 unreadable line(s) (line 2: " in said[0]
+    assert f"moved to {quarantined[0].name}, the other lines replayed" in said[0]
+
+
+def test_a_batch_redis_rejects_is_quarantined_not_taken_as_applied(
+    tmp_path: Path, redis_server: RedisServer
+) -> None:
+    """A `%b` of 1e20 in a batch: Redis (apply.lua) refuses the batch before any write;
+    it goes to a `.bad` file, is counted, and the next batches are applied. Redis out of
+    memory is not a bad batch: kept, retried, applied once."""
+    config = Config(site="test", redis=redis_server.url, data_dir=str(tmp_path))
+    log = Lines()
+    sink = LiveSink(config, spool_dir=tmp_path / "spool", log=log)
+    client = redis_server.client()
+    sink.submit(delta(7, bytes_=10**20))
+    assert sink.flush(force=True)
+    assert client.exists(TOTALS) == 0, "nothing of the batch was written"
+    assert client.keys("*:batch:*") == [], "no marker: the batch was not applied"
+    rejected = list((tmp_path / "spool").glob("*.bad"))
+    assert len(rejected) == 1
+    kept = json.loads(rejected[0].read_text())
+    assert json.loads(kept["d"])["n"] == [7, 0]
+    assert sink.status()["rejected_batches"] == 1
+    assert sink.status()["rejected_lines"] == 7
+    assert [m for m in log if "rejected" in m] == [
+        "Redis rejected a batch as invalid (LCBAD invalid batch: operation 1: counter "
+        f"bytes is not an integer in [0, 2^53]); kept in {rejected[0]}, not retried"
+    ]
+    assert not [m for m in log if "resumed" in m]
+    client.config_set("maxmemory", 1)
+    sink.submit(delta(4))
+    assert not sink.flush(force=True)
+    assert "OOM" in sink.last_error
+    client.config_set("maxmemory", 0)
+    client.replicaof("127.0.0.1", str(free_port()))  # a replica: READONLY
+    assert not sink.flush(force=True)
+    assert "READONLY" in sink.last_error
+    client.replicaof("NO", "ONE")
+    client.config_set("lua-time-limit", 10)
+    busy = threading.Thread(target=lambda: _script_until_killed(redis_server))
+    busy.start()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:  # until the script holds Redis
+        try:
+            client.ping()
+        except redis.ResponseError:
+            break
+    assert not sink.flush(force=True)
+    assert sink.last_error.startswith("Redis error: BUSY"), sink.last_error
+    client.script_kill()
+    busy.join()
+    assert sink.flush(force=True)
+    assert hits(redis_server) == 4
+    assert sink.status()["rejected_batches"] == 1
+
+
+def _script_until_killed(server: RedisServer) -> None:
+    with contextlib.suppress(redis.ResponseError):
+        server.client().eval("while true do end", 0)
+
+
+def test_a_large_spool_is_replayed_in_calls_redis_accepts(
+    lc_env: dict[str, str], redis_server: RedisServer, tmp_path: Path
+) -> None:
+    """Redis away while 20,000 lines with distinct 1 KB paths come (some 30 MB to send
+    for their minute, hour and day buckets): with Redis taking requests of 6 MB at most,
+    every line still counts."""
+    redis_server.stop()
+    lines = b"".join(
+        b'10.0.0.1 - - [20/Nov/2026:00:00:00 +0000] "GET /%d/%s HTTP/1.1" 200 5 "-" "a"\n'
+        % (i, b"p" * 1000)
+        for i in range(20_000)
+    )
+    assert run_logcount(["pipe"], lc_env, input=lines).returncode == 0
+    redis_server.start()
+    redis_server.client().config_set("proto-max-bulk-len", 6 << 20)
+    result = run_logcount(["pipe"], lc_env, input=b"", timeout=60)
+    assert result.returncode == 0, result.stderr.decode()
+    assert hits(redis_server) == 20_000
+    assert not list((tmp_path / "data" / "spool").glob("*.jsonl"))
+
+
+def test_a_full_spool_drops_members_keeps_totals_and_says_so(
+    lc_env: dict[str, str], tmp_path: Path, redis_server: RedisServer
+) -> None:
+    config = Config(site="test", redis=redis_server.url, data_dir=str(tmp_path))
+    log = Lines()
+    sink = LiveSink(
+        config,
+        spool_dir=tmp_path / "spool",
+        log=log,
+        batch_max_bytes=20_000,
+        pending_max_bytes=50_000,
+        spool_max_bytes=200_000,
+    )
+    redis_server.stop()
+    for _ in range(10):  # 10 x 1,000 lines on 100 paths of 1,000 bytes: ~100 KB each
+        sink.submit(delta(1000, paths=100, size=1000))
+        sink.flush(force=True)
+    assert sink.close() is False
+    spooled = sum(p.stat().st_size for p in (tmp_path / "spool").iterdir())
+    assert spooled <= 200_000 * 9 // 8
+    status = sink.status()
+    assert status["dropped_batches"] > 0 and status["dropped_bytes"] > 0
+    assert status["dropped_lines"] == 0
+    assert len([m for m in log if "counts dropped" in m]) == 1
+    redis_server.start()
+    assert sink.flush(force=True)
+    assert hits(redis_server) == 10_000, "the totals of dropped batches are kept"
+    paths = redis_server.client().zcard(keys.members("test", "path", "minute", MINUTE))
+    assert 0 < paths < 1000
+    # What `logcount status` shows of it (the reader's heartbeat carries these fields).
+    info = {"host": HOST, "pid": 1, "mode": "pipe", "lines": 10_000, "malformed": 0}
+    info |= {"rate": 0, "lag": 0, "last_flush": 0, **status}  # as it was with Redis away
+    RedisWriter(config).heartbeat(info)
+    table = run_logcount(["status"], lc_env).stdout.decode()
+    assert f" {round(status['spool_bytes'] / 1000)}k  ok\n" in table  # the spool's size
+    assert (
+        f"    dropped {status['dropped_batches']:,} batches ({status['dropped_bytes']:,} "
+        "bytes): spool full or unwritable\n"
+    ) in table
+
+
+def test_thirty_adoptions_keep_the_name_short_and_replay_once(
+    tmp_path: Path, redis_server: RedisServer
+) -> None:
+    directory = tmp_path / "spool"
+    first = Spool(directory, pid=DEAD)
+    first.append(Batch(delta(6)).to_line())
+    name_lengths = set()
+    for n in range(30):  # each adopts the previous one's file, then dies
+        spool = Spool(directory, pid=DEAD - 1 - n)
+        adopted = spool.pending_files()
+        assert len(adopted) == 1
+        name_lengths.add(len(adopted[0].name))
+    assert len(name_lengths) == 1
+    config = Config(site="test", redis=redis_server.url, data_dir=str(tmp_path))
+    sink = LiveSink(config, spool_dir=directory)
+    assert sink.flush(force=True)
+    assert hits(redis_server) == 6
+    assert not list(directory.iterdir())
+
+
+def test_spool_files_are_private_and_symlinks_are_never_followed(
+    tmp_path: Path, redis_server: RedisServer
+) -> None:
+    directory = tmp_path / "spool"
+    directory.mkdir(mode=0o755)
+    outside = tmp_path / "outside"
+    outside.write_text("precious\n")
+    mine = directory / f"spool-{HOST}-{os.getpid()}.jsonl"
+    mine.symlink_to(outside)
+    planted = tmp_path / "planted.jsonl"
+    planted.write_text(Batch(delta(50)).to_line())
+    (directory / f"spool-{HOST}-{DEAD}.jsonl").symlink_to(planted)
+    config = Config(site="test", redis=redis_server.url, data_dir=str(tmp_path))
+    log = Lines()
+    sink = LiveSink(config, spool_dir=directory, log=log)
+    redis_server.stop()
+    sink.submit(delta(1))
+    assert sink.close() is False
+    assert outside.read_text() == "precious\n"
+    assert sink.status()["dropped_lines"] == 1
+    assert stat.S_IMODE(directory.stat().st_mode) == 0o700
+    mine.unlink()
+    sink.submit(delta(2))
+    assert sink.close() is False
+    assert stat.S_IMODE(mine.stat().st_mode) == 0o600
+    redis_server.start()
+    assert sink.flush(force=True)
+    assert hits(redis_server) == 2, "the planted file is not replayed"
+    assert (directory / f"spool-{HOST}-{DEAD}.jsonl").is_symlink()
+
+
+def test_a_large_delta_goes_as_several_calls_with_the_position_in_the_last(
+    tmp_path: Path, redis_server: RedisServer
+) -> None:
+    config = Config(site="test", redis=redis_server.url, data_dir=str(tmp_path))
+    sink = LiveSink(config, spool_dir=tmp_path / "spool", batch_max_bytes=20_000)
+    position = keys.position("test", HOST, "/var/log/access.log")
+    sink.submit(delta(500, paths=500, size=200), {position: "offset 500"})
+    assert sink.flush(force=True)
+    client = redis_server.client()
+    assert len(client.keys("*:batch:*")) >= 5, "one marker per call"
+    assert hits(redis_server) == 500
+    assert client.zcard(keys.members("test", "path", "minute", MINUTE)) == 500
+    assert client.get(position) == b"offset 500"
