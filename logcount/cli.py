@@ -386,10 +386,12 @@ def rollup(
 def status(settings: Settings, fmt: str) -> None:
     """Running readers (pipe, tail) with their rates, lag and spool."""
     from logcount.api import Counts
+    from logcount.render import dump_json, safe_text
 
     readers = Counts.from_settings(settings.load()).readers()
+    terminal = sys.stdout.isatty()
     if fmt == "json":
-        click.echo(json.dumps(readers, indent=2))
+        emit(dump_json(readers, terminal) + "\n")
         return
     if not readers:
         click.echo("no running readers")
@@ -400,22 +402,26 @@ def status(settings: Settings, fmt: str) -> None:
         f"{'malformed':>9} {'lag':>7} {'flushed':>8} {'spool':>7}  state"
     )
     for r in readers:
+        # Heartbeats come from every host writing to this Redis (hosts, file paths, error
+        # texts): escaped like any other text before they reach a terminal.
         ago = f"{now - r['last_flush']:.0f}s ago" if r.get("last_flush") else "never"
-        state = r.get("error") or ("stopped" if r.get("stopped") else "ok")
+        state = safe_text(str(r.get("error") or ("stopped" if r.get("stopped") else "ok")))
         # The spool directory's size: its batch count would miss files being replayed.
         spool = _size(r["spool_bytes"]) if "spool_bytes" in r else r.get("spooled", 0)
         click.echo(
-            f"{r['host'][:16]:<16} {r['pid']:>7} {r['mode']:<5} {r['lines']:>11,} "
+            f"{safe_text(str(r['host']))[:16]:<16} {r['pid']:>7} {safe_text(str(r['mode'])):<5} "
+            f"{r['lines']:>11,} "
             f"{r['rate']:>9,.0f} {r['malformed']:>9,} {r['lag']:>7} {ago:>8} "
             f"{spool:>7}  {state}"
         )
         for f in r.get("files", []):
             click.echo(
-                f"    {f['path']} -> {f.get('target', f['path'])} offset {f['offset']:,} "
+                f"    {safe_text(str(f['path']))} -> {safe_text(str(f.get('target', f['path'])))} "
+                f"offset {f['offset']:,} "
                 f"lag {f.get('lag_bytes', 0):,} bytes"
             )
         if r.get("delivery"):
-            click.echo(f"    delivery: {r['delivery']}")
+            click.echo(f"    delivery: {safe_text(str(r['delivery']))}")
         lost = _losses(r)
         if lost:
             click.echo(f"    {lost}")

@@ -342,3 +342,33 @@ def test_which_urls_the_clients_would_misread(url: str, misread: bool) -> None:
         expected = redis.connection.parse_url(url)
         assert address.password == expected.get("password", "")
         assert (address.path or address.host) == expected.get("path", expected.get("host"))
+
+
+def test_status_escapes_what_heartbeats_carry(
+    lc_env: dict[str, str], redis_server: RedisServer
+) -> None:
+    """Any host writing to a shared Redis writes heartbeats: their host, file paths and
+    error texts reach `status` escaped, in its table and its JSON."""
+    beat = {
+        "host": "web\x1b]0;pwned\x07",
+        "pid": 4242,
+        "mode": "tail",
+        "lines": 1,
+        "rate": 0.0,
+        "malformed": 0,
+        "lag": 0,
+        "last_flush": time.time(),
+        "error": "Redis error: \x1b[2J\u202e",
+        "files": [{"path": "/var/log/\x1b[2Ja.log", "offset": 0}],
+    }
+    redis_server.client().set("lc:reader:web:4242", json.dumps(beat), ex=60)
+    table = run_logcount(["status"], lc_env)
+    assert table.returncode == 0, table.stderr
+    out = table.stdout.decode()
+    assert "\x1b" not in out and "\u202e" not in out and "\x07" not in out
+    assert "\nweb\\x1b]0;pwned" in out  # the host column is 16 characters
+    assert "/var/log/\\x1b[2Ja.log" in out
+    assert "Redis error: \\x1b[2J\\u202e" in out
+    # Redirected JSON holds the exact values.
+    exact = run_logcount(["status", "--format", "json"], lc_env)
+    assert json.loads(exact.stdout)[0]["host"] == beat["host"]
