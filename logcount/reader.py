@@ -87,9 +87,10 @@ def check_data_dir(config: Config) -> None:
     """A data directory we cannot write is a set-up error, not something to retry."""
     path = config.resolved_data_dir()
     try:
-        path.mkdir(parents=True, exist_ok=True)
-        probe = path / f".probe-{os.getpid()}"
-        probe.write_bytes(b"")
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        # Created, never opened if it exists: another user may have planted a link here.
+        probe = path / f".probe-{os.getpid()}-{os.urandom(4).hex()}"
+        os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600))
         probe.unlink()
     except OSError as exc:
         raise ConfigError(f"data directory {path} is not writable: {exc.strerror}") from None
