@@ -332,6 +332,9 @@ def rollup(
     host = host or socket.gethostname()
     jobs = max(1, jobs or os.cpu_count() or 1)
     units = [u for inp in inputs for u in split_units(inp, jobs)]
+    # The visitor key, read (or made) once before the fork: the counters inherit it, and a
+    # key that cannot be read is one line here instead of counters dying one by one.
+    config.visitor_key()
     counters = _Counters(config, units, jobs, show_progress)
     try:
         _store_all(config, inputs, units, counters, host, show_progress, warn, result)

@@ -80,6 +80,9 @@ class Tailer:
             if os.path.isdir(path):
                 raise ConfigError(f"{path} is a directory, not a log file")
         check_data_dir(self.config)
+        # Read before any thread starts: as root in another user's data directory the key
+        # is read as that user, which must not overlap the main thread opening a log.
+        self.config.visitor_key()
         self.pipeline = Pipeline(self.config, "tail", self.log)
         self.install_signals()
         saved = self.wait_for_positions()

@@ -417,3 +417,22 @@ def test_open_append_refuses_links_and_makes_private_files(owned: Path, victim: 
     os.close(fd)
     assert (owned / "spool" / "spool-x.jsonl").read_bytes() == b"{}\n"
     assert_private(owned)
+
+
+def test_an_unreadable_secret_file_is_one_line_before_counting(
+    lc_env: dict[str, str], tmp_path: Path
+) -> None:
+    """The key is read once before the rollup forks its counters and before the tail
+    starts its threads: a missing secret_file is one configuration error (exit 78), not
+    counters dying one by one ("its counting process died") with a traceback each."""
+    Path(lc_env["LOGCOUNT_CONFIG"]).write_text(
+        'site = "test"\n[privacy]\nsecret_file = "/nonexistent/logcount.key"\n'
+    )
+    log = tmp_path / "access.log"
+    log.write_text(
+        '10.0.0.1 - - [17/May/2015:10:05:03 +0000] "GET / HTTP/1.1" 200 5 "-" "curl/8"\n'
+    )
+    expected = b"Error: privacy.secret_file /nonexistent/logcount.key: No such file or directory\n"
+    for args in (["rollup", "--logs", str(log)], ["tail", str(log)]):
+        done = run_logcount(args, lc_env)
+        assert (done.returncode, done.stderr) == (78, expected), args
