@@ -70,8 +70,11 @@ class Config:
     source: str = ""  # the file this came from, "" for defaults only
 
     def resolved_data_dir(self) -> Path:
-        if self.data_dir:
-            return Path(self.data_dir).expanduser()
+        # $LOGCOUNT_DATA_DIR also for a Config built in code (a web app's Counts, a test),
+        # as load_config would have applied it.
+        chosen = self.data_dir or os.environ.get("LOGCOUNT_DATA_DIR", "")
+        if chosen:
+            return Path(chosen).expanduser()
         if os.geteuid() == 0:
             return Path("/var/lib/logcount")
         xdg = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")

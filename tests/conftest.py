@@ -7,11 +7,13 @@ where a skipped real-server test fails the run.
 
 from __future__ import annotations
 
+import atexit
 import os
 import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,6 +23,12 @@ import pytest
 import redis
 
 ROOT = Path(__file__).resolve().parent.parent
+
+# A Config built in a test with no data directory would use the machine's own
+# (/var/lib/logcount as root): the visitor key and spools of tests go to a private one.
+_DATA_DIR = tempfile.mkdtemp(prefix="logcount-tests-")
+os.environ["LOGCOUNT_DATA_DIR"] = _DATA_DIR
+atexit.register(shutil.rmtree, _DATA_DIR, ignore_errors=True)
 
 
 def _real_data() -> Path:
