@@ -12,6 +12,7 @@ import struct
 import time
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from logcount import resp, safefs
 from logcount.config import Config
@@ -73,7 +74,8 @@ def ensure_embedded(data_dir: Path, timeout: float = 10.0) -> str:
     as that user and the server runs as that user: see logcount.safefs."""
     owner = safefs.foreign_owner(data_dir)
     sock = socket_path(data_dir)
-    url = f"unix://{sock}"
+    # Quoted: a data directory may hold '#', '?' or '%', which a URL would cut or decode.
+    url = f"unix://{quote(str(sock))}"
     with safefs.acting_as(owner):
         if _alive(sock):
             return url

