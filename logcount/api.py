@@ -28,6 +28,7 @@ from logcount.report import (
     window_between,
     zone_of,
 )
+from logcount.resp import reason
 
 
 class Counts:
@@ -197,9 +198,9 @@ class Counts:
             names = sorted(client.scan_iter(match=keys.HEARTBEAT_PATTERN, count=1000))
             values = [client.get(n) for n in names]
         except Exception as exc:
-            raise RedisUnavailable(f"cannot read from Redis: {type(exc).__name__}") from None
-        out = [json.loads(v) for v in values if v]
-        return sorted(out, key=lambda r: (r.get("host", ""), r.get("pid", 0)))
+            raise RedisUnavailable(f"cannot read from Redis: {reason(exc)}") from None
+        out = [beat for beat in map(_heartbeat, values) if beat is not None]
+        return sorted(out, key=lambda r: (str(r["host"]), r["pid"]))
 
 
 def open_store(config: Config) -> Any:
@@ -218,3 +219,32 @@ def open_store(config: Config) -> Any:
         raise
     except Exception as exc:  # SQLAlchemy errors of every kind
         raise StoreError(f"cannot open the store: {type(exc).__name__}") from None
+
+
+_BEAT_FIELDS = {
+    "host": "?",
+    "pid": 0,
+    "mode": "?",
+    "lines": 0,
+    "rate": 0.0,
+    "malformed": 0,
+    "lag": 0,
+}
+
+
+def _heartbeat(value: Any) -> dict[str, Any] | None:
+    """A reader's heartbeat as `status` shows it, or None for a value that is not one:
+    any process that can write to this Redis writes heartbeats, and one bad value must not
+    hide the others."""
+    try:
+        beat = json.loads(value) if value else None
+    except ValueError:
+        return None
+    if not isinstance(beat, dict):
+        return None
+    for name, default in _BEAT_FIELDS.items():
+        kinds = (int, float) if isinstance(default, int | float) else (str,)
+        value = beat.get(name)
+        if not isinstance(value, kinds) or isinstance(value, bool):
+            beat[name] = default
+    return beat

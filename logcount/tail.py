@@ -32,6 +32,7 @@ import redis
 
 from logcount import keys
 from logcount.config import Config
+from logcount.connection import reason
 from logcount.errors import ConfigError, LogcountError
 from logcount.follow import QUIET, Follower, Position
 from logcount.live import BACKOFF_CAP, BACKOFF_START, HOST
@@ -143,7 +144,7 @@ class Tailer:
             values = client.mget([self.position_key(p) for p in self.paths])
         except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
             self.pipeline.sink.writer.reset()
-            raise LogcountError(f"cannot read positions from Redis: {exc}") from None
+            raise LogcountError(f"cannot read positions from Redis: {reason(exc)}") from None
         out = {}
         for path, value in zip(self.paths, values, strict=True):
             pos = Position.from_json(value)

@@ -372,3 +372,20 @@ def test_status_escapes_what_heartbeats_carry(
     # Redirected JSON holds the exact values.
     exact = run_logcount(["status", "--format", "json"], lc_env)
     assert json.loads(exact.stdout)[0]["host"] == beat["host"]
+
+
+def test_status_skips_what_is_not_a_heartbeat(
+    lc_env: dict[str, str], redis_server: RedisServer
+) -> None:
+    """A heartbeat key holding something else (garbage, a list, fields of the wrong type)
+    does not hide the real readers behind a traceback."""
+    client = redis_server.client()
+    client.set("lc:reader:x:1", b"\x00not json", ex=60)
+    client.set("lc:reader:x:2", "[1, 2]", ex=60)
+    client.set("lc:reader:x:3", json.dumps({"host": ["x"], "pid": "1", "lines": "many"}), ex=60)
+    done = run_logcount(["status", "--format", "json"], lc_env)
+    assert (done.returncode, done.stderr) == (0, b"")
+    beats = json.loads(done.stdout)
+    assert [(b["host"], b["pid"], b["lines"]) for b in beats] == [("?", 0, 0)]
+    table = run_logcount(["status"], lc_env)
+    assert (table.returncode, table.stderr) == (0, b"")
