@@ -430,11 +430,22 @@ def _directive_regex(tokens: list[re.Match[str]], i: int, after_lazy: bool) -> t
 # that its lazy %h and %u try (cubic on a long line full of spaces and "[").
 _APACHE_T = r"\[[^]]+\]"
 _APACHE_T_EXACT = r"\[\d\d/\w\w\w/\d{4,}:\d\d:\d\d:\d\d\s*[-+]\d\d\d\d\]"
+# apachelogs reads `\x80` in a string either as one escape or as the escape `\x` and two
+# plain characters: 2**n readings of n escapes, all tried before a line is rejected (hours
+# for thirty). Without the first alternative there is one reading of any string, and the
+# same strings are accepted (hex digits are plain characters).
+_APACHE_ESCAPE = r"|\\x[0-9A-Fa-f]{2}|"
+# A string between quotes ends at the first unescaped quote, whatever the regex: matched
+# possessively (QUOTED, unrolled), it is read once, at C speed, and never tried again.
+_QUOTED_STR = "(" + QUOTED.decode("ascii").replace("*", "*+") + ")"
 
 
 def _slow_regex(tokens: list[re.Match[str]], slow_rgx: str) -> str:
-    """apachelogs' regex for the whole format, with plain %t matched exactly and quoted
-    fields made atomic where that cannot change a match (see _atomic_quotes)."""
+    """apachelogs' regex for the whole format, rewritten to accept the same lines and cut
+    them the same way in linear time: plain %t matched exactly, strings between quotes
+    read possessively, one reading of an escape elsewhere, and quoted groups of several
+    directives made atomic (see _atomic_quotes). Only its lazy unquoted fields (%h, %u)
+    still try several splits, which slow_match bounds (SLOW_MAX_SPACES)."""
     parts, same = [], []
     atomic = _atomic_quotes(tokens)
     for i, tok in enumerate(tokens):
@@ -447,9 +458,13 @@ def _slow_regex(tokens: list[re.Match[str]], slow_rgx: str) -> str:
             continue
         _, own = format2regex(tok.group(0))
         same.append(own)
-        if tok.group("directive") == "t" and tok.group("param") is None:
+        prev = tokens[i - 1].group("literal") if i > 0 else None
+        nxt = tokens[i + 1].group("literal") if i + 1 < len(tokens) else None
+        if own in _STRING_TYPES and prev == '"' and nxt == '"':
+            own = _QUOTED_STR
+        elif tok.group("directive") == "t" and tok.group("param") is None:
             own = own.replace(_APACHE_T, _APACHE_T_EXACT)
-        parts.append(own)
+        parts.append(own.replace(_APACHE_ESCAPE, "|"))
     # The pieces are apachelogs' own: their concatenation is its regex of the whole.
     assert "".join(same) == slow_rgx
     return "".join(parts)
