@@ -13,9 +13,12 @@ not take (a %h holding an X-Forwarded-For list, a `+0099` offset, a %u of `""`) 
 apachelogs' own regex. Raw bytes >= 0x80 or control bytes are never written by Apache (it
 writes `\\xhh`), so a line holding them is malformed, as apachelogs says.
 
-One divergence, on purpose (test_slow_path_is_bounded): apachelogs' regex takes seconds to
-minutes on a long line with many spaces outside quotes (a torn fragment of a crafted
-request), so such a line (more than 32 spaces or 2 KiB outside quoted fields, which Apache
+Two divergences, on purpose. A line whose bytes or duration is negative or not below
+2**53 (in microseconds), or whose year is outside 1001-9998, is malformed: apachelogs
+reads it, but its value could not be summed exactly or filed under a date
+(tests/test_hostile_lines.py). And (test_slow_path_is_bounded): apachelogs' regex takes
+seconds to minutes on a long line with many spaces outside quotes (a torn fragment of a
+crafted request), so such a line (more than 32 spaces or 2 KiB outside quoted fields, which Apache
 never writes) is malformed without asking apachelogs. An X-Forwarded-For list of more than
 about 30 addresses in %h is the only real line it could hit.
 """
@@ -37,6 +40,9 @@ from apachelogs.directives import DIRECTIVE_RGX
 from logcount.aggregate import LineCounter, RawCounts
 from logcount.errors import ConfigError
 from logcount.parse import (
+    COUNT_LIMIT,
+    MAX_YEAR,
+    MIN_YEAR,
     CompiledFormat,
     clf_value,
     compile_format,
@@ -103,7 +109,12 @@ def reference(fmt: str, line: bytes) -> dict[str, Any] | None:
             break
     when = entry.__dict__.get("request_time")
     if when is not None:
+        if not MIN_YEAR <= when.year <= MAX_YEAR:
+            return None  # logcount's rule on top of apachelogs: a date it can file
         out["time"] = _minute_offset(*time_key(when))
+    for counted in ("bytes", "duration"):  # and numbers that sum exactly
+        if out.get(counted) is not None and not 0 <= out[counted] < COUNT_LIMIT:
+            return None
     return out
 
 
