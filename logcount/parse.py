@@ -18,8 +18,8 @@ path (fast regex, C scanner, slow regex), before any value reaches Redis or SQL.
 
 from __future__ import annotations
 
-import re
 import dataclasses
+import re
 from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
@@ -72,7 +72,9 @@ VALUE_FIELDS = ("client", "bytes", "duration")
 # everything else is written as a `\\` escape. The same classes as apachelogs, so that the
 # fast regex accepts a subset of what apachelogs accepts (never garbage it would reject).
 _PRINTABLE = bytes(range(0x20, 0x7F)).replace(b'"', b"").replace(b"\\", b"")
-QUOTED = rb"[ !#-\[\]-~]*(?:\\.[ !#-\[\]-~]*)*"  # unrolled: no backtracking
+# A string between quotes: unrolled, and possessive, since it can only end at the first
+# unescaped quote (a torn line is then refused at once, not given back byte by byte).
+QUOTED = rb"[ !#-\[\]-~]*+(?:\\.[ !#-\[\]-~]*+)*+"
 _MONTH = rb"(?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec)"
 # Years a line may carry (apachelogs takes 1 to 9999): four digits in every time zone,
 # and a shift to any zone stays inside what a datetime holds. A line dated outside (year
@@ -145,12 +147,13 @@ def below(limit: int) -> bytes:
     top = str(limit - 1)
     alts = ["0"]
     if len(top) > 1:
-        alts.append("[1-9][0-9]{0,%d}" % (len(top) - 2))
+        alts.append(f"[1-9][0-9]{{0,{len(top) - 2}}}")
     for i, digit in enumerate(top):
         low = 1 if i == 0 else 0
         if int(digit) > low:
-            rest = len(top) - i - 1
-            alts.append(top[:i] + f"[{low}-{int(digit) - 1}]" + (f"[0-9]{{{rest}}}" if rest else ""))
+            rest = len(top) - i - 1  # digits after this one: any
+            tail = f"[0-9]{{{rest}}}" if rest else ""
+            alts.append(f"{top[:i]}[{low}-{int(digit) - 1}]{tail}")
     if top != "0":
         alts.append(top)
     return ("(?:" + "|".join(alts) + ")").encode()
@@ -328,8 +331,8 @@ def compile_format(log_format: str) -> CompiledFormat:
     after_lazy = False
     atomic = _atomic_quotes(tokens)
     duration_scale = 1.0
-    for i, field in chosen.items():
-        if field == "duration":
+    for i, source in chosen.items():
+        if source == "duration":
             duration_scale = _duration_scale(tokens[i])
     limits = {
         "bytes": COUNT_LIMIT,
@@ -508,8 +511,8 @@ _APACHE_T_EXACT = r"\[\d\d/\w\w\w/\d{4,}:\d\d:\d\d:\d\d\s*[-+]\d\d\d\d\]"
 # same strings are accepted (hex digits are plain characters).
 _APACHE_ESCAPE = r"|\\x[0-9A-Fa-f]{2}|"
 # A string between quotes ends at the first unescaped quote, whatever the regex: matched
-# possessively (QUOTED, unrolled), it is read once, at C speed, and never tried again.
-_QUOTED_STR = "(" + QUOTED.decode("ascii").replace("*", "*+") + ")"
+# as QUOTED (possessive), it is read once, at C speed, and never tried again.
+_QUOTED_STR = "(" + QUOTED.decode("ascii") + ")"
 
 
 def _slow_regex(tokens: list[re.Match[str]], slow_rgx: str) -> str:
