@@ -172,7 +172,9 @@ def in_range(raw: bytes, limit: int) -> bool:
 # path (an X-Forwarded-For list in %h, a %u of "") are far below both limits.
 SLOW_MAX_SPACES = 32
 SLOW_MAX_OUTSIDE = 2048  # characters outside quoted fields
-_UNESCAPED_QUOTE = re.compile(r'(?<!\\)"')
+# An escape, read left to right as the regexes read it: in `\\"` a backslash is escaped,
+# the quote is real. Escapes are masked before the line is split at its quotes.
+_AN_ESCAPE = re.compile(r"\\.")
 
 # Which directive feeds which field; earlier entries win when a format has several.
 # (directive letter, parameter (lower case) or None, redirect modifier or None) -> field
@@ -247,7 +249,7 @@ class CompiledFormat:
         turn into a datetime (31 Feb, hour 25, a year 0).
         """
         text = line.decode("iso-8859-1").rstrip("\r\n")
-        outside = _UNESCAPED_QUOTE.split(text)[::2]
+        outside = _AN_ESCAPE.sub("__", text).split('"')[::2]
         if (
             sum(map(len, outside)) > SLOW_MAX_OUTSIDE
             or sum(part.count(" ") for part in outside) > SLOW_MAX_SPACES
