@@ -12,11 +12,13 @@ pipe` and a real `logcount tail`: they take linear time, count as apachelogs rea
 
 from __future__ import annotations
 
+import os
 import signal
 import socket
 import subprocess
 import time
 from collections.abc import Iterator
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import pytest
@@ -254,6 +256,26 @@ def test_pipe_counts_the_good_lines_of_a_hostile_batch(
         for key in redis_client.scan_iter(keys.totals("test", "day", "*"))
     )
     assert counted == malformed
+
+
+@pytest.mark.timeout(120)
+def test_rollup_counts_the_good_lines_of_a_hostile_batch(
+    lc_env: dict[str, str], tmp_path: Path
+) -> None:
+    """A %b of 2**63 or a year 9999 moved to a configured zone killed the rollup."""
+    from logcount.store import Store
+
+    (tmp_path / "logcount.toml").write_text('site = "test"\ntimezone = "Europe/Paris"\n')
+    lines, hits, nbytes, malformed = hostile_batch()
+    log = tmp_path / "access.log"
+    log.write_bytes(b"\n".join(lines) + b"\n")
+    noon = datetime(2026, 3, 14, 12, tzinfo=UTC).timestamp()
+    os.utime(log, (noon, noon))  # malformed lines count on the file's day
+    done = run_logcount(["rollup", "--logs", str(log)], lc_env, timeout=100)
+    assert done.returncode == 0, done.stderr.decode()
+    store = Store(f"sqlite:///{lc_env['LOGCOUNT_DATA_DIR']}/logcount.sqlite3")
+    totals = store.day_totals("test", [date(2026, 3, 14)])
+    assert (totals["hits"], totals["bytes"], totals["malformed"]) == (hits, nbytes, malformed)
 
 
 @pytest.fixture
