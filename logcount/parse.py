@@ -510,8 +510,9 @@ _APACHE_T_EXACT = r"\[\d\d/\w\w\w/\d{4,}:\d\d:\d\d:\d\d\s*[-+]\d\d\d\d\]"
 # apachelogs reads `\x80` in a string either as one escape or as the escape `\x` and two
 # plain characters: 2**n readings of n escapes, all tried before a line is rejected (hours
 # for thirty). Without the first alternative there is one reading of any string, and the
-# same strings are accepted (hex digits are plain characters).
-_APACHE_ESCAPE = r"|\\x[0-9A-Fa-f]{2}|"
+# same strings are accepted: in each of its string, word, %q and cookie atoms, the plain
+# class beside this alternative holds every hex digit.
+_APACHE_ESCAPE = r"|\\x[0-9A-Fa-f]{2}|\\.)"
 # A string between quotes ends at the first unescaped quote, whatever the regex: matched
 # as QUOTED (possessive), it is read once, at C speed, and never tried again.
 _QUOTED_STR = "(" + QUOTED.decode("ascii") + ")"
@@ -541,7 +542,7 @@ def _slow_regex(tokens: list[re.Match[str]], slow_rgx: str) -> str:
             own = _QUOTED_STR
         elif tok.group("directive") == "t" and tok.group("param") is None:
             own = own.replace(_APACHE_T, _APACHE_T_EXACT)
-        parts.append(own.replace(_APACHE_ESCAPE, "|"))
+        parts.append(own.replace(_APACHE_ESCAPE, r"|\\.)"))
     # The pieces are apachelogs' own: their concatenation is its regex of the whole.
     assert "".join(same) == slow_rgx
     return "".join(parts)

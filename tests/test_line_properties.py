@@ -27,6 +27,7 @@ from tests.test_parse import (
     CUSTOM_DURATION,
     STRFTIME,
     URI_QUERY,
+    _parser,
     chunk_fields,
     matched_fields,
     ours,
@@ -227,6 +228,10 @@ def test_valid_lines_give_apachelogs_fields(fmt: str, vals: dict[str, str]) -> N
         row = counter.scanner.match(line)
         if row is not None:
             assert ours(cf, {name: row[i] for name, i in cf.group_index.items()}) == expected
+    # The slow path's regex (rewritten for linear time) on its own: apachelogs' groups.
+    text = line.decode("iso-8859-1")
+    mine, theirs = cf._slow.fullmatch(text), _parser(resolve_nickname(fmt))._rgx.fullmatch(text)
+    assert mine is not None and theirs is not None and mine.groups() == theirs.groups()
 
 
 # --- 3. the fuzz target ------------------------------------------------------------------
