@@ -236,7 +236,9 @@ def hostile_batch() -> tuple[list[bytes], int, int, int]:
     bad = [line(size=s) for s in BAD_SIZES]
     bad += [line(when=when) for when, ok in DATES.items() if not ok]
     bad += [text for name, text in storms(30).items() if not name.startswith("ok")]
-    bad = (bad * 100)[:1000]
+    bad = (bad * 100)[:997]
+    big = storms(250_000)  # and three torn lines of 1 MB
+    bad += [big["torn-agent"], big["torn-in-escape"], big["bad-status"]]
     lines = [x for pair in zip(good, bad, strict=True) for x in pair]
     return lines, len(good), sum(range(1000)), len(bad)
 
