@@ -6,8 +6,9 @@ ways, so that a line of thirty of them that did not match took hours to be rejec
 `%b` of 99999999999999999999 made the Lua call fail (its whole batch was lost), a year 0001
 or a year 9999 moved to a configured time zone raised in the middle of a batch. Here such
 lines go through the counting code (C scanner and pure Python alike), a real `logcount
-pipe` and a real `logcount tail`: they take linear time, count as apachelogs reads them
-(malformed, or hits), and the good lines beside them are counted exactly.
+pipe`, `rollup` and `tail`: they take linear time, the storms count as apachelogs reads
+them (malformed, or hits), a number or date out of range makes its line malformed, and
+the good lines beside them are counted exactly.
 """
 
 from __future__ import annotations
