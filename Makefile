@@ -12,8 +12,11 @@ $(BIN)/logcount: pyproject.toml
 
 # The whole suite, end-to-end tests included (they skip, or fail under CI=true,
 # when apache2/cronolog are missing: .ci/run installs them).
+# Then a minute of fuzzing the line path (tests/fuzz/fuzz_lines.py).
+FUZZ_TIME ?= 60
 test: $(BIN)/logcount
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+	$(BIN)/python tests/fuzz/fuzz_lines.py -max_total_time=$(FUZZ_TIME)
 
 lint: $(BIN)/logcount
 	$(BIN)/ruff check logcount tests bench

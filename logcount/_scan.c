@@ -19,11 +19,14 @@
 #include <stdint.h>
 #include <string.h>
 
-enum { K_LIT, K_QUOTED, K_WORD, K_INT, K_INT_DASH, K_STATUS, K_TIME };
+enum { K_LIT, K_QUOTED, K_WORD, K_INT, K_INT_DASH, K_STATUS, K_TIME, K_COUNT, K_COUNT_DASH };
 
 #define MAX_FIELDS 32
 #define MAX_LAYOUT 16
 #define CACHE_LIMIT 200000
+/* logcount/parse.py MIN_YEAR, MAX_YEAR: a line dated outside is malformed */
+#define MIN_YEAR 1001
+#define MAX_YEAR 9998
 
 typedef struct {
     int kind;
@@ -31,7 +34,7 @@ typedef struct {
     int field2; /* K_TIME: slot of the offset */
     int stop;   /* K_WORD: the byte that ends it (besides the common ones), or -1;
                    K_TIME: how much of DD/Mon/YYYY:HH:MM to capture (11: the day), or -1 */
-    const char *lit;
+    const char *lit; /* K_LIT: the bytes; K_COUNT*: the largest value allowed, in digits */
     Py_ssize_t litlen;
 } Elem;
 
@@ -351,6 +354,25 @@ static const char *scan_number(const char *p, const char *end, int dash) {
     return NULL;
 }
 
+/* A counted number (bytes, a duration): 0 | [1-9][0-9]* no larger than the element's
+   limit (compared as digit strings: the same length, then memcmp) | - (when dash). */
+static const char *scan_count(const char *p, const char *end, const Elem *e) {
+    if (p < end && *p == '0')
+        return p + 1;
+    if (p < end && *p >= '1' && *p <= '9') {
+        const char *q = p + 1;
+        while (q < end && is_digit(*q))
+            q++;
+        Py_ssize_t n = q - p;
+        if (n > e->litlen || (n == e->litlen && memcmp(p, e->lit, n) > 0))
+            return NULL;
+        return q;
+    }
+    if (e->kind == K_COUNT_DASH && p < end && *p == '-')
+        return p + 1;
+    return NULL;
+}
+
 static int month_index(const char *m) {
     static const char *names = "JanFebMarAprMayJunJulAugSepOctNovDec";
     for (int i = 0; i < 12; i++)
@@ -380,7 +402,8 @@ static const char *scan_time(const char *p, const char *end, Span *minute, Span 
     int day = two(p + 1), mon = month_index(p + 4);
     if (mon < 0 || day < 1 || day > mdays[mon])
         return NULL;
-    if (memcmp(p + 8, "0000", 4) == 0)
+    int year = two(p + 8) * 100 + two(p + 10);
+    if (year < MIN_YEAR || year > MAX_YEAR)
         return NULL;
     if (mon == 1 && day == 29) {
         int hi = two(p + 8), lo = two(p + 10);
@@ -422,6 +445,12 @@ static int match_line(Scanner *s, const char *p, const char *end, Span *f) {
         case K_INT:
         case K_INT_DASH:
             q = scan_number(p, end, e->kind == K_INT_DASH);
+            if (q == NULL)
+                return 0;
+            break;
+        case K_COUNT:
+        case K_COUNT_DASH:
+            q = scan_count(p, end, e);
             if (q == NULL)
                 return 0;
             break;
@@ -653,14 +682,14 @@ static int plan_from(Scanner *s, PyObject *plan) {
         if (!PyArg_ParseTuple(PyTuple_GET_ITEM(t, i), "iiiiO", &e->kind, &e->field, &e->field2,
                               &e->stop, &lit))
             return -1;
-        if (e->kind < K_LIT || e->kind > K_TIME || e->field >= s->nfields ||
+        if (e->kind < K_LIT || e->kind > K_COUNT_DASH || e->field >= s->nfields ||
             e->field2 >= s->nfields) {
             PyErr_SetString(PyExc_ValueError, "bad plan element");
             return -1;
         }
-        if (e->kind == K_LIT) {
-            if (!PyBytes_Check(lit)) {
-                PyErr_SetString(PyExc_TypeError, "a literal must be bytes");
+        if (e->kind == K_LIT || e->kind == K_COUNT || e->kind == K_COUNT_DASH) {
+            if (!PyBytes_Check(lit) || (e->kind != K_LIT && PyBytes_GET_SIZE(lit) == 0)) {
+                PyErr_SetString(PyExc_TypeError, "a literal (a limit) must be bytes");
                 return -1;
             }
             e->lit = PyBytes_AS_STRING(lit);
@@ -1121,7 +1150,9 @@ PyMODINIT_FUNC PyInit__scan(void) {
         PyModule_AddIntConstant(m, "INT", K_INT) < 0 ||
         PyModule_AddIntConstant(m, "INT_DASH", K_INT_DASH) < 0 ||
         PyModule_AddIntConstant(m, "STATUS", K_STATUS) < 0 ||
-        PyModule_AddIntConstant(m, "TIME", K_TIME) < 0) {
+        PyModule_AddIntConstant(m, "TIME", K_TIME) < 0 ||
+        PyModule_AddIntConstant(m, "COUNT", K_COUNT) < 0 ||
+        PyModule_AddIntConstant(m, "COUNT_DASH", K_COUNT_DASH) < 0) {
         Py_DECREF(m);
         return NULL;
     }

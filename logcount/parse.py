@@ -7,13 +7,18 @@ decoding and unescaping left to the classifier, which caches them per distinct v
 
 The fast regex accepts only lines apachelogs accepts, and splits them the same way
 (tests/test_parse.py checks it line by line). A line it rejects is tried once more with
-apachelogs' own (strict but slow) regex, so an odd but valid line (an X-Forwarded-For
-list in %h) is not counted as malformed, unless it is long and full of spaces outside
-quoted fields, where that regex could run for minutes (see SLOW_MAX_SPACES).
+apachelogs' regex, rewritten to run in linear time (_slow_regex), so an odd but valid
+line (an X-Forwarded-For list in %h) is not counted as malformed, unless it is long and
+full of spaces outside quoted fields (see SLOW_MAX_SPACES).
+
+On top of apachelogs, a counted number (bytes, duration) must be below 2**53 and not
+negative, and a date in years MIN_YEAR-MAX_YEAR: else the line is malformed, on every
+path (fast regex, C scanner, slow regex), before any value reaches Redis or SQL.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from dataclasses import dataclass
 from datetime import datetime
@@ -67,15 +72,25 @@ VALUE_FIELDS = ("client", "bytes", "duration")
 # everything else is written as a `\\` escape. The same classes as apachelogs, so that the
 # fast regex accepts a subset of what apachelogs accepts (never garbage it would reject).
 _PRINTABLE = bytes(range(0x20, 0x7F)).replace(b'"', b"").replace(b"\\", b"")
-QUOTED = rb"[ !#-\[\]-~]*(?:\\.[ !#-\[\]-~]*)*"  # unrolled: no backtracking
+# A string between quotes: unrolled, and possessive, since it can only end at the first
+# unescaped quote (a torn line is then refused at once, not given back byte by byte).
+QUOTED = rb"[ !#-\[\]-~]*+(?:\\.[ !#-\[\]-~]*+)*+"
 _MONTH = rb"(?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec)"
+# Years a line may carry (apachelogs takes 1 to 9999): four digits in every time zone,
+# and a shift to any zone stays inside what a datetime holds. A line dated outside (year
+# 0001, 9999 with a zone configured) is malformed, not an error later in its batch.
+MIN_YEAR, MAX_YEAR = 1001, 9998
+_YEAR = rb"(?:1(?!000)[0-9]{3}|[2-8][0-9]{3}|9(?!999)[0-9]{3})"
 # Only dates that exist (apachelogs rejects the others when it builds the datetime).
 _DAY_MONTH_YEAR = (
     rb"(?:(?:(?:0[1-9]|1[0-9]|2[0-8])/"
     + _MONTH
     + rb"|(?:29|30)/(?:Jan|Ma[ry]|Apr|Jun|Jul|Aug|Sep|Oct|Nov|Dec)"
-    + rb"|31/(?:Jan|Ma[ry]|Jul|Aug|Oct|Dec))/(?!0000)[0-9]{4}"
-    + rb"|29/Feb/(?!0000)(?:[0-9]{2}(?:0[48]|[2468][048]|[13579][26])"
+    + rb"|31/(?:Jan|Ma[ry]|Jul|Aug|Oct|Dec))/"
+    + _YEAR
+    + rb"|29/Feb/(?="
+    + _YEAR
+    + rb")(?:[0-9]{2}(?:0[48]|[2468][048]|[13579][26])"
     + rb"|(?:[02468][048]|[13579][26])00))"
 )
 TIMESTAMP = (
@@ -118,6 +133,37 @@ def _word(stop: str | None) -> bytes:
     return cls + rb"*(?:\\." + cls + rb"*)*"
 
 
+# Fields that are summed into Redis and SQL: a non-negative integer whose value (in
+# microseconds for a duration) is below 2**53, so that it and the sums of a few lines stay
+# exact in a double (Lua's numbers) and below 1e17 (Lua's `%.17g`). apachelogs takes any
+# integer (negative, 100 digits): such a line is malformed here, and only that line.
+COUNT_LIMIT = 2**53
+COUNTED = ("bytes", "duration")
+
+
+def below(limit: int) -> bytes:
+    """A regex of the decimal integers 0 <= v < limit, written without sign or leading
+    zero (as apachelogs' integer): shorter numbers, then digit by digit against limit-1."""
+    top = str(limit - 1)
+    alts = ["0"]
+    if len(top) > 1:
+        alts.append(f"[1-9][0-9]{{0,{len(top) - 2}}}")
+    for i, digit in enumerate(top):
+        low = 1 if i == 0 else 0
+        if int(digit) > low:
+            rest = len(top) - i - 1  # digits after this one: any
+            tail = f"[0-9]{{{rest}}}" if rest else ""
+            alts.append(f"{top[:i]}[{low}-{int(digit) - 1}]{tail}")
+    if top != "0":
+        alts.append(top)
+    return ("(?:" + "|".join(alts) + ")").encode()
+
+
+def in_range(raw: bytes, limit: int) -> bool:
+    """A counted field as apachelogs read it: "-", or an integer below limit."""
+    return raw == b"-" or (raw.isdigit() and int(raw) < limit)
+
+
 # apachelogs' regex (the slow path) tries every split of its lazy unquoted fields (%h, %u
 # may hold spaces, but no quote): the work grows with the spaces times the length of the
 # text outside quotes. A line the fast regex rejects with more than this outside quotes
@@ -126,7 +172,9 @@ def _word(stop: str | None) -> bytes:
 # path (an X-Forwarded-For list in %h, a %u of "") are far below both limits.
 SLOW_MAX_SPACES = 32
 SLOW_MAX_OUTSIDE = 2048  # characters outside quoted fields
-_UNESCAPED_QUOTE = re.compile(r'(?<!\\)"')
+# An escape, read left to right as the regexes read it: in `\\"` a backslash is escaped,
+# the quote is real. Escapes are masked before the line is split at its quotes.
+_AN_ESCAPE = re.compile(r"\\.")
 
 # Which directive feeds which field; earlier entries win when a format has several.
 # (directive letter, parameter (lower case) or None, redirect modifier or None) -> field
@@ -184,6 +232,8 @@ class CompiledFormat:
     _slow_field_index: dict[str, int]
     _slow_time_groups: tuple[int, ...]
     _slow_checks: tuple[int, ...]  # groups whose conversion may fail (times)
+    # field -> exclusive upper bound of its value, for the counted fields (bytes, duration)
+    limits: dict[str, int] = dataclasses.field(default_factory=dict)
     # The same format for the C scanner (logcount/_scan.c), or None when it has an element
     # the scanner does not know: (kind, field slot, second slot, stop byte, literal).
     plan: tuple[tuple[int, int, int, int, bytes], ...] | None = None
@@ -199,7 +249,7 @@ class CompiledFormat:
         turn into a datetime (31 Feb, hour 25, a year 0).
         """
         text = line.decode("iso-8859-1").rstrip("\r\n")
-        outside = _UNESCAPED_QUOTE.split(text)[::2]
+        outside = _AN_ESCAPE.sub("__", text).split('"')[::2]
         if (
             sum(map(len, outside)) > SLOW_MAX_OUTSIDE
             or sum(part.count(" ") for part in outside) > SLOW_MAX_SPACES
@@ -213,6 +263,8 @@ class CompiledFormat:
         for name, idx in self._slow_field_index.items():
             raw = groups[idx]
             fields[name] = raw.encode("iso-8859-1") if raw is not None else b"-"
+        if not all(in_range(fields[f], n) for f, n in self.limits.items() if f in fields):
+            return None
         try:
             for idx in self._slow_checks:
                 self._slow_groups[idx][1](groups[idx])
@@ -251,7 +303,10 @@ def _time_from_groups(fmt: CompiledFormat, groups: tuple[str | None, ...]) -> tu
 
 
 def time_key(when: datetime) -> tuple[bytes, bytes]:
-    """The (minute, offset) key bytes the fast path captures from a %t field."""
+    """The (minute, offset) key bytes the fast path captures from a %t field; ValueError
+    for a year out of range (MIN_YEAR)."""
+    if not MIN_YEAR <= when.year <= MAX_YEAR:
+        raise ValueError(f"year {when.year} out of range")
     minute = when.strftime("%d/%b/%Y:%H:%M").encode()
     off = when.utcoffset()
     if off is None:
@@ -277,6 +332,14 @@ def compile_format(log_format: str) -> CompiledFormat:
     strftime_time = False
     after_lazy = False
     atomic = _atomic_quotes(tokens)
+    duration_scale = 1.0
+    for i, source in chosen.items():
+        if source == "duration":
+            duration_scale = _duration_scale(tokens[i])
+    limits = {
+        "bytes": COUNT_LIMIT,
+        "duration": -(-COUNT_LIMIT // int(duration_scale)),  # in microseconds
+    }
     plan: list[tuple[str, str | None, bytes]] | None = []
     for i, tok in enumerate(tokens):
         literal = tok.group("literal")
@@ -299,6 +362,12 @@ def compile_format(log_format: str) -> CompiledFormat:
         body, lazy = _directive_regex(tokens, i, after_lazy)
         after_lazy = after_lazy or lazy
         element = _plan_element(tokens, i, body)
+        number = _NUMBER_KINDS.get(format2regex(tok.group(0))[1])
+        if field in COUNTED and number in ("int", "int_dash"):
+            body = below(limits[field]) + (b"|-" if number == "int_dash" else b"")
+            if element is not None:
+                top = str(limits[field] - 1).encode()
+                element = ("count" if number == "int" else "count_dash", top)
         if plan is not None and element is not None:
             plan.append((element[0], field if field != "time" else None, element[1]))
         else:
@@ -322,10 +391,6 @@ def compile_format(log_format: str) -> CompiledFormat:
     group_index = {name: num - 1 for name, num in chunk.groupindex.items()}
     key_names = tuple(f for f in KEY_FIELDS if f in taken)
     value_names = tuple(f for f in VALUE_FIELDS if f in taken)
-    duration_scale = 1.0
-    for i, field in chosen.items():
-        if field == "duration":
-            duration_scale = _duration_scale(tokens[i])
     slow_index, slow_time = _slow_layout(group_defs, chosen, tokens)
     if strftime_time:
         plan = None
@@ -346,6 +411,7 @@ def compile_format(log_format: str) -> CompiledFormat:
             for i, g in enumerate(group_defs)
             if isinstance(g[0], tuple) and g[0][0].endswith("time_fields")
         ),
+        limits={f: n for f, n in limits.items() if f in taken},
         plan=_scanner_plan(plan, group_index) if plan is not None else None,
     )
 
@@ -356,7 +422,17 @@ _NUMBER_KINDS = {
     f"({clf(integer).regex})": "int_dash",
     f"({clf(status_code).regex})": "status",
 }
-SCAN_KINDS = {"lit": 0, "quoted": 1, "word": 2, "int": 3, "int_dash": 4, "status": 5, "time": 6}
+SCAN_KINDS = {
+    "lit": 0,
+    "quoted": 1,
+    "word": 2,
+    "int": 3,
+    "int_dash": 4,
+    "status": 5,
+    "time": 6,
+    "count": 7,  # a counted number: its literal is the largest value allowed
+    "count_dash": 8,
+}
 
 
 def _plan_element(tokens: list[re.Match[str]], i: int, body: bytes) -> tuple[str, bytes] | None:
@@ -396,7 +472,8 @@ def _scanner_plan(
         if kind == "time" and field is not None:
             slot, second = group_index["tmin"], group_index["ttz"]
         stop = arg[0] if kind == "word" and arg else -1
-        out.append((SCAN_KINDS[kind], slot, second, stop, arg if kind == "lit" else b""))
+        keep = kind in ("lit", "count", "count_dash")  # the literal, or the largest number
+        out.append((SCAN_KINDS[kind], slot, second, stop, arg if keep else b""))
     return tuple(out)
 
 
@@ -430,11 +507,23 @@ def _directive_regex(tokens: list[re.Match[str]], i: int, after_lazy: bool) -> t
 # that its lazy %h and %u try (cubic on a long line full of spaces and "[").
 _APACHE_T = r"\[[^]]+\]"
 _APACHE_T_EXACT = r"\[\d\d/\w\w\w/\d{4,}:\d\d:\d\d:\d\d\s*[-+]\d\d\d\d\]"
+# apachelogs reads `\x80` in a string either as one escape or as the escape `\x` and two
+# plain characters: 2**n readings of n escapes, all tried before a line is rejected (hours
+# for thirty). Without the first alternative there is one reading of any string, and the
+# same strings are accepted: in each of its string, word, %q and cookie atoms, the plain
+# class beside this alternative holds every hex digit.
+_APACHE_ESCAPE = r"|\\x[0-9A-Fa-f]{2}|\\.)"
+# A string between quotes ends at the first unescaped quote, whatever the regex: matched
+# as QUOTED (possessive), it is read once, at C speed, and never tried again.
+_QUOTED_STR = "(" + QUOTED.decode("ascii") + ")"
 
 
 def _slow_regex(tokens: list[re.Match[str]], slow_rgx: str) -> str:
-    """apachelogs' regex for the whole format, with plain %t matched exactly and quoted
-    fields made atomic where that cannot change a match (see _atomic_quotes)."""
+    """apachelogs' regex for the whole format, rewritten to accept the same lines and cut
+    them the same way in linear time: plain %t matched exactly, strings between quotes
+    read possessively, one reading of an escape elsewhere, and quoted groups of several
+    directives made atomic (see _atomic_quotes). Only its lazy unquoted fields (%h, %u)
+    still try several splits, which slow_match bounds (SLOW_MAX_SPACES)."""
     parts, same = [], []
     atomic = _atomic_quotes(tokens)
     for i, tok in enumerate(tokens):
@@ -447,9 +536,13 @@ def _slow_regex(tokens: list[re.Match[str]], slow_rgx: str) -> str:
             continue
         _, own = format2regex(tok.group(0))
         same.append(own)
-        if tok.group("directive") == "t" and tok.group("param") is None:
+        prev = tokens[i - 1].group("literal") if i > 0 else None
+        nxt = tokens[i + 1].group("literal") if i + 1 < len(tokens) else None
+        if own in _STRING_TYPES and prev == '"' and nxt == '"':
+            own = _QUOTED_STR
+        elif tok.group("directive") == "t" and tok.group("param") is None:
             own = own.replace(_APACHE_T, _APACHE_T_EXACT)
-        parts.append(own)
+        parts.append(own.replace(_APACHE_ESCAPE, r"|\\.)"))
     # The pieces are apachelogs' own: their concatenation is its regex of the whole.
     assert "".join(same) == slow_rgx
     return "".join(parts)
