@@ -39,6 +39,7 @@ from logcount.delta import Delta
 from logcount.errors import LogcountError, RedisUnavailable
 from logcount.spool import HOST, SPOOL_MAX_BYTES, Spool, SpoolFull
 
+LUA_MAX = 2**53  # the largest count apply.lua takes: exact as a double
 MARKER_TTL = 7 * 86400
 BACKOFF_START = 0.1
 BACKOFF_CAP = 5.0
@@ -114,7 +115,9 @@ def build_call(
     for (site, gran, label), counts in delta.totals.items():
         fields = {f: int(n) for f, n in counts.items() if n}
         if fields:
-            ops.append(["h", k(keys.totals(site, gran, label)), ttl[gran], fields])
+            tkey = k(keys.totals(site, gran, label))
+            ops.append(["h", tkey, ttl[gran], fields])
+            ops.extend(["h", tkey, ttl[gran], part] for part in _past_lua_range(fields))
     for mkey, counts in delta.members.items():
         site, dim, gran, label = mkey
         # Members once, hits and bytes in lists beside them: path members are most of
@@ -124,7 +127,8 @@ def build_call(
         nbytes = delta.member_bytes.get(mkey)
         if nbytes:
             bkey = k(keys.member_bytes(site, dim, gran, label))
-            data += [bkey, list(map(nbytes.get, names, repeat(0)))]
+            # A sorted set's score is a double anyway: bytes past 2^53 are not exact there.
+            data += [bkey, [min(n, LUA_MAX) for n in map(nbytes.get, names, repeat(0))]]
         ops.append(["z", k(keys.members(site, dim, gran, label)), ttl[gran], data])
     for (site, gran, label), hashes in delta.visitors.items():
         ops.append(["p", k(keys.visitors(site, gran, label)), ttl[gran], sorted(hashes)])
@@ -142,6 +146,18 @@ def build_call(
         ops.append(["s", k(name), 0, value])
     payload = json.dumps({"m": marker, "mt": MARKER_TTL, "ops": ops}, separators=(",", ":"))
     return key_list, payload
+
+
+def _past_lua_range(fields: dict[str, int]) -> list[dict[str, int]]:
+    """Sums past 2^53 (twenty lines of 2^53 - 1 bytes each make one) go to Lua in parts of
+    2^53, each exact as a double: `fields` keeps the remainder, the parts are returned as
+    increments of their own (a total past 2^53 in one number would be refused)."""
+    parts = []
+    for name, n in fields.items():
+        if n > LUA_MAX:
+            whole, fields[name] = divmod(n, LUA_MAX)
+            parts.extend({name: LUA_MAX} for _ in range(whole))
+    return parts
 
 
 @dataclass

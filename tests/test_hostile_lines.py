@@ -263,6 +263,20 @@ def test_pipe_counts_the_good_lines_of_a_hostile_batch(
     assert counted == malformed
 
 
+def test_pipe_counts_byte_sums_past_lua_numbers_exactly(
+    lc_env: dict[str, str], redis_client: redis.Redis
+) -> None:
+    """Every `%b` below 2^53 is a good line, but twenty of 2^53 - 1 in one batch sum past
+    what a Lua number holds exactly (Redis refused the batch's bytes; its hits were lost
+    with them): the sum goes in parts, and the day's bytes are exact."""
+    big = 2**53 - 1
+    lines = [line(size=str(big)) for _ in range(20)] + [line(size="7")] * 5
+    result = run_logcount(["pipe"], lc_env, input=b"\n".join(lines) + b"\n", timeout=60)
+    assert (result.returncode, result.stderr) == (0, b"")
+    day = redis_client.hgetall(keys.totals("test", "day", "20260314"))
+    assert (int(day[b"hits"]), int(day[b"bytes"])) == (25, 20 * big + 35)
+
+
 @pytest.mark.timeout(120)
 def test_rollup_counts_the_good_lines_of_a_hostile_batch(
     lc_env: dict[str, str], tmp_path: Path
