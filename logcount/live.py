@@ -152,7 +152,7 @@ def _past_lua_range(fields: dict[str, int]) -> list[dict[str, int]]:
     """Sums past 2^53 (twenty lines of 2^53 - 1 bytes each make one) go to Lua in parts of
     2^53, each exact as a double: `fields` keeps the remainder, the parts are returned as
     increments of their own (a total past 2^53 in one number would be refused)."""
-    parts = []
+    parts: list[dict[str, int]] = []
     for name, n in fields.items():
         if n > LUA_MAX:
             whole, fields[name] = divmod(n, LUA_MAX)
