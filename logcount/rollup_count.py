@@ -32,14 +32,8 @@ BLOCK = 1 << 20  # bytes read at once (a buffer the caches hold while it is scan
 # parse is matched twice, so pieces are kept small enough for such lines to spoil few.
 PIECE = 256 << 10
 CLASSIFY_EVERY = 300_000  # distinct raw keys held before they are classified
-# Numbers a line may carry (%b, %D, ...): below 2^53 (what every store and JSON reader
-# holds exactly); anything of 16 digits or more is looked at line by line (see FileCounter).
-NUMBER_LIMIT = 1 << 53
-# Such a field follows a space in every format Apache ships (most runs of 16 digits in a
-# log are inside URLs, after a / or =): " [0-9]{16}" is searched once per block, ~1.3 ms a
-# MB (the regex tries a match at each space, where "[0-9]{16}" tries one at every digit).
-# A larger number elsewhere still cannot crash the rollup: stored sums saturate (rollup).
-_LONG_NUMBER = re.compile(rb" [0-9]{16}")
+# Numbers a line may carry (%b, %D, ...) are below 2^53: the scanner and the regexes make
+# a line with a larger one malformed (logcount.parse); stored sums saturate (rollup).
 FIRST_YEAR, LAST_YEAR = 1970, 9999  # a day outside these years makes its line malformed
 
 
@@ -176,8 +170,6 @@ class FileCounter:
 
     def feed(self, block: bytes | memoryview) -> None:
         """Count a block of whole lines (each ending with a newline)."""
-        if _LONG_NUMBER.search(block) is not None:  # rare: a number that may be too large
-            block = self._count_long_numbers(bytes(block))
         if self.counter.scanner is not None:  # lines it refuses come back one by one
             self.counter.feed(block)  # type: ignore[arg-type]
         else:
@@ -191,48 +183,6 @@ class FileCounter:
                 pos = end
         if self.counter.pending_keys() > CLASSIFY_EVERY:
             self.absorb()
-
-    def _count_long_numbers(self, block: bytes) -> bytes:
-        """The block without its lines whose number field (%b, %D, ...) is not below
-        NUMBER_LIMIT: those are malformed, never their block. Only the lines holding a run
-        of 16 digits after a space are looked at (see _LONG_NUMBER)."""
-        counter = self.counter
-        fmt = counter.format
-        names = [f for f in ("bytes", "duration") if f in fmt.group_index]
-        cut: list[tuple[int, int]] = []
-        found = _LONG_NUMBER.search(block)
-        while found is not None:
-            start = block.rfind(b"\n", 0, found.end()) + 1
-            end = block.find(b"\n", found.end()) + 1 or len(block)
-            line = block[start:end].rstrip(b"\r\n")
-            m = fmt.fast.fullmatch(line)
-            if m is None:  # decided here, where its numbers are checked too
-                cut.append((start, end))
-                row = counter._retry(line)  # None: counted malformed
-                if row is not None:
-                    self._count_checked(line, row, [fmt.group_index[f] for f in names])
-            elif not all(_small_number(m.group(f) or b"") for f in names):
-                cut.append((start, end))
-                counter.count_malformed(line)
-            found = _LONG_NUMBER.search(block, end)
-        if not cut:
-            return block
-        kept, at = [], 0
-        for start, end in cut:
-            kept.append(block[at:start])
-            at = end
-        kept.append(block[at:])
-        return b"".join(kept)
-
-    def _count_checked(self, line: bytes, row: tuple[bytes, ...], slots: list[int]) -> None:
-        """Count one row of the regex path, malformed if a number field is too large."""
-        counter = self.counter
-        if not all(_small_number(row[i]) for i in slots):
-            counter.count_malformed(line)
-        elif counter.scanner is not None:
-            counter.scanner.count_row(row)
-        else:
-            counter._count([row])
 
     def _drop_bad_times(self, raw: RawCounts) -> None:
         """Lines whose time is no storable day (see DayClassifier._buckets) become
@@ -412,13 +362,6 @@ def working_size(config: Config) -> int:
     counting: twice the store's cap, so that the members kept in the end are rarely ones
     that were folded on the way."""
     return 2 * config.store_cap()
-
-
-def _small_number(value: bytes) -> bool:
-    """A number field a store holds: "-", empty, or digits below NUMBER_LIMIT."""
-    if value in (b"", b"-"):
-        return True
-    return value.isdigit() and int(value) < NUMBER_LIMIT
 
 
 _WORKER: dict[str, Any] = {}
