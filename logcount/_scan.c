@@ -24,6 +24,8 @@ enum { K_LIT, K_QUOTED, K_WORD, K_INT, K_INT_DASH, K_STATUS, K_TIME, K_COUNT, K_
 #define MAX_FIELDS 32
 #define MAX_LAYOUT 16
 #define CACHE_LIMIT 200000
+/* ...and at most this many bytes of keys: 200,000 agents of 8 KB would hold 1.6 GB */
+#define CACHE_BYTES (16u << 20)
 /* logcount/parse.py MIN_YEAR, MAX_YEAR: a line dated outside is malformed */
 #define MIN_YEAR 1001
 #define MAX_YEAR 9998
@@ -542,7 +544,7 @@ static int decide(Table *cache, PyObject *fn, const Span *value) {
     Py_XDECREF(r);
     if (flag < 0)
         return -1;
-    if (cache->used >= CACHE_LIMIT)
+    if (cache->used >= CACHE_LIMIT || cache->arena_len >= CACHE_BYTES)
         table_clear(cache);
     e = table_slot(cache, value->p, value->n, 1);
     if (e == NULL)

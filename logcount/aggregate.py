@@ -40,6 +40,10 @@ from logcount.parse import CompiledFormat
 
 GRANS = ("minute", "hour", "day")
 _CUT = {"minute": 12, "hour": 10, "day": 8}
+# Decisions (bot, ignored) kept per distinct agent or request: at most this many, holding
+# at most this many bytes of keys (as the C scanner's CACHE_LIMIT and CACHE_BYTES).
+DECISIONS_KEPT = 200_000
+DECISION_BYTES = 16 << 20
 
 
 def _scan_module() -> Any:
@@ -159,6 +163,7 @@ class LineCounter:
         self.count_bots = classifier.config.count_bots
         self._bot: dict[bytes, bool] = {}
         self._ignore: dict[bytes, bool] = {}
+        self._flag_bytes: dict[int, int] = {}
         if self.scanner is not None:
             ignore = bool(classifier.ignore_ext) and self._target is not None
             self.scanner.rebind(self.count_bots, ignore)
@@ -227,10 +232,16 @@ class LineCounter:
     def _flags(self, values: list[bytes], cache: dict[bytes, bool], decide: Any) -> list[bool]:
         flags = list(map(cache.get, values))
         if None in flags:
-            for value in set(compress(values, map(is_, flags, repeat(None)))):
+            new = set(compress(values, map(is_, flags, repeat(None))))
+            for value in new:
                 cache[value] = decide(value)
-            if len(cache) > 200_000:
+            # Bounded in entries and in bytes (8 KB agents would hold 1.6 GB at 200,000):
+            # the byte count is that of the keys added since the last clear.
+            added = self._flag_bytes.get(id(cache), 0) + sum(map(len, new))
+            self._flag_bytes[id(cache)] = added
+            if len(cache) > DECISIONS_KEPT or added > DECISION_BYTES:
                 cache.clear()
+                self._flag_bytes[id(cache)] = 0
                 return [decide(v) for v in values]
             flags = list(map(cache.__getitem__, values))
         return flags  # type: ignore[return-value]

@@ -197,3 +197,28 @@ def test_the_rollup_names_agents_from_the_same_prefix() -> None:
     families_of(delta)
     assert delta.members[("default", "agent", "day", "20150517")] == {"Other": 1}
     assert Classifier(Config()).agent(raw) == (False, "Other")
+
+
+def test_bot_decisions_are_kept_within_a_byte_budget(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The pure path caches one bot decision per distinct agent as received: 3,000
+    distinct 8 KB agents (24 MB) must not all stay there (200,000 such entries were
+    allowed, 1.6 GB); the counts are unchanged."""
+    from logcount.aggregate import DECISION_BYTES, Aggregator, LineCounter
+    from logcount.parse import compile_format
+
+    monkeypatch.setenv("LOGCOUNT_PURE_PYTHON", "1")
+    counter = LineCounter(compile_format("combined"))
+    assert counter.scanner is None
+    aggregator = Aggregator(Config(site="test"), counter)
+    hits = 0
+    for batch in range(6):
+        lines = [
+            f'1.2.3.4 - - [14/Mar/2026:10:05:03 +0000] "GET / HTTP/1.1" 200 5 "-" '
+            f'"Mozilla/5.0 {batch:02d}{i:06d}{"x" * 8192}"\n'.encode()
+            for i in range(500)
+        ]
+        counter.feed(b"".join(lines))
+        delta = aggregator.classify(counter.take())
+        hits += delta.totals[("test", "day", "20260314")]["hits"]
+        assert sum(map(len, counter._bot)) <= DECISION_BYTES
+    assert hits == 3000
