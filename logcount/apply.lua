@@ -20,6 +20,11 @@ end
 local function count(n)
   return type(n) == 'number' and n >= 0 and n <= 9007199254740992 and n == math.floor(n)
 end
+-- A total past 2^53 (a day's bytes) comes as a string of at most 18 digits, which
+-- HINCRBY takes exactly (below 2^63).
+local function big_count(n)
+  return type(n) == 'string' and #n <= 18 and string.match(n, '^[0-9]+$') ~= nil
+end
 local function key_index(i)
   return count(i) and i >= 1 and i <= #KEYS
 end
@@ -49,7 +54,7 @@ local function check(op)
   if kind == 'h' then
     if type(data) ~= 'table' then return 'bad counters' end
     for field, n in pairs(data) do
-      if type(field) ~= 'string' or not count(n) then
+      if type(field) ~= 'string' or not (count(n) or big_count(n)) then
         return 'counter ' .. tostring(field) .. ' is not an integer in [0, 2^53]'
       end
     end

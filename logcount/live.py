@@ -113,11 +113,12 @@ def build_call(
     if marker_site is not None and batch_id is not None:
         marker = k(keys.batch_marker(marker_site, batch_id))
     for (site, gran, label), counts in delta.totals.items():
-        fields = {f: int(n) for f, n in counts.items() if n}
+        fields: dict[str, int | str] = {f: int(n) for f, n in counts.items() if n}
         if fields:
-            tkey = k(keys.totals(site, gran, label))
-            ops.append(["h", tkey, ttl[gran], fields])
-            ops.extend(["h", tkey, ttl[gran], part] for part in _past_lua_range(fields))
+            for name, n in fields.items():
+                if isinstance(n, int) and n > LUA_MAX:  # as digits: a Lua number rounds it
+                    fields[name] = str(n)
+            ops.append(["h", k(keys.totals(site, gran, label)), ttl[gran], fields])
     for mkey, counts in delta.members.items():
         site, dim, gran, label = mkey
         # Members once, hits and bytes in lists beside them: path members are most of
@@ -146,18 +147,6 @@ def build_call(
         ops.append(["s", k(name), 0, value])
     payload = json.dumps({"m": marker, "mt": MARKER_TTL, "ops": ops}, separators=(",", ":"))
     return key_list, payload
-
-
-def _past_lua_range(fields: dict[str, int]) -> list[dict[str, int]]:
-    """Sums past 2^53 (twenty lines of 2^53 - 1 bytes each make one) go to Lua in parts of
-    2^53, each exact as a double: `fields` keeps the remainder, the parts are returned as
-    increments of their own (a total past 2^53 in one number would be refused)."""
-    parts: list[dict[str, int]] = []
-    for name, n in fields.items():
-        if n > LUA_MAX:
-            whole, fields[name] = divmod(n, LUA_MAX)
-            parts.extend({name: LUA_MAX} for _ in range(whole))
-    return parts
 
 
 @dataclass

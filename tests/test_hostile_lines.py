@@ -268,7 +268,7 @@ def test_pipe_counts_byte_sums_past_lua_numbers_exactly(
 ) -> None:
     """Every `%b` below 2^53 is a good line, but twenty of 2^53 - 1 in one batch sum past
     what a Lua number holds exactly (Redis refused the batch's bytes; its hits were lost
-    with them): the sum goes in parts, and the day's bytes are exact."""
+    with them): the sum goes as digits, and the day's bytes are exact."""
     big = 2**53 - 1
     lines = [line(size=str(big)) for _ in range(20)] + [line(size="7")] * 5
     result = run_logcount(["pipe"], lc_env, input=b"\n".join(lines) + b"\n", timeout=60)
