@@ -179,6 +179,35 @@ def build(name: str, n: int) -> tuple[Path, int]:
     return path, lines
 
 
+# Commands run under this small launcher, which reports their peak RSS: the bench's own
+# process is large after a 50 MB line, and a child forked from it counts its parent's
+# pages in ru_maxrss until it execs.
+LAUNCH = """
+import os, signal, sys
+out, cmd = sys.argv[1], sys.argv[2:]
+pid = os.fork()
+if pid == 0:
+    os.execvp(cmd[0], cmd)
+signal.signal(signal.SIGTERM, lambda *_: os.kill(pid, signal.SIGTERM))
+_, status, usage = os.wait4(pid, 0)
+with open(out, "w") as fh:
+    fh.write(str(usage.ru_maxrss))
+sys.exit(os.waitstatus_to_exitcode(status))
+"""
+
+
+def launched(cmd: list[str], rss_file: Path) -> list[str]:
+    return [sys.executable, "-c", LAUNCH, str(rss_file), *cmd]
+
+
+def peak_rss(rss_file: Path) -> int:
+    """Peak RSS (KiB) the launcher wrote (0 if it wrote nothing)."""
+    try:
+        return int(rss_file.read_text() or 0)
+    except (OSError, ValueError):
+        return 0
+
+
 def redis_total(redis: PrivateRedis) -> int:
     counted = 0
     for key in redis.client.scan_iter("lc:*:t:day:*"):
@@ -202,7 +231,9 @@ def unread(fd: int) -> int:
 
 def run_pipe(path: Path, env: dict[str, str]) -> tuple[float, float, int]:
     """Wall seconds, the longest single write, and peak RSS (KiB) of `logcount pipe`."""
-    proc = subprocess.Popen([*logcount_cmd(), "pipe"], stdin=subprocess.PIPE, env=env)
+    rss_file = Path(env["LOGCOUNT_DATA_DIR"]) / "pipe.rss"
+    cmd = launched([*logcount_cmd(), "pipe"], rss_file)
+    proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, env=env)
     assert proc.stdin is not None
     fd = proc.stdin.fileno()
     start = time.perf_counter()
@@ -220,9 +251,8 @@ def run_pipe(path: Path, env: dict[str, str]) -> tuple[float, float, int]:
             worst = max(worst, time.perf_counter() - t0)
             view = view[done:]
     proc.stdin.close()
-    _, _, usage = os.wait4(proc.pid, 0)
-    proc.returncode = 0
-    return time.perf_counter() - start, worst, usage.ru_maxrss
+    proc.wait()
+    return time.perf_counter() - start, worst, peak_rss(rss_file)
 
 
 def run_tail(path: Path, env: dict[str, str], redis: PrivateRedis, lines: int) -> tuple[float, int]:
@@ -230,7 +260,8 @@ def run_tail(path: Path, env: dict[str, str], redis: PrivateRedis, lines: int) -
     with tempfile.TemporaryDirectory() as tmp:
         target = Path(tmp) / "access.log"
         target.touch()
-        cmd = [*logcount_cmd(), "tail", "--from-start", str(target)]
+        rss_file = Path(tmp) / "tail.rss"
+        cmd = launched([*logcount_cmd(), "tail", "--from-start", str(target)], rss_file)
         proc = subprocess.Popen(cmd, env=env)
         start = time.perf_counter()
         with open(target, "ab") as out:
@@ -244,24 +275,25 @@ def run_tail(path: Path, env: dict[str, str], redis: PrivateRedis, lines: int) -
                 seen, last_change = now_seen, time.perf_counter()
         took = last_change - start
         proc.send_signal(signal.SIGTERM)
-        _, _, usage = os.wait4(proc.pid, 0)
-        proc.returncode = 0
-    return took, usage.ru_maxrss
+        proc.wait()
+        rss = peak_rss(rss_file)
+    return took, rss
 
 
 def run_rollup(path: Path, env: dict[str, str], store: Path) -> tuple[float, int, int, int]:
     """Wall seconds, peak RSS (KiB), store rows and store bytes of `logcount rollup FILE`."""
     env = dict(env, LOGCOUNT_STORE=f"sqlite:///{store}")
     start = time.perf_counter()
-    proc = subprocess.Popen([*logcount_cmd(), "rollup", "--quiet", "--logs", str(path)], env=env)
-    _, status, usage = os.wait4(proc.pid, 0)
-    proc.returncode = os.waitstatus_to_exitcode(status)
+    rss_file = store.with_suffix(".rss")
+    cmd = launched([*logcount_cmd(), "rollup", "--quiet", "--logs", str(path)], rss_file)
+    subprocess.run(cmd, env=env, check=False)
     took = time.perf_counter() - start
+    rss = peak_rss(rss_file)
     rows = 0
     with sqlite3.connect(store) as db:
         for (table,) in db.execute("select name from sqlite_master where type='table'"):
             rows += db.execute(f'select count(*) from "{table}"').fetchone()[0]
-    return took, usage.ru_maxrss, rows, store.stat().st_size
+    return took, rss, rows, store.stat().st_size
 
 
 def on_terminal(cmd: list[str], env: dict[str, str]) -> bytes:

@@ -1048,8 +1048,14 @@ done:
 }
 
 static PyObject *Scanner_pending(Scanner *s, PyObject *Py_UNUSED(ignored)) {
-    return Py_BuildValue("Ln", s->lines,
-                         (Py_ssize_t)(s->hits.used + s->visitors_t.used + s->refs_t.used));
+    /* The bytes of the keys held: 8 KB agents and referrers make few lines a lot of
+       memory, so the readers classify by bytes as well as by lines and keys. */
+    size_t held = s->hits.arena_len + s->agents_t.arena_len + s->refs_t.arena_len +
+                  s->visitors_t.arena_len + s->bots.arena_len + s->ignored.arena_len +
+                  s->durations.arena_len;
+    return Py_BuildValue("Lnn", s->lines,
+                         (Py_ssize_t)(s->hits.used + s->visitors_t.used + s->refs_t.used),
+                         (Py_ssize_t)held);
 }
 
 static PyObject *Scanner_forget(Scanner *s, PyObject *Py_UNUSED(ignored)) {
@@ -1103,7 +1109,7 @@ static PyMethodDef Scanner_methods[] = {
     {"take", (PyCFunction)Scanner_take, METH_VARARGS,
      "take(counter_class, with_recent): (lines, hits, agents, referrers, visitors, bots, "
      "ignored, durations, recent), keys as tuples; then start afresh."},
-    {"pending", (PyCFunction)Scanner_pending, METH_NOARGS, "(lines, distinct keys) pending."},
+    {"pending", (PyCFunction)Scanner_pending, METH_NOARGS, "(lines, distinct keys, bytes of keys) pending."},
     {"forget", (PyCFunction)Scanner_forget, METH_NOARGS, "Drop the cached decisions."},
     {"rebind", (PyCFunction)Scanner_rebind, METH_VARARGS,
      "rebind(count_bots, ignore): new rules (a reload); drops the cached decisions."},

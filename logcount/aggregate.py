@@ -164,6 +164,7 @@ class LineCounter:
         self._bot: dict[bytes, bool] = {}
         self._ignore: dict[bytes, bool] = {}
         self._flag_bytes: dict[int, int] = {}
+        self._fed = 0  # bytes fed to the pure path since the last take()
         if self.scanner is not None:
             ignore = bool(classifier.ignore_ext) and self._target is not None
             self.scanner.rebind(self.count_bots, ignore)
@@ -188,8 +189,16 @@ class LineCounter:
         raw = self.raw
         return len(raw.hits) + len(raw.visitors) + len(raw.referrers)
 
+    def pending_bytes(self) -> int:
+        """Bytes held for the keys counted since the last take(): the C scanner's own
+        count; for the pure path the bytes fed, an upper bound of the same."""
+        if self.scanner is not None:
+            return int(self.scanner.pending()[2])
+        return self._fed
+
     def take(self, with_recent: bool = True) -> RawCounts:
         """What was counted since the last take(); the recent lines only `with_recent`."""
+        self._fed = 0
         raw, self.raw = self.raw, RawCounts(recent=deque(maxlen=self.recent_size))
         if self.scanner is not None:
             self._take_scanned(raw, with_recent)
@@ -221,6 +230,7 @@ class LineCounter:
                 if row is not None:
                     self.scanner.count_row(row)
             return
+        self._fed += len(chunk)
         found = self._lines.findall(chunk)
         bad = list(map(self._bad, found))
         if any(bad):

@@ -32,6 +32,7 @@ BLOCK = 1 << 20  # bytes read at once (a buffer the caches hold while it is scan
 # parse is matched twice, so pieces are kept small enough for such lines to spoil few.
 PIECE = 256 << 10
 CLASSIFY_EVERY = 300_000  # distinct raw keys held before they are classified
+CLASSIFY_BYTES = 64 << 20  # ...or bytes of keys (long agents and referrers: few keys, big)
 # Numbers a line may carry (%b, %D, ...) are below 2^53: the scanner and the regexes make
 # a line with a larger one malformed (logcount.parse); stored sums saturate (rollup).
 FIRST_YEAR, LAST_YEAR = 1970, 9999  # a day outside these years makes its line malformed
@@ -181,7 +182,8 @@ class FileCounter:
                     end = data.find(b"\n", pos + PIECE) + 1 or size
                 self.counter.feed(data[pos:end])
                 pos = end
-        if self.counter.pending_keys() > CLASSIFY_EVERY:
+        counter = self.counter
+        if counter.pending_keys() > CLASSIFY_EVERY or counter.pending_bytes() > CLASSIFY_BYTES:
             self.absorb()
 
     def _drop_bad_times(self, raw: RawCounts) -> None:
