@@ -23,7 +23,7 @@ PURE_TESTS ?= tests/test_pipe.py tests/test_tail.py tests/test_rollup.py tests/t
 	tests/test_member_bounds.py tests/test_classify.py tests/test_parse.py \
 	tests/test_cli_top.py tests/e2e
 test: $(BIN)/logcount
-	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+	LOGCOUNT_PURE_PYTHON= $(BIN)/python -m pytest -q $(PYTEST_ARGS)
 	$(BIN)/python tests/fuzz/fuzz_lines.py -max_total_time=$(FUZZ_TIME)
 	@echo "== again with the pure-Python scanner (LOGCOUNT_PURE_PYTHON=1): $(PURE_TESTS)"
 	LOGCOUNT_PURE_PYTHON=1 $(BIN)/python -m pytest -q $(PYTEST_ARGS) $(PURE_TESTS)
