@@ -10,13 +10,23 @@ $(BIN)/logcount: pyproject.toml
 	$(BIN)/pip install -q -e '.[test]'
 	touch $@
 
-# The whole suite, end-to-end tests included (they skip, or fail under CI=true,
-# when apache2/cronolog are missing: .ci/run installs them).
-# Then a minute of fuzzing the line path (tests/fuzz/fuzz_lines.py).
+# The whole suite with the C scanner, end-to-end tests included (they skip, or fail
+# under CI=true, when apache2/cronolog are missing: .ci/run installs them; under CI=true
+# a scanner that was not built fails tests/test_scan.py). Then a minute of fuzzing the
+# line path (tests/fuzz/fuzz_lines.py), then the modules that count lines again with the
+# pure-Python scanner: the logcount processes they start read LOGCOUNT_PURE_PYTHON too,
+# and both scanners must count the same. Modules that compare the two themselves
+# (test_scan, test_hostile_lines, test_line_properties, test_rollup_bounds) and those
+# about the sinks and reports are not repeated. Pytest's summary stays the last output.
 FUZZ_TIME ?= 60
+PURE_TESTS ?= tests/test_pipe.py tests/test_tail.py tests/test_rollup.py tests/test_lines.py \
+	tests/test_member_bounds.py tests/test_classify.py tests/test_parse.py \
+	tests/test_cli_top.py tests/e2e
 test: $(BIN)/logcount
-	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+	LOGCOUNT_PURE_PYTHON= $(BIN)/python -m pytest -q $(PYTEST_ARGS)
 	$(BIN)/python tests/fuzz/fuzz_lines.py -max_total_time=$(FUZZ_TIME)
+	@echo "== again with the pure-Python scanner (LOGCOUNT_PURE_PYTHON=1): $(PURE_TESTS)"
+	LOGCOUNT_PURE_PYTHON=1 $(BIN)/python -m pytest -q $(PYTEST_ARGS) $(PURE_TESTS)
 
 lint: $(BIN)/logcount
 	$(BIN)/ruff check logcount tests bench

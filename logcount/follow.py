@@ -22,6 +22,7 @@ Rotation, as a follower meets it:
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import os
@@ -30,7 +31,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from logcount.reader import MAX_LINE, READ_SIZE, Pipeline
+from logcount.lines import READ_SIZE, LineSplitter
+from logcount.reader import Pipeline
 
 HEAD_SIZE = 1024  # bytes hashed to tell a file from another one that reused its inode
 QUIET = 0.3  # seconds a replaced file must stay unchanged before we leave it
@@ -148,6 +150,9 @@ class Follower:
         self.last_look = 0.0
         self.size = 0
         self.dirty = False
+        # The line being read past `offset` (held, or skipped when over-long): whatever
+        # moves `offset` otherwise (another file, a truncation) resets it.
+        self.lines = LineSplitter()
 
     # -- the committed position (read by the flusher under pipeline.lock) --------------
 
@@ -332,6 +337,7 @@ class Follower:
             self.fd = file.fd
             self.dev, self.ino = st.st_dev, st.st_ino
             self.offset = offset
+            self.lines.reset()
             self.head = head
             self.target = file.target
             self.copy = ""
@@ -358,6 +364,7 @@ class Follower:
                 os.close(self.fd)
             self.fd = fd
             self.copy = where
+            self.lines.reset()
             self.size = os.fstat(fd).st_size
             self.rotated_at = None
 
@@ -375,7 +382,8 @@ class Follower:
             if fd is not None:
                 file = opened(fd, os.path.realpath(self.path))
         with self.pipeline.lock:
-            if rest:
+            self.lines.reset()
+            if rest:  # a torn last line, or an over-long one cut by the rotation
                 self.pipeline.counter.count_malformed(rest)
             if file is None:
                 # Gone again: remember where the old file ended, look for the path later.
@@ -416,29 +424,28 @@ class Follower:
         return True
 
     def _read(self) -> bool:
+        """Read on past the line being held; count the whole lines that completes (an
+        over-long one as malformed), moving the offset past each under the same lock. A
+        last line without its newline waits for it: it may still be being written."""
         assert self.fd is not None
-        data = os.pread(self.fd, READ_SIZE, self.offset)
+        lines = self.lines
+        n = os.preadv(self.fd, [lines.space()], self.offset + lines.pending)
         # Checked after reading: if the file was truncated (and written again) before the
         # read, these bytes are not the ones after our offset and must not be counted.
         if not self.copy and not self._intact():
             self._truncated()
             return True
-        if not data:
+        if not n:
             return False
-        end = data.rfind(b"\n")
-        if end < 0:
-            if len(data) < READ_SIZE:
-                return False  # a partial last line: held until its newline is written
-            return self._skip_long_line()
-        chunk = data[: end + 1] if end + 1 < len(data) else data
-        self.pipeline.feed(chunk, lambda: self._advance(chunk))
+        for piece in lines.filled(n):
+            self.pipeline.count_piece(piece, functools.partial(self._advance, piece.size))
         return True
 
     def _intact(self) -> bool:
         """Not truncated: as long as our offset, starting with the bytes we knew."""
         assert self.fd is not None
         self.size = os.fstat(self.fd).st_size
-        if self.size < self.offset:
+        if self.size < self.offset + self.lines.pending:
             return False
         now = head_now(self.fd, self.head)
         if now is None:
@@ -448,31 +455,10 @@ class Follower:
                 self.head = now
         return True
 
-    def _advance(self, chunk: bytes) -> None:
-        # Runs under pipeline.lock, together with counting `chunk`.
-        self.offset += len(chunk)
+    def _advance(self, size: int) -> None:
+        # Runs under pipeline.lock, together with counting the bytes it moves past.
+        self.offset += size
         self.dirty = True
-
-    def _skip_long_line(self) -> bool:
-        """A line longer than MAX_LINE is garbage: count it malformed once it ends."""
-        assert self.fd is not None
-        scan = self.offset + READ_SIZE
-        while True:
-            data = os.pread(self.fd, READ_SIZE, scan)
-            if not data:
-                return False  # not ended yet
-            end = data.find(b"\n")
-            if end >= 0:
-                first = os.pread(self.fd, 4096, self.offset)
-                stop = scan + end + 1
-                with self.pipeline.lock:
-                    self.pipeline.counter.count_malformed(first)
-                    self.offset = stop
-                    self.dirty = True
-                return True
-            scan += len(data)
-            if scan - self.offset > 64 * MAX_LINE:
-                return False
 
     def _truncated(self) -> None:
         """copytruncate: read the copy from our offset, then this file from 0."""
@@ -485,6 +471,7 @@ class Follower:
             self.log(f"{self.path} was truncated; reading it from the start")
         with self.pipeline.lock:
             self.offset = 0
+            self.lines.reset()
             self.head = os.pread(self.fd, HEAD_SIZE, 0)
             self.dirty = True
 

@@ -23,11 +23,10 @@ from logcount.classify import Classifier
 from logcount.config import Config
 from logcount.delta import Delta
 from logcount.errors import ConfigError, LogcountError
+from logcount.lines import LineSplitter, Piece
 from logcount.live import HOST, LiveSink
 from logcount.parse import compile_format
 
-READ_SIZE = 1 << 20
-MAX_LINE = 1 << 20  # a "line" longer than this is garbage: counted malformed, skipped
 FLUSH_LINES = 10_000  # flush early past this many lines: bounds memory at full speed
 HARD_LIMIT = 3 * FLUSH_LINES  # past this the reading thread classifies itself
 # The same in bytes of the keys held: 10,000 lines of 16 KB (8 KB agents and referrers)
@@ -158,9 +157,16 @@ class Pipeline:
             # memory stays bounded. This waits on our own CPU, never on Redis.
             self.absorb()
 
-    def count_malformed(self, line: bytes) -> None:
+    def count_piece(self, piece: Piece, after: Callable[[], None] | None = None) -> None:
+        """Count what the line splitter gave: whole lines, or an over-long line (malformed);
+        `after` as in feed()."""
+        if piece.lines is not None:
+            self.feed(bytes(piece.lines), after)
+            return
         with self.lock:
-            self.counter.count_malformed(line)
+            self.counter.count_malformed(piece.long or b"")
+            if after is not None:
+                after()
 
     def _flush_loop(self) -> None:
         interval = self.config.flush_interval
@@ -309,8 +315,7 @@ class Reader:
         return 0
 
     def read_until_eof(self) -> None:
-        buf = b""
-        skipping = False
+        lines = LineSplitter()
         while True:
             # Wait in select, not in read: a signal must be able to start the grace period
             # (PEP 475 would silently resume a blocked read).
@@ -324,25 +329,10 @@ class Reader:
             if not ready:
                 continue
             try:
-                data = os.read(self.fd, READ_SIZE)
+                n = os.readv(self.fd, [lines.space()])
             except InterruptedError:
                 continue
-            if not data:
-                if buf:
-                    self.pipeline.count_malformed(buf)  # a last line with no newline: torn
+            for piece in lines.filled(n) if n else lines.finish():
+                self.pipeline.count_piece(piece)
+            if not n:
                 return
-            end = data.rfind(b"\n")
-            if end < 0:
-                buf += data
-                if len(buf) > MAX_LINE:
-                    if not skipping:
-                        self.pipeline.count_malformed(buf)
-                    skipping, buf = True, b""
-                continue
-            chunk = buf + data[: end + 1] if buf else data[: end + 1]
-            buf = data[end + 1 :]
-            if skipping:
-                chunk = chunk[chunk.find(b"\n") + 1 :]
-                skipping = False
-            if chunk:
-                self.pipeline.feed(chunk)

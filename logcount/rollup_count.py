@@ -21,13 +21,13 @@ from typing import Any
 from logcount.aggregate import Aggregator, LineCounter, RawCounts
 from logcount.classify import Buckets, Classifier, agent_family, visitor_hash
 from logcount.config import Config
+from logcount.lines import LineSplitter, Piece
 from logcount.parse import SCAN_KINDS, CompiledFormat, compile_format
 from logcount.rollup_files import Input, Unit, open_log
 from logcount.rollup_rows import RAW_AGENT, Counts, families_of
 
 __all__ = ["RAW_AGENT", "Counts", "families_of"]  # where callers found them before
 
-BLOCK = 1 << 20  # bytes read at once (a buffer the caches hold while it is scanned)
 # Bytes of lines given to the regex path at once: a piece holding a line that does not
 # parse is matched twice, so pieces are kept small enough for such lines to spoil few.
 PIECE = 256 << 10
@@ -315,38 +315,32 @@ class FileCounter:
 
     def read(self, unit: Unit, progress: Callable[[int], None] = lambda n: None) -> Counts:
         """Count the unit's lines (finish() classifies them; a counter may read several
-        units of one file first). The file is read into one reused buffer; the C scanner
-        reads the lines where they lie (no copy), the regex path gets pieces of bytes."""
+        units of one file first). The file is read into the line splitter's one buffer;
+        the C scanner reads the lines where they lie (no copy), the regex path gets pieces
+        of bytes. A unit's last line without a newline is a line (see logcount.lines)."""
+        lines = LineSplitter()
         with open_log(unit.input.path) as f:
             if unit.start:
                 f.seek(unit.start)
             left = None if unit.end is None else unit.end - unit.start
-            buf = bytearray(BLOCK)
-            held = 0  # bytes of a line not yet complete, at the start of buf
             while left is None or left > 0:
-                if held == len(buf):  # one line longer than the buffer
-                    buf = buf + bytes(len(buf))
-                want = len(buf) - held if left is None else min(len(buf) - held, left)
-                with memoryview(buf) as view:
-                    n = f.readinto(view[held : held + want])
-                    if not n:
-                        break
-                    if left is not None:
-                        left -= n
-                    filled = held + n
-                    cut = buf.rfind(b"\n", held, filled) + 1
-                    if cut == 0:
-                        held = filled
-                        continue
-                    before = self._seen()
-                    self.feed(view[:cut])
-                    progress(self._seen() - before)
-                    held = filled - cut
-                    view[:held] = view[cut:filled]  # the unfinished line to the front
-            if held:  # a last line without its newline (a file still being written, torn)
-                self.feed(bytes(buf[:held]) + b"\n")
-                progress(1)
+                n = f.readinto(lines.space(left))
+                if not n:
+                    break
+                if left is not None:
+                    left -= n
+                self._count(lines.filled(n), progress)
+            self._count(lines.finish(), progress)
         return self.counts
+
+    def _count(self, pieces: list[Piece], progress: Callable[[int], None]) -> None:
+        for piece in pieces:
+            before = self._seen()
+            if piece.lines is not None:
+                self.feed(piece.lines)
+            else:
+                self.counter.count_malformed(piece.long or b"")
+            progress(self._seen() - before)
 
     def finish(self) -> Counts:
         """Everything counted (the units read so far), classified."""

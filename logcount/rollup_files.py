@@ -96,11 +96,22 @@ def split_units(inp: Input, jobs: int) -> list[Unit]:
     with open(inp.path, "rb") as f:
         for i in range(1, parts):
             f.seek(size * i // parts)
-            f.readline()
-            pos = f.tell()
+            pos = _past_newline(f)
             if cuts[-1] < pos < size:
                 cuts.append(pos)
     return [Unit(inp, a, b) for a, b in zip(cuts, [*cuts[1:], None], strict=True)]
+
+
+def _past_newline(f: Any) -> int:
+    """The offset just past the next newline (or the end), read in blocks: a cut that
+    falls inside a line of 50 MB must not hold the line (readline would)."""
+    while True:
+        block = f.read(1 << 16)
+        if not block:
+            return int(f.tell())
+        found = block.find(b"\n")
+        if found >= 0:
+            return int(f.tell()) - len(block) + found + 1
 
 
 def open_log(path: str) -> Any:

@@ -56,6 +56,17 @@ LOGCOUNT = [sys.executable, "-m", "logcount.cli"]
 IN_CI = os.environ.get("CI", "").lower() == "true"
 
 
+def logcount_env() -> dict[str, str]:
+    """This process's environment without logcount's settings, except the scanner's
+    choice: `make test` runs the counting tests again with LOGCOUNT_PURE_PYTHON=1, and the
+    logcount processes they start must count the same way."""
+    return {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("LOGCOUNT_") or k == "LOGCOUNT_PURE_PYTHON"
+    }
+
+
 def need(condition: bool, reason: str) -> None:
     """Skip when a real server or tool is missing; under CI=true that is a failure."""
     if condition:
@@ -159,7 +170,7 @@ def redis_client(redis_server: RedisServer) -> redis.Redis:
 @pytest.fixture
 def lc_env(tmp_path: Path, redis_server: RedisServer) -> dict[str, str]:
     """Environment for running the logcount CLI against the private Redis."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("LOGCOUNT_")}
+    env = logcount_env()
     env.update(
         {
             "LOGCOUNT_REDIS": redis_server.url,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import time
 from collections.abc import Iterator
@@ -12,7 +11,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from tests.conftest import free_port, need, redis_binary, run_logcount
+from tests.conftest import free_port, logcount_env, need, redis_binary, run_logcount
 
 
 @pytest.fixture
@@ -107,7 +106,7 @@ def _wait_ping(port: int) -> None:
 
 
 def test_pipe_and_top_against_a_cluster(redis_cluster: list[int], tmp_path: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("LOGCOUNT_")}
+    env = logcount_env()
     config = tmp_path / "logcount.toml"
     config.write_text('log_format = "vhost_combined"\n')
     env.update(

@@ -14,7 +14,7 @@ import pytest
 import redis
 
 from logcount import keys
-from tests.conftest import LOGCOUNT, run_logcount
+from tests.conftest import LOGCOUNT, logcount_env, run_logcount
 from tests.loggen import ROUTES_TOML, day_at, generate
 
 
@@ -299,7 +299,7 @@ def test_user_drops_root_privileges(lc_env, redis_client) -> None:
 
 
 def test_embedded_redis_is_started_and_shared(tmp_path) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("LOGCOUNT_")}
+    env = logcount_env()
     env.update(
         {
             "LOGCOUNT_DATA_DIR": str(tmp_path / "d"),

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, RedisServer, free_port, need
+from tests.conftest import ROOT, RedisServer, free_port, logcount_env, need
 
 CONTRIB = ROOT / "contrib" / "apache" / "logcount.conf"
 MODULE_DIRS = (
@@ -205,7 +205,7 @@ Include "{CONTRIB}"
 """)
 
     def ctl(self, action: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("LOGCOUNT_")}
+        env = logcount_env()
         return subprocess.run(
             [self.binary, "-d", str(self.workdir), "-f", str(self.conf), "-k", action],
             env=env,
@@ -386,7 +386,7 @@ class Site:
         return self.apache.port
 
     def env(self) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("LOGCOUNT_")}
+        env = logcount_env()
         env.update({"LOGCOUNT_CONFIG": str(self.config), "PYTHONPATH": str(ROOT)})
         return env
 

@@ -1,0 +1,112 @@
+"""Cutting a byte stream into whole lines: the one splitter of pipe, tail and rollup.
+
+One policy for all three:
+- a line longer than MAX_LINE bytes is garbage: it is counted once as malformed (its
+  first bytes kept as the sample) when its newline comes, and its bytes are skipped
+  as they are read, never held, so memory stays bounded whatever a writer sends;
+- a last line without a newline is held until its newline comes. At the end of a
+  finished input (pipe's EOF, a rollup file) `finish()` gives it as a line like any
+  other: Apache writes whole lines, so such a line is one whose newline was lost. A
+  followed file (`tail`) never finishes: its last line may still be being written.
+
+The splitter owns one reused buffer: a source reads into `space()`, hands the byte count
+to `filled()` and gets back pieces of whole lines (views into the buffer, valid until the
+next `space()`) with the number of input bytes each stands for, so that a follower's
+read position moves exactly past what was counted.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+READ_SIZE = 1 << 20  # bytes read at once
+MAX_LINE = 1 << 20  # bytes of a line (its newline excluded) past which it is garbage
+SAMPLE = 4096  # bytes of an over-long line kept as the malformed sample
+
+
+@dataclass(frozen=True)
+class Piece:
+    """Whole lines (`lines`, each ending with a newline), or one over-long line (`long`:
+    its first bytes); `size` is the number of input bytes it stands for."""
+
+    size: int
+    lines: memoryview | bytes | None = None
+    long: bytes | None = None
+
+
+class LineSplitter:
+    """Whole lines out of reads of any size, in one buffer of MAX_LINE + READ_SIZE bytes.
+
+    Every line given in `lines` is at most `max_line` bytes long: the held part of a line
+    is checked when its newline comes, and a read is at most `block` <= `max_line` bytes,
+    so any other line in it is shorter."""
+
+    def __init__(self, max_line: int = MAX_LINE, block: int = READ_SIZE):
+        if block > max_line:
+            raise ValueError("a read must not be larger than the longest line")
+        self.max_line = max_line
+        self.block = block
+        self.buf = bytearray(max_line + block)
+        self.view = memoryview(self.buf)
+        self.start = 0  # buf[start:end] is the line being held (no newline yet)
+        self.end = 0
+        self.skipped = 0  # > 0: inside an over-long line, this many bytes of it skipped
+        self.head = b""  # the over-long line's first bytes
+
+    @property
+    def pending(self) -> int:
+        """Input bytes read but not yet given in a piece (a held or skipped line)."""
+        return self.skipped + self.end - self.start
+
+    def reset(self) -> None:
+        """Forget what is held (a follower moved to another file or offset)."""
+        self.start = self.end = self.skipped = 0
+        self.head = b""
+
+    def space(self, limit: int | None = None) -> memoryview:
+        """Where to read next: at most `block` bytes (and `limit`, when given)."""
+        if self.start:  # the held line to the front; the last pieces are consumed by now
+            held = self.end - self.start
+            self.view[:held] = self.view[self.start : self.end]  # memoryview: overlap-safe
+            self.start, self.end = 0, held
+        size = self.block if limit is None else max(0, min(self.block, limit))
+        return self.view[self.end : self.end + size]
+
+    def filled(self, n: int) -> list[Piece]:
+        """`n` bytes were read into `space()`: the pieces they complete."""
+        buf, begin, stop = self.buf, self.end, self.end + n
+        self.end = stop
+        pieces: list[Piece] = []
+        first = buf.find(b"\n", begin, stop)
+        if first < 0:
+            if self.skipped:
+                self.skipped += n
+                self.start = self.end = 0
+            elif stop - self.start > self.max_line:
+                self.head = bytes(self.view[self.start : min(stop, self.start + SAMPLE)])
+                self.skipped = stop - self.start
+                self.start = self.end = 0
+            return pieces
+        if self.skipped or first - self.start > self.max_line:
+            if not self.skipped:
+                self.head = bytes(self.view[self.start : min(first, self.start + SAMPLE)])
+            pieces.append(Piece(self.skipped + first + 1 - self.start, long=self.head))
+            self.skipped, self.head = 0, b""
+            self.start = first + 1
+        last = buf.rfind(b"\n", begin, stop) + 1
+        if last > self.start:
+            pieces.append(Piece(last - self.start, lines=self.view[self.start : last]))
+            self.start = last
+        return pieces
+
+    def finish(self) -> list[Piece]:
+        """The input ended: a line held without its newline is a line like any other (an
+        over-long one stays malformed). Nothing is held afterwards."""
+        pieces: list[Piece] = []
+        if self.skipped:
+            pieces.append(Piece(self.skipped, long=self.head))
+        elif self.end > self.start:
+            line = bytes(self.view[self.start : self.end]) + b"\n"
+            pieces.append(Piece(self.end - self.start, lines=line))
+        self.reset()
+        return pieces
