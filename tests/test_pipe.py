@@ -284,12 +284,16 @@ def test_user_drops_root_privileges(lc_env, redis_client) -> None:
     lc_env = {**lc_env, "LOGCOUNT_DATA_DIR": str(data)}
     proc = start_pipe(lc_env, "--user", "nobody")
     child = reader_child(proc)
-    uid_line = next(
-        line
-        for line in Path(f"/proc/{child}/status").read_text().splitlines()
-        if line.startswith("Uid:")
-    )
-    assert uid_line.split()[1:] == ["65534"] * 4
+
+    def uids() -> list[str]:
+        status = Path(f"/proc/{child}/status").read_text().splitlines()
+        return next(line for line in status if line.startswith("Uid:")).split()[1:]
+
+    # The reader drops root right after its fork: wait for it rather than read too soon.
+    deadline = time.monotonic() + 10
+    while uids() != ["65534"] * 4 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert uids() == ["65534"] * 4
     assert proc.stdin is not None
     proc.stdin.write(b'10.0.0.1 - - [08/Apr/2026:10:00:00 +0000] "GET / HTTP/1.1" 200 5 "-" "x"\n')
     proc.stdin.close()
