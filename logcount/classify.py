@@ -37,7 +37,7 @@ REFERRER_PREFIX = 1024
 NO_PATH = "-"  # a request line Apache could not read ("-" or garbage)
 DIRECT = "(direct)"
 INVALID = "(invalid)"  # a referrer host, site or object id past its cap
-CACHE_BYTES = 32 << 20  # keys held by one classifier cache, at most (bytes)
+CACHE_BYTES = 8 << 20  # keys held by one classifier cache, at most (bytes)
 MONTHS = {
     m: i
     for i, m in enumerate(

@@ -28,7 +28,7 @@ from logcount.live import HOST, LiveSink
 from logcount.parse import compile_format
 
 FLUSH_LINES = 10_000  # flush early past this many lines: bounds memory at full speed
-HARD_LIMIT = 3 * FLUSH_LINES  # past this the reading thread classifies itself
+HARD_LIMIT = 2 * FLUSH_LINES  # past this the reading thread classifies itself
 # The same in bytes of the keys held: 10,000 lines of 16 KB (8 KB agents and referrers)
 # held 160 MB of keys per table; real lines (~200 bytes) reach FLUSH_LINES first.
 FLUSH_BYTES = 8 << 20
