@@ -20,9 +20,9 @@ from apachelogs.directives import DIRECTIVE_RGX
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from logcount.aggregate import Aggregator, LineCounter
-from logcount.config import Config
+from logcount.aggregate import LineCounter
 from logcount.parse import COUNT_LIMIT, compile_format, resolve_nickname
+from tests.test_hostile_lines import counter_for
 from tests.test_parse import (
     CUSTOM_DURATION,
     STRFTIME,
@@ -88,16 +88,6 @@ def hostile_chunks(draw: st.DrawFn) -> bytes:
     return b"\n".join(lines) + b"\n"
 
 
-def _counter(fmt: str, pure: bool, monkeypatch: pytest.MonkeyPatch, **config: object):
-    if pure:
-        monkeypatch.setenv("LOGCOUNT_PURE_PYTHON", "1")
-    else:
-        monkeypatch.delenv("LOGCOUNT_PURE_PYTHON", raising=False)
-    cf = compile_format(fmt)
-    counter = LineCounter(cf)
-    return counter, Aggregator(Config(log_format=fmt, site="p", **config), counter)
-
-
 @pytest.mark.parametrize("pure", [False, True], ids=["C", "pure"])
 @pytest.mark.parametrize("fmt", ["combined", STRFTIME, URI_QUERY])
 @SETTINGS
@@ -105,7 +95,7 @@ def _counter(fmt: str, pure: bool, monkeypatch: pytest.MonkeyPatch, **config: ob
 def test_any_bytes_never_raise_and_take_bounded_time(
     fmt: str, pure: bool, monkeypatch: pytest.MonkeyPatch, data: bytes, zone: str
 ) -> None:
-    counter, aggregator = _counter(fmt, pure, monkeypatch, timezone=zone)
+    counter, aggregator = counter_for(fmt, monkeypatch, pure, timezone=zone)
     counter.feed(GOOD + b"\n")  # not timed: the first line loads the classifiers
     aggregator.classify(counter.take())
     started = time.monotonic()
