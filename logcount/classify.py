@@ -378,10 +378,7 @@ def referrer_host(raw: bytes) -> str:
     if not value:
         return DIRECT
     text = value[:REFERRER_PREFIX].decode("utf-8", "backslashreplace")
-    try:
-        host = urlsplit(text).hostname
-    except ValueError:
-        host = None
+    host = url_hostname(text)
     if not host:
         return "(other)"
     if len(value) > REFERRER_PREFIX and not _AUTHORITY_END.search(text.partition("//")[2]):
@@ -392,6 +389,24 @@ def referrer_host(raw: bytes) -> str:
 
 
 _AUTHORITY_END = re.compile(r"[/?#]")
+
+# "scheme://host[:port]" followed by a path, query, fragment or nothing: what nearly every
+# referrer is. urlsplit took a third of the classifying time on a day of distinct referrers.
+_PLAIN_AUTHORITY = re.compile(
+    r"[A-Za-z][A-Za-z0-9+.-]*://([A-Za-z0-9._-]+)(?::[0-9]*)?(?=[/?#]|\Z)"
+)
+
+
+def url_hostname(text: str) -> str | None:
+    """urlsplit(text).hostname (None for a URL it cannot split), with the plain case read
+    by one regex: no user info, brackets, spaces or controls before the path."""
+    plain = _PLAIN_AUTHORITY.match(text)
+    if plain is not None:
+        return plain.group(1).lower()
+    try:
+        return urlsplit(text).hostname
+    except ValueError:
+        return None
 
 
 def cap_object(found: str) -> str:

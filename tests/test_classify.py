@@ -4,6 +4,7 @@ hosts, ignored extensions, time buckets, site and visitor hashes."""
 from __future__ import annotations
 
 import hashlib
+from urllib.parse import urlsplit
 
 import pytest
 from hypothesis import given, settings
@@ -20,6 +21,7 @@ from logcount.classify import (
     referrer_host,
     remove_dot_segments,
     request_target,
+    url_hostname,
     visitor_hash,
 )
 from logcount.config import Config, config_from_dict
@@ -174,6 +176,30 @@ def test_agent_edge_cases() -> None:
 )
 def test_referrer_host(raw: bytes, host: str) -> None:
     assert referrer_host(raw) == host
+
+
+def url_part(*choices: str) -> st.SearchStrategy[str]:
+    return st.lists(st.sampled_from(choices), max_size=3).map("".join)
+
+
+# scheme, separator, authority, rest: each from pieces that take urlsplit into its corners
+URL_TEXTS = st.tuples(
+    url_part("http", "HTTPS", "a+b", "1x", " ", "\x00", "-"),
+    url_part("://", "//", ":", "/"),
+    url_part("Ex.COM", "a_b", "~", "@", "[", "]", "::1", "\u00e9", "%41", "\t", "-", ":"),
+    url_part(":", "80", "x", "\n"),
+    url_part("/", "?", "#", " ", "a"),
+).map("".join)
+
+
+@settings(max_examples=1000, deadline=None)
+@given(URL_TEXTS)
+def test_url_hostname_reads_as_urlsplit(text: str) -> None:
+    try:
+        expected = urlsplit(text).hostname
+    except ValueError:
+        expected = None
+    assert url_hostname(text) == expected
 
 
 def test_ignored_extensions() -> None:
