@@ -124,6 +124,8 @@ class Pipeline:
         self.absorbing = threading.Lock()  # take + classify + submit, in reading order
         self.recent_sent = 0.0
         self.wake = threading.Event()
+        self.taken = threading.Event()  # the flusher took what was pending
+        self.reader_waiting = threading.Event()  # ...which the reading thread waits for
         self.stopping = threading.Event()
         # A plain flag: set from a signal handler, which must not take a lock that the
         # interrupted thread may hold.
@@ -153,9 +155,31 @@ class Pipeline:
             if lines >= FLUSH_LINES or held >= FLUSH_BYTES:
                 self.wake.set()
         if lines >= HARD_LIMIT or held >= HARD_BYTES:
-            # The flusher is behind (we read faster than we classify): classify here, so
-            # memory stays bounded. This waits on our own CPU, never on Redis.
-            self.absorb()
+            self.catch_up()
+
+    def _over_hard_limit(self) -> bool:
+        with self.lock:
+            pending = self.counter.pending_lines(), self.counter.pending_bytes()
+        return pending[0] >= HARD_LIMIT or pending[1] >= HARD_BYTES
+
+    def catch_up(self) -> None:
+        """The flusher is behind: we read faster than we classify. Memory must stay
+        bounded, so reading waits until what is pending has been taken. If the flusher is
+        classifying, it takes our lines as soon as its batch is done (a wait of one batch
+        at most, not its batch and then ours); else they are classified here. Either way
+        the wait is on our own CPU, never on Redis."""
+        while True:
+            if self.absorbing.acquire(blocking=False):
+                try:
+                    self._absorb_taken()
+                finally:
+                    self.absorbing.release()
+                return
+            self.reader_waiting.set()
+            self.taken.wait(0.05)
+            self.taken.clear()
+            if not self._over_hard_limit():
+                return
 
     def count_piece(self, piece: Piece, after: Callable[[], None] | None = None) -> None:
         """Count what the line splitter gave: whole lines, or an over-long line (malformed);
@@ -196,37 +220,49 @@ class Pipeline:
         """Take what was counted (with its read position), classify it, hand it to the sink.
 
         One at a time, so that batches reach the sink in the order they were read (a
-        position must never go back)."""
+        position must never go back). While the reader waits at its limit, take again
+        (for up to a flush interval: Redis must get its batches under a steady flood)."""
         with self.absorbing:
-            # Under load batches come many times a second: the recent list only needs
-            # the latest requests now and then, not every batch's last 1,000.
-            now = time.monotonic()
-            with_recent = now - self.recent_sent >= RECENT_EVERY
-            with self.lock:
-                raw = self.counter.take(with_recent)
-                position = self.position_extra() if self.position_extra else None
-                self.oldest_unflushed = 0.0
-            if raw.recent:
-                self.recent_sent = now
-            if raw:
-                before = self.lines
-                self.lines += raw.lines
-                self.malformed += raw.malformed
-                elapsed = max(time.time() - raw.arrival, 1e-3)
-                self.rate = (self.lines - before) / elapsed
-                try:
-                    delta = self.aggregator.classify(raw)
-                except Exception as exc:  # noqa: BLE001 - a bug must not stop the reader
-                    # The read position moves past these lines with this batch: count
-                    # them (as malformed) rather than lose them without a trace.
-                    self.log(
-                        f"internal error classifying a batch ({exc!r}); its {raw.lines} "
-                        "lines are counted as malformed"
-                    )
-                    delta = self.aggregator.unclassified(raw)
-                self.sink.submit(delta, position)
-            elif position:
-                self.sink.submit(Delta(), position)  # a position with no new counts
+            started = time.monotonic()
+            self._absorb_taken()
+            while self.reader_waiting.is_set():
+                self.reader_waiting.clear()
+                if time.monotonic() - started > self.config.flush_interval:
+                    break
+                self._absorb_taken()
+
+    def _absorb_taken(self) -> None:
+        """absorb()'s work, under the absorbing lock."""
+        # Under load batches come many times a second: the recent list only needs
+        # the latest requests now and then, not every batch's last 1,000.
+        now = time.monotonic()
+        with_recent = now - self.recent_sent >= RECENT_EVERY
+        with self.lock:
+            raw = self.counter.take(with_recent)
+            position = self.position_extra() if self.position_extra else None
+            self.oldest_unflushed = 0.0
+        self.taken.set()
+        if raw.recent:
+            self.recent_sent = now
+        if raw:
+            before = self.lines
+            self.lines += raw.lines
+            self.malformed += raw.malformed
+            elapsed = max(time.time() - raw.arrival, 1e-3)
+            self.rate = (self.lines - before) / elapsed
+            try:
+                delta = self.aggregator.classify(raw)
+            except Exception as exc:  # noqa: BLE001 - a bug must not stop the reader
+                # The read position moves past these lines with this batch: count
+                # them (as malformed) rather than lose them without a trace.
+                self.log(
+                    f"internal error classifying a batch ({exc!r}); its {raw.lines} "
+                    "lines are counted as malformed"
+                )
+                delta = self.aggregator.unclassified(raw)
+            self.sink.submit(delta, position)
+        elif position:
+            self.sink.submit(Delta(), position)  # a position with no new counts
 
     def _reload(self) -> None:
         from logcount.config import load_config
