@@ -36,10 +36,11 @@ from logcount.classify import (
 )
 from logcount.config import Config
 from logcount.delta import SAMPLE_SIZE, Delta
+from logcount.dimensions import GRANULARITIES, GRANULARITY_NAMES
 from logcount.parse import CompiledFormat
 
-GRANS = ("minute", "hour", "day")
-_CUT = {"minute": 12, "hour": 10, "day": 8}
+GRANS = GRANULARITY_NAMES
+_CUT = {g.name: g.cut for g in GRANULARITIES.values()}  # of a minute label, for each
 # Decisions (bot, ignored) kept per distinct agent or request: at most this many, holding
 # at most this many bytes of keys (as the C scanner's CACHE_LIMIT and CACHE_BYTES).
 DECISIONS_KEPT = 200_000

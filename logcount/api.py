@@ -14,8 +14,8 @@ from typing import Any
 
 from logcount import keys
 from logcount.config import Config, load_config
+from logcount.dimensions import DIMENSION_NAMES
 from logcount.errors import LogcountError, RedisUnavailable, StoreError
-from logcount.keys import DIMENSIONS
 from logcount.report import (
     Window,
     WindowError,
@@ -115,8 +115,8 @@ class Counts:
     ) -> dict[str, Any]:
         """The full report (JSON shape of `logcount top --format json`, plus the table's
         extras: status classes, rate per minute and each row's trend)."""
-        if by not in DIMENSIONS:
-            raise WindowError(f"unknown dimension {by!r} (use {', '.join(DIMENSIONS)})")
+        if by not in DIMENSION_NAMES:
+            raise WindowError(f"unknown dimension {by!r} (use {', '.join(DIMENSION_NAMES)})")
         win = self.window(window, since, until)
         now = self.now()
         # Only past whole days can come from the store: `today` never imports SQLAlchemy.

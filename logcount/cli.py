@@ -13,10 +13,11 @@ import click
 
 from logcount import __version__
 from logcount.config import Config, load_config
+from logcount.dimensions import DIMENSION_NAMES
 from logcount.errors import LogcountError
 
 FORMATS = click.Choice(["table", "json", "csv"])
-DIMENSION = click.Choice(["path", "object", "status", "referrer", "agent"])
+DIMENSION = click.Choice(DIMENSION_NAMES)
 
 
 class Settings:

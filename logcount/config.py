@@ -14,11 +14,11 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from logcount.dimensions import GRANULARITIES, GRANULARITY_NAMES
 from logcount.errors import ConfigError
 
 SYSTEM_CONFIG = Path("/etc/logcount.toml")
-GRANULARITIES = ("minute", "hour", "day")
-DEFAULT_TTL = {"minute": "3h", "hour": "8d", "day": "40d"}
+DEFAULT_TTL = {g.name: g.default_ttl for g in GRANULARITIES.values()}
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$")
 REDIS_SCHEMES = ("redis", "rediss", "unix")
 _UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -438,7 +438,8 @@ def _live_section(live: dict[str, Any], where: str) -> dict[str, Any]:
             raise ConfigError(f"{where}: live.ttl must be a table")
         for gran, value in live["ttl"].items():
             if gran not in GRANULARITIES:
-                raise ConfigError(f"{where}: live.ttl.{gran}: not one of minute, hour, day")
+                names = ", ".join(GRANULARITY_NAMES)
+                raise ConfigError(f"{where}: live.ttl.{gran}: not one of {names}")
             ttl[gran] = parse_duration(value, f"{where}: live.ttl.{gran}")
         out["ttl"] = ttl
     return out

@@ -7,7 +7,6 @@ server (ZUNIONSTORE, PFCOUNT over buckets) and a Redis Cluster keeps a site on o
 from __future__ import annotations
 
 PREFIX = "lc"
-DIMENSIONS = ("path", "object", "status", "referrer", "agent")
 OTHER = "(other)"
 
 

@@ -22,23 +22,19 @@ from typing import Any
 
 from logcount import keys
 from logcount.config import Config
+from logcount.dimensions import GRANULARITIES, GRANULARITY_NAMES, MAX_DAYS
 from logcount.errors import LogcountError, RedisUnavailable
 from logcount.resp import RedisError, reason
 
 TOTAL_FIELDS = ("hits", "bytes", "visitors", "bots", "malformed")
 STATUS_FIELDS = ("s1xx", "s2xx", "s3xx", "s4xx", "s5xx")
-STORE_DIMENSIONS = ("path", "object")  # the store keeps daily hits of these members
 _RELATIVE = re.compile(r"^(\d+)([mhd])$")
 _DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
-_STEP = {"minute": timedelta(minutes=1), "hour": timedelta(hours=1), "day": timedelta(days=1)}
-_LABEL = {"minute": "%Y%m%d%H%M", "hour": "%Y%m%d%H", "day": "%Y%m%d"}
 # Relative windows longer than this use hour buckets; a day has 1,440 minutes.
-_DEFAULT_TTL = {"minute": 3 * 3600, "hour": 8 * 86400, "day": 40 * 86400}
+_DEFAULT_TTL = {g.name: g.default_ttl_seconds for g in GRANULARITIES.values()}
 # Day windows reach the store, which keeps every day: ten years, as `hits --days`.
-MAX_DAYS = 3660
 # Buckets one window may name, whatever its bounds (--until far ahead): a window is one
 # round trip of one command per bucket, so this bounds a report's work too.
-_MAX_LABELS = {"minute": 7 * 1440, "hour": 366 * 24, "day": MAX_DAYS}
 
 
 class WindowError(LogcountError):
@@ -73,17 +69,17 @@ def zone_of(config: Config) -> tzinfo:
 
 
 def _labels(start: datetime, end: datetime, gran: str) -> tuple[str, ...]:
-    count = -((start - end) // _STEP[gran])  # buckets that start before `end`
-    if count > _MAX_LABELS[gran]:
-        raise WindowError(
-            f"the window holds {count:,} {gran} buckets; at most {_MAX_LABELS[gran]:,}"
-        )
+    g = GRANULARITIES[gran]
+    step, most, label = g.step, g.max_labels, g.label
+    count = -((start - end) // step)  # buckets that start before `end`
+    if count > most:
+        raise WindowError(f"the window holds {count:,} {gran} buckets; at most {most:,}")
     out = []
     t = start
     for _ in range(count):
-        out.append(t.strftime(_LABEL[gran]))
+        out.append(t.strftime(label))
         if len(out) < count:  # never a step past the last: 9999-12-31 has no next day
-            t += _STEP[gran]
+            t += step
     return tuple(out)
 
 
@@ -116,7 +112,7 @@ def _floor(t: datetime, gran: str) -> datetime:
 
 def _ceil(t: datetime, gran: str) -> datetime:
     f = _floor(t, gran)
-    return f if f == t else f + _STEP[gran]
+    return f if f == t else f + GRANULARITIES[gran].step
 
 
 def parse_day(text: str) -> date:
@@ -222,7 +218,7 @@ def window_between(
     if end <= since:
         raise WindowError("--until must be later than --since")
     age = (now - since).total_seconds()
-    gran = next(g for g in ("minute", "hour", "day") if g == "day" or age <= ttl[g])
+    gran = next(g for g in GRANULARITY_NAMES if g == "day" or age <= ttl[g])
     # A minute window of a day would be 1,440 buckets: use hours beyond the minute TTL span.
     if gran == "minute" and (end - since).total_seconds() > ttl["minute"]:
         gran = "hour"
@@ -385,7 +381,8 @@ def build_top(
     rolled = {d.strftime("%Y%m%d") for d in store_days}
     live_labels = tuple(lbl for lbl in window.labels if lbl[:8] not in rolled)
     source = "live" if not store_days else ("both" if live_labels else "store")
-    rate_label = (_floor(now, "minute") - timedelta(minutes=1)).strftime(_LABEL["minute"])
+    last_minute = _floor(now, "minute") - timedelta(minutes=1)
+    rate_label = last_minute.strftime(GRANULARITIES["minute"].label)
     spark_gran, spark_labels = spark_buckets(window, now)
     if source == "store" and len(window.labels) == 1:
         spark_labels = ()  # one rolled-up day has no finer shape in the store
@@ -457,7 +454,7 @@ def _trends(
     out = {}
     for member in members:
         values = dict(zip(live_labels, live.get(member, []), strict=False))
-        if store_days and labels and by in STORE_DIMENSIONS:
+        if store_days and labels:
             daily = store.daily_hits(site, by, member, store_days)
             for day, hits in daily.items():
                 values[day.strftime("%Y%m%d")] = int(hits)
@@ -475,7 +472,7 @@ def build_hits(
     dates = [today - timedelta(days=n) for n in range(days - 1, -1, -1)]
     rolled: set[date] = set()
     stored: dict[date, int] = {}
-    if store is not None and dim in STORE_DIMENSIONS and days > 1:
+    if store is not None and days > 1:
         rolled = set(store.rolled_days(site, [d for d in dates if d < today]))
         if rolled:
             stored = {

@@ -29,6 +29,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
+from logcount.dimensions import DIMENSIONS
 from logcount.errors import StoreError
 
 SCHEMA_VERSION = 1
@@ -44,7 +45,9 @@ TOTAL_COLUMNS = (
     "s4xx",
     "s5xx",
 )
-MEMBER_DIMS = ("status", "referrer", "agent")
+# Dimensions with visitors per member have a table of their own (below); the others share
+# day_members, told apart by `dim`.
+MEMBER_DIMS = tuple(name for name, dim in DIMENSIONS.items() if not dim.visitors)
 KEY_LENGTH = 1024  # paths are cut at 512 bytes; members (agents, referrers) are short
 
 metadata = sa.MetaData()
@@ -112,6 +115,8 @@ day_visitors = _fact("logcount_day_visitors", [sa.Column("visitor", sa.String(32
 # One sketch of the day's visitors per source, site and day (replaces day_visitors' rows).
 day_visitor_sets = _fact("logcount_day_visitor_sets", [], ())
 day_visitor_sets.append_column(sa.Column("visitor_set", sa.LargeBinary, nullable=False))
+VISITOR_TABLES = {"path": day_paths, "object": day_objects}
+assert set(VISITOR_TABLES) == {n for n, d in DIMENSIONS.items() if d.visitors}
 FACT_TABLES = (day_totals, day_paths, day_objects, day_members, day_visitors, day_visitor_sets)
 
 
@@ -351,8 +356,8 @@ class Store:
     ) -> list[dict[str, Any]]:
         """Ranked rows of one dimension; visitors None where not tracked (status, ...)."""
         day_list = list(days)
-        if by in ("path", "object"):
-            t = day_paths if by == "path" else day_objects
+        if by in VISITOR_TABLES:
+            t = VISITOR_TABLES[by]
             key = t.c[by]
             visitors: Any = sa.func.sum(t.c.visitors)
             where = [t.c.site == site, t.c.day.in_(day_list)]
@@ -380,7 +385,7 @@ class Store:
             }
             for k, h, b, v in self._read(query)
         ]
-        if by in ("path", "object"):
+        if by in VISITOR_TABLES:
             self._distinct_visitors(t, by, site, day_list, rows)
         return rows
 
@@ -416,15 +421,17 @@ class Store:
                 row["visitors"] = per_key[row["key"]]
 
     def daily_hits(self, site: str, dim: str, member: str, days: Sequence[date]) -> dict[date, int]:
-        """Hits of one path or object per day (days without hits are absent)."""
-        if dim not in ("path", "object"):
-            raise StoreError(f"daily hits are kept for path and object, not {dim!r}")
-        t = day_paths if dim == "path" else day_objects
-        query = (
-            sa.select(t.c.day, sa.func.sum(t.c.hits))
-            .where(t.c.site == site, t.c.day.in_(list(days)), t.c[dim] == member)
-            .group_by(t.c.day)
-        )
+        """Hits of one member of a dimension per day (days without hits are absent)."""
+        if dim in VISITOR_TABLES:
+            t = VISITOR_TABLES[dim]
+            where = [t.c.site == site, t.c.day.in_(list(days)), t.c[dim] == member]
+        elif dim in MEMBER_DIMS:
+            t = day_members
+            where = [t.c.site == site, t.c.day.in_(list(days)), t.c.dim == dim]
+            where.append(t.c.member == member)
+        else:
+            raise StoreError(f"unknown dimension {dim!r}")
+        query = sa.select(t.c.day, sa.func.sum(t.c.hits)).where(*where).group_by(t.c.day)
         return {d: int(h) for d, h in self._read(query)}
 
     def source_rows(self) -> list[dict[str, Any]]:

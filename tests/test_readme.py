@@ -9,6 +9,7 @@ from collections.abc import Iterator
 import click
 
 from logcount.cli import cli
+from logcount.dimensions import DIMENSIONS
 from tests.conftest import ROOT
 
 
@@ -40,3 +41,14 @@ def test_every_command_is_in_the_readme() -> None:
         if not re.search(rf"\blogcount {re.escape(path)}(?![\w-])", readme)
     ]
     assert not missing, f"README.md does not show: {', '.join('logcount ' + p for p in missing)}"
+
+
+def test_the_dimensions_table_is_the_code_s() -> None:
+    readme = (ROOT / "README.md").read_text()
+    rows = re.findall(r"^\| `(\w+)` \| ([^|]+) \| (yes|no) \|$", readme, re.MULTILINE)
+    assert rows == [
+        (d.name, d.member, "yes" if d.visitors else "no") for d in DIMENSIONS.values()
+    ]
+    synopsis = re.search(r"logcount top .*\[--by ([\w|]+)\]", readme)
+    assert synopsis is not None
+    assert tuple(synopsis.group(1).split("|")) == tuple(DIMENSIONS)

@@ -150,8 +150,10 @@ def test_read_api_over_days(store: Store) -> None:
     assert rows == [{"key": "/b/", "hits": 5, "bytes": 50, "visitors": 1}]
     ties = store.top_rows("s", [D1, D2], "object", 5)
     assert [(r["key"], r["hits"]) for r in ties] == [("page:b", 5), ("page:a", 4)]
+    # every dimension's daily hits are kept (a status row per source and day in `facts`)
+    assert store.daily_hits("s", "status", "200", [D1, D2, D3]) == {D1: 3, D2: 6, D3: 1}
     with pytest.raises(StoreError):
-        store.daily_hits("s", "agent", "Firefox", [D1])
+        store.daily_hits("s", "colour", "red", [D1])
 
 
 def test_unreachable_postgres_is_one_line_without_password() -> None:

@@ -1,0 +1,67 @@
+"""The tables the counting and the reports are driven by: dimensions and granularities.
+
+A dimension is what a hit is counted by besides its bucket (its path, status, ...); its
+members are the values it takes. A granularity is the size of a live bucket. Adding either
+starts here: the CLI's choices, the API's checks, the Redis keys, the store's reads and the
+README's table are made from these rows. This module imports nothing of logcount, so that
+every part may import it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+
+@dataclass(frozen=True)
+class Dimension:
+    name: str
+    member: str  # what one member is, for --help and the README
+    visitors: bool  # distinct visitors kept per member (live and in the store)
+
+
+DIMENSIONS: dict[str, Dimension] = {
+    d.name: d
+    for d in (
+        Dimension("path", "the normalised request path", visitors=True),
+        Dimension("object", "the application object a path shows (see [routes])", visitors=True),
+        Dimension("status", "the response status code", visitors=False),
+        Dimension("referrer", "the referring host, (direct) without one", visitors=False),
+        Dimension("agent", "the browser or crawler family of the user agent", visitors=False),
+    )
+}
+DIMENSION_NAMES = tuple(DIMENSIONS)
+
+
+@dataclass(frozen=True)
+class Granularity:
+    name: str
+    label: str  # strftime of a bucket's label; labels of one length per granularity
+    step: timedelta
+    default_ttl: str  # how long its buckets live, as the config spells it
+    max_labels: int  # buckets one window may name: a window is a command per bucket
+
+    @property
+    def cut(self) -> int:
+        """Characters of a minute label ("YYYYmmddHHMM") that make this one's label."""
+        return len(datetime(2000, 1, 1).strftime(self.label))
+
+    @property
+    def default_ttl_seconds(self) -> int:
+        number, unit = int(self.default_ttl[:-1]), self.default_ttl[-1]
+        return number * {"m": 60, "h": 3600, "d": 86400}[unit]
+
+
+# Day windows reach the store, which keeps every day: ten years, as `hits --days`.
+MAX_DAYS = 3660
+
+# Finest first: a window uses the finest whose buckets still live.
+GRANULARITIES: dict[str, Granularity] = {
+    g.name: g
+    for g in (
+        Granularity("minute", "%Y%m%d%H%M", timedelta(minutes=1), "3h", 7 * 1440),
+        Granularity("hour", "%Y%m%d%H", timedelta(hours=1), "8d", 366 * 24),
+        Granularity("day", "%Y%m%d", timedelta(days=1), "40d", MAX_DAYS),
+    )
+}
+GRANULARITY_NAMES = tuple(GRANULARITIES)
