@@ -17,8 +17,8 @@ import pytest
 from click.testing import CliRunner
 
 from logcount.cli import cli
-from logcount.dimensions import DIMENSION_NAMES
 from logcount.config import load_config
+from logcount.dimensions import DIMENSION_NAMES
 from logcount.reader import Pipeline
 from tests.conftest import RedisServer
 
