@@ -451,9 +451,14 @@ def test_next_file_copytruncated_before_it_is_read(
     write_lines(path, range(0, 1000), groups)
     tail = Tail(lc_env, tmp_path, str(path), "--from-start")
     assert wait_total(redis_client, 1000) == 1000
+    # The new file appears with its lines (a rename into place): the tail, when it opens
+    # it, sees its first bytes, by which it can know the copy. A file truncated before
+    # the tail saw a byte of it cannot be told from one that was always empty.
+    staged = logs / "staged"
+    write_lines(staged, range(1000, 1500), groups)
     with open(path, "ab") as old:  # the server's descriptor, kept across the rename
         os.rename(path, logs / "access.log.1")
-        write_lines(path, range(1000, 1500), groups)
+        os.rename(staged, path)
         i = 1500
         deadline = time.monotonic() + 10
         while not has_open(tail.proc.pid, path) and time.monotonic() < deadline:
