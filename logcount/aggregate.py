@@ -31,6 +31,7 @@ from logcount.classify import (
     BoundedCache,
     Buckets,
     Classifier,
+    method_of,
     status_class,
     visitor_hash,
 )
@@ -178,6 +179,13 @@ class LineCounter:
         if self._target_field == "request":
             return cl.ignored(cl.path_of_request(target))
         return cl.ignored(cl.path_of_uri((target, b"")))
+
+    def pending(self) -> tuple[int, int, int]:
+        """(lines, keys, bytes) held since the last take(), as the three below."""
+        if self.scanner is not None:
+            lines, keys, held = self.scanner.pending()
+            return int(lines), int(keys), int(held)
+        return self.pending_lines(), self.pending_keys(), self.pending_bytes()
 
     def pending_lines(self) -> int:
         """Lines counted since the last take()."""
@@ -328,7 +336,8 @@ class LineCounter:
 
 
 Minutes = dict[tuple[str, str], Any]  # (site, minute label) -> what was counted in it
-Described = tuple[str, str, str, "str | None"]  # path, status, status class, object
+# A hit key's status class, and its (dimension, member) pairs: path, status, method, object.
+Described = tuple[str, tuple[tuple[str, str], ...]]
 
 
 class Aggregator:
@@ -401,12 +410,18 @@ class Aggregator:
         return found
 
     def _describe(self, what: tuple[bytes, ...]) -> Described:
-        """Path, status, status class and object of a hit key's fields after its context."""
+        """The status class and the members a hit key's fields (after its context) give."""
         layout = self.counter.key_layout
         fields = dict(zip(layout[len(self.counter.ctx_layout) : -1], what, strict=True))
         path = self._path(fields)
         status = fields["status"].decode("ascii", "replace") if "status" in fields else "-"
-        found = (path, status, status_class(status), self.classifier.object_of(path))
+        members = {
+            "path": path,
+            "status": status,
+            "method": method_of(fields),
+            "object": self.classifier.object_of(path),
+        }
+        found = (status_class(status), tuple((d, m) for d, m in members.items() if m is not None))
         self._described[what] = found
         self._held += sum(map(len, what))
         return found
@@ -419,28 +434,26 @@ class Aggregator:
             ctx = key[:nctx]
             sm = site_minute(ctx) or at(ctx)
             what = key[nctx:-1]
-            path, status, cls, obj = described(what) or describe(what)
+            cls, members = described(what) or describe(what)
             size = key[-1]
             nbytes = n * int(size) if size and size != b"-" else 0
             tot = totals.get(sm)
             if tot is None:
                 tot = totals[sm] = Counter()
-                hits[sm] = {"path": {}, "status": {}, "object": {}}
-                sizes[sm] = {"path": {}, "status": {}, "object": {}}
+                hits[sm] = {}
+                sizes[sm] = {}
             tot["hits"] += n
             tot["bytes"] += nbytes
             tot[cls] += n
             h, b = hits[sm], sizes[sm]
-            per, per_b = h["path"], b["path"]
-            per[path] = per.get(path, 0) + n
-            per_b[path] = per_b.get(path, 0) + nbytes
-            per, per_b = h["status"], b["status"]
-            per[status] = per.get(status, 0) + n
-            per_b[status] = per_b.get(status, 0) + nbytes
-            if obj is not None:
-                per, per_b = h["object"], b["object"]
-                per[obj] = per.get(obj, 0) + n
-                per_b[obj] = per_b.get(obj, 0) + nbytes
+            for dim, member in members:
+                per = h.get(dim)
+                if per is None:
+                    per = h[dim] = {}
+                    b[dim] = {}
+                per[member] = per.get(member, 0) + n
+                per_b = b[dim]
+                per_b[member] = per_b.get(member, 0) + nbytes
 
     def _simple_dim(
         self,

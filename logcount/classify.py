@@ -36,6 +36,7 @@ AGENT_PREFIX = 512
 REFERRER_PREFIX = 1024
 NO_PATH = "-"  # a request line Apache could not read ("-" or garbage)
 DIRECT = "(direct)"
+OTHER_MEMBER = "(other)"  # as keys.OTHER: what a member is folded into
 INVALID = "(invalid)"  # a referrer host, site or object id past its cap
 CACHE_BYTES = 8 << 20  # keys held by one classifier cache, at most (bytes)
 MONTHS = {
@@ -549,6 +550,25 @@ def visitor_hash(client: bytes, agent: bytes, key: bytes) -> str:
     (Config.visitor_key) nobody can find an address by hashing candidates: blake2b with
     a key is a MAC."""
     return hashlib.blake2b(client + b"\0" + agent, digest_size=8, key=key).hexdigest()
+
+
+# RFC 9110's methods and PATCH (RFC 5789): a member each; any other token, or a request
+# line without one, is (other), so that a scanner's made-up methods cannot fill the set.
+METHODS = frozenset(
+    (b"GET", b"HEAD", b"POST", b"PUT", b"DELETE", b"CONNECT", b"OPTIONS", b"TRACE", b"PATCH")
+)
+
+
+def method_of(fields: dict[str, bytes]) -> str | None:
+    """The method member of a hit's fields (%m, else the first word of %r); None when the
+    format logs neither."""
+    if "method" in fields:
+        word = fields["method"]
+    elif "request" in fields:
+        word = fields["request"].partition(b" ")[0]
+    else:
+        return None
+    return word.decode("ascii") if word in METHODS else OTHER_MEMBER
 
 
 def status_class(status: str) -> str:

@@ -26,6 +26,7 @@ DIMENSIONS: dict[str, Dimension] = {
         Dimension("path", "the normalised request path", visitors=True),
         Dimension("object", "the application object a path shows (see [routes])", visitors=True),
         Dimension("status", "the response status code", visitors=False),
+        Dimension("method", "the request method; one not in RFC 9110 is (other)", visitors=False),
         Dimension("referrer", "the referring host, (direct) without one", visitors=False),
         Dimension("agent", "the browser or crawler family of the user agent", visitors=False),
     )

@@ -20,6 +20,7 @@ from logcount.cli import cli
 from logcount.config import load_config
 from logcount.dimensions import DIMENSION_NAMES
 from logcount.reader import Pipeline
+from logcount.rollup import rollup
 from tests.conftest import RedisServer
 
 FIREFOX = "Mozilla/5.0 (X11; Linux x86_64; rv:120.0) Gecko/20100101 Firefox/120.0"
@@ -48,9 +49,11 @@ def line(
     referrer: str = "-",
     agent: str = FIREFOX,
     client: str = "10.0.0.1",
+    method: str = "GET",
 ) -> str:
     stamp = when.strftime("%d/%b/%Y:%H:%M:%S +0000")
-    return f'{client} - - [{stamp}] "GET {path} HTTP/1.1" {status} {size} "{referrer}" "{agent}"\n'
+    request = f"{method} {path} HTTP/1.1"
+    return f'{client} - - [{stamp}] "{request}" {status} {size} "{referrer}" "{agent}"\n'
 
 
 def at(day: date, hour: int, minute: int = 0) -> datetime:
@@ -135,7 +138,6 @@ class Loaded:
         return result
 
     def roll_up(self, tmp: Path) -> None:
-        from logcount.rollup import rollup
 
         log = tmp / "rolled.log"
         log.write_text("".join(ln for d in ROLLED for ln in self.lines[d]))
@@ -297,6 +299,24 @@ def test_table_fits_a_narrow_width() -> None:
     text = top_table(report, 60)
     assert all(len(ln) <= 60 for ln in text.splitlines())
     assert "1,234,567" in text and "…" in text
+
+
+def test_by_method_live_and_from_the_store(loaded: Loaded, tmp_path: Path) -> None:
+    day = date(2020, 7, 1)
+    methods = ["GET", "GET", "POST", "HEAD", "GET", "POST", "PROPFIND", "get", "BREW"]
+    text = "".join(line(at(day, 9, i), f"/m/{i}", method=m) for i, m in enumerate(methods))
+    text += f'10.0.0.2 - - [{at(day, 10).strftime("%d/%b/%Y:%H:%M:%S +0000")}] "-" 408 0 "-" "-"\n'
+    expected = [["(other)", 4], ["GET", 3], ["POST", 2], ["HEAD", 1]]
+    feed(loaded.config, text)
+    live = json.loads(loaded.run("top", "-w", "2020-07-01", "--by", "method", "-f", "json").output)
+    assert (live["window"]["source"], live["total"]["hits"]) == ("live", 10)
+    assert [[r["key"], r["hits"]] for r in live["rows"]] == expected
+    log = tmp_path / "methods.log"
+    log.write_text(text)
+    rollup(loaded.config, [str(log)], [], jobs=1, warn=lambda m: None)
+    stored = loaded.run("top", "-w", "2020-07-01", "--by", "method", "-f", "json").output
+    assert json.loads(stored)["window"]["source"] == "store"
+    assert [[r["key"], r["hits"]] for r in json.loads(stored)["rows"]] == expected
 
 
 # --- escaping ----------------------------------------------------------------------------
@@ -472,7 +492,6 @@ def test_real_log_both_sources_equal_live_only(
     """10,000 real lines counted live; two of their four days also rolled up. A window over
     the four days read from store + Redis equals the same window read from Redis alone."""
     from logcount.api import Counts
-    from logcount.rollup import rollup
 
     text = (real_data / "elastic_apache_logs.log").read_bytes()
     config_path = tmp_path / "logcount.toml"

@@ -12,7 +12,7 @@ import redis
 
 from logcount import keys
 from logcount.config import load_config
-from logcount.reader import HARD_LIMIT, Pipeline
+from logcount.reader import HARD_KEYS, HARD_LIMIT, Pipeline
 from tests.conftest import RedisServer
 
 DAY = "20260408"
@@ -52,7 +52,8 @@ def test_past_its_limit_the_reader_classifies_when_the_flusher_is_idle(
     pipe = pipeline(tmp_path, redis_server, messages)  # no flusher thread started
     for first in range(0, 3 * HARD_LIMIT, 1000):
         pipe.feed(lines(first, 1000))
-        assert pipe.counter.pending_lines() < HARD_LIMIT
+        held_lines, keys, _bytes = pipe.counter.pending()
+        assert held_lines < HARD_LIMIT and keys < HARD_KEYS  # two keys a line: a hit, a visitor
     assert pipe.lines == 3 * HARD_LIMIT  # classified by the reading thread itself
     assert pipe.close(), messages
     assert hits(redis_server.client()) == 3 * HARD_LIMIT
