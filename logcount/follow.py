@@ -154,7 +154,7 @@ class Follower:
         # moves `offset` otherwise (another file, a truncation) resets it.
         self.lines = LineSplitter()
 
-    # -- the committed position (read by the flusher under pipeline.lock) --------------
+    # -- the committed position (read by the classifier under pipeline.lock) --------------
 
     def position(self) -> Position:
         mtime = 0.0

@@ -334,7 +334,8 @@ class LiveSink:
         self._drop_logged = False
         self._reasons_logged: set[str] = set()
         self._spool_checked = False
-        # submit() may run in the reading thread while flush() runs in the flusher.
+        # submit() runs in the classifier (or a reading thread) while flush() runs in the
+        # sender.
         self.lock = threading.RLock()
 
     def submit(self, delta: Delta, extra: dict[str, str] | None = None) -> None:
@@ -343,17 +344,17 @@ class LiveSink:
                 self.pending_bytes += self.pending.merge(delta, self.config.recent_size)
             if extra:
                 self.pending_extra.update(extra)
-            # While Redis takes batches, the flusher sends pending right after this: only
-            # a flusher far behind (or Redis away) makes it wait on disk instead.
-            slack = 1 if self.last_error else 4
-            if self._too_much(0, 0, slack):
+            # A sender far behind (Redis slow, or away) makes what waits go to disk. At
+            # most one budget at a time: a spill is written by the classifier, which the
+            # reading thread may be waiting for (128 MB took half a second to write).
+            if self._too_much(0, 0):
                 self._spill()
 
-    def _too_much(self, entries: int, nbytes: int, slack: int = 1) -> bool:
-        """Is what waits in memory (pending, plus the given) past `slack` budgets?"""
+    def _too_much(self, entries: int, nbytes: int) -> bool:
+        """Is what waits in memory (pending, plus the given) past its budget?"""
         return (
             self.pending.size() + entries > self.config.pending_limit
-            or self.pending_bytes + nbytes > self.pending_max_bytes * slack
+            or self.pending_bytes + nbytes > self.pending_max_bytes
         )
 
     def _freeze(self) -> list[Batch]:

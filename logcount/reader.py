@@ -1,9 +1,9 @@
-"""The reader: bytes in, counts out, with a flusher thread that alone talks to Redis.
+"""The reader: bytes in, counts out, with a sender thread that alone talks to Redis.
 
 The reading thread never waits on Redis: it reads large chunks, splits complete lines and
-counts them in memory (LineCounter). A flusher thread wakes every `flush_interval` (or
+counts them in memory (LineCounter). A classifier thread wakes every `flush_interval` (or
 sooner when the batch is large), classifies what was counted and hands it to the
-LiveSink, which retries, spools and replays on its own schedule.
+LiveSink; a sender thread has the LiveSink send it, retry, spool and replay.
 """
 
 from __future__ import annotations
@@ -106,7 +106,13 @@ def check_data_dir(config: Config) -> None:
 
 
 class Pipeline:
-    """Counter + aggregator + sink + flusher thread: the part shared by pipe and tail."""
+    """Counter + aggregator + sink, and two threads: the part shared by pipe and tail.
+
+    The reading thread only reads and counts (the C scanner). The classifier thread takes
+    what was counted and classifies it into a Delta for the sink; the sender thread sends
+    the sink's batches to Redis (or the spool). So the reading thread, which must keep
+    Apache's pipe drained, never waits on Redis and never classifies while the others run:
+    past its limits it waits for the classifier to take its lines, one batch at most."""
 
     def __init__(
         self,
@@ -129,14 +135,15 @@ class Pipeline:
         self.lock = threading.Lock()  # the counter (and a tail's position)
         self.absorbing = threading.Lock()  # take + classify + submit, in reading order
         self.recent_sent = 0.0
-        self.wake = threading.Event()
-        self.taken = threading.Event()  # the flusher took what was pending
-        self.reader_waiting = threading.Event()  # ...which the reading thread waits for
+        self.wake = threading.Event()  # the classifier: take what is pending now
+        self.taken = threading.Event()  # the classifier took what was pending
+        self.send = threading.Event()  # the sender: a new delta is in the sink
         self.stopping = threading.Event()
         # A plain flag: set from a signal handler, which must not take a lock that the
         # interrupted thread may hold.
         self.reload_requested = False
-        self.thread = threading.Thread(target=self._flush_loop, name="flusher", daemon=True)
+        self.thread = threading.Thread(target=self._classify_loop, name="classifier", daemon=True)
+        self.sender = threading.Thread(target=self._send_loop, name="sender", daemon=True)
         self.lines = 0
         self.malformed = 0
         self.started = time.time()
@@ -147,6 +154,7 @@ class Pipeline:
 
     def start(self) -> None:
         self.thread.start()
+        self.sender.start()
 
     def feed(self, chunk: bytes, after: Callable[[], None] | None = None) -> None:
         """Count `chunk`; `after` runs under the same lock (tail: advance the read position)."""
@@ -168,23 +176,17 @@ class Pipeline:
         return lines >= HARD_LIMIT or keys >= HARD_KEYS or held >= HARD_BYTES
 
     def catch_up(self) -> None:
-        """The flusher is behind: we read faster than we classify. Memory must stay
-        bounded, so reading waits until what is pending has been taken. If the flusher is
-        classifying, it takes our lines as soon as its batch is done (a wait of one batch
-        at most, not its batch and then ours); else they are classified here. Either way
-        the wait is on our own CPU, never on Redis."""
-        while True:
-            if self.absorbing.acquire(blocking=False):
-                try:
-                    self._absorb_taken()
-                finally:
-                    self.absorbing.release()
+        """The classifier is behind: we read faster than we classify. Memory must stay
+        bounded, so reading waits until what is pending has been taken: as soon as the
+        classifier is done with the batch it holds (it never waits on Redis). Without a
+        classifier thread (not started, or stopping) the lines are classified here."""
+        while self._over_hard_limit():
+            if not self.thread.is_alive() or self.stopping.is_set():
+                self.absorb()
                 return
-            self.reader_waiting.set()
+            self.wake.set()
             self.taken.wait(0.05)
             self.taken.clear()
-            if not self._over_hard_limit():
-                return
 
     def count_piece(self, piece: Piece, after: Callable[[], None] | None = None) -> None:
         """Count what the line splitter gave: whole lines, or an over-long line (malformed);
@@ -197,44 +199,56 @@ class Pipeline:
             if after is not None:
                 after()
 
-    def _flush_loop(self) -> None:
+    def _classify_loop(self) -> None:
+        """Every flush interval, or when woken (the reader is past FLUSH_*): classify."""
         interval = self.config.flush_interval
-        last_beat = 0.0
         while not self.stopping.is_set():
             self.wake.wait(interval)
             self.wake.clear()
             if self.stopping.is_set():
                 break
             try:
-                self.flush_once()
-            except Exception as exc:  # noqa: BLE001 - the flusher must outlive a bug
-                self.log(f"internal error in the flusher ({exc!r}); counts kept, retrying")
+                self._classify_once()
+            except Exception as exc:  # noqa: BLE001 - the classifier must outlive a bug
+                self.log(f"internal error in the classifier ({exc!r}); counts kept, retrying")
+            self.send.set()
+
+    def _send_loop(self) -> None:
+        """Send what the classifier handed over; a heartbeat every second or interval."""
+        interval = self.config.flush_interval
+        last_beat = 0.0
+        while not self.stopping.is_set():
+            self.send.wait(interval)
+            self.send.clear()
+            if self.stopping.is_set():
+                break
+            try:
+                self.sink.flush()
+            except Exception as exc:  # noqa: BLE001 - the sender must outlive a bug
+                self.log(f"internal error in the sender ({exc!r}); counts kept, retrying")
             now = time.monotonic()
             if now - last_beat >= max(1.0, interval):
                 self.heartbeat()
                 last_beat = now
 
-    def flush_once(self) -> None:
+    def _classify_once(self) -> None:
         if self.reload_requested:
             self.reload_requested = False
             self._reload()
         self.absorb()
+
+    def flush_once(self) -> None:
+        """Classify what is pending and send it, in the calling thread."""
+        self._classify_once()
         self.sink.flush()
 
     def absorb(self) -> None:
         """Take what was counted (with its read position), classify it, hand it to the sink.
 
         One at a time, so that batches reach the sink in the order they were read (a
-        position must never go back). While the reader waits at its limit, take again
-        (for up to a flush interval: Redis must get its batches under a steady flood)."""
+        position must never go back)."""
         with self.absorbing:
-            started = time.monotonic()
             self._absorb_taken()
-            while self.reader_waiting.is_set():
-                self.reader_waiting.clear()
-                if time.monotonic() - started > self.config.flush_interval:
-                    break
-                self._absorb_taken()
 
     def _absorb_taken(self) -> None:
         """absorb()'s work, under the absorbing lock."""
@@ -304,11 +318,13 @@ class Pipeline:
             pass
 
     def close(self) -> bool:
-        """Stop the flusher and flush everything (to Redis, else to the spool)."""
+        """Stop the threads and flush everything (to Redis, else to the spool)."""
         self.stopping.set()
         self.wake.set()
-        if self.thread.is_alive():
-            self.thread.join()
+        self.send.set()
+        for thread in (self.thread, self.sender):
+            if thread.is_alive():
+                thread.join()
         self.flush_once()
         done = self.sink.close()
         if done:

@@ -7,7 +7,7 @@ target, when the followed path is a cronolog symlink). The offset only ever poin
 past a newline: a partial last line is simply read again later.
 
 Exactly once: a chunk is counted and the in-memory offset advanced under the pipeline's
-lock, and the flusher takes the counts and the positions under that same lock, so the
+lock, and the classifier takes the counts and the positions under that same lock, so the
 Lua call that applies a batch also stores the positions that produced it
 (Pipeline.position_extra). A `kill -9` at any moment leaves Redis with counts and
 positions that agree. At start, batches spooled while Redis was away (they carry newer
@@ -153,7 +153,7 @@ class Tailer:
         return out
 
     def take_positions(self) -> dict[str, str]:
-        # Called by the flusher under pipeline.lock, with the counts these offsets produced.
+        # Called by the classifier under pipeline.lock, with the counts these offsets produced.
         out = {}
         for follower in self.followers:
             record = follower.take_position()

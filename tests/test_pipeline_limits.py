@@ -1,6 +1,7 @@
-"""The reading thread's limit: past HARD_LIMIT pending lines it stops reading until they are
-taken, by the flusher when it is classifying (so the wait is one batch, not two), else by
-the reading thread itself. Either way nothing is lost or counted twice."""
+"""The reading thread's limit: past HARD_LIMIT pending lines (or HARD_KEYS keys) it stops
+reading until they are taken by the classifier thread, which never waits on Redis: the wait
+is one batch at most. Without a classifier thread the reading thread classifies itself.
+Either way nothing is lost or counted twice."""
 
 from __future__ import annotations
 
@@ -45,11 +46,11 @@ def until(condition: object, what: str, timeout: float = 30) -> None:
         time.sleep(0.005)
 
 
-def test_past_its_limit_the_reader_classifies_when_the_flusher_is_idle(
+def test_past_its_limit_without_a_classifier_thread_the_reader_classifies(
     tmp_path: Path, redis_server: RedisServer
 ) -> None:
     messages: list[str] = []
-    pipe = pipeline(tmp_path, redis_server, messages)  # no flusher thread started
+    pipe = pipeline(tmp_path, redis_server, messages)  # no threads started
     for first in range(0, 3 * HARD_LIMIT, 1000):
         pipe.feed(lines(first, 1000))
         held_lines, keys, _bytes = pipe.counter.pending()
@@ -59,50 +60,35 @@ def test_past_its_limit_the_reader_classifies_when_the_flusher_is_idle(
     assert hits(redis_server.client()) == 3 * HARD_LIMIT
 
 
-def test_past_its_limit_the_reader_waits_for_a_classifying_flusher_to_take(
+def test_past_its_limit_the_reader_waits_for_the_classifier_to_take(
     tmp_path: Path, redis_server: RedisServer
 ) -> None:
     messages: list[str] = []
     pipe = pipeline(tmp_path, redis_server, messages)
-    pipe.absorbing.acquire()  # the flusher is classifying a batch
-    reading = threading.Thread(target=pipe.feed, args=(lines(0, HARD_LIMIT),), daemon=True)
-    reading.start()
-    until(pipe.reader_waiting.is_set, "the reader to wait at its limit")
-    assert reading.is_alive()
-    assert pipe.counter.pending_lines() == HARD_LIMIT
-    assert pipe.lines == 0  # it did not classify them itself
-    # The flusher, done with its batch, sees the reader waiting and takes again.
-    started = threading.Thread(target=pipe._absorb_taken, daemon=True)
-    started.start()
-    started.join(30)
-    reading.join(30)
-    assert not reading.is_alive()
-    pipe.absorbing.release()
-    assert pipe.counter.pending_lines() == 0
-    assert pipe.lines == HARD_LIMIT
-    assert pipe.close(), messages
-    assert hits(redis_server.client()) == HARD_LIMIT
-
-
-def test_the_flusher_takes_again_while_the_reader_waits(
-    tmp_path: Path, redis_server: RedisServer
-) -> None:
-    messages: list[str] = []
-    pipe = pipeline(tmp_path, redis_server, messages)
-    pipe.feed(lines(0, 100))
     classify = pipe.aggregator.classify
-    batches: list[int] = []
+    gate = threading.Event()
+    classified_by: list[tuple[str, int]] = []
 
-    def one_batch_then_the_reader_waits(raw):
-        batches.append(raw.lines)
-        if len(batches) == 1:  # meanwhile the reader filled up and waits
-            pipe.counter.feed(lines(100, 50))
-            pipe.reader_waiting.set()
+    def held_at_the_gate(raw):  # type: ignore[no-untyped-def]
+        classified_by.append((threading.current_thread().name, raw.lines))
+        gate.wait(30)  # the classifier busy with a batch until the test lets it go
         return classify(raw)
 
-    pipe.aggregator.classify = one_batch_then_the_reader_waits  # type: ignore[method-assign]
-    pipe.absorb()
-    assert batches == [100, 50]
-    assert not pipe.reader_waiting.is_set()
+    pipe.aggregator.classify = held_at_the_gate  # type: ignore[method-assign]
+    pipe.start()
+    pipe.feed(lines(0, 100))
+    pipe.wake.set()
+    until(lambda: classified_by, "the classifier to take the first 100 lines")
+    reading = threading.Thread(
+        target=pipe.feed, args=(lines(100, HARD_LIMIT),), name="reading", daemon=True
+    )
+    reading.start()
+    until(lambda: pipe.counter.pending_lines() == HARD_LIMIT, "the reader to count its lines")
+    assert reading.is_alive()  # past its limit, held until the classifier is free again
+    gate.set()
+    reading.join(30)
+    assert not reading.is_alive()
     assert pipe.close(), messages
-    assert hits(redis_server.client()) == 150
+    assert {name for name, _ in classified_by} == {"classifier"}  # never the reading thread
+    assert sum(n for _, n in classified_by) == HARD_LIMIT + 100
+    assert hits(redis_server.client()) == HARD_LIMIT + 100
