@@ -226,12 +226,17 @@ typedef struct {
        every one does (-1 in [0] otherwise): the agent counts are then summed from the
        visitors table at take() instead of counted line by line (one table less a line) */
     int agents_from[MAX_LAYOUT];
-    int agent_i, target_i, dur_i;
+    int agent_i, target_i, dur_i, size_i;
     int count_bots, ignore_on;
     PyObject *decide_bot, *decide_ignore; /* callables bytes -> bool */
     Table flag_bot, flag_ignore;          /* the decisions so far (value 0/1) */
-    /* what take() hands over: joined key -> count (a sum for durations) */
+    /* what take() hands over: joined key -> count (a sum for durations and sizes) */
     Table hits, agents_t, refs_t, visitors_t, bots, ignored, durations;
+    /* hit key -> the sum of its lines' %b, so that a size is no part of a key (random
+       sizes made nearly every line a key of its own); sums that would pass a long long
+       go on in big_sizes (joined key bytes -> int) */
+    Table sizes;
+    PyObject *big_sizes;
     Table shared; /* field value -> its bytes object, during take() */
     long long lines;
     /* the last `recent_size` counted lines: (source, start, length); a row tuple has start -1 */
@@ -581,6 +586,45 @@ static int parse_duration(const Span *x, long long *out) {
     return 1;
 }
 
+/* A line's %b into its hit key's sum ('-' is 0; the scanner and the regexes let through
+   no number past 2^53, anything else not a number is 0 too). */
+static int add_size(Scanner *s, const Span *f) {
+    const Span *x = &f[s->size_i];
+    long long v = 0;
+    if (x->n > 18)
+        return 0;
+    for (Py_ssize_t i = 0; i < x->n; i++) {
+        if (!is_digit(x->p[i]))
+            return 0;
+        v = v * 10 + (x->p[i] - '0');
+    }
+    if (v == 0)
+        return 0;
+    Py_ssize_t len;
+    const char *key = compose(s, &s->hits_l, f, &len);
+    if (key == NULL)
+        return -1;
+    Slot *e = table_slot(&s->sizes, key, len, 1);
+    if (e == NULL)
+        return -1;
+    if (e->value > LLONG_MAX - v) { /* 1,024 lines of 2^53 bytes: go on in a Python int */
+        PyObject *k = PyBytes_FromStringAndSize(key, len);
+        PyObject *held = PyLong_FromLongLong(e->value), *sum = NULL;
+        PyObject *before = k ? PyDict_GetItemWithError(s->big_sizes, k) : NULL;
+        if (k != NULL && held != NULL && !PyErr_Occurred())
+            sum = before ? PyNumber_Add(before, held) : Py_NewRef(held);
+        int rc = sum != NULL ? PyDict_SetItem(s->big_sizes, k, sum) : -1;
+        Py_XDECREF(k);
+        Py_XDECREF(held);
+        Py_XDECREF(sum);
+        if (rc < 0)
+            return -1;
+        e->value = 0;
+    }
+    e->value += v;
+    return 0;
+}
+
 /* Count one parsed line (fields in f, slot nfields is empty). */
 static int count_fields(Scanner *s, const Span *f) {
     s->lines++;
@@ -605,6 +649,8 @@ static int count_fields(Scanner *s, const Span *f) {
         return 0;
     if (count_key(s, &s->hits, &s->hits_l, f, 1) < 0)
         return -1;
+    if (s->size_i >= 0 && add_size(s, f) < 0)
+        return -1;
     if (s->agents.n >= 0 && s->agents_from[0] < 0 &&
         count_key(s, &s->agents_t, &s->agents, f, 1) < 0)
         return -1;
@@ -624,13 +670,14 @@ static int count_fields(Scanner *s, const Span *f) {
 
 #define EACH_COUNT_TABLE(s, X)                                                                 \
     X(&(s)->hits) X(&(s)->agents_t) X(&(s)->refs_t) X(&(s)->visitors_t) X(&(s)->bots)           \
-        X(&(s)->ignored) X(&(s)->durations)
+        X(&(s)->ignored) X(&(s)->durations) X(&(s)->sizes)
 
 static void fresh(Scanner *s) {
 #define CLEAR(t) table_clear(t);
     EACH_COUNT_TABLE(s, CLEAR)
 #undef CLEAR
     s->lines = 0;
+    PyDict_Clear(s->big_sizes);
     for (Py_ssize_t i = 0; i < s->recent_size; i++)
         Py_CLEAR(s->recent_src[i]);
     s->recent_head = s->recent_count = 0;
@@ -705,13 +752,14 @@ static int Scanner_init(Scanner *s, PyObject *args, PyObject *kw) {
     static char *names[] = {"plan",         "nfields",   "ctx",         "hits",
                             "agents",       "referrers", "visitors",    "agent",
                             "target",       "duration",  "recent_size", "decide_bot",
-                            "decide_ignore", "count_bots", "ignore",    NULL};
+                            "decide_ignore", "count_bots", "ignore",    "size", NULL};
     PyObject *plan, *ctx, *hits, *agents, *refs, *vis, *bot_fn, *ign_fn;
     int count_bots, ignore_on;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "OiOOOOOiiinOOpp", names, &plan, &s->nfields,
+    s->size_i = -1;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OiOOOOOiiinOOpp|i", names, &plan, &s->nfields,
                                      &ctx, &hits, &agents, &refs, &vis, &s->agent_i,
                                      &s->target_i, &s->dur_i, &s->recent_size, &bot_fn, &ign_fn,
-                                     &count_bots, &ignore_on))
+                                     &count_bots, &ignore_on, &s->size_i))
         return -1;
     if (s->nfields < 0 || s->nfields >= MAX_FIELDS || s->elems != NULL) {
         PyErr_SetString(PyExc_ValueError, "bad field count (or init called twice)");
@@ -724,7 +772,7 @@ static int Scanner_init(Scanner *s, PyObject *args, PyObject *kw) {
         layout_from(vis, &s->visitors, s->nfields) < 0)
         return -1;
     if (s->ctx.n < 0 || s->hits_l.n < 0 || s->agent_i > s->nfields || s->target_i > s->nfields ||
-        s->dur_i > s->nfields) {
+        s->dur_i > s->nfields || s->size_i > s->nfields) {
         PyErr_SetString(PyExc_ValueError, "bad layout");
         return -1;
     }
@@ -749,8 +797,9 @@ static int Scanner_init(Scanner *s, PyObject *args, PyObject *kw) {
     s->decide_bot = bot_fn;
     Py_INCREF(ign_fn);
     s->decide_ignore = ign_fn;
+    s->big_sizes = PyDict_New();
     int failed = table_init(&s->flag_bot) < 0 || table_init(&s->flag_ignore) < 0 ||
-                 table_init(&s->shared) < 0;
+                 table_init(&s->shared) < 0 || s->big_sizes == NULL;
 #define INIT(t) failed = failed || table_init(t) < 0;
     EACH_COUNT_TABLE(s, INIT)
 #undef INIT
@@ -773,6 +822,7 @@ static void Scanner_dealloc(Scanner *s) {
     Py_XDECREF(s->plan);
     Py_XDECREF(s->decide_bot);
     Py_XDECREF(s->decide_ignore);
+    Py_XDECREF(s->big_sizes);
     table_free(&s->flag_bot);
     table_free(&s->flag_ignore);
     table_free(&s->shared);
@@ -1012,12 +1062,31 @@ static int agents_from_visitors(Scanner *s) {
     return 0;
 }
 
+/* The sizes table as a dict of tuples, with the sums that went on in big_sizes added. */
+static PyObject *sizes_dict(Scanner *s) {
+    PyObject *out = unjoined(&s->shared, &s->sizes, s->hits_l.n, (PyObject *)&PyDict_Type);
+    PyObject *k, *v;
+    Py_ssize_t pos = 0;
+    while (out != NULL && PyDict_Next(s->big_sizes, &pos, &k, &v)) {
+        PyObject *key = split_key(&s->shared, PyBytes_AS_STRING(k), PyBytes_GET_SIZE(k),
+                                  s->hits_l.n);
+        PyObject *now = key ? PyDict_GetItemWithError(out, key) : NULL;
+        PyObject *sum = key && !PyErr_Occurred() ? (now ? PyNumber_Add(now, v) : Py_NewRef(v))
+                                                 : NULL;
+        if (sum == NULL || PyDict_SetItem(out, key, sum) < 0)
+            Py_CLEAR(out);
+        Py_XDECREF(key);
+        Py_XDECREF(sum);
+    }
+    return out;
+}
+
 static PyObject *Scanner_take(Scanner *s, PyObject *args) {
     PyObject *cls;
     int with_recent;
     if (!PyArg_ParseTuple(args, "Op", &cls, &with_recent))
         return NULL;
-    PyObject *parts[9] = {NULL}, *out = NULL;
+    PyObject *parts[10] = {NULL}, *out = NULL;
     parts[0] = PyLong_FromLongLong(s->lines);
     parts[1] = unjoined(&s->shared, &s->hits, s->hits_l.n, cls);
     if (s->agents_from[0] >= 0 && agents_from_visitors(s) < 0)
@@ -1028,21 +1097,22 @@ static PyObject *Scanner_take(Scanner *s, PyObject *args) {
     parts[5] = unjoined(&s->shared, &s->bots, s->ctx.n, cls);
     parts[6] = unjoined(&s->shared, &s->ignored, s->ctx.n, cls);
     parts[7] = unjoined(&s->shared, &s->durations, s->ctx.n, (PyObject *)&PyDict_Type);
-    parts[8] = with_recent ? recent_list(s) : PyList_New(0);
-    for (int i = 0; i < 9; i++)
+    parts[8] = sizes_dict(s);
+    parts[9] = with_recent ? recent_list(s) : PyList_New(0);
+    for (int i = 0; i < 10; i++)
         if (parts[i] == NULL)
             goto done;
-    out = PyTuple_New(9);
+    out = PyTuple_New(10);
     if (out == NULL)
         goto done;
-    for (int i = 0; i < 9; i++) {
+    for (int i = 0; i < 10; i++) {
         PyTuple_SET_ITEM(out, i, parts[i]);
         parts[i] = NULL;
     }
     fresh(s);
 done:
     release_shared(&s->shared);
-    for (int i = 0; i < 9; i++)
+    for (int i = 0; i < 10; i++)
         Py_XDECREF(parts[i]);
     return out;
 }
@@ -1052,7 +1122,7 @@ static PyObject *Scanner_pending(Scanner *s, PyObject *Py_UNUSED(ignored)) {
        memory, so the readers classify by bytes as well as by lines and keys. */
     size_t held = s->hits.arena_len + s->agents_t.arena_len + s->refs_t.arena_len +
                   s->visitors_t.arena_len + s->bots.arena_len + s->ignored.arena_len +
-                  s->durations.arena_len;
+                  s->durations.arena_len + s->sizes.arena_len;
     return Py_BuildValue("Lnn", s->lines,
                          (Py_ssize_t)(s->hits.used + s->visitors_t.used + s->refs_t.used),
                          (Py_ssize_t)held);

@@ -77,6 +77,7 @@ class RawCounts:
     (minute, offset, vhost)."""
 
     hits: Counter[tuple[bytes, ...]] = field(default_factory=Counter)  # key_layout
+    sizes: dict[tuple[bytes, ...], int] = field(default_factory=dict)  # key_layout: sum of %b
     agents: Counter[tuple[bytes, ...]] = field(default_factory=Counter)  # agent_layout
     referrers: Counter[tuple[bytes, ...]] = field(default_factory=Counter)  # ref_layout
     visitors: set[tuple[bytes, ...]] = field(default_factory=set)  # vis_layout
@@ -113,9 +114,12 @@ class LineCounter:
         # The trailing empty group of the chunk regex stands in for a field the format lacks.
         empty = len(gi)
         key_fields = [f for f in has if f not in ("referrer", "agent")]
-        self.key_layout = (*key_fields, "bytes")
-        key_slots = [gi[f] for f in key_fields] + [gi.get("bytes", empty)]
+        # A line's size is summed per key, not part of it: random sizes would make
+        # nearly every line a key of its own.
+        self.key_layout = tuple(key_fields)
+        key_slots = [gi[f] for f in key_fields]
         self._key = _getter(key_slots)
+        self._size = itemgetter(gi["bytes"]) if "bytes" in gi else None
         self.agent_layout = (*ctx, "agent")
         self._agent_key = _getter([gi.get(f, empty) for f in self.agent_layout])
         self.ref_layout = (*ctx, "referrer")
@@ -151,6 +155,7 @@ class LineCounter:
                 agent=gi.get("agent", -1),
                 target=gi[target] if target else -1,
                 duration=gi.get("duration", -1),
+                size=gi.get("bytes", -1),
                 recent_size=recent_size,
                 decide_bot=self._is_bot,
                 decide_ignore=self._is_ignored,
@@ -225,6 +230,7 @@ class LineCounter:
             raw.bots,
             raw.ignored,
             raw.durations,
+            raw.sizes,
             recent,
         ) = self.scanner.take(Counter, with_recent)
         for item in recent:  # a line's bytes, or a row of the regex path
@@ -295,6 +301,11 @@ class LineCounter:
         excluded = self._excluded(raw, matches)
         hits = list(compress(matches, map(not_, excluded))) if excluded else matches
         raw.hits.update(map(self._key, hits))
+        if self._size is not None:
+            sizes = raw.sizes
+            for key, size in zip(map(self._key, hits), map(self._size, hits), strict=True):
+                if size.isdigit() and size != b"0":
+                    sizes[key] = sizes.get(key, 0) + int(size)
         if self._agent is not None:
             raw.agents.update(map(self._agent_key, hits))
         if self._ref is not None:
@@ -412,7 +423,7 @@ class Aggregator:
     def _describe(self, what: tuple[bytes, ...]) -> Described:
         """The status class and the members a hit key's fields (after its context) give."""
         layout = self.counter.key_layout
-        fields = dict(zip(layout[len(self.counter.ctx_layout) : -1], what, strict=True))
+        fields = dict(zip(layout[len(self.counter.ctx_layout) :], what, strict=True))
         path = self._path(fields)
         status = fields["status"].decode("ascii", "replace") if "status" in fields else "-"
         members = {
@@ -430,13 +441,13 @@ class Aggregator:
         nctx = len(self.counter.ctx_layout)
         site_minute, at = self._site_minute.get, self._at
         described, describe = self._described.get, self._describe
+        size_of = raw.sizes.get
         for key, n in raw.hits.items():
             ctx = key[:nctx]
             sm = site_minute(ctx) or at(ctx)
-            what = key[nctx:-1]
+            what = key[nctx:]
             cls, members = described(what) or describe(what)
-            size = key[-1]
-            nbytes = n * int(size) if size and size != b"-" else 0
+            nbytes = size_of(key, 0)
             tot = totals.get(sm)
             if tot is None:
                 tot = totals[sm] = Counter()

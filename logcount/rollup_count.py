@@ -203,7 +203,7 @@ class FileCounter:
         lines_in = [raw.hits, raw.ignored] + ([] if self.aggregator.count_bots else [raw.bots])
         lines = 0
         tables: tuple[Any, ...] = (raw.hits, raw.ignored, raw.bots, raw.agents, raw.referrers)
-        for table in (*tables, raw.durations):
+        for table in (*tables, raw.durations, raw.sizes):
             for key in [k for k in table if k[:n] in bad]:
                 value = table.pop(key)
                 if any(table is t for t in lines_in):

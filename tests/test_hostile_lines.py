@@ -181,6 +181,23 @@ def test_numbers_out_of_range_make_their_line_malformed(
     assert (totals["hits"], totals["bytes"]) == (12, 3 * (7 + 2**53 - 1))
 
 
+def test_sizes_are_summed_per_key_not_part_of_it(
+    pure: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Random sizes must not make every line a key of its own; sums past a C long long
+    (1,100 lines of 2^53 - 1 bytes on one key) stay exact."""
+    counter, aggregator = counter_for("combined", monkeypatch, pure)
+    big = 2**53 - 1
+    sizes = [str(n) for n in range(1, 501)] + ["-", "0"] + [str(big)] * 1100
+    counter.feed(b"".join(line(size=s) + b"\n" for s in sizes))
+    assert counter.pending_keys() == 3  # one hit key, one visitor, one referrer
+    delta = aggregator.classify(counter.take())
+    totals = day_totals(delta)
+    assert (totals["hits"], totals["bytes"]) == (len(sizes), 500 * 501 // 2 + 1100 * big)
+    paths = delta.member_bytes[("test", "path", "day", "20260314")]
+    assert dict(paths) == {"/": 500 * 501 // 2 + 1100 * big}
+
+
 @pytest.mark.parametrize(
     "fmt,limit",
     [(CUSTOM_DURATION, 2**53), (MS_ONLY, -(-(2**53) // 1000))],  # %D in us, %{ms}T in ms
