@@ -1,7 +1,10 @@
 """`logcount pipe` end to end against `cat` and a plain apachelogs loop, in the same run.
 
-    .venv/bin/python bench/bench_pipe.py [--lines N]
+    .venv/bin/python bench/bench_pipe.py [--lines N] [--data both|real|diverse] [--seed S]
 
+Two inputs (--data, default both): the real lines repeated, their times spread over a day,
+an hour and the seconds a site at 250,000 requests/s writes them; and a day generated as
+diverse as a real one (bench/diverse.py), where caches miss as they do in production.
 logcount runs pinned to one core (taskset -c 0), the private redis-server on the other.
 Prints lines/s for each, the ratio to apachelogs, and peak RSS of the pipe's processes.
 Targets (issue 2): >= 250,000 lines/s end to end, >= 5x apachelogs, peak RSS < 80 MB.
@@ -16,7 +19,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import logcount_cmd, million_lines, private_logcount, timed  # noqa: E402
+from bench.common import (  # noqa: E402
+    add_data_option,
+    diverse_day,
+    logcount_cmd,
+    million_lines,
+    private_logcount,
+    timed,
+)
 
 
 def apachelogs_loop(path: Path) -> tuple[float, int]:
@@ -46,34 +56,53 @@ def run_pipe(path: Path) -> tuple[float, int, int]:
     return seconds, rss, counted
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--lines", type=int, default=1_000_000)
-    args = ap.parse_args()
-    n = args.lines
-    day = million_lines(n)
-    hour = million_lines(n, hours=1)
-    live = million_lines(n, seconds=max(1, n // 250_000))
-    print(
-        f"input: {n:,} combined lines ({day.stat().st_size / 1e6:.0f} MB) from the real "
-        "elastic_apache_logs.log, their times spread over one day, over one hour, and over "
-        "the seconds a site serving 250,000 requests/s takes to write them"
-    )
-    cat_s, _, _ = timed(["taskset", "-c", "0", "cat", str(day)])
-    al_s, al_n = apachelogs_loop(day)
+def compare(n: int, baseline: Path, spreads: list[tuple[str, Path, int]]) -> None:
+    """cat and the apachelogs loop on `baseline`, then the pipe on each (label, file,
+    lines it should count)."""
+    cat_s, _, _ = timed(["taskset", "-c", "0", "cat", str(baseline)])
+    al_s, al_n = apachelogs_loop(baseline)
     al_rate = al_n / al_s
     print(f"cat                                {n / cat_s:>12,.0f} lines/s")
     print(f"apachelogs parse() loop            {al_rate:>12,.0f} lines/s")
-    spreads = (("1 day", day), ("1 hour", hour), (f"{max(1, n // 250_000)} s", live))
-    for label, path in spreads:
+    for label, path, expected in spreads:
         seconds, rss, counted = run_pipe(path)
         rate = n / seconds
         print(
             f"logcount pipe, 1 core, {label:<7}    {rate:>12,.0f} lines/s   "
             f"{rate / al_rate:4.1f}x apachelogs   peak RSS {rss / 1024:.0f} MB"
         )
-        if counted != n - n // 10_000:  # the source has 1 malformed line in 10,000
-            print(f"WARNING: counted {counted:,} lines, expected {n - n // 10_000:,}")
+        if counted != expected:
+            print(f"WARNING: counted {counted:,} lines, expected {expected:,}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--lines", type=int, default=1_000_000)
+    add_data_option(ap)
+    args = ap.parse_args()
+    n = args.lines
+    if args.data in ("both", "real"):
+        day = million_lines(n)
+        print(
+            f"input: {n:,} combined lines ({day.stat().st_size / 1e6:.0f} MB) from the real "
+            "elastic_apache_logs.log, their times spread over one day, over one hour, and "
+            "over the seconds a site serving 250,000 requests/s takes to write them"
+        )
+        live = max(1, n // 250_000)
+        expected = n - n // 10_000  # the source has 1 malformed line in 10,000
+        spreads = [
+            ("1 day", day, expected),
+            ("1 hour", million_lines(n, hours=1), expected),
+            (f"{live} s", million_lines(n, seconds=live), expected),
+        ]
+        compare(n, day, spreads)
+    if args.data in ("both", "diverse"):
+        diverse = diverse_day(n, args.seed)
+        print(
+            f"input: {n:,} combined lines ({diverse.stat().st_size / 1e6:.0f} MB) generated "
+            f"as diverse as a busy day (bench/diverse.py, seed {args.seed}), over one day"
+        )
+        compare(n, diverse, [("1 day", diverse, n)])
 
 
 if __name__ == "__main__":

@@ -1,9 +1,12 @@
 """`logcount rollup` of 1,000,000 combined lines beside GoAccess, on the same file, in one run.
 
     .venv/bin/python bench/bench_rollup.py [--lines N] [--jobs N] [--repeat N]
+                                           [--data both|real|diverse] [--seed S]
 
-The input is the real elastic_apache_logs.log repeated to N lines with timestamps re-spread
-over three days (bench/common.million_lines). logcount rolls it up into a fresh SQLite store
+Two inputs (--data, default both): the real elastic_apache_logs.log repeated to N lines with
+timestamps re-spread over three days (bench/common.million_lines), and N lines generated as
+diverse as a busy day (bench/diverse.py, one day), where the per-visitor and per-key costs
+show. logcount rolls it up into a fresh SQLite store
 with every core (the file is cut at line boundaries, one range per process); GoAccess
 (Debian's package, installed with apt-get when missing) parses the same file into a JSON
 report. A quarter-size file is rolled up too, to show that peak RSS does not grow with the
@@ -29,7 +32,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import OUT, logcount_cmd, million_lines, timed  # noqa: E402
+from bench.common import (  # noqa: E402
+    OUT,
+    add_data_option,
+    diverse_day,
+    logcount_cmd,
+    million_lines,
+    timed,
+)
 
 
 def ensure_goaccess() -> str:
@@ -72,28 +82,17 @@ def goaccess(exe: str, path: Path) -> tuple[float, float, int]:
     return timed([exe, str(path), "--log-format=COMBINED", "--no-progress", "-o", str(out)])
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--lines", type=int, default=1_000_000)
-    ap.add_argument("--jobs", type=int, default=None, help="rollup processes (default: cores)")
-    ap.add_argument("--repeat", type=int, default=3, help="runs of each (medians compared)")
-    args = ap.parse_args()
-    n = args.lines
-    path = million_lines(n, days=3)
-    small = million_lines(n // 4, days=3)
-    print(
-        f"input: {path} ({n:,} lines, {path.stat().st_size / 1e6:.0f} MB, 3 days); "
-        f"{os.cpu_count()} cores"
-    )
-    exe = ensure_goaccess()
-    version = subprocess.run([exe, "--version"], capture_output=True, text=True).stdout
-    print(f"goaccess: {exe} ({version.splitlines()[0] if version else '?'})")
+def load() -> str:
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
-    def load() -> str:
-        return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
+Run = tuple[float, float, int]
+
+
+def measure(exe: str, path: Path, small: Path, n: int, args: argparse.Namespace) -> None:
+    """GoAccess, the rollup of `path` (n lines) and of `small` (n // 4), in turn."""
     print(f"load average before: {load()}")
-    runs: dict[str, list[tuple[float, float, int]]] = {"go": [], "lc": [], "small": []}
+    runs: dict[str, list[Run]] = {"go": [], "lc": [], "small": []}
     for _ in range(args.repeat):
         runs["go"].append(goaccess(exe, path))
         lc_s, lc_cpu, lc_rss, stored = rollup(path, args.jobs)
@@ -105,7 +104,10 @@ def main() -> None:
         runs["lc"].append((lc_s, lc_cpu, lc_rss))
         runs["small"].append((small_s, small_cpu, small_rss))
     print(f"load average after: {load()}")
+    print_runs(runs, n)
 
+
+def print_runs(runs: dict[str, list[Run]], n: int) -> None:
     def median(values: list[float]) -> float:
         return statistics.median(values)
 
@@ -137,6 +139,34 @@ def main() -> None:
     lc_cpu = median([r[1] for r in runs["lc"]])
     print(f"CPU time: goaccess {go_cpu:.2f} s, logcount {lc_cpu:.2f} s ({go_cpu / lc_cpu:.1f}x)")
     print("peak MB: the largest process of the tree (parent or one worker), from wait4")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--lines", type=int, default=1_000_000)
+    ap.add_argument("--jobs", type=int, default=None, help="rollup processes (default: cores)")
+    ap.add_argument("--repeat", type=int, default=3, help="runs of each (medians compared)")
+    add_data_option(ap)
+    args = ap.parse_args()
+    n = args.lines
+    exe = ensure_goaccess()
+    version = subprocess.run([exe, "--version"], capture_output=True, text=True).stdout
+    print(
+        f"goaccess: {exe} ({version.splitlines()[0] if version else '?'}); {os.cpu_count()} cores"
+    )
+    if args.data in ("both", "real"):
+        path = million_lines(n, days=3)
+        print(
+            f"input: {path} ({n:,} real lines repeated, {path.stat().st_size / 1e6:.0f} MB, 3 days)"
+        )
+        measure(exe, path, million_lines(n // 4, days=3), n, args)
+    if args.data in ("both", "diverse"):
+        path = diverse_day(n, args.seed)
+        print(
+            f"input: {path} ({n:,} lines as diverse as a busy day, "
+            f"{path.stat().st_size / 1e6:.0f} MB, 1 day, seed {args.seed})"
+        )
+        measure(exe, path, diverse_day(n // 4, args.seed), n, args)
 
 
 if __name__ == "__main__":

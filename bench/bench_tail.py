@@ -1,13 +1,14 @@
 """`logcount tail --from-start` on 1,000,000 combined lines, beside `logcount pipe`, in one run.
 
-    .venv/bin/python bench/bench_tail.py [--lines N] [--skip-pipe]
+    .venv/bin/python bench/bench_tail.py [--lines N] [--skip-pipe] [--data both|real|diverse]
 
-The input is the real elastic_apache_logs.log repeated to N lines with re-spread timestamps
-(bench/common.million_lines). Each command runs pinned to one core (taskset -c 0) against
-its own private redis-server on the last core. `pipe` is timed to its exit at EOF; `tail`
-never exits on its own, so it is timed until Redis holds every line (totals polled every
-50 ms), then stopped with SIGTERM. Prints lines/s for both, their ratio and peak RSS.
-Target (issue 3): tail within 20% of pipe.
+Two inputs (--data, default both), each over one day: the real elastic_apache_logs.log
+repeated to N lines with re-spread timestamps (bench/common.million_lines), and N lines
+generated as diverse as a busy day (bench/diverse.py). Each command runs pinned to one
+core (taskset -c 0) against its own private redis-server on the last core. `pipe` is
+timed to its exit at EOF; `tail` never exits on its own, so it is timed until Redis holds
+every line (totals polled every 50 ms), then stopped with SIGTERM. Prints lines/s for
+both, their ratio and peak RSS. Target (issue 3): tail within 20% of pipe.
 
 Both run with `flush_interval = 0.1`: a tail never reaches EOF, so its last partial batch
 waits for the flusher's next tick (up to 1 s by default), where the pipe flushes at EOF at
@@ -27,6 +28,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import (  # noqa: E402
     PrivateRedis,
+    add_data_option,
+    diverse_day,
     logcount_cmd,
     million_lines,
     private_logcount,
@@ -92,21 +95,34 @@ def report(name: str, n: int, seconds: float, rss: int, lines: int, cpu: float) 
     return rate
 
 
+def compare(path: Path, n: int, skip_pipe: bool) -> None:
+    tail_rate = report("logcount tail --from-start (1 core)", n, *run_tail(path, n))
+    if skip_pipe:
+        return
+    pipe_rate = report("logcount pipe (1 core)", n, *run_pipe(path))
+    print(f"tail / pipe: {tail_rate / pipe_rate:.2f} (target: >= 0.80)")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--lines", type=int, default=1_000_000)
     ap.add_argument("--skip-pipe", action="store_true", help="time tail only")
+    add_data_option(ap)
     args = ap.parse_args()
     n = args.lines
     cpus = os.cpu_count() or 1
     os.sched_setaffinity(0, {cpus - 1})  # this poller stays off the measured core
-    path = million_lines(n)
-    print(f"input: {path} ({n:,} lines, {path.stat().st_size / 1e6:.0f} MB)")
-    tail_rate = report("logcount tail --from-start (1 core)", n, *run_tail(path, n))
-    if args.skip_pipe:
-        return
-    pipe_rate = report("logcount pipe (1 core)", n, *run_pipe(path))
-    print(f"tail / pipe: {tail_rate / pipe_rate:.2f} (target: >= 0.80)")
+    if args.data in ("both", "real"):
+        path = million_lines(n)
+        print(f"input: {path} ({n:,} real lines repeated, {path.stat().st_size / 1e6:.0f} MB)")
+        compare(path, n, args.skip_pipe)
+    if args.data in ("both", "diverse"):
+        path = diverse_day(n, args.seed)
+        print(
+            f"input: {path} ({n:,} lines as diverse as a busy day, "
+            f"{path.stat().st_size / 1e6:.0f} MB, seed {args.seed})"
+        )
+        compare(path, n, args.skip_pipe)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,9 @@
-"""Shared pieces of the benchmarks: a 1M-line input built from real logs, a private Redis."""
+"""Shared pieces of the benchmarks: a 1M-line input built from real logs or generated as
+diverse as a real day (bench/diverse.py), a private Redis."""
 
 from __future__ import annotations
 
+import argparse
 import os
 import re
 import socket
@@ -16,7 +18,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "bench" / "out"
-REAL = ROOT.parent / "shared" / "data" / "real" / "elastic_apache_logs.log"
+# The tests' variable names the real logs' directory (a worktree is not beside shared/)
+_REAL_DIR = os.environ.get("LOGCOUNT_REAL_DATA") or ROOT.parent / "shared" / "data" / "real"
+REAL = Path(_REAL_DIR) / "elastic_apache_logs.log"
 _STAMP = re.compile(rb"\[[^\]]+\]")
 
 
@@ -48,6 +52,27 @@ def million_lines(
             out.write(_STAMP.sub(stamp, source[i % len(source)], count=1) + b"\n")
     os.replace(tmp, path)
     return path
+
+
+DATA = ("both", "real", "diverse")
+
+
+def add_data_option(ap: argparse.ArgumentParser) -> None:
+    ap.add_argument(
+        "--data",
+        choices=DATA,
+        default="both",
+        help="real lines repeated (every cache hits), a generated diverse day, or both",
+    )
+    ap.add_argument("--seed", type=int, default=1, help="seed of the diverse day")
+
+
+def diverse_day(n: int, seed: int = 1) -> Path:
+    """n lines generated with bench/diverse.py's defaults (a busy day's cardinality:
+    ~65,000 client addresses in 200,000 lines), spread over 2015-05-17 like the real ones."""
+    from bench.diverse import Spec, diverse_lines
+
+    return diverse_lines(Spec(lines=n, seed=seed), OUT)
 
 
 def free_port() -> int:
