@@ -633,7 +633,8 @@ static int count_fields(Scanner *s, const Span *f) {
         bot = decide(&s->flag_bot, s->decide_bot, &f[s->agent_i]);
         if (bot < 0)
             return -1;
-        if (bot && count_key(s, &s->bots, &s->ctx, f, 1) < 0)
+        /* keyed by the agent too (agents' layout): bots are counted by their name */
+        if (bot && count_key(s, &s->bots, &s->agents, f, 1) < 0)
             return -1;
     }
     int excluded = bot && !s->count_bots;
@@ -1094,7 +1095,7 @@ static PyObject *Scanner_take(Scanner *s, PyObject *args) {
     parts[2] = unjoined(&s->shared, &s->agents_t, s->agents.n < 0 ? 0 : s->agents.n, cls);
     parts[3] = unjoined(&s->shared, &s->refs_t, s->refs.n < 0 ? 0 : s->refs.n, cls);
     parts[4] = unjoined(&s->shared, &s->visitors_t, s->visitors.n < 0 ? 0 : s->visitors.n, NULL);
-    parts[5] = unjoined(&s->shared, &s->bots, s->ctx.n, cls);
+    parts[5] = unjoined(&s->shared, &s->bots, s->agents.n < 0 ? 0 : s->agents.n, cls);
     parts[6] = unjoined(&s->shared, &s->ignored, s->ctx.n, cls);
     parts[7] = unjoined(&s->shared, &s->durations, s->ctx.n, (PyObject *)&PyDict_Type);
     parts[8] = sizes_dict(s);

@@ -81,7 +81,7 @@ class RawCounts:
     agents: Counter[tuple[bytes, ...]] = field(default_factory=Counter)  # agent_layout
     referrers: Counter[tuple[bytes, ...]] = field(default_factory=Counter)  # ref_layout
     visitors: set[tuple[bytes, ...]] = field(default_factory=set)  # vis_layout
-    bots: Counter[tuple[bytes, ...]] = field(default_factory=Counter)  # ctx_layout
+    bots: Counter[tuple[bytes, ...]] = field(default_factory=Counter)  # agent_layout
     ignored: Counter[tuple[bytes, ...]] = field(default_factory=Counter)  # ctx_layout
     durations: dict[tuple[bytes, ...], int] = field(default_factory=dict)  # ctx_layout
     malformed: int = 0
@@ -278,7 +278,7 @@ class LineCounter:
         if self._agent is not None:
             bots = self._flags(list(map(self._agent, matches)), self._bot, self._is_bot)
             if any(bots):
-                raw.bots.update(map(self._ctx, compress(matches, bots)))
+                raw.bots.update(map(self._agent_key, compress(matches, bots)))
                 if not self.count_bots:
                     excluded = bots
         if cl.ignore_ext and self._target is not None:
@@ -379,9 +379,9 @@ class Aggregator:
         cl = self.classifier
         self._simple_dim(raw.agents, "agent", cl.agent, hits, part=1)  # (bot, family)
         self._simple_dim(raw.referrers, "referrer", cl.referrer, hits)
-        for name, counter in (("bots", raw.bots), ("ignored", raw.ignored)):
-            for ctx, n in counter.items():
-                self._totals_of(totals, self._at(ctx))[name] += n
+        for ctx, n in raw.ignored.items():
+            self._totals_of(totals, self._at(ctx))["ignored"] += n
+        self._bots(raw, totals, hits)
         self._visitors(raw, delta)
         self._durations(raw, totals)
         self._malformed(raw, totals, delta)
@@ -465,6 +465,17 @@ class Aggregator:
                 per[member] = per.get(member, 0) + n
                 per_b = b[dim]
                 per_b[member] = per_b.get(member, 0) + nbytes
+
+    def _bots(self, raw: RawCounts, totals: Minutes, hits: Minutes) -> None:
+        """Bot lines (keyed by context and agent): the bots total, and per crawler name."""
+        nctx = len(self.counter.ctx_layout)
+        agent = self.classifier.agent
+        for key, n in raw.bots.items():
+            sm = self._at(key[:nctx])
+            self._totals_of(totals, sm)["bots"] += n
+            name = agent(key[nctx])[1]
+            per = hits.setdefault(sm, {}).setdefault("bot", {})
+            per[name] = per.get(name, 0) + n
 
     def _simple_dim(
         self,

@@ -36,6 +36,8 @@ AGENT_PREFIX = 512
 REFERRER_PREFIX = 1024
 NO_PATH = "-"  # a request line Apache could not read ("-" or garbage)
 DIRECT = "(direct)"
+BOT = "(bot)"  # a bot whose name is not known
+BOT_NAME_STRIP = " /;:,()[]-_+"
 OTHER_MEMBER = "(other)"  # as keys.OTHER: what a member is folded into
 INVALID = "(invalid)"  # a referrer host, site or object id past its cap
 CACHE_BYTES = 8 << 20  # keys held by one classifier cache, at most (bytes)
@@ -323,16 +325,50 @@ class CrawlerMatcher:
                         return True
         return self.regex is not None and self.regex.search(agent) is not None
 
+    def name(self, agent: str) -> str:
+        """The crawler an agent names: the text of a pattern it matches, the one that
+        starts first in the agent (then the longest: "YandexBot", not "yandex.com/bots"
+        further on), without punctuation around it; "(bot)" when that leaves nothing."""
+        agent = agent_prefix(agent)
+        grams = {agent[i : i + 3] for i in range(len(agent) - 2)} & self.by_prefix.keys()
+        found = [
+            (agent.find(text), -len(text), text)
+            for gram in grams
+            for text in self.by_prefix[gram]
+            if text in agent
+        ]
+        if self.regex is not None:
+            found += [(m.start(), -len(m[0]), m[0]) for m in self.regex.finditer(agent) if m[0]]
+        if not found:
+            return BOT
+        best = min(found)[2]
+        return truncate_utf8(best.strip(BOT_NAME_STRIP), MAX_FAMILY_BYTES) or BOT
 
-def _bot_matcher() -> Callable[[str], bool]:
+
+class _AskTheLibrary:
+    """crawler-user-agents' own is_crawler(), when its data is not as CrawlerMatcher
+    reads it: no names then."""
+
+    def __init__(self) -> None:
+        from crawleruseragents import is_crawler
+
+        self.is_crawler = is_crawler
+
+    def __call__(self, agent: str) -> bool:
+        return bool(self.is_crawler(agent_prefix(agent)))
+
+    def name(self, agent: str) -> str:
+        return BOT
+
+
+@functools.cache
+def _bot_matcher() -> CrawlerMatcher | _AskTheLibrary:
     try:
         from crawleruseragents import CRAWLER_USER_AGENTS_DATA
 
         return CrawlerMatcher([entry["pattern"] for entry in CRAWLER_USER_AGENTS_DATA])
     except (ImportError, KeyError, TypeError, re.error):  # the library changed: ask it
-        from crawleruseragents import is_crawler
-
-        return lambda agent: is_crawler(agent_prefix(agent))
+        return _AskTheLibrary()
 
 
 @functools.cache
@@ -360,6 +396,13 @@ def agent_prefix(agent: str) -> str:
     if len(raw) <= AGENT_PREFIX:
         return head
     return raw[:AGENT_PREFIX].decode("utf-8", "ignore")
+
+
+def bot_name(agent: str, family: Callable[[str], str] | None = None) -> str:
+    """A bot's name: ua-parser knows most crawlers (YandexBot, where the pattern that
+    caught it is "yandex.com/bots"), else the text of the crawler pattern it matches."""
+    found = (family or agent_family)(agent)
+    return found if found != "Other" else _bot_matcher().name(agent)
 
 
 def agent_family(agent: str) -> str:
@@ -505,7 +548,7 @@ class Classifier:
             return False, "(none)"
         text = agent_prefix(value.decode("utf-8", "backslashreplace"))
         if self._is_bot(text):
-            return True, "(bot)"
+            return True, bot_name(text, self._family)
         return False, self._family(text)
 
     def _family(self, text: str) -> str:

@@ -27,6 +27,7 @@ DIMENSIONS: dict[str, Dimension] = {
         Dimension("object", "the application object a path shows (see [routes])", visitors=True),
         Dimension("status", "the response status code", visitors=False),
         Dimension("method", "the request method; one not in RFC 9110 is (other)", visitors=False),
+        Dimension("bot", "the crawler's name, for the lines of bots", visitors=False),
         Dimension("referrer", "the referring host, (direct) without one", visitors=False),
         Dimension("agent", "the browser or crawler family of the user agent", visitors=False),
     )

@@ -74,7 +74,7 @@ class Counts:
         are folded, so that the many spellings of one browser add up first."""
         d = self.delta
         if family is not None and any(
-            k[1] == "agent" and len(m) > keep for k, m in d.members.items()
+            k[1] in ("agent", "bot") and len(m) > keep for k, m in d.members.items()
         ):
             families_of(d, family)
         for key, members in list(d.members.items()):
@@ -122,19 +122,20 @@ def _merge_into(table: dict[Any, VisitorSketch], key: Any, sketch: VisitorSketch
 
 
 def families_of(delta: Delta, family: Callable[[str], str] | None = None) -> None:
-    """Name the agent members a DayClassifier left unnamed (in place); agents of one family
-    add up."""
-    if family is None:
-        from logcount.classify import agent_family
+    """Name the agent and bot members a DayClassifier left unnamed (in place); agents of
+    one family, bots of one name, add up."""
+    from logcount.classify import agent_family, bot_name
 
-        family = agent_family
+    family = family or agent_family
+    name_of = {"agent": family, "bot": lambda text: bot_name(text, family)}
     for table in (delta.members, delta.member_bytes):
         for key, members in table.items():
-            if key[1] != "agent" or not any(m.startswith(RAW_AGENT) for m in members):
+            resolve = name_of.get(key[1])
+            if resolve is None or not any(m.startswith(RAW_AGENT) for m in members):
                 continue
             named: Counter[str] = Counter()
             for member, n in members.items():
-                named[family(member[1:]) if member.startswith(RAW_AGENT) else member] += n
+                named[resolve(member[1:]) if member.startswith(RAW_AGENT) else member] += n
             table[key] = named
 
 

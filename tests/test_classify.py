@@ -116,16 +116,21 @@ def test_path_of_uri_and_query() -> None:
 
 # --- agents, referrers, extensions ------------------------------------------------------
 
-CRAWLERS = [
-    b"Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)",
-    b"Mozilla/5.0 (compatible; bingbot/2.0; +http://www.bing.com/bingbot.htm)",
-    b"Mozilla/5.0 (compatible; YandexBot/3.0; +http://yandex.com/bots)",
-    b"Mozilla/5.0 (compatible; Baiduspider/2.0; +http://www.baidu.com/search/spider.html)",
-    b"facebookexternalhit/1.1 (+http://www.facebook.com/externalhit_uatext.php)",
-    b"Mozilla/5.0 (compatible; AhrefsBot/7.0; +http://ahrefs.com/robot/)",
+CRAWLERS = {
+    b"Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)": "Googlebot",
+    b"Mozilla/5.0 (compatible; bingbot/2.0; +http://www.bing.com/bingbot.htm)": "bingbot",
+    b"Mozilla/5.0 (compatible; YandexBot/3.0; +http://yandex.com/bots)": "YandexBot",
+    b"Mozilla/5.0 (compatible; Baiduspider/2.0; +http://www.baidu.com/search/spider.html)": (
+        "Baiduspider"
+    ),
+    b"facebookexternalhit/1.1 (+http://www.facebook.com/externalhit_uatext.php)": "FacebookBot",
+    b"Mozilla/5.0 (compatible; AhrefsBot/7.0; +http://ahrefs.com/robot/)": "AhrefsBot",
     b"Mozilla/5.0 AppleWebKit/537.36 (KHTML, like Gecko; compatible; GPTBot/1.0; "
-    b"+https://openai.com/gptbot)",
-]
+    b"+https://openai.com/gptbot)": "GPTBot",
+    b"Mozilla/5.0 (Linux; Android 6.0.1; Nexus 5X Build/MMB29P) AppleWebKit/537.36 (KHTML, "
+    b"like Gecko) Chrome/120.0 Mobile Safari/537.36 (compatible; Googlebot/2.1; "
+    b"+http://www.google.com/bot.html)": "Googlebot",
+}
 BROWSERS = {
     b"Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) "
     b"Chrome/120.0.0.0 Safari/537.36": "Chrome",
@@ -139,9 +144,18 @@ BROWSERS = {
 }
 
 
-@pytest.mark.parametrize("agent", CRAWLERS)
-def test_crawlers_are_bots(agent: bytes) -> None:
-    assert classifier().agent(agent) == (True, "(bot)")
+@pytest.mark.parametrize(("agent", "name"), CRAWLERS.items())
+def test_crawlers_are_bots_by_name(agent: bytes, name: str) -> None:
+    assert classifier().agent(agent) == (True, name)
+
+
+def test_a_crawler_ua_parser_does_not_know_is_named_by_its_pattern() -> None:
+    from logcount.classify import CrawlerMatcher
+
+    matcher = CrawlerMatcher(["zzbot", "Zz[a-z]+Crawler", "zzbot/x"])
+    assert matcher.name("Mozilla/5.0 (compatible; zzbot/x.1)") == "zzbot/x"  # the longest
+    assert matcher.name("ZzfooCrawler and zzbot") == "ZzfooCrawler"  # the first
+    assert matcher.name("no crawler here") == "(bot)"
 
 
 @pytest.mark.parametrize(("agent", "family"), BROWSERS.items())

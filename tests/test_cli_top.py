@@ -187,6 +187,8 @@ EXPECTED_BY = {
     "status": [["200", 10], ["404", 2], ["500", 1]],
     "referrer": [["(direct)", 10], ["news.example.org", 3]],
     "agent": [["Firefox", 11], ["Chrome", 2]],
+    "method": [["GET", 13]],
+    "bot": [["Googlebot", 2]],
 }
 
 

@@ -22,12 +22,14 @@ from logcount.classify import (
     MAX_PATH_BYTES,
     MAX_SITE_BYTES,
     Classifier,
+    _bot_matcher,
     _family_parser,
     agent_family,
     referrer_host,
 )
 from logcount.config import Config, config_from_dict
 from logcount.delta import Delta
+from logcount.dimensions import DIMENSIONS
 from logcount.errors import ConfigError
 from logcount.parse import compile_format, unescape
 
@@ -41,7 +43,13 @@ CAPS = {
     "agent": MAX_FAMILY_BYTES,
     "object": MAX_OBJECT_BYTES,
     "status": 3,
+    "method": len("(other)"),
+    "bot": MAX_FAMILY_BYTES,
 }
+
+
+def test_every_dimension_has_its_cap() -> None:
+    assert set(CAPS) == set(DIMENSIONS)
 
 
 def long_agent(i: int) -> bytes:
@@ -70,10 +78,11 @@ def real_agents(real_data: Path) -> list[bytes]:
 def full_answer(raw: bytes) -> tuple[bool, str]:
     """What the libraries say about the whole agent, unbounded."""
     text = unescape(raw).decode("utf-8", "backslashreplace")
-    if is_crawler(text):
-        return True, "(bot)"
     ua = _family_parser().parse_user_agent(text)
-    return False, ua.family if ua is not None else "Other"
+    family = ua.family if ua is not None else "Other"
+    if is_crawler(text):
+        return True, family if family != "Other" else _bot_matcher().name(text)
+    return False, family
 
 
 def test_distinct_long_agents_cost_a_bounded_time_and_real_ones_keep_their_answer(
@@ -99,7 +108,7 @@ def test_an_agent_is_decided_on_its_prefix() -> None:
     assert cl.agent(padded) == (False, "Chrome")
     # A crawler's mark past the prefix is not seen: the agent is the browser it starts as.
     assert cl.agent(padded + b" Googlebot/2.1") == (False, "Chrome")
-    assert cl.agent(b"Googlebot/2.1 " + b"x" * 8000) == (True, "(bot)")
+    assert cl.agent(b"Googlebot/2.1 " + b"x" * 8000) == (True, "Googlebot")
     # Apache's \xhh escapes count as the one byte they stand for.
     assert cl.agent(CHROME.encode() + b" " + b"\\xff" * 4000) == (False, "Chrome")
 
