@@ -416,7 +416,7 @@ def build_top(
         },
         "site": site,
         "by": by,
-        "total": {name: totals.get(name, 0) for name in TOTAL_FIELDS},
+        "total": {name: totals.get(name, 0) for name in (*TOTAL_FIELDS, *STATUS_FIELDS)},
         "rows": rows,
         "status": {name: totals.get(name, 0) for name in STATUS_FIELDS},
         "rate": totals.get("rate", 0),

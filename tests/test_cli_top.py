@@ -172,7 +172,14 @@ def test_top_json_of_a_live_day(loaded: Loaded) -> None:
         },
         "site": "test",
         "by": "path",
-        "total": {"hits": 6, "bytes": 3500, "visitors": 4, "bots": 2, "malformed": 0},
+        "total": {
+            "hits": 6,
+            "bytes": 3500,
+            "visitors": 4,
+            "bots": 2,
+            "malformed": 0,
+            **{"s1xx": 0, "s2xx": 5, "s3xx": 0, "s4xx": 0, "s5xx": 1},
+        },
         "rows": [
             {"key": "/about", "hits": 3, "bytes": 1500, "visitors": None},
             {"key": "/press/42/", "hits": 2, "bytes": 2000, "visitors": None},
@@ -225,7 +232,14 @@ def test_a_window_of_rolled_days_plus_today(rolled: Loaded, by: str) -> None:
 def test_store_only_and_live_only_windows_say_so(rolled: Loaded) -> None:
     store = json.loads(rolled.run("top", "-w", f"{ROLLED[0]}..{ROLLED[1]}", "-f", "json").output)
     assert store["window"]["source"] == "store"
-    assert store["total"] == {"hits": 7, "bytes": 5700, "visitors": 3, "bots": 0, "malformed": 0}
+    assert store["total"] == {
+        "hits": 7,
+        "bytes": 5700,
+        "visitors": 3,
+        "bots": 0,
+        "malformed": 0,
+        **{"s1xx": 0, "s2xx": 5, "s3xx": 0, "s4xx": 2, "s5xx": 0},
+    }
     assert store["rows"][0] == {"key": "/press/42/", "hits": 3, "bytes": 3000, "visitors": 3}
     live = json.loads(rolled.run("top", "-w", "5m", "-f", "json").output)
     assert live["window"]["source"] == "live"
