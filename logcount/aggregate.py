@@ -430,6 +430,7 @@ class Aggregator:
             "path": path,
             "status": status,
             "method": method_of(fields),
+            "status_path": f"{status} {path}",
             "object": self.classifier.object_of(path),
         }
         found = (status_class(status), tuple((d, m) for d, m in members.items() if m is not None))

@@ -15,6 +15,7 @@ from typing import Any
 from logcount import keys
 from logcount.config import Config, load_config
 from logcount.dimensions import DIMENSION_NAMES
+from logcount.drill import status_filter
 from logcount.errors import LogcountError, RedisUnavailable, StoreError
 from logcount.report import (
     Window,
@@ -112,16 +113,20 @@ class Counts:
         site: str | None = None,
         since: str | datetime | None = None,
         until: str | datetime | None = None,
+        status: str | None = None,
     ) -> dict[str, Any]:
         """The full report (JSON shape of `logcount top --format json`, plus the table's
-        extras: status classes, rate per minute and each row's trend)."""
+        extras: status classes, rate per minute and each row's trend). With `status`
+        ("404", or a class "4xx"; `by` path), the paths of that status."""
         if by not in DIMENSION_NAMES:
             raise WindowError(f"unknown dimension {by!r} (use {', '.join(DIMENSION_NAMES)})")
+        if status is not None:
+            status = status_filter(status, by)
         win = self.window(window, since, until)
         now = self.now()
         # Only past whole days can come from the store: `today` never imports SQLAlchemy.
         store = self.store if win.gran == "day" and win.start.date() < now.date() else None
-        return build_top(self.redis, store, site or self.site, win, by, limit, now)
+        return build_top(self.redis, store, site or self.site, win, by, limit, now, status)
 
     def recent(self, limit: int = 20, site: str | None = None) -> list[dict[str, Any]]:
         """The last requests (time, path, status, bytes, agent, bot), newest first."""

@@ -191,6 +191,11 @@ def window_options(fn: Callable[..., Any]) -> Callable[..., Any]:
 )
 @click.option("--until", metavar="DATETIME", help="End of the window (default: now).")
 @click.option("--by", "-b", type=DIMENSION, default="path", show_default=True)
+@click.option(
+    "--status",
+    metavar="CODE|CLASS",
+    help="With --by path: the paths of one status (404) or class (4xx).",
+)
 @click.option("--limit", "-n", type=click.IntRange(1, 10_000), default=20, show_default=True)
 @click.option("--format", "-f", "fmt", type=FORMATS, default="table", show_default=True)
 @click.option(
@@ -212,6 +217,7 @@ def top(
     since: str | None,
     until: str | None,
     by: str,
+    status: str | None,
     limit: int,
     fmt: str,
     watch: float | None,
@@ -238,6 +244,7 @@ def top(
                 since=since,
                 until=until,
                 recent=recent,
+                status=status,
             )
         )
     # To a terminal, CSV and JSON are escaped like a table; elsewhere they hold the exact
@@ -252,7 +259,9 @@ def top(
         else:
             emit(recent_table(site or counts.site, items, width, terminal))
         return
-    report = counts.report(window=window, by=by, limit=limit, site=site, since=since, until=until)
+    report = counts.report(
+        window=window, by=by, limit=limit, site=site, since=since, until=until, status=status
+    )
     if fmt == "json":
         emit(top_json(report, terminal) + "\n")
     elif fmt == "csv":

@@ -18,6 +18,7 @@ class Dimension:
     name: str
     member: str  # what one member is, for --help and the README
     visitors: bool  # distinct visitors kept per member (live and in the store)
+    listed: bool = True  # a --by choice (a hidden one serves another report)
 
 
 DIMENSIONS: dict[str, Dimension] = {
@@ -28,11 +29,13 @@ DIMENSIONS: dict[str, Dimension] = {
         Dimension("status", "the response status code", visitors=False),
         Dimension("method", "the request method; one not in RFC 9110 is (other)", visitors=False),
         Dimension("bot", "the crawler's name, for the lines of bots", visitors=False),
+        # "404 /missing": the paths of one status, for `top --by path --status 404`
+        Dimension("status_path", "a status and a path", visitors=False, listed=False),
         Dimension("referrer", "the referring host, (direct) without one", visitors=False),
         Dimension("agent", "the browser or crawler family of the user agent", visitors=False),
     )
 }
-DIMENSION_NAMES = tuple(DIMENSIONS)
+DIMENSION_NAMES = tuple(name for name, d in DIMENSIONS.items() if d.listed)
 
 
 @dataclass(frozen=True)

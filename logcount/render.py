@@ -111,6 +111,8 @@ def sparkline(values: list[int], width: int = SPARK_WIDTH) -> str:
 
 def top_json(report: dict[str, Any], terminal: bool = False) -> str:
     shown = {k: report[k] for k in TOP_JSON_KEYS}
+    if report.get("status_filter"):
+        shown["status_filter"] = report["status_filter"]
     shown["rows"] = [{k: row[k] for k in ROW_JSON_KEYS} for row in report["rows"]]
     return dump_json(shown, terminal)
 
@@ -137,6 +139,11 @@ def _when(iso: str) -> str:
     return f"{iso[:10]} {iso[11:16]}"
 
 
+def _status_note(report: dict[str, Any]) -> str:
+    status = report.get("status_filter")
+    return f" (status {status})" if status else ""
+
+
 def top_header(report: dict[str, Any], rate_note: str = "") -> str:
     """Three lines: the window, the totals, then the error rate and the current rate
     (hits in the last full minute)."""
@@ -149,7 +156,7 @@ def top_header(report: dict[str, Any], rate_note: str = "") -> str:
     spec = report.get("spec", "")
     return (
         f"{safe_text(spec)}: {_when(w['start'])} .. {_when(w['end'])} ({w['source']})  "
-        f"site {safe_text(report['site'])}  by {report['by']}\n"
+        f"site {safe_text(report['site'])}  by {report['by']}{_status_note(report)}\n"
         f"hits {hits:,}  visitors {total['visitors']:,}  bytes {human_bytes(total['bytes'])}"
         f"  bots {total['bots']:,}  malformed {total['malformed']:,}\n"
         f"errors 4xx {e4:.1f}%  5xx {e5:.1f}%  rate {report.get('rate', 0):,}/min{rate_note}"

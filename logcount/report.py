@@ -20,7 +20,7 @@ from datetime import date, datetime, timedelta, tzinfo
 from functools import wraps
 from typing import Any
 
-from logcount import keys
+from logcount import drill, keys
 from logcount.config import Config
 from logcount.dimensions import GRANULARITIES, GRANULARITY_NAMES, MAX_DAYS
 from logcount.errors import LogcountError, RedisUnavailable
@@ -373,11 +373,26 @@ def store_days_of(store: Any, site: str, window: Window, by: str, today: date) -
     return sorted(store.rolled_days(site, past))
 
 
+# A drill-down ranks every member of its status, then folds them into paths.
+DRILL_ROWS = 1_000_000
+
+
 def build_top(
-    client: Any, store: Any, site: str, window: Window, by: str, limit: int, now: datetime
+    client: Any,
+    store: Any,
+    site: str,
+    window: Window,
+    by: str,
+    limit: int,
+    now: datetime,
+    status: str | None = None,
 ) -> dict[str, Any]:
-    """The `top` report of one window in the documented JSON shape (plus table extras)."""
-    store_days = store_days_of(store, site, window, by, now.date())
+    """The `top` report of one window in the documented JSON shape (plus table extras);
+    with `status` (checked by drill.status_filter), the paths of that status or class."""
+    dim = drill.DIM if status else by
+    fetch = DRILL_ROWS if status else limit
+    like = drill.member_like(status) if status else None
+    store_days = store_days_of(store, site, window, dim, now.date())
     rolled = {d.strftime("%Y%m%d") for d in store_days}
     live_labels = tuple(lbl for lbl in window.labels if lbl[:8] not in rolled)
     source = "live" if not store_days else ("both" if live_labels else "store")
@@ -394,21 +409,24 @@ def build_top(
             # Mixed windows rank in Redis: the store's leading rows join the live buckets in
             # a scratch sorted set. A key outside the store's first `wanted` rows would miss
             # its stored hits; 50x the limit makes that a key far below the cut.
-            wanted = limit if source == "store" else max(limit * 50, 1000)
-            stored_rows = list(store.top_rows(site, store_days, by, wanted))
+            wanted = fetch if source == "store" else max(fetch * 50, 1000)
+            stored_rows = list(store.top_rows(site, store_days, dim, wanted, like))
         if source == "store":
             rows = [_row(r) for r in stored_rows]
         else:
-            rows = ranked_rows(client, site, window.gran, live_labels, by, limit, stored_rows)
-        members = [r["key"] for r in rows]
+            rows = ranked_rows(client, site, window.gran, live_labels, dim, fetch, stored_rows)
+        parts = drill.fold(rows, status, limit) if status else {}
+        members = [m for ms in parts.values() for m in ms] if status else [r["key"] for r in rows]
         live_spark = tuple(lbl for lbl in spark_labels if lbl[:8] not in rolled)
-        series = member_series(client, site, by, spark_gran, live_spark, members)
-    trend = _trends(store, site, by, members, spark_labels, live_spark, store_days, series)
+        series = member_series(client, site, dim, spark_gran, live_spark, members)
+    trend = _trends(store, site, dim, members, spark_labels, live_spark, store_days, series)
+    if status:
+        trend = drill.fold_trends(trend, parts)
     if not any(any(values) for values in trend.values()):
-        trend = {m: [] for m in members}  # buckets expired: no trend rather than a flat one
+        trend = {r["key"]: [] for r in rows}  # buckets expired: no trend rather than flat
     for row in rows:
         row["trend"] = trend[row["key"]]
-    return {
+    report = {
         "window": {
             "start": window.start.isoformat(timespec="seconds"),
             "end": window.end.isoformat(timespec="seconds"),
@@ -422,6 +440,9 @@ def build_top(
         "rate": totals.get("rate", 0),
         "spec": window.spec,
     }
+    if status:
+        report["status_filter"] = status
+    return report
 
 
 def _row(r: dict[str, Any]) -> dict[str, Any]:

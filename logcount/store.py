@@ -352,9 +352,10 @@ class Store:
         return union.count()
 
     def top_rows(
-        self, site: str, days: Sequence[date], by: str, limit: int
+        self, site: str, days: Sequence[date], by: str, limit: int, like: str | None = None
     ) -> list[dict[str, Any]]:
-        """Ranked rows of one dimension; visitors None where not tracked (status, ...)."""
+        """Ranked rows of one dimension (members matching the LIKE pattern `like`, when
+        given); visitors None where not tracked (status, ...)."""
         day_list = list(days)
         if by in VISITOR_TABLES:
             t = VISITOR_TABLES[by]
@@ -366,6 +367,8 @@ class Store:
             key = t.c.member
             visitors = sa.null()
             where = [t.c.site == site, t.c.day.in_(day_list), t.c.dim == by]
+            if like is not None:
+                where.append(t.c.member.like(like))
         else:
             raise StoreError(f"unknown dimension {by!r}")
         hits = sa.func.sum(t.c.hits)

@@ -65,6 +65,7 @@ def render_frame(
         site=site,
         since=options["since"],
         until=options["until"],
+        status=options.get("status"),
     )
     rate = meter.update(today_hits(counts, site), time.monotonic())
     note = "" if rate is None else f"  since last redraw {rate:,.1f}/s"

@@ -540,3 +540,63 @@ def test_real_log_both_sources_equal_live_only(
         ], by
         # Sparklines too: every dimension is kept per day in the store.
         assert [r["trend"] for r in mixed["rows"]] == [r["trend"] for r in alone["rows"]], by
+
+
+# --- drill-down: the paths of one status ---------------------------------------------------
+
+
+def test_paths_of_a_status_and_a_class_live_and_from_the_store(
+    loaded: Loaded, tmp_path: Path
+) -> None:
+    day = date(2020, 8, 3)
+    spec = [("/gone", 404, 3), ("/old", 410, 2), ("/gone", 410, 1), ("/ok", 200, 5)]
+    spec += [("/boom", 500, 2), ("/busy", 503, 1), ("/gone", 200, 1)]
+    text = "".join(
+        line(at(day, 9, i % 60), path, status=code, size=10)
+        for i, (path, code, n) in enumerate(spec * 1)
+        for _ in range(n)
+    )
+    expected = {
+        "404": [["/gone", 3, 30]],
+        "4xx": [["/gone", 4, 40], ["/old", 2, 20]],
+        "5XX": [["/boom", 2, 20], ["/busy", 1, 10]],
+        "200": [["/ok", 5, 50], ["/gone", 1, 10]],
+        "302": [],
+    }
+
+    def drill(status: str) -> tuple[str, list[list[Any]]]:
+        args = ["top", "-w", "2020-08-03", "--by", "path", "--status", status, "-f", "json"]
+        result = loaded.run(*args)
+        assert result.exit_code == 0, result.output
+        report = json.loads(result.output)
+        assert report["status_filter"] == status.lower()
+        assert report["total"]["hits"] == 15  # the window's totals, all statuses
+        rows = [[r["key"], r["hits"], r["bytes"]] for r in report["rows"]]
+        return report["window"]["source"], rows
+
+    feed(loaded.config, text)
+    for status, rows in expected.items():
+        assert drill(status) == ("live", rows), status
+    log = tmp_path / "statuses.log"
+    log.write_text(text)
+    rollup(loaded.config, [str(log)], [], jobs=1, warn=lambda m: None)
+    for status, rows in expected.items():
+        assert drill(status) == ("store", rows), status
+    table = loaded.run("top", "-w", "2020-08-03", "--status", "4xx").output
+    assert "by path (status 4xx)" in table.splitlines()[0]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--status", "40"], "Error: --status '40': give a status (404) or a class (4xx)\n"),
+        (["--status", "6xx"], "Error: --status '6xx': give a status (404) or a class (4xx)\n"),
+        (
+            ["--by", "agent", "--status", "404"],
+            "Error: --status lists the paths of a status: use it with --by path\n",
+        ),
+    ],
+)
+def test_a_bad_status_is_one_line(loaded: Loaded, args: list[str], message: str) -> None:
+    result = loaded.run("top", *args)
+    assert (result.exit_code, result.output) == (2, message)

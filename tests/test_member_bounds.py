@@ -45,6 +45,7 @@ CAPS = {
     "status": 3,
     "method": len("(other)"),
     "bot": MAX_FAMILY_BYTES,
+    "status_path": 4 + MAX_PATH_BYTES,
 }
 
 
@@ -171,7 +172,7 @@ def test_a_flood_of_long_referrers_and_agents_makes_bounded_members() -> None:
             assert len(member.encode()) <= CAPS[dim], (dim, member[:40])
             size += len(member.encode())
     assert delta.members[("default", "referrer", "day", "20150517")] == {INVALID: 20_000}
-    assert size < 1_000_000, f"{size:,} bytes of members"
+    assert size < 1_500_000, f"{size:,} bytes of members"  # its 8 KB fields: 960 MB
 
 
 def test_the_aggregator_holds_long_requests_within_a_byte_budget() -> None:
