@@ -378,6 +378,7 @@ class Aggregator:
         self._hits(raw, totals, hits, sizes)
         cl = self.classifier
         self._simple_dim(raw.agents, "agent", cl.agent, hits, part=1)  # (bot, family)
+        self._simple_dim(raw.agents, "os", cl.os, hits)
         self._simple_dim(raw.referrers, "referrer", cl.referrer, hits)
         for ctx, n in raw.ignored.items():
             self._totals_of(totals, self._at(ctx))["ignored"] += n

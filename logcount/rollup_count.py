@@ -43,7 +43,8 @@ FIRST_YEAR, LAST_YEAR = 1970, 9999  # a day outside these years makes its line m
 
 class DayClassifier(Classifier):
     """The live Classifier, also reading day-only timestamps; undated lines get the file's
-    day; agents left unnamed (RAW_AGENT + text) for the parent to name."""
+    day; agents (their family, name or system) left unnamed (RAW_AGENT + text) for the
+    parent to name."""
 
     fallback: Buckets | None = None
 
@@ -67,6 +68,9 @@ class DayClassifier(Classifier):
         return self.fallback or super().now_buckets()
 
     def _family(self, text: str) -> str:
+        return RAW_AGENT + text
+
+    def _os_family(self, text: str) -> str:
         return RAW_AGENT + text
 
 

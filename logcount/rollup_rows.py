@@ -74,7 +74,7 @@ class Counts:
         are folded, so that the many spellings of one browser add up first."""
         d = self.delta
         if family is not None and any(
-            k[1] in ("agent", "bot") and len(m) > keep for k, m in d.members.items()
+            k[1] in ("agent", "bot", "os") and len(m) > keep for k, m in d.members.items()
         ):
             families_of(d, family)
         for key, members in list(d.members.items()):
@@ -122,12 +122,12 @@ def _merge_into(table: dict[Any, VisitorSketch], key: Any, sketch: VisitorSketch
 
 
 def families_of(delta: Delta, family: Callable[[str], str] | None = None) -> None:
-    """Name the agent and bot members a DayClassifier left unnamed (in place); agents of
-    one family, bots of one name, add up."""
-    from logcount.classify import agent_family, bot_name
+    """Name the agent, bot and os members a DayClassifier left unnamed (in place); agents
+    of one family, bots of one name, systems of one name, add up."""
+    from logcount.classify import agent_family, bot_name, os_family
 
     family = family or agent_family
-    name_of = {"agent": family, "bot": lambda text: bot_name(text, family)}
+    name_of = {"agent": family, "bot": lambda text: bot_name(text, family), "os": os_family}
     for table in (delta.members, delta.member_bytes):
         for key, members in table.items():
             resolve = name_of.get(key[1])

@@ -196,6 +196,7 @@ EXPECTED_BY = {
     "agent": [["Firefox", 11], ["Chrome", 2]],
     "method": [["GET", 13]],
     "bot": [["Googlebot", 2]],
+    "os": [["Linux", 11], ["Windows", 2]],
 }
 
 

@@ -45,6 +45,7 @@ CAPS = {
     "status": 3,
     "method": len("(other)"),
     "bot": MAX_FAMILY_BYTES,
+    "os": MAX_FAMILY_BYTES,
     "status_path": 4 + MAX_PATH_BYTES,
 }
 

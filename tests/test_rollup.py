@@ -77,6 +77,7 @@ class DayExpect:
     malformed: int = 0
     bytes: int = 0
     visitors: set[tuple[str, str]] = field(default_factory=set)
+    classes: Counter[str] = field(default_factory=Counter)  # s2xx, ... of the hits
     paths: Counter[str] = field(default_factory=Counter)
     path_bytes: Counter[str] = field(default_factory=Counter)
     objects: Counter[str] = field(default_factory=Counter)
@@ -176,6 +177,7 @@ def expect(files: dict[date, list[Line]]) -> dict[date, DayExpect]:
             e.visitors.add(visitor)  # visitors of counted hits
             e.hits += 1
             e.bytes += ln.size or 0
+            e.classes[f"s{str(ln.status)[0]}xx"] += 1
             e.paths[ln.path] += 1
             e.path_bytes[ln.path] += ln.size or 0
             e.path_visitors.setdefault(ln.path, set()).add(visitor)
@@ -196,7 +198,7 @@ def merge_expect(*parts: dict[date, DayExpect]) -> dict[date, DayExpect]:
             m.malformed += e.malformed
             m.bytes += e.bytes
             m.visitors |= e.visitors
-            for name in ("paths", "path_bytes", "objects", "object_bytes"):
+            for name in ("classes", "paths", "path_bytes", "objects", "object_bytes"):
                 getattr(m, name).update(getattr(e, name))
             for name in ("path_visitors", "object_visitors"):
                 for key, seen in getattr(e, name).items():
@@ -256,6 +258,7 @@ def check_day(env: dict[str, str], day: date, e: DayExpect) -> None:
             "visitors": len(e.visitors),
             "bots": e.bots,
             "malformed": e.malformed,
+            **{f"s{c}xx": e.classes[f"s{c}xx"] for c in "12345"},
         }
         rows = sorted(
             ({k: r[k] for k in ("key", "hits", "bytes", "visitors")} for r in report["rows"]),

@@ -66,6 +66,7 @@ def test_numbers_and_dates_no_store_holds_make_their_line_malformed(
         "visitors": 1,
         "bots": 0,
         "malformed": bad,
+        **{"s1xx": 0, "s2xx": 3, "s3xx": 0, "s4xx": 0, "s5xx": 0},
     }
     assert sorted((r["key"], r["hits"]) for r in report["rows"]) == [
         ("/a", 1),
