@@ -221,7 +221,7 @@ typedef struct {
     int nelems;
     PyObject *plan; /* keeps the literal bytes alive */
     int nfields;
-    Layout ctx, hits_l, agents, refs, visitors;
+    Layout ctx, hits_l, agents, refs, visitors, clients;
     /* agents_from[j]: where the j-th field of an agents key sits in a visitors key, when
        every one does (-1 in [0] otherwise): the agent counts are then summed from the
        visitors table at take() instead of counted line by line (one table less a line) */
@@ -231,7 +231,7 @@ typedef struct {
     PyObject *decide_bot, *decide_ignore; /* callables bytes -> bool */
     Table flag_bot, flag_ignore;          /* the decisions so far (value 0/1) */
     /* what take() hands over: joined key -> count (a sum for durations and sizes) */
-    Table hits, agents_t, refs_t, visitors_t, bots, ignored, durations;
+    Table hits, agents_t, refs_t, visitors_t, bots, ignored, durations, clients_t;
     /* hit key -> the sum of its lines' %b, so that a size is no part of a key (random
        sizes made nearly every line a key of its own); sums that would pass a long long
        go on in big_sizes (joined key bytes -> int) */
@@ -657,6 +657,8 @@ static int count_fields(Scanner *s, const Span *f) {
         return -1;
     if (s->refs.n >= 0 && count_key(s, &s->refs_t, &s->refs, f, 1) < 0)
         return -1;
+    if (s->clients.n >= 0 && count_key(s, &s->clients_t, &s->clients, f, 1) < 0)
+        return -1;
     if (s->visitors.n >= 0 && count_key(s, &s->visitors_t, &s->visitors, f, 1) < 0)
         return -1;
     if (s->dur_i >= 0) {
@@ -671,7 +673,7 @@ static int count_fields(Scanner *s, const Span *f) {
 
 #define EACH_COUNT_TABLE(s, X)                                                                 \
     X(&(s)->hits) X(&(s)->agents_t) X(&(s)->refs_t) X(&(s)->visitors_t) X(&(s)->bots)           \
-        X(&(s)->ignored) X(&(s)->durations) X(&(s)->sizes)
+        X(&(s)->ignored) X(&(s)->durations) X(&(s)->sizes) X(&(s)->clients_t)
 
 static void fresh(Scanner *s) {
 #define CLEAR(t) table_clear(t);
@@ -753,14 +755,15 @@ static int Scanner_init(Scanner *s, PyObject *args, PyObject *kw) {
     static char *names[] = {"plan",         "nfields",   "ctx",         "hits",
                             "agents",       "referrers", "visitors",    "agent",
                             "target",       "duration",  "recent_size", "decide_bot",
-                            "decide_ignore", "count_bots", "ignore",    "size", NULL};
-    PyObject *plan, *ctx, *hits, *agents, *refs, *vis, *bot_fn, *ign_fn;
+                            "decide_ignore", "count_bots", "ignore",    "size",
+                            "clients",      NULL};
+    PyObject *plan, *ctx, *hits, *agents, *refs, *vis, *bot_fn, *ign_fn, *clients = Py_None;
     int count_bots, ignore_on;
     s->size_i = -1;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "OiOOOOOiiinOOpp|i", names, &plan, &s->nfields,
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OiOOOOOiiinOOpp|iO", names, &plan, &s->nfields,
                                      &ctx, &hits, &agents, &refs, &vis, &s->agent_i,
                                      &s->target_i, &s->dur_i, &s->recent_size, &bot_fn, &ign_fn,
-                                     &count_bots, &ignore_on, &s->size_i))
+                                     &count_bots, &ignore_on, &s->size_i, &clients))
         return -1;
     if (s->nfields < 0 || s->nfields >= MAX_FIELDS || s->elems != NULL) {
         PyErr_SetString(PyExc_ValueError, "bad field count (or init called twice)");
@@ -770,7 +773,8 @@ static int Scanner_init(Scanner *s, PyObject *args, PyObject *kw) {
         layout_from(hits, &s->hits_l, s->nfields) < 0 ||
         layout_from(agents, &s->agents, s->nfields) < 0 ||
         layout_from(refs, &s->refs, s->nfields) < 0 ||
-        layout_from(vis, &s->visitors, s->nfields) < 0)
+        layout_from(vis, &s->visitors, s->nfields) < 0 ||
+        layout_from(clients, &s->clients, s->nfields) < 0)
         return -1;
     if (s->ctx.n < 0 || s->hits_l.n < 0 || s->agent_i > s->nfields || s->target_i > s->nfields ||
         s->dur_i > s->nfields || s->size_i > s->nfields) {
@@ -1087,7 +1091,7 @@ static PyObject *Scanner_take(Scanner *s, PyObject *args) {
     int with_recent;
     if (!PyArg_ParseTuple(args, "Op", &cls, &with_recent))
         return NULL;
-    PyObject *parts[10] = {NULL}, *out = NULL;
+    PyObject *parts[11] = {NULL}, *out = NULL;
     parts[0] = PyLong_FromLongLong(s->lines);
     parts[1] = unjoined(&s->shared, &s->hits, s->hits_l.n, cls);
     if (s->agents_from[0] >= 0 && agents_from_visitors(s) < 0)
@@ -1099,21 +1103,22 @@ static PyObject *Scanner_take(Scanner *s, PyObject *args) {
     parts[6] = unjoined(&s->shared, &s->ignored, s->ctx.n, cls);
     parts[7] = unjoined(&s->shared, &s->durations, s->ctx.n, (PyObject *)&PyDict_Type);
     parts[8] = sizes_dict(s);
-    parts[9] = with_recent ? recent_list(s) : PyList_New(0);
-    for (int i = 0; i < 10; i++)
+    parts[9] = unjoined(&s->shared, &s->clients_t, s->clients.n < 0 ? 0 : s->clients.n, cls);
+    parts[10] = with_recent ? recent_list(s) : PyList_New(0);
+    for (int i = 0; i < 11; i++)
         if (parts[i] == NULL)
             goto done;
-    out = PyTuple_New(10);
+    out = PyTuple_New(11);
     if (out == NULL)
         goto done;
-    for (int i = 0; i < 10; i++) {
+    for (int i = 0; i < 11; i++) {
         PyTuple_SET_ITEM(out, i, parts[i]);
         parts[i] = NULL;
     }
     fresh(s);
 done:
     release_shared(&s->shared);
-    for (int i = 0; i < 10; i++)
+    for (int i = 0; i < 11; i++)
         Py_XDECREF(parts[i]);
     return out;
 }
@@ -1123,9 +1128,10 @@ static PyObject *Scanner_pending(Scanner *s, PyObject *Py_UNUSED(ignored)) {
        memory, so the readers classify by bytes as well as by lines and keys. */
     size_t held = s->hits.arena_len + s->agents_t.arena_len + s->refs_t.arena_len +
                   s->visitors_t.arena_len + s->bots.arena_len + s->ignored.arena_len +
-                  s->durations.arena_len + s->sizes.arena_len;
+                  s->durations.arena_len + s->sizes.arena_len + s->clients_t.arena_len;
     return Py_BuildValue("Lnn", s->lines,
-                         (Py_ssize_t)(s->hits.used + s->visitors_t.used + s->refs_t.used),
+                         (Py_ssize_t)(s->hits.used + s->visitors_t.used + s->refs_t.used +
+                                      s->clients_t.used),
                          (Py_ssize_t)held);
 }
 

@@ -80,6 +80,7 @@ class RawCounts:
     sizes: dict[tuple[bytes, ...], int] = field(default_factory=dict)  # key_layout: sum of %b
     agents: Counter[tuple[bytes, ...]] = field(default_factory=Counter)  # agent_layout
     referrers: Counter[tuple[bytes, ...]] = field(default_factory=Counter)  # ref_layout
+    clients: Counter[tuple[bytes, ...]] = field(default_factory=Counter)  # client_layout
     visitors: set[tuple[bytes, ...]] = field(default_factory=set)  # vis_layout
     bots: Counter[tuple[bytes, ...]] = field(default_factory=Counter)  # agent_layout
     ignored: Counter[tuple[bytes, ...]] = field(default_factory=Counter)  # ctx_layout
@@ -103,6 +104,7 @@ class LineCounter:
         recent_size: int = 1000,
         path_visitors: bool = False,
         classifier: Classifier | None = None,
+        count_clients: bool = True,
     ):
         self.format = fmt
         self.recent_size = recent_size
@@ -124,6 +126,10 @@ class LineCounter:
         self._agent_key = _getter([gi.get(f, empty) for f in self.agent_layout])
         self.ref_layout = (*ctx, "referrer")
         self._ref = _getter([gi[f] for f in self.ref_layout]) if "referrer" in gi else None
+        self.client_layout = (*ctx, "client")
+        has_clients = count_clients and "client" in gi
+        clients = [gi[f] for f in self.client_layout] if has_clients else None
+        self._client_key = _getter(clients) if clients else None
         vis = [*ctx, "client", "agent"]
         if path_visitors:
             vis += [f for f in ("request", "method", "uri", "query") if f in gi]
@@ -156,6 +162,7 @@ class LineCounter:
                 target=gi[target] if target else -1,
                 duration=gi.get("duration", -1),
                 size=gi.get("bytes", -1),
+                clients=clients,
                 recent_size=recent_size,
                 decide_bot=self._is_bot,
                 decide_ignore=self._is_ignored,
@@ -201,7 +208,7 @@ class LineCounter:
         if self.scanner is not None:
             return int(self.scanner.pending()[1])
         raw = self.raw
-        return len(raw.hits) + len(raw.visitors) + len(raw.referrers)
+        return len(raw.hits) + len(raw.visitors) + len(raw.referrers) + len(raw.clients)
 
     def pending_bytes(self) -> int:
         """Bytes held for the keys counted since the last take(): the C scanner's own
@@ -231,6 +238,7 @@ class LineCounter:
             raw.ignored,
             raw.durations,
             raw.sizes,
+            raw.clients,
             recent,
         ) = self.scanner.take(Counter, with_recent)
         for item in recent:  # a line's bytes, or a row of the regex path
@@ -310,6 +318,8 @@ class LineCounter:
             raw.agents.update(map(self._agent_key, hits))
         if self._ref is not None:
             raw.referrers.update(map(self._ref, hits))
+        if self._client_key is not None:
+            raw.clients.update(map(self._client_key, hits))
         if self._vis is not None:
             raw.visitors.update(map(self._vis, hits))
         if self.dur_index is not None:
@@ -379,6 +389,7 @@ class Aggregator:
         cl = self.classifier
         self._simple_dim(raw.agents, "agent", cl.agent, hits, part=1)  # (bot, family)
         self._simple_dim(raw.agents, "os", cl.os, hits)
+        self._simple_dim(raw.clients, "client", cl.client, hits)
         self._simple_dim(raw.referrers, "referrer", cl.referrer, hits)
         for ctx, n in raw.ignored.items():
             self._totals_of(totals, self._at(ctx))["ignored"] += n

@@ -425,6 +425,14 @@ def os_family(agent: str) -> str:
     return family
 
 
+def client_member(raw: bytes) -> str:
+    """The client address (%h, %a) as a member: an address, or a host name when Apache
+    looks them up; INVALID past a DNS name's length."""
+    if len(raw) > MAX_HOST_BYTES:
+        return INVALID
+    return raw.decode("utf-8", "backslashreplace") or "-"
+
+
 def referrer_host(raw: bytes) -> str:
     """The host a referrer names, lower case; DIRECT without one, "(other)" when it is
     not a URL with a host, INVALID when the host is too long to be a DNS name."""
@@ -512,6 +520,7 @@ class Classifier:
         # by them (as logged: a byte is written as four at most).
         self.agent = BoundedCache(self._agent, 50_000, prefix=4 * AGENT_PREFIX + 4)
         self.os = BoundedCache(self._os, 50_000, prefix=4 * AGENT_PREFIX + 4)
+        self.client = BoundedCache(client_member, 50_000)
         self.referrer = BoundedCache(referrer_host, 50_000, prefix=4 * REFERRER_PREFIX + 4)
         self.buckets = BoundedCache(self._buckets, 20_000)
         self._is_bot = _bot_matcher()

@@ -67,6 +67,7 @@ class Config:
     # [privacy]: the visitor hash's key (repr=False: a Config may end up in a message)
     secret: str = field(default="", repr=False)
     secret_file: str = ""
+    store_clients: bool = False  # client addresses kept in the store (live: for their TTL)
     source: str = ""  # the file this came from, "" for defaults only
 
     def resolved_data_dir(self) -> Path:
@@ -134,6 +135,7 @@ class Config:
                 "secret": "***" if self.secret else "",
                 "secret_file": self.secret_file
                 or f"(data_dir/{VISITOR_KEY_FILE}, made on first use)",
+                "store_clients": self.store_clients,
             },
         }
         return out
@@ -493,9 +495,12 @@ def _privacy_section(privacy: Any, where: str) -> dict[str, Any]:
     if not isinstance(privacy, dict):
         raise ConfigError(f"{where}: [privacy] must be a table")
     for key, value in privacy.items():
-        if key not in ("secret", "secret_file"):
+        if key not in ("secret", "secret_file", "store_clients"):
             raise ConfigError(f"{where}: unknown setting privacy.{key}")
-        if not isinstance(value, str):
+        if key == "store_clients":
+            if not isinstance(value, bool):
+                raise ConfigError(f"{where}: privacy.store_clients must be true or false")
+        elif not isinstance(value, str):
             raise ConfigError(f"{where}: privacy.{key} must be a string")
     if privacy.get("secret") and privacy.get("secret_file"):
         raise ConfigError(f"{where}: give privacy.secret or privacy.secret_file, not both")

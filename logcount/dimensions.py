@@ -32,6 +32,7 @@ DIMENSIONS: dict[str, Dimension] = {
         # "404 /missing": the paths of one status, for `top --by path --status 404`
         Dimension("status_path", "a status and a path", visitors=False, listed=False),
         Dimension("os", "the operating system the user agent names", visitors=False),
+        Dimension("client", "the client address (%h, %a); see [privacy]", visitors=False),
         Dimension("referrer", "the referring host, (direct) without one", visitors=False),
         Dimension("agent", "the browser or crawler family of the user agent", visitors=False),
     )

@@ -154,7 +154,8 @@ class FileCounter:
     def __init__(self, config: Config, classifier: DayClassifier, fmt: CompiledFormat):
         self.config = config
         self.classifier = classifier
-        mine: dict[str, Any] = {"classifier": classifier}
+        # Client addresses reach the store only when the configuration asks for them.
+        mine: dict[str, Any] = {"classifier": classifier, "count_clients": config.store_clients}
         try:  # the counter decides bots and ignored paths with our classifier
             self.counter = LineCounter(fmt, recent_size=1, path_visitors=True, **mine)
         except TypeError:  # a LineCounter that leaves that to the Aggregator
@@ -206,7 +207,14 @@ class FileCounter:
         # A line is a hit, ignored, or a bot not counted as a hit (see LineCounter).
         lines_in = [raw.hits, raw.ignored] + ([] if self.aggregator.count_bots else [raw.bots])
         lines = 0
-        tables: tuple[Any, ...] = (raw.hits, raw.ignored, raw.bots, raw.agents, raw.referrers)
+        tables: tuple[Any, ...] = (
+            raw.hits,
+            raw.ignored,
+            raw.bots,
+            raw.agents,
+            raw.referrers,
+            raw.clients,
+        )
         for table in (*tables, raw.durations, raw.sizes):
             for key in [k for k in table if k[:n] in bad]:
                 value = table.pop(key)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -512,7 +513,8 @@ def test_real_log_both_sources_equal_live_only(
 
     text = (real_data / "elastic_apache_logs.log").read_bytes()
     config_path = tmp_path / "logcount.toml"
-    config_path.write_text('site = "test"\ntimezone = "UTC"\n')
+    # client addresses stored too: every dimension of a stored day as it was live
+    config_path.write_text('site = "test"\ntimezone = "UTC"\n[privacy]\nstore_clients = true\n')
     store_url = f"sqlite:///{tmp_path / 'store.sqlite3'}"
     config = load_config(
         str(config_path), redis=redis_server.url, store=store_url, data_dir=str(tmp_path / "data")
@@ -541,6 +543,29 @@ def test_real_log_both_sources_equal_live_only(
         ], by
         # Sparklines too: every dimension is kept per day in the store.
         assert [r["trend"] for r in mixed["rows"]] == [r["trend"] for r in alone["rows"]], by
+
+
+@pytest.mark.parametrize("store_clients", [False, True])
+def test_by_client_live_and_in_the_store_only_when_asked(
+    loaded: Loaded, tmp_path: Path, store_clients: bool
+) -> None:
+    day = date(2020, 9, 1)
+    clients = ["10.9.0.1"] * 4 + ["10.9.0.2"] * 2 + ["2001:db8::7"] + ["10.9.0.3"]
+    text = "".join(line(at(day, 9, i), f"/c/{i}", client=c) for i, c in enumerate(clients))
+    text += line(at(day, 9, 30), "/", agent=GOOGLEBOT, client="66.249.66.1")  # a bot: no hit
+    expected = [["10.9.0.1", 4], ["10.9.0.2", 2], ["10.9.0.3", 1], ["2001:db8::7", 1]]
+    feed(loaded.config, text)
+    args = ["top", "-w", "2020-09-01", "--by", "client", "-f", "json"]
+    live = json.loads(loaded.run(*args).output)
+    assert live["window"]["source"] == "live"
+    assert [[r["key"], r["hits"]] for r in live["rows"]] == expected
+    log = tmp_path / "clients.log"
+    log.write_text(text)
+    config = replace(loaded.config, store_clients=store_clients)
+    rollup(config, [str(log)], [], jobs=1, warn=lambda m: None)
+    stored = json.loads(loaded.run(*args).output)
+    assert (stored["window"]["source"], stored["total"]["hits"]) == ("store", 8)
+    assert [[r["key"], r["hits"]] for r in stored["rows"]] == (expected if store_clients else [])
 
 
 # --- drill-down: the paths of one status ---------------------------------------------------

@@ -234,7 +234,11 @@ def test_config_check_prints_the_effective_config(home: Path, tmp_path: Path) ->
             {"pattern": "/press/<slug:slug>/<int:id>/", "object": "press_release"},
             {"regex": "^/products/(?P<id>[0-9]+)(/|$)", "object": "product"},
         ],
-        "privacy": {"secret": "", "secret_file": "(data_dir/visitor.key, made on first use)"},
+        "privacy": {
+            "secret": "",
+            "secret_file": "(data_dir/visitor.key, made on first use)",
+            "store_clients": False,
+        },
     }
 
 
@@ -310,6 +314,7 @@ def test_config_check_validates_routes(home: Path, tmp_path: Path) -> None:
         ("[live]\nflush_interval = 0\n", r"live.flush_interval must be a positive number, not 0"),
         ("[live]\nflush_interval = '1s'\n", r"live.flush_interval must be a positive number"),
         ("[normalize]\ncount_bots = 'yes'\n", r"normalize.count_bots must be true or false"),
+        ("[privacy]\nstore_clients = 'yes'\n", r"privacy.store_clients must be true or false"),
         ("[normalize]\nkeep_query = 'page'\n", r"normalize.keep_query must be a list of strings"),
         ("site = 3\n", r"site must be a string"),
         ("timezone = 'Mars/Olympus_Mons'\n", r"^timezone 'Mars/Olympus_Mons' is not a known IANA"),
