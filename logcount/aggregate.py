@@ -37,7 +37,7 @@ from logcount.classify import (
 )
 from logcount.config import Config
 from logcount.delta import SAMPLE_SIZE, Delta
-from logcount.dimensions import GRANULARITIES, GRANULARITY_NAMES
+from logcount.dimensions import ERROR_CLASSES, GRANULARITIES, GRANULARITY_NAMES
 from logcount.parse import CompiledFormat
 
 GRANS = GRANULARITY_NAMES
@@ -104,7 +104,7 @@ class LineCounter:
         recent_size: int = 1000,
         path_visitors: bool = False,
         classifier: Classifier | None = None,
-        count_clients: bool = True,
+        count_clients: bool = False,
     ):
         self.format = fmt
         self.recent_size = recent_size
@@ -442,7 +442,9 @@ class Aggregator:
             "path": path,
             "status": status,
             "method": method_of(fields),
-            "status_path": f"{status} {path}",
+            # only errors: a drill-down is for the paths of 404s and 5xx, and 2xx-3xx
+            # would count every path a second time
+            "status_path": f"{status} {path}" if status[:1] in ERROR_CLASSES else None,
             "object": self.classifier.object_of(path),
         }
         found = (status_class(status), tuple((d, m) for d, m in members.items() if m is not None))

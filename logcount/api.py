@@ -122,6 +122,11 @@ class Counts:
             raise WindowError(f"unknown dimension {by!r} (use {', '.join(DIMENSION_NAMES)})")
         if status is not None:
             status = status_filter(status, by)
+        if by == "client" and not (self.config.count_clients or self.config.store_clients):
+            raise WindowError(
+                "client addresses are not counted: set [privacy] count_clients = true "
+                "(live; store_clients = true for the store)"
+            )
         win = self.window(window, since, until)
         now = self.now()
         # Only past whole days can come from the store: `today` never imports SQLAlchemy.

@@ -67,7 +67,8 @@ class Config:
     # [privacy]: the visitor hash's key (repr=False: a Config may end up in a message)
     secret: str = field(default="", repr=False)
     secret_file: str = ""
-    store_clients: bool = False  # client addresses kept in the store (live: for their TTL)
+    count_clients: bool = False  # client addresses counted live (kept for the buckets' TTL)
+    store_clients: bool = False  # ... and in the store
     source: str = ""  # the file this came from, "" for defaults only
 
     def resolved_data_dir(self) -> Path:
@@ -135,6 +136,7 @@ class Config:
                 "secret": "***" if self.secret else "",
                 "secret_file": self.secret_file
                 or f"(data_dir/{VISITOR_KEY_FILE}, made on first use)",
+                "count_clients": self.count_clients,
                 "store_clients": self.store_clients,
             },
         }
@@ -495,11 +497,11 @@ def _privacy_section(privacy: Any, where: str) -> dict[str, Any]:
     if not isinstance(privacy, dict):
         raise ConfigError(f"{where}: [privacy] must be a table")
     for key, value in privacy.items():
-        if key not in ("secret", "secret_file", "store_clients"):
+        if key not in ("secret", "secret_file", "count_clients", "store_clients"):
             raise ConfigError(f"{where}: unknown setting privacy.{key}")
-        if key == "store_clients":
+        if key in ("count_clients", "store_clients"):
             if not isinstance(value, bool):
-                raise ConfigError(f"{where}: privacy.store_clients must be true or false")
+                raise ConfigError(f"{where}: privacy.{key} must be true or false")
         elif not isinstance(value, str):
             raise ConfigError(f"{where}: privacy.{key} must be a string")
     if privacy.get("secret") and privacy.get("secret_file"):

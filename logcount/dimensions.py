@@ -29,14 +29,17 @@ DIMENSIONS: dict[str, Dimension] = {
         Dimension("status", "the response status code", visitors=False),
         Dimension("method", "the request method; one not in RFC 9110 is (other)", visitors=False),
         Dimension("bot", "the crawler's name, for the lines of bots", visitors=False),
-        # "404 /missing": the paths of one status, for `top --by path --status 404`
-        Dimension("status_path", "a status and a path", visitors=False, listed=False),
+        # "404 /missing": the paths of an error status, for `top --by path --status 404`
+        Dimension("status_path", "an error status and a path", visitors=False, listed=False),
         Dimension("os", "the operating system the user agent names", visitors=False),
         Dimension("client", "the client address (%h, %a); see [privacy]", visitors=False),
         Dimension("referrer", "the referring host, (direct) without one", visitors=False),
         Dimension("agent", "the browser or crawler family of the user agent", visitors=False),
     )
 }
+# The status classes whose paths status_path keeps: a drill-down is for 404s and 5xx, and
+# 2xx-3xx would count nearly every path a second time.
+ERROR_CLASSES = ("4", "5")
 DIMENSION_NAMES = tuple(name for name, d in DIMENSIONS.items() if d.listed)
 
 

@@ -1,8 +1,9 @@
-"""`top --by path --status 404` (or a class, `4xx`): the paths of one status.
+"""`top --by path --status 404` (or a class, `4xx`): the paths of one error status.
 
-The engine counts a hidden dimension, `status_path`, whose members are a status and a path
-("404 /missing"); a drill-down reads its members whose status is the one asked for (or in
-its class), and folds them back into paths: under `4xx` a path's 404s and 410s add up.
+The engine counts a hidden dimension, `status_path`, whose members are an error status and
+a path ("404 /missing"; 4xx and 5xx only); a drill-down reads its members whose status is
+the one asked for (or in its class), and folds them back into paths: under `4xx` a path's
+404s and 410s add up.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from logcount.dimensions import ERROR_CLASSES
 from logcount.errors import LogcountError
 
 DIM = "status_path"
@@ -25,6 +27,8 @@ def status_filter(text: str, by: str) -> str:
     status = text.strip().lower()
     if not _STATUS.match(status):
         raise StatusError(f"--status {text!r}: give a status (404) or a class (4xx)")
+    if status[0] not in ERROR_CLASSES:
+        raise StatusError(f"--status {text!r}: paths are kept per status for 4xx and 5xx only")
     if by != "path":
         raise StatusError("--status lists the paths of a status: use it with --by path")
     return status

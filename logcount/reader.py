@@ -129,7 +129,7 @@ class Pipeline:
         self.mode = mode
         self.log = log
         fmt = compile_format(config.log_format)
-        self.counter = LineCounter(fmt, config.recent_size)
+        self.counter = LineCounter(fmt, config.recent_size, count_clients=config.count_clients)
         self.aggregator = Aggregator(config, self.counter, Classifier(config, fmt))
         self.sink = sink or LiveSink(config, log=log)
         self.lock = threading.Lock()  # the counter (and a tail's position)

@@ -514,7 +514,8 @@ def test_real_log_both_sources_equal_live_only(
     text = (real_data / "elastic_apache_logs.log").read_bytes()
     config_path = tmp_path / "logcount.toml"
     # client addresses stored too: every dimension of a stored day as it was live
-    config_path.write_text('site = "test"\ntimezone = "UTC"\n[privacy]\nstore_clients = true\n')
+    privacy = "[privacy]\ncount_clients = true\nstore_clients = true\n"
+    config_path.write_text('site = "test"\ntimezone = "UTC"\n' + privacy)
     store_url = f"sqlite:///{tmp_path / 'store.sqlite3'}"
     config = load_config(
         str(config_path), redis=redis_server.url, store=store_url, data_dir=str(tmp_path / "data")
@@ -554,14 +555,16 @@ def test_by_client_live_and_in_the_store_only_when_asked(
     text = "".join(line(at(day, 9, i), f"/c/{i}", client=c) for i, c in enumerate(clients))
     text += line(at(day, 9, 30), "/", agent=GOOGLEBOT, client="66.249.66.1")  # a bot: no hit
     expected = [["10.9.0.1", 4], ["10.9.0.2", 2], ["10.9.0.3", 1], ["2001:db8::7", 1]]
-    feed(loaded.config, text)
+    privacy = f"[privacy]\ncount_clients = true\nstore_clients = {str(store_clients).lower()}\n"
+    loaded.config_path.write_text(CONFIG + privacy)
+    config = replace(loaded.config, count_clients=True, store_clients=store_clients)
+    feed(config, text)
     args = ["top", "-w", "2020-09-01", "--by", "client", "-f", "json"]
     live = json.loads(loaded.run(*args).output)
     assert live["window"]["source"] == "live"
     assert [[r["key"], r["hits"]] for r in live["rows"]] == expected
     log = tmp_path / "clients.log"
     log.write_text(text)
-    config = replace(loaded.config, store_clients=store_clients)
     rollup(config, [str(log)], [], jobs=1, warn=lambda m: None)
     stored = json.loads(loaded.run(*args).output)
     assert (stored["window"]["source"], stored["total"]["hits"]) == ("store", 8)
@@ -586,8 +589,8 @@ def test_paths_of_a_status_and_a_class_live_and_from_the_store(
         "404": [["/gone", 3, 30]],
         "4xx": [["/gone", 4, 40], ["/old", 2, 20]],
         "5XX": [["/boom", 2, 20], ["/busy", 1, 10]],
-        "200": [["/ok", 5, 50], ["/gone", 1, 10]],
-        "302": [],
+        "503": [["/busy", 1, 10]],
+        "418": [],
     }
 
     def drill(status: str) -> tuple[str, list[list[Any]]]:
@@ -612,11 +615,24 @@ def test_paths_of_a_status_and_a_class_live_and_from_the_store(
     assert "by path (status 4xx)" in table.splitlines()[0]
 
 
+def test_clients_not_counted_is_one_line(loaded: Loaded) -> None:
+    result = loaded.run("top", "--by", "client")
+    assert (result.exit_code, result.output) == (
+        2,
+        "Error: client addresses are not counted: set [privacy] count_clients = true "
+        "(live; store_clients = true for the store)\n",
+    )
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
         (["--status", "40"], "Error: --status '40': give a status (404) or a class (4xx)\n"),
         (["--status", "6xx"], "Error: --status '6xx': give a status (404) or a class (4xx)\n"),
+        (
+            ["--status", "2xx"],
+            "Error: --status '2xx': paths are kept per status for 4xx and 5xx only\n",
+        ),
         (
             ["--by", "agent", "--status", "404"],
             "Error: --status lists the paths of a status: use it with --by path\n",

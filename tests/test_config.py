@@ -237,6 +237,7 @@ def test_config_check_prints_the_effective_config(home: Path, tmp_path: Path) ->
         "privacy": {
             "secret": "",
             "secret_file": "(data_dir/visitor.key, made on first use)",
+            "count_clients": False,
             "store_clients": False,
         },
     }

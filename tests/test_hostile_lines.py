@@ -190,7 +190,7 @@ def test_sizes_are_summed_per_key_not_part_of_it(
     big = 2**53 - 1
     sizes = [str(n) for n in range(1, 501)] + ["-", "0"] + [str(big)] * 1100
     counter.feed(b"".join(line(size=s) + b"\n" for s in sizes))
-    assert counter.pending_keys() == 4  # one key each: hit, visitor, referrer, client
+    assert counter.pending_keys() == 3  # one key each: hit, visitor, referrer
     delta = aggregator.classify(counter.take())
     totals = day_totals(delta)
     assert (totals["hits"], totals["bytes"]) == (len(sizes), 500 * 501 // 2 + 1100 * big)

@@ -54,7 +54,7 @@ def test_past_its_limit_without_a_classifier_thread_the_reader_classifies(
     for first in range(0, 3 * HARD_LIMIT, 1000):
         pipe.feed(lines(first, 1000))
         held_lines, keys, _bytes = pipe.counter.pending()
-        assert held_lines < HARD_LIMIT and keys < HARD_KEYS  # a line: hit, visitor, client
+        assert held_lines < HARD_LIMIT and keys < HARD_KEYS  # a line: a hit, a visitor
     assert pipe.lines > 2 * HARD_LIMIT  # classified by the reading thread itself, as it read
     assert pipe.close(), messages
     assert pipe.lines == 3 * HARD_LIMIT
