@@ -201,7 +201,7 @@ class RollupResult:
 
 
 def default_day(config: Config) -> date:
-    from logcount.report import zone_of
+    from logcount.zones import zone_of
 
     return datetime.now(zone_of(config)).date() - timedelta(days=1)
 

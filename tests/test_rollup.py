@@ -12,6 +12,7 @@ import os
 import random
 import signal
 import subprocess
+import sys
 import threading
 import time
 from collections import Counter
@@ -857,3 +858,31 @@ def test_a_format_without_time_counts_on_the_files_day(
         date(2026, 2, 3): 2,
         DAYS[0]: 1,
     }
+
+
+def test_the_rollup_imports_nothing_of_the_read_side(
+    lc_env: dict[str, str], tmp_path: Path
+) -> None:
+    """A whole `rollup` (its default day too) and its counting side import none of the
+    reading side's modules: reports, the API, their output and `top --watch` may change
+    without touching the nightly job."""
+    log = tmp_path / "access.log"
+    log.write_text("".join(ln.text() for ln in gen_lines(random.Random(24), DAYS[0], 50)))
+    code = (
+        "import atexit, sys\n"
+        "from logcount import rollup_count  # what the counters import, here in the parent\n"
+        "atexit.register(lambda: print(*sorted(m for m in sys.modules if 'logcount' in m)))\n"
+        "from logcount.cli import cli\n"
+        "cli(['rollup', '--quiet', '--logs', sys.argv[1]])\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(log)],
+        env=lc_env,
+        capture_output=True,
+        check=False,
+    )
+    assert (done.returncode, done.stderr) == (0, b"")
+    imported = set(done.stdout.decode().split())
+    assert {"logcount.rollup", "logcount.rollup_count", "logcount.store"} <= imported
+    read_side = {f"logcount.{name}" for name in ("report", "api", "render", "watch")}
+    assert imported & read_side == set()
