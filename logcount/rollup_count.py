@@ -358,6 +358,13 @@ class FileCounter:
         self.absorb()
         return self.counts
 
+    def take(self) -> Counts:
+        """Everything counted since the last take, classified; the counter goes on with
+        the next unit of the same file."""
+        counts = self.finish()
+        self.counts = Counts()
+        return counts
+
     def _seen(self) -> int:
         """Lines counted or found malformed so far."""
         done = self.counts.lines + self.counts.malformed
@@ -432,10 +439,21 @@ def count_at(i: int) -> Message:
     unreadable file (never an exception: the other units go on)."""
     config, units = _WORKER["units"]
     unit = units[i]
-    _unit, counts, error = count_unit(config, unit)
-    if counts is None:
-        return "error", unit.input, error
-    return "part", unit.input, counts
+    kept = _WORKER.get("counter")
+    if kept is None or kept[0] != unit.input:
+        # A counter keeps one FileCounter (its scanner, its tables) for the units of a
+        # file, which come in turn: one made per unit left a counter megabytes larger.
+        _WORKER["counter"] = None  # the last file's, freed before the next one is made
+        try:
+            kept = _WORKER["counter"] = (unit.input, _file_counter(config, unit.input))
+        except OSError as exc:
+            return "error", unit.input, f"{unit.input.path}: {exc.strerror}"
+    try:
+        kept[1].read(unit, _progress)
+    except READ_ERRORS as exc:
+        _WORKER["counter"] = None
+        return "error", unit.input, f"{unit.input.path}: {exc}"
+    return "part", unit.input, kept[1].take()
 
 
 def start_counter(config: Config, units: list[Unit], lines: Any) -> None:
