@@ -24,7 +24,7 @@ import socket
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -69,11 +69,11 @@ class RollupIncomplete(LogcountError):
 # the counters count, not before. A unit's part comes back as soon as it is counted.
 
 
-def _start_counter(config: Config, units: list[Unit], lines: Any) -> None:
+def _start_counter(config: Config, units: list[Unit], lines: Any, begun: Any) -> None:
     """The pool's initializer (the counting side is imported in the counter only)."""
     from logcount.rollup_count import start_counter
 
-    start_counter(config, units, lines)
+    start_counter(config, units, lines, begun)
 
 
 def _count_at(i: int) -> Message:
@@ -90,34 +90,40 @@ class _Counters:
     def __init__(self, config: Config, units: list[Unit], jobs: int, progress: bool):
         self.config = config
         self.units = units
+        self.jobs = min(jobs, len(units))
         self._counted = 0  # lines read by the parent itself (when `progress`)
         self._shared: Any = None  # lines read by the counters (when `progress`)
+        self._begun: Any = None  # per unit: 1 once a counter has begun it
         self.pool: Any = None
         self.futures: dict[Any, int] = {}  # future -> its unit's index
-        self.done: Any = None  # the futures, as they finish
         self.progress = progress
         if not units or not hasattr(os, "fork"):
             return
         import multiprocessing
         import queue
+
+        self.context = multiprocessing.get_context("fork")
+        if progress:
+            self._shared = self.context.Value("q", 0)
+        self._begun = self.context.RawArray("b", len(units))
+        self.done: queue.SimpleQueue[Any] = queue.SimpleQueue()  # futures, as they finish
+        self._start(range(len(units)))
+
+    def _start(self, indexes: Iterable[int]) -> None:
+        """A pool counting these units. It forks its counters at the first task, with
+        Ctrl-C blocked: a counter ignores it from its first instruction (start_counter),
+        the parent receives it once they are forked."""
         from concurrent.futures import ProcessPoolExecutor
 
-        context = multiprocessing.get_context("fork")
-        if progress:
-            self._shared = context.Value("q", 0)
         self.pool = ProcessPoolExecutor(
-            min(jobs, len(units)),
-            mp_context=context,
+            self.jobs,
+            mp_context=self.context,
             initializer=_start_counter,
-            initargs=(config, units, self._shared),
+            initargs=(self.config, self.units, self._shared, self._begun),
         )
-        self.done = queue.SimpleQueue()
-        # The pool forks its counters at the first task. Ctrl-C is blocked meanwhile: a
-        # counter ignores it from its first instruction (start_counter), the parent
-        # receives it once they are forked.
         blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
         try:
-            for i in range(len(units)):
+            for i in indexes:
                 future = self.pool.submit(_count_at, i)
                 self.futures[future] = i
                 future.add_done_callback(self.done.put)
@@ -132,31 +138,39 @@ class _Counters:
         return self._counted + shared
 
     def results(self, idle: Callable[[], None]) -> Iterator[Message]:
-        """The units' messages, as they come; `idle` is called while none does. A unit
-        lost with a counter that died (killed, out of memory: the pool is then broken and
-        its other units lost too) sends nothing: see _store_all."""
+        """The units' messages, as they come; `idle` is called while none does.
+
+        A counter that dies (killed, out of memory) breaks the pool, which stops the
+        others: the units they had begun send nothing (their files fail, see _store_all),
+        those not begun are counted by a new pool (forked from the parent as it is now:
+        a rare case, not worth keeping a small process around for)."""
         if self.pool is None:
             yield from self._count_here()
             return
         import queue
         from concurrent.futures.process import BrokenProcessPool
 
-        for _ in range(len(self.futures)):
-            while True:
-                try:
-                    future = self.done.get(timeout=0.25)
-                    break
-                except queue.Empty:
-                    idle()
-            if future.cancelled() or isinstance(future.exception(), BrokenProcessPool):
+        again: list[int] = []
+        while self.futures:
+            try:
+                future = self.done.get(timeout=0.25)
+            except queue.Empty:
+                idle()
                 continue
-            error = future.exception()
-            if error is not None:  # a fault of the counting code: the file fails, no more
-                unit = self.units[self.futures[future]]
-                name = type(error).__name__
-                yield "error", unit.input, f"{unit.input.path}: counting failed ({name}: {error})"
-                continue
-            yield future.result()
+            i = self.futures.pop(future)
+            error = None if future.cancelled() else future.exception()
+            if isinstance(error, BrokenProcessPool):
+                if not self._begun[i]:
+                    again.append(i)
+                if again and not self.futures:
+                    self.pool.shutdown(wait=True)
+                    self._start(again)
+                    again = []
+            elif error is not None:  # a fault of the counting code: the file fails
+                inp = self.units[i].input
+                yield "error", inp, f"{inp.path}: counting failed ({type(error).__name__}: {error})"
+            elif not future.cancelled():
+                yield future.result()
 
     def _count_here(self) -> Iterator[Message]:
         from logcount.rollup_count import count_at, load_units

@@ -439,6 +439,9 @@ def count_at(i: int) -> Message:
     unreadable file (never an exception: the other units go on)."""
     config, units = _WORKER["units"]
     unit = units[i]
+    begun = _WORKER.get("begun")
+    if begun is not None:
+        begun[i] = 1
     kept = _WORKER.get("counter")
     if kept is None or kept[0] != unit.input:
         # A counter keeps one FileCounter (its scanner, its tables) for the units of a
@@ -456,11 +459,14 @@ def count_at(i: int) -> Message:
     return "part", unit.input, kept[1].take()
 
 
-def start_counter(config: Config, units: list[Unit], lines: Any) -> None:
+def start_counter(config: Config, units: list[Unit], lines: Any, begun: Any) -> None:
     """A counting process's set-up (the pool's initializer). The parent forks it with
     SIGINT blocked: Ctrl-C is the parent's to handle, and ignoring it from here on leaves
     no moment where it would interrupt the counter with a traceback. `lines` (shared
-    memory, or None without a progress bar) adds up the lines read by every counter."""
+    memory, or None without a progress bar) adds up the lines read by every counter;
+    `begun` (shared memory, a byte per unit) tells the parent which units a counter began,
+    should the pool break."""
+    _WORKER["begun"] = begun
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
     _die_with_parent()

@@ -625,8 +625,8 @@ def rollup_held_at_a_fifo(
 def test_a_killed_counter_fails_its_file_not_the_run(
     store_env: dict[str, str], tmp_path: Path
 ) -> None:
-    """A counting process that dies (the OOM killer) costs the files it had not handed
-    over: they are errors and the exit code says so; the others are stored, nothing hangs."""
+    """Counting processes that die (the OOM killer) cost the files they had begun: they
+    are errors and the exit code says so; the others are stored, nothing hangs."""
     with rollup_held_at_a_fifo(store_env, tmp_path, 17) as (proc, pipe, expected, store):
         counters = [pid for pid in processes_mentioning(str(pipe.parent)) if pid != proc.pid]
         assert counters
@@ -653,6 +653,72 @@ def test_sigterm_ends_the_run_and_its_counters(store_env: dict[str, str], tmp_pa
         assert (proc.returncode, err) == (-signal.SIGTERM, b"")
         assert counters_gone(str(pipe.parent))
     assert {r["path"]: r["finished"] for r in store.source_rows()}[str(pipe)] is None
+    for day in DAYS:
+        assert store.day_totals("test", [day])["hits"] == expected[day].hits
+
+
+def readers_of(path: Path, among: list[int]) -> list[int]:
+    """The processes (of `among`) that have `path` open."""
+    found = []
+    for pid in among:
+        try:
+            fds = list(Path(f"/proc/{pid}/fd").iterdir())
+        except OSError:
+            continue
+        for fd in fds:
+            try:
+                if os.readlink(fd) == str(path):
+                    found.append(pid)
+                    break
+            except OSError:
+                pass
+    return found
+
+
+def test_a_dead_counter_costs_the_files_begun_not_the_others(
+    lc_env: dict[str, str], tmp_path: Path
+) -> None:
+    """Two counters each reading a named pipe, three days' files waiting: one counter is
+    killed. The pool breaks and stops the other; the two pipes fail, the three files no
+    counter had begun are counted by a new pool and stored."""
+    (tmp_path / "logcount.toml").write_text(CONFIG)
+    logs = tmp_path / "logs"
+    expected = write_tree(logs, seed=25, per_day=100)
+    pipes, writers, hold = [logs / "a.log", logs / "b.log"], [], threading.Event()
+    sample = b"".join(ln.text().encode() for ln in gen_lines(random.Random(25), DAYS[1], 100))
+    for pipe in pipes:
+        os.mkfifo(pipe)
+        writers.append(feed_fifo(pipe, sample, 10, hold))
+    args = ["--logs", str(pipes[0]), "--logs", str(pipes[1]), "--logs", str(logs / TEMPLATE)]
+    args += ["--since", DAYS[0].isoformat(), "--until", DAYS[-1].isoformat(), "--jobs", "2"]
+    proc = subprocess.Popen(
+        [*LOGCOUNT, "rollup", *args], env=lc_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:  # each counter reads its pipe
+            counters = [pid for pid in processes_mentioning(str(logs)) if pid != proc.pid]
+            readers = [readers_of(pipe, counters) for pipe in pipes]
+            if all(readers):
+                break
+            time.sleep(0.02)
+        else:
+            pytest.fail("the counters never opened the pipes")
+        os.kill(readers[0][0], signal.SIGKILL)
+        _out, err = proc.communicate(timeout=60)
+    finally:
+        hold.set()
+        for writer in writers:
+            writer.join(10)
+    assert (proc.returncode, err.decode().splitlines()) == (
+        1,
+        [
+            f"error: cannot read {pipes[0]}: its counting process died",
+            f"error: cannot read {pipes[1]}: its counting process died",
+            "Error: rollup incomplete: 3 file(s) stored, 0 missing, 2 unreadable",
+        ],
+    )
+    store = store_of(lc_env)
     for day in DAYS:
         assert store.day_totals("test", [day])["hits"] == expected[day].hits
 
