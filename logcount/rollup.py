@@ -121,9 +121,11 @@ class _Counters:
             initializer=_start_counter,
             initargs=(self.config, self.units, self._shared, self._begun),
         )
+        self._given = 0  # units given to this pool
         blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
         try:
             for i in indexes:
+                self._given += 1
                 future = self.pool.submit(_count_at, i)
                 self.futures[future] = i
                 future.add_done_callback(self.done.put)
@@ -162,7 +164,9 @@ class _Counters:
             if isinstance(error, BrokenProcessPool):
                 if not self._begun[i]:
                     again.append(i)
-                if again and not self.futures:
+                # Again only if the broken pool had begun some unit: one whose counters
+                # die before they begin any (a fault at set-up) would break every pool.
+                if not self.futures and 0 < len(again) < self._given:
                     self.pool.shutdown(wait=True)
                     self._start(again)
                     again = []
