@@ -61,12 +61,13 @@ class RollupIncomplete(LogcountError):
 #
 # The parent opens the store and writes it; counting happens in a pool of `jobs` forked
 # processes (concurrent.futures, logcount/rollup_count.py), one task per unit, taken in
-# turn (a busy core takes fewer). The parent starts the pool before it imports any of the
-# counting side or SQLAlchemy: the counters are forked from a small process (a copy of a
-# big parent would be paid for in every counter's memory), each imports and loads what
-# counting needs (the format, the routes, the crawler patterns) while the parent imports
-# SQLAlchemy, opens the store and loads ua-parser: on two cores that work is done while
-# the counters count, not before. A unit's part comes back as soon as it is counted.
+# turn (a busy core takes fewer). The parent imports the counting side's modules, then
+# starts the pool before it imports SQLAlchemy or anything else it alone needs: the
+# counters are forked from a small process (a copy of a big parent would be paid for in
+# every counter's memory); each loads what counting needs for the config (the format, the
+# routes, the crawler patterns) while the parent imports SQLAlchemy, opens the store and
+# loads ua-parser: on two cores that work is done while the counters count, not before.
+# A unit's part comes back as soon as it is counted.
 
 
 def _start_counter(config: Config, units: list[Unit], lines: Any, begun: Any) -> None:
@@ -107,6 +108,11 @@ class _Counters:
             self._shared = self.context.Value("q", 0)
         self._begun = self.context.RawArray("b", len(units))
         self.done: queue.SimpleQueue[Any] = queue.SimpleQueue()  # futures, as they finish
+        # The counting side's modules, imported once here rather than by each counter (a
+        # core's 40 ms each; the parent imports them later anyway): what they load for a
+        # config (the format, the crawler patterns) is each counter's own, made in parallel.
+        import logcount.rollup_count  # noqa: F401
+
         self._start(range(len(units)))
 
     def _start(self, indexes: Iterable[int]) -> None:

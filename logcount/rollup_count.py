@@ -1,7 +1,7 @@
 """The counting side of `logcount rollup` (see logcount/rollup.py): what the forked
-counting processes run. Kept apart from rollup.py so that the parent forks them before
-importing any of it (apachelogs, the parser, the classifier, the aggregator): each
-counter imports and loads it while the parent imports SQLAlchemy and opens the store.
+counting processes run (apachelogs, the parser, the classifier, the aggregator), apart
+from the parent's side. The parent imports this module before it forks them; each loads
+what a config needs (day_format, DayClassifier) while the parent opens the store.
 """
 
 from __future__ import annotations
