@@ -36,7 +36,7 @@ from logcount.rollup_files import Input, Unit, resolve_inputs, source_name, spli
 if TYPE_CHECKING:  # imported in the parent only once the counters are forked
     from logcount.rollup_count import Counts
 
-# What a counter returns per unit: ("part", input, Counts) or ("error", input, message).
+# What a counter sends: ("part", input, units counted, Counts) or ("error", input, message).
 Message = tuple[Any, ...]
 # The counting side, for callers of this module (imported on first use).
 _COUNTING = ("Counts", "DayClassifier", "FileCounter", "count_unit", "day_format", "families_of")
@@ -70,18 +70,25 @@ class RollupIncomplete(LogcountError):
 # A unit's part comes back as soon as it is counted.
 
 
-def _start_counter(config: Config, units: list[Unit], lines: Any, begun: Any) -> None:
-    """The pool's initializer (the counting side is imported in the counter only)."""
+def _start_counter(shared: tuple[Any, ...]) -> None:
+    """The pool's initializer."""
     from logcount.rollup_count import start_counter
 
-    start_counter(config, units, lines, begun)
+    start_counter(*shared)
 
 
-def _count_at(i: int) -> Message:
+def _count_at(i: int) -> list[Message]:
     """A pool task: a unit's index (the counters inherit the units from the fork)."""
     from logcount.rollup_count import count_at
 
     return count_at(i)
+
+
+def _hand_over() -> list[Message]:
+    """A pool's last tasks, one per counter: the parts they still hold."""
+    from logcount.rollup_count import hand_over
+
+    return hand_over(last=True)
 
 
 class _Counters:
@@ -121,18 +128,22 @@ class _Counters:
         the parent receives it once they are forked."""
         from concurrent.futures import ProcessPoolExecutor
 
+        # Shared with the counters by the fork: the units, the lines read, which units
+        # were begun, and the barrier of the last tasks (see rollup_count.hand_over).
+        everyone = self.context.Barrier(self.jobs)
+        shared = (self.config, self.units, self._shared, self._begun, everyone)
         self.pool = ProcessPoolExecutor(
-            self.jobs,
-            mp_context=self.context,
-            initializer=_start_counter,
-            initargs=(self.config, self.units, self._shared, self._begun),
+            self.jobs, mp_context=self.context, initializer=_start_counter, initargs=(shared,)
         )
-        self._given = 0  # units given to this pool
         blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
         try:
-            for i in indexes:
-                self._given += 1
-                future = self.pool.submit(_count_at, i)
+            tasks: list[tuple[Callable[..., list[Message]], int]] = [
+                (_count_at, i) for i in indexes
+            ]
+            self._given = len(tasks)  # units given to this pool
+            tasks += [(_hand_over, -1)] * self.jobs  # -1: no unit
+            for task, i in tasks:
+                future = self.pool.submit(task, *([i] if i >= 0 else []))
                 self.futures[future] = i
                 future.add_done_callback(self.done.put)
         finally:
@@ -168,7 +179,7 @@ class _Counters:
             i = self.futures.pop(future)
             error = None if future.cancelled() else future.exception()
             if isinstance(error, BrokenProcessPool):
-                if not self._begun[i]:
+                if i >= 0 and not self._begun[i]:
                     again.append(i)
                 # Again only if the broken pool had begun some unit: one whose counters
                 # die before they begin any (a fault at set-up) would break every pool.
@@ -176,21 +187,22 @@ class _Counters:
                     self.pool.shutdown(wait=True)
                     self._start(again)
                     again = []
-            elif error is not None:  # a fault of the counting code: the file fails
+            elif error is not None and i >= 0:  # a fault of the counting code: the file fails
                 inp = self.units[i].input
                 yield "error", inp, f"{inp.path}: counting failed ({type(error).__name__}: {error})"
-            elif not future.cancelled():
-                yield future.result()
+            elif error is None and not future.cancelled():
+                yield from future.result()
 
     def _count_here(self) -> Iterator[Message]:
-        from logcount.rollup_count import count_at, load_units
+        from logcount.rollup_count import count_at, hand_over, load_units
 
         def count(n: int) -> None:
             self._counted += n
 
         load_units(self.config, self.units, count if self.progress else None)
         for i in range(len(self.units)):
-            yield count_at(i)
+            yield from count_at(i)
+        yield from hand_over()
 
     def close(self, stop: bool) -> None:
         """Wait for the counters to exit once they are done; with `stop` (an error or
@@ -319,11 +331,11 @@ def _store_all(
                 merged.pop(inp, None)
                 continue
             if inp in merged:  # merged as the parts come: one merge left after the last
-                merged[inp].merge(message[2])
+                merged[inp].merge(message[3])
                 merged[inp].bound(keep, family)
             else:
-                merged[inp] = message[2]
-            got[inp] += 1
+                merged[inp] = message[3]
+            got[inp] += message[2]
             if got[inp] < expected[inp]:
                 continue
             counts = merged.pop(inp)

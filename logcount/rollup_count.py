@@ -380,7 +380,7 @@ def working_size(config: Config) -> int:
 
 _WORKER: dict[str, Any] = {}
 READ_ERRORS = (OSError, EOFError, lzma.LZMAError, zlib.error, ValueError)
-# What a counter returns per unit: ("part", input, Counts) or ("error", input, message).
+# What a counter sends: ("part", input, units counted, Counts) or ("error", input, message).
 Message = tuple[Any, ...]
 
 
@@ -434,39 +434,64 @@ def load_units(config: Config, units: list[Unit], progress: Callable[[int], None
     _prepare(config)
 
 
-def count_at(i: int) -> Message:
-    """Count the i-th unit: ("part", input, Counts), or ("error", input, message) for an
-    unreadable file (never an exception: the other units go on)."""
+def count_at(i: int) -> list[Message]:
+    """Count the i-th unit into the counts this counter holds for its file; returns the
+    messages due: ("part", input, units, Counts), and ("error", input, message) for an
+    unreadable file (never an exception: the other units go on). A counter that takes
+    several units of a file in a row classifies and hands over their counts once (each
+    part classified costs as much as the file's whole when the lines repeat)."""
     config, units = _WORKER["units"]
     unit = units[i]
     begun = _WORKER.get("begun")
     if begun is not None:
         begun[i] = 1
-    kept = _WORKER.get("counter")
-    if kept is None or kept[0] != unit.input:
-        # A counter keeps one FileCounter (its scanner, its tables) for the units of a
-        # file, which come in turn: one made per unit left a counter megabytes larger.
-        _WORKER["counter"] = None  # the last file's, freed before the next one is made
+    out = []
+    held = _WORKER.get("held")  # [input, FileCounter, units counted]
+    if held is not None and held[0] != unit.input:
+        out += hand_over()
+        held = None
+    if held is None:
         try:
-            kept = _WORKER["counter"] = (unit.input, _file_counter(config, unit.input))
+            held = [unit.input, _file_counter(config, unit.input), 0]
         except OSError as exc:
-            return "error", unit.input, f"{unit.input.path}: {exc.strerror}"
+            return [*out, ("error", unit.input, f"{unit.input.path}: {exc.strerror}")]
+        _WORKER["held"] = held
     try:
-        kept[1].read(unit, _progress)
+        held[1].read(unit, _progress)
+        held[2] += 1
     except READ_ERRORS as exc:
-        _WORKER["counter"] = None
-        return "error", unit.input, f"{unit.input.path}: {exc}"
-    return "part", unit.input, kept[1].take()
+        _WORKER["held"] = None
+        return [*out, ("error", unit.input, f"{unit.input.path}: {exc}")]
+    # Held while a later unit of the file waits to be taken (this counter may take it);
+    # handed over now otherwise, so that a file is stored as soon as its last unit is in.
+    after = i + 1
+    while after < len(units) and units[after].input == unit.input:
+        if begun is None or not begun[after]:
+            return out
+        after += 1
+    return out + hand_over()
 
 
-def start_counter(config: Config, units: list[Unit], lines: Any, begun: Any) -> None:
+def hand_over(last: bool = False) -> list[Message]:
+    """The part this counter holds, if any. At the end the parent gives each counter one
+    `last` task of this: a barrier holds each until the others have theirs too, so that no
+    counter takes two while another takes none."""
+    if last:
+        _WORKER["everyone"].wait()
+    held, _WORKER["held"] = _WORKER.get("held"), None
+    if held is None:
+        return []
+    return [("part", held[0], held[2], held[1].finish())]
+
+
+def start_counter(config: Config, units: list[Unit], lines: Any, begun: Any, everyone: Any) -> None:
     """A counting process's set-up (the pool's initializer). The parent forks it with
     SIGINT blocked: Ctrl-C is the parent's to handle, and ignoring it from here on leaves
     no moment where it would interrupt the counter with a traceback. `lines` (shared
     memory, or None without a progress bar) adds up the lines read by every counter;
     `begun` (shared memory, a byte per unit) tells the parent which units a counter began,
-    should the pool break."""
-    _WORKER["begun"] = begun
+    should the pool break; `everyone` is the barrier of hand_over()."""
+    _WORKER["begun"], _WORKER["everyone"] = begun, everyone
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
     _die_with_parent()
