@@ -1,7 +1,7 @@
 """`logcount rollup` of 1,000,000 combined lines beside GoAccess, on the same file, in one run.
 
     .venv/bin/python bench/bench_rollup.py [--lines N] [--jobs N] [--repeat N]
-                                           [--data both|real|diverse] [--seed S]
+                                           [--data both|real|diverse] [--seed S] [--before TREE]
 
 Two inputs (--data, default both): the real elastic_apache_logs.log repeated to N lines with
 timestamps re-spread over three days (bench/common.million_lines), and N lines generated as
@@ -61,13 +61,16 @@ def ensure_goaccess() -> str:
     return found
 
 
-def rollup(path: Path, jobs: int | None) -> tuple[float, float, int, int]:
-    """Seconds, CPU seconds, peak RSS (KiB) of the largest process, lines stored."""
+def rollup(path: Path, jobs: int | None, tree: str = "") -> tuple[float, float, int, int]:
+    """Seconds, CPU seconds, peak RSS (KiB) of the largest process, lines stored; with
+    `tree`, the logcount package of that source tree (see --before)."""
     with tempfile.TemporaryDirectory() as tmp:
         config = Path(tmp) / "logcount.toml"
         config.write_text('site = "bench"\n')
         env = {k: v for k, v in os.environ.items() if not k.startswith("LOGCOUNT_")}
         env.update({"LOGCOUNT_DATA_DIR": tmp, "LOGCOUNT_CONFIG": str(config)})
+        if tree:  # found before the installed package: PYTHONPATH precedes site-packages
+            env["PYTHONPATH"] = tree
         cmd = [*logcount_cmd(), "rollup", "--quiet", "--logs", str(path)]
         if jobs:
             cmd += ["--jobs", str(jobs)]
@@ -92,9 +95,14 @@ Run = tuple[float, float, int]
 def measure(exe: str, path: Path, small: Path, n: int, args: argparse.Namespace) -> None:
     """GoAccess, the rollup of `path` (n lines) and of `small` (n // 4), in turn."""
     print(f"load average before: {load()}")
-    runs: dict[str, list[Run]] = {"go": [], "lc": [], "small": []}
+    runs: dict[str, list[Run]] = {"go": [], "lc": [], "small": [], "before": []}
     for _ in range(args.repeat):
         runs["go"].append(goaccess(exe, path))
+        if args.before:
+            before_s, before_cpu, before_rss, stored = rollup(path, args.jobs, args.before)
+            if stored != n:
+                raise SystemExit(f"rollup (--before) stored {stored:,} lines, expected {n:,}")
+            runs["before"].append((before_s, before_cpu, before_rss))
         lc_s, lc_cpu, lc_rss, stored = rollup(path, args.jobs)
         small_s, small_cpu, small_rss, small_stored = rollup(small, args.jobs)
         if stored != n or small_stored != n // 4:
@@ -115,11 +123,14 @@ def print_runs(runs: dict[str, list[Run]], n: int) -> None:
         f"{'':<34} {'lines':>10} {'seconds':>8} {'lines/s':>12} {'CPU s':>7} {'peak MB':>8}"
         "   (median of the runs; each run)"
     )
-    for name, key, lines in (
+    rows = [
         ("goaccess --log-format=COMBINED", "go", n),
         ("logcount rollup", "lc", n),
         ("logcount rollup (1/4 of the lines)", "small", n // 4),
-    ):
+    ]
+    if runs["before"]:
+        rows.insert(1, ("logcount rollup, --before tree", "before", n))
+    for name, key, lines in rows:
         s = median([r[0] for r in runs[key]])
         cpu = median([r[1] for r in runs[key]])
         rss = max(r[2] for r in runs[key])
@@ -135,6 +146,14 @@ def print_runs(runs: dict[str, list[Run]], n: int) -> None:
         f"logcount rollup vs goaccess: {go_s / lc_s:.1f}x faster (medians; run by run: {pairs}) "
         f"(targets: >= 300,000 lines/s, >= 10x)"
     )
+    if runs["before"]:
+        before_s = median([r[0] for r in runs["before"]])
+        before_rss = median([r[2] for r in runs["before"]])
+        lc_rss = median([r[2] for r in runs["lc"]])
+        print(
+            f"this tree vs --before: lines/s {before_s / lc_s - 1:+.1%}, "
+            f"peak RSS {lc_rss / before_rss - 1:+.1%} (medians)"
+        )
     go_cpu = median([r[1] for r in runs["go"]])
     lc_cpu = median([r[1] for r in runs["lc"]])
     print(f"CPU time: goaccess {go_cpu:.2f} s, logcount {lc_cpu:.2f} s ({go_cpu / lc_cpu:.1f}x)")
@@ -146,6 +165,13 @@ def main() -> None:
     ap.add_argument("--lines", type=int, default=1_000_000)
     ap.add_argument("--jobs", type=int, default=None, help="rollup processes (default: cores)")
     ap.add_argument("--repeat", type=int, default=3, help="runs of each (medians compared)")
+    ap.add_argument(
+        "--before",
+        metavar="TREE",
+        default="",
+        help="also roll up with the logcount package of this source tree (an earlier commit: "
+        "`git archive` and its built _scan), in turn with this one, and compare",
+    )
     add_data_option(ap)
     args = ap.parse_args()
     n = args.lines

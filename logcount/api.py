@@ -27,9 +27,9 @@ from logcount.report import (
     read_recent,
     reading_redis,
     window_between,
-    zone_of,
 )
 from logcount.resp import reason
+from logcount.zones import zone_of
 
 
 class Counts:

@@ -21,7 +21,6 @@ from functools import wraps
 from typing import Any
 
 from logcount import drill, keys
-from logcount.config import Config
 from logcount.dimensions import GRANULARITIES, GRANULARITY_NAMES, MAX_DAYS
 from logcount.errors import LogcountError, RedisUnavailable
 from logcount.resp import RedisError, reason
@@ -55,17 +54,6 @@ class Window:
 
 def label_day(label: str) -> date:
     return date(int(label[:4]), int(label[4:6]), int(label[6:8]))
-
-
-def zone_of(config: Config) -> tzinfo:
-    if config.timezone:
-        # Imported only for a configured zone: 3% of a `logcount top`'s instructions.
-        from zoneinfo import ZoneInfo
-
-        return ZoneInfo(config.timezone)
-    tz = datetime.now().astimezone().tzinfo
-    assert tz is not None
-    return tz
 
 
 def _labels(start: datetime, end: datetime, gran: str) -> tuple[str, ...]:

@@ -10,8 +10,8 @@ at line boundaries into several units. Units are counted in forked counting proc
 and writes it, so the store has a single writer. Memory stays bounded: the raw counters
 are classified into per-day aggregates every few hundred thousand distinct keys, those
 keep twice the store's cap of members per day and dimension (the rest folded into
-"(other)", see rollup_rows.Counts.bound), and a counter hands a file's counts over when it
-moves on to another file. A file stores at most the cap of members per site, day and
+"(other)", see rollup_rows.Counts.bound), and a counter hands a unit's counts over as
+soon as it has read it. A file stores at most the cap of members per site, day and
 dimension, plus "(other)".
 """
 
@@ -19,13 +19,12 @@ from __future__ import annotations
 
 import gc
 import os
-import select
 import signal
 import socket
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -60,231 +59,167 @@ class RollupIncomplete(LogcountError):
 
 # --- running ------------------------------------------------------------------------------
 #
-# The parent opens the store and writes it; counting happens in `jobs` forked processes
-# (logcount/rollup_count.py). The parent forks the first counter before it imports any of
-# the counting side; that counter imports and loads what counting needs (the format, the
-# routes, the crawler patterns) and forks the others, which share it. Meanwhile the parent
-# imports SQLAlchemy, opens the store and loads ua-parser: on two cores that work is done
-# while the counters count, not before. The counters take the units one after the other
-# from a queue (a busy core takes fewer), keep one FileCounter per file and hand the
-# parent one part per file they read from (classified once, however many of its ranges
-# they took).
+# The parent opens the store and writes it; counting happens in a pool of `jobs` forked
+# processes (concurrent.futures, logcount/rollup_count.py), one task per unit, taken in
+# turn (a busy core takes fewer). The parent imports the counting side's modules, then
+# starts the pool before it imports SQLAlchemy or anything else it alone needs: the
+# counters are forked from a small process (a copy of a big parent would be paid for in
+# every counter's memory); each loads what counting needs for the config (the format, the
+# routes, the crawler patterns) while the parent imports SQLAlchemy, opens the store and
+# loads ua-parser: on two cores that work is done while the counters count, not before.
+# A unit's part comes back as soon as it is counted.
 
 
-_QUEUE_WRITE = max(4, select.PIPE_BUF // 4 * 4)  # whole indexes, written atomically
+def _start_counter(shared: tuple[Any, ...]) -> None:
+    """The pool's initializer."""
+    from logcount.rollup_count import start_counter
+
+    start_counter(*shared)
+
+
+def _count_at(i: int) -> list[Message]:
+    """A pool task: a unit's index (the counters inherit the units from the fork)."""
+    from logcount.rollup_count import count_at
+
+    return count_at(i)
+
+
+def _hand_over() -> list[Message]:
+    """A pool's last tasks, one per counter: the parts they still hold."""
+    from logcount.rollup_count import hand_over
+
+    return hand_over(last=True)
 
 
 class _Counters:
-    """The counting processes, and the parts they send (see above). Plain pipes, no
-    multiprocessing: the parent forks before it has imported anything it does not need.
-    The units' indexes wait in a pipe, four bytes each (the counters read them in turn);
-    each counter writes its messages, pickled and length-prefixed, to a pipe of its own.
-    Where there is no fork(), the parent counts itself, once the store is open."""
+    """The counting processes, and the parts they return (see above). Where there is no
+    fork(), the parent counts itself, once the store is open."""
 
     def __init__(self, config: Config, units: list[Unit], jobs: int, progress: bool):
         self.config = config
         self.units = units
+        self.jobs = min(jobs, len(units))
+        self._counted = 0  # lines read by the parent itself (when `progress`)
+        self._shared: Any = None  # lines read by the counters (when `progress`)
+        self._begun: Any = None  # per unit: 1 once a counter has begun it
+        self.pool: Any = None
+        self.futures: dict[Any, int] = {}  # future -> its unit's index
         self.progress = progress
-        self.lines = 0  # lines read so far (when `progress`)
-        self.readers: list[int] = []
-        self.pid = 0
         if not units or not hasattr(os, "fork"):
             return
-        n = min(jobs, len(units))
-        pipes = [os.pipe() for _ in range(n)]
-        queue_r, queue_w = os.pipe()
-        rest = self._queue(queue_w)
-        parent = os.getpid()
-        pid = os.fork()
-        if pid == 0:  # the first counter: loads, forks the others, counts
-            code = 1
-            try:
-                signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C: the parent decides
-                os.close(queue_w)
-                for r, _w in pipes:
-                    os.close(r)
-                from logcount.rollup_count import _prepare, _worker_init
+        import multiprocessing
+        import queue
 
-                _worker_init(parent, None)
-                _prepare(config)
-                code = self._first([w for _r, w in pipes], queue_r)
-            except BaseException:
-                import traceback
+        self.context = multiprocessing.get_context("fork")
+        if progress:
+            self._shared = self.context.Value("q", 0)
+        self._begun = self.context.RawArray("b", len(units))
+        self.done: queue.SimpleQueue[Any] = queue.SimpleQueue()  # futures, as they finish
+        # The counting side's modules, imported once here rather than by each counter (a
+        # core's 40 ms each; the parent imports them later anyway): what they load for a
+        # config (the format, the crawler patterns) is each counter's own, made in parallel.
+        import logcount.rollup_count  # noqa: F401
 
-                traceback.print_exc()
-            finally:
-                os._exit(code)
-        self.pid = pid
-        os.close(queue_r)
-        for _r, w in pipes:
-            os.close(w)
-        self.readers = [r for r, _w in pipes]
-        if rest:  # more units than the pipe holds: the rest as the counters take them
-            import threading
+        self._start(range(len(units)))
 
-            threading.Thread(target=self._feed_queue, args=(queue_w, rest), daemon=True).start()
-        else:
-            os.close(queue_w)
+    def _start(self, indexes: Iterable[int]) -> None:
+        """A pool counting these units. It forks its counters at the first task, with
+        Ctrl-C blocked: a counter ignores it from its first instruction (start_counter),
+        the parent receives it once they are forked."""
+        from concurrent.futures import ProcessPoolExecutor
 
-    def _queue(self, fd: int) -> bytes:
-        """Write the units' indexes into the queue; what did not fit is returned. A write
-        of at most PIPE_BUF bytes is whole or not at all: a counter never reads half an
-        index."""
-        records = b"".join(i.to_bytes(4, "little") for i in range(len(self.units)))
-        os.set_blocking(fd, False)
-        done = 0
+        # Shared with the counters by the fork: the units, the lines read, which units
+        # were begun, and the barrier of the last tasks (see rollup_count.hand_over).
+        everyone = self.context.Barrier(self.jobs)
+        shared = (self.config, self.units, self._shared, self._begun, everyone)
+        self.pool = ProcessPoolExecutor(
+            self.jobs, mp_context=self.context, initializer=_start_counter, initargs=(shared,)
+        )
+        blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
         try:
-            while done < len(records):
-                done += os.write(fd, records[done : done + _QUEUE_WRITE])
-        except BlockingIOError:
-            pass
-        os.set_blocking(fd, True)
-        return records[done:]
-
-    @staticmethod
-    def _feed_queue(fd: int, rest: bytes) -> None:
-        try:
-            for at in range(0, len(rest), _QUEUE_WRITE):
-                os.write(fd, rest[at : at + _QUEUE_WRITE])
-        except OSError:  # the counters are gone
-            pass
+            tasks: list[tuple[Callable[..., list[Message]], int]] = [
+                (_count_at, i) for i in indexes
+            ]
+            self._given = len(tasks)  # units given to this pool
+            tasks += [(_hand_over, -1)] * self.jobs  # -1: no unit
+            for task, i in tasks:
+                future = self.pool.submit(task, *([i] if i >= 0 else []))
+                self.futures[future] = i
+                future.add_done_callback(self.done.put)
         finally:
-            os.close(fd)
+            signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
 
-    def _first(self, writers: list[int], queue: int) -> int:
-        from logcount.rollup_count import _worker_init
-
-        me, children = os.getpid(), []
-        for k in range(1, len(writers)):
-            pid = os.fork()
-            if pid == 0:
-                code = 1
-                try:
-                    for i, other in enumerate(writers):
-                        if i != k:
-                            os.close(other)
-                    _worker_init(me, None)
-                    self._serve(writers[k], queue)
-                    code = 0
-                except BaseException:
-                    import traceback
-
-                    traceback.print_exc()
-                finally:
-                    os._exit(code)
-            children.append(pid)
-        for w in writers[1:]:
-            os.close(w)
-
-        def stop(_signum: int, _frame: object) -> None:  # see close()
-            for pid in children:
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                    os.waitpid(pid, 0)
-                except OSError:
-                    pass
-            os._exit(1)
-
-        signal.signal(signal.SIGTERM, stop)
-        self._serve(writers[0], queue)
-        for pid in children:
-            os.waitpid(pid, 0)
-        return 0
-
-    def _serve(self, fd: int, queue: int) -> None:
-        """Count the units taken from the queue; send the messages to the parent."""
-        import pickle
-
-        from logcount.rollup_count import _WORKER, _count
-
-        def send(message: Message) -> None:
-            data = pickle.dumps(message, pickle.HIGHEST_PROTOCOL)
-            view = memoryview(len(data).to_bytes(8, "little") + data)
-            while view:
-                view = view[os.write(fd, view) :]
-
-        def take() -> int:
-            raw = os.read(queue, 4)
-            return int.from_bytes(raw, "little") if len(raw) == 4 else len(self.units)
-
-        if self.progress:
-            _WORKER["progress"] = lambda n: send(("lines", None, n))
-        for message in _count(self.config, self.units, take):
-            send(message)
-        os.close(fd)
+    @property
+    def lines(self) -> int:
+        """Lines read so far (when `progress`): read without the lock, which a counter
+        killed in the middle of an update would hold forever."""
+        shared = 0 if self._shared is None else int(self._shared.get_obj().value)
+        return self._counted + shared
 
     def results(self, idle: Callable[[], None]) -> Iterator[Message]:
-        """The messages of every counter, as they come; `idle` is called while none does."""
-        if not self.pid:
-            from logcount.rollup_count import _WORKER, _count
+        """The units' messages, as they come; `idle` is called while none does.
 
-            def count(n: int) -> None:
-                self.lines += n
-
-            _WORKER["progress"] = count
-            it = iter(range(len(self.units)))
-            yield from _count(self.config, self.units, lambda: next(it, len(self.units)))
+        A counter that dies (killed, out of memory) breaks the pool, which stops the
+        others: the units they had begun send nothing (their files fail, see _store_all),
+        those not begun are counted by a new pool (forked from the parent as it is now:
+        a rare case, not worth keeping a small process around for)."""
+        if self.pool is None:
+            yield from self._count_here()
             return
-        import pickle
-        import selectors
+        import queue
+        from concurrent.futures.process import BrokenProcessPool
 
-        pending = {fd: bytearray() for fd in self.readers}
-        with selectors.DefaultSelector() as sel:
-            for fd in self.readers:
-                sel.register(fd, selectors.EVENT_READ)
-            while pending:
-                ready = sel.select(timeout=0.25)
-                if not ready:
-                    idle()
-                for key, _events in ready:
-                    fd = int(key.fd)
-                    chunk = os.read(fd, 1 << 20)
-                    if not chunk:  # that counter is done (or died: see rollup())
-                        sel.unregister(fd)
-                        del pending[fd]
-                        continue
-                    buf = pending[fd]
-                    buf += chunk
-                    while len(buf) >= 8:
-                        size = int.from_bytes(buf[:8], "little")
-                        if len(buf) < 8 + size:
-                            break
-                        with memoryview(buf) as view:
-                            message: Message = pickle.loads(view[8 : 8 + size])
-                        del buf[: 8 + size]
-                        if message[0] == "lines":
-                            self.lines += message[2]
-                        else:
-                            yield message
+        again: list[int] = []
+        while self.futures:
+            try:
+                future = self.done.get(timeout=0.25)
+            except queue.Empty:
+                idle()
+                continue
+            i = self.futures.pop(future)
+            error = None if future.cancelled() else future.exception()
+            if isinstance(error, BrokenProcessPool):
+                if i >= 0 and not self._begun[i]:
+                    again.append(i)
+                # Again only if the broken pool had begun some unit: one whose counters
+                # die before they begin any (a fault at set-up) would break every pool.
+                if not self.futures and 0 < len(again) < self._given:
+                    self.pool.shutdown(wait=True)
+                    self._start(again)
+                    again = []
+            elif error is not None and i >= 0:  # a fault of the counting code: the file fails
+                inp = self.units[i].input
+                yield "error", inp, f"{inp.path}: counting failed ({type(error).__name__}: {error})"
+            elif error is None and not future.cancelled():
+                yield from future.result()
+
+    def _count_here(self) -> Iterator[Message]:
+        from logcount.rollup_count import count_at, hand_over, load_units
+
+        def count(n: int) -> None:
+            self._counted += n
+
+        load_units(self.config, self.units, count if self.progress else None)
+        for i in range(len(self.units)):
+            yield from count_at(i)
+        yield from hand_over()
 
     def close(self, stop: bool) -> None:
-        """Reap the first counter (the others are its children, which it reaps), once they
-        are done; with `stop` (an error or Ctrl-C in the parent) stop it first: on SIGTERM
-        it kills and reaps the others, then exits (SIGKILL if it does not within 5 s; the
-        others then die with it, PR_SET_PDEATHSIG)."""
-        for fd in self.readers:
-            try:
-                os.close(fd)
-            except OSError:
-                pass
-        self.readers = []
-        if not self.pid:
+        """Wait for the counters to exit once they are done; with `stop` (an error or
+        Ctrl-C in the parent) kill them first. Either way none is left when this returns,
+        not even as a zombie."""
+        pool, self.pool = self.pool, None
+        if pool is None:
             return
-        pid, self.pid = self.pid, 0
-        try:
-            if not stop:
-                os.waitpid(pid, 0)
-                return
-            os.kill(pid, signal.SIGTERM)
-            deadline = time.monotonic() + 5
-            while os.waitpid(pid, os.WNOHANG)[0] == 0:
-                if time.monotonic() > deadline:
-                    os.kill(pid, signal.SIGKILL)
-                    os.waitpid(pid, 0)
-                    break
-                time.sleep(0.005)
-        except ChildProcessError:
-            pass
+        if stop:
+            import multiprocessing
+
+            workers = multiprocessing.active_children()  # the pool's: the parent has no other
+            for worker in workers:
+                worker.kill()
+            for worker in workers:
+                worker.join()
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 @dataclass
@@ -302,7 +237,7 @@ class RollupResult:
 
 
 def default_day(config: Config) -> date:
-    from logcount.report import zone_of
+    from logcount.zones import zone_of
 
     return datetime.now(zone_of(config)).date() - timedelta(days=1)
 

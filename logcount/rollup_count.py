@@ -1,19 +1,18 @@
 """The counting side of `logcount rollup` (see logcount/rollup.py): what the forked
-counting processes run. Kept apart from rollup.py so that the parent forks them before
-importing any of it (apachelogs, the parser, the classifier, the aggregator): the first
-counter imports and loads it while the parent imports SQLAlchemy and opens the store.
+counting processes run (apachelogs, the parser, the classifier, the aggregator), apart
+from the parent's side. The parent imports this module before it forks them; each loads
+what a config needs (day_format, DayClassifier) while the parent opens the store.
 """
 
 from __future__ import annotations
 
-import ctypes
 import dataclasses
 import lzma
 import os
 import re
 import signal
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import date
 from operator import itemgetter
 from typing import Any
@@ -359,6 +358,13 @@ class FileCounter:
         self.absorb()
         return self.counts
 
+    def take(self) -> Counts:
+        """Everything counted since the last take, classified; the counter goes on with
+        the next unit of the same file."""
+        counts = self.finish()
+        self.counts = Counts()
+        return counts
+
     def _seen(self) -> int:
         """Lines counted or found malformed so far."""
         done = self.counts.lines + self.counts.malformed
@@ -383,8 +389,8 @@ def _prepare(config: Config) -> tuple[DayClassifier, CompiledFormat]:
     if state is None or state[0] != config:
         fmt = day_format(config)
         classifier = DayClassifier(config, fmt)
-        # The crawler patterns compile on first use: compile them here, before the other
-        # counters fork, so that they share them instead of each compiling its own.
+        # The crawler patterns compile on first use: compile them here, at set-up (while
+        # the parent opens the store), not in the middle of the first unit.
         classifier.agent(b"Mozilla/5.0 (X11; Linux x86_64; rv:121.0) Firefox/121.0")
         state = _WORKER["state"] = (config, classifier, fmt)
     return state[1], state[2]
@@ -420,46 +426,101 @@ def count_unit(config: Config, unit: Unit) -> tuple[Unit, Counts | None, str]:
         return unit, None, f"{unit.input.path}: {exc}"
 
 
-def _count(config: Config, units: list[Unit], take: Callable[[], int]) -> Iterator[Message]:
-    """Count the units whose indexes `take` hands out (ascending, len(units) when none is
-    left): one part per file, sent when the next unit belongs to another file; an
-    unreadable file is an error message, never an exception (the others go on)."""
-    current: Input | None = None
-    counter: FileCounter | None = None
-    taken, failed = 0, False
-    while True:
-        i = take()
-        unit = units[i] if i < len(units) else None
-        if unit is None or unit.input != current:
-            if counter is not None:
-                yield "part", current, taken, counter.finish()
-            if unit is None:
-                return
-            current, counter, taken, failed = unit.input, None, 0, False
-        if failed:
-            continue
-        taken += 1
-        try:
-            if counter is None:
-                counter = _file_counter(config, unit.input)
-        except OSError as exc:
-            failed = True
-            yield "error", current, f"{unit.input.path}: {exc.strerror}"
-            continue
-        try:
-            counter.read(unit, _progress)
-        except READ_ERRORS as exc:
-            failed, counter = True, None
-            yield "error", current, f"{unit.input.path}: {exc}"
-
-
-def _worker_init(parent: int, progress: Callable[[int], None] | None) -> None:
-    """A counter's set-up: lines read are reported to `progress`, it dies with `parent`."""
+def load_units(config: Config, units: list[Unit], progress: Callable[[int], None] | None) -> None:
+    """What count_at() reads: the units (a counting process inherits them from the fork,
+    so that a task is one small index), and where lines read are reported."""
+    _WORKER["units"] = (config, units)
     _WORKER["progress"] = progress
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides; Ctrl-C reaches it
-    try:  # die with the parent, even if it is killed with SIGKILL
-        ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
-    if os.getppid() != parent:
+    _prepare(config)
+
+
+def count_at(i: int) -> list[Message]:
+    """Count the i-th unit into the counts this counter holds for its file; returns the
+    messages due: ("part", input, units, Counts), and ("error", input, message) for an
+    unreadable file (never an exception: the other units go on). A counter that takes
+    several units of a file in a row classifies and hands over their counts once (each
+    part classified costs as much as the file's whole when the lines repeat)."""
+    config, units = _WORKER["units"]
+    unit = units[i]
+    begun = _WORKER.get("begun")
+    if begun is not None:
+        begun[i] = 1
+    out = []
+    held = _WORKER.get("held")  # [input, FileCounter, units counted]
+    if held is not None and held[0] != unit.input:
+        out += hand_over()
+        held = None
+    if held is None:
+        try:
+            held = [unit.input, _file_counter(config, unit.input), 0]
+        except OSError as exc:
+            return [*out, ("error", unit.input, f"{unit.input.path}: {exc.strerror}")]
+        _WORKER["held"] = held
+    try:
+        held[1].read(unit, _progress)
+        held[2] += 1
+    except READ_ERRORS as exc:
+        _WORKER["held"] = None
+        return [*out, ("error", unit.input, f"{unit.input.path}: {exc}")]
+    # Held while a later unit of the file waits to be taken (this counter may take it);
+    # handed over now otherwise, so that a file is stored as soon as its last unit is in.
+    after = i + 1
+    while after < len(units) and units[after].input == unit.input:
+        if begun is None or not begun[after]:
+            return out
+        after += 1
+    return out + hand_over()
+
+
+def hand_over(last: bool = False) -> list[Message]:
+    """The part this counter holds, if any. At the end the parent gives each counter one
+    `last` task of this: a barrier holds each until the others have theirs too, so that no
+    counter takes two while another takes none."""
+    if last:
+        _WORKER["everyone"].wait()
+    held, _WORKER["held"] = _WORKER.get("held"), None
+    if held is None:
+        return []
+    return [("part", held[0], held[2], held[1].finish())]
+
+
+def start_counter(config: Config, units: list[Unit], lines: Any, begun: Any, everyone: Any) -> None:
+    """A counting process's set-up (the pool's initializer). The parent forks it with
+    SIGINT blocked: Ctrl-C is the parent's to handle, and ignoring it from here on leaves
+    no moment where it would interrupt the counter with a traceback. `lines` (shared
+    memory, or None without a progress bar) adds up the lines read by every counter;
+    `begun` (shared memory, a byte per unit) tells the parent which units a counter began,
+    should the pool break; `everyone` is the barrier of hand_over()."""
+    _WORKER["begun"], _WORKER["everyone"] = begun, everyone
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+    _die_with_parent()
+    progress = None
+    if lines is not None:
+        total = lines.get_obj()
+
+        def progress(n: int) -> None:
+            with lines.get_lock():
+                total.value += n
+
+    load_units(config, units, progress)
+
+
+def _die_with_parent() -> None:
+    """Exit as soon as the parent is gone, even killed with SIGKILL: a counter's work is
+    worth nothing without it. The parent's sentinel (a pipe multiprocessing gives every
+    child) reads end of file once no process holds its other end; a counter forked later
+    holds the ends of those forked before it, so when the parent dies the last counter
+    exits first and the others follow, each released by the one after it."""
+    import multiprocessing
+    import threading
+
+    parent = multiprocessing.parent_process()
+    if parent is None:
+        return
+
+    def watch() -> None:
+        parent.join()
         os._exit(1)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()

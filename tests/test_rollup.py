@@ -12,6 +12,7 @@ import os
 import random
 import signal
 import subprocess
+import sys
 import threading
 import time
 from collections import Counter
@@ -489,6 +490,16 @@ def processes_mentioning(text: str) -> list[int]:
     return found
 
 
+def counters_gone(text: str, timeout: float = 10) -> bool:
+    """Whether every process mentioning `text` is gone within `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while processes_mentioning(text):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    return True
+
+
 def feed_fifo(
     path: Path, sample: bytes, times: int, hold: threading.Event | None = None
 ) -> threading.Thread:
@@ -561,8 +572,7 @@ def test_sigkill_mid_rollup_then_rerun(store_env: dict[str, str], tmp_path: Path
         hold.set()
         writer.join(10)
     assert proc.returncode == -signal.SIGKILL
-    time.sleep(0.5)
-    assert processes_mentioning(str(logs)) == []  # the workers died with their parent
+    assert counters_gone(str(logs))  # the counters died with their parent
     assert {r["path"]: r["finished"] for r in store.source_rows()}[str(pipe)] is None
     assert snapshot(store) == reference  # the killed run changed nothing it had not finished
 
@@ -615,19 +625,103 @@ def rollup_held_at_a_fifo(
 def test_a_killed_counter_fails_its_file_not_the_run(
     store_env: dict[str, str], tmp_path: Path
 ) -> None:
-    """A counting process that dies (the OOM killer) costs the files it had not handed
-    over: they are errors and the exit code says so; the others are stored, nothing hangs."""
+    """Counting processes that die (the OOM killer) cost the files they had begun: they
+    are errors and the exit code says so; the others are stored, nothing hangs."""
     with rollup_held_at_a_fifo(store_env, tmp_path, 17) as (proc, pipe, expected, store):
         counters = [pid for pid in processes_mentioning(str(pipe.parent)) if pid != proc.pid]
         assert counters
         for pid in counters:
-            os.kill(pid, signal.SIGKILL)
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:  # the pool stopped it when the first one died
+                pass
         _out, err = proc.communicate(timeout=60)
     assert proc.returncode == 1, err.decode()
-    lines = err.decode().strip().splitlines()
-    assert f"error: cannot read {pipe}: its counting process died" in lines
-    assert lines[-1] == "Error: rollup incomplete: 3 file(s) stored, 0 missing, 1 unreadable"
+    assert err.decode().splitlines() == [
+        f"error: cannot read {pipe}: its counting process died",
+        "Error: rollup incomplete: 3 file(s) stored, 0 missing, 1 unreadable",
+    ]
     assert {r["path"]: r["finished"] for r in store.source_rows()}[str(pipe)] is None
+    for day in DAYS:
+        assert store.day_totals("test", [day])["hits"] == expected[day].hits
+
+
+def test_sigterm_ends_the_run_and_its_counters(store_env: dict[str, str], tmp_path: Path) -> None:
+    """SIGTERM to the rollup alone (not its group): it ends at once, as by default, the
+    file being read is not stored, and the counters exit with it."""
+    with rollup_held_at_a_fifo(store_env, tmp_path, 23) as (proc, pipe, expected, store):
+        assert [pid for pid in processes_mentioning(str(pipe.parent)) if pid != proc.pid]
+        proc.send_signal(signal.SIGTERM)
+        _out, err = proc.communicate(timeout=30)
+        assert (proc.returncode, err) == (-signal.SIGTERM, b"")
+        assert counters_gone(str(pipe.parent))
+    assert {r["path"]: r["finished"] for r in store.source_rows()}[str(pipe)] is None
+    for day in DAYS:
+        assert store.day_totals("test", [day])["hits"] == expected[day].hits
+
+
+def readers_of(path: Path, among: list[int]) -> list[int]:
+    """The processes (of `among`) that have `path` open."""
+    found = []
+    for pid in among:
+        try:
+            fds = list(Path(f"/proc/{pid}/fd").iterdir())
+        except OSError:
+            continue
+        for fd in fds:
+            try:
+                if os.readlink(fd) == str(path):
+                    found.append(pid)
+                    break
+            except OSError:
+                pass
+    return found
+
+
+def test_a_dead_counter_costs_the_files_begun_not_the_others(
+    lc_env: dict[str, str], tmp_path: Path
+) -> None:
+    """Two counters each reading a named pipe, three days' files waiting: one counter is
+    killed. The pool breaks and stops the other; the two pipes fail, the three files no
+    counter had begun are counted by a new pool and stored."""
+    (tmp_path / "logcount.toml").write_text(CONFIG)
+    logs = tmp_path / "logs"
+    expected = write_tree(logs, seed=25, per_day=100)
+    pipes, writers, hold = [logs / "a.log", logs / "b.log"], [], threading.Event()
+    sample = b"".join(ln.text().encode() for ln in gen_lines(random.Random(25), DAYS[1], 100))
+    for pipe in pipes:
+        os.mkfifo(pipe)
+        writers.append(feed_fifo(pipe, sample, 10, hold))
+    args = ["--logs", str(pipes[0]), "--logs", str(pipes[1]), "--logs", str(logs / TEMPLATE)]
+    args += ["--since", DAYS[0].isoformat(), "--until", DAYS[-1].isoformat(), "--jobs", "2"]
+    proc = subprocess.Popen(
+        [*LOGCOUNT, "rollup", *args], env=lc_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:  # each counter reads its pipe
+            counters = [pid for pid in processes_mentioning(str(logs)) if pid != proc.pid]
+            readers = [readers_of(pipe, counters) for pipe in pipes]
+            if all(readers):
+                break
+            time.sleep(0.02)
+        else:
+            pytest.fail("the counters never opened the pipes")
+        os.kill(readers[0][0], signal.SIGKILL)
+        _out, err = proc.communicate(timeout=60)
+    finally:
+        hold.set()
+        for writer in writers:
+            writer.join(10)
+    assert (proc.returncode, err.decode().splitlines()) == (
+        1,
+        [
+            f"error: cannot read {pipes[0]}: its counting process died",
+            f"error: cannot read {pipes[1]}: its counting process died",
+            "Error: rollup incomplete: 3 file(s) stored, 0 missing, 2 unreadable",
+        ],
+    )
+    store = store_of(lc_env)
     for day in DAYS:
         assert store.day_totals("test", [day])["hits"] == expected[day].hits
 
@@ -657,7 +751,7 @@ def test_ctrl_c_stops_every_process_and_keeps_what_was_stored(
         assert len(group_members(proc.pid)) == 3  # the parent and two counters
         os.killpg(proc.pid, signal.SIGINT)
         _out, err = proc.communicate(timeout=30)
-    assert proc.returncode == 1, err.decode()
+    assert (proc.returncode, err.decode()) == (1, "\nAborted!\n")  # click's, no traceback
     assert group_members(proc.pid) == []
     assert {r["path"]: r["finished"] for r in store.source_rows()}[str(pipe)] is None
     for day in DAYS:
@@ -763,9 +857,9 @@ def test_ranges_of_a_split_file_count_every_line_once(
     assert merged.day_visitors.keys() == whole.day_visitors.keys()
 
 
-def test_more_units_than_the_queue_pipe_holds(tmp_path: Path) -> None:
-    """The counters take the units' indexes from a pipe; 20,000 of them (80 KB) do not fit
-    in it at once: the rest is written while they are taken, each unit exactly once."""
+def test_every_unit_is_counted_once_however_many(tmp_path: Path) -> None:
+    """The counters take the units in turn from the pool: 2,000 of them, every one is
+    counted once and its part comes back, and the progress adds up their lines."""
     import tomllib
 
     from logcount import rollup as lr
@@ -776,9 +870,9 @@ def test_more_units_than_the_queue_pipe_holds(tmp_path: Path) -> None:
     log.write_text("".join(ln.text() for ln in gen_lines(random.Random(18), DAYS[0], 3000)))
     size = log.stat().st_size
     inp = lr.Input(str(log), None)
-    # the file's lines in four ranges, hidden among 19,996 empty ones
+    # the file's lines in four ranges, hidden among 1,996 empty ones
     cuts = [0, *(log.read_bytes().index(b"\n", size * k // 4) + 1 for k in (1, 2, 3)), size]
-    units = [lr.Unit(inp, cuts[0], cuts[0])] * 19_996 + [
+    units = [lr.Unit(inp, cuts[0], cuts[0])] * 1_996 + [
         lr.Unit(inp, a, b) for a, b in zip(cuts, cuts[1:], strict=False)
     ]
     counters = lr._Counters(config, units, 2, True)
@@ -788,7 +882,7 @@ def test_more_units_than_the_queue_pipe_holds(tmp_path: Path) -> None:
         counters.close(stop=False)
     parts = [m for m in messages if m[0] == "part"]
     assert [m for m in messages if m[0] != "part"] == []
-    assert sum(m[2] for m in parts) == 20_000  # every unit taken once
+    assert sum(m[2] for m in parts) == 2_000  # every unit counted once
     assert sum(m[3].lines + m[3].malformed for m in parts) == 3000
     assert counters.lines == 3000  # the progress the counters reported
 
@@ -833,3 +927,31 @@ def test_a_format_without_time_counts_on_the_files_day(
         date(2026, 2, 3): 2,
         DAYS[0]: 1,
     }
+
+
+def test_the_rollup_imports_nothing_of_the_read_side(
+    lc_env: dict[str, str], tmp_path: Path
+) -> None:
+    """A whole `rollup` (its default day too) and its counting side import none of the
+    reading side's modules: reports, the API, their output and `top --watch` may change
+    without touching the nightly job."""
+    log = tmp_path / "access.log"
+    log.write_text("".join(ln.text() for ln in gen_lines(random.Random(24), DAYS[0], 50)))
+    code = (
+        "import atexit, sys\n"
+        "from logcount import rollup_count  # what the counters import, here in the parent\n"
+        "atexit.register(lambda: print(*sorted(m for m in sys.modules if 'logcount' in m)))\n"
+        "from logcount.cli import cli\n"
+        "cli(['rollup', '--quiet', '--logs', sys.argv[1]])\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(log)],
+        env=lc_env,
+        capture_output=True,
+        check=False,
+    )
+    assert (done.returncode, done.stderr) == (0, b"")
+    imported = set(done.stdout.decode().split())
+    assert {"logcount.rollup", "logcount.rollup_count", "logcount.store"} <= imported
+    read_side = {f"logcount.{name}" for name in ("report", "api", "render", "watch")}
+    assert imported & read_side == set()
