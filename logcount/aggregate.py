@@ -357,6 +357,8 @@ class LineCounter:
 
 
 Minutes = dict[tuple[str, str], Any]  # (site, minute label) -> what was counted in it
+# The dimensions whose members a hit key's fields give (see Aggregator._describe).
+HIT_KEY_DIMS = ("path", "status", "method", "status_path", "object")
 # A hit key's status class, and its (dimension, member) pairs: path, status, method, object.
 Described = tuple[str, tuple[tuple[str, str], ...]]
 
@@ -447,7 +449,8 @@ class Aggregator:
             "status_path": f"{status} {path}" if status[:1] in ERROR_CLASSES else None,
             "object": self.classifier.object_of(path),
         }
-        found = (status_class(status), tuple((d, m) for d, m in members.items() if m is not None))
+        pairs = tuple((d, m) for d in HIT_KEY_DIMS if (m := members[d]) is not None)
+        found = (status_class(status), pairs)
         self._described[what] = found
         self._held += sum(map(len, what))
         return found
@@ -466,20 +469,17 @@ class Aggregator:
             tot = totals.get(sm)
             if tot is None:
                 tot = totals[sm] = Counter()
-                hits[sm] = {}
-                sizes[sm] = {}
+                hits[sm] = {dim: {} for dim in HIT_KEY_DIMS}
+                sizes[sm] = {dim: {} for dim in HIT_KEY_DIMS}
             tot["hits"] += n
             tot["bytes"] += nbytes
             tot[cls] += n
             h, b = hits[sm], sizes[sm]
             for dim, member in members:
-                per = h.get(dim)
-                if per is None:
-                    per = h[dim] = {}
-                    b[dim] = {}
+                per = h[dim]
                 per[member] = per.get(member, 0) + n
-                per_b = b[dim]
-                per_b[member] = per_b.get(member, 0) + nbytes
+                per = b[dim]
+                per[member] = per.get(member, 0) + nbytes
 
     def _bots(self, raw: RawCounts, totals: Minutes, hits: Minutes) -> None:
         """Bot lines (keyed by context and agent): the bots total, and per crawler name."""
