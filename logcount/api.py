@@ -70,7 +70,8 @@ class Counts:
         if self._redis is None:
             from logcount.embedded import redis_url
 
-            if self._one_shot:
+            # THROWAWAY (bench_top --clients): the read side on redis-py, to measure it.
+            if self._one_shot and os.environ.get("LOGCOUNT_READ_CLIENT") != "redis-py":
                 from logcount.resp import connect
             else:
                 from logcount.connection import connect
