@@ -15,8 +15,9 @@ With `--compare REF` (a git commit) and/or `--compare-env NAME=VALUE`, it times 
 `logcount top --format json` of two variants in one run, runs alternating (so a load that
 comes and goes weighs on both alike), medians of `--runs` (21 by default here): this tree,
 and REF's tree (extracted with `git archive`) or this tree with the extra environment.
-It also counts each variant's import time (`python -X importtime`, the whole command and
-the Redis client's modules: `redis`, `logcount.resp`).
+It also counts each variant's import time (`python -X importtime`: the whole command and
+the Redis client's modules, `redis` and `logcount.resp`) and, with `--instructions`, the
+instructions of one run of each (valgrind: the same count on a busy machine).
 
     .venv/bin/python bench/bench_top.py --paths 10000 --compare main
 """
@@ -28,6 +29,7 @@ import compileall
 import io
 import os
 import random
+import re
 import resource
 import statistics
 import subprocess
@@ -94,12 +96,14 @@ def child_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def time_process(cmd: list[str], env: dict[str, str], runs: int) -> tuple[list[float], list[float]]:
+def time_process(
+    cmd: list[str], env: dict[str, str], runs: int, cwd: Path | None = None
+) -> tuple[list[float], list[float]]:
     """Wall clock and CPU time (user + system) of each run of a new process."""
     wall, cpu = [], []
     for _ in range(runs):
         c0, t0 = child_cpu(), time.perf_counter()
-        done = subprocess.run(cmd, env=env, capture_output=True, check=True)
+        done = subprocess.run(cmd, env=env, capture_output=True, check=True, cwd=cwd)
         wall.append(time.perf_counter() - t0)
         cpu.append(child_cpu() - c0)
     if "logcount.cli" in cmd:
@@ -125,11 +129,11 @@ def extract(ref: str, into: Path) -> Path:
     return into
 
 
-def import_times(cmd: list[str], env: dict[str, str]) -> dict[str, int]:
+def import_times(cmd: list[str], env: dict[str, str], cwd: Path) -> dict[str, int]:
     """Microseconds of imports in one run (`-X importtime`): all of them, and the
     cumulative time of each Redis client's modules, where it was first imported."""
     err = subprocess.run(
-        [cmd[0], "-X", "importtime", *cmd[1:]], env=env, capture_output=True, check=True
+        [cmd[0], "-X", "importtime", *cmd[1:]], env=env, capture_output=True, check=True, cwd=cwd
     ).stderr.decode()
     out = {"all": 0, "redis": 0, "logcount.resp": 0}
     for line in err.splitlines():
@@ -143,6 +147,20 @@ def import_times(cmd: list[str], env: dict[str, str]) -> dict[str, int]:
         if module in ("redis", "logcount.resp") and not out[module]:
             out[module] = int(cumulative)
     return out
+
+
+def instructions(cmd: list[str], env: dict[str, str], cwd: Path) -> int:
+    """Instructions of one run, counted by valgrind (callgrind): the same on a busy
+    machine as on a quiet one."""
+    err = subprocess.run(
+        ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", *cmd],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=cwd,
+    ).stderr
+    return int(re.findall(r"Collected : (\d+)", err)[-1])
 
 
 def compare(args: argparse.Namespace, env: dict[str, str], tmp: Path) -> None:
@@ -160,11 +178,22 @@ def compare(args: argparse.Namespace, env: dict[str, str], tmp: Path) -> None:
     imports: dict[str, list[dict[str, int]]] = {name: [] for name, _ in variants}
     for _ in range(args.runs):
         for name, venv in variants:
-            w, c = time_process(top + ["--site", SITE], venv, 1)
+            # In a neutral directory: `python -m` puts the current one first on sys.path.
+            w, c = time_process(top + ["--site", SITE], venv, 1, cwd=tmp)
             wall[name] += w
             cpu[name] += c
         for name, venv in variants:
-            imports[name].append(import_times(top + ["--site", SITE], venv))
+            imports[name].append(import_times(top + ["--site", SITE], venv, tmp))
+    for name, venv in variants:
+        where = subprocess.run(
+            [sys.executable, "-c", "import logcount; print(logcount.__file__)"],
+            env=venv,
+            capture_output=True,
+            text=True,
+            check=True,
+            cwd=tmp,
+        ).stdout.strip()
+        print(f"{name}: logcount from {where}")
     for name, _ in variants:
         imp = {k: statistics.median(r[k] for r in imports[name]) / 1000 for k in imports[name][0]}
         print(
@@ -173,6 +202,10 @@ def compare(args: argparse.Namespace, env: dict[str, str], tmp: Path) -> None:
             f"{imp['all']:.0f} ms, of which redis {imp['redis']:.0f} ms, "
             f"logcount.resp {imp['logcount.resp']:.0f} ms ({args.runs} runs each, alternating)"
         )
+    if args.instructions:
+        for name, venv in variants:
+            count = instructions(top + ["--site", SITE], venv, tmp)
+            print(f"{name}: top --format json, {count / 1e6:.0f} M instructions (valgrind)")
     print(f"load average at the end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
 
 
@@ -187,6 +220,9 @@ def main() -> None:
         action="append",
         default=[],
         help="environment of the second variant",
+    )
+    parser.add_argument(
+        "--instructions", action="store_true", help="with --compare: count them (valgrind)"
     )
     args = parser.parse_args()
     comparing = bool(args.compare or args.compare_env)

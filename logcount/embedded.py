@@ -6,9 +6,12 @@ on the machine. It outlives the process that started it, like any local service.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
+import shutil
 import socket
 import struct
+import subprocess
 import time
 from pathlib import Path
 from typing import Any
@@ -45,8 +48,6 @@ def redis_server_binaries() -> list[str]:
             found.append(str(exe))
     except ImportError:
         pass
-    import shutil  # here: a report that finds the server running never needs it
-
     on_path = shutil.which("redis-server")
     if on_path and on_path not in found:
         found.append(on_path)
@@ -91,10 +92,6 @@ def ensure_embedded(data_dir: Path, timeout: float = 10.0) -> str:
         if _alive(sock):
             return url
     _check_socket(sock, owner)
-    # Imported only to start the server: a report that finds it running needs neither
-    # fcntl nor subprocess (they are 2% of a `logcount top`'s instructions).
-    import fcntl
-
     # Two processes starting at once (Apache starts two loggers): one starts the server,
     # the other waits on the lock and then finds it running.
     with safefs.acting_as(owner):
@@ -128,8 +125,6 @@ def ensure_embedded(data_dir: Path, timeout: float = 10.0) -> str:
 
 def _start_server(data_dir: Path, owner: safefs.Owner | None) -> Any:
     """Run the first redis-server that the user it runs as may execute."""
-    import subprocess
-
     refused = []
     for binary in redis_server_binaries():
         try:
