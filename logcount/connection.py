@@ -54,7 +54,10 @@ def connect(
     except (redis.RedisError, OSError) as exc:
         raise RedisUnavailable(f"cannot reach Redis: {unreachable(exc, _where(url))}") from None
     except (TypeError, ValueError) as exc:
-        raise RedisUnavailable(f"bad Redis URL: {_option_problem(exc)}") from None
+        problem = _option_problem(exc)
+        if not problem:
+            raise  # not the URL's fault: a bug, shown whole
+        raise RedisUnavailable(f"bad Redis URL: {problem}") from None
     if info.get("cluster_enabled"):
         client.close()
         return cluster_client(url, timeout)
@@ -120,11 +123,14 @@ _UNKNOWN_OPTION = re.compile(r"unexpected keyword argument '(\w+)'")
 
 
 def _option_problem(exc: Exception) -> str:
-    """redis-py hands a URL's query options to its connection class as keywords: one it
-    does not know fails there, when the first connection is made, as a TypeError."""
-    unknown = _UNKNOWN_OPTION.search(str(exc))
-    if unknown:
-        return f"unknown option {unknown.group(1)!r}"
+    """What redis-py found wrong with a URL's query, or "" when the error is not about
+    it. redis-py hands the options to its connection class as keywords: one it does not
+    know fails there, when the first connection is made, as a TypeError; a value it
+    cannot read is a ValueError of its own words ("Invalid value for 'db' in connection
+    URL.")."""
+    if isinstance(exc, TypeError):
+        unknown = _UNKNOWN_OPTION.search(str(exc))
+        return f"unknown option {unknown.group(1)!r}" if unknown else ""
     return reason(exc)
 
 
