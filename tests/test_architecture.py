@@ -56,7 +56,6 @@ def imports(path: Path) -> set[str]:
 KNOWN = {
     ("config", "parse"): "validate() compiles the log format: move the check to its callers",
     ("config", "routes"): "validate() compiles the routes: move the check to its callers",
-    ("rollup", "report"): "rollup.default_day uses report.zone_of: a shared zone helper",
 }
 
 
