@@ -10,18 +10,31 @@ and the hour buckets the sparkline reads) with 100,000 distinct paths, then time
 Targets: top < 200 ms, hits_today < 2 ms. Prints the figures.
 
     .venv/bin/python bench/bench_top.py [--paths 100000] [--runs 7]
+
+With `--compare REF` (a git commit) and/or `--compare-env NAME=VALUE`, it times instead
+`logcount top --format json` of two variants in one run, runs alternating (so a load that
+comes and goes weighs on both alike), medians of `--runs` (21 by default here): this tree,
+and REF's tree (extracted with `git archive`) or this tree with the extra environment.
+It also counts each variant's import time (`python -X importtime`: the whole command and
+the Redis client's modules, `redis` and `logcount.resp`) and, with `--instructions`, the
+instructions of one run of each (valgrind: the same count on a busy machine).
+
+    .venv/bin/python bench/bench_top.py --paths 10000 --compare main
 """
 
 from __future__ import annotations
 
 import argparse
 import compileall
+import io
 import os
 import random
+import re
 import resource
 import statistics
 import subprocess
 import sys
+import tarfile
 import tempfile
 import time
 from datetime import datetime
@@ -83,12 +96,14 @@ def child_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def time_process(cmd: list[str], env: dict[str, str], runs: int) -> tuple[list[float], list[float]]:
+def time_process(
+    cmd: list[str], env: dict[str, str], runs: int, cwd: Path | None = None
+) -> tuple[list[float], list[float]]:
     """Wall clock and CPU time (user + system) of each run of a new process."""
     wall, cpu = [], []
     for _ in range(runs):
         c0, t0 = child_cpu(), time.perf_counter()
-        done = subprocess.run(cmd, env=env, capture_output=True, check=True)
+        done = subprocess.run(cmd, env=env, capture_output=True, check=True, cwd=cwd)
         wall.append(time.perf_counter() - t0)
         cpu.append(child_cpu() - c0)
     if "logcount.cli" in cmd:
@@ -100,11 +115,118 @@ def ms(values: list[float]) -> str:
     return f"{statistics.median(values) * 1000:.0f} ms"
 
 
+def extract(ref: str, into: Path) -> Path:
+    """REF's tree, as `git archive` gives it, with its bytecode compiled (as pip would)."""
+    tar = subprocess.run(
+        ["git", "-C", str(ROOT), "archive", ref, "logcount"], capture_output=True, check=True
+    ).stdout
+    with tarfile.open(fileobj=io.BytesIO(tar)) as archive:
+        archive.extractall(into, filter="data")
+    # The C scanner is built, not committed: this tree's build serves (`top` never scans).
+    for built in (ROOT / "logcount").glob("_scan*.so"):
+        (into / "logcount" / built.name).write_bytes(built.read_bytes())
+    compileall.compile_dir(into / "logcount", quiet=1)
+    return into
+
+
+def import_times(cmd: list[str], env: dict[str, str], cwd: Path) -> dict[str, int]:
+    """Microseconds of imports in one run (`-X importtime`): all of them, and the
+    cumulative time of each Redis client's modules, where it was first imported."""
+    err = subprocess.run(
+        [cmd[0], "-X", "importtime", *cmd[1:]], env=env, capture_output=True, check=True, cwd=cwd
+    ).stderr.decode()
+    out = {"all": 0, "redis": 0, "logcount.resp": 0}
+    for line in err.splitlines():
+        if not line.startswith("import time:") or "cumulative" in line:
+            continue
+        _, cumulative, name = line[len("import time:") :].split("|")
+        module = name.strip()
+        depth = (len(name) - len(name.lstrip())) // 2
+        if depth == 0:
+            out["all"] += int(cumulative)
+        if module in ("redis", "logcount.resp") and not out[module]:
+            out[module] = int(cumulative)
+    return out
+
+
+def instructions(cmd: list[str], env: dict[str, str], cwd: Path) -> int:
+    """Instructions of one run, counted by valgrind (callgrind): the same on a busy
+    machine as on a quiet one."""
+    err = subprocess.run(
+        ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", *cmd],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=cwd,
+    ).stderr
+    return int(re.findall(r"Collected : (\d+)", err)[-1])
+
+
+def compare(args: argparse.Namespace, env: dict[str, str], tmp: Path) -> None:
+    """`top --format json` of two variants, alternating, and their import times."""
+    other_env = dict(env)
+    other_env.update(item.split("=", 1) for item in args.compare_env)
+    other_root = extract(args.compare, tmp / "ref") if args.compare else ROOT
+    other_env["PYTHONPATH"] = str(other_root)
+    compileall.compile_dir(ROOT / "logcount", quiet=1)
+    label = (args.compare or "this tree") + "".join(f" {e}" for e in args.compare_env)
+    variants = [("this tree", env), (label, other_env)]
+    top = [sys.executable, "-m", "logcount.cli", "top", "--window", "today", "--format", "json"]
+    wall: dict[str, list[float]] = {name: [] for name, _ in variants}
+    cpu: dict[str, list[float]] = {name: [] for name, _ in variants}
+    imports: dict[str, list[dict[str, int]]] = {name: [] for name, _ in variants}
+    for _ in range(args.runs):
+        for name, venv in variants:
+            # In a neutral directory: `python -m` puts the current one first on sys.path.
+            w, c = time_process(top + ["--site", SITE], venv, 1, cwd=tmp)
+            wall[name] += w
+            cpu[name] += c
+        for name, venv in variants:
+            imports[name].append(import_times(top + ["--site", SITE], venv, tmp))
+    for name, venv in variants:
+        where = subprocess.run(
+            [sys.executable, "-c", "import logcount; print(logcount.__file__)"],
+            env=venv,
+            capture_output=True,
+            text=True,
+            check=True,
+            cwd=tmp,
+        ).stdout.strip()
+        print(f"{name}: logcount from {where}")
+    for name, _ in variants:
+        imp = {k: statistics.median(r[k] for r in imports[name]) / 1000 for k in imports[name][0]}
+        print(
+            f"{name}: top --format json median wall {ms(wall[name])} "
+            f"(best {min(wall[name]) * 1000:.0f} ms), cpu {ms(cpu[name])}; imports "
+            f"{imp['all']:.0f} ms, of which redis {imp['redis']:.0f} ms, "
+            f"logcount.resp {imp['logcount.resp']:.0f} ms ({args.runs} runs each, alternating)"
+        )
+    if args.instructions:
+        for name, venv in variants:
+            count = instructions(top + ["--site", SITE], venv, tmp)
+            print(f"{name}: top --format json, {count / 1e6:.0f} M instructions (valgrind)")
+    print(f"load average at the end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--paths", type=int, default=100_000)
-    parser.add_argument("--runs", type=int, default=7)
+    parser.add_argument("--runs", type=int)
+    parser.add_argument("--compare", metavar="REF", help="time REF's tree against this one")
+    parser.add_argument(
+        "--compare-env",
+        metavar="NAME=VALUE",
+        action="append",
+        default=[],
+        help="environment of the second variant",
+    )
+    parser.add_argument(
+        "--instructions", action="store_true", help="with --compare: count them (valgrind)"
+    )
     args = parser.parse_args()
+    comparing = bool(args.compare or args.compare_env)
+    args.runs = args.runs or (21 if comparing else 7)
     with tempfile.TemporaryDirectory() as tmp:
         server = PrivateRedis()
         try:
@@ -125,6 +247,9 @@ def main() -> None:
                 LOGCOUNT_DATA_DIR=str(Path(tmp, "data")),
                 PYTHONPATH=str(ROOT),
             )
+            if comparing:
+                compare(args, env, Path(tmp))
+                return
             top = [sys.executable, "-m", "logcount.cli", "top", "--window", "today", "--site", SITE]
             # An installed logcount has its bytecode (pip compiles it); a source checkout run
             # with PYTHONDONTWRITEBYTECODE=1 would compile every module on every start

@@ -14,8 +14,10 @@ from typing import Any
 
 from logcount import keys
 from logcount.config import Config, load_config
+from logcount.connection import connect, reason
 from logcount.dimensions import DIMENSION_NAMES
 from logcount.drill import status_filter
+from logcount.embedded import redis_url
 from logcount.errors import LogcountError, RedisUnavailable, StoreError
 from logcount.report import (
     Window,
@@ -28,7 +30,6 @@ from logcount.report import (
     reading_redis,
     window_between,
 )
-from logcount.resp import reason
 from logcount.zones import zone_of
 
 
@@ -48,7 +49,6 @@ class Counts:
         self._redis: Any = None
         self._store: Any = None
         self._store_opened = False
-        self._one_shot = False
 
     @classmethod
     def from_config(cls, path: str | None = None, **overrides: Any) -> Counts:
@@ -57,23 +57,13 @@ class Counts:
 
     @classmethod
     def from_settings(cls, config: Config) -> Counts:
-        """For the command line: a short process that makes one connection, so the small
-        client of logcount/resp.py rather than redis-py (whose import would be most of a
-        `logcount top`'s time). A web application keeps redis-py's pool: thread-safe,
-        reconnecting, and imported once per process."""
-        counts = cls(config=config)
-        counts._one_shot = True
-        return counts
+        """For the command line: the settings it has read already (file, environment and
+        flags)."""
+        return cls(config=config)
 
     @property
     def redis(self) -> Any:
         if self._redis is None:
-            from logcount.embedded import redis_url
-
-            if self._one_shot:
-                from logcount.resp import connect
-            else:
-                from logcount.connection import connect
             self._redis = connect(redis_url(self.config))
         return self._redis
 
@@ -197,8 +187,9 @@ class Counts:
         """Today's hits of a path or an object: one Redis round trip."""
         dim, member = self._member(path, object)
         label = self.now().strftime("%Y%m%d")
-        with reading_redis():
-            score = self.redis.zscore(keys.members(site or self.site, dim, "day", label), member)
+        client = self.redis
+        with reading_redis(client):
+            score = client.zscore(keys.members(site or self.site, dim, "day", label), member)
         return int(score or 0)
 
     def readers(self) -> list[dict[str, Any]]:

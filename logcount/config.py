@@ -204,7 +204,7 @@ def mask_url(url: str) -> str:
 
 
 def _mask_split(url: str) -> str:
-    """A redis URL rebuilt from urlsplit's parts, as redis-py and resp.py read them."""
+    """A redis URL rebuilt from urlsplit's parts, as redis-py reads them."""
     from urllib.parse import urlsplit
 
     parts = urlsplit(url)
@@ -278,8 +278,8 @@ def store_url_problem(url: str) -> str:
 
 
 def redis_url_problem(url: str) -> str:
-    """Why redis-py and logcount/resp.py (both read a URL with urlsplit's rules) would not
-    read `url` as written, or "" when they would. Never quotes a part of the URL: a
+    """Why redis-py (it reads a URL with urlsplit's rules) would not read `url` as
+    written, or "" when it would. Never quotes a part of the URL: a
     password with an unencoded '#', '?' or '/' ends the host part early, and what follows
     it (the password's end) becomes path, query or fragment, its start a "port"."""
     from urllib.parse import urlsplit

@@ -6,16 +6,22 @@ on the machine. It outlives the process that started it, like any local service.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
+import shutil
 import socket
 import struct
+import subprocess
 import time
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from logcount import resp, safefs
+import redis
+
+from logcount import safefs
 from logcount.config import Config
+from logcount.connection import connect
 from logcount.errors import ConfigError, RedisUnavailable
 
 SOCKET = "redis.sock"
@@ -42,8 +48,6 @@ def redis_server_binaries() -> list[str]:
             found.append(str(exe))
     except ImportError:
         pass
-    import shutil  # here: a report that finds the server running never needs it
-
     on_path = shutil.which("redis-server")
     if on_path and on_path not in found:
         found.append(on_path)
@@ -61,21 +65,19 @@ def redis_url(config: Config) -> str:
     return ensure_embedded(config.resolved_data_dir())
 
 
-def _client(sock: Path, timeout: float) -> resp.Client:
-    # The small client (no redis-py import): this check runs before every report.
-    return resp.Client(resp.Address(path=str(sock), connect_timeout=timeout, read_timeout=timeout))
+def _url(sock: Path) -> str:
+    # Quoted: a data directory may hold '#', '?' or '%', which a URL would cut or decode.
+    return f"unix://{quote(str(sock))}"
 
 
 def _alive(sock: Path) -> bool:
     if not sock.exists():
         return False
-    client = _client(sock, 1.0)
     try:
-        return bool(client.ping())
-    except resp.RedisError:
+        connect(_url(sock), timeout=1.0, connect_timeout=1.0).close()
+    except RedisUnavailable:  # a socket left by a server that is gone
         return False
-    finally:
-        client.close()
+    return True
 
 
 def ensure_embedded(data_dir: Path, timeout: float = 10.0) -> str:
@@ -85,16 +87,11 @@ def ensure_embedded(data_dir: Path, timeout: float = 10.0) -> str:
     as that user and the server runs as that user: see logcount.safefs."""
     owner = safefs.foreign_owner(data_dir)
     sock = socket_path(data_dir)
-    # Quoted: a data directory may hold '#', '?' or '%', which a URL would cut or decode.
-    url = f"unix://{quote(str(sock))}"
+    url = _url(sock)
     with safefs.acting_as(owner):
         if _alive(sock):
             return url
     _check_socket(sock, owner)
-    # Imported only to start the server: a report that finds it running needs neither
-    # fcntl nor subprocess (they are 2% of a `logcount top`'s instructions).
-    import fcntl
-
     # Two processes starting at once (Apache starts two loggers): one starts the server,
     # the other waits on the lock and then finds it running.
     with safefs.acting_as(owner):
@@ -128,8 +125,6 @@ def ensure_embedded(data_dir: Path, timeout: float = 10.0) -> str:
 
 def _start_server(data_dir: Path, owner: safefs.Owner | None) -> Any:
     """Run the first redis-server that the user it runs as may execute."""
-    import subprocess
-
     refused = []
     for binary in redis_server_binaries():
         try:
@@ -187,9 +182,10 @@ def _run_as(owner: safefs.Owner | None) -> dict[str, Any]:
     return {"user": owner.uid, "group": owner.gid, "extra_groups": list(owner.groups)}
 
 
-def _server_uid(conn: resp.Connection) -> int:
-    """The uid of the process at the other end of a unix socket (SO_PEERCRED)."""
-    creds = conn.sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+def _server_uid(conn: Any) -> int:
+    """The uid of the process at the other end of a connection's unix socket (SO_PEERCRED).
+    redis-py keeps the socket in `_sock` and offers no public way to it."""
+    creds = conn._sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
     return int(struct.unpack("3i", creds)[1])
 
 
@@ -219,11 +215,13 @@ def stop_embedded(data_dir: Path) -> bool:
         if not _alive(sock):
             return False
         # Saving a large dataset takes a while.
-        address = resp.Address(path=str(sock), connect_timeout=60.0, read_timeout=60.0)
         try:
-            conn = resp.Connection(address)
-        except resp.ConnectionFailed:
+            client = connect(_url(sock), timeout=60.0, connect_timeout=60.0)
+        except RedisUnavailable:
             return False
+        assert isinstance(client, redis.Redis)  # started by us: never in cluster mode
+        # One connection: the server whose uid is checked below is the one told to save.
+        conn = client.connection_pool.get_connection()
     try:
         # A server that root started in this directory (before logcount started it as
         # the owner) would save as root wherever the owner's links point: not that one.
@@ -234,9 +232,13 @@ def stop_embedded(data_dir: Path) -> bool:
                 f"who owns the directory: not letting it save there; stop it with "
                 f"`redis-cli -s {sock} shutdown nosave`"
             )
-        reply = conn.roundtrip([("SHUTDOWN", "SAVE")])[0]
-    except resp.ConnectionFailed:
+        conn.send_command("SHUTDOWN", "SAVE")
+        reply = conn.read_response()
+    except redis.ConnectionError:
         return True  # the server closes the connection as it exits: it did shut down
+    except redis.ResponseError as exc:  # it could not save
+        reply = exc
     finally:
-        conn.close()
+        conn.disconnect()
+        client.close()
     raise RedisUnavailable(f"the embedded Redis did not shut down: {reply}")

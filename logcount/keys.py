@@ -6,6 +6,8 @@ server (ZUNIONSTORE, PFCOUNT over buckets) and a Redis Cluster keeps a site on o
 
 from __future__ import annotations
 
+import hashlib
+
 PREFIX = "lc"
 OTHER = "(other)"
 
@@ -51,10 +53,6 @@ def batch_marker(site: str, batch_id: str) -> str:
 
 def position(site: str, host: str, path: str) -> str:
     """Read position of a tailed file, committed with the counts it produced."""
-    # Imported here, by the tail only: hashlib loads OpenSSL's libcrypto, 3% of the
-    # instructions of a `logcount top`, which never builds this key.
-    import hashlib
-
     digest = hashlib.blake2b(f"{host}\0{path}".encode(), digest_size=8).hexdigest()
     return f"{_tag(site)}:pos:{digest}"
 

@@ -33,9 +33,10 @@ import redis
 
 from logcount import keys
 from logcount.config import Config
-from logcount.connection import connect, is_cluster, redis_url
+from logcount.connection import connect, is_cluster
 from logcount.connection import reason as _reason
 from logcount.delta import Delta
+from logcount.embedded import redis_url
 from logcount.errors import LogcountError, RedisUnavailable
 from logcount.spool import HOST, SPOOL_MAX_BYTES, Spool, SpoolFull
 

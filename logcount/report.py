@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import re
-import sys
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -20,10 +19,12 @@ from datetime import date, datetime, timedelta, tzinfo
 from functools import wraps
 from typing import Any
 
+import redis
+
 from logcount import drill, keys
+from logcount.connection import unreachable, where_of
 from logcount.dimensions import GRANULARITIES, GRANULARITY_NAMES, MAX_DAYS
 from logcount.errors import LogcountError, RedisUnavailable
-from logcount.resp import RedisError, reason
 
 TOTAL_FIELDS = ("hits", "bytes", "visitors", "bots", "malformed")
 STATUS_FIELDS = ("s1xx", "s2xx", "s3xx", "s4xx", "s5xx")
@@ -229,25 +230,18 @@ def spark_buckets(window: Window, now: datetime) -> tuple[str, tuple[str, ...]]:
 
 
 @contextmanager
-def reading_redis() -> Iterator[None]:
-    """Any Redis or socket error becomes RedisUnavailable (one line, no password)."""
+def reading_redis(client: Any) -> Iterator[None]:
+    """Any Redis or socket error of `client` becomes RedisUnavailable (one line, no
+    password): "cannot read from Redis: connecting to h:6379: Connection refused"."""
     try:
         yield
     except LogcountError:
         raise
     except Exception as exc:
-        if isinstance(exc, OSError | RedisError) or _redis_py_error(exc):
-            raise RedisUnavailable(f"cannot read from Redis: {reason(exc)}") from None
+        if isinstance(exc, OSError | redis.RedisError | redis.RedisClusterException):
+            why = unreachable(exc, where_of(client))
+            raise RedisUnavailable(f"cannot read from Redis: {why}") from None
         raise
-
-
-def _redis_py_error(exc: Exception) -> bool:
-    """An error of redis-py (`Counts`, a cluster). Looked up in sys.modules: when redis-py
-    was never imported (the command line on a single Redis), no error can be one of its."""
-    redis = sys.modules.get("redis")
-    if redis is None:
-        return False
-    return isinstance(exc, redis.RedisError | redis.RedisClusterException)
 
 
 def _text(value: Any) -> str:
@@ -336,7 +330,7 @@ def member_series(
 
 def read_recent(client: Any, site: str, limit: int) -> list[dict[str, Any]]:
     """The last `limit` requests of the recent list, newest first."""
-    with reading_redis():
+    with reading_redis(client):
         items = client.lrange(keys.recent(site), 0, limit - 1)
     out = []
     for raw in items:
@@ -389,7 +383,7 @@ def build_top(
     spark_gran, spark_labels = spark_buckets(window, now)
     if source == "store" and len(window.labels) == 1:
         spark_labels = ()  # one rolled-up day has no finer shape in the store
-    with reading_redis():
+    with reading_redis(client):
         totals = live_totals(client, site, window.gran, live_labels, rate_label)
         stored_rows: list[dict[str, Any]] = []
         if store_days:
@@ -488,7 +482,7 @@ def build_hits(
                 d: int(n) for d, n in store.daily_hits(site, dim, member, sorted(rolled)).items()
             }
     live_dates = [d for d in dates if d not in rolled]
-    with reading_redis():
+    with reading_redis(client):
         pipe = client.pipeline(transaction=False)
         for d in live_dates:
             pipe.zscore(keys.members(site, dim, "day", d.strftime("%Y%m%d")), member)

@@ -44,8 +44,9 @@ def today_hits(counts: Any, site: str) -> int:
     label = counts.now().strftime("%Y%m%d")
     # Redis may go away between the report and this query: a line on the screen, as for
     # the report, not a traceback.
-    with reading_redis():
-        return int(counts.redis.hget(keys.totals(site, "day", label), "hits") or 0)
+    client = counts.redis
+    with reading_redis(client):
+        return int(client.hget(keys.totals(site, "day", label), "hits") or 0)
 
 
 def render_frame(

@@ -145,14 +145,15 @@ def test_pipe_and_top_against_a_cluster(redis_cluster: list[int], tmp_path: Path
 def test_the_report_client_falls_back_to_redis_cluster(
     redis_cluster: list[int], tmp_path: Path
 ) -> None:
-    """The command line's small client asks the node; a cluster node gets redis-py's
-    RedisCluster, which finds the other nodes and each key's slot."""
-    from logcount import keys, resp
+    """connect() asks the node; a cluster node gets redis-py's RedisCluster, which finds
+    the other nodes and each key's slot."""
+    from logcount import keys
     from logcount.api import Counts
     from logcount.config import Config
+    from logcount.connection import connect
 
     url = f"redis://127.0.0.1:{redis_cluster[2]}/0"
-    client = resp.connect(url)
+    client = connect(url)
     assert isinstance(client, redis.RedisCluster)
     writer = redis.RedisCluster(host="127.0.0.1", port=redis_cluster[0])
     for site in ("alpha.example", "beta.example", "gamma.example"):

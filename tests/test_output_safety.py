@@ -75,8 +75,8 @@ def test_a_redis_password_the_clients_would_misread_is_refused_unprinted(
     assert piped.returncode == 0
     assert_secret_free(piped.stderr)
     assert "fatal: redis 'redis://***': its user part would be cut" in piped.stderr
-    # Percent-encoded, both clients (redis-py in pipe, resp.py in top) read the same
-    # password, and config check shows it masked.
+    # Percent-encoded, the client (redis-py, in pipe and in top) reads the password, and
+    # config check shows it masked.
     server = RedisServer(tmp_path, password=password)
     server.start()
     try:
@@ -327,21 +327,19 @@ def test_cli_runner_output_is_not_stripped(hostile: Loaded) -> None:
     ],
 )
 def test_which_urls_the_clients_would_misread(url: str, misread: bool) -> None:
-    from logcount import resp
+    import redis.connection
+
     from logcount.config import mask_url, redis_url_problem
+    from logcount.connection import _where, url_problem
 
     assert bool(redis_url_problem(url)) == misread
+    assert url_problem(url) == redis_url_problem(url)
     if misread:
         assert mask_url(url) == url.partition("://")[0] + "://***"
-        with pytest.raises(resp.BadURL):
-            resp.Address.from_url(url)
-    else:  # read as redis-py reads it
-        import redis.connection
-
-        address = resp.Address.from_url(url)
-        expected = redis.connection.parse_url(url)
-        assert address.password == expected.get("password", "")
-        assert (address.path or address.host) == expected.get("path", expected.get("host"))
+    else:  # what the messages name is where redis-py connects
+        parsed = redis.connection.parse_url(url)
+        where = parsed.get("path") or f"{parsed['host']}:{parsed.get('port', 6379)}"
+        assert _where(url) == where
 
 
 def test_status_escapes_what_heartbeats_carry(
