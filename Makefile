@@ -4,7 +4,8 @@ BIN     = $(VENV)/bin
 
 .PHONY: test demo lint bench clean
 
-$(BIN)/logcount: pyproject.toml
+# Rebuilt (the C scanner with it) when _scan.c changes: a stale build is not used.
+$(BIN)/logcount: pyproject.toml setup.py logcount/_scan.c
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[test]'

@@ -27,6 +27,9 @@ enum { K_LIT, K_QUOTED, K_WORD, K_INT, K_INT_DASH, K_STATUS, K_TIME, K_COUNT, K_
 /* ...and at most this many bytes of keys: 200,000 agents of 8 KB would hold 1.6 GB */
 #define CACHE_BYTES (16u << 20)
 /* logcount/parse.py MIN_YEAR, MAX_YEAR: a line dated outside is malformed */
+/* What take() returns and Scanner() takes: aggregate.py refuses a module of another
+   version (a stale build beside newer Python code) and counts with the pure path. */
+#define SCAN_VERSION 2
 #define MIN_YEAR 1001
 #define MAX_YEAR 9998
 
@@ -1229,6 +1232,7 @@ PyMODINIT_FUNC PyInit__scan(void) {
         return NULL;
     Py_INCREF(&ScannerType);
     if (PyModule_AddObject(m, "Scanner", (PyObject *)&ScannerType) < 0 ||
+        PyModule_AddIntConstant(m, "VERSION", SCAN_VERSION) < 0 ||
         PyModule_AddIntConstant(m, "LIT", K_LIT) < 0 ||
         PyModule_AddIntConstant(m, "QUOTED", K_QUOTED) < 0 ||
         PyModule_AddIntConstant(m, "WORD", K_WORD) < 0 ||

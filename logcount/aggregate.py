@@ -15,8 +15,10 @@ Two stages, shared by every entry point (pipe, tail, rollup):
 
 from __future__ import annotations
 
+import functools
 import json
 import os
+import sys
 import re
 import time
 from collections import Counter, deque
@@ -48,15 +50,33 @@ DECISIONS_KEPT = 200_000
 DECISION_BYTES = 16 << 20
 
 
+SCAN_VERSION = 2  # the _scan.c this code calls (its SCAN_VERSION)
+
+
 def _scan_module() -> Any:
-    """logcount._scan (the C hot loop), or None: not built, or LOGCOUNT_PURE_PYTHON set."""
+    """logcount._scan (the C hot loop), or None: not built, built from another _scan.c
+    (said once on stderr), or LOGCOUNT_PURE_PYTHON set."""
     if os.environ.get("LOGCOUNT_PURE_PYTHON"):
         return None
     try:
         from logcount import _scan
     except ImportError:
         return None
+    if getattr(_scan, "VERSION", None) != SCAN_VERSION:
+        _stale_scanner_warning(_scan.__file__)
+        return None
     return _scan
+
+
+@functools.cache
+def _stale_scanner_warning(where: str) -> None:
+    # A build left from an older _scan.c would refuse this code's plan (or hand back
+    # other tables): count with the pure path, and say why it is slower.
+    print(
+        f"logcount: {where} was built from another _scan.c; counting without it "
+        "(rebuild: pip install -e .)",
+        file=sys.stderr,
+    )
 
 
 def _getter(indexes: list[int]) -> Any:

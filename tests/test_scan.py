@@ -234,3 +234,23 @@ def test_feeding_a_reused_buffer_counts_like_bytes(real_data: Path, monkeypatch)
     buf.extend(b"more")  # no view of the buffer is left behind (it could not grow)
     with pytest.raises(TypeError):
         as_view.scanner.feed("a str is no buffer")
+
+
+def test_a_scanner_built_from_another_source_is_not_used(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A build left from an older _scan.c (a pull without a rebuild) would refuse the plan
+    or hand back other tables: the pure path counts, and stderr says why, once."""
+    from logcount import _scan, aggregate
+
+    monkeypatch.delenv("LOGCOUNT_PURE_PYTHON", raising=False)
+    monkeypatch.setattr(_scan, "VERSION", aggregate.SCAN_VERSION - 1)
+    aggregate._stale_scanner_warning.cache_clear()
+    counters = [LineCounter(compile_format("combined")) for _ in range(2)]
+    assert [c.scanner for c in counters] == [None, None]
+    counters[0].feed(b'1.2.3.4 - - [10/Oct/2020:10:00:00 +0000] "GET / HTTP/1.1" 200 5 "-" "x"\n')
+    assert counters[0].take().lines == 1
+    assert capsys.readouterr().err == (
+        f"logcount: {_scan.__file__} was built from another _scan.c; counting without it "
+        "(rebuild: pip install -e .)\n"
+    )
