@@ -18,8 +18,8 @@ from __future__ import annotations
 import functools
 import json
 import os
-import sys
 import re
+import sys
 import time
 from collections import Counter, deque
 from dataclasses import dataclass, field
