@@ -23,8 +23,6 @@ import sys
 import time
 from collections import Counter, deque
 from dataclasses import dataclass, field
-from itertools import compress, repeat
-from operator import is_, itemgetter, not_, or_
 from typing import Any
 
 from logcount.classify import (
@@ -41,13 +39,10 @@ from logcount.config import Config
 from logcount.delta import SAMPLE_SIZE, Delta
 from logcount.dimensions import ERROR_CLASSES, GRANULARITIES, GRANULARITY_NAMES
 from logcount.parse import CompiledFormat
+from logcount.regex_scan import RegexScanner, getter
 
 GRANS = GRANULARITY_NAMES
 _CUT = {g.name: g.cut for g in GRANULARITIES.values()}  # of a minute label, for each
-# Decisions (bot, ignored) kept per distinct agent or request: at most this many, holding
-# at most this many bytes of keys (as the C scanner's CACHE_LIMIT and CACHE_BYTES).
-DECISIONS_KEPT = 200_000
-DECISION_BYTES = 16 << 20
 
 
 SCAN_VERSION = 2  # the _scan.c this code calls (its SCAN_VERSION)
@@ -79,15 +74,6 @@ def _stale_scanner_warning(where: str) -> None:
     )
 
 
-def _getter(indexes: list[int]) -> Any:
-    if not indexes:
-        return lambda t: ()
-    if len(indexes) == 1:
-        i = indexes[0]
-        return lambda t: (t[i],)
-    return itemgetter(*indexes)
-
-
 @dataclass
 class RawCounts:
     """What the hot path gathered since the last take(): raw bytes, nothing decoded.
@@ -116,7 +102,10 @@ class RawCounts:
 
 
 class LineCounter:
-    """The hot path: counts complete lines of one log format into RawCounts."""
+    """The hot path: counts complete lines of one log format into RawCounts, through one
+    scanner chosen at start: the C one (logcount/_scan.c), else its Python twin
+    (logcount/regex_scan.py). Lines a scanner refuses come back here: apachelogs' regex
+    decides (the row is counted), else the line is malformed."""
 
     def __init__(
         self,
@@ -132,76 +121,60 @@ class LineCounter:
         has = [f for f in fmt.key_names if f in gi]
         ctx = [f for f in ("tmin", "ttz", "site") if f in gi]
         self.ctx_layout = tuple(ctx)
-        self._ctx = _getter([gi[f] for f in ctx])
         # The trailing empty group of the chunk regex stands in for a field the format lacks.
         empty = len(gi)
-        key_fields = [f for f in has if f not in ("referrer", "agent")]
         # A line's size is summed per key, not part of it: random sizes would make
         # nearly every line a key of its own.
-        self.key_layout = tuple(key_fields)
-        key_slots = [gi[f] for f in key_fields]
-        self._key = _getter(key_slots)
-        self._size = itemgetter(gi["bytes"]) if "bytes" in gi else None
+        self.key_layout = tuple(f for f in has if f not in ("referrer", "agent"))
         self.agent_layout = (*ctx, "agent")
-        self._agent_key = _getter([gi.get(f, empty) for f in self.agent_layout])
         self.ref_layout = (*ctx, "referrer")
-        self._ref = _getter([gi[f] for f in self.ref_layout]) if "referrer" in gi else None
         self.client_layout = (*ctx, "client")
-        has_clients = count_clients and "client" in gi
-        clients = [gi[f] for f in self.client_layout] if has_clients else None
-        self._client_key = _getter(clients) if clients else None
         vis = [*ctx, "client", "agent"]
         if path_visitors:
             vis += [f for f in ("request", "method", "uri", "query") if f in gi]
         self.vis_layout = tuple(f for f in vis if f in gi)
-        self._vis = _getter([gi[f] for f in self.vis_layout]) if "client" in gi else None
-        self.dur_index = gi.get("duration")
-        self._agent = itemgetter(gi["agent"]) if "agent" in gi else None
         target = "request" if "request" in gi else "uri" if "uri" in gi else None
-        self._target = itemgetter(gi[target]) if target else None
         self._target_field = target
         self.recent_layout = tuple(f for f in fmt.key_names + fmt.value_names if f in gi)
-        self._recent = _getter([gi[f] for f in self.recent_layout])
+        self._recent = getter([gi[f] for f in self.recent_layout])
         # The chunk regex (^...$()) with a last alternative that captures any other
         # non-empty line: one findall finds good and bad lines alike.
         self._lines = re.compile(b"^(?:" + fmt.chunk.pattern[1:] + b"|([^\n]+)$)", re.M)
-        self._bad = itemgetter(fmt.chunk.groups)
         self.raw = RawCounts(recent=deque(maxlen=recent_size))
-        self.scanner: Any = None
+        layouts: dict[str, Any] = {
+            "ctx": [gi[f] for f in ctx],
+            "hits": [gi[f] for f in self.key_layout],
+            "agents": [gi[f] for f in self.agent_layout] if "agent" in gi else None,
+            "referrers": [gi[f] for f in self.ref_layout] if "referrer" in gi else None,
+            "visitors": [gi[f] for f in self.vis_layout] if "client" in gi else None,
+            "clients": [gi[f] for f in self.client_layout]
+            if count_clients and "client" in gi
+            else None,
+            "agent": gi.get("agent", -1),
+            "target": gi[target] if target else -1,
+            "duration": gi.get("duration", -1),
+            "size": gi.get("bytes", -1),
+            "recent_size": recent_size,
+            "decide_bot": self._is_bot,
+            "decide_ignore": self._is_ignored,
+        }
         scan = _scan_module() if fmt.plan is not None else None
+        self.native = scan is not None  # the C scanner counts
+        self.scanner: Any
         if scan is not None:
             self.scanner = scan.Scanner(
-                plan=fmt.plan,
-                nfields=empty,
-                ctx=[gi[f] for f in ctx],
-                hits=key_slots,
-                agents=[gi[f] for f in self.agent_layout] if "agent" in gi else None,
-                referrers=[gi[f] for f in self.ref_layout] if "referrer" in gi else None,
-                visitors=[gi[f] for f in self.vis_layout] if "client" in gi else None,
-                agent=gi.get("agent", -1),
-                target=gi[target] if target else -1,
-                duration=gi.get("duration", -1),
-                size=gi.get("bytes", -1),
-                clients=clients,
-                recent_size=recent_size,
-                decide_bot=self._is_bot,
-                decide_ignore=self._is_ignored,
-                count_bots=False,
-                ignore=False,
+                plan=fmt.plan, nfields=empty, count_bots=False, ignore=False, **layouts
             )
+        else:
+            self.scanner = RegexScanner(self._lines, **layouts)
         self.use(classifier or Classifier(Config(log_format=fmt.log_format), fmt))
 
     def use(self, classifier: Classifier) -> None:
         """(Re)bind the classifier deciding which lines are bots or ignored."""
         self.classifier = classifier
         self.count_bots = classifier.config.count_bots
-        self._bot: dict[bytes, bool] = {}
-        self._ignore: dict[bytes, bool] = {}
-        self._flag_bytes: dict[int, int] = {}
-        self._fed = 0  # bytes fed to the pure path since the last take()
-        if self.scanner is not None:
-            ignore = bool(classifier.ignore_ext) and self._target is not None
-            self.scanner.rebind(self.count_bots, ignore)
+        ignore = bool(classifier.ignore_ext) and self._target_field is not None
+        self.scanner.rebind(self.count_bots, ignore)
 
     def _is_bot(self, agent: bytes) -> bool:
         return self.classifier.agent(agent)[0]
@@ -213,41 +186,24 @@ class LineCounter:
         return cl.ignored(cl.path_of_uri((target, b"")))
 
     def pending(self) -> tuple[int, int, int]:
-        """(lines, keys, bytes) held since the last take(), as the three below."""
-        if self.scanner is not None:
-            lines, keys, held = self.scanner.pending()
-            return int(lines), int(keys), int(held)
-        return self.pending_lines(), self.pending_keys(), self.pending_bytes()
+        """(lines, distinct keys, bytes of keys) held since the last take(); for the
+        Python scanner the bytes fed, an upper bound of the same."""
+        lines, keys, held = self.scanner.pending()
+        return int(lines), int(keys), int(held)
 
     def pending_lines(self) -> int:
-        """Lines counted since the last take()."""
-        return self.scanner.pending()[0] if self.scanner is not None else self.raw.lines
+        return self.pending()[0]
 
     def pending_keys(self) -> int:
-        """Distinct hit, visitor and referrer keys held since the last take()."""
-        if self.scanner is not None:
-            return int(self.scanner.pending()[1])
-        raw = self.raw
-        return len(raw.hits) + len(raw.visitors) + len(raw.referrers) + len(raw.clients)
+        """Distinct hit, visitor, referrer and client keys held since the last take()."""
+        return self.pending()[1]
 
     def pending_bytes(self) -> int:
-        """Bytes held for the keys counted since the last take(): the C scanner's own
-        count; for the pure path the bytes fed, an upper bound of the same."""
-        if self.scanner is not None:
-            return int(self.scanner.pending()[2])
-        return self._fed
+        return self.pending()[2]
 
     def take(self, with_recent: bool = True) -> RawCounts:
         """What was counted since the last take(); the recent lines only `with_recent`."""
-        self._fed = 0
         raw, self.raw = self.raw, RawCounts(recent=deque(maxlen=self.recent_size))
-        if self.scanner is not None:
-            self._take_scanned(raw, with_recent)
-        elif not with_recent:
-            raw.recent.clear()
-        return raw
-
-    def _take_scanned(self, raw: RawCounts, with_recent: bool) -> None:
         (
             raw.lines,
             raw.hits,
@@ -261,93 +217,17 @@ class LineCounter:
             raw.clients,
             recent,
         ) = self.scanner.take(Counter, with_recent)
-        for item in recent:  # a line's bytes, or a row of the regex path
+        for item in recent:  # a line's bytes (the C scanner's), or a row
             row = item if isinstance(item, tuple) else self._lines.findall(item)[0]
             raw.recent.append(self._recent(row))
+        return raw
 
     def feed(self, chunk: bytes) -> None:
         """Count the complete lines in `chunk` (which must end with a newline)."""
-        if self.scanner is not None:
-            for line in self.scanner.feed(chunk):
-                row = self._retry(line)
-                if row is not None:
-                    self.scanner.count_row(row)
-            return
-        self._fed += len(chunk)
-        found = self._lines.findall(chunk)
-        bad = list(map(self._bad, found))
-        if any(bad):
-            found = list(compress(found, map(not_, bad)))
-            retried = (self._retry(line) for line in filter(None, bad))
-            found.extend(row for row in retried if row is not None)
-        self._count(found)
-
-    def _flags(self, values: list[bytes], cache: dict[bytes, bool], decide: Any) -> list[bool]:
-        flags = list(map(cache.get, values))
-        if None in flags:
-            new = set(compress(values, map(is_, flags, repeat(None))))
-            for value in new:
-                cache[value] = decide(value)
-            # Bounded in entries and in bytes (8 KB agents would hold 1.6 GB at 200,000):
-            # the byte count is that of the keys added since the last clear.
-            added = self._flag_bytes.get(id(cache), 0) + sum(map(len, new))
-            self._flag_bytes[id(cache)] = added
-            if len(cache) > DECISIONS_KEPT or added > DECISION_BYTES:
-                cache.clear()
-                self._flag_bytes[id(cache)] = 0
-                return [decide(v) for v in values]
-            flags = list(map(cache.__getitem__, values))
-        return flags  # type: ignore[return-value]
-
-    def _excluded(self, raw: RawCounts, matches: list[tuple[bytes, ...]]) -> list[bool] | None:
-        """Per line: not a hit (a bot unless count_bots, or an ignored extension)."""
-        cl = self.classifier
-        excluded = None
-        if self._agent is not None:
-            bots = self._flags(list(map(self._agent, matches)), self._bot, self._is_bot)
-            if any(bots):
-                raw.bots.update(map(self._agent_key, compress(matches, bots)))
-                if not self.count_bots:
-                    excluded = bots
-        if cl.ignore_ext and self._target is not None:
-            ignored = self._flags(list(map(self._target, matches)), self._ignore, self._is_ignored)
-            if any(ignored):
-                if excluded is not None:
-                    ignored = list(map(bool.__gt__, ignored, excluded))  # ignored and not a bot
-                    excluded = list(map(or_, excluded, ignored))
-                else:
-                    excluded = ignored
-                raw.ignored.update(map(self._ctx, compress(matches, ignored)))
-        return excluded
-
-    def _count(self, matches: list[tuple[bytes, ...]]) -> None:
-        if not matches:
-            return
-        raw = self.raw
-        raw.lines += len(matches)
-        raw.recent.extend(map(self._recent, matches[-self.recent_size :]))
-        excluded = self._excluded(raw, matches)
-        hits = list(compress(matches, map(not_, excluded))) if excluded else matches
-        raw.hits.update(map(self._key, hits))
-        if self._size is not None:
-            sizes = raw.sizes
-            for key, size in zip(map(self._key, hits), map(self._size, hits), strict=True):
-                if size.isdigit() and size != b"0":
-                    sizes[key] = sizes.get(key, 0) + int(size)
-        if self._agent is not None:
-            raw.agents.update(map(self._agent_key, hits))
-        if self._ref is not None:
-            raw.referrers.update(map(self._ref, hits))
-        if self._client_key is not None:
-            raw.clients.update(map(self._client_key, hits))
-        if self._vis is not None:
-            raw.visitors.update(map(self._vis, hits))
-        if self.dur_index is not None:
-            d = self.dur_index
-            durations = raw.durations
-            for ctx, t in zip(map(self._ctx, hits), hits, strict=True):
-                if t[d] != b"-":
-                    durations[ctx] = durations.get(ctx, 0) + int(t[d])
+        for line in self.scanner.feed(chunk):
+            row = self._retry(line)
+            if row is not None:
+                self.scanner.count_row(row)
 
     def _retry(self, line: bytes) -> tuple[bytes, ...] | None:
         """A line the chunk regex rejected: apachelogs' regex decides, else malformed."""

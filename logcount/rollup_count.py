@@ -175,7 +175,7 @@ class FileCounter:
 
     def feed(self, block: bytes | memoryview) -> None:
         """Count a block of whole lines (each ending with a newline)."""
-        if self.counter.scanner is not None:  # lines it refuses come back one by one
+        if self.counter.native:  # lines it refuses come back one by one
             self.counter.feed(block)  # type: ignore[arg-type]
         else:
             data = bytes(block)

@@ -78,7 +78,7 @@ def counter_for(fmt: str, monkeypatch: pytest.MonkeyPatch, pure: bool, **config:
         monkeypatch.delenv("LOGCOUNT_PURE_PYTHON", raising=False)
     cf = compile_format(fmt)
     counter = LineCounter(cf)
-    assert (counter.scanner is None) == (pure or cf.plan is None)
+    assert (not counter.native) == (pure or cf.plan is None)
     aggregator = Aggregator(Config(log_format=fmt, site="test", **config), counter)
     return counter, aggregator
 

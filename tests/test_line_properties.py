@@ -214,7 +214,7 @@ def test_valid_lines_give_apachelogs_fields(fmt: str, vals: dict[str, str]) -> N
     if in_chunk is not None:
         assert ours(cf, in_chunk) == expected
     counter = LineCounter(cf)
-    if counter.scanner is not None:
+    if counter.native:
         row = counter.scanner.match(line)
         if row is not None:
             assert ours(cf, {name: row[i] for name, i in cf.group_index.items()}) == expected

@@ -215,12 +215,13 @@ def test_bot_decisions_are_kept_within_a_byte_budget(monkeypatch: pytest.MonkeyP
     """The pure path caches one bot decision per distinct agent as received: 3,000
     distinct 8 KB agents (24 MB) must not all stay there (200,000 such entries were
     allowed, 1.6 GB); the counts are unchanged."""
-    from logcount.aggregate import DECISION_BYTES, Aggregator, LineCounter
+    from logcount.aggregate import Aggregator, LineCounter
     from logcount.parse import compile_format
+    from logcount.regex_scan import DECISION_BYTES
 
     monkeypatch.setenv("LOGCOUNT_PURE_PYTHON", "1")
     counter = LineCounter(compile_format("combined"))
-    assert counter.scanner is None
+    assert not counter.native
     aggregator = Aggregator(Config(site="test"), counter)
     hits = 0
     for batch in range(6):
@@ -232,5 +233,5 @@ def test_bot_decisions_are_kept_within_a_byte_budget(monkeypatch: pytest.MonkeyP
         counter.feed(b"".join(lines))
         delta = aggregator.classify(counter.take())
         hits += delta.totals[("test", "day", "20260314")]["hits"]
-        assert sum(map(len, counter._bot)) <= DECISION_BYTES
+        assert sum(map(len, counter.scanner.bot_flags)) <= DECISION_BYTES
     assert hits == 3000

@@ -48,7 +48,7 @@ def scanner_for(fmt: str) -> tuple[object, object]:
     cf = compile_format(fmt)
     assert cf.plan is not None, fmt
     counter = LineCounter(cf)
-    assert counter.scanner is not None
+    assert counter.native
     return cf, counter.scanner
 
 
@@ -131,7 +131,7 @@ def counted(fmt: str, lines: list[bytes], pure: bool, monkeypatch, **config) -> 
     counter = LineCounter(
         cf, recent_size=50, classifier=Classifier(Config(log_format=fmt, **config), cf)
     )
-    assert (counter.scanner is None) == pure
+    assert (not counter.native) == pure
     data = b"".join(line + b"\n" for line in lines)
     start = 0
     while start < len(data):  # uneven chunks of whole lines
@@ -247,7 +247,7 @@ def test_a_scanner_built_from_another_source_is_not_used(
     monkeypatch.setattr(_scan, "VERSION", aggregate.SCAN_VERSION - 1)
     aggregate._stale_scanner_warning.cache_clear()
     counters = [LineCounter(compile_format("combined")) for _ in range(2)]
-    assert [c.scanner for c in counters] == [None, None]
+    assert [c.native for c in counters] == [False, False]
     counters[0].feed(b'1.2.3.4 - - [10/Oct/2020:10:00:00 +0000] "GET / HTTP/1.1" 200 5 "-" "x"\n')
     assert counters[0].take().lines == 1
     assert capsys.readouterr().err == (

@@ -71,7 +71,7 @@ def check_input(data: bytes) -> None:
         c_counter.feed(data)
         p_counter.feed(data)
         fast, slow = c_counter.take(), p_counter.take()
-        if c_counter.scanner is not None:
+        if c_counter.native:
             for name in FIELDS:
                 if getattr(fast, name) != getattr(slow, name):
                     raise AssertionError(f"C and pure paths count {name} differently")
