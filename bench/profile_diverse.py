@@ -36,7 +36,8 @@ def cpu_profile() -> cProfile.Profile:
 
 
 def profile_pipe(path: Path, data_dir: str) -> list[cProfile.Profile]:
-    from logcount.reader import Pipeline, Reader, check_data_dir
+    from logcount.pipeline import Pipeline, check_data_dir
+    from logcount.reader import Reader
 
     redis = PrivateRedis()
     try:

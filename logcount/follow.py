@@ -32,7 +32,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from logcount.lines import READ_SIZE, LineSplitter
-from logcount.reader import Pipeline
+from logcount.pipeline import Pipeline
 
 HEAD_SIZE = 1024  # bytes hashed to tell a file from another one that reused its inode
 QUIET = 0.3  # seconds a replaced file must stay unchanged before we leave it

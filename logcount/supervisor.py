@@ -23,7 +23,8 @@ from typing import Any
 
 from logcount.config import Config, visitor_keys
 from logcount.errors import ConfigError, LogcountError
-from logcount.reader import Reader, StderrLog
+from logcount.pipeline import StderrLog
+from logcount.reader import Reader
 
 EX_OK = 0
 EX_CONFIG = 78

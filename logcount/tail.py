@@ -36,7 +36,7 @@ from logcount.connection import reason
 from logcount.errors import ConfigError, LogcountError
 from logcount.follow import QUIET, Follower, Position
 from logcount.live import BACKOFF_CAP, BACKOFF_START, HOST
-from logcount.reader import Pipeline, StderrLog, check_data_dir
+from logcount.pipeline import Pipeline, StderrLog, check_data_dir
 
 POLL_INTERVAL = 0.25  # --poll: how often files are looked at
 IDLE_WAIT = 1.0  # with inotify: a safety-net look even without events

@@ -1,6 +1,6 @@
 """`logcount top` and `logcount hits` through click's CliRunner, exact output.
 
-Known lines go through the real pipeline (reader.Pipeline: parse, classify, aggregate, the
+Known lines go through the real pipeline (pipeline.Pipeline: parse, classify, aggregate, the
 Lua batch) into a private redis-server; two of the past days are also rolled up into a real
 SQLite store with the real rollup, so windows can be live, store or both.
 """
@@ -20,7 +20,7 @@ from click.testing import CliRunner
 from logcount.cli import cli
 from logcount.config import load_config
 from logcount.dimensions import DIMENSION_NAMES
-from logcount.reader import Pipeline
+from logcount.pipeline import Pipeline
 from logcount.rollup import rollup
 from tests.conftest import RedisServer
 

@@ -13,7 +13,7 @@ import redis
 
 from logcount import keys
 from logcount.config import load_config
-from logcount.reader import HARD_KEYS, HARD_LIMIT, Pipeline
+from logcount.pipeline import HARD_KEYS, HARD_LIMIT, Pipeline
 from tests.conftest import RedisServer
 
 DAY = "20260408"

@@ -1,0 +1,331 @@
+"""The pipeline shared by the live sources (pipe's reader, tail): a LineCounter the
+source feeds, an Aggregator, a LiveSink, a classifier thread and a sender thread.
+
+The reading thread never waits on Redis: it reads large chunks, splits complete lines and
+counts them in memory (LineCounter). A classifier thread wakes every `flush_interval` (or
+sooner when the batch is large), classifies what was counted and hands it to the
+LiveSink; a sender thread has the LiveSink send it, retry, spool and replay.
+"""
+
+from __future__ import annotations
+
+import ctypes  # imported with the rest, before `pipe --user` drops privileges
+import os
+import sys
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from logcount.aggregate import Aggregator, LineCounter
+from logcount.classify import Classifier
+from logcount.config import Config
+from logcount.delta import Delta
+from logcount.errors import ConfigError, LogcountError
+from logcount.lines import Piece
+from logcount.live import HOST, LiveSink
+from logcount.parse import compile_format
+
+FLUSH_LINES = 10_000  # flush early past this many lines: bounds memory at full speed
+HARD_LIMIT = 2 * FLUSH_LINES  # past this the reading thread waits for them to be taken
+# The same in distinct keys (hit, visitor, referrer), which is what classifying costs
+# (~8 us a key not seen before): a day of distinct URLs makes three keys a line, and a
+# batch of 20,000 such lines kept the writer waiting half a second. 10,000 real lines
+# hold some 8,300 keys, so real logs reach FLUSH_LINES first, as before.
+FLUSH_KEYS = 10_000
+HARD_KEYS = 2 * FLUSH_KEYS
+# The same in bytes of the keys held: 10,000 lines of 16 KB (8 KB agents and referrers)
+# held 160 MB of keys per table; real lines (~200 bytes) reach FLUSH_LINES first.
+FLUSH_BYTES = 8 << 20
+HARD_BYTES = 3 * FLUSH_BYTES
+RECENT_EVERY = 0.5  # seconds between two updates of the recent-requests list
+
+
+class StderrLog:
+    """One line per message on stderr (Apache's ErrorLog), at most `burst` a minute."""
+
+    def __init__(self, prefix: str = "logcount", burst: int = 10):
+        self.prefix = prefix
+        self.burst = burst
+        self.window = 0.0
+        self.sent = 0
+        self.suppressed = 0
+
+    def __call__(self, message: str) -> None:
+        now = time.monotonic()
+        if now - self.window > 60:
+            if self.suppressed:
+                self._write(f"({self.suppressed} messages suppressed)")
+            self.window, self.sent, self.suppressed = now, 0, 0
+        if self.sent >= self.burst:
+            self.suppressed += 1
+            return
+        self.sent += 1
+        self._write(message)
+
+    def _write(self, message: str) -> None:
+        try:
+            sys.stderr.write(f"{self.prefix}[{os.getpid()}]: {message}\n")
+            sys.stderr.flush()
+        except (OSError, ValueError):
+            pass
+
+
+def return_freed_buffers() -> None:
+    """Have glibc give large freed buffers back to the system at once.
+
+    A reader allocates and frees buffers of a megabyte and more all the time (1 MiB
+    reads, the batches it sends to Redis). After the first such buffer is freed, glibc
+    raises its mmap threshold, so later ones come from the heap, where freed memory stays
+    with the process: on bench_pipe's day spread the resident size grew some 40 MB past
+    what was in use (18 MB traced by tracemalloc). A fixed threshold keeps them mmapped.
+    Elsewhere than glibc this does nothing."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):
+        return
+    m_trim_threshold, m_mmap_threshold = -1, -3
+    mallopt(m_mmap_threshold, 128 * 1024)
+    mallopt(m_trim_threshold, 128 * 1024)
+
+
+def check_data_dir(config: Config) -> None:
+    """A data directory we cannot write is a set-up error, not something to retry."""
+    path = config.resolved_data_dir()
+    try:
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        # Created, never opened if it exists: another user may have planted a link here.
+        probe = path / f".probe-{os.getpid()}-{os.urandom(4).hex()}"
+        os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600))
+        probe.unlink()
+    except OSError as exc:
+        raise ConfigError(f"data directory {path} is not writable: {exc.strerror}") from None
+
+
+class Pipeline:
+    """Counter + aggregator + sink, and two threads: the part shared by pipe and tail.
+
+    The reading thread only reads and counts (the C scanner). The classifier thread takes
+    what was counted and classifies it into a Delta for the sink; the sender thread sends
+    the sink's batches to Redis (or the spool). So the reading thread, which must keep
+    Apache's pipe drained, never waits on Redis and never classifies while the others run:
+    past its limits it waits for the classifier to take its lines, one batch at most."""
+
+    def __init__(
+        self,
+        config: Config,
+        mode: str,
+        log: Callable[[str], None],
+        sink: LiveSink | None = None,
+        loader: Callable[[], Config] | None = None,
+    ):
+        return_freed_buffers()
+        self.config = config
+        # How SIGHUP reloads: the command line's own loader keeps its global options.
+        self.loader = loader
+        self.mode = mode
+        self.log = log
+        fmt = compile_format(config.log_format)
+        self.counter = LineCounter(fmt, config.recent_size, count_clients=config.count_clients)
+        self.aggregator = Aggregator(config, self.counter, Classifier(config, fmt))
+        self.sink = sink or LiveSink(config, log=log)
+        self.lock = threading.Lock()  # the counter (and a tail's position)
+        self.absorbing = threading.Lock()  # take + classify + submit, in reading order
+        self.recent_sent = 0.0
+        self.wake = threading.Event()  # the classifier: take what is pending now
+        self.taken = threading.Event()  # the classifier took what was pending
+        self.send = threading.Event()  # the sender: a new delta is in the sink
+        self.stopping = threading.Event()
+        # A plain flag: set from a signal handler, which must not take a lock that the
+        # interrupted thread may hold.
+        self.reload_requested = False
+        self.thread = threading.Thread(target=self._classify_loop, name="classifier", daemon=True)
+        self.sender = threading.Thread(target=self._send_loop, name="sender", daemon=True)
+        self.lines = 0
+        self.malformed = 0
+        self.started = time.time()
+        self.oldest_unflushed = 0.0
+        self.rate = 0.0
+        self.extra_status: Callable[[], dict[str, Any]] = dict
+        self.position_extra: Callable[[], dict[str, str]] | None = None
+
+    def start(self) -> None:
+        self.thread.start()
+        self.sender.start()
+
+    def feed(self, chunk: bytes, after: Callable[[], None] | None = None) -> None:
+        """Count `chunk`; `after` runs under the same lock (tail: advance the read position)."""
+        with self.lock:
+            self.counter.feed(chunk)
+            if after is not None:
+                after()
+            if not self.oldest_unflushed:
+                self.oldest_unflushed = time.time()
+            lines, keys, held = self.counter.pending()
+            if lines >= FLUSH_LINES or keys >= FLUSH_KEYS or held >= FLUSH_BYTES:
+                self.wake.set()
+        if lines >= HARD_LIMIT or keys >= HARD_KEYS or held >= HARD_BYTES:
+            self.catch_up()
+
+    def _over_hard_limit(self) -> bool:
+        with self.lock:
+            lines, keys, held = self.counter.pending()
+        return lines >= HARD_LIMIT or keys >= HARD_KEYS or held >= HARD_BYTES
+
+    def catch_up(self) -> None:
+        """The classifier is behind: we read faster than we classify. Memory must stay
+        bounded, so reading waits until what is pending has been taken: as soon as the
+        classifier is done with the batch it holds (it never waits on Redis). Without a
+        classifier thread (not started, or stopping) the lines are classified here."""
+        while self._over_hard_limit():
+            if not self.thread.is_alive() or self.stopping.is_set():
+                self.absorb()
+                return
+            self.wake.set()
+            self.taken.wait(0.05)
+            self.taken.clear()
+
+    def count_piece(self, piece: Piece, after: Callable[[], None] | None = None) -> None:
+        """Count what the line splitter gave: whole lines, or an over-long line (malformed);
+        `after` as in feed()."""
+        if piece.lines is not None:
+            self.feed(bytes(piece.lines), after)
+            return
+        with self.lock:
+            self.counter.count_malformed(piece.long or b"")
+            if after is not None:
+                after()
+
+    def _classify_loop(self) -> None:
+        """Every flush interval, or when woken (the reader is past FLUSH_*): classify."""
+        interval = self.config.flush_interval
+        while not self.stopping.is_set():
+            self.wake.wait(interval)
+            self.wake.clear()
+            if self.stopping.is_set():
+                break
+            try:
+                self._classify_once()
+            except Exception as exc:  # noqa: BLE001 - the classifier must outlive a bug
+                self.log(f"internal error in the classifier ({exc!r}); counts kept, retrying")
+            self.send.set()
+
+    def _send_loop(self) -> None:
+        """Send what the classifier handed over; a heartbeat every second or interval."""
+        interval = self.config.flush_interval
+        last_beat = 0.0
+        while not self.stopping.is_set():
+            self.send.wait(interval)
+            self.send.clear()
+            if self.stopping.is_set():
+                break
+            try:
+                self.sink.flush()
+            except Exception as exc:  # noqa: BLE001 - the sender must outlive a bug
+                self.log(f"internal error in the sender ({exc!r}); counts kept, retrying")
+            now = time.monotonic()
+            if now - last_beat >= max(1.0, interval):
+                self.heartbeat()
+                last_beat = now
+
+    def _classify_once(self) -> None:
+        if self.reload_requested:
+            self.reload_requested = False
+            self._reload()
+        self.absorb()
+
+    def flush_once(self) -> None:
+        """Classify what is pending and send it, in the calling thread."""
+        self._classify_once()
+        self.sink.flush()
+
+    def absorb(self) -> None:
+        """Take what was counted (with its read position), classify it, hand it to the sink.
+
+        One at a time, so that batches reach the sink in the order they were read (a
+        position must never go back)."""
+        with self.absorbing:
+            self._absorb_taken()
+
+    def _absorb_taken(self) -> None:
+        """absorb()'s work, under the absorbing lock."""
+        # Under load batches come many times a second: the recent list only needs
+        # the latest requests now and then, not every batch's last 1,000.
+        now = time.monotonic()
+        with_recent = now - self.recent_sent >= RECENT_EVERY
+        with self.lock:
+            raw = self.counter.take(with_recent)
+            position = self.position_extra() if self.position_extra else None
+            self.oldest_unflushed = 0.0
+        self.taken.set()
+        if raw.recent:
+            self.recent_sent = now
+        if raw:
+            before = self.lines
+            self.lines += raw.lines
+            self.malformed += raw.malformed
+            elapsed = max(time.time() - raw.arrival, 1e-3)
+            self.rate = (self.lines - before) / elapsed
+            try:
+                delta = self.aggregator.classify(raw)
+            except Exception as exc:  # noqa: BLE001 - a bug must not stop the reader
+                # The read position moves past these lines with this batch: count
+                # them (as malformed) rather than lose them without a trace.
+                self.log(
+                    f"internal error classifying a batch ({exc!r}); its {raw.lines} "
+                    "lines are counted as malformed"
+                )
+                delta = self.aggregator.unclassified(raw)
+            self.sink.submit(delta, position)
+        elif position:
+            self.sink.submit(Delta(), position)  # a position with no new counts
+
+    def _reload(self) -> None:
+        from logcount.config import load_config
+
+        try:
+            config = self.loader() if self.loader else load_config(self.config.source or None)
+            classifier = Classifier(config, self.counter.format)
+        except LogcountError as exc:
+            self.log(f"reload failed, keeping the previous configuration: {exc}")
+            return
+        self.aggregator = Aggregator(config, self.counter, classifier)
+        self.log(f"configuration reloaded ({len(classifier.routes)} routes)")
+
+    def heartbeat(self) -> None:
+        info = {
+            "host": HOST,
+            "pid": os.getpid(),
+            "mode": self.mode,
+            "lines": self.lines,
+            "malformed": self.malformed,
+            "rate": round(self.rate, 1),
+            "lag": round(time.time() - self.oldest_unflushed, 3) if self.oldest_unflushed else 0,
+            "last_flush": self.sink.last_flush,
+            **self.sink.status(),  # spooled, pending, dropped_* and rejected_* counts
+            "error": self.sink.last_error,
+            "started": self.started,
+            "site": self.config.site,
+            "stopped": self.stopping.is_set(),
+            **self.extra_status(),
+        }
+        try:
+            self.sink.writer.heartbeat(info)
+        except LogcountError:
+            pass
+
+    def close(self) -> bool:
+        """Stop the threads and flush everything (to Redis, else to the spool)."""
+        self.stopping.set()
+        self.wake.set()
+        self.send.set()
+        for thread in (self.thread, self.sender):
+            if thread.is_alive():
+                thread.join()
+        self.flush_once()
+        done = self.sink.close()
+        if done:
+            self.heartbeat()
+        return done
