@@ -60,6 +60,7 @@ typedef struct {
     Py_ssize_t off; /* in the arena; -1: empty */
     Py_ssize_t len;
     long long value;
+    long long size; /* the hits table: the sum of its lines' %b (0 elsewhere) */
 } Slot;
 
 typedef struct {
@@ -213,6 +214,7 @@ static Slot *table_slot(Table *t, const char *key, Py_ssize_t len, int insert) {
     e->off = (Py_ssize_t)t->arena_len;
     e->len = len;
     e->value = 0;
+    e->size = 0;
     t->arena_len += (size_t)len;
     t->used++;
     return e;
@@ -235,10 +237,9 @@ typedef struct {
     Table flag_bot, flag_ignore;          /* the decisions so far (value 0/1) */
     /* what take() hands over: joined key -> count (a sum for durations and sizes) */
     Table hits, agents_t, refs_t, visitors_t, bots, ignored, durations, clients_t;
-    /* hit key -> the sum of its lines' %b, so that a size is no part of a key (random
-       sizes made nearly every line a key of its own); sums that would pass a long long
-       go on in big_sizes (joined key bytes -> int) */
-    Table sizes;
+    /* a hit key's lines' %b are summed in its slot (Slot.size), so that a size is no part
+       of a key (random sizes made nearly every line a key of its own); sums that would
+       pass a long long go on in big_sizes (joined key bytes -> int) */
     PyObject *big_sizes;
     Table shared; /* field value -> its bytes object, during take() */
     long long lines;
@@ -526,16 +527,20 @@ static const char *compose(Scanner *s, const Layout *l, const Span *f, Py_ssize_
     return s->buf;
 }
 
-static int count_key(Scanner *s, Table *t, const Layout *l, const Span *f, long long by) {
+static Slot *count_key_slot(Scanner *s, Table *t, const Layout *l, const Span *f, long long by) {
     Py_ssize_t len;
     const char *key = compose(s, l, f, &len);
     if (key == NULL)
-        return -1;
+        return NULL;
     Slot *e = table_slot(t, key, len, 1);
     if (e == NULL)
-        return -1;
+        return NULL;
     e->value += by;
-    return 0;
+    return e;
+}
+
+static int count_key(Scanner *s, Table *t, const Layout *l, const Span *f, long long by) {
+    return count_key_slot(s, t, l, f, by) == NULL ? -1 : 0;
 }
 
 /* The cached decision for `value` (a bot agent, an ignored request); -1 on error. */
@@ -591,7 +596,7 @@ static int parse_duration(const Span *x, long long *out) {
 
 /* A line's %b into its hit key's sum ('-' is 0; the scanner and the regexes let through
    no number past 2^53, anything else not a number is 0 too). */
-static int add_size(Scanner *s, const Span *f) {
+static int add_size(Scanner *s, Slot *e, const Span *f) {
     const Span *x = &f[s->size_i];
     long long v = 0;
     if (x->n > 18)
@@ -603,16 +608,9 @@ static int add_size(Scanner *s, const Span *f) {
     }
     if (v == 0)
         return 0;
-    Py_ssize_t len;
-    const char *key = compose(s, &s->hits_l, f, &len);
-    if (key == NULL)
-        return -1;
-    Slot *e = table_slot(&s->sizes, key, len, 1);
-    if (e == NULL)
-        return -1;
-    if (e->value > LLONG_MAX - v) { /* 1,024 lines of 2^53 bytes: go on in a Python int */
-        PyObject *k = PyBytes_FromStringAndSize(key, len);
-        PyObject *held = PyLong_FromLongLong(e->value), *sum = NULL;
+    if (e->size > LLONG_MAX - v) { /* 1,024 lines of 2^53 bytes: go on in a Python int */
+        PyObject *k = PyBytes_FromStringAndSize(s->hits.arena + e->off, e->len);
+        PyObject *held = PyLong_FromLongLong(e->size), *sum = NULL;
         PyObject *before = k ? PyDict_GetItemWithError(s->big_sizes, k) : NULL;
         if (k != NULL && held != NULL && !PyErr_Occurred())
             sum = before ? PyNumber_Add(before, held) : Py_NewRef(held);
@@ -622,9 +620,9 @@ static int add_size(Scanner *s, const Span *f) {
         Py_XDECREF(sum);
         if (rc < 0)
             return -1;
-        e->value = 0;
+        e->size = 0;
     }
-    e->value += v;
+    e->size += v;
     return 0;
 }
 
@@ -651,9 +649,8 @@ static int count_fields(Scanner *s, const Span *f) {
     }
     if (excluded)
         return 0;
-    if (count_key(s, &s->hits, &s->hits_l, f, 1) < 0)
-        return -1;
-    if (s->size_i >= 0 && add_size(s, f) < 0)
+    Slot *hit = count_key_slot(s, &s->hits, &s->hits_l, f, 1);
+    if (hit == NULL || (s->size_i >= 0 && add_size(s, hit, f) < 0))
         return -1;
     if (s->agents.n >= 0 && s->agents_from[0] < 0 &&
         count_key(s, &s->agents_t, &s->agents, f, 1) < 0)
@@ -676,7 +673,7 @@ static int count_fields(Scanner *s, const Span *f) {
 
 #define EACH_COUNT_TABLE(s, X)                                                                 \
     X(&(s)->hits) X(&(s)->agents_t) X(&(s)->refs_t) X(&(s)->visitors_t) X(&(s)->bots)           \
-        X(&(s)->ignored) X(&(s)->durations) X(&(s)->sizes) X(&(s)->clients_t)
+        X(&(s)->ignored) X(&(s)->durations) X(&(s)->clients_t)
 
 static void fresh(Scanner *s) {
 #define CLEAR(t) table_clear(t);
@@ -1070,9 +1067,39 @@ static int agents_from_visitors(Scanner *s) {
     return 0;
 }
 
-/* The sizes table as a dict of tuples, with the sums that went on in big_sizes added. */
-static PyObject *sizes_dict(Scanner *s) {
-    PyObject *out = unjoined(&s->shared, &s->sizes, s->hits_l.n, (PyObject *)&PyDict_Type);
+static int add_big_sizes(Scanner *s, PyObject *out);
+
+/* The hits table as (cls of tuple -> count, dict of the same tuples -> sum of sizes), with
+   the sums that went on in big_sizes added. */
+static int hits_and_sizes(Scanner *s, PyObject *cls, PyObject **hits, PyObject **sizes) {
+    Table *t = &s->hits;
+    PyObject *counts = PyObject_CallNoArgs(cls), *out = PyDict_New();
+    *hits = counts;
+    *sizes = out;
+    if (counts == NULL || out == NULL)
+        return -1;
+    for (size_t i = 0; i < t->cap; i++) {
+        const Slot *e = &t->slots[i];
+        if (e->off < 0)
+            continue;
+        PyObject *key = split_key(&s->shared, t->arena + e->off, e->len, s->hits_l.n);
+        PyObject *n = key ? PyLong_FromLongLong(e->value) : NULL;
+        int rc = n != NULL ? PyDict_SetItem(counts, key, n) : -1;
+        Py_XDECREF(n);
+        if (rc == 0 && e->size) {
+            PyObject *size = PyLong_FromLongLong(e->size);
+            rc = size != NULL ? PyDict_SetItem(out, key, size) : -1;
+            Py_XDECREF(size);
+        }
+        Py_XDECREF(key);
+        if (rc < 0)
+            return -1;
+    }
+    return add_big_sizes(s, out);
+}
+
+/* The sums of sizes that went on in big_sizes, added to `out`. */
+static int add_big_sizes(Scanner *s, PyObject *out) {
     PyObject *k, *v;
     Py_ssize_t pos = 0;
     while (out != NULL && PyDict_Next(s->big_sizes, &pos, &k, &v)) {
@@ -1081,12 +1108,13 @@ static PyObject *sizes_dict(Scanner *s) {
         PyObject *now = key ? PyDict_GetItemWithError(out, key) : NULL;
         PyObject *sum = key && !PyErr_Occurred() ? (now ? PyNumber_Add(now, v) : Py_NewRef(v))
                                                  : NULL;
-        if (sum == NULL || PyDict_SetItem(out, key, sum) < 0)
-            Py_CLEAR(out);
+        int rc = sum != NULL ? PyDict_SetItem(out, key, sum) : -1;
         Py_XDECREF(key);
         Py_XDECREF(sum);
+        if (rc < 0)
+            return -1;
     }
-    return out;
+    return 0;
 }
 
 static PyObject *Scanner_take(Scanner *s, PyObject *args) {
@@ -1096,7 +1124,8 @@ static PyObject *Scanner_take(Scanner *s, PyObject *args) {
         return NULL;
     PyObject *parts[11] = {NULL}, *out = NULL;
     parts[0] = PyLong_FromLongLong(s->lines);
-    parts[1] = unjoined(&s->shared, &s->hits, s->hits_l.n, cls);
+    if (hits_and_sizes(s, cls, &parts[1], &parts[8]) < 0)
+        goto done;
     if (s->agents_from[0] >= 0 && agents_from_visitors(s) < 0)
         goto done;
     parts[2] = unjoined(&s->shared, &s->agents_t, s->agents.n < 0 ? 0 : s->agents.n, cls);
@@ -1105,7 +1134,6 @@ static PyObject *Scanner_take(Scanner *s, PyObject *args) {
     parts[5] = unjoined(&s->shared, &s->bots, s->agents.n < 0 ? 0 : s->agents.n, cls);
     parts[6] = unjoined(&s->shared, &s->ignored, s->ctx.n, cls);
     parts[7] = unjoined(&s->shared, &s->durations, s->ctx.n, (PyObject *)&PyDict_Type);
-    parts[8] = sizes_dict(s);
     parts[9] = unjoined(&s->shared, &s->clients_t, s->clients.n < 0 ? 0 : s->clients.n, cls);
     parts[10] = with_recent ? recent_list(s) : PyList_New(0);
     for (int i = 0; i < 11; i++)
@@ -1131,7 +1159,7 @@ static PyObject *Scanner_pending(Scanner *s, PyObject *Py_UNUSED(ignored)) {
        memory, so the readers classify by bytes as well as by lines and keys. */
     size_t held = s->hits.arena_len + s->agents_t.arena_len + s->refs_t.arena_len +
                   s->visitors_t.arena_len + s->bots.arena_len + s->ignored.arena_len +
-                  s->durations.arena_len + s->sizes.arena_len + s->clients_t.arena_len;
+                  s->durations.arena_len + s->clients_t.arena_len;
     return Py_BuildValue("Lnn", s->lines,
                          (Py_ssize_t)(s->hits.used + s->visitors_t.used + s->refs_t.used +
                                       s->clients_t.used),
