@@ -37,7 +37,7 @@ from logcount.classify import (
 )
 from logcount.config import Config
 from logcount.delta import SAMPLE_SIZE, Delta
-from logcount.dimensions import ERROR_CLASSES, GRANULARITIES, GRANULARITY_NAMES
+from logcount.dimensions import ERROR_CLASSES, GRANULARITIES, GRANULARITY_NAMES, HIT_KEY_DIMS
 from logcount.parse import CompiledFormat
 from logcount.regex_scan import RegexScanner, getter
 
@@ -257,8 +257,6 @@ class LineCounter:
 
 
 Minutes = dict[tuple[str, str], Any]  # (site, minute label) -> what was counted in it
-# The dimensions whose members a hit key's fields give (see Aggregator._describe).
-HIT_KEY_DIMS = ("path", "status", "method", "status_path", "object")
 # A hit key's status class, and its (dimension, member) pairs: path, status, method, object.
 Described = tuple[str, tuple[tuple[str, str], ...]]
 

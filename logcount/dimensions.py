@@ -18,6 +18,9 @@ class Dimension:
     name: str
     member: str  # what one member is, for --help and the README
     visitors: bool  # distinct visitors kept per member (live and in the store)
+    # What yields a member: "hit" (a hit key's fields: Aggregator._describe), or one of
+    # the scanner's other tables: "agent", "referrer", "client", "bot" (a bot line's agent)
+    source: str = "hit"
     listed: bool = True  # a --by choice (a hidden one serves another report)
 
 
@@ -28,18 +31,19 @@ DIMENSIONS: dict[str, Dimension] = {
         Dimension("object", "the application object a path shows (see [routes])", visitors=True),
         Dimension("status", "the response status code", visitors=False),
         Dimension("method", "the request method; one not in RFC 9110 is (other)", visitors=False),
-        Dimension("bot", "the crawler's name, for the lines of bots", visitors=False),
+        Dimension("bot", "the crawler's name, for the lines of bots", False, "bot"),
         # "404 /missing": the paths of an error status, for `top --by path --status 404`
         Dimension("status_path", "an error status and a path", visitors=False, listed=False),
-        Dimension("os", "the operating system the user agent names", visitors=False),
-        Dimension("client", "the client address (%h, %a); see [privacy]", visitors=False),
-        Dimension("referrer", "the referring host, (direct) without one", visitors=False),
-        Dimension("agent", "the browser or crawler family of the user agent", visitors=False),
+        Dimension("os", "the operating system the user agent names", False, "agent"),
+        Dimension("client", "the client address (%h, %a); see [privacy]", False, "client"),
+        Dimension("referrer", "the referring host, (direct) without one", False, "referrer"),
+        Dimension("agent", "the browser or crawler family of the user agent", False, "agent"),
     )
 }
 # The status classes whose paths status_path keeps: a drill-down is for 404s and 5xx, and
 # 2xx-3xx would count nearly every path a second time.
 ERROR_CLASSES = ("4", "5")
+HIT_KEY_DIMS = tuple(name for name, d in DIMENSIONS.items() if d.source == "hit")
 DIMENSION_NAMES = tuple(name for name, d in DIMENSIONS.items() if d.listed)
 
 
