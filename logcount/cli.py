@@ -12,7 +12,8 @@ from typing import Any
 import click
 
 from logcount import __version__
-from logcount.config import Config, load_config
+from logcount.checks import load_checked
+from logcount.config import Config
 from logcount.dimensions import DIMENSION_NAMES
 from logcount.errors import LogcountError
 
@@ -30,7 +31,7 @@ class Settings:
     def load(self) -> Config:
         if self._config is None:
             opts = dict(self.options)
-            self._config = load_config(opts.pop("config"), **opts)
+            self._config = load_checked(opts.pop("config"), **opts)
         return self._config
 
     def loader(self) -> Callable[[], Config]:
@@ -38,7 +39,7 @@ class Settings:
 
         def load() -> Config:
             local = dict(opts)
-            return load_config(local.pop("config"), **local)
+            return load_checked(local.pop("config"), **local)
 
         return load
 

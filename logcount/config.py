@@ -512,19 +512,8 @@ def _privacy_section(privacy: Any, where: str) -> dict[str, Any]:
 
 
 def validate(config: Config) -> None:
-    """Check what can only be checked by compiling it: log format, routes, time zone."""
-    # Every command validates the whole configuration, reports too. The built-in default
-    # format is known to compile (tests/test_config.py), and compiling it again would cost
-    # each `logcount top` importing apachelogs and building its regexes (~35 ms); nor can
-    # an empty route list be wrong. Anything else is compiled, as before.
-    if config.log_format != Config.log_format:
-        from logcount.parse import compile_format
-
-        compile_format(config.log_format)
-    if config.routes:
-        from logcount.routes import RouteTable
-
-        RouteTable.from_config(config.routes)
+    """Check the settings as a whole: time zone, site, URLs. What only compiling can check
+    (the log format, the routes) is checks.check_compiles()'s."""
     if config.timezone:
         from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 

@@ -283,10 +283,10 @@ class Pipeline:
             self.sink.submit(Delta(), position)  # a position with no new counts
 
     def _reload(self) -> None:
-        from logcount.config import load_config
+        from logcount.checks import load_checked
 
         try:
-            config = self.loader() if self.loader else load_config(self.config.source or None)
+            config = self.loader() if self.loader else load_checked(self.config.source or None)
             classifier = Classifier(config, self.counter.format)
         except LogcountError as exc:
             self.log(f"reload failed, keeping the previous configuration: {exc}")

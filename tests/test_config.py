@@ -11,6 +11,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 from logcount import config as config_module
+from logcount.checks import load_checked
 from logcount.cli import cli
 from logcount.config import Config, load_config, mask_url
 from logcount.errors import ConfigError
@@ -331,7 +332,7 @@ def test_config_check_validates_routes(home: Path, tmp_path: Path) -> None:
 def test_bad_config_one_clear_error(home: Path, tmp_path: Path, text: str, message: str) -> None:
     path = write(tmp_path / "c.toml", text)
     with pytest.raises(ConfigError, match=message) as err:
-        load_config(str(path))
+        load_checked(str(path))  # load_config, then what only compiling checks
     assert "\n" not in str(err.value)
     result = check(["--config", str(path)])
     assert result.exit_code == 78
@@ -340,13 +341,14 @@ def test_bad_config_one_clear_error(home: Path, tmp_path: Path, text: str, messa
 
 
 def test_default_log_format_compiles(home: Path) -> None:
-    # validate() does not compile the built-in default (a report would pay for apachelogs
-    # on every start): it must compile, and a format given anywhere is still compiled.
+    # check_compiles() does not compile the built-in default (a report would pay for
+    # apachelogs on every start): it must compile, and a format given anywhere is compiled.
     from logcount.parse import compile_format
 
     compile_format(Config().log_format)
     with pytest.raises(ConfigError, match=r"^log format 'combined %Z': "):
-        load_config(None, log_format="combined %Z")
+        load_checked(None, log_format="combined %Z")
+    assert load_config(None, log_format="combined %Z").log_format == "combined %Z"
 
 
 def test_file_that_is_not_utf8(home: Path, tmp_path: Path) -> None:
