@@ -408,18 +408,18 @@ def bot_name(agent: str, family: Callable[[str], str] | None = None) -> str:
 def agent_family(agent: str) -> str:
     """ua-parser's family of an agent's prefix; a family past MAX_FAMILY_BYTES (some
     patterns take a whole run of letters as the name) is "Other", as an unknown agent."""
-    ua = _family_parser().parse_user_agent(agent_prefix(agent))
-    family = ua.family if ua is not None else "Other"
-    if len(family) * 4 > MAX_FAMILY_BYTES and len(family.encode()) > MAX_FAMILY_BYTES:
-        return "Other"
-    return family
+    return _capped(_family_parser().parse_user_agent(agent_prefix(agent)))
 
 
 def os_family(agent: str) -> str:
     """ua-parser's operating system of an agent's prefix (Windows, Android, iOS, Mac OS X,
     ...), "Other" when it names none or one past MAX_FAMILY_BYTES."""
-    found = _family_parser().parse_os(agent_prefix(agent))
-    family = found.family if found is not None else "Other"
+    return _capped(_family_parser().parse_os(agent_prefix(agent)))
+
+
+def _capped(found: Any) -> str:
+    """The family of a ua-parser result; "Other" for none, or one past MAX_FAMILY_BYTES."""
+    family: str = found.family if found is not None else "Other"
     if len(family) * 4 > MAX_FAMILY_BYTES and len(family.encode()) > MAX_FAMILY_BYTES:
         return "Other"
     return family

@@ -38,6 +38,15 @@ HARD_KEYS = 2 * FLUSH_KEYS
 # held 160 MB of keys per table; real lines (~200 bytes) reach FLUSH_LINES first.
 FLUSH_BYTES = 8 << 20
 HARD_BYTES = 3 * FLUSH_BYTES
+# (lines, keys, bytes), as LineCounter.pending() counts them
+FLUSH_AT = (FLUSH_LINES, FLUSH_KEYS, FLUSH_BYTES)
+HARD_AT = (HARD_LIMIT, HARD_KEYS, HARD_BYTES)
+
+
+def past(pending: tuple[int, int, int], limits: tuple[int, int, int]) -> bool:
+    return any(n >= limit for n, limit in zip(pending, limits, strict=True))
+
+
 RECENT_EVERY = 0.5  # seconds between two updates of the recent-requests list
 
 
@@ -163,16 +172,15 @@ class Pipeline:
                 after()
             if not self.oldest_unflushed:
                 self.oldest_unflushed = time.time()
-            lines, keys, held = self.counter.pending()
-            if lines >= FLUSH_LINES or keys >= FLUSH_KEYS or held >= FLUSH_BYTES:
+            pending = self.counter.pending()
+            if past(pending, FLUSH_AT):
                 self.wake.set()
-        if lines >= HARD_LIMIT or keys >= HARD_KEYS or held >= HARD_BYTES:
+        if past(pending, HARD_AT):
             self.catch_up()
 
     def _over_hard_limit(self) -> bool:
         with self.lock:
-            lines, keys, held = self.counter.pending()
-        return lines >= HARD_LIMIT or keys >= HARD_KEYS or held >= HARD_BYTES
+            return past(self.counter.pending(), HARD_AT)
 
     def catch_up(self) -> None:
         """The classifier is behind: we read faster than we classify. Memory must stay
@@ -198,37 +206,46 @@ class Pipeline:
             if after is not None:
                 after()
 
-    def _classify_loop(self) -> None:
-        """Every flush interval, or when woken (the reader is past FLUSH_*): classify."""
-        interval = self.config.flush_interval
+    def _every(self, woken: threading.Event, name: str, work: Callable[[], None]) -> None:
+        """Run `work` every flush interval or when `woken`, until stopping; a bug in it is
+        logged, never the end of the thread."""
         while not self.stopping.is_set():
-            self.wake.wait(interval)
-            self.wake.clear()
+            woken.wait(self.config.flush_interval)
+            woken.clear()
             if self.stopping.is_set():
                 break
             try:
+                work()
+            except Exception as exc:  # noqa: BLE001 - the thread must outlive a bug
+                self.log(f"internal error in the {name} ({exc!r}); counts kept, retrying")
+
+    def _classify_loop(self) -> None:
+        """Every flush interval, or when woken (the reader is past FLUSH_AT): classify,
+        then wake the sender."""
+
+        def classify() -> None:
+            try:
                 self._classify_once()
-            except Exception as exc:  # noqa: BLE001 - the classifier must outlive a bug
-                self.log(f"internal error in the classifier ({exc!r}); counts kept, retrying")
-            self.send.set()
+            finally:
+                self.send.set()
+
+        self._every(self.wake, "classifier", classify)
 
     def _send_loop(self) -> None:
         """Send what the classifier handed over; a heartbeat every second or interval."""
-        interval = self.config.flush_interval
         last_beat = 0.0
-        while not self.stopping.is_set():
-            self.send.wait(interval)
-            self.send.clear()
-            if self.stopping.is_set():
-                break
+
+        def send() -> None:
+            nonlocal last_beat
             try:
                 self.sink.flush()
-            except Exception as exc:  # noqa: BLE001 - the sender must outlive a bug
-                self.log(f"internal error in the sender ({exc!r}); counts kept, retrying")
-            now = time.monotonic()
-            if now - last_beat >= max(1.0, interval):
-                self.heartbeat()
-                last_beat = now
+            finally:
+                now = time.monotonic()
+                if now - last_beat >= max(1.0, self.config.flush_interval):
+                    self.heartbeat()
+                    last_beat = now
+
+        self._every(self.send, "sender", send)
 
     def _classify_once(self) -> None:
         if self.reload_requested:

@@ -117,18 +117,19 @@ class RegexScanner:
         self._count([row])
 
     def take(self, cls: Any, with_recent: bool) -> tuple[Any, ...]:
-        """What was counted (C's order), then start afresh; `cls` as the C scanner's."""
+        """What was counted (C's order), then start afresh. The tables are handed over
+        as they are: Counters, which is the `cls` LineCounter asks the C scanner for."""
         out = (
             self.lines,
-            cls(self.hits),
-            cls(self.agents),
-            cls(self.referrers),
+            self.hits,
+            self.agents,
+            self.referrers,
             self.visitors,
-            cls(self.bots),
-            cls(self.ignored),
+            self.bots,
+            self.ignored,
             self.durations,
             self.sizes,
-            cls(self.clients),
+            self.clients,
             list(self.recent) if with_recent else [],
         )
         self._fresh()

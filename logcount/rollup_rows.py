@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 # into the agent's family (families_of), so that ua-parser is loaded and asked once per
 # distinct agent in the parent, while the counters count, not before they fork.
 RAW_AGENT = "\x00"
+NAMED_BY_PARENT = ("agent", "bot", "os")  # the dimensions whose members come so marked
 
 
 Sketches = dict[tuple[str, str, str], VisitorSketch]  # (site, day, member) -> visitors
@@ -74,7 +75,7 @@ class Counts:
         are folded, so that the many spellings of one browser add up first."""
         d = self.delta
         if family is not None and any(
-            k[1] in ("agent", "bot", "os") and len(m) > keep for k, m in d.members.items()
+            k[1] in NAMED_BY_PARENT and len(m) > keep for k, m in d.members.items()
         ):
             families_of(d, family)
         for key, members in list(d.members.items()):
@@ -128,6 +129,7 @@ def families_of(delta: Delta, family: Callable[[str], str] | None = None) -> Non
 
     family = family or agent_family
     name_of = {"agent": family, "bot": lambda text: bot_name(text, family), "os": os_family}
+    assert set(name_of) == set(NAMED_BY_PARENT)
     for table in (delta.members, delta.member_bytes):
         for key, members in table.items():
             resolve = name_of.get(key[1])
