@@ -5,7 +5,7 @@ BIN     = $(VENV)/bin
 .PHONY: test demo lint bench clean
 
 # Rebuilt (the C scanner with it) when _scan.c changes: a stale build is not used.
-$(BIN)/logcount: pyproject.toml setup.py logcount/_scan.c
+$(BIN)/logcount: pyproject.toml setup.py logcount/count/_scan.c
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[test]'
@@ -21,7 +21,7 @@ $(BIN)/logcount: pyproject.toml setup.py logcount/_scan.c
 # about the sinks and reports are not repeated. Pytest's summary stays the last output.
 FUZZ_TIME ?= 60
 PURE_TESTS ?= tests/test_pipe.py tests/test_tail.py tests/test_rollup.py tests/test_lines.py \
-	tests/test_member_bounds.py tests/test_classify.py tests/test_parse.py \
+	tests/test_member_bounds.py tests/test_classify.py tests/test_logformat.py \
 	tests/test_cli_top.py tests/test_pipeline_limits.py tests/e2e
 test: $(BIN)/logcount
 	LOGCOUNT_PURE_PYTHON= $(BIN)/python -m pytest -q $(PYTEST_ARGS)

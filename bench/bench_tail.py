@@ -37,7 +37,7 @@ from bench.common import (  # noqa: E402
     spawn,
     timed,
 )
-from logcount import keys  # noqa: E402
+from logcount.sinks import keys  # noqa: E402
 
 FIELDS = ("hits", "bots", "ignored", "malformed")
 CONFIG = "[live]\nflush_interval = 0.1\n"

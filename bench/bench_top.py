@@ -47,7 +47,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.common import PrivateRedis  # noqa: E402
-from logcount import Counts, keys  # noqa: E402
+from logcount import Counts  # noqa: E402
+from logcount.sinks import keys  # noqa: E402
 
 SITE = "bench"
 

@@ -36,8 +36,8 @@ def cpu_profile() -> cProfile.Profile:
 
 
 def profile_pipe(path: Path, data_dir: str) -> list[cProfile.Profile]:
-    from logcount.pipeline import Pipeline, check_data_dir
-    from logcount.reader import Reader
+    from logcount.sources.pipeline import Pipeline, check_data_dir
+    from logcount.sources.reader import Reader
 
     redis = PrivateRedis()
     try:
@@ -63,8 +63,8 @@ def profile_pipe(path: Path, data_dir: str) -> list[cProfile.Profile]:
 def profile_rollup(path: Path, data_dir: str) -> list[cProfile.Profile]:
     import socket
 
-    from logcount.rollup import RollupResult, _Counters, _store_all
-    from logcount.rollup_files import resolve_inputs, split_units
+    from logcount.sources.rollup import RollupResult, _Counters, _store_all
+    from logcount.sources.rollup_files import resolve_inputs, split_units
 
     config = Config(site="bench", data_dir=data_dir)
     inputs, _ = resolve_inputs([str(path)], [])

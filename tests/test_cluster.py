@@ -147,10 +147,10 @@ def test_the_report_client_falls_back_to_redis_cluster(
 ) -> None:
     """connect() asks the node; a cluster node gets redis-py's RedisCluster, which finds
     the other nodes and each key's slot."""
-    from logcount import keys
-    from logcount.api import Counts
     from logcount.config import Config
-    from logcount.connection import connect
+    from logcount.read.api import Counts
+    from logcount.sinks import keys
+    from logcount.sinks.connection import connect
 
     url = f"redis://127.0.0.1:{redis_cluster[2]}/0"
     client = connect(url)

@@ -11,9 +11,9 @@ import pytest
 from click.testing import CliRunner, Result
 
 from logcount import config as config_module
-from logcount.checks import load_checked
 from logcount.cli import cli
 from logcount.config import Config, load_config, mask_url
+from logcount.count.checks import load_checked
 from logcount.errors import ConfigError
 
 SECRET = "Zq9-s3cr3t-pw"
@@ -343,7 +343,7 @@ def test_bad_config_one_clear_error(home: Path, tmp_path: Path, text: str, messa
 def test_default_log_format_compiles(home: Path) -> None:
     # check_compiles() does not compile the built-in default (a report would pay for
     # apachelogs on every start): it must compile, and a format given anywhere is compiled.
-    from logcount.parse import compile_format
+    from logcount.count.logformat import compile_format
 
     compile_format(Config().log_format)
     with pytest.raises(ConfigError, match=r"^log format 'combined %Z': "):

@@ -1,4 +1,4 @@
-"""logcount.connection, the one way logcount connects to Redis (redis-py), against real
+"""logcount.sinks.connection, the one way logcount connects to Redis (redis-py), against real
 redis-servers: TCP and a unix socket, requirepass and an ACL user, TLS (a redis-server built
 with TLS, a self-signed certificate made by openssl), refused connections and timeouts,
 pipelining counted at a real TCP relay, reconnecting after a restart, the embedded server;
@@ -26,11 +26,11 @@ import pytest
 import redis
 from click.testing import CliRunner
 
-from logcount import keys
 from logcount.cli import cli
-from logcount.connection import CONNECT_TIMEOUT, READ_TIMEOUT, _where, connect, url_problem
-from logcount.embedded import ensure_embedded, socket_path, stop_embedded
 from logcount.errors import RedisUnavailable
+from logcount.sinks import keys
+from logcount.sinks.connection import CONNECT_TIMEOUT, READ_TIMEOUT, _where, connect, url_problem
+from logcount.sinks.embedded import ensure_embedded, socket_path, stop_embedded
 from tests.conftest import ROOT, RedisServer, free_port, need, redis_binary
 
 SECRET = "Zq9-s3cr3t-pw"
@@ -545,7 +545,7 @@ def python(code: str) -> str:
 def test_sync_client_pipeline_transaction_and_script(redis_server: RedisServer) -> None:
     out = python(
         f"""
-        from logcount.connection import connect, is_cluster, redis
+        from logcount.sinks.connection import connect, is_cluster, redis
 
         client = connect({redis_server.url!r})
         assert not is_cluster(client) and isinstance(client, redis.Redis)
@@ -570,7 +570,7 @@ def test_sync_client_pipeline_transaction_and_script(redis_server: RedisServer) 
 def test_driver_info_gives_redis_py_its_own_version() -> None:
     out = python(
         """
-        from logcount.connection import _driver_info, redis
+        from logcount.sinks.connection import _driver_info, redis
         info = _driver_info()["driver_info"]
         print(info.lib_version == redis.__version__, info.name)
         """

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from crawleruseragents import CRAWLER_USER_AGENTS_DATA, is_crawler
 
-from logcount.classify import Classifier, CrawlerMatcher, _bot_matcher, _plain_literal
 from logcount.config import Config
+from logcount.count.classify import Classifier, CrawlerMatcher, _bot_matcher, _plain_literal
 
 PATTERNS = [entry["pattern"] for entry in CRAWLER_USER_AGENTS_DATA]
 INSTANCES = [text for entry in CRAWLER_USER_AGENTS_DATA for text in entry.get("instances", [])]

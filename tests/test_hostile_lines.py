@@ -25,13 +25,13 @@ from pathlib import Path
 import pytest
 import redis
 
-from logcount import keys
-from logcount.aggregate import Aggregator, LineCounter
 from logcount.config import Config
-from logcount.delta import Delta
-from logcount.parse import compile_format
+from logcount.count.aggregate import Aggregator, LineCounter
+from logcount.count.delta import Delta
+from logcount.count.logformat import compile_format
+from logcount.sinks import keys
 from tests.conftest import LOGCOUNT, run_logcount
-from tests.test_parse import CUSTOM_DURATION, MS_ONLY, STRFTIME, reference
+from tests.test_logformat import CUSTOM_DURATION, MS_ONLY, STRFTIME, reference
 
 WHEN = "14/Mar/2026:10:05:03 +0000"
 
@@ -299,7 +299,7 @@ def test_rollup_counts_the_good_lines_of_a_hostile_batch(
     lc_env: dict[str, str], tmp_path: Path
 ) -> None:
     """A %b of 2**63 or a year 9999 moved to a configured zone killed the rollup."""
-    from logcount.store import Store
+    from logcount.sinks.store import Store
 
     (tmp_path / "logcount.toml").write_text('site = "test"\ntimezone = "Europe/Paris"\n')
     lines, hits, nbytes, malformed = hostile_batch()

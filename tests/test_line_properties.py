@@ -20,10 +20,10 @@ from apachelogs.directives import DIRECTIVE_RGX
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from logcount.aggregate import LineCounter
-from logcount.parse import COUNT_LIMIT, compile_format, resolve_nickname
+from logcount.count.aggregate import LineCounter
+from logcount.count.logformat import COUNT_LIMIT, compile_format, resolve_nickname
 from tests.test_hostile_lines import counter_for
-from tests.test_parse import (
+from tests.test_logformat import (
     CUSTOM_DURATION,
     STRFTIME,
     URI_QUERY,

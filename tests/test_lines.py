@@ -1,4 +1,4 @@
-"""One line policy for pipe, tail and rollup (logcount/lines.py), through real processes.
+"""One line policy for pipe, tail and rollup (logcount/count/lines.py), through real processes.
 
 A line longer than MAX_LINE is counted once as malformed and its bytes skipped, not held:
 a 50 MB line leaves each process well under 100 MB. A last line without a newline is a
@@ -18,10 +18,10 @@ from pathlib import Path
 import pytest
 import redis
 
-from logcount import keys
-from logcount.follow import Position
-from logcount.lines import LineSplitter, Piece
-from logcount.live import HOST
+from logcount.count.lines import LineSplitter, Piece
+from logcount.sinks import keys
+from logcount.sinks.live import HOST
+from logcount.sources.follow import Position
 from tests.conftest import LOGCOUNT, run_logcount
 
 DAY = "20260408"

@@ -11,9 +11,9 @@ from collections import Counter
 from pathlib import Path
 
 from logcount.config import Config
-from logcount.delta import Delta
-from logcount.live import Batch, LiveSink, RedisWriter
-from logcount.spool import HOST, Spool
+from logcount.count.delta import Delta
+from logcount.sinks.live import Batch, LiveSink, RedisWriter
+from logcount.sinks.spool import HOST, Spool
 from tests.conftest import RedisServer
 
 POSITION = "lc:{test}:pos:probe"

@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 from crawleruseragents import CRAWLER_USER_AGENTS_DATA, is_crawler
 
-from logcount.aggregate import Aggregator, LineCounter
-from logcount.classify import (
+from logcount.config import Config, config_from_dict
+from logcount.count.aggregate import Aggregator, LineCounter
+from logcount.count.classify import (
     AGENT_PREFIX,
     CACHE_BYTES,
     INVALID,
@@ -27,11 +28,10 @@ from logcount.classify import (
     agent_family,
     referrer_host,
 )
-from logcount.config import Config, config_from_dict
-from logcount.delta import Delta
+from logcount.count.delta import Delta
+from logcount.count.logformat import compile_format, unescape
 from logcount.dimensions import DIMENSIONS
 from logcount.errors import ConfigError
-from logcount.parse import compile_format, unescape
 
 CHROME = (
     "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) "
@@ -200,7 +200,7 @@ def test_the_aggregator_holds_long_requests_within_a_byte_budget() -> None:
 def test_the_rollup_names_agents_from_the_same_prefix() -> None:
     """The rollup leaves agents unnamed until its parent process names them: what it
     holds meanwhile is the prefix, and names the same family as the live side."""
-    from logcount.rollup_count import RAW_AGENT, DayClassifier, families_of
+    from logcount.sources.rollup_count import RAW_AGENT, DayClassifier, families_of
 
     raw = b"Q/" + b"Z" * 8000 + b"Spider 1"
     unnamed = DayClassifier(Config()).agent(raw)
@@ -215,9 +215,9 @@ def test_bot_decisions_are_kept_within_a_byte_budget(monkeypatch: pytest.MonkeyP
     """The pure path caches one bot decision per distinct agent as received: 3,000
     distinct 8 KB agents (24 MB) must not all stay there (200,000 such entries were
     allowed, 1.6 GB); the counts are unchanged."""
-    from logcount.aggregate import Aggregator, LineCounter
-    from logcount.parse import compile_format
-    from logcount.regex_scan import DECISION_BYTES
+    from logcount.count.aggregate import Aggregator, LineCounter
+    from logcount.count.logformat import compile_format
+    from logcount.count.regex_scan import DECISION_BYTES
 
     monkeypatch.setenv("LOGCOUNT_PURE_PYTHON", "1")
     counter = LineCounter(compile_format("combined"))

@@ -22,7 +22,7 @@ import pytest
 from click.testing import CliRunner
 
 from logcount.cli import cli
-from logcount.render import safe_text
+from logcount.read.render import safe_text
 from tests.conftest import LOGCOUNT, ROOT, RedisServer, free_port, run_logcount
 from tests.test_cli_top import Loaded, at, feed, line
 
@@ -330,7 +330,7 @@ def test_which_urls_the_clients_would_misread(url: str, misread: bool) -> None:
     import redis.connection
 
     from logcount.config import mask_url, redis_url_problem
-    from logcount.connection import _where, url_problem
+    from logcount.sinks.connection import _where, url_problem
 
     assert bool(redis_url_problem(url)) == misread
     assert url_problem(url) == redis_url_problem(url)

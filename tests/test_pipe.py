@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from logcount import keys
+from logcount.sinks import keys
 from tests.conftest import LOGCOUNT, logcount_env, run_logcount
 from tests.loggen import ROUTES_TOML, day_at, generate
 

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import redis
 
-from logcount import keys
 from logcount.config import load_config
-from logcount.pipeline import HARD_KEYS, HARD_LIMIT, Pipeline
+from logcount.sinks import keys
+from logcount.sources.pipeline import HARD_KEYS, HARD_LIMIT, Pipeline
 from tests.conftest import RedisServer
 
 DAY = "20260408"

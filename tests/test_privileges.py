@@ -23,9 +23,9 @@ import pytest
 import redis
 
 from logcount import config as config_module
-from logcount import keys
-from logcount.classify import visitor_hash
 from logcount.config import Config
+from logcount.count.classify import visitor_hash
+from logcount.sinks import keys
 from tests.conftest import LOGCOUNT, ROOT, need, run_logcount
 
 NOBODY = pwd.getpwnam("nobody")
@@ -199,7 +199,7 @@ def test_embedded_stop_never_makes_a_root_server_save_there(
     env: dict[str, str], owned: Path
 ) -> None:
     """A server root started there before (older logcount) would save as root."""
-    from logcount.embedded import server_args
+    from logcount.sinks.embedded import server_args
 
     subprocess.run(server_args(owned), check=True, capture_output=True)
     deadline = time.monotonic() + 10

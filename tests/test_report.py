@@ -8,8 +8,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from logcount.render import safe_text, sparkline
-from logcount.report import (
+from logcount.read.render import safe_text, sparkline
+from logcount.read.report import (
     WindowError,
     parse_datetime,
     parse_window,
@@ -129,7 +129,7 @@ def test_since_until_name_a_bounded_number_of_buckets() -> None:
 def test_hits_days_bounded() -> None:
     from datetime import date
 
-    from logcount.report import build_hits
+    from logcount.read.report import build_hits
 
     with pytest.raises(WindowError, match="--days must be from 1 to 3,660"):
         build_hits(None, None, "s", "path", "/a", 99_999_999, date(2026, 11, 22))

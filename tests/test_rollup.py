@@ -25,7 +25,7 @@ from typing import Any
 
 import pytest
 
-from logcount.store import Store
+from logcount.sinks.store import Store
 from tests.conftest import LOGCOUNT, ROOT, run_logcount
 
 TEMPLATE = "%Y/%m/%d/access.log"
@@ -828,15 +828,15 @@ def test_ranges_of_a_split_file_count_every_line_once(
 ) -> None:
     import tomllib
 
-    from logcount import rollup as lr
     from logcount.config import config_from_dict
+    from logcount.sources import rollup as lr
 
     config = config_from_dict(tomllib.loads(CONFIG))
     log = tmp_path / "big.log"
     rng = random.Random(16)
     log.write_text("".join(ln.text() for ln in gen_lines(rng, DAYS[0], 12_000)))
     whole = lr.count_unit(config, lr.Unit(lr.Input(str(log), None), 0, None))[1]
-    from logcount import rollup_files
+    from logcount.sources import rollup_files
 
     monkeypatch.setattr(rollup_files, "SPLIT_MIN", 1 << 20)  # small sizes, for a small file
     monkeypatch.setattr(rollup_files, "RANGE", 300 << 10)
@@ -862,8 +862,8 @@ def test_every_unit_is_counted_once_however_many(tmp_path: Path) -> None:
     counted once and its part comes back, and the progress adds up their lines."""
     import tomllib
 
-    from logcount import rollup as lr
     from logcount.config import config_from_dict
+    from logcount.sources import rollup as lr
 
     config = config_from_dict(tomllib.loads(CONFIG))
     log = tmp_path / "one.log"
@@ -939,7 +939,7 @@ def test_the_rollup_imports_nothing_of_the_read_side(
     log.write_text("".join(ln.text() for ln in gen_lines(random.Random(24), DAYS[0], 50)))
     code = (
         "import atexit, sys\n"
-        "from logcount import rollup_count  # what the counters import, here in the parent\n"
+        "from logcount.sources import rollup_count  # the counters' imports, in the parent\n"
         "atexit.register(lambda: print(*sorted(m for m in sys.modules if 'logcount' in m)))\n"
         "from logcount.cli import cli\n"
         "cli(['rollup', '--quiet', '--logs', sys.argv[1]])\n"
@@ -952,6 +952,10 @@ def test_the_rollup_imports_nothing_of_the_read_side(
     )
     assert (done.returncode, done.stderr) == (0, b"")
     imported = set(done.stdout.decode().split())
-    assert {"logcount.rollup", "logcount.rollup_count", "logcount.store"} <= imported
-    read_side = {f"logcount.{name}" for name in ("report", "api", "render", "watch")}
+    assert {
+        "logcount.sources.rollup",
+        "logcount.sources.rollup_count",
+        "logcount.sinks.store",
+    } <= imported
+    read_side = {m for m in imported if m.startswith("logcount.read")}
     assert imported & read_side == set()

@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 
-from logcount.classify import Classifier
 from logcount.config import config_from_dict
+from logcount.count.classify import Classifier
+from logcount.count.routes import RouteTable
 from logcount.errors import ConfigError
-from logcount.routes import RouteTable
 
 UUID = "0f8fad5b-d9cb-469f-a165-70867728950e"
 

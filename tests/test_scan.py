@@ -1,6 +1,6 @@
-"""The C scanner (logcount/_scan.c) against the regex path it speeds up.
+"""The C scanner (logcount/count/_scan.c) against the regex path it speeds up.
 
-The regex path is itself checked against apachelogs (tests/test_parse.py); here the
+The regex path is itself checked against apachelogs (tests/test_logformat.py); here the
 scanner must cut every line exactly as the chunk regex does, or refuse it exactly when the
 regex does, over the real logs, generated lines and random mutations of them (bytes
 flipped, quotes, backslashes, spaces and digits inserted or removed). Then a LineCounter
@@ -16,11 +16,11 @@ from pathlib import Path
 
 import pytest
 
-from logcount.aggregate import LineCounter, RawCounts
-from logcount.classify import Classifier
 from logcount.config import Config
-from logcount.parse import compile_format
-from tests.test_parse import (
+from logcount.count.aggregate import LineCounter, RawCounts
+from logcount.count.classify import Classifier
+from logcount.count.logformat import compile_format
+from tests.test_logformat import (
     CUSTOM_DURATION,
     FORMATS,
     STRFTIME,
@@ -31,14 +31,14 @@ from tests.test_parse import (
 )
 
 try:
-    from logcount import _scan
+    from logcount.count import _scan
 except ImportError:  # pragma: no cover - only where the extension could not be built
     _scan = None
 
 if _scan is None:
     if os.environ.get("CI") == "true":
-        raise RuntimeError("logcount._scan was not built: CI must test the C scanner")
-    pytest.skip("logcount._scan is not built (no C compiler?)", allow_module_level=True)
+        raise RuntimeError("logcount.count._scan was not built: CI must test the C scanner")
+    pytest.skip("logcount.count._scan is not built (no C compiler?)", allow_module_level=True)
 
 SCANNED = [f for f in FORMATS if compile_format(f).plan is not None]
 ODD = [b"\\", b'"', b" ", b"-", b"0", b"9", b"[", b"]", b":", b"\\x", b"\\\\", b'\\"', b"\r"]
@@ -178,7 +178,7 @@ def test_real_log_counts_like_the_regex_path(real_data: Path, monkeypatch) -> No
 
 def test_rollup_day_format_cuts_the_day_like_its_regex(real_data: Path) -> None:
     """The rollup counts by day: its regexes and the scanner's plan capture DD/Mon/YYYY."""
-    from logcount.rollup import day_format
+    from logcount.sources.rollup import day_format
 
     cf = day_format(Config(log_format="combined"))
     scanner = LineCounter(cf).scanner
@@ -241,7 +241,7 @@ def test_a_scanner_built_from_another_source_is_not_used(
 ) -> None:
     """A build left from an older _scan.c (a pull without a rebuild) would refuse the plan
     or hand back other tables: the pure path counts, and stderr says why, once."""
-    from logcount import _scan, aggregate
+    from logcount.count import _scan, aggregate
 
     monkeypatch.delenv("LOGCOUNT_PURE_PYTHON", raising=False)
     monkeypatch.setattr(_scan, "VERSION", aggregate.SCAN_VERSION - 1)

@@ -16,11 +16,11 @@ from pathlib import Path
 import pytest
 import redis
 
-from logcount import keys
 from logcount.config import Config
-from logcount.delta import Delta
-from logcount.live import Batch, LiveSink, RedisWriter
-from logcount.spool import HOST, Spool
+from logcount.count.delta import Delta
+from logcount.sinks import keys
+from logcount.sinks.live import Batch, LiveSink, RedisWriter
+from logcount.sinks.spool import HOST, Spool
 from tests.conftest import RedisServer, free_port, run_logcount
 
 MINUTE = "202611200000"

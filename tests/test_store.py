@@ -11,7 +11,7 @@ import pytest
 import sqlalchemy as sa
 
 from logcount.errors import StoreError
-from logcount.store import SCHEMA_VERSION, SourceFacts, Store, meta
+from logcount.sinks.store import SCHEMA_VERSION, SourceFacts, Store, meta
 
 D1, D2, D3 = date(2026, 1, 5), date(2026, 1, 6), date(2026, 1, 7)
 
@@ -171,7 +171,7 @@ def hashes(*names: str) -> list[str]:
 
 
 def test_visitor_sketch_exact_then_hyperloglog() -> None:
-    from logcount.sketch import EXACT_LIMIT, VisitorSketch
+    from logcount.count.sketch import EXACT_LIMIT, VisitorSketch
 
     small = VisitorSketch.of(hashes(*(f"v{i}" for i in range(600))))
     small.merge(VisitorSketch.of(hashes(*(f"v{i}" for i in range(400, 1000)))))
@@ -189,7 +189,7 @@ def test_visitor_sketch_exact_then_hyperloglog() -> None:
 
 
 def test_row_visitors_are_a_union_over_sources_of_a_day(store: Store) -> None:
-    from logcount.sketch import VisitorSketch
+    from logcount.count.sketch import VisitorSketch
 
     def source(path: str, day: date, names: tuple[str, ...]) -> SourceFacts:
         f = facts("h", path, day, len(names), list(hashes(*names)), {})

@@ -27,9 +27,9 @@ from pathlib import Path
 import pytest
 import redis
 
-from logcount import keys
 from logcount.config import load_config
-from logcount.pipeline import Pipeline
+from logcount.sinks import keys
+from logcount.sources.pipeline import Pipeline
 from tests.conftest import LOGCOUNT, ROOT, RedisServer, need, run_logcount
 
 AGENT = "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0"

@@ -173,10 +173,10 @@ def test_watch_off_a_terminal_prints_one_plain_report_per_interval(lc_env) -> No
 def test_redis_gone_before_the_rate_query_is_a_line(redis_server: RedisServer, tmp_path) -> None:
     """The rate's query after the report fails like the report does (RedisUnavailable,
     shown on the screen with "(retrying)"), not with the client's own error."""
-    from logcount.api import Counts
     from logcount.config import Config
     from logcount.errors import RedisUnavailable
-    from logcount.watch import _frame_or_error, today_hits
+    from logcount.read.api import Counts
+    from logcount.read.watch import _frame_or_error, today_hits
 
     config = Config(redis=redis_server.url, site="test", data_dir=str(tmp_path / "d"))
     counts = Counts.from_settings(config)

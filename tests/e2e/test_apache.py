@@ -283,7 +283,7 @@ def test_rollup_of_the_cronolog_file_equals_the_live_counts(site: Site) -> None:
     assert result.returncode == 0, result.stderr
 
     from logcount.config import load_config
-    from logcount.store import Store
+    from logcount.sinks.store import Store
 
     # The config's own data directory (the test process has a private one in its env).
     store = Store.from_config(load_config(str(site.config), data_dir=str(site.data)))

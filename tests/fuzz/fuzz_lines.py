@@ -26,10 +26,10 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 with atheris.instrument_imports(include=["logcount"]):
-    from logcount import aggregate
-    from logcount.aggregate import Aggregator, LineCounter
     from logcount.config import Config
-    from logcount.parse import compile_format
+    from logcount.count import aggregate
+    from logcount.count.aggregate import Aggregator, LineCounter
+    from logcount.count.logformat import compile_format
 
 FORMATS = [
     "combined",

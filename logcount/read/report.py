@@ -21,10 +21,11 @@ from typing import Any
 
 import redis
 
-from logcount import drill, keys
-from logcount.connection import unreachable, where_of
 from logcount.dimensions import GRANULARITIES, GRANULARITY_NAMES, MAX_DAYS
 from logcount.errors import LogcountError, RedisUnavailable
+from logcount.read import drill
+from logcount.sinks import keys
+from logcount.sinks.connection import unreachable, where_of
 
 TOTAL_FIELDS = ("hits", "bytes", "visitors", "bots", "malformed")
 STATUS_FIELDS = ("s1xx", "s2xx", "s3xx", "s4xx", "s5xx")

@@ -12,14 +12,11 @@ import os
 from datetime import date, datetime
 from typing import Any
 
-from logcount import keys
 from logcount.config import Config, load_config
-from logcount.connection import connect, reason
 from logcount.dimensions import DIMENSION_NAMES
-from logcount.drill import status_filter
-from logcount.embedded import redis_url
 from logcount.errors import LogcountError, RedisUnavailable, StoreError
-from logcount.report import (
+from logcount.read.drill import status_filter
+from logcount.read.report import (
     Window,
     WindowError,
     build_hits,
@@ -30,6 +27,9 @@ from logcount.report import (
     reading_redis,
     window_between,
 )
+from logcount.sinks import keys
+from logcount.sinks.connection import connect, reason
+from logcount.sinks.embedded import redis_url
 from logcount.zones import zone_of
 
 
@@ -172,7 +172,7 @@ class Counts:
                 raise ValueError(f"object {member!r} is not TYPE:ID")
             return "object", member
         assert path is not None
-        from logcount.classify import normalise_target  # lazily: `top` does not need it
+        from logcount.count.classify import normalise_target  # lazily: `top` does not need it
 
         if not path.startswith("/") and "://" not in path:
             path = "/" + path  # "press/42/" means the path, as a person types it
@@ -211,7 +211,7 @@ def open_store(config: Config) -> Any:
     if url.startswith("sqlite:///") and not os.path.exists(os.path.expanduser(url[10:])):
         return None  # nothing rolled up yet: SQLAlchemy need not even be imported
     try:
-        from logcount.store import Store
+        from logcount.sinks.store import Store
     except ImportError:
         return None
     try:

@@ -1,4 +1,4 @@
-"""The C scanner's interface (logcount/_scan.c) in Python, over the format's chunk regex.
+"""The C scanner's interface (logcount/count/_scan.c) in Python, over the format's chunk regex.
 
 LineCounter chooses one scanner at start: the C one, or this one where the C scanner is
 not built, is told off (LOGCOUNT_PURE_PYTHON=1) or cannot read the format (no plan). Both

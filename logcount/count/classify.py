@@ -17,8 +17,8 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 from zoneinfo import ZoneInfo
 
 from logcount.config import Config
-from logcount.parse import CompiledFormat, clf_value, compile_format, unescape
-from logcount.routes import MAX_TYPE_BYTES, RouteTable
+from logcount.count.logformat import CompiledFormat, clf_value, compile_format, unescape
+from logcount.count.routes import MAX_TYPE_BYTES, RouteTable
 
 # Every member is capped in bytes (UTF-8), whatever a log line holds, so that a flood of
 # long values costs bounded memory in the reader, Redis and the store.

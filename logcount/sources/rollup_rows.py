@@ -1,5 +1,5 @@
-"""From what `logcount rollup` counted to store rows: the mergeable Counts a counting
-process hands over (bounded, see Counts.bound), and the rows of one source file
+"""From what `logcount rollup` counted to store rows: the mergeable UnitCounts a counting
+process hands over (bounded, see UnitCounts.bound), and the rows of one source file
 (facts_of). The counting processes import it too: the store (SQLAlchemy) is imported only
 where rows are built, in the parent."""
 
@@ -13,13 +13,13 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import TYPE_CHECKING, Any
 
-from logcount.delta import Delta
-from logcount.keys import OTHER
-from logcount.rollup_files import Input, source_name
-from logcount.sketch import VisitorSketch
+from logcount.count.delta import Delta
+from logcount.count.sketch import VisitorSketch
+from logcount.sinks.keys import OTHER
+from logcount.sources.rollup_files import Input, source_name
 
 if TYPE_CHECKING:
-    from logcount.store import SourceFacts
+    from logcount.sinks.store import SourceFacts
 
 # An agent member as the counting processes leave it: its text, marked; the parent turns it
 # into the agent's family (families_of), so that ua-parser is loaded and asked once per
@@ -32,7 +32,7 @@ Sketches = dict[tuple[str, str, str], VisitorSketch]  # (site, day, member) -> v
 
 
 @dataclass
-class Counts:
+class UnitCounts:
     """What a unit (or a merged file) counted, before it becomes store rows. Bounded: see
     bound(); visitors are sketches (exact up to 1,024 hashes, then 1 KiB of registers)."""
 
@@ -43,7 +43,7 @@ class Counts:
     lines: int = 0
     malformed: int = 0
 
-    def merge(self, other: Counts) -> None:
+    def merge(self, other: UnitCounts) -> None:
         self.delta.merge(other.delta)
         for mine, theirs in (
             (self.path_visitors, other.path_visitors),
@@ -125,7 +125,7 @@ def _merge_into(table: dict[Any, VisitorSketch], key: Any, sketch: VisitorSketch
 def families_of(delta: Delta, family: Callable[[str], str] | None = None) -> None:
     """Name the agent, bot and os members a DayClassifier left unnamed (in place); agents
     of one family, bots of one name, systems of one name, add up."""
-    from logcount.classify import agent_family, bot_name, os_family
+    from logcount.count.classify import agent_family, bot_name, os_family
 
     family = family or agent_family
     name_of = {"agent": family, "bot": lambda text: bot_name(text, family), "os": os_family}
@@ -160,7 +160,7 @@ def _text(value: str) -> str:
     return value.replace("\x00", "\\x00")  # PostgreSQL text cannot hold NUL
 
 
-def malformed_day(inp: Input, counts: Counts, mtime: float) -> date:
+def malformed_day(inp: Input, counts: UnitCounts, mtime: float) -> date:
     """A line that does not parse has no time: the file's own day when the template gives
     it, else the day most of the file's lines belong to, else the file's modification day."""
     if inp.day is not None:
@@ -175,7 +175,7 @@ def malformed_day(inp: Input, counts: Counts, mtime: float) -> date:
 
 def facts_of(
     inp: Input,
-    counts: Counts,
+    counts: UnitCounts,
     host: str,
     site: str,
     started: float,
@@ -183,8 +183,8 @@ def facts_of(
     cap: int = 10_000,
 ) -> SourceFacts:
     """The rows of one file. `cap` members per site, day and dimension keep their rows (the
-    most hit, ties by name); the others are one `(other)` row (see Counts.bound)."""
-    from logcount.store import MEMBER_DIMS, TOTAL_COLUMNS, SourceFacts
+    most hit, ties by name); the others are one `(other)` row (see UnitCounts.bound)."""
+    from logcount.sinks.store import MEMBER_DIMS, TOTAL_COLUMNS, SourceFacts
 
     counts.bound(cap)  # the store's bound: `cap` members per site, day and dimension
     _fit_members(counts)
@@ -235,10 +235,10 @@ def facts_of(
     return facts
 
 
-def _fit_members(counts: Counts) -> None:
+def _fit_members(counts: UnitCounts) -> None:
     """Members as a store column holds them: no NUL (PostgreSQL's text has none), at most
     KEY_LENGTH characters (a VARCHAR refuses more); members that become one add up."""
-    from logcount.store import KEY_LENGTH
+    from logcount.sinks.store import KEY_LENGTH
 
     d = counts.delta
     for key, members in d.members.items():

@@ -1,8 +1,8 @@
 /*
- * logcount._scan: the hot loop of LineCounter in C (optional; logcount/aggregate.py keeps
+ * logcount.count._scan: the hot loop of LineCounter in C (optional; logcount/count/aggregate.py keeps
  * a pure-Python path that gives the same counts).
  *
- * A Scanner is built from a "plan" that logcount/parse.py derives from a LogFormat: a list
+ * A Scanner is built from a "plan" that logcount/count/logformat.py derives from a LogFormat: a list
  * of elements (literal, quoted string, word, number, status, %t). It accepts exactly the
  * lines the format's fast regex accepts and cuts them at the same places (each element is
  * deterministic: a field always ends at the first byte its class refuses, so no
@@ -26,7 +26,7 @@ enum { K_LIT, K_QUOTED, K_WORD, K_INT, K_INT_DASH, K_STATUS, K_TIME, K_COUNT, K_
 #define CACHE_LIMIT 200000
 /* ...and at most this many bytes of keys: 200,000 agents of 8 KB would hold 1.6 GB */
 #define CACHE_BYTES (16u << 20)
-/* logcount/parse.py MIN_YEAR, MAX_YEAR: a line dated outside is malformed */
+/* logcount/count/logformat.py MIN_YEAR, MAX_YEAR: a line dated outside is malformed */
 /* What take() returns and Scanner() takes: aggregate.py refuses a module of another
    version (a stale build beside newer Python code) and counts with the pure path. */
 #define SCAN_VERSION 2
@@ -1225,7 +1225,7 @@ static PyMethodDef Scanner_methods[] = {
     {NULL, NULL, 0, NULL}};
 
 static PyTypeObject ScannerType = {
-    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "logcount._scan.Scanner",
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "logcount.count._scan.Scanner",
     .tp_basicsize = sizeof(Scanner),
     .tp_dealloc = (destructor)Scanner_dealloc,
     .tp_flags = Py_TPFLAGS_DEFAULT,
@@ -1235,7 +1235,7 @@ static PyTypeObject ScannerType = {
     .tp_new = PyType_GenericNew,
 };
 
-static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "logcount._scan",
+static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "logcount.count._scan",
                                     "The optional C hot loop of LineCounter.", -1, NULL};
 
 static int init_seed(void) {

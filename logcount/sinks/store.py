@@ -6,10 +6,10 @@ transaction: a re-run, or a run after a crash, leaves the same numbers. Reads SU
 sources, so several hosts' files for one day add up.
 
 Bounded: a source keeps at most a cap of members per site, day and dimension (the rollup
-folds the rest into one `(other)` row, see logcount/rollup.py), and one sketch of the day's
+folds the rest into one `(other)` row, see logcount/sources/rollup.py), and one sketch of the day's
 visitors, whatever the number of distinct URLs, referrers or visitors in its file.
 
-Visitors: the day's visitor hashes are kept per source as one sketch (logcount.sketch:
+Visitors: the day's visitor hashes are kept per source as one sketch (logcount.count.sketch:
 exact up to 1,024 visitors, a HyperLogLog beyond) in `day_visitor_sets`; a window's total
 is the union of its days' sketches over every source (stores written before kept one
 `day_visitors` row per hash: those are read too). Path and object rows keep a sketch of
@@ -103,7 +103,7 @@ day_objects = _fact(
     [sa.Column("object", sa.String(KEY_LENGTH))],
     ("hits", "bytes", "visitors"),
 )
-# The row's visitor hashes (logcount.sketch): unions over sources and days stay exact.
+# The row's visitor hashes (logcount.count.sketch): unions over sources and days stay exact.
 for _table in (day_paths, day_objects):
     _table.append_column(sa.Column("visitor_set", sa.LargeBinary, nullable=True))
 day_members = _fact(
@@ -339,7 +339,7 @@ class Store:
 
     def _window_visitors(self, site: str, days: list[date]) -> int:
         """Distinct visitors of the window: the union of its days' sketches."""
-        from logcount.sketch import VisitorSketch
+        from logcount.count.sketch import VisitorSketch
 
         union = VisitorSketch()
         vs = day_visitor_sets
@@ -398,7 +398,7 @@ class Store:
         """Visitors per day as the union of the day's sketches over its source files (a
         visitor seen by two hosts, or in the next day's file too, counts once), summed
         over the days of the window (like the daily uniques of the totals' HyperLogLogs)."""
-        from logcount.sketch import VisitorSketch
+        from logcount.count.sketch import VisitorSketch
 
         merged: dict[tuple[str, date], VisitorSketch] = {}
         incomplete: set[str] = set()

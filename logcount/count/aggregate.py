@@ -25,7 +25,8 @@ from collections import Counter, deque
 from dataclasses import dataclass, field
 from typing import Any
 
-from logcount.classify import (
+from logcount.config import Config
+from logcount.count.classify import (
     CACHE_BYTES,
     NO_PATH,
     BoundedCache,
@@ -35,11 +36,10 @@ from logcount.classify import (
     status_class,
     visitor_hash,
 )
-from logcount.config import Config
-from logcount.delta import SAMPLE_SIZE, Delta
+from logcount.count.delta import SAMPLE_SIZE, Delta
+from logcount.count.logformat import CompiledFormat
+from logcount.count.regex_scan import RegexScanner, getter
 from logcount.dimensions import ERROR_CLASSES, GRANULARITIES, GRANULARITY_NAMES, HIT_KEY_DIMS
-from logcount.parse import CompiledFormat
-from logcount.regex_scan import RegexScanner, getter
 
 GRANS = GRANULARITY_NAMES
 _CUT = {g.name: g.cut for g in GRANULARITIES.values()}  # of a minute label, for each
@@ -49,12 +49,12 @@ SCAN_VERSION = 2  # the _scan.c this code calls (its SCAN_VERSION)
 
 
 def _scan_module() -> Any:
-    """logcount._scan (the C hot loop), or None: not built, built from another _scan.c
+    """logcount.count._scan (the C hot loop), or None: not built, built from another _scan.c
     (said once on stderr), or LOGCOUNT_PURE_PYTHON set."""
     if os.environ.get("LOGCOUNT_PURE_PYTHON"):
         return None
     try:
-        from logcount import _scan
+        import logcount.count._scan as _scan
     except ImportError:
         return None
     if getattr(_scan, "VERSION", None) != SCAN_VERSION:
@@ -103,8 +103,8 @@ class RawCounts:
 
 class LineCounter:
     """The hot path: counts complete lines of one log format into RawCounts, through one
-    scanner chosen at start: the C one (logcount/_scan.c), else its Python twin
-    (logcount/regex_scan.py). Lines a scanner refuses come back here: apachelogs' regex
+    scanner chosen at start: the C one (logcount/count/_scan.c), else its Python twin
+    (logcount/count/regex_scan.py). Lines a scanner refuses come back here: apachelogs' regex
     decides (the row is counted), else the line is malformed."""
 
     def __init__(

@@ -18,9 +18,9 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, TextIO
 
-from logcount import keys
 from logcount.errors import LogcountError
-from logcount.report import reading_redis
+from logcount.read.report import reading_redis
+from logcount.sinks import keys
 
 ENTER_SCREEN = "\x1b[?1049h\x1b[?25l"  # alternate screen, cursor hidden
 LEAVE_SCREEN = "\x1b[?25h\x1b[?1049l"
@@ -52,7 +52,7 @@ def today_hits(counts: Any, site: str) -> int:
 def render_frame(
     counts: Any, meter: RateMeter, options: dict[str, Any], width: int, terminal: bool = True
 ) -> str:
-    from logcount.render import recent_table, top_table
+    from logcount.read.render import recent_table, top_table
 
     site = options["site"] or counts.site
     if options["recent"]:

@@ -1,4 +1,4 @@
-"""The counting side of `logcount rollup` (see logcount/rollup.py): what the forked
+"""The counting side of `logcount rollup` (see logcount/sources/rollup.py): what the forked
 counting processes run (apachelogs, the parser, the classifier, the aggregator), apart
 from the parent's side. The parent imports this module before it forks them; each loads
 what a config needs (day_format, DayClassifier) while the parent opens the store.
@@ -17,15 +17,15 @@ from datetime import date
 from operator import itemgetter
 from typing import Any
 
-from logcount.aggregate import Aggregator, LineCounter, RawCounts
-from logcount.classify import Buckets, Classifier, agent_family, visitor_hash
 from logcount.config import Config
-from logcount.lines import LineSplitter, Piece
-from logcount.parse import SCAN_KINDS, CompiledFormat, compile_format
-from logcount.rollup_files import Input, Unit, open_log
-from logcount.rollup_rows import RAW_AGENT, Counts, families_of
+from logcount.count.aggregate import Aggregator, LineCounter, RawCounts
+from logcount.count.classify import Buckets, Classifier, agent_family, visitor_hash
+from logcount.count.lines import LineSplitter, Piece
+from logcount.count.logformat import SCAN_KINDS, CompiledFormat, compile_format
+from logcount.sources.rollup_files import Input, Unit, open_log
+from logcount.sources.rollup_rows import RAW_AGENT, UnitCounts, families_of
 
-__all__ = ["RAW_AGENT", "Counts", "families_of"]  # where callers found them before
+__all__ = ["RAW_AGENT", "UnitCounts", "families_of"]  # where callers found them before
 
 # Bytes of lines given to the regex path at once: a piece holding a line that does not
 # parse is matched twice, so pieces are kept small enough for such lines to spoil few.
@@ -33,7 +33,7 @@ PIECE = 256 << 10
 CLASSIFY_EVERY = 300_000  # distinct raw keys held before they are classified
 CLASSIFY_BYTES = 64 << 20  # ...or bytes of keys (long agents and referrers: few keys, big)
 # Numbers a line may carry (%b, %D, ...) are below 2^53: the scanner and the regexes make
-# a line with a larger one malformed (logcount.parse); stored sums saturate (rollup).
+# a line with a larger one malformed (logcount.count.logformat); stored sums saturate (rollup).
 FIRST_YEAR, LAST_YEAR = 1970, 9999  # a day outside these years makes its line malformed
 
 
@@ -161,14 +161,14 @@ class FileCounter:
             self.counter = LineCounter(fmt, recent_size=1, path_visitors=True)
         self.aggregator = Aggregator(config, self.counter, classifier)
         self.aggregator.grans = ("day",)
-        self.counts = Counts()
+        self.counts = UnitCounts()
         self._family: Callable[[str], str] | None = None
 
     def family(self, agent: str) -> str:
         """An agent's family, for the rare day of more distinct agents than are kept
         (ua-parser is loaded in a counter then only)."""
         if self._family is None:
-            from logcount.classify import BoundedCache
+            from logcount.count.classify import BoundedCache
 
             self._family = BoundedCache(agent_family, 50_000)
         return self._family(agent)
@@ -324,11 +324,11 @@ class FileCounter:
             out.append(obj_v.setdefault((site, day, obj), set()))
         return tuple(out)
 
-    def read(self, unit: Unit, progress: Callable[[int], None] = lambda n: None) -> Counts:
+    def read(self, unit: Unit, progress: Callable[[int], None] = lambda n: None) -> UnitCounts:
         """Count the unit's lines (finish() classifies them; a counter may read several
         units of one file first). The file is read into the line splitter's one buffer;
         the C scanner reads the lines where they lie (no copy), the regex path gets pieces
-        of bytes. A unit's last line without a newline is a line (see logcount.lines)."""
+        of bytes. A unit's last line without a newline is a line (see logcount.count.lines)."""
         lines = LineSplitter()
         with open_log(unit.input.path) as f:
             if unit.start:
@@ -353,16 +353,16 @@ class FileCounter:
                 self.counter.count_malformed(piece.long or b"")
             progress(self._seen() - before)
 
-    def finish(self) -> Counts:
+    def finish(self) -> UnitCounts:
         """Everything counted (the units read so far), classified."""
         self.absorb()
         return self.counts
 
-    def take(self) -> Counts:
+    def take(self) -> UnitCounts:
         """Everything counted since the last take, classified; the counter goes on with
         the next unit of the same file."""
         counts = self.finish()
-        self.counts = Counts()
+        self.counts = UnitCounts()
         return counts
 
     def _seen(self) -> int:
@@ -380,7 +380,7 @@ def working_size(config: Config) -> int:
 
 _WORKER: dict[str, Any] = {}
 READ_ERRORS = (OSError, EOFError, lzma.LZMAError, zlib.error, ValueError)
-# What a counter sends: ("part", input, units counted, Counts) or ("error", input, message).
+# What a counter sends: ("part", input, units counted, UnitCounts) or ("error", input, message).
 Message = tuple[Any, ...]
 
 
@@ -413,7 +413,7 @@ def _progress(n: int) -> None:
         report(n)
 
 
-def count_unit(config: Config, unit: Unit) -> tuple[Unit, Counts | None, str]:
+def count_unit(config: Config, unit: Unit) -> tuple[Unit, UnitCounts | None, str]:
     """Count one unit alone; an unreadable file is reported, never raised."""
     try:
         counter = _file_counter(config, unit.input)
@@ -436,7 +436,7 @@ def load_units(config: Config, units: list[Unit], progress: Callable[[int], None
 
 def count_at(i: int) -> list[Message]:
     """Count the i-th unit into the counts this counter holds for its file; returns the
-    messages due: ("part", input, units, Counts), and ("error", input, message) for an
+    messages due: ("part", input, units, UnitCounts), and ("error", input, message) for an
     unreadable file (never an exception: the other units go on). A counter that takes
     several units of a file in a row classifies and hands over their counts once (each
     part classified costs as much as the file's whole when the lines repeat)."""

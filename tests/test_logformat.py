@@ -37,9 +37,8 @@ import apachelogs
 import pytest
 from apachelogs.directives import DIRECTIVE_RGX
 
-from logcount.aggregate import LineCounter, RawCounts
-from logcount.errors import ConfigError
-from logcount.parse import (
+from logcount.count.aggregate import LineCounter, RawCounts
+from logcount.count.logformat import (
     COUNT_LIMIT,
     MAX_YEAR,
     MIN_YEAR,
@@ -50,6 +49,7 @@ from logcount.parse import (
     time_key,
     unescape,
 )
+from logcount.errors import ConfigError
 
 CUSTOM_DURATION = '%h %l %u %t "%r" %>s %b "%{Referer}i" "%{User-Agent}i" %D %{ms}T'
 MS_ONLY = '%h %t "%r" %>s %b %{ms}T'

@@ -3,7 +3,7 @@
 Each batch is applied by one Lua script (apply.lua) that also sets a batch marker, so a
 batch retried after a lost reply, or replayed from the spool, counts exactly once. While
 Redis is away, deltas merge in memory up to `pending_limit` entries or PENDING_MAX_BYTES;
-beyond that they are appended to a per-process spool file (logcount.spool) and replayed
+beyond that they are appended to a per-process spool file (logcount.sinks.spool) and replayed
 in order once Redis is back.
 
 Sizes are bounded in bytes (Delta.weight, an estimate of the JSON sent): a batch is at
@@ -31,14 +31,14 @@ from typing import Any
 
 import redis
 
-from logcount import keys
 from logcount.config import Config
-from logcount.connection import connect, is_cluster
-from logcount.connection import reason as _reason
-from logcount.delta import Delta
-from logcount.embedded import redis_url
+from logcount.count.delta import Delta
 from logcount.errors import LogcountError, RedisUnavailable
-from logcount.spool import HOST, SPOOL_MAX_BYTES, Spool, SpoolFull
+from logcount.sinks import keys
+from logcount.sinks.connection import connect, is_cluster
+from logcount.sinks.connection import reason as _reason
+from logcount.sinks.embedded import redis_url
+from logcount.sinks.spool import HOST, SPOOL_MAX_BYTES, Spool, SpoolFull
 
 LUA_MAX = 2**53  # the largest count apply.lua takes: exact as a double
 MARKER_TTL = 7 * 86400
@@ -67,7 +67,7 @@ TRANSIENT = (
 )
 REJECTED = ("LCBAD", "user_script", "Error running script", "WRONGTYPE")
 
-_SCRIPT = resources.files("logcount").joinpath("apply.lua").read_text()
+_SCRIPT = resources.files("logcount.sinks").joinpath("apply.lua").read_text()
 
 
 class BatchRejected(Exception):
@@ -224,6 +224,16 @@ class RedisWriter:
                 self.client.close()
         self.client = None
 
+    def values(self, names: list[str]) -> list[str | None]:
+        """The string values of `names` (what a batch's `extra` stored, such as a tail's
+        positions); LogcountError when Redis cannot be reached."""
+        client = self._client()
+        try:
+            return list(client.mget(names))
+        except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
+            self.reset()
+            raise LogcountError(f"cannot read from Redis: {_reason(exc)}") from None
+
     def _call(self, batch: Batch) -> tuple[list[str], str]:
         sites = sorted(batch.delta.sites()) or [self.config.site]
         return build_call(batch.delta, self.config, sites[0], batch.batch_id, batch.extra)
@@ -338,6 +348,15 @@ class LiveSink:
         # submit() runs in the classifier (or a reading thread) while flush() runs in the
         # sender.
         self.lock = threading.RLock()
+
+    @property
+    def cluster(self) -> bool:
+        """Whether the Redis written to is a cluster (known once connected)."""
+        return self.writer.cluster
+
+    def saved(self, names: list[str]) -> list[str | None]:
+        """What earlier batches stored under `names` in their `extra` (positions)."""
+        return self.writer.values(names)
 
     def submit(self, delta: Delta, extra: dict[str, str] | None = None) -> None:
         with self.lock:

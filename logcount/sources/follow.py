@@ -31,8 +31,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from logcount.lines import READ_SIZE, LineSplitter
-from logcount.pipeline import Pipeline
+from logcount.count.lines import READ_SIZE, LineSplitter
+from logcount.sources.pipeline import Pipeline
 
 HEAD_SIZE = 1024  # bytes hashed to tell a file from another one that reused its inode
 QUIET = 0.3  # seconds a replaced file must stay unchanged before we leave it

@@ -1,4 +1,4 @@
-"""The pipe's reader: stdin to EOF through the shared Pipeline (logcount/pipeline.py);
+"""The pipe's reader: stdin to EOF through the shared Pipeline (logcount/sources/pipeline.py);
 SIGTERM drains with a deadline, SIGHUP reloads the configuration."""
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ from collections.abc import Callable
 from typing import Any
 
 from logcount.config import Config
-from logcount.lines import LineSplitter
-from logcount.pipeline import Pipeline, StderrLog, check_data_dir
+from logcount.count.lines import LineSplitter
+from logcount.sources.pipeline import Pipeline, StderrLog, check_data_dir
 
 
 class Reader:

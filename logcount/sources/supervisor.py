@@ -23,8 +23,8 @@ from typing import Any
 
 from logcount.config import Config, visitor_keys
 from logcount.errors import ConfigError, LogcountError
-from logcount.pipeline import StderrLog
-from logcount.reader import Reader
+from logcount.sources.pipeline import StderrLog
+from logcount.sources.reader import Reader
 
 EX_OK = 0
 EX_CONFIG = 78
@@ -109,7 +109,7 @@ def warm_up(config: Config) -> None:
     import redis
     import redis.utils
 
-    from logcount.classify import Classifier
+    from logcount.count.classify import Classifier
 
     classifier = Classifier(config)
     classifier.agent(b"Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0")

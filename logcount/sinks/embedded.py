@@ -21,8 +21,8 @@ import redis
 
 from logcount import safefs
 from logcount.config import Config
-from logcount.connection import connect
 from logcount.errors import ConfigError, RedisUnavailable
+from logcount.sinks.connection import connect
 
 SOCKET = "redis.sock"
 

@@ -6,7 +6,7 @@ path never builds a `LogEntry`: one bytes regex match per line, fields taken as 
 decoding and unescaping left to the classifier, which caches them per distinct value.
 
 The fast regex accepts only lines apachelogs accepts, and splits them the same way
-(tests/test_parse.py checks it line by line). A line it rejects is tried once more with
+(tests/test_logformat.py checks it line by line). A line it rejects is tried once more with
 apachelogs' regex, rewritten to run in linear time (_slow_regex), so an odd but valid
 line (an X-Forwarded-For list in %h) is not counted as malformed, unless it is long and
 full of spaces outside quoted fields (see SLOW_MAX_SPACES).
@@ -234,7 +234,7 @@ class CompiledFormat:
     _slow_checks: tuple[int, ...]  # groups whose conversion may fail (times)
     # field -> exclusive upper bound of its value, for the counted fields (bytes, duration)
     limits: dict[str, int] = dataclasses.field(default_factory=dict)
-    # The same format for the C scanner (logcount/_scan.c), or None when it has an element
+    # The same format for the C scanner (logcount/count/_scan.c), or None when it has an element
     # the scanner does not know: (kind, field slot, second slot, stop byte, literal).
     plan: tuple[tuple[int, int, int, int, bytes], ...] | None = None
 

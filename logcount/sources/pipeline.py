@@ -17,14 +17,14 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from logcount.aggregate import Aggregator, LineCounter
-from logcount.classify import Classifier
 from logcount.config import Config
-from logcount.delta import Delta
+from logcount.count.aggregate import Aggregator, LineCounter
+from logcount.count.classify import Classifier
+from logcount.count.delta import Delta
+from logcount.count.lines import Piece
+from logcount.count.logformat import compile_format
 from logcount.errors import ConfigError, LogcountError
-from logcount.lines import Piece
-from logcount.live import HOST, LiveSink
-from logcount.parse import compile_format
+from logcount.sinks.live import HOST, LiveSink
 
 FLUSH_LINES = 10_000  # flush early past this many lines: bounds memory at full speed
 HARD_LIMIT = 2 * FLUSH_LINES  # past this the reading thread waits for them to be taken
@@ -300,7 +300,7 @@ class Pipeline:
             self.sink.submit(Delta(), position)  # a position with no new counts
 
     def _reload(self) -> None:
-        from logcount.checks import load_checked
+        from logcount.count.checks import load_checked
 
         try:
             config = self.loader() if self.loader else load_checked(self.config.source or None)

@@ -10,7 +10,7 @@ at line boundaries into several units. Units are counted in forked counting proc
 and writes it, so the store has a single writer. Memory stays bounded: the raw counters
 are classified into per-day aggregates every few hundred thousand distinct keys, those
 keep twice the store's cap of members per day and dimension (the rest folded into
-"(other)", see rollup_rows.Counts.bound), and a counter hands a unit's counts over as
+"(other)", see rollup_rows.UnitCounts.bound), and a counter hands a unit's counts over as
 soon as it has read it. A file stores at most the cap of members per site, day and
 dimension, plus "(other)".
 """
@@ -31,20 +31,27 @@ from typing import TYPE_CHECKING, Any
 
 from logcount.config import Config
 from logcount.errors import LogcountError
-from logcount.rollup_files import Input, Unit, resolve_inputs, source_name, split_units
+from logcount.sources.rollup_files import Input, Unit, resolve_inputs, source_name, split_units
 
 if TYPE_CHECKING:  # imported in the parent only once the counters are forked
-    from logcount.rollup_count import Counts
+    from logcount.sources.rollup_count import UnitCounts
 
-# What a counter sends: ("part", input, units counted, Counts) or ("error", input, message).
+# What a counter sends: ("part", input, units counted, UnitCounts) or ("error", input, message).
 Message = tuple[Any, ...]
 # The counting side, for callers of this module (imported on first use).
-_COUNTING = ("Counts", "DayClassifier", "FileCounter", "count_unit", "day_format", "families_of")
+_COUNTING = (
+    "UnitCounts",
+    "DayClassifier",
+    "FileCounter",
+    "count_unit",
+    "day_format",
+    "families_of",
+)
 
 
 def __getattr__(name: str) -> Any:
     if name in _COUNTING:
-        from logcount import rollup_count
+        from logcount.sources import rollup_count
 
         return getattr(rollup_count, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
@@ -60,7 +67,7 @@ class RollupIncomplete(LogcountError):
 # --- running ------------------------------------------------------------------------------
 #
 # The parent opens the store and writes it; counting happens in a pool of `jobs` forked
-# processes (concurrent.futures, logcount/rollup_count.py), one task per unit, taken in
+# processes (concurrent.futures, logcount/sources/rollup_count.py), one task per unit, taken in
 # turn (a busy core takes fewer). The parent imports the counting side's modules, then
 # starts the pool before it imports SQLAlchemy or anything else it alone needs: the
 # counters are forked from a small process (a copy of a big parent would be paid for in
@@ -72,21 +79,21 @@ class RollupIncomplete(LogcountError):
 
 def _start_counter(shared: tuple[Any, ...]) -> None:
     """The pool's initializer."""
-    from logcount.rollup_count import start_counter
+    from logcount.sources.rollup_count import start_counter
 
     start_counter(*shared)
 
 
 def _count_at(i: int) -> list[Message]:
     """A pool task: a unit's index (the counters inherit the units from the fork)."""
-    from logcount.rollup_count import count_at
+    from logcount.sources.rollup_count import count_at
 
     return count_at(i)
 
 
 def _hand_over() -> list[Message]:
     """A pool's last tasks, one per counter: the parts they still hold."""
-    from logcount.rollup_count import hand_over
+    from logcount.sources.rollup_count import hand_over
 
     return hand_over(last=True)
 
@@ -118,7 +125,7 @@ class _Counters:
         # The counting side's modules, imported once here rather than by each counter (a
         # core's 40 ms each; the parent imports them later anyway): what they load for a
         # config (the format, the crawler patterns) is each counter's own, made in parallel.
-        import logcount.rollup_count  # noqa: F401
+        import logcount.sources.rollup_count  # noqa: F401
 
         self._start(range(len(units)))
 
@@ -194,7 +201,7 @@ class _Counters:
                 yield from future.result()
 
     def _count_here(self) -> Iterator[Message]:
-        from logcount.rollup_count import count_at, hand_over, load_units
+        from logcount.sources.rollup_count import count_at, hand_over, load_units
 
         def count(n: int) -> None:
             self._counted += n
@@ -299,12 +306,12 @@ def _store_all(
 ) -> None:
     """The parent's side: open the store while the counters count, write each file (one
     transaction) once the parts of all its units are in."""
-    from logcount.store import Store
+    from logcount.sinks.store import Store
 
     store = Store.from_config(config)  # store errors first, then the rest of the imports
-    from logcount.classify import BoundedCache, agent_family
-    from logcount.rollup_count import working_size
-    from logcount.rollup_rows import facts_of, families_of
+    from logcount.count.classify import BoundedCache, agent_family
+    from logcount.sources.rollup_count import working_size
+    from logcount.sources.rollup_rows import facts_of, families_of
 
     cap, keep = config.store_cap(), working_size(config)
 
@@ -316,7 +323,7 @@ def _store_all(
     family("Mozilla/5.0 (X11; Linux x86_64; rv:121.0) Firefox/121.0")  # load ua-parser now
     expected = Counter(u.input for u in units)
     got: Counter[Input] = Counter()
-    merged: dict[Input, Counts] = {}
+    merged: dict[Input, UnitCounts] = {}
     failed: set[Input] = set()
     with _Progress(show_progress, len(inputs)) as bar:
         bar.counters = counters

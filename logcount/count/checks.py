@@ -19,11 +19,11 @@ def check_compiles(config: Config) -> None:
     it again would cost each `logcount top` importing apachelogs and building its regexes
     (~35 ms); nor can an empty route list be wrong."""
     if config.log_format != Config.log_format:
-        from logcount.parse import compile_format
+        from logcount.count.logformat import compile_format
 
         compile_format(config.log_format)
     if config.routes:
-        from logcount.routes import RouteTable
+        from logcount.count.routes import RouteTable
 
         RouteTable.from_config(config.routes)
 

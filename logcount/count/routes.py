@@ -107,7 +107,7 @@ class RouteTable:
         routes = [_route_from_entry(i, e) for i, e in enumerate(entries, 1)]
         resolver = None
         if django_settings:
-            from logcount.django_routes import django_resolver
+            from logcount.count.django_routes import django_resolver
 
             resolver = django_resolver(django_settings)
         return cls(routes, resolver)

@@ -15,7 +15,7 @@ positions) are replayed before the positions are read; while Redis is unreachabl
 start we wait: a tail blocks no writer, and reading from a stale position would count
 twice. A Redis Cluster applies one call per site, so there it is at least once.
 
-The rotation cases are handled by logcount.follow.Follower.
+The rotation cases are handled by logcount.sources.follow.Follower.
 """
 
 from __future__ import annotations
@@ -30,13 +30,12 @@ from typing import Any
 
 import redis
 
-from logcount import keys
 from logcount.config import Config
-from logcount.connection import reason
 from logcount.errors import ConfigError, LogcountError
-from logcount.follow import QUIET, Follower, Position
-from logcount.live import BACKOFF_CAP, BACKOFF_START, HOST
-from logcount.pipeline import Pipeline, StderrLog, check_data_dir
+from logcount.sinks import keys
+from logcount.sinks.live import BACKOFF_CAP, BACKOFF_START, HOST
+from logcount.sources.follow import QUIET, Follower, Position
+from logcount.sources.pipeline import Pipeline, StderrLog, check_data_dir
 
 POLL_INTERVAL = 0.25  # --poll: how often files are looked at
 IDLE_WAIT = 1.0  # with inotify: a safety-net look even without events
@@ -89,7 +88,7 @@ class Tailer:
         saved = self.wait_for_positions()
         if saved is None:
             return 0  # stopped while waiting for Redis: nothing read, nothing to flush
-        if self.pipeline.sink.writer.cluster:
+        if self.pipeline.sink.cluster:
             self.log(
                 "Redis Cluster: counts are at least once (positions ride in a separate "
                 "call per site)"
@@ -139,12 +138,8 @@ class Tailer:
             time.sleep(min(0.1, deadline - time.monotonic()))
 
     def read_positions(self) -> dict[str, Position]:
-        client = self.pipeline.sink.writer._client()
-        try:
-            values = client.mget([self.position_key(p) for p in self.paths])
-        except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
-            self.pipeline.sink.writer.reset()
-            raise LogcountError(f"cannot read positions from Redis: {reason(exc)}") from None
+        names = [self.position_key(p) for p in self.paths]
+        values = self.pipeline.sink.saved(names)
         out = {}
         for path, value in zip(self.paths, values, strict=True):
             pos = Position.from_json(value)
@@ -162,7 +157,7 @@ class Tailer:
         return out
 
     def status(self) -> dict[str, Any]:
-        cluster = self.pipeline.sink.writer.cluster
+        cluster = self.pipeline.sink.cluster
         return {
             "files": [f.status() for f in self.followers],
             "delivery": "at-least-once (Redis Cluster)" if cluster else "exactly-once",

@@ -1,0 +1,2 @@
+"""The read side: windows and reports over what the sinks hold (report, drill, the Counts
+API, render, watch)."""
