@@ -9,6 +9,7 @@ every part may import it.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -35,6 +36,8 @@ DIMENSIONS: dict[str, Dimension] = {
         # "404 /missing": the paths of an error status, for `top --by path --status 404`
         Dimension("status_path", "an error status and a path", visitors=False, listed=False),
         Dimension("os", "the operating system the user agent names", False, "agent"),
+        # its types are the rows of DEVICE_TYPES below
+        Dimension("device", "the type of device the user agent names", False, "agent"),
         Dimension("client", "the client address (%h, %a); see [privacy]", False, "client"),
         Dimension("referrer", "the referring host, (direct) without one", False, "referrer"),
         Dimension("agent", "the browser or crawler family of the user agent", False, "agent"),
@@ -43,6 +46,40 @@ DIMENSIONS: dict[str, Dimension] = {
 # The status classes whose paths status_path keeps: a drill-down is for 404s and 5xx, and
 # 2xx-3xx would count nearly every path a second time.
 ERROR_CLASSES = ("4", "5")
+# The device types (classify.device_type): the first row whose pattern is found in the
+# agent's first AGENT_PREFIX bytes names it, none "other". Agents name several kinds at
+# once (a TV says Linux and Safari, a Kindle Fire "Mobile Safari", an Xbox "Windows NT"),
+# so the specific rows come first. Each pattern is literals and bounded repeats, without
+# nested ones: one search costs linear time in the prefix.
+DEVICE_TYPES: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
+    (name, re.compile(pattern))
+    for name, pattern in (
+        ("console", r"PlayStation|PLAYSTATION|Xbox|Nintendo"),
+        (
+            "tv",
+            r"(?i:smart[- ]?tv)|HbbTV|AppleTV|Apple TV|tvOS|CrKey|GoogleTV|Google TV|Android TV"
+            r"|BRAVIA|NetCast|NETTV|Web0S|webOS\.TV|Roku|\bAFT[A-Z]|VIDAA|Opera TV|Viera",
+        ),
+        # "Tablet PC 2.0" is Windows' pen support on desktops and laptops
+        ("tablet", r"iPad|Tablet(?! PC)|Kindle|Silk/|\bKF[A-Z]{2,6}\b|PlayBook|TouchPad"),
+        (
+            "mobile",
+            r"Mobi|iPhone|iPod|Windows Phone|BlackBerry|BB10|Opera Mini|Symbian|Series ?[46]0"
+            r"|Nokia|MIDP|MAUI|Maui|KAIOS|KaiOS|webOS|Fennec|UP\.Browser|NetFront",
+        ),
+        # Android's browsers say Mobile on a phone and not on a tablet; the agents of its
+        # apps (Dalvik/, Instagram's) say neither, so only a browser's is read so
+        ("tablet", r"^Mozilla/5\.0 \(Linux; (?:U; )?Android"),
+        (
+            "desktop",
+            r"Windows NT|Windows (?:9[58]|XP|ME|2000)|Win(?:9[58]|NT|32|64)\b|Macintosh"
+            r"|MacBook|iMac|Macmini|Mac OS X|X11|CrOS|Linux (?:x86_64|i[3-6]86|aarch64)"
+            r"|FreeBSD|OpenBSD|NetBSD|SunOS",
+        ),
+    )
+)
+OTHER_DEVICE = "other"  # an agent no row names (curl, a feed reader, an app's own)
+BOT_DEVICE = "bot"  # a bot's line, counted in hits with count_bots = true
 HIT_KEY_DIMS = tuple(name for name, d in DIMENSIONS.items() if d.source == "hit")
 DIMENSION_NAMES = tuple(name for name, d in DIMENSIONS.items() if d.listed)
 

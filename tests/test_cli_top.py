@@ -198,6 +198,7 @@ EXPECTED_BY = {
     "method": [["GET", 13]],
     "bot": [["Googlebot", 2]],
     "os": [["Linux", 11], ["Windows", 2]],
+    "device": [["desktop", 13]],
 }
 
 

@@ -46,6 +46,7 @@ CAPS = {
     "method": len("(other)"),
     "bot": MAX_FAMILY_BYTES,
     "os": MAX_FAMILY_BYTES,
+    "device": len("console"),  # the longest type
     "client": MAX_HOST_BYTES,
     "status_path": 4 + MAX_PATH_BYTES,
 }

@@ -451,7 +451,8 @@ def test_agrees_with_live_counts(lc_env: dict[str, str], tmp_path: Path, real_da
     live = run_logcount(["pipe"], lc_env, input=log.read_bytes())
     assert live.returncode == 0, live.stderr.decode()
     day = "2015-05-18"
-    dims = ("path", "status", "agent", "referrer")  # agent: families named by the parent
+    # agent: families named by the parent; device: types named by the counters
+    dims = ("path", "status", "agent", "referrer", "device")
     before = {by: top_json(lc_env, date.fromisoformat(day), by) for by in dims}
     assert before["path"]["window"]["source"] == "live"
     assert len(before["agent"]["rows"]) > 10

@@ -289,6 +289,7 @@ class Aggregator:
         cl = self.classifier
         self._simple_dim(raw.agents, "agent", cl.agent, hits, part=1)  # (bot, family)
         self._simple_dim(raw.agents, "os", cl.os, hits)
+        self._simple_dim(raw.agents, "device", cl.device, hits)
         self._simple_dim(raw.clients, "client", cl.client, hits)
         self._simple_dim(raw.referrers, "referrer", cl.referrer, hits)
         for ctx, n in raw.ignored.items():
