@@ -46,7 +46,7 @@ DIMENSIONS: dict[str, Dimension] = {
 # The status classes whose paths status_path keeps: a drill-down is for 404s and 5xx, and
 # 2xx-3xx would count nearly every path a second time.
 ERROR_CLASSES = ("4", "5")
-# The device types (classify.device_type): the first row whose pattern is found in the
+# The device types (agents.device_type): the first row whose pattern is found in the
 # agent's first AGENT_PREFIX bytes names it, none "other". Agents name several kinds at
 # once (a TV says Linux and Safari, a Kindle Fire "Mobile Safari", an Xbox "Windows NT"),
 # so the specific rows come first. Each pattern is literals and bounded repeats, without

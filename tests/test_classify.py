@@ -14,18 +14,20 @@ from logcount.config import Config, config_from_dict
 from logcount.count.aggregate import Aggregator, LineCounter
 from logcount.count.classify import (
     DIRECT,
-    MAX_PATH_BYTES,
-    NO_PATH,
     Buckets,
     Classifier,
-    normalise_target,
     referrer_host,
-    remove_dot_segments,
-    request_target,
     url_hostname,
     visitor_hash,
 )
 from logcount.count.logformat import compile_format
+from logcount.count.paths import (
+    MAX_PATH_BYTES,
+    NO_PATH,
+    normalise_target,
+    remove_dot_segments,
+    request_target,
+)
 
 
 def classifier(**settings: object) -> Classifier:
@@ -150,7 +152,7 @@ def test_crawlers_are_bots_by_name(agent: bytes, name: str) -> None:
 
 
 def test_a_crawler_ua_parser_does_not_know_is_named_by_its_pattern() -> None:
-    from logcount.count.classify import CrawlerMatcher
+    from logcount.count.agents import CrawlerMatcher
 
     matcher = CrawlerMatcher(["zzbot", "Zz[a-z]+Crawler", "zzbot/x"])
     assert matcher.name("Mozilla/5.0 (compatible; zzbot/x.1)") == "zzbot/x"  # the longest

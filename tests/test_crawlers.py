@@ -11,7 +11,8 @@ import pytest
 from crawleruseragents import CRAWLER_USER_AGENTS_DATA, is_crawler
 
 from logcount.config import Config
-from logcount.count.classify import Classifier, CrawlerMatcher, _bot_matcher, _plain_literal
+from logcount.count.agents import CrawlerMatcher, _plain_literal, bot_matcher
+from logcount.count.classify import Classifier
 
 PATTERNS = [entry["pattern"] for entry in CRAWLER_USER_AGENTS_DATA]
 INSTANCES = [text for entry in CRAWLER_USER_AGENTS_DATA for text in entry.get("instances", [])]
@@ -49,14 +50,14 @@ def test_plain_literal(pattern: str, text: str | None) -> None:
 
 
 def test_the_classifier_uses_the_matcher_on_the_librarys_patterns() -> None:
-    matcher = _bot_matcher()
+    matcher = bot_matcher()
     assert isinstance(matcher, CrawlerMatcher)
     assert Classifier(Config())._is_bot is not is_crawler
     assert sum(map(len, matcher.by_prefix.values())) > 0.9 * len(PATTERNS)  # plain strings
 
 
 def test_decides_as_is_crawler(real_data: Path) -> None:
-    matcher = _bot_matcher()
+    matcher = bot_matcher()
     agents = real_agents(real_data)
     samples = agents + INSTANCES
     rng = random.Random(5)

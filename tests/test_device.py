@@ -14,7 +14,8 @@ from typing import Any
 import pytest
 
 from logcount.config import Config
-from logcount.count.classify import Classifier, _family_parser, device_type
+from logcount.count.agents import _family_parser, device_type
+from logcount.count.classify import Classifier
 from logcount.dimensions import DEVICE_TYPES
 from tests.conftest import run_logcount
 

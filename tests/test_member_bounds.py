@@ -12,24 +12,26 @@ import pytest
 from crawleruseragents import CRAWLER_USER_AGENTS_DATA, is_crawler
 
 from logcount.config import Config, config_from_dict
-from logcount.count.aggregate import Aggregator, LineCounter
-from logcount.count.classify import (
+from logcount.count.agents import (
     AGENT_PREFIX,
-    CACHE_BYTES,
-    INVALID,
     MAX_FAMILY_BYTES,
-    MAX_HOST_BYTES,
-    MAX_OBJECT_BYTES,
-    MAX_PATH_BYTES,
-    MAX_SITE_BYTES,
-    Classifier,
-    _bot_matcher,
     _family_parser,
     agent_family,
+    bot_matcher,
+)
+from logcount.count.aggregate import Aggregator, LineCounter
+from logcount.count.classify import (
+    CACHE_BYTES,
+    INVALID,
+    MAX_HOST_BYTES,
+    MAX_OBJECT_BYTES,
+    MAX_SITE_BYTES,
+    Classifier,
     referrer_host,
 )
 from logcount.count.delta import Delta
 from logcount.count.logformat import compile_format, unescape
+from logcount.count.paths import MAX_PATH_BYTES
 from logcount.dimensions import DIMENSIONS
 from logcount.errors import ConfigError
 
@@ -85,7 +87,7 @@ def full_answer(raw: bytes) -> tuple[bool, str]:
     ua = _family_parser().parse_user_agent(text)
     family = ua.family if ua is not None else "Other"
     if is_crawler(text):
-        return True, family if family != "Other" else _bot_matcher().name(text)
+        return True, family if family != "Other" else bot_matcher().name(text)
     return False, family
 
 
@@ -201,10 +203,12 @@ def test_the_aggregator_holds_long_requests_within_a_byte_budget() -> None:
 def test_the_rollup_names_agents_from_the_same_prefix() -> None:
     """The rollup leaves agents unnamed until its parent process names them: what it
     holds meanwhile is the prefix, and names the same family as the live side."""
-    from logcount.sources.rollup_count import RAW_AGENT, DayClassifier, families_of
+    from logcount.count.agents import RAW_AGENT
+    from logcount.sources.rollup_count import families_of, store_classifier
 
     raw = b"Q/" + b"Z" * 8000 + b"Spider 1"
-    unnamed = DayClassifier(Config()).agent(raw)
+    config = Config()
+    unnamed = store_classifier(config, compile_format(config.log_format)).agent(raw)
     assert unnamed == (False, RAW_AGENT + "Q/" + "Z" * (AGENT_PREFIX - 2))
     delta = Delta(members={("default", "agent", "day", "20150517"): Counter({unnamed[1]: 1})})
     families_of(delta)

@@ -28,7 +28,6 @@ from typing import Any
 from logcount.config import Config
 from logcount.count.classify import (
     CACHE_BYTES,
-    NO_PATH,
     BoundedCache,
     Buckets,
     Classifier,
@@ -38,6 +37,7 @@ from logcount.count.classify import (
 )
 from logcount.count.delta import SAMPLE_SIZE, Delta
 from logcount.count.logformat import CompiledFormat
+from logcount.count.paths import NO_PATH
 from logcount.count.regex_scan import RegexScanner, getter
 from logcount.dimensions import ERROR_CLASSES, GRANULARITIES, GRANULARITY_NAMES, HIT_KEY_DIMS
 

@@ -97,6 +97,13 @@ TIMESTAMP = (
     rb"\[(?P<tmin>" + _DAY_MONTH_YEAR + rb":(?:[01][0-9]|2[0-3]):[0-5][0-9])"
     rb":[0-5][0-9] (?P<ttz>[-+](?:[01][0-9]|2[0-3])[0-5][0-9])\]"
 )
+# The same, capturing the day alone (dd/Mon/YYYY) where a rollup counts by the day: one
+# distinct key per day instead of per minute makes classifying cheap.
+DAY_LENGTH = len(b"DD/Mon/YYYY")
+TIMESTAMP_DAY = (
+    rb"\[(?P<tmin>" + _DAY_MONTH_YEAR + rb"):(?:[01][0-9]|2[0-3]):[0-5][0-9]"
+    rb":[0-5][0-9] (?P<ttz>[-+](?:[01][0-9]|2[0-3])[0-5][0-9])\]"
+)
 # apachelogs' own regexes for its string field types, to recognise them in a format.
 _STRING_TYPES = {f"({t.regex})": t for t in (esc_string, clf_string)}
 _WORD_TYPES = {f"({t.regex})" for t in (esc_string, clf_string, esc_word, clf_word, remote_user)}
@@ -318,8 +325,10 @@ def time_key(when: datetime) -> tuple[bytes, bytes]:
 
 
 @lru_cache(maxsize=64)
-def compile_format(log_format: str) -> CompiledFormat:
-    """Compile a LogFormat string or nickname; a bad one raises ConfigError."""
+def compile_format(log_format: str, day_only: bool = False) -> CompiledFormat:
+    """Compile a LogFormat string or nickname; a bad one raises ConfigError. With
+    `day_only`, %t's minute group holds the day alone (TIMESTAMP_DAY): the same lines
+    match, and the rows carry "dd/Mon/YYYY" (the slow path's rows keep the minute)."""
     fmt = resolve_nickname(log_format)
     try:
         group_defs, slow_rgx = format2regex(fmt)
@@ -353,10 +362,10 @@ def compile_format(log_format: str) -> CompiledFormat:
         field = chosen.get(i)
         if field == "time":
             if tok.group("param") is None:
-                parts.append(TIMESTAMP)
+                parts.append(TIMESTAMP_DAY if day_only else TIMESTAMP)
                 taken.update(("tmin", "ttz"))
                 if plan is not None:
-                    plan.append(("time", "tmin", b""))
+                    plan.append(("time", "tmin", b"day" if day_only else b""))
                 continue
             strftime_time = True
         body, lazy = _directive_regex(tokens, i, after_lazy)
@@ -472,6 +481,8 @@ def _scanner_plan(
         if kind == "time" and field is not None:
             slot, second = group_index["tmin"], group_index["ttz"]
         stop = arg[0] if kind == "word" and arg else -1
+        if kind == "time" and arg == b"day":  # the scanner keeps the day of the minute
+            stop = DAY_LENGTH
         keep = kind in ("lit", "count", "count_dash")  # the literal, or the largest number
         out.append((SCAN_KINDS[kind], slot, second, stop, arg if keep else b""))
     return tuple(out)

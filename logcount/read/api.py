@@ -172,7 +172,7 @@ class Counts:
                 raise ValueError(f"object {member!r} is not TYPE:ID")
             return "object", member
         assert path is not None
-        from logcount.count.classify import normalise_target  # lazily: `top` does not need it
+        from logcount.count.paths import normalise_target  # lazily: `top` does not need it
 
         if not path.startswith("/") and "://" not in path:
             path = "/" + path  # "press/42/" means the path, as a person types it

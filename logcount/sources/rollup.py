@@ -41,7 +41,7 @@ Message = tuple[Any, ...]
 # The counting side, for callers of this module (imported on first use).
 _COUNTING = (
     "UnitCounts",
-    "DayClassifier",
+    "store_classifier",
     "FileCounter",
     "count_unit",
     "day_format",
@@ -309,7 +309,8 @@ def _store_all(
     from logcount.sinks.store import Store
 
     store = Store.from_config(config)  # store errors first, then the rest of the imports
-    from logcount.count.classify import BoundedCache, agent_family
+    from logcount.count.agents import agent_family
+    from logcount.count.classify import BoundedCache
     from logcount.sources.rollup_count import working_size
     from logcount.sources.rollup_rows import facts_of, families_of
 

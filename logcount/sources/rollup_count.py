@@ -1,15 +1,13 @@
 """The counting side of `logcount rollup` (see logcount/sources/rollup.py): what the forked
 counting processes run (apachelogs, the parser, the classifier, the aggregator), apart
 from the parent's side. The parent imports this module before it forks them; each loads
-what a config needs (day_format, DayClassifier) while the parent opens the store.
+what a config needs (day_format, store_classifier) while the parent opens the store.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import lzma
 import os
-import re
 import signal
 import zlib
 from collections.abc import Callable
@@ -18,14 +16,15 @@ from operator import itemgetter
 from typing import Any
 
 from logcount.config import Config
+from logcount.count.agents import agent_family
 from logcount.count.aggregate import Aggregator, LineCounter, RawCounts
-from logcount.count.classify import Buckets, Classifier, agent_family, visitor_hash
+from logcount.count.classify import Buckets, Classifier, visitor_hash
 from logcount.count.lines import LineSplitter, Piece
-from logcount.count.logformat import SCAN_KINDS, CompiledFormat, compile_format
+from logcount.count.logformat import CompiledFormat, compile_format
 from logcount.sources.rollup_files import Input, Unit, open_log
-from logcount.sources.rollup_rows import RAW_AGENT, UnitCounts, families_of
+from logcount.sources.rollup_rows import UnitCounts, families_of
 
-__all__ = ["RAW_AGENT", "UnitCounts", "families_of"]  # where callers found them before
+__all__ = ["UnitCounts", "families_of"]  # where callers found them before
 
 # Bytes of lines given to the regex path at once: a piece holding a line that does not
 # parse is matched twice, so pieces are kept small enough for such lines to spoil few.
@@ -34,123 +33,30 @@ CLASSIFY_EVERY = 300_000  # distinct raw keys held before they are classified
 CLASSIFY_BYTES = 64 << 20  # ...or bytes of keys (long agents and referrers: few keys, big)
 # Numbers a line may carry (%b, %D, ...) are below 2^53: the scanner and the regexes make
 # a line with a larger one malformed (logcount.count.logformat); stored sums saturate (rollup).
-FIRST_YEAR, LAST_YEAR = 1970, 9999  # a day outside these years makes its line malformed
 
 
 # --- counting --------------------------------------------------------------------------
 
 
-class DayClassifier(Classifier):
-    """The live Classifier, also reading day-only timestamps; undated lines get the file's
-    day; agents (their family, name or system) left unnamed (RAW_AGENT + text) for the
-    parent to name."""
-
-    fallback: Buckets | None = None
-
-    def _buckets(self, raw: tuple[bytes, bytes]) -> Buckets | None:
-        """The line's buckets; None when its time is no day a store can hold (year 0001,
-        a conversion to the configured zone past year 9999): the line is malformed."""
-        tmin, ttz = raw
-        if len(tmin) == 11:  # dd/Mon/YYYY: the day-only capture (see day_format)
-            tmin += b":00:00"
-        try:
-            found = super()._buckets((tmin, ttz))
-        except (OverflowError, ValueError):  # out of datetime's range once converted
-            return None
-        if found is None or len(found.minute) != 12 or not found.minute.isdigit():
-            return None  # strftime writes year 1 as "1", not "0001"
-        if not FIRST_YEAR <= int(found.day[:4]) <= LAST_YEAR:
-            return None
-        return found
-
-    def now_buckets(self) -> Buckets:
-        return self.fallback or super().now_buckets()
-
-    def _family(self, text: str) -> str:
-        return RAW_AGENT + text
-
-    def _os_family(self, text: str) -> str:
-        return RAW_AGENT + text
-
-
 def day_format(config: Config) -> CompiledFormat:
-    """The configured format, capturing only the day of %t when the written day is the day.
-
-    Fewer distinct keys (one per day instead of one per minute) make classification cheap.
-    The %t group `(?P<tmin>BODY)` becomes `(?=(?P<tmin>[^:]*))(?:BODY)`: the same lines
-    match, and the group keeps its number. With a configured time zone the minute is
-    needed to convert (zones with half hours), so the format is left as it is.
-    """
-    fmt = compile_format(config.log_format)
-    if config.timezone:
-        return fmt
-    chunk, fast = _day_only(fmt.chunk.pattern), _day_only(fmt.fast.pattern)
-    if chunk is None or fast is None:
-        return fmt
-    plan = fmt.plan
-    if plan is not None:  # the C scanner: capture DD/Mon/YYYY of %t, as the regexes now do
-        day = len(b"DD/Mon/YYYY")
-        plan = tuple(
-            (kind, slot, second, day if kind == SCAN_KINDS["time"] else stop, lit)
-            for kind, slot, second, stop, lit in plan
-        )
-    return dataclasses.replace(
-        fmt,
-        chunk=re.compile(chunk, fmt.chunk.flags),
-        fast=re.compile(fast, fmt.fast.flags),
-        plan=plan,
-    )
+    """The configured format, its %t captured as the day alone (fewer distinct keys, one
+    per day instead of one per minute, make classifying cheap); with a configured time
+    zone the minute is needed to convert (zones with half hours), so it is kept."""
+    return compile_format(config.log_format, day_only=not config.timezone)
 
 
-def _day_only(pattern: bytes) -> bytes | None:
-    opening = b"(?P<tmin>"
-    start = pattern.find(opening)
-    if start < 0:
-        return None
-    body_at = start + len(opening)
-    end, colon = _scan_group(pattern, body_at)
-    if end is None:
-        return None
-    body = pattern[body_at:end]
-    if colon is not None:  # DAY:HH:MM -> capture DAY, match the rest
-        cut = colon - body_at
-        return pattern[:body_at] + body[:cut] + b")(?:" + body[cut:] + b")" + pattern[end + 1 :]
-    return pattern[:start] + rb"(?=(?P<tmin>[^:]*))(?:" + body + b")" + pattern[end + 1 :]
+def store_classifier(config: Config, fmt: CompiledFormat) -> Classifier:
+    """The classifier configured for the store (see Classifier: days, unnamed agents)."""
+    return Classifier(config, fmt, store_days=True, raw_agents=True)
 
 
-def _scan_group(pattern: bytes, pos: int) -> tuple[int | None, int | None]:
-    """Index of the `)` closing the group whose body starts at `pos`, and of the body's
-    first `:` outside any group or class."""
-    depth, colon = 0, None
-    while pos < len(pattern):
-        c = pattern[pos : pos + 1]
-        if c == b"\\":
-            pos += 2
-            continue
-        if c == b"[":  # a class: skip to its `]` (a `]` first in the class is literal)
-            pos += 1
-            if pattern[pos : pos + 1] == b"^":
-                pos += 1
-            if pattern[pos : pos + 1] == b"]":
-                pos += 1
-            while pos < len(pattern) and pattern[pos : pos + 1] != b"]":
-                pos += 2 if pattern[pos : pos + 1] == b"\\" else 1
-        elif c == b"(":
-            depth += 1
-        elif c == b")":
-            if depth == 0:
-                return pos, colon
-            depth -= 1
-        elif c == b":" and depth == 0 and colon is None:
-            colon = pos
-        pos += 1
-    return None, None
+# --- counting files --------------------------------------------------------------------
 
 
 class FileCounter:
     """Counts one unit: feeds blocks of whole lines, classifies every CLASSIFY_EVERY keys."""
 
-    def __init__(self, config: Config, classifier: DayClassifier, fmt: CompiledFormat):
+    def __init__(self, config: Config, classifier: Classifier, fmt: CompiledFormat):
         self.config = config
         self.classifier = classifier
         # Client addresses reach the store only when the configuration asks for them.
@@ -191,7 +97,7 @@ class FileCounter:
             self.absorb()
 
     def _drop_bad_times(self, raw: RawCounts) -> None:
-        """Lines whose time is no storable day (see DayClassifier._buckets) become
+        """Lines whose time is no storable day (see Classifier._store_buckets) become
         malformed: every raw table is keyed by the line's context, so they leave each."""
         layout = self.counter.ctx_layout
         if "tmin" not in layout:
@@ -384,11 +290,11 @@ READ_ERRORS = (OSError, EOFError, lzma.LZMAError, zlib.error, ValueError)
 Message = tuple[Any, ...]
 
 
-def _prepare(config: Config) -> tuple[DayClassifier, CompiledFormat]:
+def _prepare(config: Config) -> tuple[Classifier, CompiledFormat]:
     state = _WORKER.get("state")
     if state is None or state[0] != config:
         fmt = day_format(config)
-        classifier = DayClassifier(config, fmt)
+        classifier = store_classifier(config, fmt)
         # The crawler patterns compile on first use: compile them here, at set-up (while
         # the parent opens the store), not in the middle of the first unit.
         classifier.agent(b"Mozilla/5.0 (X11; Linux x86_64; rv:121.0) Firefox/121.0")

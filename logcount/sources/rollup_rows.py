@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import TYPE_CHECKING, Any
 
+from logcount.count.agents import RAW_AGENT
 from logcount.count.delta import Delta
 from logcount.count.sketch import VisitorSketch
 from logcount.sinks.keys import OTHER
@@ -21,10 +22,9 @@ from logcount.sources.rollup_files import Input, source_name
 if TYPE_CHECKING:
     from logcount.sinks.store import SourceFacts
 
-# An agent member as the counting processes leave it: its text, marked; the parent turns it
-# into the agent's family (families_of), so that ua-parser is loaded and asked once per
-# distinct agent in the parent, while the counters count, not before they fork.
-RAW_AGENT = "\x00"
+# Agent members come from the counting processes unnamed (agents.RAW_AGENT + their text);
+# the parent turns each into its family (families_of), so that ua-parser is loaded and
+# asked once per distinct agent in the parent, while the counters count.
 NAMED_BY_PARENT = ("agent", "bot", "os")  # the dimensions whose members come so marked
 
 
@@ -125,7 +125,7 @@ def _merge_into(table: dict[Any, VisitorSketch], key: Any, sketch: VisitorSketch
 def families_of(delta: Delta, family: Callable[[str], str] | None = None) -> None:
     """Name the agent, bot and os members a DayClassifier left unnamed (in place); agents
     of one family, bots of one name, systems of one name, add up."""
-    from logcount.count.classify import agent_family, bot_name, os_family
+    from logcount.count.agents import agent_family, bot_name, os_family
 
     family = family or agent_family
     name_of = {"agent": family, "bot": lambda text: bot_name(text, family), "os": os_family}

@@ -1,0 +1,165 @@
+"""Request targets to the paths counted: RFC 3986 normalisation (section 6.2.2),
+the kept query parameters, and every path capped in bytes."""
+
+from __future__ import annotations
+
+import re
+from urllib.parse import parse_qsl, urlencode
+
+from logcount.count.logformat import clf_value
+
+NO_PATH = "-"  # a request line Apache could not read ("-" or garbage)
+# Every member is capped in bytes (UTF-8), whatever a log line holds, so that a flood of
+# long values costs bounded memory in the reader, Redis and the store.
+MAX_PATH_BYTES = 512
+
+_UNRESERVED = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
+_PCT = re.compile(rb"%([0-9A-Fa-f]{2})")
+_HEX2 = re.compile(rb"[0-9A-Fa-f]{2}")
+
+
+def _pct_normalise(hexdigits: bytes) -> bytes:
+    byte = int(hexdigits, 16)
+    if byte in _UNRESERVED:
+        return bytes([byte])
+    return b"%" + hexdigits.upper()
+
+
+def pct_normalise(path: bytes) -> bytes:
+    """Escapes of unreserved characters decoded, the others in upper case. A stray `%`
+    (not an escape) is left as it is, unless the characters decoded after it would make it
+    one ("%%32%65" is "%2e", which a second pass would read as "."): that one is written
+    `%25`, so that normalising a normalised path changes nothing."""
+    parts = _PCT.split(path)  # literal bytes, then the hex digits of an escape, ...
+    out = [parts[0]]
+    strays = [i for i, c in enumerate(parts[0]) if c == 0x25]  # every % left is stray
+    size = len(parts[0])
+    for i in range(1, len(parts), 2):
+        decoded, literal = _pct_normalise(parts[i]), parts[i + 1]
+        strays += [size + len(decoded) + j for j, c in enumerate(literal) if c == 0x25]
+        out += (decoded, literal)
+        size += len(decoded) + len(literal)
+    result = b"".join(out)
+    made = [p for p in strays if _HEX2.fullmatch(result, p + 1, p + 3)]
+    if not made:
+        return result
+    pieces: list[bytes] = []
+    last = 0
+    for p in made:
+        pieces += (result[last:p], b"%25")
+        last = p + 1
+    pieces.append(result[last:])
+    return b"".join(pieces)
+
+
+def remove_dot_segments(path: bytes) -> bytes:
+    """RFC 3986 section 5.2.4."""
+    if b"." not in path:
+        return path
+    out: list[bytes] = []
+    segments = path.split(b"/")
+    for i, seg in enumerate(segments):
+        last = i == len(segments) - 1
+        if seg == b".":
+            if last:
+                out.append(b"")
+        elif seg == b"..":
+            if len(out) > 1:
+                out.pop()
+            if last:
+                out.append(b"")
+        else:
+            out.append(seg)
+    result = b"/".join(out)
+    if path.startswith(b"/") and not result.startswith(b"/"):
+        result = b"/" + result
+    return result
+
+
+_PARTIAL_ESCAPE = re.compile(r"\\(?:x[0-9a-f]?)?$")
+_PARTIAL_PCT = re.compile(r"%[0-9A-Fa-f]?$")
+
+
+def truncate_utf8(text: str, limit: int = MAX_PATH_BYTES) -> str:
+    """At most `limit` bytes of UTF-8, cut between characters (and not inside the `\\xhh`
+    that shows a byte that is not UTF-8, nor inside a `%xx` escape)."""
+    raw = text.encode("utf-8", "surrogateescape")
+    if len(raw) <= limit:
+        return text
+    cut = raw[:limit].decode("utf-8", "ignore")
+    if "\\" in cut[-3:]:
+        cut = _PARTIAL_ESCAPE.sub("", cut)
+    if "%" in cut[-2:]:
+        cut = _PARTIAL_PCT.sub("", cut)
+    return cut
+
+
+def normalise_target(target: bytes, keep_query: tuple[str, ...] = ()) -> str:
+    """A request target (as received) -> the normalised path we count."""
+    if not target:
+        return NO_PATH
+    if _looks_absolute(target):
+        # absolute-form (proxies): drop scheme and authority. Cut by hand: urlsplit raises
+        # on a malformed authority ("http://[x/"), and a reader must not stop on bad data.
+        rest = target.partition(b"://")[2]
+        ends = [i for i in (rest.find(b"/"), rest.find(b"?"), rest.find(b"#")) if i >= 0]
+        target = rest[min(ends) :] if ends else b""
+        if not target.startswith(b"/"):
+            target = b"/" + target
+    path, _, query = target.partition(b"?")
+    path = path.partition(b"#")[0]
+    if b"%" in path:
+        path = pct_normalise(path)
+    path = remove_dot_segments(path)
+    if path[:1] != b"/":
+        while _looks_absolute(path):  # decoding made a scheme: "%41://x" is not one
+            path = path.replace(b"://", b"%3A//", 1)
+    text = _cut_path(path.decode("utf-8", "backslashreplace"))
+    if keep_query and query:
+        text += _kept_query(query, keep_query, MAX_PATH_BYTES - len(text.encode()))
+    return text or NO_PATH  # "?x", "#", ".": no path, as "" is
+
+
+def _looks_absolute(target: bytes) -> bool:
+    """An absolute-form target (a proxy's "http://host/path"), as normalise_target tells."""
+    return target[:1] != b"/" and b"://" in target[:12]
+
+
+def _cut_path(text: str) -> str:
+    """At most MAX_PATH_BYTES; a cut that leaves a last segment of "." or ".." drops it,
+    as it is no dot segment (which a second normalisation would resolve)."""
+    cut = truncate_utf8(text)
+    if cut is not text and cut.rpartition("/")[2] in (".", ".."):
+        cut = cut[: cut.rfind("/") + 1]
+    return cut
+
+
+def _kept_query(query: bytes, keep: tuple[str, ...], room: int) -> str:
+    """The kept parameters (after a "?"), sorted, as many as fit in `room` bytes: whole
+    parameters only, as half of one would read as another value."""
+    pairs = parse_qsl(query.decode("utf-8", "backslashreplace"), keep_blank_values=True)
+    kept = sorted((k, v) for k, v in pairs if k in keep)
+    out = ""
+    for pair in kept:
+        more = ("&" if out else "?") + urlencode([pair])
+        if len(out) + len(more) > room:  # urlencode writes ASCII: characters are bytes
+            break
+        out += more
+    return out
+
+
+_METHOD = re.compile(rb"[-!#$%&'*+.^_`|~0-9A-Za-z]+\Z")  # an RFC 9110 token (M-SEARCH)
+
+
+def request_target(request_line: bytes) -> bytes | None:
+    """The target of a %r request line ("GET /a?b HTTP/1.1" -> b"/a?b"), None if unreadable."""
+    line = clf_value(request_line)
+    if not line:
+        return None
+    method, sep, rest = line.partition(b" ")
+    if not sep or not _METHOD.match(method):
+        return None
+    target, sep, proto = rest.rpartition(b" ")
+    if not sep or not proto.startswith(b"HTTP/"):
+        target = rest  # HTTP/0.9 or a truncated line: the rest is the target
+    return target or None
