@@ -321,7 +321,7 @@ class Aggregator:
         """(site, minute label) of a context tuple (tmin, ttz, site) as laid out."""
         found = self._site_minute.get(ctx)
         if found is None:
-            site, buckets = self._ctx(self.counter.ctx_layout, ctx)
+            site, buckets = self.context_of(self.counter.ctx_layout, ctx)
             found = self._site_minute[ctx] = (site, buckets.minute)
             self._held += sum(map(len, ctx))
         return found
@@ -337,7 +337,7 @@ class Aggregator:
         """The status class and the members a hit key's fields (after its context) give."""
         layout = self.counter.key_layout
         fields = dict(zip(layout[len(self.counter.ctx_layout) :], what, strict=True))
-        path = self._path(fields)
+        path = self.path_of(fields)
         status = fields["status"].decode("ascii", "replace") if "status" in fields else "-"
         members = {
             "path": path,
@@ -423,7 +423,7 @@ class Aggregator:
 
     # --- shared with the rollup (kept stable) ----------------------------------------
 
-    def _ctx(self, layout: tuple[str, ...], values: tuple[bytes, ...]) -> tuple[str, Buckets]:
+    def context_of(self, layout: tuple[str, ...], values: tuple[bytes, ...]) -> tuple[str, Buckets]:
         cl = self.classifier
         fields = dict(zip(layout, values, strict=False))
         site = cl.site(fields.get("site", b""))
@@ -432,7 +432,7 @@ class Aggregator:
             buckets = cl.buckets((fields["tmin"], fields.get("ttz", b"")))
         return site, buckets or cl.now_buckets()
 
-    def _path(self, fields: dict[str, bytes]) -> str:
+    def path_of(self, fields: dict[str, bytes]) -> str:
         cl = self.classifier
         if "request" in fields:
             return cl.path_of_request(fields["request"])
@@ -517,12 +517,12 @@ class Aggregator:
         layout = self.counter.recent_layout
         for values in raw.recent:
             fields = dict(zip(layout, values, strict=True))
-            site, buckets = self._ctx(layout, values)
+            site, buckets = self.context_of(layout, values)
             bot, family = cl.agent(fields.get("agent", b"-"))
             size = fields.get("bytes", b"-")
             item = {
                 "time": buckets.minute,
-                "path": self._path(fields),
+                "path": self.path_of(fields),
                 "status": fields.get("status", b"-").decode("ascii", "replace"),
                 "bytes": int(size) if size not in (b"-", b"") else 0,
                 "agent": family,

@@ -12,15 +12,15 @@ import signal
 import zlib
 from collections.abc import Callable
 from datetime import date
-from operator import itemgetter
 from typing import Any
 
 from logcount.config import Config
 from logcount.count.agents import agent_family
 from logcount.count.aggregate import Aggregator, LineCounter, RawCounts
-from logcount.count.classify import Buckets, Classifier, visitor_hash
+from logcount.count.classify import Buckets, Classifier
 from logcount.count.lines import LineSplitter, Piece
 from logcount.count.logformat import CompiledFormat, compile_format
+from logcount.count.visitors import MemberVisitors
 from logcount.sources.rollup_files import Input, Unit, open_log
 from logcount.sources.rollup_rows import UnitCounts, families_of
 
@@ -67,6 +67,7 @@ class FileCounter:
             self.counter = LineCounter(fmt, recent_size=1, path_visitors=True)
         self.aggregator = Aggregator(config, self.counter, classifier)
         self.aggregator.grans = ("day",)
+        self.visitors = MemberVisitors(self.aggregator)
         self.counts = UnitCounts()
         self._family: Callable[[str], str] | None = None
 
@@ -140,95 +141,11 @@ class FileCounter:
         raw.recent.clear()
         self.counts.delta.merge(self.aggregator.classify(raw))
         fresh: tuple[dict[Any, set[str]], ...] = ({}, {}, {})  # day, path, object
-        self._visitors(visitors, fresh)
+        self.visitors.collect(visitors, fresh)
         self.counts.add_visitors(*fresh)
         # Memory stays flat however many distinct URLs a day has: a working table of
         # twice the store's cap per day and dimension (the store keeps the cap).
         self.counts.bound(working_size(self.config), self.family)
-
-    def _visitors(
-        self, visitors: set[tuple[bytes, ...]], tables: tuple[dict[Any, set[str]], ...]
-    ) -> None:
-        """Day, path and object visitors, with the live side's rule for bots.
-
-        A key per distinct (day, visitor, request): each (day, request) finds the sets its
-        visitors go to, and each visitor its hash (or that it is a bot not counted), once
-        per batch; a key then costs two look-ups and its set additions."""
-        cl, agg = self.classifier, self.aggregator
-        layout = self.counter.vis_layout
-        nctx = len(self.counter.ctx_layout)
-        ci = layout.index("client") if "client" in layout else -1
-        ai = layout.index("agent") if "agent" in layout else -1
-        page_at = [i for i, f in enumerate(layout) if f in ("request", "method", "uri", "query")]
-        page_of = itemgetter(*page_at) if page_at else (lambda key: ())
-        who_of = itemgetter(ci, ai) if ci >= 0 and ai >= 0 else None
-        day_v, path_v, obj_v = tables
-        places: dict[tuple[bytes, ...], tuple[str, str]] = {}  # context -> (site, day)
-        pages: dict[Any, tuple[str, str | None] | None] = {}  # None: ignored
-        # (context, page) -> the sets its visitors join; None: not counted (ignored)
-        targets: dict[tuple[Any, Any], tuple[set[str], ...] | None] = {}
-        digests: dict[tuple[bytes, bytes], str | None] = {}  # None: a bot not counted
-        hkey = cl.config.visitor_key()
-        for key in visitors:
-            where = (key[:nctx], page_of(key))
-            sets = targets.get(where, ())
-            if sets == ():
-                sets = targets[where] = self._visitor_sets(
-                    key, where, places, pages, (day_v, path_v, obj_v)
-                )
-            if sets is None:
-                continue
-            who = (
-                who_of(key)
-                if who_of is not None
-                else (
-                    key[ci] if ci >= 0 else b"",
-                    key[ai] if ai >= 0 else b"",
-                )
-            )
-            digest = digests.get(who, "")
-            if digest == "":
-                bot = cl.agent(who[1] or b"-")[0] and not agg.count_bots
-                digest = digests[who] = None if bot else visitor_hash(who[0], who[1], hkey)
-            if digest is None:
-                continue
-            for found in sets:
-                found.add(digest)
-
-    def _visitor_sets(
-        self,
-        key: tuple[bytes, ...],
-        where: tuple[Any, Any],
-        places: dict[tuple[bytes, ...], tuple[str, str]],
-        pages: dict[Any, tuple[str, str | None] | None],
-        tables: tuple[dict[Any, set[str]], ...],
-    ) -> tuple[set[str], ...] | None:
-        """The visitor sets of a key's day, path and object; None for an ignored path."""
-        cl, agg = self.classifier, self.aggregator
-        layout = self.counter.vis_layout
-        ctx, page_key = where
-        if page_key in pages:
-            page = pages[page_key]
-        else:
-            path = agg._path(dict(zip(layout, key, strict=True)))
-            # visitors are those of counted hits, as on the live side
-            page = pages[page_key] = None if cl.ignored(path) else (path, cl.object_of(path))
-        if page is None:
-            return None
-        place = places.get(ctx)
-        if place is None:
-            site, buckets = agg._ctx(layout, key)
-            place = places[ctx] = (site, buckets.day)
-        site, day = place
-        path, obj = page
-        day_v, path_v, obj_v = tables
-        out = [
-            day_v.setdefault((site, "day", day), set()),
-            path_v.setdefault((site, day, path), set()),
-        ]
-        if obj is not None:
-            out.append(obj_v.setdefault((site, day, obj), set()))
-        return tuple(out)
 
     def read(self, unit: Unit, progress: Callable[[int], None] = lambda n: None) -> UnitCounts:
         """Count the unit's lines (finish() classifies them; a counter may read several
