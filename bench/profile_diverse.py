@@ -2,9 +2,9 @@
 
     .venv/bin/python bench/profile_diverse.py pipe|rollup [--lines N] [--top N] [--seed S]
 
-pipe: the reader's loop (read, split, scan) and its flusher thread (classify, aggregate,
-write to a private redis-server) each under their own profiler, merged; cProfile sees only
-the thread that enabled it. rollup: counting and storing a file into a fresh SQLite store,
+pipe: the reader's loop (read, split, scan), its classifier thread (classify, aggregate) and
+its sender thread (write to a private redis-server) each under their own profiler, merged;
+cProfile sees only the thread that enabled it. rollup: counting and storing a file into a fresh SQLite store,
 in this process (the command forks its counters, which a profiler in the parent would not
 see). Times are each thread's CPU time, not wall time. Prints the functions by their own
 time, then by cumulative time.
@@ -43,19 +43,21 @@ def profile_pipe(path: Path, data_dir: str) -> list[cProfile.Profile]:
     try:
         config = Config(site="bench", data_dir=data_dir, redis=redis.url)
         check_data_dir(config)
-        reader_prof, flusher_prof = cpu_profile(), cpu_profile()
+        reader_prof, classifier_prof, sender_prof = cpu_profile(), cpu_profile(), cpu_profile()
         with open(path, "rb") as fh:
             reader = Reader(config, fh.fileno())
             reader.pipeline = pipeline = Pipeline(config, "pipe", reader.log)
-
-            def flush_loop() -> None:
-                flusher_prof.runcall(pipeline._flush_loop)
-
-            pipeline.thread = threading.Thread(target=flush_loop, daemon=True)
+            # each of the pipeline's threads under its own profiler
+            for name, prof, loop in (
+                ("classifier", classifier_prof, pipeline._classify_loop),
+                ("sender", sender_prof, pipeline._send_loop),
+            ):
+                thread = threading.Thread(target=prof.runcall, args=(loop,), name=name, daemon=True)
+                setattr(pipeline, "thread" if name == "classifier" else "sender", thread)
             pipeline.start()
             reader_prof.runcall(reader.read_until_eof)
-            flusher_prof.runcall(pipeline.close)  # the last batch: the flusher's work
-        return [reader_prof, flusher_prof]
+            sender_prof.runcall(pipeline.close)  # the last batch
+        return [reader_prof, classifier_prof, sender_prof]
     finally:
         redis.stop()
 
