@@ -5,10 +5,9 @@
 pipe: the reader's loop (read, split, scan), its classifier thread (classify, aggregate) and
 its sender thread (write to a private redis-server) each under their own profiler, merged;
 cProfile sees only the thread that enabled it. rollup: counting and storing a file into a
-fresh SQLite store,
-in this process (the command forks its counters, which a profiler in the parent would not
-see). Times are each thread's CPU time, not wall time. Prints the functions by their own
-time, then by cumulative time.
+fresh SQLite store, in this process (the command forks its counters, which a profiler in the
+parent would not see). Times are each thread's CPU time, not wall time. Prints the functions
+by their own time, then by cumulative time.
 """
 
 from __future__ import annotations
