@@ -4,8 +4,9 @@ BIN     = $(VENV)/bin
 
 .PHONY: test demo lint bench clean
 
-# Rebuilt (the C scanner with it) when _scan.c changes: a stale build is not used.
-$(BIN)/logcount: pyproject.toml setup.py logcount/count/_scan.c
+# Rebuilt (the C scanner and sums with it) when _scan.c or _sum.c changes: a stale build
+# is not used.
+$(BIN)/logcount: pyproject.toml setup.py logcount/count/_scan.c logcount/count/_sum.c
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[test]'

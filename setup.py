@@ -1,8 +1,8 @@
-"""Only for the optional C extension; everything else is in pyproject.toml.
+"""Only for the optional C extensions; everything else is in pyproject.toml.
 
-`logcount.count._scan` is the hot loop of counting lines. It is optional: without a C compiler
-the build goes on without it and logcount uses its pure-Python path (the same counts,
-slower). LOGCOUNT_PURE_PYTHON=1 at run time uses the Python path even when it is built.
+`logcount.count._scan` is the hot loop of counting lines, `logcount.count._sum` the
+aggregator's per-key sums. They are optional: without a C compiler the build goes on
+without them and logcount uses its pure-Python path (the same counts, slower). LOGCOUNT_PURE_PYTHON=1 at run time uses the Python path even when it is built.
 """
 
 from setuptools import Extension, setup
@@ -14,6 +14,12 @@ setup(
             ["logcount/count/_scan.c"],
             optional=True,
             extra_compile_args=["-O2"],
-        )
+        ),
+        Extension(
+            "logcount.count._sum",
+            ["logcount/count/_sum.c"],
+            optional=True,
+            extra_compile_args=["-O2"],
+        ),
     ]
 )

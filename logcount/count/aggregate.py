@@ -16,19 +16,20 @@ Two stages, shared by every entry point (pipe, tail, rollup):
 from __future__ import annotations
 
 import functools
-import json
 import os
 import re
 import sys
 import time
 from collections import Counter, deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from json.encoder import encode_basestring_ascii  # json.dumps' own, for a str
+from operator import itemgetter
 from typing import Any
 
 from logcount.config import Config
 from logcount.count.classify import (
     CACHE_BYTES,
-    BoundedCache,
     Buckets,
     Classifier,
     method_of,
@@ -39,7 +40,14 @@ from logcount.count.delta import SAMPLE_SIZE, Delta
 from logcount.count.logformat import CompiledFormat
 from logcount.count.paths import NO_PATH
 from logcount.count.regex_scan import RegexScanner, getter
-from logcount.dimensions import ERROR_CLASSES, GRANULARITIES, GRANULARITY_NAMES, HIT_KEY_DIMS
+from logcount.count.sums import Pairs, add_by_members, add_counts
+from logcount.dimensions import (
+    DIMENSIONS,
+    ERROR_CLASSES,
+    GRANULARITIES,
+    GRANULARITY_NAMES,
+    HIT_KEY_DIMS,
+)
 
 GRANS = GRANULARITY_NAMES
 _CUT = {g.name: g.cut for g in GRANULARITIES.values()}  # of a minute label, for each
@@ -259,6 +267,8 @@ class LineCounter:
 Minutes = dict[tuple[str, str], Any]  # (site, minute label) -> what was counted in it
 # A hit key's status class, and its (dimension, member) pairs: path, status, method, object.
 Described = tuple[str, tuple[tuple[str, str], ...]]
+# The dimension under which a key's pairs add to its bucket's own totals (hits, bytes, s2xx)
+TOTALS = ""
 
 
 class Aggregator:
@@ -276,9 +286,30 @@ class Aggregator:
         self.count_bots = config.count_bots
         self.grans: tuple[str, ...] = GRANS
         self._site_minute: dict[tuple[bytes, ...], tuple[str, str]] = {}
-        # What a hit key says after its context (request, status, ...), described once.
+        # What a hit key says after its context (request, status, ...), described once,
+        # and the (dimension, member) pairs it adds its hits and its bytes to (TOTALS: the
+        # bucket's own counts)
         self._described: dict[tuple[bytes, ...], Described] = {}
-        self._held = 0  # bytes of the keys of both: 8 KB requests must not pile up
+        self._hit_pairs: dict[tuple[bytes, ...], Pairs] = {}
+        self._size_pairs: dict[tuple[bytes, ...], Pairs] = {}
+        self._held = 0  # bytes of the keys held: 8 KB requests must not pile up
+        cl = self.classifier
+        # What yields the member of each dimension of the scanner's other tables
+        member_of: dict[str, Callable[[bytes], str]] = {
+            "agent": lambda raw: cl.agent(raw)[1],
+            "os": cl.os,
+            "device": cl.device,
+            "client": cl.client,
+            "referrer": cl.referrer,
+        }
+        # (RawCounts table, its dimensions, what yields each one's member, the pairs of
+        # each value seen): one row per `source` of dimensions.DIMENSIONS but hit and bot
+        sources = (("agent", "agents"), ("client", "clients"), ("referrer", "referrers"))
+        self._tables: list[tuple[str, tuple[str, ...], tuple[Any, ...], dict[Any, Pairs]]] = [
+            (table, dims, tuple(member_of[d] for d in dims), {})
+            for source, table in sources
+            if (dims := tuple(n for n, d in DIMENSIONS.items() if d.source == source))
+        ]
 
     def classify(self, raw: RawCounts) -> Delta:
         delta = Delta(lines=raw.lines, malformed=raw.malformed)
@@ -286,12 +317,8 @@ class Aggregator:
         hits: Minutes = {}  # -> dimension -> member -> hits
         sizes: Minutes = {}  # -> dimension -> member -> bytes
         self._hits(raw, totals, hits, sizes)
-        cl = self.classifier
-        self._simple_dim(raw.agents, "agent", cl.agent, hits, part=1)  # (bot, family)
-        self._simple_dim(raw.agents, "os", cl.os, hits)
-        self._simple_dim(raw.agents, "device", cl.device, hits)
-        self._simple_dim(raw.clients, "client", cl.client, hits)
-        self._simple_dim(raw.referrers, "referrer", cl.referrer, hits)
+        for table, dims, member_of, pairs in self._tables:
+            self._table_dims(getattr(raw, table), dims, member_of, pairs, hits)
         for ctx, n in raw.ignored.items():
             self._totals_of(totals, self._at(ctx))["ignored"] += n
         self._bots(raw, totals, hits)
@@ -300,9 +327,16 @@ class Aggregator:
         self._malformed(raw, totals, delta)
         self._roll_up(totals, hits, sizes, delta)
         self._recent(raw, delta)
-        if self._held > CACHE_BYTES or max(len(self._site_minute), len(self._described)) > 50_000:
-            self._site_minute.clear()
-            self._described.clear()
+        caches: tuple[dict[Any, Any], ...] = (
+            self._site_minute,
+            self._described,
+            self._hit_pairs,
+            self._size_pairs,
+            *(pairs for *_, pairs in self._tables),
+        )
+        if self._held > CACHE_BYTES or max(map(len, caches)) > 50_000:
+            for cache in caches:
+                cache.clear()
             self._held = 0
         return delta
 
@@ -317,13 +351,17 @@ class Aggregator:
 
     # --- per distinct key ----------------------------------------------------------
 
+    def _at_of(self, ctx: tuple[bytes, ...]) -> tuple[str, str]:
+        """(site, minute label) of a context seen for the first time (the caller keeps it)."""
+        site, buckets = self.context_of(self.counter.ctx_layout, ctx)
+        self._held += sum(map(len, ctx))
+        return site, buckets.minute
+
     def _at(self, ctx: tuple[bytes, ...]) -> tuple[str, str]:
         """(site, minute label) of a context tuple (tmin, ttz, site) as laid out."""
         found = self._site_minute.get(ctx)
         if found is None:
-            site, buckets = self.context_of(self.counter.ctx_layout, ctx)
-            found = self._site_minute[ctx] = (site, buckets.minute)
-            self._held += sum(map(len, ctx))
+            found = self._site_minute[ctx] = self._at_of(ctx)
         return found
 
     @staticmethod
@@ -351,34 +389,49 @@ class Aggregator:
         pairs = tuple((d, m) for d in HIT_KEY_DIMS if (m := members[d]) is not None)
         found = (status_class(status), pairs)
         self._described[what] = found
+        self._hit_pairs[what] = ((TOTALS, "hits"), (TOTALS, found[0]), *pairs)
+        self._size_pairs[what] = ((TOTALS, "bytes"), *pairs)
         self._held += sum(map(len, what))
         return found
 
     def _hits(self, raw: RawCounts, totals: Minutes, hits: Minutes, sizes: Minutes) -> None:
+        """Hits and bytes per member of each hit-key dimension, and the bucket's totals
+        (hits, bytes, per status class): sums.add_by_members over the hit keys and their
+        sizes; a context or a key's fields seen for the first time are described then."""
         nctx = len(self.counter.ctx_layout)
-        site_minute, at = self._site_minute.get, self._at
-        described, describe = self._described.get, self._describe
-        size_of = raw.sizes.get
-        for key, n in raw.hits.items():
-            ctx = key[:nctx]
-            sm = site_minute(ctx) or at(ctx)
-            what = key[nctx:]
-            cls, members = described(what) or describe(what)
-            nbytes = size_of(key, 0)
-            tot = totals.get(sm)
-            if tot is None:
-                tot = totals[sm] = Counter()
-                hits[sm] = {dim: {} for dim in HIT_KEY_DIMS}
-                sizes[sm] = {dim: {} for dim in HIT_KEY_DIMS}
-            tot["hits"] += n
-            tot["bytes"] += nbytes
-            tot[cls] += n
-            h, b = hits[sm], sizes[sm]
-            for dim, member in members:
-                per = h[dim]
-                per[member] = per.get(member, 0) + n
-                per = b[dim]
-                per[member] = per.get(member, 0) + nbytes
+        for table, pairs, out in (
+            (raw.hits, self._hit_pairs, hits),
+            (raw.sizes, self._size_pairs, sizes),
+        ):
+
+            def pairs_of(what: tuple[bytes, ...], pairs: dict[Any, Pairs] = pairs) -> Pairs:
+                self._describe(what)  # fills both tables of pairs
+                return pairs[what]
+
+            add_by_members(table, nctx, self._site_minute, pairs, out, self._at_of, pairs_of)
+            for sm, dims in out.items():
+                own = dims.pop(TOTALS, None)
+                if own:
+                    self._totals_of(totals, sm).update(own)
+
+    def _table_dims(
+        self,
+        counts: Counter[tuple[bytes, ...]],
+        dims: tuple[str, ...],
+        member_of: tuple[Callable[[bytes], str], ...],
+        pairs: dict[tuple[bytes, ...], Pairs],
+        hits: Minutes,
+    ) -> None:
+        """A table of (context..., value) keys counted per member of the dimensions its
+        value yields (an agent: family, os, device type; a referrer: its host); each value
+        classified once, when first seen."""
+
+        def pairs_of(rest: tuple[bytes, ...]) -> Pairs:
+            self._held += len(rest[0])
+            return tuple(zip(dims, [of(rest[0]) for of in member_of], strict=True))
+
+        nctx = len(self.counter.ctx_layout)
+        add_by_members(counts, nctx, self._site_minute, pairs, hits, self._at_of, pairs_of)
 
     def _bots(self, raw: RawCounts, totals: Minutes, hits: Minutes) -> None:
         """Bot lines (keyed by context and agent): the bots total, and per crawler name."""
@@ -390,36 +443,6 @@ class Aggregator:
             name = agent(key[nctx])[1]
             per = hits.setdefault(sm, {}).setdefault("bot", {})
             per[name] = per.get(name, 0) + n
-
-    def _simple_dim(
-        self,
-        counts: Counter[tuple[bytes, ...]],
-        dim: str,
-        classify: BoundedCache[bytes, Any],
-        hits: Minutes,
-        part: int | None = None,
-    ) -> None:
-        """Agents or referrers: keys of (context..., value), counted per member of `dim`.
-        The classifier's cache is read in place: one dict look-up a key, a call only for
-        a value it has not seen."""
-        nctx = len(self.counter.ctx_layout)
-        site_minute, at = self._site_minute.get, self._at
-        known = classify.data.get
-        for key, n in counts.items():
-            ctx = key[:nctx]
-            sm = site_minute(ctx) or at(ctx)
-            value = key[nctx]
-            found = known(value)
-            if found is None:
-                found = classify(value)
-            member = found if part is None else found[part]
-            dims: dict[str, dict[str, int]] | None = hits.get(sm)
-            if dims is None:
-                dims = hits[sm] = {}
-            per = dims.get(dim)
-            if per is None:
-                per = dims[dim] = {}
-            per[member] = per.get(member, 0) + n
 
     # --- shared with the rollup (kept stable) ----------------------------------------
 
@@ -494,11 +517,11 @@ class Aggregator:
                 if found is None:
                     delta.totals[key] = Counter(counts)
                 else:
-                    found.update(counts)
+                    add_counts(found, counts)
         for minutes, target in ((hits, delta.members), (sizes, delta.member_bytes)):
             for (site, minute), dims in minutes.items():
                 for dim, per in dims.items():
-                    if target is delta.member_bytes:
+                    if target is delta.member_bytes and 0 in per.values():
                         per = {m: b for m, b in per.items() if b}
                     if not per:
                         continue
@@ -508,24 +531,31 @@ class Aggregator:
                         if found is None:
                             target[mkey] = Counter(per)
                         else:
-                            found.update(per)
+                            add_counts(found, per)
 
     def _recent(self, raw: RawCounts, delta: Delta) -> None:
+        """The last requests as JSON lines. Per record: its context through the _at
+        cache, path and agent through the classifier's caches, and the JSON written
+        from parts (json's own encoder for the strings): a batch has up to 1,000 of them."""
         if not raw.recent:
             return
-        cl = self.classifier
         layout = self.counter.recent_layout
+        at_of = [layout.index(f) for f in self.counter.ctx_layout]
+        ctx_of = itemgetter(*at_of) if len(at_of) > 1 else None
+        pos = {f: i for i, f in enumerate(layout)}
+        ai, si, bi = pos.get("agent", -1), pos.get("status", -1), pos.get("bytes", -1)
+        target = [(f, pos[f]) for f in ("request", "uri", "query") if f in pos]
+        agent, dumps, at = self.classifier.agent, encode_basestring_ascii, self._at
+        out = delta.recent
         for values in raw.recent:
-            fields = dict(zip(layout, values, strict=True))
-            site, buckets = self.context_of(layout, values)
-            bot, family = cl.agent(fields.get("agent", b"-"))
-            size = fields.get("bytes", b"-")
-            item = {
-                "time": buckets.minute,
-                "path": self.path_of(fields),
-                "status": fields.get("status", b"-").decode("ascii", "replace"),
-                "bytes": int(size) if size not in (b"-", b"") else 0,
-                "agent": family,
-                "bot": bot,
-            }
-            delta.recent.setdefault(site, []).append(json.dumps(item, separators=(",", ":")))
+            ctx = ctx_of(values) if ctx_of is not None else tuple(values[i] for i in at_of)
+            site, minute = at(ctx)
+            bot, family = agent(values[ai] if ai >= 0 else b"-")
+            status = values[si].decode("ascii", "replace") if si >= 0 else "-"
+            size = values[bi] if bi >= 0 else b"-"
+            path = self.path_of({f: values[i] for f, i in target})
+            out.setdefault(site, []).append(
+                f'{{"time":"{minute}","path":{dumps(path)},"status":{dumps(status)},'
+                f'"bytes":{int(size) if size not in (b"-", b"") else 0},'
+                f'"agent":{dumps(family)},"bot":{"true" if bot else "false"}}}'
+            )

@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from itertools import filterfalse
 from typing import Any
 
+from logcount.count.sums import add_counts
+
 SAMPLE_SIZE = 20  # malformed lines kept as samples
 # Estimated JSON bytes around each entry (quotes, separators, its counts), and per bucket.
 ENTRY_OVERHEAD = 32
@@ -206,7 +208,7 @@ def _merge_named(into: dict[Any, Counter[str]], other: dict[Any, Counter[str]]) 
             grown += BUCKET_OVERHEAD + _names_weight(counts)
         else:
             grown += _names_weight(_new(counts, found))
-            found.update(counts)
+            add_counts(found, counts)
     return grown
 
 

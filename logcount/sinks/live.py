@@ -130,10 +130,13 @@ def build_call(
         if nbytes:
             bkey = k(keys.member_bytes(site, dim, gran, label))
             # A sorted set's score is a double anyway: bytes past 2^53 are not exact there.
-            data += [bkey, [min(n, LUA_MAX) for n in map(nbytes.get, names, repeat(0))]]
+            sizes = list(map(nbytes.get, names, repeat(0)))
+            if max(sizes) > LUA_MAX:
+                sizes = [min(n, LUA_MAX) for n in sizes]
+            data += [bkey, sizes]
         ops.append(["z", k(keys.members(site, dim, gran, label)), ttl[gran], data])
     for (site, gran, label), hashes in delta.visitors.items():
-        ops.append(["p", k(keys.visitors(site, gran, label)), ttl[gran], sorted(hashes)])
+        ops.append(["p", k(keys.visitors(site, gran, label)), ttl[gran], list(hashes)])
     longest = max(ttl.values())
     for site, items in delta.recent.items():
         ops.append(

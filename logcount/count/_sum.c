@@ -1,0 +1,148 @@
+/* logcount.count._sum: the aggregator's per-key sums in C (optional, as _scan).
+ *
+ * A batch of a day's diverse traffic has nearly one distinct key per line (a minute, a
+ * request, a status; a minute and a referrer ...), and the aggregator adds each key's
+ * count to a member of every dimension the key yields: in Python that loop was half of
+ * the time `pipe` spent classifying (bench/profile_diverse.py). The Python twin,
+ * logcount/count/sums.py, defines what this computes; tests/test_sums.py holds both equal.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#define SUM_VERSION 3
+
+/* The dict under `key` in `outer`, created empty when missing; a borrowed reference. */
+static PyObject *inner_dict(PyObject *outer, PyObject *key) {
+    PyObject *found = PyDict_GetItemWithError(outer, key);
+    if (found != NULL || PyErr_Occurred())
+        return found;
+    found = PyDict_New();
+    if (found == NULL)
+        return NULL;
+    int failed = PyDict_SetItem(outer, key, found);
+    Py_DECREF(found); /* `outer` holds it */
+    return failed ? NULL : found;
+}
+
+/* per[member] += n */
+static int add_to(PyObject *per, PyObject *member, PyObject *n) {
+    PyObject *now = PyDict_GetItemWithError(per, member);
+    if (now == NULL) {
+        if (PyErr_Occurred())
+            return -1;
+        return PyDict_SetItem(per, member, n);
+    }
+    PyObject *sum = PyNumber_Add(now, n);
+    if (sum == NULL)
+        return -1;
+    int failed = PyDict_SetItem(per, member, sum);
+    Py_DECREF(sum);
+    return failed;
+}
+
+/* Adds the pairs of one key: `pairs` is a tuple of (dimension, member) tuples. */
+static int add_pairs(PyObject *dims, PyObject *pairs, PyObject *n) {
+    if (!PyTuple_Check(pairs)) {
+        PyErr_SetString(PyExc_TypeError, "members must be a tuple of (dimension, member)");
+        return -1;
+    }
+    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(pairs); i++) {
+        PyObject *pair = PyTuple_GET_ITEM(pairs, i);
+        if (!PyTuple_Check(pair) || PyTuple_GET_SIZE(pair) != 2) {
+            PyErr_SetString(PyExc_TypeError, "a member must be a (dimension, member) tuple");
+            return -1;
+        }
+        PyObject *per = inner_dict(dims, PyTuple_GET_ITEM(pair, 0));
+        if (per == NULL || add_to(per, PyTuple_GET_ITEM(pair, 1), n) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+/* where[key] (or members[key]), asked of `learn` and kept there when missing; borrowed. */
+static PyObject *known(PyObject *cache, PyObject *key, PyObject *learn) {
+    PyObject *found = PyDict_GetItemWithError(cache, key);
+    if (found != NULL || PyErr_Occurred())
+        return found;
+    PyObject *fresh = PyObject_CallOneArg(learn, key);
+    if (fresh == NULL)
+        return NULL;
+    int failed = PyDict_SetItem(cache, key, fresh);
+    Py_DECREF(fresh); /* `cache` holds it */
+    return failed ? NULL : PyDict_GetItemWithError(cache, key);
+}
+
+static PyObject *add_by_members(PyObject *self, PyObject *args) {
+    (void)self;
+    PyObject *table, *where, *members, *out, *at_of, *pairs_of;
+    Py_ssize_t nctx;
+    if (!PyArg_ParseTuple(args, "O!nO!O!O!OO", &PyDict_Type, &table, &nctx, &PyDict_Type, &where,
+                          &PyDict_Type, &members, &PyDict_Type, &out, &at_of, &pairs_of))
+        return NULL;
+    Py_ssize_t pos = 0;
+    PyObject *key, *n;
+    while (PyDict_Next(table, &pos, &key, &n)) {
+        if (!PyTuple_Check(key) || PyTuple_GET_SIZE(key) < nctx || nctx < 0) {
+            PyErr_SetString(PyExc_TypeError, "keys must be tuples of at least nctx items");
+            return NULL;
+        }
+        PyObject *ctx = PyTuple_GetSlice(key, 0, nctx);
+        if (ctx == NULL)
+            return NULL;
+        PyObject *at = known(where, ctx, at_of);
+        Py_DECREF(ctx);
+        if (at == NULL)
+            return NULL;
+        Py_INCREF(at); /* `where` may change while pairs_of runs */
+        PyObject *rest = PyTuple_GetSlice(key, nctx, PyTuple_GET_SIZE(key));
+        PyObject *pairs = rest != NULL ? known(members, rest, pairs_of) : NULL;
+        Py_XINCREF(pairs);
+        Py_XDECREF(rest);
+        PyObject *dims = pairs != NULL ? inner_dict(out, at) : NULL;
+        int failed = dims == NULL || add_pairs(dims, pairs, n) < 0;
+        Py_DECREF(at);
+        Py_XDECREF(pairs);
+        if (failed)
+            return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *add_counts(PyObject *self, PyObject *args) {
+    (void)self;
+    PyObject *target, *source;
+    if (!PyArg_ParseTuple(args, "O!O!", &PyDict_Type, &target, &PyDict_Type, &source))
+        return NULL;
+    Py_ssize_t pos = 0;
+    PyObject *key, *n;
+    while (PyDict_Next(source, &pos, &key, &n))
+        if (add_to(target, key, n) < 0)
+            return NULL;
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef methods[] = {
+    {"add_counts", add_counts, METH_VARARGS,
+     "add_counts(target, source): target[k] += n for each k, n of source (a missing k "
+     "starts at 0), as Counter.update without the interpreter."},
+    {"add_by_members", add_by_members, METH_VARARGS,
+     "add_by_members(table, nctx, where, members, out, at_of, pairs_of): for each key of "
+     "table, out[where[key[:nctx]]][dim][member] += table[key] for each (dim, member) of "
+     "members[key[nctx:]]; a context or rest not there yet is asked of at_of or pairs_of "
+     "(and kept)."},
+    {NULL, NULL, 0, NULL}};
+
+static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "logcount.count._sum",
+                                    "The aggregator's per-key sums in C (optional).", -1,
+                                    methods};
+
+PyMODINIT_FUNC PyInit__sum(void) {
+    PyObject *m = PyModule_Create(&module);
+    if (m == NULL)
+        return NULL;
+    if (PyModule_AddIntConstant(m, "VERSION", SUM_VERSION) < 0) {
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
+}

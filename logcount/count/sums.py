@@ -1,0 +1,77 @@
+"""The aggregator's per-key sums: for each key of a table, its count added to the member
+of every dimension the key yields, per (site, minute).
+
+The C twin (logcount/count/_sum.c) does the same loop without the interpreter; it is used
+when built and LOGCOUNT_PURE_PYTHON is not set (the choice made once, at import, as the
+scanner's). tests/test_sums.py holds the two equal."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from typing import Any
+
+SUM_VERSION = 3  # the _sum.c this code calls
+
+Key = tuple[bytes, ...]
+Pairs = tuple[tuple[str, str], ...]  # (dimension, member) pairs a key's rest yields
+Sums = dict[Any, dict[str, dict[str, int]]]  # (site, minute) -> dimension -> member -> n
+
+
+def add_by_members_py(
+    table: dict[Key, int],
+    nctx: int,
+    where: dict[Key, Any],
+    members: dict[Key, Pairs],
+    out: Sums,
+    at_of: Callable[[Key], Any],
+    pairs_of: Callable[[Key], Pairs],
+) -> None:
+    """out[where[key[:nctx]]][dim][member] += table[key], for each (dim, member) of
+    members[key[nctx:]]. A context or rest seen for the first time is asked of at_of or
+    pairs_of, and kept in where or members (a distinct one is described once)."""
+    for key, n in table.items():
+        ctx = key[:nctx]
+        at = where.get(ctx)
+        if at is None:
+            at = where[ctx] = at_of(ctx)
+        rest = key[nctx:]
+        pairs = members.get(rest)
+        if pairs is None:
+            pairs = members[rest] = pairs_of(rest)
+        dims = out.get(at)
+        if dims is None:
+            dims = out[at] = {}
+        for dim, member in pairs:
+            per = dims.get(dim)
+            if per is None:
+                per = dims[dim] = {}
+            per[member] = per.get(member, 0) + n
+
+
+def add_counts_py(target: dict[Any, int], source: dict[Any, int]) -> None:
+    """target[k] += n for each k, n of source (a missing k starts at 0): Counter.update."""
+    if not target:
+        target.update(source)
+        return
+    get = target.get
+    for key, n in source.items():
+        target[key] = get(key, 0) + n
+
+
+def _native() -> Any:
+    if os.environ.get("LOGCOUNT_PURE_PYTHON"):
+        return None
+    try:
+        import logcount.count._sum as _sum
+    except ImportError:
+        return None
+    if getattr(_sum, "VERSION", None) != SUM_VERSION:
+        return None  # a build of another _sum.c: the scanner's check says so on stderr
+    return _sum
+
+
+add_by_members: Callable[..., None] = getattr(_native(), "add_by_members", add_by_members_py)
+add_counts: Callable[[dict[Any, int], dict[Any, int]], None] = getattr(
+    _native(), "add_counts", add_counts_py
+)

@@ -1,0 +1,120 @@
+"""The aggregator's per-key sums: the C twin (logcount/count/_sum.c) adds exactly as the
+Python definition (logcount/count/sums.py), over tables hypothesis makes up."""
+
+from __future__ import annotations
+
+import copy
+import os
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from logcount.count.sums import add_by_members_py
+
+try:
+    from logcount.count import _sum
+except ImportError:
+    _sum = None
+
+if _sum is None:
+    if os.environ.get("CI") == "true":
+        raise RuntimeError("logcount.count._sum was not built: CI must test the C sums")
+    pytest.skip("logcount.count._sum is not built (no C compiler?)", allow_module_level=True)
+
+CTX = st.tuples(st.sampled_from([b"201505171005", b"201505171006"]), st.just(b"+0000"))
+REST = st.tuples(st.sampled_from([b"GET / HTTP/1.1", b"GET /a HTTP/1.1", b"POST /"]))
+PAIRS = st.lists(
+    st.tuples(st.sampled_from(["path", "status", ""]), st.sampled_from(["/", "/a", "200"])),
+    max_size=4,
+).map(tuple)
+COUNT = st.one_of(st.integers(1, 1000), st.just(2**70))  # sizes past 2^63 are Python ints
+
+
+def learners(asked: list) -> tuple:
+    """at_of and pairs_of that say what a context or rest is, and note that they were asked."""
+
+    def at_of(ctx: tuple) -> tuple:
+        asked.append(ctx)
+        return ("site", ctx[0].decode())
+
+    def pairs_of(rest: tuple) -> tuple:
+        asked.append(rest)
+        return (("path", rest[0].decode()), ("", "hits"))
+
+    return at_of, pairs_of
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    table=st.dictionaries(st.builds(lambda c, r: c + r, CTX, REST), COUNT, max_size=30),
+    where=st.dictionaries(CTX, st.sampled_from([("a", "1005"), ("b", "1006")]), max_size=2),
+    members=st.dictionaries(REST, PAIRS, max_size=3),
+    before=st.dictionaries(
+        st.sampled_from([("a", "1005"), ("b", "1006")]),
+        st.dictionaries(st.sampled_from(["path", ""]), st.dictionaries(st.just("/"), COUNT)),
+    ),
+)
+def test_the_c_sums_equal_the_python_ones(table, where, members, before) -> None:
+    results = []
+    for add in (add_by_members_py, _sum.add_by_members):
+        state = copy.deepcopy((where, members, before))
+        asked: list = []
+        add(table, 2, *state, *learners(asked))
+        results.append((state, asked))
+    assert results[1] == results[0]
+
+
+def test_each_key_is_added_to_its_members_and_what_is_new_asked_once() -> None:
+    table = {(b"m1", b"/a"): 3, (b"m1", b"/b"): 2, (b"m2", b"/a"): 1}
+    where = {(b"m1",): ("site", "m1")}
+    members = {(b"/a",): (("path", "/a"), ("status", "200"))}
+    out = {("site", "m1"): {"path": {"/a": 10}}}
+    for add in (add_by_members_py, _sum.add_by_members):
+        state = copy.deepcopy((where, members, out))
+        asked: list = []
+        add(table, 1, *state, *learners(asked))
+        assert asked == [(b"/b",), (b"m2",)]
+        assert state[2] == {
+            ("site", "m1"): {"path": {"/a": 13, "/b": 2}, "status": {"200": 3}, "": {"hits": 2}},
+            ("site", "m2"): {"path": {"/a": 1}, "status": {"200": 1}},
+        }
+
+
+@pytest.mark.parametrize(
+    ("table", "members", "error"),
+    [
+        ({b"not a tuple": 1}, {}, "keys must be tuples"),
+        ({(b"m",): 1}, {(): "not pairs"}, "members must be a tuple"),
+        ({(b"m",): 1}, {(): (("path",),)}, "a member must be a (dimension, member) tuple"),
+    ],
+)
+def test_the_c_sums_refuse_what_they_cannot_add(table, members, error) -> None:
+    with pytest.raises(TypeError, match=error.replace("(", r"\(").replace(")", r"\)")):
+        _sum.add_by_members(table, 1, {(b"m",): "at"}, members, {}, repr, repr)
+
+
+def test_an_error_of_a_learner_is_raised() -> None:
+    def broken(ctx: tuple) -> tuple:
+        raise ValueError("no such minute")
+
+    with pytest.raises(ValueError, match="no such minute"):
+        _sum.add_by_members({(b"m", b"/"): 1}, 1, {}, {}, {}, broken, repr)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    target=st.dictionaries(st.sampled_from(["/", "/a", "200"]), COUNT),
+    source=st.dictionaries(st.sampled_from(["/", "/a", "/b"]), COUNT),
+)
+def test_the_c_add_counts_equals_counter_update(target, source) -> None:
+    from collections import Counter
+
+    from logcount.count.sums import add_counts_py
+
+    expected = Counter(target)
+    expected.update(source)
+    for add in (add_counts_py, _sum.add_counts):
+        got = dict(target)
+        add(got, source)
+        assert got == dict(expected)
