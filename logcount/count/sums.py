@@ -67,7 +67,7 @@ def _native() -> Any:
     except ImportError:
         return None
     if getattr(_sum, "VERSION", None) != SUM_VERSION:
-        return None  # a build of another _sum.c: the scanner's check says so on stderr
+        return None  # a build of another _sum.c: the Python twin adds the same, slower
     return _sum
 
 
