@@ -265,9 +265,8 @@ class LineCounter:
 
 
 Minutes = dict[tuple[str, str], Any]  # (site, minute label) -> what was counted in it
-# A hit key's status class, and its (dimension, member) pairs: path, status, method, object.
-Described = tuple[str, tuple[tuple[str, str], ...]]
-# The dimension under which a key's pairs add to its bucket's own totals (hits, bytes, s2xx)
+# The dimension of the pair that adds a hit key's hits (or bytes) to its bucket's totals,
+# under its status class (s2xx ...): the bucket's hits are their sum.
 TOTALS = ""
 
 
@@ -286,12 +285,10 @@ class Aggregator:
         self.count_bots = config.count_bots
         self.grans: tuple[str, ...] = GRANS
         self._site_minute: dict[tuple[bytes, ...], tuple[str, str]] = {}
-        # What a hit key says after its context (request, status, ...), described once,
-        # and the (dimension, member) pairs it adds its hits and its bytes to (TOTALS: the
-        # bucket's own counts)
-        self._described: dict[tuple[bytes, ...], Described] = {}
-        self._hit_pairs: dict[tuple[bytes, ...], Pairs] = {}
-        self._size_pairs: dict[tuple[bytes, ...], Pairs] = {}
+        # What a hit key says after its context (request, status, ...), described once:
+        # the (dimension, member) pairs it adds its hits and bytes to, (TOTALS, its status
+        # class) first
+        self._described: dict[tuple[bytes, ...], Pairs] = {}
         self._held = 0  # bytes of the keys held: 8 KB requests must not pile up
         cl = self.classifier
         # What yields the member of each dimension of the scanner's other tables
@@ -330,8 +327,6 @@ class Aggregator:
         caches: tuple[dict[Any, Any], ...] = (
             self._site_minute,
             self._described,
-            self._hit_pairs,
-            self._size_pairs,
             *(pairs for *_, pairs in self._tables),
         )
         if self._held > CACHE_BYTES or max(map(len, caches)) > 50_000:
@@ -371,8 +366,9 @@ class Aggregator:
             found = totals[sm] = Counter()
         return found
 
-    def _describe(self, what: tuple[bytes, ...]) -> Described:
-        """The status class and the members a hit key's fields (after its context) give."""
+    def _describe(self, what: tuple[bytes, ...]) -> Pairs:
+        """The status class and the members a hit key's fields (after its context) give,
+        as (dimension, member) pairs: (TOTALS, class) and then one per dimension."""
         layout = self.counter.key_layout
         fields = dict(zip(layout[len(self.counter.ctx_layout) :], what, strict=True))
         path = self.path_of(fields)
@@ -387,10 +383,7 @@ class Aggregator:
             "object": self.classifier.object_of(path),
         }
         pairs = tuple((d, m) for d in HIT_KEY_DIMS if (m := members[d]) is not None)
-        found = (status_class(status), pairs)
-        self._described[what] = found
-        self._hit_pairs[what] = ((TOTALS, "hits"), (TOTALS, found[0]), *pairs)
-        self._size_pairs[what] = ((TOTALS, "bytes"), *pairs)
+        found = self._described[what] = ((TOTALS, status_class(status)), *pairs)
         self._held += sum(map(len, what))
         return found
 
@@ -399,20 +392,25 @@ class Aggregator:
         (hits, bytes, per status class): sums.add_by_members over the hit keys and their
         sizes; a context or a key's fields seen for the first time are described then."""
         nctx = len(self.counter.ctx_layout)
-        for table, pairs, out in (
-            (raw.hits, self._hit_pairs, hits),
-            (raw.sizes, self._size_pairs, sizes),
-        ):
-
-            def pairs_of(what: tuple[bytes, ...], pairs: dict[Any, Pairs] = pairs) -> Pairs:
-                self._describe(what)  # fills both tables of pairs
-                return pairs[what]
-
-            add_by_members(table, nctx, self._site_minute, pairs, out, self._at_of, pairs_of)
-            for sm, dims in out.items():
-                own = dims.pop(TOTALS, None)
-                if own:
-                    self._totals_of(totals, sm).update(own)
+        where, described, at_of, describe = (
+            self._site_minute,
+            self._described,
+            self._at_of,
+            self._describe,
+        )
+        add_by_members(raw.hits, nctx, where, described, hits, at_of, describe)
+        add_by_members(raw.sizes, nctx, where, described, sizes, at_of, describe)
+        # TOTALS: hits (and bytes) per status class, whose sum is the bucket's
+        for sm, dims in hits.items():
+            per_class = dims.pop(TOTALS, None)
+            if per_class:
+                own = self._totals_of(totals, sm)
+                own.update(per_class)
+                own["hits"] += sum(per_class.values())
+        for sm, dims in sizes.items():
+            per_class = dims.pop(TOTALS, None)
+            if per_class:
+                self._totals_of(totals, sm)["bytes"] += sum(per_class.values())
 
     def _table_dims(
         self,
