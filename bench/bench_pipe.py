@@ -1,6 +1,7 @@
 """`logcount pipe` end to end against `cat` and a plain apachelogs loop, in the same run.
 
     .venv/bin/python bench/bench_pipe.py [--lines N] [--data both|real|diverse] [--seed S]
+                                         [--before TREE] [--runs N]
 
 Two inputs (--data, default both): the real lines repeated, their times spread over a day,
 an hour and the seconds a site at 250,000 requests/s writes them; and a day generated as
@@ -8,11 +9,15 @@ diverse as a real one (bench/diverse.py), where caches miss as they do in produc
 logcount runs pinned to one core (taskset -c 0), the private redis-server on the other.
 Prints lines/s for each, the ratio to apachelogs, and peak RSS of the pipe's processes.
 Targets (issue 2): >= 250,000 lines/s end to end, >= 5x apachelogs, peak RSS < 80 MB.
+With --before TREE (a source tree of logcount, built: `setup.py build_ext --inplace`),
+each input is piped --runs times through this tree and that one, alternating, and the
+medians are compared (load from elsewhere falls on both alike).
 """
 
 from __future__ import annotations
 
 import argparse
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -45,9 +50,12 @@ def apachelogs_loop(path: Path) -> tuple[float, int]:
     return time.perf_counter() - start, n
 
 
-def run_pipe(path: Path) -> tuple[float, int, int]:
-    """Seconds and peak RSS (KiB) of `logcount pipe < path`, and the lines it counted."""
+def run_pipe(path: Path, tree: str = "") -> tuple[float, int, int]:
+    """Seconds and peak RSS (KiB) of `logcount pipe < path`, and the lines it counted;
+    with `tree`, the logcount package of that source tree."""
     with private_logcount() as (redis, env):
+        if tree:  # found before the installed package: PYTHONPATH precedes site-packages
+            env["PYTHONPATH"] = tree
         seconds, _, rss = timed(["taskset", "-c", "0", *logcount_cmd(), "pipe"], env, path)
         counted = 0
         for key in redis.client.scan_iter("lc:*:t:day:*"):
@@ -56,29 +64,45 @@ def run_pipe(path: Path) -> tuple[float, int, int]:
     return seconds, rss, counted
 
 
-def compare(n: int, baseline: Path, spreads: list[tuple[str, Path, int]]) -> None:
+def compare(
+    n: int, baseline: Path, spreads: list[tuple[str, Path, int]], before: str, runs: int
+) -> None:
     """cat and the apachelogs loop on `baseline`, then the pipe on each (label, file,
-    lines it should count)."""
+    lines it should count): medians of `runs`, alternating with the `before` tree."""
     cat_s, _, _ = timed(["taskset", "-c", "0", "cat", str(baseline)])
     al_s, al_n = apachelogs_loop(baseline)
     al_rate = al_n / al_s
     print(f"cat                                {n / cat_s:>12,.0f} lines/s")
     print(f"apachelogs parse() loop            {al_rate:>12,.0f} lines/s")
     for label, path, expected in spreads:
-        seconds, rss, counted = run_pipe(path)
-        rate = n / seconds
-        print(
-            f"logcount pipe, 1 core, {label:<7}    {rate:>12,.0f} lines/s   "
-            f"{rate / al_rate:4.1f}x apachelogs   peak RSS {rss / 1024:.0f} MB"
-        )
-        if counted != expected:
-            print(f"WARNING: counted {counted:,} lines, expected {expected:,}")
+        mine, theirs = [], []
+        for _ in range(runs):
+            for tree, out in (("", mine), (before, theirs)) if before else (("", mine),):
+                seconds, rss, counted = run_pipe(path, tree)
+                out.append((seconds, rss))
+                if counted != expected:
+                    print(f"WARNING: counted {counted:,} lines, expected {expected:,}")
+        for name, results in (("", mine), (" (--before)", theirs)):
+            if not results:
+                continue
+            rate = n / statistics.median(s for s, _ in results)
+            rss = statistics.median(r for _, r in results)
+            print(
+                f"logcount pipe, 1 core, {label + name:<18} {rate:>12,.0f} lines/s   "
+                f"{rate / al_rate:4.1f}x apachelogs   peak RSS {rss / 1024:.0f} MB"
+            )
+        if theirs:
+            mine_s = statistics.median(s for s, _ in mine)
+            theirs_s = statistics.median(s for s, _ in theirs)
+            print(f"  this tree vs --before: lines/s {theirs_s / mine_s - 1:+.1%}")
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--lines", type=int, default=1_000_000)
     add_data_option(ap)
+    ap.add_argument("--before", default="", help="a source tree to compare with")
+    ap.add_argument("--runs", type=int, default=1, help="runs of each, medians compared")
     args = ap.parse_args()
     n = args.lines
     if args.data in ("both", "real"):
@@ -95,14 +119,14 @@ def main() -> None:
             ("1 hour", million_lines(n, hours=1), expected),
             (f"{live} s", million_lines(n, seconds=live), expected),
         ]
-        compare(n, day, spreads)
+        compare(n, day, spreads, args.before, args.runs)
     if args.data in ("both", "diverse"):
         diverse = diverse_day(n, args.seed)
         print(
             f"input: {n:,} combined lines ({diverse.stat().st_size / 1e6:.0f} MB) generated "
             f"as diverse as a busy day (bench/diverse.py, seed {args.seed}), over one day"
         )
-        compare(n, diverse, [("1 day", diverse, n)])
+        compare(n, diverse, [("1 day", diverse, n)], args.before, args.runs)
 
 
 if __name__ == "__main__":
