@@ -118,3 +118,43 @@ def test_the_c_add_counts_equals_counter_update(target, source) -> None:
         got = dict(target)
         add(got, source)
         assert got == dict(expected)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    keys=st.sets(
+        st.tuples(
+            st.sampled_from([b"d1", b"d2"]),
+            st.sampled_from([b"1.2.3.4", b"5.6.7.8"]),
+            st.sampled_from([b"Firefox", b"Googlebot"]),
+            st.sampled_from([b"GET /", b"GET /skip", b"GET /a"]),
+        ),
+        max_size=20,
+    )
+)
+def test_the_c_visitor_sets_equal_the_python_ones(keys) -> None:
+    from logcount.count.sums import add_to_sets_py
+
+    results = []
+    for add in (add_to_sets_py, _sum.add_to_sets):
+        tables: dict = {}
+        asked: list = []
+
+        def sets_of(where: tuple, tables: dict = tables, asked: list = asked) -> tuple | None:
+            asked.append(where)
+            if where[1] == (b"GET /skip",):  # an ignored path
+                return None
+            return (
+                tables.setdefault(("day", where[0]), set()),
+                tables.setdefault(("page", where), set()),
+            )
+
+        def digest_of(who: tuple, asked: list = asked) -> str | None:
+            asked.append(who)
+            return None if who[1] == b"Googlebot" else b"|".join(who).decode()
+
+        add(keys, 1, (3,), (1, 2), {}, {}, sets_of, digest_of)
+        results.append((tables, sorted(map(repr, asked))))
+    assert results[1] == results[0]
+    counted = {k for k in keys if k[3] != b"GET /skip" and k[2] != b"Googlebot"}
+    assert sum(len(s) for w, s in results[0][0].items() if w[0] == "page") == len(counted)

@@ -9,7 +9,7 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 
-#define SUM_VERSION 3
+#define SUM_VERSION 4
 
 /* The dict under `key` in `outer`, created empty when missing; a borrowed reference. */
 static PyObject *inner_dict(PyObject *outer, PyObject *key) {
@@ -121,7 +121,100 @@ static PyObject *add_counts(PyObject *self, PyObject *args) {
     Py_RETURN_NONE;
 }
 
+/* A tuple of key[i] for each index i of `at` (a tuple of ints). */
+static PyObject *pick(PyObject *key, PyObject *at) {
+    Py_ssize_t n = PyTuple_GET_SIZE(at);
+    PyObject *out = PyTuple_New(n);
+    if (out == NULL)
+        return NULL;
+    for (Py_ssize_t j = 0; j < n; j++) {
+        Py_ssize_t i = PyLong_AsSsize_t(PyTuple_GET_ITEM(at, j));
+        if (i < 0 || i >= PyTuple_GET_SIZE(key)) {
+            if (!PyErr_Occurred())
+                PyErr_SetString(PyExc_IndexError, "an index past the key");
+            Py_DECREF(out);
+            return NULL;
+        }
+        PyObject *item = PyTuple_GET_ITEM(key, i);
+        Py_INCREF(item);
+        PyTuple_SET_ITEM(out, j, item);
+    }
+    return out;
+}
+
+/* One visitor key: its digest added to each set its place names. 0, or -1 on error. */
+static int add_visitor(PyObject *key, Py_ssize_t nctx, PyObject *page_at, PyObject *who_at,
+                       PyObject *targets, PyObject *digests, PyObject *sets_of,
+                       PyObject *digest_of) {
+    if (!PyTuple_Check(key) || PyTuple_GET_SIZE(key) < nctx || nctx < 0) {
+        PyErr_SetString(PyExc_TypeError, "keys must be tuples of at least nctx items");
+        return -1;
+    }
+    PyObject *ctx = PyTuple_GetSlice(key, 0, nctx);
+    PyObject *page = ctx != NULL ? pick(key, page_at) : NULL;
+    PyObject *where = page != NULL ? PyTuple_Pack(2, ctx, page) : NULL;
+    Py_XDECREF(ctx);
+    Py_XDECREF(page);
+    if (where == NULL)
+        return -1;
+    PyObject *sets = known(targets, where, sets_of);
+    Py_DECREF(where);
+    if (sets == NULL)
+        return -1;
+    if (sets == Py_None) /* not counted (an ignored path) */
+        return 0;
+    Py_INCREF(sets); /* `targets` may change while digest_of runs */
+    PyObject *who = pick(key, who_at);
+    PyObject *digest = who != NULL ? known(digests, who, digest_of) : NULL;
+    Py_XDECREF(who);
+    int failed = digest == NULL;
+    if (!failed && digest != Py_None) { /* None: a bot not counted */
+        if (!PyTuple_Check(sets)) {
+            PyErr_SetString(PyExc_TypeError, "sets_of must give a tuple of sets, or None");
+            failed = 1;
+        }
+        for (Py_ssize_t i = 0; !failed && i < PyTuple_GET_SIZE(sets); i++) {
+            PyObject *s = PyTuple_GET_ITEM(sets, i);
+            failed = !PySet_Check(s) ? (PyErr_SetString(PyExc_TypeError, "not a set"), 1)
+                                     : PySet_Add(s, digest) < 0;
+        }
+    }
+    Py_DECREF(sets);
+    return failed ? -1 : 0;
+}
+
+static PyObject *add_to_sets(PyObject *self, PyObject *args) {
+    (void)self;
+    PyObject *keys, *page_at, *who_at, *targets, *digests, *sets_of, *digest_of;
+    Py_ssize_t nctx;
+    if (!PyArg_ParseTuple(args, "OnO!O!O!O!OO", &keys, &nctx, &PyTuple_Type, &page_at,
+                          &PyTuple_Type, &who_at, &PyDict_Type, &targets, &PyDict_Type,
+                          &digests, &sets_of, &digest_of))
+        return NULL;
+    PyObject *it = PyObject_GetIter(keys);
+    if (it == NULL)
+        return NULL;
+    PyObject *key;
+    while ((key = PyIter_Next(it)) != NULL) {
+        int failed = add_visitor(key, nctx, page_at, who_at, targets, digests, sets_of, digest_of);
+        Py_DECREF(key);
+        if (failed) {
+            Py_DECREF(it);
+            return NULL;
+        }
+    }
+    Py_DECREF(it);
+    if (PyErr_Occurred())
+        return NULL;
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef methods[] = {
+    {"add_to_sets", add_to_sets, METH_VARARGS,
+     "add_to_sets(keys, nctx, page_at, who_at, targets, digests, sets_of, digest_of): for "
+     "each key, the digest of its visitor (digests[who], who the items at who_at) added to "
+     "each set of targets[(key[:nctx], the items at page_at)]; what is not there yet is "
+     "asked of sets_of or digest_of (and kept); None from either: the key is not counted."},
     {"add_counts", add_counts, METH_VARARGS,
      "add_counts(target, source): target[k] += n for each k, n of source (a missing k "
      "starts at 0), as Counter.update without the interpreter."},

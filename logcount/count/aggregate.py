@@ -40,7 +40,7 @@ from logcount.count.delta import SAMPLE_SIZE, Delta
 from logcount.count.logformat import CompiledFormat
 from logcount.count.paths import NO_PATH
 from logcount.count.regex_scan import RegexScanner, getter
-from logcount.count.sums import Pairs, add_by_members, add_counts
+from logcount.count.sums import Pairs, add_by_members, add_counts, add_to_sets
 from logcount.dimensions import (
     DIMENSIONS,
     ERROR_CLASSES,
@@ -466,23 +466,22 @@ class Aggregator:
     def _visitors(self, raw: RawCounts, delta: Delta) -> None:
         """Minute sets of visitor hashes; hours and days are their unions."""
         layout = self.counter.vis_layout
-        nctx = len(self.counter.ctx_layout)
-        ci = layout.index("client")
-        ai = layout.index("agent") if "agent" in layout else -1
         minute_sets: dict[tuple[str, str], set[str]] = {}
-        hashes: dict[tuple[bytes, bytes], str] = {}
-        site_minute, at, hkey = self._site_minute.get, self._at, self.config.visitor_key()
-        for key in raw.visitors:
-            who = (key[ci], key[ai] if ai >= 0 else b"")
-            digest = hashes.get(who)
-            if digest is None:
-                digest = hashes[who] = visitor_hash(*who, hkey)
-            ctx = key[:nctx]
-            sm = site_minute(ctx) or at(ctx)
+        at, hkey = self._at, self.config.visitor_key()
+
+        def sets_of(where: tuple[Any, Any]) -> tuple[set[str], ...]:
+            sm = at(where[0])
             found = minute_sets.get(sm)
             if found is None:
                 found = minute_sets[sm] = set()
-            found.add(digest)
+            return (found,)
+
+        def digest_of(who: tuple[bytes, ...]) -> str:
+            return visitor_hash(who[0], who[1] if len(who) > 1 else b"", hkey)
+
+        who_at = tuple(layout.index(f) for f in ("client", "agent") if f in layout)
+        nctx = len(self.counter.ctx_layout)
+        add_to_sets(raw.visitors, nctx, (), who_at, {}, {}, sets_of, digest_of)
         for (site, minute), digests in minute_sets.items():
             for gran in self.grans:
                 bucket = (site, gran, minute[: _CUT[gran]])

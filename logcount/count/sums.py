@@ -8,10 +8,10 @@ scanner's). tests/test_sums.py holds the two equal."""
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
-SUM_VERSION = 3  # the _sum.c this code calls
+SUM_VERSION = 4  # the _sum.c this code calls
 
 Key = tuple[bytes, ...]
 Pairs = tuple[tuple[str, str], ...]  # (dimension, member) pairs a key's rest yields
@@ -59,6 +59,38 @@ def add_counts_py(target: dict[Any, int], source: dict[Any, int]) -> None:
         target[key] = get(key, 0) + n
 
 
+def add_to_sets_py(
+    keys: Iterable[Key],
+    nctx: int,
+    page_at: tuple[int, ...],
+    who_at: tuple[int, ...],
+    targets: dict[tuple[Key, Key], tuple[set[str], ...] | None],
+    digests: dict[Key, str | None],
+    sets_of: Callable[[tuple[Key, Key]], tuple[set[str], ...] | None],
+    digest_of: Callable[[Key], str | None],
+) -> None:
+    """Each visitor key's digest added to the sets of its place. The place of a key is
+    (its context, its items at page_at: the request a visitor of a path asked for), its
+    sets targets[place]; its visitor is its items at who_at, its digest digests[who]. What
+    is not there yet is asked of sets_of or digest_of, and kept; None from sets_of (an
+    ignored path) or from digest_of (a bot not counted): the key is not counted."""
+    for key in keys:
+        where = (key[:nctx], tuple([key[i] for i in page_at]))
+        sets = targets.get(where, ())
+        if sets == ():
+            sets = targets[where] = sets_of(where)
+        if sets is None:
+            continue
+        who = tuple([key[i] for i in who_at])
+        digest = digests.get(who, "")
+        if digest == "":
+            digest = digests[who] = digest_of(who)
+        if digest is None:
+            continue
+        for found in sets:
+            found.add(digest)
+
+
 def _native() -> Any:
     if os.environ.get("LOGCOUNT_PURE_PYTHON"):
         return None
@@ -75,3 +107,4 @@ add_by_members: Callable[..., None] = getattr(_native(), "add_by_members", add_b
 add_counts: Callable[[dict[Any, int], dict[Any, int]], None] = getattr(
     _native(), "add_counts", add_counts_py
 )
+add_to_sets: Callable[..., None] = getattr(_native(), "add_to_sets", add_to_sets_py)

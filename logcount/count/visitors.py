@@ -3,11 +3,14 @@ side keeps them per bucket (Aggregator), a rollup per day and member as well."""
 
 from __future__ import annotations
 
-from operator import itemgetter
 from typing import Any
 
 from logcount.count.aggregate import Aggregator
 from logcount.count.classify import visitor_hash
+from logcount.count.sums import add_to_sets
+
+# The fields of a visitor key that say which page it asked for (its path's visitors)
+PAGE_FIELDS = ("request", "method", "uri", "query")
 
 
 class MemberVisitors:
@@ -23,81 +26,53 @@ class MemberVisitors:
     ) -> None:
         """Day, path and object visitors, with the live side's rule for bots.
 
-        A key per distinct (day, visitor, request): each (day, request) finds the sets its
-        visitors go to, and each visitor its hash (or that it is a bot not counted), once
-        per batch; a key then costs two look-ups and its set additions."""
-        cl, agg = self.aggregator.classifier, self.aggregator
-        layout = self.aggregator.counter.vis_layout
-        nctx = len(self.aggregator.counter.ctx_layout)
-        ci = layout.index("client") if "client" in layout else -1
-        ai = layout.index("agent") if "agent" in layout else -1
-        page_at = [i for i, f in enumerate(layout) if f in ("request", "method", "uri", "query")]
-        page_of = itemgetter(*page_at) if page_at else (lambda key: ())
-        who_of = itemgetter(ci, ai) if ci >= 0 and ai >= 0 else None
+        A key per distinct (day, visitor, request): sums.add_to_sets finds the sets of each
+        (day, request) and the hash of each visitor (or that it is a bot not counted) once
+        per batch, and adds each key's hash to its sets."""
+        agg, cl = self.aggregator, self.aggregator.classifier
+        layout, ctx_layout = agg.counter.vis_layout, agg.counter.ctx_layout
+        page_fields = tuple(f for f in layout if f in PAGE_FIELDS)
+        who_fields = tuple(f for f in layout if f in ("client", "agent"))
         day_v, path_v, obj_v = tables
         places: dict[tuple[bytes, ...], tuple[str, str]] = {}  # context -> (site, day)
         pages: dict[Any, tuple[str, str | None] | None] = {}  # None: ignored
-        # (context, page) -> the sets its visitors join; None: not counted (ignored)
-        targets: dict[tuple[Any, Any], tuple[set[str], ...] | None] = {}
-        digests: dict[tuple[bytes, bytes], str | None] = {}  # None: a bot not counted
         hkey = cl.config.visitor_key()
-        for key in visitors:
-            where = (key[:nctx], page_of(key))
-            sets = targets.get(where, ())
-            if sets == ():
-                sets = targets[where] = self._sets(
-                    key, where, places, pages, (day_v, path_v, obj_v)
-                )
-            if sets is None:
-                continue
-            who = (
-                who_of(key)
-                if who_of is not None
-                else (
-                    key[ci] if ci >= 0 else b"",
-                    key[ai] if ai >= 0 else b"",
-                )
-            )
-            digest = digests.get(who, "")
-            if digest == "":
-                bot = cl.agent(who[1] or b"-")[0] and not agg.count_bots
-                digest = digests[who] = None if bot else visitor_hash(who[0], who[1], hkey)
-            if digest is None:
-                continue
-            for found in sets:
-                found.add(digest)
 
-    def _sets(
-        self,
-        key: tuple[bytes, ...],
-        where: tuple[Any, Any],
-        places: dict[tuple[bytes, ...], tuple[str, str]],
-        pages: dict[Any, tuple[str, str | None] | None],
-        tables: tuple[dict[Any, set[str]], ...],
-    ) -> tuple[set[str], ...] | None:
-        """The visitor sets of a key's day, path and object; None for an ignored path."""
-        cl, agg = self.aggregator.classifier, self.aggregator
-        layout = self.aggregator.counter.vis_layout
-        ctx, page_key = where
-        if page_key in pages:
-            page = pages[page_key]
-        else:
-            path = agg.path_of(dict(zip(layout, key, strict=True)))
-            # visitors are those of counted hits, as on the live side
-            page = pages[page_key] = None if cl.ignored(path) else (path, cl.object_of(path))
-        if page is None:
-            return None
-        place = places.get(ctx)
-        if place is None:
-            site, buckets = agg.context_of(layout, key)
-            place = places[ctx] = (site, buckets.day)
-        site, day = place
-        path, obj = page
-        day_v, path_v, obj_v = tables
-        out = [
-            day_v.setdefault((site, "day", day), set()),
-            path_v.setdefault((site, day, path), set()),
-        ]
-        if obj is not None:
-            out.append(obj_v.setdefault((site, day, obj), set()))
-        return tuple(out)
+        def sets_of(where: tuple[Any, Any]) -> tuple[set[str], ...] | None:
+            ctx, page_key = where
+            if page_key in pages:
+                page = pages[page_key]
+            else:
+                path = agg.path_of(dict(zip(page_fields, page_key, strict=True)))
+                # visitors are those of counted hits, as on the live side
+                page = None if cl.ignored(path) else (path, cl.object_of(path))
+                pages[page_key] = page
+            if page is None:
+                return None
+            place = places.get(ctx)
+            if place is None:
+                site, buckets = agg.context_of(ctx_layout, ctx)
+                place = places[ctx] = (site, buckets.day)
+            site, day = place
+            path, obj = page
+            out = [
+                day_v.setdefault((site, "day", day), set()),
+                path_v.setdefault((site, day, path), set()),
+            ]
+            if obj is not None:
+                out.append(obj_v.setdefault((site, day, obj), set()))
+            return tuple(out)
+
+        ci = who_fields.index("client") if "client" in who_fields else -1
+        ai = who_fields.index("agent") if "agent" in who_fields else -1
+        agent_of, count_bots = cl.agent, agg.count_bots
+
+        def digest_of(who: tuple[bytes, ...]) -> str | None:
+            client, agent = who[ci] if ci >= 0 else b"", who[ai] if ai >= 0 else b""
+            if not count_bots and agent_of(agent or b"-")[0]:
+                return None
+            return visitor_hash(client, agent, hkey)
+
+        page_at = tuple(layout.index(f) for f in page_fields)
+        who_at = tuple(layout.index(f) for f in who_fields)
+        add_to_sets(visitors, len(ctx_layout), page_at, who_at, {}, {}, sets_of, digest_of)
