@@ -14,7 +14,7 @@ import click
 from logcount import __version__
 from logcount.config import Config
 from logcount.count.checks import load_checked
-from logcount.dimensions import DIMENSION_NAMES
+from logcount.dimensions import DIMENSION_NAMES, SORT_NAMES
 from logcount.errors import LogcountError
 
 FORMATS = click.Choice(["table", "json", "csv"])
@@ -198,6 +198,13 @@ def window_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     help="With --by path: the paths of one status (404) or class (4xx).",
 )
 @click.option("--limit", "-n", type=click.IntRange(1, 10_000), default=20, show_default=True)
+@click.option(
+    "--sort",
+    type=click.Choice(SORT_NAMES),
+    default="hits",
+    show_default=True,
+    help="Rank rows by hits, bytes or time (the sum of response times: %D, %T).",
+)
 @click.option("--format", "-f", "fmt", type=FORMATS, default="table", show_default=True)
 @click.option(
     "--watch",
@@ -220,6 +227,7 @@ def top(
     by: str,
     status: str | None,
     limit: int,
+    sort: str,
     fmt: str,
     watch: float | None,
     recent: bool,
@@ -246,6 +254,7 @@ def top(
                 until=until,
                 recent=recent,
                 status=status,
+                sort=sort,
             )
         )
     # To a terminal, CSV and JSON are escaped like a table; elsewhere they hold the exact
@@ -261,7 +270,14 @@ def top(
             emit(recent_table(site or counts.site, items, width, terminal))
         return
     report = counts.report(
-        window=window, by=by, limit=limit, site=site, since=since, until=until, status=status
+        window=window,
+        by=by,
+        limit=limit,
+        site=site,
+        since=since,
+        until=until,
+        status=status,
+        sort=sort,
     )
     if fmt == "json":
         emit(top_json(report, terminal) + "\n")

@@ -24,6 +24,12 @@ class Dimension:
     source: str = "hit"
     listed: bool = True  # a --by choice (a hidden one serves another report)
 
+    @property
+    def timed(self) -> bool:
+        """Durations summed per member (formats with %D, %T): a hit key's dimensions,
+        whose sums ride in the scanner's hit-key slot."""
+        return self.source == "hit"
+
 
 DIMENSIONS: dict[str, Dimension] = {
     d.name: d
@@ -82,6 +88,9 @@ OTHER_DEVICE = "other"  # an agent no row names (curl, a feed reader, an app's o
 BOT_DEVICE = "bot"  # a bot's line, counted in hits with count_bots = true
 HIT_KEY_DIMS = tuple(name for name, d in DIMENSIONS.items() if d.source == "hit")
 DIMENSION_NAMES = tuple(name for name, d in DIMENSIONS.items() if d.listed)
+# `top --sort`: what rows are ranked by (report.SORTS says where each is kept); time is
+# the sum of a member's response times, for the timed dimensions only
+SORT_NAMES = ("hits", "bytes", "time")
 
 
 @dataclass(frozen=True)

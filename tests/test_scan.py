@@ -141,7 +141,17 @@ def counted(fmt: str, lines: list[bytes], pure: bool, monkeypatch, **config) -> 
     return counter.take()
 
 
-FIELDS = ("lines", "malformed", "hits", "agents", "referrers", "visitors", "bots", "ignored")
+FIELDS = (
+    "lines",
+    "malformed",
+    "hits",
+    "agents",
+    "referrers",
+    "visitors",
+    "bots",
+    "ignored",
+    "timings",  # lines per context and duration bin (logcount.timing)
+)
 
 
 @pytest.mark.parametrize("fmt", SCANNED)
@@ -163,6 +173,8 @@ def test_scanner_counts_like_the_regex_path(fmt: str, config: dict, monkeypatch)
     assert list(fast.recent) == list(slow.recent)
     assert list(fast.samples) == list(slow.samples)
     assert fast.lines > 1000 and fast.malformed > 10
+    if "duration" in compile_format(fmt).group_index:  # a format with durations
+        assert fast.durations and sum(fast.timings.values()) > 500
 
 
 def test_real_log_counts_like_the_regex_path(real_data: Path, monkeypatch) -> None:

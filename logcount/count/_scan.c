@@ -29,9 +29,13 @@ enum { K_LIT, K_QUOTED, K_WORD, K_INT, K_INT_DASH, K_STATUS, K_TIME, K_COUNT, K_
 /* logcount/count/logformat.py MIN_YEAR, MAX_YEAR: a line dated outside is malformed */
 /* What take() returns and Scanner() takes: aggregate.py refuses a module of another
    version (a stale build beside newer Python code) and counts with the pure path. */
-#define SCAN_VERSION 2
+#define SCAN_VERSION 3
 #define MIN_YEAR 1001
 #define MAX_YEAR 9998
+/* logcount/timing.py: a duration is capped at 2^36 us; bins 0 (0 us) to 145 (the cap) */
+#define DUR_CAP (1LL << 36)
+#define NBINS 146
+static char BIN_TEXT[NBINS][4]; /* a bin's number as text: the last field of its key */
 
 typedef struct {
     int kind;
@@ -61,6 +65,7 @@ typedef struct {
     Py_ssize_t len;
     long long value;
     long long size; /* the hits table: the sum of its lines' %b (0 elsewhere) */
+    long long dur;  /* the hits table: the sum of its lines' durations in us, capped */
 } Slot;
 
 typedef struct {
@@ -215,6 +220,7 @@ static Slot *table_slot(Table *t, const char *key, Py_ssize_t len, int insert) {
     e->len = len;
     e->value = 0;
     e->size = 0;
+    e->dur = 0;
     t->arena_len += (size_t)len;
     t->used++;
     return e;
@@ -232,11 +238,16 @@ typedef struct {
        visitors table at take() instead of counted line by line (one table less a line) */
     int agents_from[MAX_LAYOUT];
     int agent_i, target_i, dur_i, size_i;
+    long long dur_scale; /* microseconds per unit of the duration field */
+    /* the histogram's keys: the context's fields, then the bin (as text, in slot
+       nfields + 1 of a line's fields) */
+    Layout timing_l;
     int count_bots, ignore_on;
     PyObject *decide_bot, *decide_ignore; /* callables bytes -> bool */
     Table flag_bot, flag_ignore;          /* the decisions so far (value 0/1) */
-    /* what take() hands over: joined key -> count (a sum for durations and sizes) */
-    Table hits, agents_t, refs_t, visitors_t, bots, ignored, durations, clients_t;
+    /* what take() hands over: joined key -> count; `timings` is keyed by the context and
+       a duration's bin (logcount/timing.py) */
+    Table hits, agents_t, refs_t, visitors_t, bots, ignored, timings, clients_t;
     /* a hit key's lines' %b are summed in its slot (Slot.size), so that a size is no part
        of a key (random sizes made nearly every line a key of its own); sums that would
        pass a long long go on in big_sizes (joined key bytes -> int) */
@@ -257,6 +268,8 @@ static unsigned char QUOTED_OK[256];
 static unsigned char WORD_OK[256]; /* the same without the space */
 
 static void init_tables(void) {
+    for (int b = 0; b < NBINS; b++)
+        snprintf(BIN_TEXT[b], sizeof BIN_TEXT[b], "%d", b);
     for (int c = 0x20; c < 0x7f; c++) {
         QUOTED_OK[c] = (c != '"' && c != '\\');
         WORD_OK[c] = QUOTED_OK[c] && c != ' ';
@@ -580,18 +593,45 @@ static void remember(Scanner *s, PyObject *src, Py_ssize_t start, Py_ssize_t len
         s->recent_count++;
 }
 
-static int parse_duration(const Span *x, long long *out) {
-    if (x->n == 0 || x->n > 18 || (x->n == 1 && x->p[0] == '-'))
+/* A line's duration in microseconds, capped at DUR_CAP; 0 when it has none ('-', or no
+   number: the plan and the regexes let through no negative one, nor one past 2^53). */
+static int parse_duration(const Span *x, long long scale, long long *out) {
+    if (x->n == 0 || x->n > 18)
         return 0;
-    Py_ssize_t i = x->p[0] == '-' ? 1 : 0;
     long long v = 0;
-    for (; i < x->n; i++) {
+    for (Py_ssize_t i = 0; i < x->n; i++) {
         if (!is_digit(x->p[i]))
             return 0;
         v = v * 10 + (x->p[i] - '0');
     }
-    *out = x->p[0] == '-' ? -v : v;
+    *out = v >= DUR_CAP / scale ? DUR_CAP : v * scale;
     return 1;
+}
+
+/* logcount/timing.py bin_of: four bins per doubling (the two bits after the leading one) */
+static inline int bin_of(long long us) {
+    if (us <= 0)
+        return 0;
+#if defined(__GNUC__)
+    int e = 63 - __builtin_clzll((unsigned long long)us);
+#else
+    int e = 0;
+    while ((us >> (e + 1)) != 0)
+        e++;
+#endif
+    return 1 + 4 * e + (int)((((unsigned long long)us << 2) >> e) & 3);
+}
+
+/* A timed line: its duration into its hit key's sum, a line into its context's bin. */
+static int add_time(Scanner *s, Slot *hit, Span *f) {
+    long long us;
+    if (!parse_duration(&f[s->dur_i], s->dur_scale, &us))
+        return 0;
+    hit->dur = hit->dur > LLONG_MAX - us ? LLONG_MAX : hit->dur + us;
+    const char *text = BIN_TEXT[bin_of(us)];
+    f[s->nfields + 1].p = text;
+    f[s->nfields + 1].n = (Py_ssize_t)strlen(text);
+    return count_key(s, &s->timings, &s->timing_l, f, 1);
 }
 
 /* A line's %b into its hit key's sum ('-' is 0; the scanner and the regexes let through
@@ -626,8 +666,8 @@ static int add_size(Scanner *s, Slot *e, const Span *f) {
     return 0;
 }
 
-/* Count one parsed line (fields in f, slot nfields is empty). */
-static int count_fields(Scanner *s, const Span *f) {
+/* Count one parsed line (fields in f, slot nfields is empty, nfields + 1 free). */
+static int count_fields(Scanner *s, Span *f) {
     s->lines++;
     int bot = 0, ignored = 0;
     if (s->agent_i >= 0) {
@@ -650,7 +690,8 @@ static int count_fields(Scanner *s, const Span *f) {
     if (excluded)
         return 0;
     Slot *hit = count_key_slot(s, &s->hits, &s->hits_l, f, 1);
-    if (hit == NULL || (s->size_i >= 0 && add_size(s, hit, f) < 0))
+    if (hit == NULL || (s->size_i >= 0 && add_size(s, hit, f) < 0) ||
+        (s->dur_i >= 0 && add_time(s, hit, f) < 0))
         return -1;
     if (s->agents.n >= 0 && s->agents_from[0] < 0 &&
         count_key(s, &s->agents_t, &s->agents, f, 1) < 0)
@@ -661,11 +702,6 @@ static int count_fields(Scanner *s, const Span *f) {
         return -1;
     if (s->visitors.n >= 0 && count_key(s, &s->visitors_t, &s->visitors, f, 1) < 0)
         return -1;
-    if (s->dur_i >= 0) {
-        long long us;
-        if (parse_duration(&f[s->dur_i], &us) && count_key(s, &s->durations, &s->ctx, f, us) < 0)
-            return -1;
-    }
     return 0;
 }
 
@@ -673,7 +709,7 @@ static int count_fields(Scanner *s, const Span *f) {
 
 #define EACH_COUNT_TABLE(s, X)                                                                 \
     X(&(s)->hits) X(&(s)->agents_t) X(&(s)->refs_t) X(&(s)->visitors_t) X(&(s)->bots)           \
-        X(&(s)->ignored) X(&(s)->durations) X(&(s)->clients_t)
+        X(&(s)->ignored) X(&(s)->timings) X(&(s)->clients_t)
 
 static void fresh(Scanner *s) {
 #define CLEAR(t) table_clear(t);
@@ -756,14 +792,16 @@ static int Scanner_init(Scanner *s, PyObject *args, PyObject *kw) {
                             "agents",       "referrers", "visitors",    "agent",
                             "target",       "duration",  "recent_size", "decide_bot",
                             "decide_ignore", "count_bots", "ignore",    "size",
-                            "clients",      NULL};
+                            "clients",      "duration_scale", NULL};
     PyObject *plan, *ctx, *hits, *agents, *refs, *vis, *bot_fn, *ign_fn, *clients = Py_None;
     int count_bots, ignore_on;
     s->size_i = -1;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "OiOOOOOiiinOOpp|iO", names, &plan, &s->nfields,
+    s->dur_scale = 1;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OiOOOOOiiinOOpp|iOL", names, &plan, &s->nfields,
                                      &ctx, &hits, &agents, &refs, &vis, &s->agent_i,
                                      &s->target_i, &s->dur_i, &s->recent_size, &bot_fn, &ign_fn,
-                                     &count_bots, &ignore_on, &s->size_i, &clients))
+                                     &count_bots, &ignore_on, &s->size_i, &clients,
+                                     &s->dur_scale))
         return -1;
     if (s->nfields < 0 || s->nfields >= MAX_FIELDS || s->elems != NULL) {
         PyErr_SetString(PyExc_ValueError, "bad field count (or init called twice)");
@@ -777,10 +815,13 @@ static int Scanner_init(Scanner *s, PyObject *args, PyObject *kw) {
         layout_from(clients, &s->clients, s->nfields) < 0)
         return -1;
     if (s->ctx.n < 0 || s->hits_l.n < 0 || s->agent_i > s->nfields || s->target_i > s->nfields ||
-        s->dur_i > s->nfields || s->size_i > s->nfields) {
+        s->dur_i > s->nfields || s->size_i > s->nfields || s->dur_scale < 1 ||
+        s->dur_scale > DUR_CAP || s->ctx.n >= MAX_LAYOUT) {
         PyErr_SetString(PyExc_ValueError, "bad layout");
         return -1;
     }
+    s->timing_l = s->ctx;
+    s->timing_l.idx[s->timing_l.n++] = s->nfields + 1;
     s->agents_from[0] = -1;
     if (s->agents.n > 0 && s->visitors.n > 0) {
         int found = 1;
@@ -882,7 +923,7 @@ static PyObject *Scanner_feed(Scanner *s, PyObject *arg) {
         return NULL;
     }
     const char *base = view.buf, *p = base, *end = base + view.len;
-    Span f[MAX_FIELDS + 1];
+    Span f[MAX_FIELDS + 2];
     while (p < end) {
         const char *nl = memchr(p, '\n', end - p);
         const char *eol = nl ? nl : end;
@@ -923,7 +964,7 @@ static PyObject *Scanner_count_row(Scanner *s, PyObject *row) {
         PyErr_SetString(PyExc_TypeError, "count_row() takes a tuple of the fields");
         return NULL;
     }
-    Span f[MAX_FIELDS + 1];
+    Span f[MAX_FIELDS + 2];
     for (int i = 0; i < s->nfields; i++) {
         PyObject *v = PyTuple_GET_ITEM(row, i);
         if (!PyBytes_Check(v)) {
@@ -1071,12 +1112,14 @@ static int add_big_sizes(Scanner *s, PyObject *out);
 
 /* The hits table as (cls of tuple -> count, dict of the same tuples -> sum of sizes), with
    the sums that went on in big_sizes added. */
-static int hits_and_sizes(Scanner *s, PyObject *cls, PyObject **hits, PyObject **sizes) {
+static int hits_and_sizes(Scanner *s, PyObject *cls, PyObject **hits, PyObject **sizes,
+                          PyObject **durs) {
     Table *t = &s->hits;
-    PyObject *counts = PyObject_CallNoArgs(cls), *out = PyDict_New();
+    PyObject *counts = PyObject_CallNoArgs(cls), *out = PyDict_New(), *times = PyDict_New();
     *hits = counts;
     *sizes = out;
-    if (counts == NULL || out == NULL)
+    *durs = times;
+    if (counts == NULL || out == NULL || times == NULL)
         return -1;
     for (size_t i = 0; i < t->cap; i++) {
         const Slot *e = &t->slots[i];
@@ -1090,6 +1133,11 @@ static int hits_and_sizes(Scanner *s, PyObject *cls, PyObject **hits, PyObject *
             PyObject *size = PyLong_FromLongLong(e->size);
             rc = size != NULL ? PyDict_SetItem(out, key, size) : -1;
             Py_XDECREF(size);
+        }
+        if (rc == 0 && e->dur) {
+            PyObject *dur = PyLong_FromLongLong(e->dur);
+            rc = dur != NULL ? PyDict_SetItem(times, key, dur) : -1;
+            Py_XDECREF(dur);
         }
         Py_XDECREF(key);
         if (rc < 0)
@@ -1122,9 +1170,9 @@ static PyObject *Scanner_take(Scanner *s, PyObject *args) {
     int with_recent;
     if (!PyArg_ParseTuple(args, "Op", &cls, &with_recent))
         return NULL;
-    PyObject *parts[11] = {NULL}, *out = NULL;
+    PyObject *parts[12] = {NULL}, *out = NULL;
     parts[0] = PyLong_FromLongLong(s->lines);
-    if (hits_and_sizes(s, cls, &parts[1], &parts[8]) < 0)
+    if (hits_and_sizes(s, cls, &parts[1], &parts[8], &parts[11]) < 0)
         goto done;
     if (s->agents_from[0] >= 0 && agents_from_visitors(s) < 0)
         goto done;
@@ -1133,23 +1181,23 @@ static PyObject *Scanner_take(Scanner *s, PyObject *args) {
     parts[4] = unjoined(&s->shared, &s->visitors_t, s->visitors.n < 0 ? 0 : s->visitors.n, NULL);
     parts[5] = unjoined(&s->shared, &s->bots, s->agents.n < 0 ? 0 : s->agents.n, cls);
     parts[6] = unjoined(&s->shared, &s->ignored, s->ctx.n, cls);
-    parts[7] = unjoined(&s->shared, &s->durations, s->ctx.n, (PyObject *)&PyDict_Type);
+    parts[7] = unjoined(&s->shared, &s->timings, s->timing_l.n, cls);
     parts[9] = unjoined(&s->shared, &s->clients_t, s->clients.n < 0 ? 0 : s->clients.n, cls);
     parts[10] = with_recent ? recent_list(s) : PyList_New(0);
-    for (int i = 0; i < 11; i++)
+    for (int i = 0; i < 12; i++)
         if (parts[i] == NULL)
             goto done;
-    out = PyTuple_New(11);
+    out = PyTuple_New(12);
     if (out == NULL)
         goto done;
-    for (int i = 0; i < 11; i++) {
+    for (int i = 0; i < 12; i++) {
         PyTuple_SET_ITEM(out, i, parts[i]);
         parts[i] = NULL;
     }
     fresh(s);
 done:
     release_shared(&s->shared);
-    for (int i = 0; i < 11; i++)
+    for (int i = 0; i < 12; i++)
         Py_XDECREF(parts[i]);
     return out;
 }
@@ -1159,7 +1207,7 @@ static PyObject *Scanner_pending(Scanner *s, PyObject *Py_UNUSED(ignored)) {
        memory, so the readers classify by bytes as well as by lines and keys. */
     size_t held = s->hits.arena_len + s->agents_t.arena_len + s->refs_t.arena_len +
                   s->visitors_t.arena_len + s->bots.arena_len + s->ignored.arena_len +
-                  s->durations.arena_len + s->clients_t.arena_len;
+                  s->timings.arena_len + s->clients_t.arena_len;
     return Py_BuildValue("Lnn", s->lines,
                          (Py_ssize_t)(s->hits.used + s->visitors_t.used + s->refs_t.used +
                                       s->clients_t.used),
@@ -1187,7 +1235,7 @@ static PyObject *Scanner_match(Scanner *s, PyObject *arg) {
         PyErr_SetString(PyExc_TypeError, "match() takes bytes");
         return NULL;
     }
-    Span f[MAX_FIELDS + 1];
+    Span f[MAX_FIELDS + 2];
     const char *p = PyBytes_AS_STRING(arg);
     for (int i = 0; i <= s->nfields; i++) {
         f[i].p = p;
@@ -1216,7 +1264,8 @@ static PyMethodDef Scanner_methods[] = {
      "Count one line already cut into fields (a row of the regex path)."},
     {"take", (PyCFunction)Scanner_take, METH_VARARGS,
      "take(counter_class, with_recent): (lines, hits, agents, referrers, visitors, bots, "
-     "ignored, durations, recent), keys as tuples; then start afresh."},
+     "ignored, timings, sizes, clients, recent, durations), keys as tuples; then start "
+     "afresh."},
     {"pending", (PyCFunction)Scanner_pending, METH_NOARGS, "(lines, distinct keys, bytes of keys) pending."},
     {"forget", (PyCFunction)Scanner_forget, METH_NOARGS, "Drop the cached decisions."},
     {"rebind", (PyCFunction)Scanner_rebind, METH_VARARGS,

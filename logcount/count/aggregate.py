@@ -48,12 +48,13 @@ from logcount.dimensions import (
     GRANULARITY_NAMES,
     HIT_KEY_DIMS,
 )
+from logcount.timing import FIELD_PREFIX
 
 GRANS = GRANULARITY_NAMES
 _CUT = {g.name: g.cut for g in GRANULARITIES.values()}  # of a minute label, for each
 
 
-SCAN_VERSION = 2  # the _scan.c this code calls (its SCAN_VERSION)
+SCAN_VERSION = 3  # the _scan.c this code calls (its SCAN_VERSION)
 
 
 def _scan_module() -> Any:
@@ -98,7 +99,10 @@ class RawCounts:
     visitors: set[tuple[bytes, ...]] = field(default_factory=set)  # vis_layout
     bots: Counter[tuple[bytes, ...]] = field(default_factory=Counter)  # agent_layout
     ignored: Counter[tuple[bytes, ...]] = field(default_factory=Counter)  # ctx_layout
-    durations: dict[tuple[bytes, ...], int] = field(default_factory=dict)  # ctx_layout
+    # key_layout: the sum of the lines' durations, in microseconds (timing.capped)
+    durations: dict[tuple[bytes, ...], int] = field(default_factory=dict)
+    # (ctx_layout..., bin): lines per duration bin (logcount.timing), the bin as text
+    timings: Counter[tuple[bytes, ...]] = field(default_factory=Counter)
     malformed: int = 0
     samples: deque[bytes] = field(default_factory=lambda: deque(maxlen=SAMPLE_SIZE))
     recent: deque[tuple[bytes, ...]] = field(default_factory=lambda: deque(maxlen=1000))
@@ -161,6 +165,7 @@ class LineCounter:
             "agent": gi.get("agent", -1),
             "target": gi[target] if target else -1,
             "duration": gi.get("duration", -1),
+            "duration_scale": int(fmt.duration_scale),
             "size": gi.get("bytes", -1),
             "recent_size": recent_size,
             "decide_bot": self._is_bot,
@@ -220,10 +225,11 @@ class LineCounter:
             raw.visitors,
             raw.bots,
             raw.ignored,
-            raw.durations,
+            raw.timings,
             raw.sizes,
             raw.clients,
             recent,
+            raw.durations,
         ) = self.scanner.take(Counter, with_recent)
         for item in recent:  # a line's bytes (the C scanner's), or a row
             row = item if isinstance(item, tuple) else self._lines.findall(item)[0]
@@ -313,16 +319,17 @@ class Aggregator:
         totals: Minutes = {}  # -> Counter of totals
         hits: Minutes = {}  # -> dimension -> member -> hits
         sizes: Minutes = {}  # -> dimension -> member -> bytes
-        self._hits(raw, totals, hits, sizes)
+        times: Minutes = {}  # -> dimension -> member -> microseconds
+        self._hits(raw, totals, hits, sizes, times)
         for table, dims, member_of, pairs in self._tables:
             self._table_dims(getattr(raw, table), dims, member_of, pairs, hits)
         for ctx, n in raw.ignored.items():
             self._totals_of(totals, self._at(ctx))["ignored"] += n
         self._bots(raw, totals, hits)
         self._visitors(raw, delta)
-        self._durations(raw, totals)
+        self._timings(raw, totals)
         self._malformed(raw, totals, delta)
-        self._roll_up(totals, hits, sizes, delta)
+        self._roll_up(totals, hits, sizes, delta, times)
         self._recent(raw, delta)
         caches: tuple[dict[Any, Any], ...] = (
             self._site_minute,
@@ -341,7 +348,7 @@ class Aggregator:
         delta = Delta(lines=raw.lines, malformed=broken.malformed)
         totals: Minutes = {}
         self._malformed(broken, totals, delta)
-        self._roll_up(totals, {}, {}, delta)
+        self._roll_up(totals, {}, {}, delta, {})
         return delta
 
     # --- per distinct key ----------------------------------------------------------
@@ -387,10 +394,13 @@ class Aggregator:
         self._held += sum(map(len, what))
         return found
 
-    def _hits(self, raw: RawCounts, totals: Minutes, hits: Minutes, sizes: Minutes) -> None:
-        """Hits and bytes per member of each hit-key dimension, and the bucket's totals
-        (hits, bytes, per status class): sums.add_by_members over the hit keys and their
-        sizes; a context or a key's fields seen for the first time are described then."""
+    def _hits(
+        self, raw: RawCounts, totals: Minutes, hits: Minutes, sizes: Minutes, times: Minutes
+    ) -> None:
+        """Hits, bytes and durations per member of each hit-key dimension, and the bucket's
+        totals (hits, bytes, per status class, duration_us): sums.add_by_members over the
+        hit keys, their sizes and their durations; a context or a key's fields seen for
+        the first time are described then."""
         nctx = len(self.counter.ctx_layout)
         where, described, at_of, describe = (
             self._site_minute,
@@ -400,6 +410,8 @@ class Aggregator:
         )
         add_by_members(raw.hits, nctx, where, described, hits, at_of, describe)
         add_by_members(raw.sizes, nctx, where, described, sizes, at_of, describe)
+        if raw.durations:
+            add_by_members(raw.durations, nctx, where, described, times, at_of, describe)
         # TOTALS: hits (and bytes) per status class, whose sum is the bucket's
         for sm, dims in hits.items():
             per_class = dims.pop(TOTALS, None)
@@ -411,6 +423,10 @@ class Aggregator:
             per_class = dims.pop(TOTALS, None)
             if per_class:
                 self._totals_of(totals, sm)["bytes"] += sum(per_class.values())
+        for sm, dims in times.items():
+            per_class = dims.pop(TOTALS, None)
+            if per_class:
+                self._totals_of(totals, sm)["duration_us"] += sum(per_class.values())
 
     def _table_dims(
         self,
@@ -491,10 +507,12 @@ class Aggregator:
                 else:
                     target.update(digests)
 
-    def _durations(self, raw: RawCounts, totals: Minutes) -> None:
-        scale = self.counter.format.duration_scale
-        for ctx, total in raw.durations.items():
-            self._totals_of(totals, self._at(ctx))["duration_us"] += int(total * scale)
+    def _timings(self, raw: RawCounts, totals: Minutes) -> None:
+        """Lines per duration bin: fields of the bucket's totals (timing.field_of)."""
+        nctx = len(self.counter.ctx_layout)
+        prefix = FIELD_PREFIX
+        for key, n in raw.timings.items():
+            self._totals_of(totals, self._at(key[:nctx]))[prefix + key[nctx].decode()] += n
 
     def _malformed(self, raw: RawCounts, totals: Minutes, delta: Delta) -> None:
         if not raw.malformed:
@@ -505,7 +523,9 @@ class Aggregator:
         self._totals_of(totals, (site, minute))["malformed"] += raw.malformed
         delta.samples[site] = [s.decode("utf-8", "backslashreplace") for s in raw.samples]
 
-    def _roll_up(self, totals: Minutes, hits: Minutes, sizes: Minutes, delta: Delta) -> None:
+    def _roll_up(
+        self, totals: Minutes, hits: Minutes, sizes: Minutes, delta: Delta, times: Minutes
+    ) -> None:
         """Minute-level counts into every configured granularity's buckets."""
         for (site, minute), counts in totals.items():
             for gran in self.grans:
@@ -515,10 +535,14 @@ class Aggregator:
                     delta.totals[key] = Counter(counts)
                 else:
                     add_counts(found, counts)
-        for minutes, target in ((hits, delta.members), (sizes, delta.member_bytes)):
+        for minutes, target, with_zeros in (
+            (hits, delta.members, False),
+            (sizes, delta.member_bytes, True),
+            (times, delta.member_durations, False),  # raw.durations holds no 0 sums
+        ):
             for (site, minute), dims in minutes.items():
                 for dim, per in dims.items():
-                    if target is delta.member_bytes and 0 in per.values():
+                    if with_zeros and 0 in per.values():
                         per = {m: b for m, b in per.items() if b}
                     if not per:
                         continue

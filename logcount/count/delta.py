@@ -34,6 +34,8 @@ class Delta:
     totals: dict[BucketKey, Counter[str]] = field(default_factory=dict)
     members: dict[MemberKey, Counter[str]] = field(default_factory=dict)
     member_bytes: dict[MemberKey, Counter[str]] = field(default_factory=dict)
+    # The sum of the members' durations in microseconds (formats with %D, %T)
+    member_durations: dict[MemberKey, Counter[str]] = field(default_factory=dict)
     visitors: dict[BucketKey, set[str]] = field(default_factory=dict)
     recent: dict[str, list[str]] = field(default_factory=dict)  # site -> JSON, oldest first
     samples: dict[str, list[str]] = field(default_factory=dict)
@@ -85,6 +87,7 @@ class Delta:
             found.update(counts)
         grown += _merge_named(self.members, other.members)
         _merge_named(self.member_bytes, other.member_bytes)
+        _merge_named(self.member_durations, other.member_durations)
         for key, hashes in other.visitors.items():
             seen = self.visitors.get(key)
             if seen is None:
@@ -117,11 +120,11 @@ class Delta:
         for bkey, counts in self.totals.items():
             parts.room(BUCKET_OVERHEAD + ENTRY_OVERHEAD * len(counts)).totals[bkey] = counts
         for mkey, counts in self.members.items():
-            sizes = self.member_bytes.get(mkey)
+            sides = [(s, t) for s, t in self._sums(mkey) if t]
             for part, names in parts.chunks(counts):
                 part.members[mkey] = Counter({n: counts[n] for n in names})
-                if sizes:
-                    part.member_bytes[mkey] = Counter({n: sizes[n] for n in names if n in sizes})
+                for side, sums in sides:
+                    getattr(part, side)[mkey] = Counter({n: sums[n] for n in names if n in sums})
         for vkey, hashes in self.visitors.items():
             for part, names in parts.chunks(sorted(hashes)):
                 part.visitors[vkey] = set(names)
@@ -133,12 +136,19 @@ class Delta:
         out[0].lines, out[0].malformed = self.lines, self.malformed
         return out
 
+    def _sums(self, mkey: MemberKey) -> list[tuple[str, Counter[str] | None]]:
+        """The sums kept beside a bucket's member hits (bytes, durations), by field name."""
+        return [
+            ("member_bytes", self.member_bytes.get(mkey)),
+            ("member_durations", self.member_durations.get(mkey)),
+        ]
+
     def split_by_site(self) -> dict[str, Delta]:
         out: dict[str, Delta] = {}
         for name in ("totals", "visitors"):
             for key, value in getattr(self, name).items():
                 getattr(out.setdefault(key[0], Delta()), name)[key] = value
-        for name in ("members", "member_bytes"):
+        for name in ("members", "member_bytes", "member_durations"):
             for key, value in getattr(self, name).items():
                 getattr(out.setdefault(key[0], Delta()), name)[key] = value
         for name in ("recent", "samples"):
@@ -152,6 +162,7 @@ class Delta:
                 "t": [[list(k), dict(v)] for k, v in self.totals.items()],
                 "m": [[list(k), dict(v)] for k, v in self.members.items()],
                 "b": [[list(k), dict(v)] for k, v in self.member_bytes.items()],
+                "d": [[list(k), dict(v)] for k, v in self.member_durations.items()],
                 "v": [[list(k), sorted(v)] for k, v in self.visitors.items()],
                 "r": self.recent,
                 "s": self.samples,
@@ -170,6 +181,8 @@ class Delta:
                 totals={_key(k, 3): _counts(v) for k, v in _pairs(data["t"])},
                 members={_key(k, 4): _counts(v) for k, v in _pairs(data["m"])},
                 member_bytes={_key(k, 4): _counts(v) for k, v in _pairs(data["b"])},
+                # a spool written before durations has none
+                member_durations={_key(k, 4): _counts(v) for k, v in _pairs(data.get("d", []))},
                 visitors={_key(k, 3): set(_strings(v)) for k, v in _pairs(data["v"])},
                 recent={_str(k): _strings(v) for k, v in _dict(data["r"]).items()},
                 samples={_str(k): _strings(v) for k, v in _dict(data["s"]).items()},

@@ -19,6 +19,8 @@ from itertools import compress, repeat
 from operator import is_, itemgetter, not_, or_
 from typing import Any
 
+from logcount.timing import CAP_US, bin_of
+
 # Decisions (bot, ignored) kept per distinct agent or request: at most this many, holding
 # at most this many bytes of keys (as the C scanner's CACHE_LIMIT and CACHE_BYTES).
 DECISIONS_KEPT = 200_000
@@ -55,6 +57,7 @@ class RegexScanner:
         recent_size: int,
         decide_bot: Callable[[bytes], bool],
         decide_ignore: Callable[[bytes], bool],
+        duration_scale: int = 1,
     ):
         self.lines_rgx = lines
         self.bad = itemgetter(lines.groups - 1)
@@ -68,6 +71,9 @@ class RegexScanner:
         self.target = itemgetter(target) if target >= 0 else None
         self.size = itemgetter(size) if size >= 0 else None
         self.duration = duration if duration >= 0 else None
+        self.duration_scale = duration_scale
+        # a bin's key part, as the C scanner writes it: its number as text
+        self.bin_text = [str(b).encode() for b in range(bin_of(CAP_US) + 1)]
         self.recent_size = recent_size
         self.decide_bot, self.decide_ignore = decide_bot, decide_ignore
         self.count_bots, self.ignore = False, False
@@ -85,7 +91,8 @@ class RegexScanner:
         self.visitors: set[Row] = set()
         self.bots: Counter[Row] = Counter()
         self.ignored: Counter[Row] = Counter()
-        self.durations: dict[Row, int] = {}
+        self.durations: dict[Row, int] = {}  # hit key -> the sum of its durations (us)
+        self.timings: Counter[Row] = Counter()  # (context..., bin) -> lines
         self.recent: deque[Row] = deque(maxlen=self.recent_size)
 
     def rebind(self, count_bots: bool, ignore: bool) -> None:
@@ -127,10 +134,11 @@ class RegexScanner:
             self.visitors,
             self.bots,
             self.ignored,
-            self.durations,
+            self.timings,
             self.sizes,
             self.clients,
             list(self.recent) if with_recent else [],
+            self.durations,
         )
         self._fresh()
         return out
@@ -196,7 +204,21 @@ class RegexScanner:
         if self.vis is not None:
             self.visitors.update(map(self.vis, hits))
         if self.duration is not None:
-            d, durations = self.duration, self.durations
-            for ctx, row in zip(map(self.ctx, hits), hits, strict=True):
-                if row[d] != b"-":
-                    durations[ctx] = durations.get(ctx, 0) + int(row[d])
+            self._times(hits)
+
+    def _times(self, hits: list[Row]) -> None:
+        """Per hit key the sum of its durations, per context and bin the lines (a
+        duration capped at CAP_US; '-' is no duration)."""
+        d, scale, durations = self.duration, self.duration_scale, self.durations
+        timings: dict[Row, int] = {}
+        text = self.bin_text
+        for key, ctx, row in zip(map(self.key, hits), map(self.ctx, hits), hits, strict=True):
+            raw = row[d]  # type: ignore[index]
+            if not raw.isdigit():
+                continue
+            us = min(int(raw) * scale, CAP_US)
+            if us:  # as the C scanner: a key of 0 us has no sum
+                durations[key] = durations.get(key, 0) + us
+            tkey = (*ctx, text[bin_of(us)])
+            timings[tkey] = timings.get(tkey, 0) + 1
+        self.timings.update(timings)

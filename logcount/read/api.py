@@ -21,6 +21,7 @@ from logcount.read.report import (
     WindowError,
     build_hits,
     build_top,
+    check_sort,
     parse_datetime,
     parse_window,
     read_recent,
@@ -104,12 +105,15 @@ class Counts:
         since: str | datetime | None = None,
         until: str | datetime | None = None,
         status: str | None = None,
+        sort: str = "hits",
     ) -> dict[str, Any]:
         """The full report (JSON shape of `logcount top --format json`, plus the table's
         extras: status classes, rate per minute and each row's trend). With `status`
-        ("404", or a class "4xx"; `by` path), the paths of that status."""
+        ("404", or a class "4xx"; `by` path), the paths of that status. Rows ranked by
+        `sort`: hits, bytes or time (the sum of the member's response times)."""
         if by not in DIMENSION_NAMES:
             raise WindowError(f"unknown dimension {by!r} (use {', '.join(DIMENSION_NAMES)})")
+        check_sort(sort, by)
         if status is not None:
             status = status_filter(status, by)
         if by == "client" and not (self.config.count_clients or self.config.store_clients):
@@ -121,7 +125,7 @@ class Counts:
         now = self.now()
         # Only past whole days can come from the store: `today` never imports SQLAlchemy.
         store = self.store if win.gran == "day" and win.start.date() < now.date() else None
-        return build_top(self.redis, store, site or self.site, win, by, limit, now, status)
+        return build_top(self.redis, store, site or self.site, win, by, limit, now, status, sort)
 
     def recent(self, limit: int = 20, site: str | None = None) -> list[dict[str, Any]]:
         """The last requests (time, path, status, bytes, agent, bot), newest first."""
@@ -158,10 +162,16 @@ class Counts:
         )
 
     def top(
-        self, window: str = "1h", by: str = "path", limit: int = 10, site: str | None = None
+        self,
+        window: str = "1h",
+        by: str = "path",
+        limit: int = 10,
+        site: str | None = None,
+        sort: str = "hits",
     ) -> list[dict[str, Any]]:
-        """Rows as in the JSON output: [{"key", "hits", "bytes", "visitors"}, ...]."""
-        return self.report(window, by, limit, site)["rows"]
+        """Rows as in the JSON output: [{"key", "hits", "bytes", "visitors"}, ...], and
+        "time_avg_ms" when the window has response times."""
+        return self.report(window, by, limit, site, sort=sort)["rows"]
 
     def _member(self, path: str | None, object: tuple[str, Any] | str | None) -> tuple[str, str]:
         if (path is None) == (object is None):

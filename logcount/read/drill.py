@@ -47,9 +47,11 @@ def matches(member: str, status: str) -> bool:
     return member.startswith(status)
 
 
-def fold(rows: list[dict[str, Any]], status: str, limit: int) -> dict[str, list[str]]:
+def fold(
+    rows: list[dict[str, Any]], status: str, limit: int, sort: str = "hits"
+) -> dict[str, list[str]]:
     """Rows of `status_path` members -> rows of paths (in place, at most `limit`, ranked as
-    top ranks); returns each path's members, for its trend."""
+    top ranks by `sort`'s field); returns each path's members, for its trend."""
     paths: dict[str, dict[str, Any]] = {}
     parts: dict[str, list[str]] = {}
     for row in rows:
@@ -62,10 +64,11 @@ def fold(rows: list[dict[str, Any]], status: str, limit: int) -> dict[str, list[
         else:
             found["hits"] += row["hits"]
             found["bytes"] += row["bytes"]
+            found["time_us"] = found.get("time_us", 0) + row.get("time_us", 0)
             if found["visitors"] is not None or row["visitors"] is not None:
                 found["visitors"] = (found["visitors"] or 0) + (row["visitors"] or 0)
         parts.setdefault(path, []).append(row["key"])
-    ranked = sorted(paths.values(), key=lambda r: (-r["hits"], r["key"]))[:limit]
+    ranked = sorted(paths.values(), key=lambda r: (-r.get(sort, 0), r["key"]))[:limit]
     rows[:] = ranked
     return {r["key"]: parts[r["key"]] for r in ranked}
 

@@ -35,6 +35,8 @@ SPARKS = "▁▂▃▄▅▆▇█"
 SPARK_WIDTH = 24
 TOP_JSON_KEYS = ("window", "site", "by", "total", "rows")
 ROW_JSON_KEYS = ("key", "hits", "bytes", "visitors")
+# Only in a report whose window has response times (logcount.timing)
+ROW_TIME_KEY = "time_avg_ms"
 
 
 def _escape(char: str) -> str:
@@ -113,13 +115,27 @@ def top_json(report: dict[str, Any], terminal: bool = False) -> str:
     shown = {k: report[k] for k in TOP_JSON_KEYS}
     if report.get("status_filter"):
         shown["status_filter"] = report["status_filter"]
-    shown["rows"] = [{k: row[k] for k in ROW_JSON_KEYS} for row in report["rows"]]
+    keys = (*ROW_JSON_KEYS, ROW_TIME_KEY) if _timed(report) else ROW_JSON_KEYS
+    shown["rows"] = [{k: row[k] for k in keys} for row in report["rows"]]
     return dump_json(shown, terminal)
+
+
+def _timed(report: dict[str, Any]) -> bool:
+    """The rows carry an average response time (the window has durations)."""
+    return any(ROW_TIME_KEY in row for row in report["rows"])
+
+
+def milliseconds(ms: float) -> str:
+    """Three significant digits or so: 0.375, 12.3, 1,205 (JSON has the exact value)."""
+    return f"{ms:,.0f}" if ms >= 100 else f"{ms:.1f}" if ms >= 10 else f"{ms:.2f}"
 
 
 def top_csv(report: dict[str, Any], terminal: bool = False) -> str:
     total = report["total"]["hits"] or 1
-    rows: list[list[Any]] = [["rank", "key", "hits", "share", "visitors", "bytes"]]
+    timed = _timed(report)
+    rows: list[list[Any]] = [
+        ["rank", "key", "hits", "share", "visitors", "bytes", *(["avg_ms"] if timed else [])]
+    ]
     for rank, row in enumerate(report["rows"], 1):
         rows.append(
             [
@@ -129,6 +145,7 @@ def top_csv(report: dict[str, Any], terminal: bool = False) -> str:
                 f"{row['hits'] / total:.4f}",
                 "" if row["visitors"] is None else row["visitors"],
                 row["bytes"],
+                *([row[ROW_TIME_KEY]] if timed else []),
             ]
         )
     return _csv(rows, terminal)
@@ -154,12 +171,18 @@ def top_header(report: dict[str, Any], rate_note: str = "") -> str:
     e4 = status.get("s4xx", 0) / hits * 100 if hits else 0.0
     e5 = status.get("s5xx", 0) / hits * 100 if hits else 0.0
     spec = report.get("spec", "")
+    times = "".join(
+        f"  {name[5:8]} {milliseconds(total[name])} ms"
+        for name in ("time_p50_ms", "time_p95_ms", "time_p99_ms")
+        if name in total
+    )
     return (
         f"{safe_text(spec)}: {_when(w['start'])} .. {_when(w['end'])} ({w['source']})  "
         f"site {safe_text(report['site'])}  by {report['by']}{_status_note(report)}\n"
         f"hits {hits:,}  visitors {total['visitors']:,}  bytes {human_bytes(total['bytes'])}"
         f"  bots {total['bots']:,}  malformed {total['malformed']:,}\n"
         f"errors 4xx {e4:.1f}%  5xx {e5:.1f}%  rate {report.get('rate', 0):,}/min{rate_note}"
+        f"{times}"
     )
 
 
@@ -259,6 +282,7 @@ def top_table(
     spark_width = min(
         SPARK_WIDTH, max((len(r.get("trend", [])) for r in report["rows"]), default=0)
     )
+    timed = _timed(report)
     rows = []
     for rank, row in enumerate(report["rows"], 1):
         cells = [
@@ -269,10 +293,14 @@ def top_table(
             "-" if row["visitors"] is None else f"{row['visitors']:,}",
             human_bytes(row["bytes"]),
         ]
+        if timed:
+            cells.append(milliseconds(row[ROW_TIME_KEY]))
         if spark_width:
             cells.append(sparkline(row.get("trend", []), spark_width))
         rows.append(cells)
     names = ["#", report["by"], "hits", "share", "visitors", "bytes"]
+    if timed:
+        names.append("avg ms")
     if spark_width:
         names.append("trend")
     # Numbers and the trend keep their full width; only the key gives way (with an ellipsis).
@@ -282,7 +310,7 @@ def top_table(
         rows,
         width or 100,
         terminal,
-        {0, 2, 3, 4, 5},
+        {0, 2, 3, 4, 5, 6} if timed else {0, 2, 3, 4, 5},
         1,
         "(no hits in this window)",
     )

@@ -21,7 +21,14 @@ from typing import Any
 
 import redis
 
-from logcount.dimensions import GRANULARITIES, GRANULARITY_NAMES, MAX_DAYS
+from logcount import timing
+from logcount.dimensions import (
+    DIMENSIONS,
+    GRANULARITIES,
+    GRANULARITY_NAMES,
+    MAX_DAYS,
+    SORT_NAMES,
+)
 from logcount.errors import LogcountError, RedisUnavailable
 from logcount.read import drill
 from logcount.sinks import keys
@@ -29,6 +36,14 @@ from logcount.sinks.connection import unreachable, where_of
 
 TOTAL_FIELDS = ("hits", "bytes", "visitors", "bots", "malformed")
 STATUS_FIELDS = ("s1xx", "s2xx", "s3xx", "s4xx", "s5xx")
+# `--sort`: the row field rows are ranked by, and the sorted sets of one bucket that hold
+# it per member (a row's time is the sum of its durations: where the server's time goes).
+SORTS: dict[str, tuple[str, Callable[[str, str, str, str], str]]] = {
+    "hits": ("hits", keys.members),
+    "bytes": ("bytes", keys.member_bytes),
+    "time": ("time_us", keys.member_durations),
+}
+assert tuple(SORTS) == SORT_NAMES
 _RELATIVE = re.compile(r"^(\d+)([mhd])$")
 _DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 # Relative windows longer than this use hour buckets; a day has 1,440 minutes.
@@ -40,6 +55,15 @@ _DEFAULT_TTL = {g.name: g.default_ttl_seconds for g in GRANULARITIES.values()}
 
 class WindowError(LogcountError):
     exit_code = 2  # a usage error, like click's
+
+
+def check_sort(sort: str, by: str) -> str:
+    if sort not in SORTS:
+        raise WindowError(f"unknown sort {sort!r} (use {', '.join(SORTS)})")
+    if sort == "time" and not DIMENSIONS[by].timed:
+        timed = ", ".join(n for n, d in DIMENSIONS.items() if d.timed and d.listed)
+        raise WindowError(f"--sort time: {by} keeps no response times (only {timed})")
+    return sort
 
 
 @dataclass(frozen=True)
@@ -281,39 +305,53 @@ def ranked_rows(
     by: str,
     limit: int,
     extra: list[dict[str, Any]] | None = None,
+    sort: str = "hits",
 ) -> list[dict[str, Any]]:
-    """Top members of the buckets (plus `extra` rows, e.g. from the store), ranked in Redis."""
-    hit_keys = [keys.members(site, by, gran, lbl) for lbl in labels]
-    byte_keys = [keys.member_bytes(site, by, gran, lbl) for lbl in labels]
-    scratch = [keys.scratch(site, uuid.uuid4().hex) for _ in range(4)]
-    if len(hit_keys) == 1 and not extra:
-        ranked = client.zrevrange(hit_keys[0], 0, limit - 1, withscores=True)
+    """Top members of the buckets by `sort` (plus `extra` rows, e.g. from the store),
+    ranked in Redis; each row's hits, bytes and time_us (its durations' sum) beside."""
+    fields = [(f, [key_of(site, by, gran, lbl) for lbl in labels]) for f, key_of in SORTS.values()]
+    first = SORTS[sort][0]
+    fields.sort(key=lambda item: item[0] != first)  # the ranked field first
+    scratch = [keys.scratch(site, uuid.uuid4().hex) for _ in range(2 * len(fields))]
+    if len(labels) == 1 and not extra:
+        ranked = client.zrevrange(fields[0][1][0], 0, limit - 1, withscores=True)
         members = [m for m, _ in ranked]
-        sizes = client.zmscore(byte_keys[0], members) if members else []
+        pipe = client.pipeline(transaction=False)
+        for _, names in fields[1:]:
+            pipe.zmscore(names[0], members)
+        others = pipe.execute() if members else []
     else:
         pipe = client.pipeline(transaction=False)
-        if extra:
-            pipe.zadd(scratch[2], {r["key"]: r["hits"] for r in extra})
-            pipe.zadd(scratch[3], {r["key"]: r["bytes"] or 0 for r in extra})
-            hit_keys.append(scratch[2])
-            byte_keys.append(scratch[3])
-        pipe.zunionstore(scratch[0], hit_keys)
+        for i, (name, names) in enumerate(fields):
+            stored = {r["key"]: r.get(name) or 0 for r in extra or ()}
+            stored = {k: n for k, n in stored.items() if n}
+            if stored:
+                pipe.zadd(scratch[len(fields) + i], stored)
+                names.append(scratch[len(fields) + i])
+        pipe.zunionstore(scratch[0], fields[0][1])
         pipe.expire(scratch[0], 30)
         pipe.zrevrange(scratch[0], 0, limit - 1, withscores=True)
         ranked = pipe.execute()[-1]
         members = [m for m, _ in ranked]
         pipe = client.pipeline(transaction=False)
         if members:
-            pipe.zunionstore(scratch[1], byte_keys)
-            pipe.zmscore(scratch[1], members)
+            for i, (_, names) in enumerate(fields[1:], 1):
+                pipe.zunionstore(scratch[i], names)
+                pipe.zmscore(scratch[i], members)
         pipe.delete(*scratch)
-        sizes = pipe.execute()[1] if members else []
-    rows = [
-        {"key": _text(member), "hits": int(score), "bytes": int(size or 0), "visitors": None}
-        for (member, score), size in zip(ranked, sizes, strict=True)
-    ]
+        others = pipe.execute()[1:-1:2] if members else []
+    rows = []
+    for i, (member, score) in enumerate(ranked):
+        value = {first: int(score)}
+        for (name, _), scores in zip(fields[1:], others, strict=True):
+            value[name] = int(scores[i] or 0)
+        key = _text(member)
+        rows.append(
+            {"key": key, "hits": value["hits"], "bytes": value["bytes"], "visitors": None}
+            | {"time_us": value["time_us"]}
+        )
     # Redis breaks ties in reverse byte order; people (and the store) expect A before B.
-    return sorted(rows, key=lambda r: (-r["hits"], r["key"]))
+    return sorted(rows, key=lambda r: (-r[first], r["key"]))
 
 
 def member_series(
@@ -369,9 +407,12 @@ def build_top(
     limit: int,
     now: datetime,
     status: str | None = None,
+    sort: str = "hits",
 ) -> dict[str, Any]:
     """The `top` report of one window in the documented JSON shape (plus table extras);
-    with `status` (checked by drill.status_filter), the paths of that status or class."""
+    with `status` (checked by drill.status_filter), the paths of that status or class;
+    rows ranked by `sort` (hits, bytes, time)."""
+    check_sort(sort, by)
     dim = drill.DIM if status else by
     fetch = DRILL_ROWS if status else limit
     like = drill.member_like(status) if status else None
@@ -387,18 +428,22 @@ def build_top(
     with reading_redis(client):
         totals = live_totals(client, site, window.gran, live_labels, rate_label)
         stored_rows: list[dict[str, Any]] = []
+        hist = timing.histogram_of(totals)
         if store_days:
             _add_store_totals(totals, store.day_totals(site, store_days))
+            timing.merge(hist, store.day_timings(site, store_days))
             # Mixed windows rank in Redis: the store's leading rows join the live buckets in
             # a scratch sorted set. A key outside the store's first `wanted` rows would miss
             # its stored hits; 50x the limit makes that a key far below the cut.
             wanted = fetch if source == "store" else max(fetch * 50, 1000)
-            stored_rows = list(store.top_rows(site, store_days, dim, wanted, like))
+            stored_rows = list(store.top_rows(site, store_days, dim, wanted, like, sort))
         if source == "store":
             rows = [_row(r) for r in stored_rows]
         else:
-            rows = ranked_rows(client, site, window.gran, live_labels, dim, fetch, stored_rows)
-        parts = drill.fold(rows, status, limit) if status else {}
+            rows = ranked_rows(
+                client, site, window.gran, live_labels, dim, fetch, stored_rows, sort
+            )
+        parts = drill.fold(rows, status, limit, SORTS[sort][0]) if status else {}
         members = [m for ms in parts.values() for m in ms] if status else [r["key"] for r in rows]
         live_spark = tuple(lbl for lbl in spark_labels if lbl[:8] not in rolled)
         series = member_series(client, site, dim, spark_gran, live_spark, members)
@@ -407,7 +452,11 @@ def build_top(
         trend = drill.fold_trends(trend, parts)
     if not any(any(values) for values in trend.values()):
         trend = {r["key"]: [] for r in rows}  # buckets expired: no trend rather than flat
+    timed = bool(hist) and DIMENSIONS[dim].timed
     for row in rows:
+        time_us = row.pop("time_us", 0)
+        if timed:  # a window without durations has no time fields
+            row["time_avg_ms"] = timing.average_ms(time_us, row["hits"])
         row["trend"] = trend[row["key"]]
     report = {
         "window": {
@@ -417,7 +466,8 @@ def build_top(
         },
         "site": site,
         "by": by,
-        "total": {name: totals.get(name, 0) for name in (*TOTAL_FIELDS, *STATUS_FIELDS)},
+        "total": {name: totals.get(name, 0) for name in (*TOTAL_FIELDS, *STATUS_FIELDS)}
+        | timing.quantiles(hist),
         "rows": rows,
         "status": {name: totals.get(name, 0) for name in STATUS_FIELDS},
         "rate": totals.get("rate", 0),
@@ -434,6 +484,7 @@ def _row(r: dict[str, Any]) -> dict[str, Any]:
         "hits": int(r["hits"]),
         "bytes": int(r.get("bytes") or 0),
         "visitors": None if r.get("visitors") is None else int(r["visitors"]),
+        "time_us": int(r.get("time_us") or 0),
     }
 
 

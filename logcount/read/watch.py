@@ -67,6 +67,7 @@ def render_frame(
         since=options["since"],
         until=options["until"],
         status=options.get("status"),
+        sort=options.get("sort", "hits"),
     )
     rate = meter.update(today_hits(counts, site), time.monotonic())
     note = "" if rate is None else f"  since last redraw {rate:,.1f}/s"

@@ -63,8 +63,12 @@ local function check(op)
       return 'bad members'
     end
     if not counts(data[3], #data[2]) then return 'member hits are not integers in [0, 2^53]' end
-    if data[4] ~= nil and (not key_index(data[4]) or not counts(data[5], #data[2])) then
-      return 'member bytes are not integers in [0, 2^53]'
+    -- then pairs of a sorted set and its sums per member (bytes, durations)
+    if #data > 9 then return 'too many sums' end
+    for j = 4, #data, 2 do
+      if not key_index(data[j]) or not counts(data[j + 1], #data[2]) then
+        return 'member sums are not integers in [0, 2^53]'
+      end
     end
   elseif kind == 'p' then
     if not strings(data) then return 'bad visitors' end
@@ -127,20 +131,24 @@ for _, op in ipairs(batch.ops) do
       redis.call('HINCRBY', key, field, n)
     end
   elseif kind == 'z' then
-    -- Cardinality guard: at most data[1] members, the rest folded into (other).
-    -- data: limit, members, their hits, then (optional) the bytes key and their bytes.
-    local limit, names, incs, bkey, bytes = data[1], data[2], data[3], data[4], data[5]
-    if bkey then bkey = KEYS[bkey] end
+    -- Cardinality guard: at most data[1] members, the rest folded into (other), their
+    -- sums too. data: limit, members, their hits, then pairs of a key (the bytes, the
+    -- durations) and the members' sums.
+    local limit, names, incs = data[1], data[2], data[3]
+    local sides = {}
+    for j = 4, #data, 2 do
+      sides[#sides + 1] = {KEYS[data[j]], data[j + 1]}
+    end
     local card = redis.call('ZCARD', key)
     if card == 0 and #names <= limit then
       -- A new bucket (most minute buckets): every member in a few ZADDs, not one
       -- call each.
       zadd_all(key, names, incs)
-      if bkey then
-        if redis.call('ZCARD', bkey) == 0 then
-          zadd_all(bkey, names, bytes)
+      for _, side in ipairs(sides) do
+        if redis.call('ZCARD', side[1]) == 0 then
+          zadd_all(side[1], names, side[2])
         else
-          zincr_each(bkey, names, bytes)
+          zincr_each(side[1], names, side[2])
         end
       end
     else
@@ -157,10 +165,13 @@ for _, op in ipairs(batch.ops) do
           end
         end
         redis.call('ZINCRBY', key, incs[i], target)
-        if bkey and bytes[i] > 0 then redis.call('ZINCRBY', bkey, bytes[i], target) end
+        for _, side in ipairs(sides) do
+          local n = side[2][i]
+          if n > 0 then redis.call('ZINCRBY', side[1], n, target) end
+        end
       end
     end
-    if bkey then redis.call('EXPIRE', bkey, ttl) end
+    for _, side in ipairs(sides) do redis.call('EXPIRE', side[1], ttl) end
   elseif kind == 'p' then
     for i = 1, #data, 1000 do
       redis.call('PFADD', key, unpack(data, i, math.min(i + 999, #data)))

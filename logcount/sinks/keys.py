@@ -31,6 +31,11 @@ def member_bytes(site: str, dim: str, gran: str, label: str) -> str:
     return f"{_tag(site)}:zb:{dim}:{gran}:{label}"
 
 
+def member_durations(site: str, dim: str, gran: str, label: str) -> str:
+    """Sorted set of the sum of durations (microseconds) per member of one bucket."""
+    return f"{_tag(site)}:zd:{dim}:{gran}:{label}"
+
+
 def visitors(site: str, gran: str, label: str) -> str:
     """HyperLogLog of visitor hashes of one bucket."""
     return f"{_tag(site)}:v:{gran}:{label}"

@@ -122,18 +122,23 @@ def build_call(
             ops.append(["h", k(keys.totals(site, gran, label)), ttl[gran], fields])
     for mkey, counts in delta.members.items():
         site, dim, gran, label = mkey
-        # Members once, hits and bytes in lists beside them: path members are most of
-        # the payload, and would be written twice as the keys of two objects.
+        # Members once, hits, bytes and durations in lists beside them: path members are
+        # most of the payload, and would be written thrice as the keys of three objects.
         names = list(counts)
         data: list[Any] = [config.max_members, names, list(counts.values())]
-        nbytes = delta.member_bytes.get(mkey)
-        if nbytes:
-            bkey = k(keys.member_bytes(site, dim, gran, label))
-            # A sorted set's score is a double anyway: bytes past 2^53 are not exact there.
-            sizes = list(map(nbytes.get, names, repeat(0)))
-            if max(sizes) > LUA_MAX:
-                sizes = [min(n, LUA_MAX) for n in sizes]
-            data += [bkey, sizes]
+        for side, key_of in (
+            (delta.member_bytes, keys.member_bytes),
+            (delta.member_durations, keys.member_durations),
+        ):
+            sums = side.get(mkey)
+            if sums:
+                skey = k(key_of(site, dim, gran, label))
+                # A sorted set's score is a double anyway: sums past 2^53 are not exact
+                # there (max() first: one pass in C, the clamp only when it is needed).
+                values = list(map(sums.get, names, repeat(0)))
+                if values and max(values) > LUA_MAX:
+                    values = [min(n, LUA_MAX) for n in values]
+                data += [skey, values]
         ops.append(["z", k(keys.members(site, dim, gran, label)), ttl[gran], data])
     for (site, gran, label), hashes in delta.visitors.items():
         ops.append(["p", k(keys.visitors(site, gran, label)), ttl[gran], list(hashes)])

@@ -95,13 +95,16 @@ day_totals = _fact("logcount_day_totals", [], TOTAL_COLUMNS)
 # an explicit file), False for the few lines of the previous day at the top of a cronolog
 # file: a day counts as rolled up once a file of its own is.
 day_totals.append_column(sa.Column("own_day", sa.Boolean, nullable=False, default=True))
+# duration_us: the sum of the members' durations (formats with %D, %T), 0 without
 day_paths = _fact(
-    "logcount_day_paths", [sa.Column("path", sa.String(KEY_LENGTH))], ("hits", "bytes", "visitors")
+    "logcount_day_paths",
+    [sa.Column("path", sa.String(KEY_LENGTH))],
+    ("hits", "bytes", "visitors", "duration_us"),
 )
 day_objects = _fact(
     "logcount_day_objects",
     [sa.Column("object", sa.String(KEY_LENGTH))],
-    ("hits", "bytes", "visitors"),
+    ("hits", "bytes", "visitors", "duration_us"),
 )
 # The row's visitor hashes (logcount.count.sketch): unions over sources and days stay exact.
 for _table in (day_paths, day_objects):
@@ -109,15 +112,27 @@ for _table in (day_paths, day_objects):
 day_members = _fact(
     "logcount_day_members",
     [sa.Column("dim", sa.String(16)), sa.Column("member", sa.String(KEY_LENGTH))],
-    ("hits", "bytes"),
+    ("hits", "bytes", "duration_us"),
 )
+# Columns added after stores were first written: _ensure_schema adds them to an old store.
+ADDED_COLUMNS = {table: ("duration_us",) for table in (day_paths, day_objects, day_members)}
+# The day's response-time histogram (logcount.timing): lines per duration bin.
+day_timings = _fact("logcount_day_timings", [sa.Column("bin", sa.Integer)], ("hits",))
 day_visitors = _fact("logcount_day_visitors", [sa.Column("visitor", sa.String(32))], ())
 # One sketch of the day's visitors per source, site and day (replaces day_visitors' rows).
 day_visitor_sets = _fact("logcount_day_visitor_sets", [], ())
 day_visitor_sets.append_column(sa.Column("visitor_set", sa.LargeBinary, nullable=False))
 VISITOR_TABLES = {"path": day_paths, "object": day_objects}
 assert set(VISITOR_TABLES) == {n for n, d in DIMENSIONS.items() if d.visitors}
-FACT_TABLES = (day_totals, day_paths, day_objects, day_members, day_visitors, day_visitor_sets)
+FACT_TABLES = (
+    day_totals,
+    day_paths,
+    day_objects,
+    day_members,
+    day_visitors,
+    day_visitor_sets,
+    day_timings,
+)
 
 
 @dataclass
@@ -137,6 +152,7 @@ class SourceFacts:
     members: list[dict[str, Any]] = field(default_factory=list)
     visitors: list[dict[str, Any]] = field(default_factory=list)
     visitor_sets: list[dict[str, Any]] = field(default_factory=list)
+    timings: list[dict[str, Any]] = field(default_factory=list)
 
     def days(self) -> set[date]:
         return {row["day"] for row in self.totals}
@@ -182,7 +198,8 @@ class Store:
 
     def _ensure_schema(self) -> None:
         with self.engine.begin() as conn:
-            metadata.create_all(conn, checkfirst=True)
+            metadata.create_all(conn, checkfirst=True)  # a table added since: created
+            _add_columns(conn)
             found = conn.execute(sa.select(meta.c.value).where(meta.c.key == "schema_version"))
             version = found.scalar()
             if version is None:
@@ -279,6 +296,7 @@ class Store:
                 (day_members, facts.members),
                 (day_visitors, facts.visitors),
                 (day_visitor_sets, facts.visitor_sets),
+                (day_timings, facts.timings),
             ):
                 for batch in _batches(rows, 5000):
                     conn.execute(table.insert(), [{**r, "source_id": sid} for r in batch])
@@ -351,11 +369,28 @@ class Store:
         union.add_all(_hash_value(h) for (h,) in self._read(query))
         return union.count()
 
+    def day_timings(self, site: str, days: Sequence[date]) -> dict[int, int]:
+        """The response-time histogram of the days, summed over sources: bin -> lines."""
+        t = day_timings
+        query = (
+            sa.select(t.c.bin, sa.func.sum(t.c.hits))
+            .where(t.c.site == site, t.c.day.in_(list(days)))
+            .group_by(t.c.bin)
+        )
+        return {int(b): int(n) for b, n in self._read(query) if n}
+
     def top_rows(
-        self, site: str, days: Sequence[date], by: str, limit: int, like: str | None = None
+        self,
+        site: str,
+        days: Sequence[date],
+        by: str,
+        limit: int,
+        like: str | None = None,
+        sort: str = "hits",
     ) -> list[dict[str, Any]]:
         """Ranked rows of one dimension (members matching the LIKE pattern `like`, when
-        given); visitors None where not tracked (status, ...)."""
+        given) by `sort` (hits, bytes or time: the sum of durations); visitors None where
+        not tracked (status, ...)."""
         day_list = list(days)
         if by in VISITOR_TABLES:
             t = VISITOR_TABLES[by]
@@ -371,12 +406,13 @@ class Store:
                 where.append(t.c.member.like(like))
         else:
             raise StoreError(f"unknown dimension {by!r}")
-        hits = sa.func.sum(t.c.hits)
+        hits, nbytes, dur = (sa.func.sum(t.c[n]) for n in ("hits", "bytes", "duration_us"))
+        order = {"hits": hits, "bytes": nbytes, "time": dur}[sort]
         query = (
-            sa.select(key, hits, sa.func.sum(t.c.bytes), visitors)
+            sa.select(key, hits, nbytes, visitors, dur)
             .where(*where)
             .group_by(key)
-            .order_by(hits.desc(), key)
+            .order_by(order.desc(), key)
             .limit(limit)
         )
         rows = [
@@ -385,8 +421,9 @@ class Store:
                 "hits": int(h),
                 "bytes": int(b or 0),
                 "visitors": None if v is None else int(v),
+                **({"time_us": int(d)} if d else {}),  # the sum of durations, where any
             }
-            for k, h, b, v in self._read(query)
+            for k, h, b, v, d in self._read(query)
         ]
         if by in VISITOR_TABLES:
             self._distinct_visitors(t, by, site, day_list, rows)
@@ -469,6 +506,28 @@ class _Guard:
         orig = getattr(exc, "orig", None) or exc
         where = self.store.masked_url()
         return StoreError(f"cannot write to the store {where}: {_clean(str(orig))}")
+
+
+def _add_columns(conn: Connection) -> None:
+    """Columns of ADDED_COLUMNS that an older store lacks, added (0 in its rows). Two
+    processes may open an old store at once: one adds, the other finds it added."""
+    inspector = sa.inspect(conn)
+    for table, names in ADDED_COLUMNS.items():
+        have = {c["name"] for c in inspector.get_columns(table.name)}
+        for name in names:
+            if name in have:
+                continue
+            try:
+                with conn.begin_nested():
+                    conn.execute(
+                        sa.text(
+                            f"ALTER TABLE {table.name} ADD COLUMN {name} BIGINT NOT NULL DEFAULT 0"
+                        )
+                    )
+            except sa.exc.DBAPIError:
+                have = {c["name"] for c in sa.inspect(conn).get_columns(table.name)}
+                if name not in have:
+                    raise
 
 
 def _sqlite_engine(url: str) -> Engine:

@@ -121,7 +121,7 @@ class FileCounter:
             raw.referrers,
             raw.clients,
         )
-        for table in (*tables, raw.durations, raw.sizes):
+        for table in (*tables, raw.durations, raw.sizes, raw.timings):
             for key in [k for k in table if k[:n] in bad]:
                 value = table.pop(key)
                 if any(table is t for t in lines_in):

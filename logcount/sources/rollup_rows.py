@@ -85,16 +85,18 @@ class UnitCounts:
     def _fold(self, key: tuple[str, str, str, str], members: Counter[str], keep: int) -> None:
         site, dim, _gran, label = key
         d = self.delta
-        sizes = d.member_bytes.get(key, Counter())
+        sides = [table.get(key, Counter()) for table in (d.member_bytes, d.member_durations)]
         sketches = {"path": self.path_visitors, "object": self.object_visitors}.get(dim)
-        other_hits, other_bytes = members.pop(OTHER, 0), sizes.pop(OTHER, 0)
+        other_hits = members.pop(OTHER, 0)
+        other_sums = [side.pop(OTHER, 0) for side in sides]
         kept = Counter(dict(heapq.nsmallest(keep, members.items(), key=_by_hits)))
         other_seen = sketches.pop((site, label, OTHER), None) if sketches is not None else None
         for member, hits in members.items():
             if member in kept:
                 continue
             other_hits += hits
-            other_bytes += sizes.pop(member, 0)
+            for i, side in enumerate(sides):
+                other_sums[i] += side.pop(member, 0)
             if sketches is not None:
                 seen = sketches.pop((site, label, member), None)
                 if seen is not None and other_seen is None:
@@ -103,9 +105,12 @@ class UnitCounts:
                     other_seen.merge(seen)
         kept[OTHER] = other_hits
         d.members[key] = kept
-        d.member_bytes[key] = Counter({m: sizes[m] for m in kept if sizes.get(m)})
-        if other_bytes:
-            d.member_bytes[key][OTHER] = other_bytes
+        for table, side, other in zip(
+            (d.member_bytes, d.member_durations), sides, other_sums, strict=True
+        ):
+            table[key] = Counter({m: side[m] for m in kept if side.get(m)})
+            if other:
+                table[key][OTHER] = other
         if sketches is not None and other_seen is not None:
             sketches[site, label, OTHER] = other_seen
 
@@ -130,7 +135,7 @@ def families_of(delta: Delta, family: Callable[[str], str] | None = None) -> Non
     family = family or agent_family
     name_of = {"agent": family, "bot": lambda text: bot_name(text, family), "os": os_family}
     assert set(name_of) == set(NAMED_BY_PARENT)
-    for table in (delta.members, delta.member_bytes):
+    for table in (delta.members, delta.member_bytes, delta.member_durations):
         for key, members in table.items():
             resolve = name_of.get(key[1])
             if resolve is None or not any(m.startswith(RAW_AGENT) for m in members):
@@ -185,6 +190,7 @@ def facts_of(
     """The rows of one file. `cap` members per site, day and dimension keep their rows (the
     most hit, ties by name); the others are one `(other)` row (see UnitCounts.bound)."""
     from logcount.sinks.store import MEMBER_DIMS, TOTAL_COLUMNS, SourceFacts
+    from logcount.timing import histogram_of
 
     counts.bound(cap)  # the store's bound: `cap` members per site, day and dimension
     _fit_members(counts)
@@ -212,11 +218,20 @@ def facts_of(
                 **{name: _saturated(c.get(name, 0)) for name in TOTAL_COLUMNS},
             }
         )
+        for b, n in sorted(histogram_of(c).items()):
+            facts.timings.append({"site": s, "day": day, "bin": b, "hits": _saturated(n)})
     for (s, dim, _g, label), c in d.members.items():
         day = _day(label)
         sizes = d.member_bytes.get((s, dim, _g, label), Counter())
+        durations = d.member_durations.get((s, dim, _g, label), Counter())
         for member, hits in c.items():
-            row = {"site": s, "day": day, "hits": hits, "bytes": _saturated(sizes.get(member, 0))}
+            row = {
+                "site": s,
+                "day": day,
+                "hits": hits,
+                "bytes": _saturated(sizes.get(member, 0)),
+                "duration_us": _saturated(durations.get(member, 0)),
+            }
             if dim in ("path", "object"):
                 found = counts.path_visitors if dim == "path" else counts.object_visitors
                 seen = found.get((s, label, member)) or VisitorSketch()
@@ -245,18 +260,19 @@ def _fit_members(counts: UnitCounts) -> None:
         if all(len(m) <= KEY_LENGTH and "\x00" not in m for m in members):
             continue
         site, dim, _gran, label = key
-        sizes = d.member_bytes.get(key, Counter())
+        sides = [table.get(key, Counter()) for table in (d.member_bytes, d.member_durations)]
         sketches = {"path": counts.path_visitors, "object": counts.object_visitors}.get(dim)
         fitted: Counter[str] = Counter()
-        fitted_bytes: Counter[str] = Counter()
+        fitted_sums: list[Counter[str]] = [Counter(), Counter()]
         for member, hits in members.items():
             text = _text(member)[:KEY_LENGTH]
             fitted[text] += hits
-            if sizes.get(member):
-                fitted_bytes[text] += sizes[member]
+            for side, into in zip(sides, fitted_sums, strict=True):
+                if side.get(member):
+                    into[text] += side[member]
             seen = sketches.pop((site, label, member), None) if sketches is not None else None
             if seen is not None and sketches is not None:
                 _merge_into(sketches, (site, label, text), seen)
         members.clear()
         members.update(fitted)
-        d.member_bytes[key] = fitted_bytes
+        d.member_bytes[key], d.member_durations[key] = fitted_sums
