@@ -1,13 +1,15 @@
 """`logcount pipe` end to end against `cat` and a plain apachelogs loop, in the same run.
 
     .venv/bin/python bench/bench_pipe.py [--lines N] [--data both|real|diverse] [--seed S]
-                                         [--before TREE] [--runs N]
+                                         [--before TREE] [--runs N] [--durations]
 
 Two inputs (--data, default both): the real lines repeated, their times spread over a day,
 an hour and the seconds a site at 250,000 requests/s writes them; and a day generated as
 diverse as a real one (bench/diverse.py), where caches miss as they do in production.
 logcount runs pinned to one core (taskset -c 0), the private redis-server on the other.
 Prints lines/s for each, the ratio to apachelogs, and peak RSS of the pipe's processes.
+--durations: the real lines with a %D each, over an hour (response times: histograms and
+member sums; the --before tree must read %D too, as any logcount does).
 Targets (issue 2): >= 250,000 lines/s end to end, >= 5x apachelogs, peak RSS < 80 MB.
 With --before TREE (a source tree of logcount, built: `setup.py build_ext --inplace`),
 each input is piped --runs times through this tree and that one, alternating, and the
@@ -25,6 +27,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import (  # noqa: E402
+    DURATION_FORMAT,
     add_data_option,
     diverse_day,
     logcount_cmd,
@@ -50,10 +53,10 @@ def apachelogs_loop(path: Path) -> tuple[float, int]:
     return time.perf_counter() - start, n
 
 
-def run_pipe(path: Path, tree: str = "") -> tuple[float, int, int]:
+def run_pipe(path: Path, tree: str = "", config: str = "") -> tuple[float, int, int]:
     """Seconds and peak RSS (KiB) of `logcount pipe < path`, and the lines it counted;
-    with `tree`, the logcount package of that source tree."""
-    with private_logcount() as (redis, env):
+    with `tree`, the logcount package of that source tree; `config`: more of its config."""
+    with private_logcount(more_config=config) as (redis, env):
         if tree:  # found before the installed package: PYTHONPATH precedes site-packages
             env["PYTHONPATH"] = tree
         seconds, _, rss = timed(["taskset", "-c", "0", *logcount_cmd(), "pipe"], env, path)
@@ -65,7 +68,12 @@ def run_pipe(path: Path, tree: str = "") -> tuple[float, int, int]:
 
 
 def compare(
-    n: int, baseline: Path, spreads: list[tuple[str, Path, int]], before: str, runs: int
+    n: int,
+    baseline: Path,
+    spreads: list[tuple[str, Path, int]],
+    before: str,
+    runs: int,
+    config: str = "",
 ) -> None:
     """cat and the apachelogs loop on `baseline`, then the pipe on each (label, file,
     lines it should count): medians of `runs`, alternating with the `before` tree."""
@@ -78,7 +86,7 @@ def compare(
         mine, theirs = [], []
         for _ in range(runs):
             for tree, out in (("", mine), (before, theirs)) if before else (("", mine),):
-                seconds, rss, counted = run_pipe(path, tree)
+                seconds, rss, counted = run_pipe(path, tree, config)
                 out.append((seconds, rss))
                 if counted != expected:
                     print(f"WARNING: counted {counted:,} lines, expected {expected:,}")
@@ -103,8 +111,16 @@ def main() -> None:
     add_data_option(ap)
     ap.add_argument("--before", default="", help="a source tree to compare with")
     ap.add_argument("--runs", type=int, default=1, help="runs of each, medians compared")
+    ap.add_argument("--durations", action="store_true", help="real lines with a %%D each")
     args = ap.parse_args()
     n = args.lines
+    if args.durations:
+        timed_lines = million_lines(n, hours=1, durations=True)
+        print(f"input: {n:,} real lines, each with a %D, over one hour")
+        spreads = [("1 h, %D", timed_lines, n - n // 10_000)]
+        config = f'log_format = "{DURATION_FORMAT}"\n'
+        compare(n, million_lines(n), spreads, args.before, args.runs, config)
+        return
     if args.data in ("both", "real"):
         day = million_lines(n)
         print(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import random
 import re
 import socket
 import subprocess
@@ -30,15 +31,18 @@ def million_lines(
     name: str | None = None,
     hours: int | None = None,
     seconds: int | None = None,
+    durations: bool = False,
 ) -> Path:
     """The 10,000 real lines of elastic_apache_logs.log repeated to n lines, their
     timestamps re-spread evenly over `days` days (or `hours` hours, or `seconds`) from
     2015-05-17: a real site's mix of paths, agents, referrers and statuses. 1M lines over
     a day is a site at ~12 requests/s; over an hour, a busy one at ~280 requests/s; over
-    4 seconds, the site a pipe at 250,000 lines/s serves."""
+    4 seconds, the site a pipe at 250,000 lines/s serves. `durations`: each line ends with
+    a %D (microseconds, log-normal around 20 ms: DURATION_FORMAT)."""
     OUT.mkdir(parents=True, exist_ok=True)
     spread = f"{seconds}s" if seconds else f"{hours}h" if hours else f"{days}d"
-    path = OUT / (name or f"combined-{n}-{spread}.log")
+    path = OUT / (name or f"combined-{n}-{spread}{'-D' if durations else ''}.log")
+    rng = random.Random(1)
     if path.exists():
         return path
     source = [line for line in REAL.read_bytes().split(b"\n") if line]
@@ -49,12 +53,16 @@ def million_lines(
         for i in range(n):
             when = base + timedelta(seconds=i * span // n)
             stamp = when.strftime("[%d/%b/%Y:%H:%M:%S +0000]").encode()
-            out.write(_STAMP.sub(stamp, source[i % len(source)], count=1) + b"\n")
+            line = _STAMP.sub(stamp, source[i % len(source)], count=1)
+            if durations:
+                line += b" %d" % int(rng.lognormvariate(10, 1.2))
+            out.write(line + b"\n")
     os.replace(tmp, path)
     return path
 
 
 DATA = ("both", "real", "diverse")
+DURATION_FORMAT = '%h %l %u %t \\"%r\\" %>s %b \\"%{Referer}i\\" \\"%{User-Agent}i\\" %D'
 
 
 def add_data_option(ap: argparse.ArgumentParser) -> None:

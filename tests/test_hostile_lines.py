@@ -25,6 +25,7 @@ from pathlib import Path
 import pytest
 import redis
 
+from logcount import timing
 from logcount.config import Config
 from logcount.count.aggregate import Aggregator, LineCounter
 from logcount.count.delta import Delta
@@ -216,7 +217,15 @@ def test_durations_out_of_range_make_their_line_malformed(
     good, bad = [0, 1500, limit - 1], [limit, 10**20, "-3"]
     delta = count(counter, aggregator, [timed(v) for v in good + bad])
     assert (delta.lines, delta.malformed) == (3, 3)
-    assert day_totals(delta)["duration_us"] == (1500 + limit - 1) * scale
+    # A counted duration past timing.CAP_US (19 hours) counts as the cap, in the sums and
+    # in the histogram's last bin
+    totals = day_totals(delta)
+    assert totals["duration_us"] == 1500 * scale + timing.CAP_US
+    assert timing.histogram_of(totals) == {
+        0: 1,
+        timing.bin_of(1500 * scale): 1,
+        timing.bin_of(timing.CAP_US): 1,
+    }
 
 
 DATES = {

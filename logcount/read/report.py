@@ -317,7 +317,7 @@ def ranked_rows(
         ranked = client.zrevrange(fields[0][1][0], 0, limit - 1, withscores=True)
         members = [m for m, _ in ranked]
         pipe = client.pipeline(transaction=False)
-        for _, names in fields[1:]:
+        for _, names in fields[1:] if members else ():
             pipe.zmscore(names[0], members)
         others = pipe.execute() if members else []
     else:
