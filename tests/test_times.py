@@ -268,3 +268,21 @@ def test_an_old_store_gains_the_time_columns(tmp_path: Path, redis_server: Redis
     avg, pct = expected_times(durations)
     assert {r["key"]: r["time_avg_ms"] for r in report["rows"]} == avg
     assert {k: report["total"][k] for k in pct} == pct
+
+
+def test_a_folded_member_takes_its_times_to_other(
+    tmp_path: Path, redis_server: RedisServer
+) -> None:
+    site = Site(tmp_path, redis_server, CONFIG + "[live]\nmax_members = 2\n")
+    when = datetime.now(UTC).replace(second=3)
+    spent = {"/a": [1000] * 3, "/b": [2000] * 2, "/c": [30000]}
+    site.feed("".join(line(when, p, us) for p, values in spent.items() for us in values))
+    rows = json.loads(site.top("--window", "today", "-f", "json").output)["rows"]
+    assert len(rows) == 3 and "(other)" in [r["key"] for r in rows]
+    kept = [r for r in rows if r["key"] != "(other)"]
+    for row in kept:
+        assert row["time_avg_ms"] == sum(spent[row["key"]]) / len(spent[row["key"]]) / 1000
+    other = next(r for r in rows if r["key"] == "(other)")
+    folded = [us for p, v in spent.items() if p not in {r["key"] for r in kept} for us in v]
+    assert other["hits"] == len(folded)
+    assert other["time_avg_ms"] == round(sum(folded) / len(folded) / 1000, 3)
