@@ -345,11 +345,8 @@ def ranked_rows(
         value = {first: int(score)}
         for (name, _), scores in zip(fields[1:], others, strict=True):
             value[name] = int(scores[i] or 0)
-        key = _text(member)
-        rows.append(
-            {"key": key, "hits": value["hits"], "bytes": value["bytes"], "visitors": None}
-            | {"time_us": value["time_us"]}
-        )
+        row = {"key": _text(member), "hits": value["hits"], "bytes": value["bytes"]}
+        rows.append({**row, "visitors": None, "time_us": value["time_us"]})
     # Redis breaks ties in reverse byte order; people (and the store) expect A before B.
     return sorted(rows, key=lambda r: (-r[first], r["key"]))
 
