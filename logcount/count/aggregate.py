@@ -16,6 +16,7 @@ Two stages, shared by every entry point (pipe, tail, rollup):
 from __future__ import annotations
 
 import functools
+import gc
 import os
 import re
 import sys
@@ -51,10 +52,23 @@ from logcount.dimensions import (
 from logcount.timing import FIELD_PREFIX
 
 GRANS = GRANULARITY_NAMES
+# The engine makes and drops millions of tuples, dicts and strings a minute, none of them
+# in a reference cycle (refcounting frees them). Python's default thresholds ran the cyclic
+# collector so often that it cost a fifth of the engine's CPU on a diverse day (300,000
+# lines: 2.19-2.44 s of CPU against 2.76-3.07 s, alternating runs): a counting process
+# collects after 100,000 allocations, and rarely the old generation.
+GC_THRESHOLDS = (100_000, 50, 1000)
 _CUT = {g.name: g.cut for g in GRANULARITIES.values()}  # of a minute label, for each
 
 
 SCAN_VERSION = 3  # the _scan.c this code calls (its SCAN_VERSION)
+
+
+def tune_gc() -> None:
+    """For a process that counts: what start-up made (modules, tables, the classifier) is
+    frozen out of the collector's reach, which then runs at GC_THRESHOLDS."""
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
 
 
 def _scan_module() -> Any:

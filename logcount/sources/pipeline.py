@@ -18,7 +18,7 @@ from collections.abc import Callable
 from typing import Any
 
 from logcount.config import Config
-from logcount.count.aggregate import Aggregator, LineCounter
+from logcount.count.aggregate import Aggregator, LineCounter, tune_gc
 from logcount.count.classify import Classifier
 from logcount.count.delta import Delta
 from logcount.count.lines import Piece
@@ -161,6 +161,7 @@ class Pipeline:
         self.position_extra: Callable[[], dict[str, str]] | None = None
 
     def start(self) -> None:
+        tune_gc()  # this process counts from now on
         self.thread.start()
         self.sender.start()
 

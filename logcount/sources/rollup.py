@@ -265,7 +265,10 @@ def rollup(
     warn: Callable[[str], None] = lambda m: print(m, file=sys.stderr),
 ) -> RollupResult:
     """Roll up every input; raise RollupIncomplete at the end if any file was not read."""
+    from logcount.count.aggregate import tune_gc  # what the counters import anyway
+
     started = time.monotonic()
+    tune_gc()  # the parent merges what the counters hand over (and counts, without them)
     inputs, missing = resolve_inputs(specs, days)
     result = RollupResult(missing=missing)
     for message in missing:

@@ -16,7 +16,7 @@ from typing import Any
 
 from logcount.config import Config
 from logcount.count.agents import agent_family
-from logcount.count.aggregate import Aggregator, LineCounter, RawCounts
+from logcount.count.aggregate import Aggregator, LineCounter, RawCounts, tune_gc
 from logcount.count.classify import Buckets, Classifier
 from logcount.count.lines import LineSplitter, Piece
 from logcount.count.logformat import CompiledFormat, compile_format
@@ -315,6 +315,7 @@ def start_counter(config: Config, units: list[Unit], lines: Any, begun: Any, eve
     `begun` (shared memory, a byte per unit) tells the parent which units a counter began,
     should the pool break; `everyone` is the barrier of hand_over()."""
     _WORKER["begun"], _WORKER["everyone"] = begun, everyone
+    tune_gc()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
     _die_with_parent()
