@@ -61,8 +61,10 @@ def day_hits(client: redis.Redis, label: str) -> int:
 
 
 def test_acceptance_60k_exact_counts(lc_env: dict[str, str]) -> None:
-    """60,000 lines with routes, bots, IPv6, escaped quotes and malformed lines."""
-    write_config(lc_env, ROUTES_TOML)
+    """60,000 lines with routes, bots, IPv6, escaped quotes and malformed lines. The
+    visitor key is fixed: Redis' HyperLogLog estimate depends on the hashes, and with a
+    random key per run it fell outside 2 % about once in a hundred runs."""
+    write_config(lc_env, '[privacy]\nsecret = "the acceptance test\'s fixed key"\n' + ROUTES_TOML)
     lines, exp = generate(60_000, day_at(2026, 3, 14), malformed_every=997)
     result = run_logcount(["pipe"], lc_env, input=b"\n".join(lines) + b"\n")
     assert result.returncode == 0, result.stderr.decode()
