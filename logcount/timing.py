@@ -14,7 +14,7 @@ below it and at most one bin (25 %) under it, so "p95 <= 120 ms" never flatters 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 
 BINS_PER_DOUBLING = 4  # the C scanner takes the 2 bits after the leading one
 CAP_US = 1 << 36
@@ -45,13 +45,6 @@ def upper_edge(b: int) -> float:
         return float(CAP_US)
     e, s = divmod(b - 1, BINS_PER_DOUBLING)
     return float(2**e * (BINS_PER_DOUBLING + s + 1) / BINS_PER_DOUBLING)
-
-
-def lower_edge(b: int) -> float:
-    if b <= 0:
-        return 0.0
-    e, s = divmod(b - 1, BINS_PER_DOUBLING)
-    return float(2**e * (BINS_PER_DOUBLING + s) / BINS_PER_DOUBLING)
 
 
 def field_of(b: int) -> str:
@@ -108,10 +101,3 @@ def quantiles(hist: Mapping[int, int]) -> dict[str, float]:
 
 def average_ms(total_us: int, hits: int) -> float:
     return ms(total_us / hits) if hits > 0 else 0.0
-
-
-def sum_histograms(hists: Iterable[Mapping[int, int]]) -> dict[int, int]:
-    out: dict[int, int] = {}
-    for h in hists:
-        merge(out, h)
-    return out

@@ -253,11 +253,11 @@ def test_a_scanner_built_from_another_source_is_not_used(
 ) -> None:
     """A build left from an older _scan.c (a pull without a rebuild) would refuse the plan
     or hand back other tables: the pure path counts, and stderr says why, once."""
-    from logcount.count import _scan, aggregate
+    from logcount.count import _scan, aggregate, sums
 
     monkeypatch.delenv("LOGCOUNT_PURE_PYTHON", raising=False)
     monkeypatch.setattr(_scan, "VERSION", aggregate.SCAN_VERSION - 1)
-    aggregate._stale_scanner_warning.cache_clear()
+    sums.stale_build_warning.cache_clear()
     counters = [LineCounter(compile_format("combined")) for _ in range(2)]
     assert [c.native for c in counters] == [False, False]
     counters[0].feed(b'1.2.3.4 - - [10/Oct/2020:10:00:00 +0000] "GET / HTTP/1.1" 200 5 "-" "x"\n')

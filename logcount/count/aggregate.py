@@ -15,11 +15,8 @@ Two stages, shared by every entry point (pipe, tail, rollup):
 
 from __future__ import annotations
 
-import functools
 import gc
-import os
 import re
-import sys
 import time
 from collections import Counter, deque
 from collections.abc import Callable
@@ -41,7 +38,7 @@ from logcount.count.delta import SAMPLE_SIZE, Delta
 from logcount.count.logformat import CompiledFormat
 from logcount.count.paths import NO_PATH
 from logcount.count.regex_scan import RegexScanner, getter
-from logcount.count.sums import Pairs, add_by_members, add_counts, add_to_sets
+from logcount.count.sums import Pairs, add_by_members, add_counts, add_to_sets, native
 from logcount.dimensions import (
     DIMENSIONS,
     ERROR_CLASSES,
@@ -72,29 +69,8 @@ def tune_gc() -> None:
 
 
 def _scan_module() -> Any:
-    """logcount.count._scan (the C hot loop), or None: not built, built from another _scan.c
-    (said once on stderr), or LOGCOUNT_PURE_PYTHON set."""
-    if os.environ.get("LOGCOUNT_PURE_PYTHON"):
-        return None
-    try:
-        import logcount.count._scan as _scan
-    except ImportError:
-        return None
-    if getattr(_scan, "VERSION", None) != SCAN_VERSION:
-        _stale_scanner_warning(_scan.__file__)
-        return None
-    return _scan
-
-
-@functools.cache
-def _stale_scanner_warning(where: str) -> None:
-    # A build left from an older _scan.c would refuse this code's plan (or hand back
-    # other tables): count with the pure path, and say why it is slower.
-    print(
-        f"logcount: {where} was built from another _scan.c; counting without it "
-        "(rebuild: pip install -e .)",
-        file=sys.stderr,
-    )
+    """logcount.count._scan (the C hot loop), or None (see sums.native)."""
+    return native("_scan", SCAN_VERSION)
 
 
 @dataclass

@@ -2,12 +2,15 @@
 of every dimension the key yields, per (site, minute).
 
 The C twin (logcount/count/_sum.c) does the same loop without the interpreter; it is used
-when built and LOGCOUNT_PURE_PYTHON is not set (the choice made once, at import, as the
-scanner's). tests/test_sums.py holds the two equal."""
+when built and LOGCOUNT_PURE_PYTHON is not set (native(), which also chooses the scanner).
+tests/test_sums.py holds the two equal."""
 
 from __future__ import annotations
 
+import functools
+import importlib
 import os
+import sys
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -91,20 +94,34 @@ def add_to_sets_py(
             found.add(digest)
 
 
-def _native() -> Any:
+def native(name: str, version: int) -> Any:
+    """logcount.count.<name>, an optional C extension, or None: not built, built from
+    another <name>.c (said once on stderr: it would refuse this code's calls or hand back
+    other tables), or LOGCOUNT_PURE_PYTHON set. The choice is made once, at start."""
     if os.environ.get("LOGCOUNT_PURE_PYTHON"):
         return None
     try:
-        import logcount.count._sum as _sum
+        module = importlib.import_module(f"logcount.count.{name}")
     except ImportError:
         return None
-    if getattr(_sum, "VERSION", None) != SUM_VERSION:
-        return None  # a build of another _sum.c: the Python twin adds the same, slower
-    return _sum
+    if getattr(module, "VERSION", None) != version:
+        stale_build_warning(module.__file__ or name, name)
+        return None
+    return module
 
 
-add_by_members: Callable[..., None] = getattr(_native(), "add_by_members", add_by_members_py)
+@functools.cache
+def stale_build_warning(where: str, name: str) -> None:
+    print(
+        f"logcount: {where} was built from another {name}.c; counting without it "
+        "(rebuild: pip install -e .)",
+        file=sys.stderr,
+    )
+
+
+_sum = native("_sum", SUM_VERSION)
+add_by_members: Callable[..., None] = getattr(_sum, "add_by_members", add_by_members_py)
 add_counts: Callable[[dict[Any, int], dict[Any, int]], None] = getattr(
-    _native(), "add_counts", add_counts_py
+    _sum, "add_counts", add_counts_py
 )
-add_to_sets: Callable[..., None] = getattr(_native(), "add_to_sets", add_to_sets_py)
+add_to_sets: Callable[..., None] = getattr(_sum, "add_to_sets", add_to_sets_py)

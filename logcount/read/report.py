@@ -46,11 +46,9 @@ SORTS: dict[str, tuple[str, Callable[[str, str, str, str], str]]] = {
 assert tuple(SORTS) == SORT_NAMES
 _RELATIVE = re.compile(r"^(\d+)([mhd])$")
 _DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
-# Relative windows longer than this use hour buckets; a day has 1,440 minutes.
+# How long each granularity's buckets live when the configuration does not say: a window
+# reaches back as far as its buckets live (dimensions.GRANULARITIES).
 _DEFAULT_TTL = {g.name: g.default_ttl_seconds for g in GRANULARITIES.values()}
-# Day windows reach the store, which keeps every day: ten years, as `hits --days`.
-# Buckets one window may name, whatever its bounds (--until far ahead): a window is one
-# round trip of one command per bucket, so this bounds a report's work too.
 
 
 class WindowError(LogcountError):
