@@ -27,7 +27,13 @@ from logcount.count.agents import (
     os_family,
 )
 from logcount.count.logformat import DAY_LENGTH, CompiledFormat, clf_value, compile_format, unescape
-from logcount.count.paths import NO_PATH, normalise_target, request_target, truncate_utf8
+from logcount.count.paths import (
+    NO_PATH,
+    NOT_HTTP,
+    normalise_target,
+    request_target,
+    truncate_utf8,
+)
 from logcount.count.routes import MAX_TYPE_BYTES, RouteTable
 from logcount.dimensions import BOT_DEVICE
 
@@ -254,7 +260,9 @@ class Classifier:
 
     def _path_of_request(self, raw: bytes) -> str:
         target = request_target(raw)
-        return NO_PATH if target is None else normalise_target(target, self.keep_query)
+        if target is None:
+            return NO_PATH
+        return normalise_target(target, self.keep_query) if target else NOT_HTTP
 
     def _path_of_uri(self, raw: tuple[bytes, bytes]) -> str:
         uri, query = raw
@@ -265,7 +273,7 @@ class Classifier:
         return normalise_target(target, self.keep_query)
 
     def _object_of(self, path: str) -> str | None:
-        if path == NO_PATH:
+        if path in (NO_PATH, NOT_HTTP):
             return None
         found = self.routes.resolve(path)
         return None if found is None else cap_object(found)

@@ -8,14 +8,18 @@ from urllib.parse import parse_qsl, urlencode
 
 from logcount.count.logformat import clf_value
 
-NO_PATH = "-"  # a request line Apache could not read ("-" or garbage)
+NO_PATH = "-"  # no request line: Apache could not read one (a 408 logs "-")
+NO_PATH_BYTES = NO_PATH.encode()
+# A request line that is not HTTP (RTSP's and SIP's OPTIONS, FTP's USER, a TLS handshake,
+# a line of another protocol on port 80): one key for all, never a key per line.
+NOT_HTTP = "(not http)"
+KEYS_NOT_PATHS = (NO_PATH, NOT_HTTP, "*")  # the path keys that start with no "/"
 # Every member is capped in bytes (UTF-8), whatever a log line holds, so that a flood of
 # long values costs bounded memory in the reader, Redis and the store.
 MAX_PATH_BYTES = 512
 
 _UNRESERVED = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
 _PCT = re.compile(rb"%([0-9A-Fa-f]{2})")
-_HEX2 = re.compile(rb"[0-9A-Fa-f]{2}")
 
 
 def _pct_normalise(hexdigits: bytes) -> bytes:
@@ -26,30 +30,15 @@ def _pct_normalise(hexdigits: bytes) -> bytes:
 
 
 def pct_normalise(path: bytes) -> bytes:
-    """Escapes of unreserved characters decoded, the others in upper case. A stray `%`
-    (not an escape) is left as it is, unless the characters decoded after it would make it
-    one ("%%32%65" is "%2e", which a second pass would read as "."): that one is written
-    `%25`, so that normalising a normalised path changes nothing."""
+    """Escapes of unreserved characters decoded, the others in upper case, and every stray
+    `%` (one that starts no escape) written `%25`: decoding never makes a `%` (it is not
+    unreserved), so a second pass finds the same escapes and changes nothing ("%%32%65"
+    is "%252e", never "%2e", which a second pass would read as ".")."""
     parts = _PCT.split(path)  # literal bytes, then the hex digits of an escape, ...
-    out = [parts[0]]
-    strays = [i for i, c in enumerate(parts[0]) if c == 0x25]  # every % left is stray
-    size = len(parts[0])
-    for i in range(1, len(parts), 2):
-        decoded, literal = _pct_normalise(parts[i]), parts[i + 1]
-        strays += [size + len(decoded) + j for j, c in enumerate(literal) if c == 0x25]
-        out += (decoded, literal)
-        size += len(decoded) + len(literal)
-    result = b"".join(out)
-    made = [p for p in strays if _HEX2.fullmatch(result, p + 1, p + 3)]
-    if not made:
-        return result
-    pieces: list[bytes] = []
-    last = 0
-    for p in made:
-        pieces += (result[last:p], b"%25")
-        last = p + 1
-    pieces.append(result[last:])
-    return b"".join(pieces)
+    return b"".join(
+        _pct_normalise(part) if i % 2 else part.replace(b"%", b"%25")
+        for i, part in enumerate(parts)
+    )
 
 
 def remove_dot_segments(path: bytes) -> bytes:
@@ -95,10 +84,16 @@ def truncate_utf8(text: str, limit: int = MAX_PATH_BYTES) -> str:
 
 
 def normalise_target(target: bytes, keep_query: tuple[str, ...] = ()) -> str:
-    """A request target (as received) -> the normalised path we count."""
-    if not target:
+    """A request target (as received) -> the normalised path we count: a path (it starts
+    with `/`), the path of an absolute URL, `*`, NO_PATH for none, and NOT_HTTP for
+    anything else (`sip:nm`, `anonymous`, a TLS handshake read as text)."""
+    if not target or target == NO_PATH_BYTES:
         return NO_PATH
-    if _looks_absolute(target):
+    if target == b"*":
+        return "*"
+    if target[:1] != b"/":
+        if not _looks_absolute(target):
+            return NOT_HTTP
         # absolute-form (proxies): drop scheme and authority. Cut by hand: urlsplit raises
         # on a malformed authority ("http://[x/"), and a reader must not stop on bad data.
         rest = target.partition(b"://")[2]
@@ -110,19 +105,19 @@ def normalise_target(target: bytes, keep_query: tuple[str, ...] = ()) -> str:
     path = path.partition(b"#")[0]
     if b"%" in path:
         path = pct_normalise(path)
-    path = remove_dot_segments(path)
-    if path[:1] != b"/":
-        while _looks_absolute(path):  # decoding made a scheme: "%41://x" is not one
-            path = path.replace(b"://", b"%3A//", 1)
+    path = remove_dot_segments(path)  # a path starting with "/" keeps it
     text = _cut_path(path.decode("utf-8", "backslashreplace"))
     if keep_query and query:
         text += _kept_query(query, keep_query, MAX_PATH_BYTES - len(text.encode()))
-    return text or NO_PATH  # "?x", "#", ".": no path, as "" is
+    return text
+
+
+_SCHEME = re.compile(rb"[A-Za-z][A-Za-z0-9+.-]*://")
 
 
 def _looks_absolute(target: bytes) -> bool:
-    """An absolute-form target (a proxy's "http://host/path"), as normalise_target tells."""
-    return target[:1] != b"/" and b"://" in target[:12]
+    """An absolute-form target (a proxy's "http://host/path"): a scheme, then "://"."""
+    return _SCHEME.match(target) is not None
 
 
 def _cut_path(text: str) -> str:
@@ -149,17 +144,21 @@ def _kept_query(query: bytes, keep: tuple[str, ...], room: int) -> str:
 
 
 _METHOD = re.compile(rb"[-!#$%&'*+.^_`|~0-9A-Za-z]+\Z")  # an RFC 9110 token (M-SEARCH)
+# The protocol word that ends a request line: HTTP/1.1, and RTSP/1.0, SIP/2.0, ... (dropped)
+_PROTOCOL = re.compile(rb"[A-Za-z][A-Za-z0-9+.-]*/[0-9]+(?:\.[0-9]+)?\Z")
 
 
 def request_target(request_line: bytes) -> bytes | None:
-    """The target of a %r request line ("GET /a?b HTTP/1.1" -> b"/a?b"), None if unreadable."""
+    """The target of a %r request line ("GET /a?b HTTP/1.1" -> b"/a?b"), its protocol word
+    dropped whatever the protocol ("OPTIONS / RTSP/1.0" -> b"/"); None when there is no
+    request line ("-", empty); b"" when it is no method and target (a TLS handshake)."""
     line = clf_value(request_line)
     if not line:
         return None
     method, sep, rest = line.partition(b" ")
     if not sep or not _METHOD.match(method):
-        return None
+        return b""
     target, sep, proto = rest.rpartition(b" ")
-    if not sep or not proto.startswith(b"HTTP/"):
+    if not sep or not _PROTOCOL.match(proto):
         target = rest  # HTTP/0.9 or a truncated line: the rest is the target
-    return target or None
+    return target

@@ -182,9 +182,9 @@ class Counts:
                 raise ValueError(f"object {member!r} is not TYPE:ID")
             return "object", member
         assert path is not None
-        from logcount.count.paths import normalise_target  # lazily: `top` does not need it
+        from logcount.count.paths import KEYS_NOT_PATHS, normalise_target  # `top` needs none
 
-        if not path.startswith("/") and "://" not in path:
+        if path not in KEYS_NOT_PATHS and not path.startswith("/") and "://" not in path:
             path = "/" + path  # "press/42/" means the path, as a person types it
         return "path", normalise_target(path.encode(), tuple(self.config.keep_query))
 
