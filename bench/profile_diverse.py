@@ -65,7 +65,7 @@ def profile_pipe(path: Path, data_dir: str) -> list[cProfile.Profile]:
 def profile_rollup(path: Path, data_dir: str) -> list[cProfile.Profile]:
     import socket
 
-    from logcount.sources.rollup import RollupResult, _Counters, _store_all
+    from logcount.sources.rollup import Counters, RollupResult, _store_all
     from logcount.sources.rollup_files import resolve_inputs, split_units
 
     config = Config(site="bench", data_dir=data_dir)
@@ -75,7 +75,7 @@ def profile_rollup(path: Path, data_dir: str) -> list[cProfile.Profile]:
     prof = cpu_profile()
     # Built without units it forks no counter; given them afterwards, it counts them
     # itself when the store asks for its results (the path taken where there is no fork).
-    counters = _Counters(config, [], 1, False)
+    counters = Counters(config, [], 1, False)
     counters.units = units
     result = RollupResult(missing=[])
     prof.runcall(

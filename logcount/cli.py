@@ -399,6 +399,47 @@ def rollup(
         click.echo(done, err=True)
 
 
+# The log format of `report` when none is given (flag, environment or config): the
+# configured default for now; "auto" once the format is told from the first lines.
+REPORT_LOG_FORMAT: str | None = None
+
+
+@cli.command()
+@click.argument("files", nargs=-1, required=True, metavar="FILE...")
+@click.option("--limit", "-n", type=click.IntRange(1, 10_000), default=10, show_default=True)
+@click.option("--site", "-s", default=None, help="One virtual host (default: every site).")
+@click.option("--format", "-f", "fmt", type=FORMATS, default="table", show_default=True)
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+@click.option("--jobs", "-j", type=click.IntRange(1, 256), help="Processes (default: all cores).")
+@pass_settings
+@domain_errors
+def report(
+    settings: Settings,
+    files: tuple[str, ...],
+    limit: int,
+    site: str | None,
+    fmt: str,
+    quiet: bool,
+    jobs: int | None,
+) -> None:
+    """A one-shot report of log files (plain or .gz/.bz2/.xz; - for standard input):
+    counted in memory, no Redis or store needed."""
+    from logcount.read.file_report import report_csv, report_json, report_table
+    from logcount.sources.one_shot import report_files
+
+    if REPORT_LOG_FORMAT is not None and settings.options.get("log_format") is None:
+        settings.options["log_format"] = REPORT_LOG_FORMAT
+    show = not quiet and sys.stderr.isatty()
+    built = report_files(settings.load(), list(files), limit, site, jobs, show)
+    width, terminal = terminal_width(sys.stdout)
+    if fmt == "json":
+        emit(report_json(built, terminal) + "\n")
+    elif fmt == "csv":
+        emit(report_csv(built, terminal))
+    else:
+        emit(report_table(built, width, terminal))
+
+
 @cli.command()
 @click.option(
     "--format",

@@ -876,7 +876,7 @@ def test_every_unit_is_counted_once_however_many(tmp_path: Path) -> None:
     units = [lr.Unit(inp, cuts[0], cuts[0])] * 1_996 + [
         lr.Unit(inp, a, b) for a, b in zip(cuts, cuts[1:], strict=False)
     ]
-    counters = lr._Counters(config, units, 2, True)
+    counters = lr.Counters(config, units, 2, True)
     try:
         messages = list(counters.results(lambda: None))
     finally:

@@ -75,7 +75,7 @@ def csv_cell(value: Any, terminal: bool = False) -> Any:
     return safe_text(value) if terminal else value
 
 
-def _csv(rows: list[list[Any]], terminal: bool) -> str:
+def csv_text(rows: list[list[Any]], terminal: bool) -> str:
     import csv  # only for --format csv (a table or JSON has no use for it)
 
     out = io.StringIO()
@@ -148,7 +148,7 @@ def top_csv(report: dict[str, Any], terminal: bool = False) -> str:
                 *([row[ROW_TIME_KEY]] if timed else []),
             ]
         )
-    return _csv(rows, terminal)
+    return csv_text(rows, terminal)
 
 
 def _when(iso: str) -> str:
@@ -328,7 +328,7 @@ def recent_csv(items: list[dict[str, Any]], terminal: bool = False) -> str:
     rows: list[list[Any]] = [list(fields)]
     for item in items:
         rows.append([item[f] for f in fields[:-1]] + ["true" if item["bot"] else "false"])
-    return _csv(rows, terminal)
+    return csv_text(rows, terminal)
 
 
 def recent_table(
@@ -371,7 +371,7 @@ def hits_json(report: dict[str, Any], terminal: bool = False) -> str:
 def hits_csv(report: dict[str, Any], terminal: bool = False) -> str:
     rows: list[list[Any]] = [["date", "hits", "source"]]
     rows += [[day["date"], day["hits"], day["source"]] for day in report["days"]]
-    return _csv(rows, terminal)
+    return csv_text(rows, terminal)
 
 
 def hits_table(report: dict[str, Any], width: int | None = None, terminal: bool = False) -> str:

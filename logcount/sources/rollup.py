@@ -98,7 +98,7 @@ def _hand_over() -> list[Message]:
     return hand_over(last=True)
 
 
-class _Counters:
+class Counters:
     """The counting processes, and the parts they return (see above). Where there is no
     fork(), the parent counts itself, once the store is open."""
 
@@ -280,7 +280,7 @@ def rollup(
     # The visitor key, read (or made) once before the fork: the counters inherit it, and a
     # key that cannot be read is one line here instead of counters dying one by one.
     config.visitor_key()
-    counters = _Counters(config, units, jobs, show_progress)
+    counters = Counters(config, units, jobs, show_progress)
     try:
         _store_all(config, inputs, units, counters, host, show_progress, warn, result)
     except BaseException:
@@ -301,7 +301,7 @@ def _store_all(
     config: Config,
     inputs: list[Input],
     units: list[Unit],
-    counters: _Counters,
+    counters: Counters,
     host: str,
     show_progress: bool,
     warn: Callable[[str], None],
@@ -329,7 +329,7 @@ def _store_all(
     got: Counter[Input] = Counter()
     merged: dict[Input, UnitCounts] = {}
     failed: set[Input] = set()
-    with _Progress(show_progress, len(inputs)) as bar:
+    with ProgressBar(show_progress, len(inputs)) as bar:
         bar.counters = counters
         for message in counters.results(bar.refresh):
             inp = message[1]
@@ -372,16 +372,17 @@ def _store_all(
     store.dispose()
 
 
-class _Progress:
+class ProgressBar:
     """A rich progress bar (files, lines, lines/s) on a terminal; nothing otherwise.
 
     The lines column reads the workers' shared counter each time rich redraws (10 times a
     second, from rich's own thread), so it moves while one big file is being read."""
 
-    def __init__(self, enabled: bool, files: int):
+    def __init__(self, enabled: bool, files: int, title: str = "rollup"):
         self.enabled = enabled
+        self.title = title
         self.files = files
-        self.counters: _Counters | None = None
+        self.counters: Counters | None = None
         self.started = time.monotonic()
         self.progress: Any = None
 
@@ -390,7 +391,7 @@ class _Progress:
         rate = n / max(time.monotonic() - self.started, 1e-6)
         return f"{n:,} lines  {rate:,.0f} lines/s"
 
-    def __enter__(self) -> _Progress:
+    def __enter__(self) -> ProgressBar:
         if self.enabled:
             from rich.progress import (
                 BarColumn,
@@ -408,7 +409,7 @@ class _Progress:
                     return Text(bar.text())
 
             self.progress = Progress(
-                TextColumn("rollup"),
+                TextColumn(self.title),
                 BarColumn(),
                 MofNCompleteColumn(),
                 TextColumn("files "),
@@ -416,7 +417,7 @@ class _Progress:
                 transient=False,
             )
             self.progress.__enter__()
-            self.task = self.progress.add_task("rollup", total=self.files)
+            self.task = self.progress.add_task(self.title, total=self.files)
         return self
 
     def __exit__(self, *exc: Any) -> None:

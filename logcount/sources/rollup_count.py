@@ -34,6 +34,7 @@ PIECE = 256 << 10
 # them made a counter's peak RSS 288 MB for a 1,000,000-line day, 100,000 make it 153 MB
 # at the same CPU time (8.2-9.0 s either way, alternating runs; 30,000: 106 MB, +15 %).
 CLASSIFY_EVERY = 100_000
+EDGE = 8192  # bytes of a unit's first and last lines kept (UnitCounts.edges)
 CLASSIFY_BYTES = 64 << 20  # ...or bytes of keys (long agents and referrers: few keys, big)
 # Numbers a line may carry (%b, %D, ...) are below 2^53: the scanner and the regexes make
 # a line with a larger one malformed (logcount.count.logformat); stored sums saturate (rollup).
@@ -74,6 +75,8 @@ class FileCounter:
         self.visitors = MemberVisitors(self.aggregator)
         self.counts = UnitCounts()
         self._family: Callable[[str], str] | None = None
+        self._first: bytes | None = None  # the first line read by read_stream, and the last
+        self._last = b""
 
     def family(self, agent: str) -> str:
         """An agent's family, for the rare day of more distinct agents than are kept
@@ -153,32 +156,50 @@ class FileCounter:
 
     def read(self, unit: Unit, progress: Callable[[int], None] = lambda n: None) -> UnitCounts:
         """Count the unit's lines (finish() classifies them; a counter may read several
-        units of one file first). The file is read into the line splitter's one buffer;
-        the C scanner reads the lines where they lie (no copy), the regex path gets pieces
-        of bytes. A unit's last line without a newline is a line (see logcount.count.lines)."""
-        lines = LineSplitter()
+        units of one file first)."""
         with open_log(unit.input.path) as f:
             if unit.start:
                 f.seek(unit.start)
             left = None if unit.end is None else unit.end - unit.start
-            while left is None or left > 0:
-                n = f.readinto(lines.space(left))
-                if not n:
-                    break
-                if left is not None:
-                    left -= n
-                self._count(lines.filled(n), progress)
-            self._count(lines.finish(), progress)
+            self.read_stream(f, left, progress)
         return self.counts
+
+    def read_stream(
+        self, f: Any, left: int | None = None, progress: Callable[[int], None] = lambda n: None
+    ) -> None:
+        """Count the lines of an open binary stream (`left` bytes of it, or to its end).
+        It is read into the line splitter's one buffer; the C scanner reads the lines where
+        they lie (no copy), the regex path gets pieces of bytes. A last line without a
+        newline is a line (see logcount.count.lines)."""
+        lines = LineSplitter()
+        self._first, self._last = None, b""
+        while left is None or left > 0:
+            n = f.readinto(lines.space(left))
+            if not n:
+                break
+            if left is not None:
+                left -= n
+            self._count(lines.filled(n), progress)
+        self._count(lines.finish(), progress)
+        if self._first is not None:
+            self.counts.edges += [self._first, self._last]
 
     def _count(self, pieces: list[Piece], progress: Callable[[int], None]) -> None:
         for piece in pieces:
             before = self._seen()
             if piece.lines is not None:
+                self._edges(piece.lines)
                 self.feed(piece.lines)
             else:
                 self.counter.count_malformed(piece.long or b"")
             progress(self._seen() - before)
+
+    def _edges(self, lines: bytes | memoryview) -> None:
+        """The first EDGE bytes read and the last EDGE bytes so far, whole lines only."""
+        data = memoryview(lines)
+        if self._first is None:
+            self._first = bytes(data[:EDGE]).rpartition(b"\n")[0]
+        self._last = bytes(data[-EDGE:]).partition(b"\n")[2] if len(data) > EDGE else bytes(data)
 
     def finish(self) -> UnitCounts:
         """Everything counted (the units read so far), classified."""
@@ -226,8 +247,12 @@ def _prepare(config: Config) -> tuple[Classifier, CompiledFormat]:
 def _file_counter(config: Config, inp: Input) -> FileCounter:
     """A counter for one file; lines without a readable time count on the file's day (the
     template's, else its modification day). OSError when the file is gone."""
+    return day_counter(config, inp.day or date.fromtimestamp(os.path.getmtime(inp.path)))
+
+
+def day_counter(config: Config, day: date) -> FileCounter:
+    """A counter whose lines without a readable time count on `day`."""
     classifier, fmt = _prepare(config)
-    day = inp.day or date.fromtimestamp(os.path.getmtime(inp.path))
     classifier.fallback = Buckets(
         day.strftime("%Y%m%d0000"), day.strftime("%Y%m%d00"), day.strftime("%Y%m%d")
     )

@@ -42,6 +42,9 @@ class UnitCounts:
     day_visitors: dict[tuple[str, str], VisitorSketch] = field(default_factory=dict)
     lines: int = 0
     malformed: int = 0
+    # The first and last lines of each unit read (whole lines of its first and last 8 KiB):
+    # where a one-shot report finds the first and last time of its files
+    edges: list[bytes] = field(default_factory=list)
 
     def merge(self, other: UnitCounts) -> None:
         self.delta.merge(other.delta)
@@ -54,6 +57,7 @@ class UnitCounts:
                 _merge_into(mine, key, sketch)
         self.lines += other.lines
         self.malformed += other.malformed
+        self.edges += other.edges
 
     def add_visitors(
         self,

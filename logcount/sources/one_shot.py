@@ -1,0 +1,303 @@
+"""`logcount report FILE...`: files counted once, in memory, into one report; no Redis and
+no store.
+
+The source is the rollup's: its counting processes (rollup.Counters) count each file, or
+each range of a large one, with the same LineCounter, classifier and Aggregator, and hand
+over UnitCounts (day buckets, visitor sketches). The sink is this process's memory: the
+parts are merged as they come and kept to twice `max_members` members per day and
+dimension while merging (UnitCounts.bound, as a rollup does), `max_members` in the end;
+the rest is folded into `(other)`, so a flood of distinct URLs costs bounded memory and
+the totals stay exact. Standard input (`-`) is counted by this process, while the
+counting processes count the files. The report is the JSON the command prints (see
+build_report); logcount/read/file_report.py draws it as a table or CSV.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta, timezone
+from typing import Any
+
+from logcount import timing
+from logcount.config import Config
+from logcount.count.classify import MONTHS
+from logcount.count.sketch import VisitorSketch
+from logcount.dimensions import DIMENSION_NAMES, DIMENSIONS
+from logcount.errors import LogcountError
+from logcount.sinks.keys import OTHER
+from logcount.sources.rollup_files import Input, split_units
+
+STDIN = "-"
+TOTAL_FIELDS = ("hits", "bytes", "visitors", "bots", "malformed")  # as top's total
+STATUS_FIELDS = ("s1xx", "s2xx", "s3xx", "s4xx", "s5xx")
+# The drill-downs of the report: (its name in "top", which statuses of status_path)
+DRILLS: tuple[tuple[str, Callable[[str], bool]], ...] = (
+    ("path@404", lambda status: status == "404"),
+    ("path@5xx", lambda status: status[:1] == "5"),
+)
+
+
+class ReportError(LogcountError):
+    """A file of the report cannot be read (exit 1, like a rollup's)."""
+
+
+@dataclass
+class Counted:
+    """What the files held, merged: the rollup's UnitCounts, and the files' names."""
+
+    counts: Any  # rollup_rows.UnitCounts
+    files: list[str] = field(default_factory=list)
+
+
+def check_files(names: Iterable[str]) -> list[str]:
+    """The names, each a readable regular file (or `-`, once); one line otherwise."""
+    out: list[str] = []
+    for name in names:
+        if name == STDIN:
+            if STDIN in out:
+                raise ReportError("'-' (standard input) given twice")
+        elif not os.path.exists(name):
+            raise ReportError(f"cannot read {name}: no such file")
+        elif os.path.isdir(name):
+            raise ReportError(f"cannot read {name}: a directory")
+        elif not os.access(name, os.R_OK):
+            raise ReportError(f"cannot read {name}: permission denied")
+        out.append(name)
+    if not out:
+        raise ReportError("no files to report on")
+    return out
+
+
+def count_files(
+    config: Config, names: list[str], jobs: int | None = None, show_progress: bool = False
+) -> Counted:
+    """Count every file (and `-`, standard input) into one UnitCounts, bounded."""
+    from logcount.count.aggregate import tune_gc
+    from logcount.sources.rollup import Counters
+
+    tune_gc()
+    jobs = max(1, jobs or os.cpu_count() or 1)
+    inputs = [Input(name, None) for name in names if name != STDIN]
+    units = [u for inp in inputs for u in split_units(inp, jobs)]
+    config.visitor_key()  # read (or made) once, before the counting processes fork
+    counters = Counters(config, units, jobs, show_progress)
+    try:
+        merged = _merge(config, names, counters, show_progress, len(inputs))
+    except BaseException:
+        counters.close(stop=True)
+        raise
+    counters.close(stop=False)
+    return Counted(merged, list(names))
+
+
+def _merge(config: Config, names: list[str], counters: Any, show: bool, files: int) -> Any:
+    from logcount.count.agents import agent_family
+    from logcount.count.classify import BoundedCache
+    from logcount.sources.rollup import ProgressBar
+    from logcount.sources.rollup_count import day_counter, working_size
+    from logcount.sources.rollup_rows import UnitCounts, families_of
+
+    merged, keep = UnitCounts(), working_size(config)
+    family = BoundedCache(agent_family, 50_000)
+    if STDIN in names:  # this process counts it while the counting processes count files
+        counter = day_counter(config, date.today())
+        counter.read_stream(sys.stdin.buffer)
+        merged.merge(counter.finish())
+    with ProgressBar(show, files, "report") as bar:
+        bar.counters = counters
+        for message in counters.results(bar.refresh):
+            if message[0] == "error":
+                raise ReportError(f"cannot read {message[2]}")
+            merged.merge(message[3])
+            merged.bound(keep, family)
+            bar.file_done()
+    families_of(merged.delta, family)
+    merged.bound(config.max_members)
+    return merged
+
+
+# --- the report ------------------------------------------------------------------------
+
+
+def report_files(
+    config: Config,
+    names: list[str],
+    limit: int = 10,
+    site: str | None = None,
+    jobs: int | None = None,
+    show_progress: bool = False,
+) -> dict[str, Any]:
+    """`logcount report`: the files counted, then the report built (see build_report)."""
+    counted = count_files(config, check_files(names), jobs, show_progress)
+    return build_report(config, counted, limit, site)
+
+
+def build_report(config: Config, counted: Counted, limit: int, site: str | None) -> dict[str, Any]:
+    """The report's JSON: files, total (top's keys), days, top rows of every dimension and
+    the drill-downs; plus lines, first and last time, and the sites seen."""
+    c, d = counted.counts, counted.counts.delta
+
+    def chosen(s: str) -> bool:
+        return site is None or s == site
+
+    totals: Counter[str] = Counter()
+    per_day: dict[str, Counter[str]] = {}
+    per_site: Counter[str] = Counter()
+    for (s, _gran, label), counts in d.totals.items():
+        per_site[s] += counts.get("hits", 0)
+        if chosen(s):
+            totals.update(counts)
+            per_day.setdefault(label, Counter()).update(counts)
+    if chosen(config.site):  # a line that does not parse is the configured site's
+        totals["malformed"] += c.malformed
+    day_sets: dict[str, VisitorSketch] = {}
+    everyone = VisitorSketch()
+    for (s, label), sketch in c.day_visitors.items():
+        if chosen(s):
+            day_sets.setdefault(label, VisitorSketch()).merge(sketch)
+            everyone.merge(sketch)
+    totals["visitors"] = everyone.count()
+    hist = timing.histogram_of(totals)
+    total = {name: totals.get(name, 0) for name in (*TOTAL_FIELDS, *STATUS_FIELDS)}
+    first, last = _time_span(config, c.edges)
+    return {
+        "files": counted.files,
+        "lines": c.lines + c.malformed,
+        "first": first,
+        "last": last,
+        "sites": [{"site": s, "hits": n} for s, n in sorted(per_site.items(), key=_by_count)],
+        "total": total | timing.quantiles(hist),
+        "days": [
+            {
+                "day": f"{label[:4]}-{label[4:6]}-{label[6:]}",
+                "hits": per_day[label].get("hits", 0),
+                "visitors": day_sets[label].count() if label in day_sets else 0,
+            }
+            for label in sorted(per_day)
+        ],
+        "top": _top(c, chosen, limit, bool(hist)),
+    }
+
+
+def _by_count(item: tuple[str, int]) -> tuple[int, str]:
+    return -item[1], item[0]
+
+
+def _top(c: Any, chosen: Callable[[str], bool], limit: int, timed: bool) -> dict[str, Any]:
+    """Rows of every dimension and drill-down, summed over the days (and sites) chosen."""
+    d = c.delta
+    sums: dict[str, dict[str, list[int]]] = {}  # dim -> member -> [hits, bytes, time_us]
+    for key, members in d.members.items():
+        s, dim, _gran, _label = key
+        if not chosen(s):
+            continue
+        sizes, times = d.member_bytes.get(key, {}), d.member_durations.get(key, {})
+        into = sums.setdefault(dim, {})
+        for member, hits in members.items():
+            row = into.get(member)
+            if row is None:
+                row = into[member] = [0, 0, 0]
+            row[0] += hits
+            row[1] += sizes.get(member, 0)
+            row[2] += times.get(member, 0)
+    visitors = {"path": _member_visitors(c.path_visitors, chosen)}
+    visitors["object"] = _member_visitors(c.object_visitors, chosen)
+    out: dict[str, Any] = {}
+    for dim in DIMENSION_NAMES:
+        out[dim] = _rows(
+            sums.get(dim, {}), visitors.get(dim), limit, timed and DIMENSIONS[dim].timed
+        )
+    for name, wanted in DRILLS:
+        paths: dict[str, list[int]] = {}
+        for member, row in sums.get("status_path", {}).items():
+            status, _, path = member.partition(" ")
+            if wanted(status):
+                found = paths.setdefault(path, [0, 0, 0])
+                for i in range(3):
+                    found[i] += row[i]
+        out[name] = _rows(paths, None, limit, timed)
+    return out
+
+
+def _member_visitors(
+    sketches: dict[Any, VisitorSketch], chosen: Callable[[str], bool]
+) -> Counter[str]:
+    """A member's visitors: each day's distinct visitors, added up over the days (as `top`
+    adds up the stored days of a window)."""
+    out: Counter[str] = Counter()
+    for (s, _label, member), sketch in sketches.items():
+        if chosen(s):
+            out[member] += sketch.count()
+    return out
+
+
+def _rows(
+    sums: dict[str, list[int]], visitors: Counter[str] | None, limit: int, timed: bool
+) -> list[dict[str, Any]]:
+    """The first `limit` rows by hits (ties by key), as top's JSON rows; (other) is a row
+    like any other."""
+    counted = [item for item in sums.items() if item[1][0] or item[0] != OTHER]
+    ranked = sorted(counted, key=lambda item: (-item[1][0], item[0]))[:limit]
+    rows = []
+    for member, (hits, size, time_us) in ranked:
+        row: dict[str, Any] = {
+            "key": member,
+            "hits": hits,
+            "bytes": size,
+            "visitors": None if visitors is None else visitors.get(member, 0),
+        }
+        if timed:
+            row["time_avg_ms"] = timing.average_ms(time_us, hits)
+        rows.append(row)
+    return rows
+
+
+def _time_span(config: Config, edges: list[bytes]) -> tuple[str | None, str | None]:
+    """The earliest and latest time (to the minute) among the first and last lines (8 KiB)
+    of each file or range read: a log is written in time order, give or take the seconds a
+    request takes."""
+    from logcount.count.logformat import compile_format
+
+    fmt = compile_format(config.log_format)
+    if "tmin" not in fmt.group_index:
+        return None, None
+    zone = None
+    if config.timezone:
+        from zoneinfo import ZoneInfo
+
+        zone = ZoneInfo(config.timezone)
+    lines = (line for block in edges for line in block.split(b"\n"))
+    times = [t for t in (_time_of(fmt, line, zone) for line in lines) if t is not None]
+    if not times:
+        return None, None
+    return (
+        min(times).isoformat(timespec="minutes"),
+        max(times).isoformat(timespec="minutes"),
+    )
+
+
+def _time_of(fmt: Any, line: bytes, zone: Any) -> datetime | None:
+    m = fmt.fast.fullmatch(line.rstrip(b"\r"))
+    if m is None:
+        return None
+    tmin, ttz = m.group("tmin"), m.group("ttz") if "ttz" in fmt.group_index else b""
+    try:
+        day, month, rest = tmin.split(b"/")
+        year, hour, minute = rest.split(b":")
+        sign = -1 if ttz[:1] == b"-" else 1
+        offset = timedelta(hours=int(ttz[1:3]), minutes=int(ttz[3:5])) if ttz else timedelta()
+        when = datetime(
+            int(year),
+            MONTHS[month],
+            int(day),
+            int(hour),
+            int(minute),
+            tzinfo=timezone(sign * offset),
+        )
+        return when.astimezone(zone) if zone is not None else when
+    except (ValueError, KeyError, OverflowError):
+        return None
