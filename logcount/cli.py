@@ -286,7 +286,48 @@ def top(
     else:
         from logcount.read.render import top_table
 
-        emit(top_table(report, width, terminal))
+        note = _other_sites(counts, report, site, window, since, until)
+        emit(top_table(report, width, terminal, empty=note or "(no hits in this window)"))
+        return
+    note = _other_sites(counts, report, site, window, since, until)
+    if note:
+        click.echo(note, err=True)
+
+
+def _other_sites(
+    counts: Any,
+    report: dict[str, Any],
+    site: str | None,
+    window: str,
+    since: str | None,
+    until: str | None,
+) -> str:
+    """With no --site and no hits for the configured site: which sites have some."""
+    if site is not None or report["rows"] or report["total"]["hits"]:
+        return ""
+    from logcount.read.render import other_sites_note
+
+    others = counts.other_sites(window, None, since, until)
+    return other_sites_note(report["site"], others) if others else ""
+
+
+@cli.command()
+@click.option("--format", "-f", "fmt", type=FORMATS, default="table", show_default=True)
+@pass_settings
+@domain_errors
+def sites(settings: Settings, fmt: str) -> None:
+    """The sites (virtual hosts) seen, live and in the store, with today's hits."""
+    from logcount.read.api import Counts
+    from logcount.read.render import dump_json, sites_csv, sites_table
+
+    rows = Counts.from_settings(settings.load()).sites()
+    width, terminal = terminal_width(sys.stdout)
+    if fmt == "json":
+        emit(dump_json({"sites": rows}, terminal) + "\n")
+    elif fmt == "csv":
+        emit(sites_csv(rows, terminal))
+    else:
+        emit(sites_table(rows, width, terminal))
 
 
 def emit(text: str) -> None:

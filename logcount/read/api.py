@@ -127,6 +127,26 @@ class Counts:
         store = self.store if win.gran == "day" and win.start.date() < now.date() else None
         return build_top(self.redis, store, site or self.site, win, by, limit, now, status, sort)
 
+    def sites(self) -> list[dict[str, Any]]:
+        """Every site seen live or in the store, with today's hits (`logcount sites`)."""
+        from logcount.read.sites import list_sites
+
+        return list_sites(self.redis, self.store, self.now().date())
+
+    def other_sites(
+        self,
+        window: str = "today",
+        site: str | None = None,
+        since: str | datetime | None = None,
+        until: str | datetime | None = None,
+    ) -> list[tuple[str, int]]:
+        """The sites but `site` with hits in the window, busiest first, with their hits."""
+        from logcount.read.sites import sites_with_hits
+
+        win = self.window(window, since, until)
+        store = self.store if win.gran == "day" and win.start.date() < self.now().date() else None
+        return sites_with_hits(self.redis, store, win, site or self.site)
+
     def recent(self, limit: int = 20, site: str | None = None) -> list[dict[str, Any]]:
         """The last requests (time, path, status, bytes, agent, bot), newest first."""
         return read_recent(self.redis, site or self.site, limit)

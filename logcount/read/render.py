@@ -275,7 +275,11 @@ def render_table(
 
 
 def top_table(
-    report: dict[str, Any], width: int | None = None, terminal: bool = False, rate_note: str = ""
+    report: dict[str, Any],
+    width: int | None = None,
+    terminal: bool = False,
+    rate_note: str = "",
+    empty: str = "(no hits in this window)",
 ) -> str:
     """The table people read; `terminal` adds style, else plain text."""
     total = report["total"]["hits"] or 1
@@ -312,8 +316,41 @@ def top_table(
         terminal,
         {0, 2, 3, 4, 5, 6} if timed else {0, 2, 3, 4, 5},
         1,
-        "(no hits in this window)",
+        empty,
     )
+
+
+def other_sites_note(site: str, others: list[tuple[str, int]]) -> str:
+    """What `top` says when its site has no hits in the window but other sites do."""
+    named = ", ".join(f"{safe_text(s)} ({n:,} hits)" for s, n in others[:10])
+    more = f" and {len(others) - 10:,} more" if len(others) > 10 else ""
+    return (
+        f"(no hits for site {safe_text(site)} in this window; sites with hits: {named}{more}; "
+        "choose one with --site)"
+    )
+
+
+def sites_table(rows: list[dict[str, Any]], width: int = 100, terminal: bool = False) -> str:
+    cells = [
+        [
+            safe_text(r["site"]),
+            f"{r['today']:,}",
+            "yes" if r["live"] else "no",
+            f"{r['stored_days']:,}",
+            f"{r['first_day']} .. {r['last_day']}" if r["first_day"] else "-",
+        ]
+        for r in rows
+    ]
+    names = ["site", "today", "live", "stored days", "stored"]
+    head = [f"{len(rows):,} site(s): today's hits live; days rolled up into the store"]
+    return render_table(head, names, cells, width, terminal, {1, 3}, 0, "(no sites seen yet)")
+
+
+def sites_csv(rows: list[dict[str, Any]], terminal: bool = False) -> str:
+    names = ["site", "today", "live", "stored_days", "first_day", "last_day"]
+    out: list[list[Any]] = [names]
+    out += [[r[n] if r[n] is not None else "" for n in names] for r in rows]
+    return csv_text(out, terminal)
 
 
 # --- recent ----------------------------------------------------------------------------

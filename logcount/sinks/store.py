@@ -474,6 +474,23 @@ class Store:
         query = sa.select(t.c.day, sa.func.sum(t.c.hits)).where(*where).group_by(t.c.day)
         return {d: int(h) for d, h in self._read(query)}
 
+    def site_days(self, days: Sequence[date] | None = None) -> dict[str, dict[str, Any]]:
+        """Per site in the store (of `days`, when given): its days, first and last, and hits."""
+        t = day_totals
+        query = sa.select(
+            t.c.site,
+            sa.func.count(sa.distinct(t.c.day)),
+            sa.func.min(t.c.day),
+            sa.func.max(t.c.day),
+            sa.func.coalesce(sa.func.sum(t.c.hits), 0),
+        ).group_by(t.c.site)
+        if days is not None:
+            query = query.where(t.c.day.in_(list(days)))
+        return {
+            site: {"days": int(n), "first": first, "last": last, "hits": int(hits)}
+            for site, n, first, last, hits in self._read(query)
+        }
+
     def source_rows(self) -> list[dict[str, Any]]:
         """Every source file rolled up (or being rolled up), for status and tests."""
         return [dict(r._mapping) for r in self._read(sa.select(sources).order_by(sources.c.id))]
