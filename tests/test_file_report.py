@@ -210,3 +210,37 @@ def test_agrees_with_rollup_and_top_on_real_logs(
         assert top["rows"] == got["top"][by], by
     assert got["lines"] == 20_000
     assert top["window"]["source"] == "store"
+
+
+def test_sites_and_one_site(tmp_path: Path, env: dict[str, str]) -> None:
+    (tmp_path / "logcount.toml").write_text('site = "test"\nlog_format = "vhost_combined"\n')
+    lines = [
+        f"{site}:80 "
+        + line("10.0.0.1", "17/May/2015:10:05:01", f"GET /{site} HTTP/1.1", 200, 5, CHROME)
+        for site in ("a.example", "a.example", "b.example")
+    ]
+    log = tmp_path / "vhosts.log"
+    log.write_text("".join(lines))
+    got = report(env, str(log))
+    assert got["sites"] == [{"site": "a.example", "hits": 2}, {"site": "b.example", "hits": 1}]
+    assert got["total"]["hits"] == 3
+    assert [r["key"] for r in got["top"]["path"]] == ["/a.example", "/b.example"]
+    one = report(env, str(log), "--site", "b.example")
+    assert one["total"]["hits"] == 1 and one["total"]["bytes"] == 5
+    assert one["top"]["path"] == [{"key": "/b.example", "hits": 1, "bytes": 5, "visitors": 1}]
+    assert one["days"] == [{"day": "2015-05-17", "hits": 1, "visitors": 1}]
+
+
+def test_response_times(tmp_path: Path, env: dict[str, str]) -> None:
+    fmt = '%h %l %u %t \\"%r\\" %>s %b %D'
+    (tmp_path / "logcount.toml").write_text(f'site = "test"\nlog_format = "{fmt}"\n')
+    log = tmp_path / "timed.log"
+    log.write_text(
+        '10.0.0.1 - - [17/May/2015:10:05:01 +0000] "GET /t HTTP/1.1" 200 5 1000\n'
+        '10.0.0.1 - - [17/May/2015:10:05:02 +0000] "GET /t HTTP/1.1" 200 5 3000\n'
+    )
+    got = report(env, str(log))
+    assert got["top"]["path"] == [
+        {"key": "/t", "hits": 2, "bytes": 10, "visitors": 1, "time_avg_ms": 2.0}
+    ]
+    assert {"time_p50_ms", "time_p95_ms", "time_p99_ms"} <= set(got["total"])
