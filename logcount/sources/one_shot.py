@@ -25,6 +25,7 @@ from typing import Any
 from logcount import timing
 from logcount.config import Config
 from logcount.count.classify import MONTHS
+from logcount.count.logformat import compile_format
 from logcount.count.sketch import VisitorSketch
 from logcount.dimensions import DIMENSION_NAMES, DIMENSIONS
 from logcount.errors import LogcountError
@@ -32,6 +33,7 @@ from logcount.sinks.keys import OTHER
 from logcount.sources.rollup_files import Input, split_units
 
 STDIN = "-"
+WARM_AGENT = "Mozilla/5.0 (X11; Linux x86_64; rv:121.0) Gecko/20100101 Firefox/121.0"
 TOTAL_FIELDS = ("hits", "bytes", "visitors", "bots", "malformed")  # as top's total
 STATUS_FIELDS = ("s1xx", "s2xx", "s3xx", "s4xx", "s5xx")
 # The drill-downs of the report: (its name in "top", which statuses of status_path)
@@ -51,6 +53,7 @@ class Counted:
 
     counts: Any  # rollup_rows.UnitCounts
     files: list[str] = field(default_factory=list)
+    time_format: Any = None  # the log format with its minutes (of the first and last times)
 
 
 def check_files(names: Iterable[str]) -> list[str]:
@@ -86,12 +89,13 @@ def count_files(
     config.visitor_key()  # read (or made) once, before the counting processes fork
     counters = Counters(config, units, jobs, show_progress)
     try:
+        time_format = compile_format(config.log_format)  # while the counters count
         merged = _merge(config, names, counters, show_progress, len(inputs))
     except BaseException:
         counters.close(stop=True)
         raise
     counters.close(stop=False)
-    return Counted(merged, list(names))
+    return Counted(merged, list(names), time_format)
 
 
 def _merge(config: Config, names: list[str], counters: Any, show: bool, files: int) -> Any:
@@ -103,6 +107,7 @@ def _merge(config: Config, names: list[str], counters: Any, show: bool, files: i
 
     merged, keep = UnitCounts(), working_size(config)
     family = BoundedCache(agent_family, 50_000)
+    family(WARM_AGENT)  # ua-parser loaded now, while the counting processes count
     if STDIN in names:  # this process counts it while the counting processes count files
         counter = day_counter(config, date.today())
         counter.read_stream(sys.stdin.buffer)
@@ -163,7 +168,7 @@ def build_report(config: Config, counted: Counted, limit: int, site: str | None)
     totals["visitors"] = everyone.count()
     hist = timing.histogram_of(totals)
     total = {name: totals.get(name, 0) for name in (*TOTAL_FIELDS, *STATUS_FIELDS)}
-    first, last = _time_span(config, c.edges)
+    first, last = _time_span(config, counted.time_format, c.edges)
     return {
         "files": counted.files,
         "lines": c.lines + c.malformed,
@@ -256,14 +261,11 @@ def _rows(
     return rows
 
 
-def _time_span(config: Config, edges: list[bytes]) -> tuple[str | None, str | None]:
+def _time_span(config: Config, fmt: Any, edges: list[bytes]) -> tuple[str | None, str | None]:
     """The earliest and latest time (to the minute) among the first and last lines (8 KiB)
     of each file or range read: a log is written in time order, give or take the seconds a
     request takes."""
-    from logcount.count.logformat import compile_format
-
-    fmt = compile_format(config.log_format)
-    if "tmin" not in fmt.group_index:
+    if fmt is None or "tmin" not in fmt.group_index:
         return None, None
     zone = None
     if config.timezone:
