@@ -90,7 +90,7 @@ def count_files(
     counters = Counters(config, units, jobs, show_progress)
     try:
         time_format = compile_format(config.log_format)  # while the counters count
-        merged = _merge(config, names, counters, show_progress, len(inputs))
+        merged = _merge(config, names, counters, show_progress, units)
     except BaseException:
         counters.close(stop=True)
         raise
@@ -98,7 +98,9 @@ def count_files(
     return Counted(merged, list(names), time_format)
 
 
-def _merge(config: Config, names: list[str], counters: Any, show: bool, files: int) -> Any:
+def _merge(config: Config, names: list[str], counters: Any, show: bool, units: list[Any]) -> Any:
+    """The parts merged as the counting processes hand them over (and standard input's,
+    counted here), bounded while merging and at the end."""
     from logcount.count.agents import agent_family
     from logcount.count.classify import BoundedCache
     from logcount.sources.rollup import ProgressBar
@@ -112,14 +114,21 @@ def _merge(config: Config, names: list[str], counters: Any, show: bool, files: i
         counter = day_counter(config, date.today())
         counter.read_stream(sys.stdin.buffer)
         merged.merge(counter.finish())
-    with ProgressBar(show, files, "report") as bar:
+    expected = Counter(u.input for u in units)  # a file is done once all its units are in
+    got: Counter[Input] = Counter()
+    with ProgressBar(show, len(expected), "report") as bar:
         bar.counters = counters
         for message in counters.results(bar.refresh):
             if message[0] == "error":
                 raise ReportError(f"cannot read {message[2]}")
             merged.merge(message[3])
             merged.bound(keep, family)
-            bar.file_done()
+            got[message[1]] += message[2]
+            if got[message[1]] == expected[message[1]]:
+                bar.file_done()
+    for inp, n in expected.items():  # a counting process died (killed, out of memory)
+        if got[inp] < n:
+            raise ReportError(f"cannot read {inp.path}: its counting process died")
     families_of(merged.delta, family)
     merged.bound(config.max_members)
     return merged
