@@ -45,6 +45,7 @@ def classifier(**settings: object) -> Classifier:
         (b"/a%2fb/%3a%e2%82%ac", "/a%2Fb/%3A%E2%82%AC"),  # reserved and non-ASCII kept, upper case
         (b"/a%zz/%4", "/a%25zz/%254"),  # a stray % is written %25
         (b"/100%", "/100%25"),
+        (b"/a\x00b\n\x1b[0m\x7f", "/a%00b%0A%1B[0m%7F"),  # control bytes: escapes
         (b"/a/./b/../c", "/a/c"),
         (b"/a/b/c/./../../g", "/a/g"),  # RFC 3986 5.4.1
         (b"/a/b/../../../../g", "/g"),  # more .. than segments

@@ -29,6 +29,7 @@ HOSTILE = [
     (b"GET /cgi-bin/%%32%65%%32%65/bin/sh HTTP/1.1", "/cgi-bin/%252e%252e/bin/sh"),
     (b"GET /cgi-bin/.%2e/.%2e/.%2e/bin/sh HTTP/1.1", "/bin/sh"),
     (b"GET /100% HTTP/1.1", "/100%25"),
+    (b"GET /a\\x00b\\x1b[2J\\x7f HTTP/1.1", "/a%00b%1B[2J%7F"),  # control bytes escaped
     (b"OPTIONS * HTTP/1.1", "*"),
     (b"GET http://example.com/proxy/me HTTP/1.1", "/proxy/me"),
     (b"-", "-"),
@@ -77,6 +78,7 @@ def test_hostile_requests_are_counted_under_their_keys(counted: Counts) -> None:
     keys = {r["key"] for r in rows}
     assert not any(k.endswith("\n") or " RTSP/" in k or "SIP/" in k for k in keys)
     assert next(r["hits"] for r in rows if r["key"] == NOT_HTTP) == 4
+    assert not any(c < " " or c == "\x7f" for k in keys for c in k)
 
 
 def test_every_key_top_shows_hits_finds(counted: Counts, lc_env: dict[str, str]) -> None:
@@ -86,7 +88,7 @@ def test_every_key_top_shows_hits_finds(counted: Counts, lc_env: dict[str, str])
         assert normalise_target(row["key"].encode()) == row["key"]
         assert counted.hits_today(row["key"]) == row["hits"], row["key"]
     # and as a user does it, through the command line
-    for key in (NOT_HTTP, "/cgi-bin/%252e%252e/bin/sh", "*", "-"):
+    for key in (NOT_HTTP, "/cgi-bin/%252e%252e/bin/sh", "*", "-", "/a%00b%1B[2J%7F"):
         done = run_logcount(["hits", key, "--days", "1", "--format", "json"], lc_env)
         assert done.returncode == 0, done.stderr.decode()
         expected = next(r["hits"] for r in rows if r["key"] == key)

@@ -106,10 +106,22 @@ def normalise_target(target: bytes, keep_query: tuple[str, ...] = ()) -> str:
     if b"%" in path:
         path = pct_normalise(path)
     path = remove_dot_segments(path)  # a path starting with "/" keeps it
+    if _CONTROL.search(path):
+        path = _CONTROL.sub(_escaped, path)
     text = _cut_path(path.decode("utf-8", "backslashreplace"))
     if keep_query and query:
         text += _kept_query(query, keep_query, MAX_PATH_BYTES - len(text.encode()))
     return text
+
+
+# Control bytes (Apache logs them as \xhh) are no URI characters: written as their escape
+# ("%00", "%1B"), a key holds none, so it can be shown, typed and passed as an argument
+# (a NUL cannot be) and is found again as it is shown.
+_CONTROL = re.compile(rb"[\x00-\x1f\x7f]")
+
+
+def _escaped(m: re.Match[bytes]) -> bytes:
+    return b"%%%02X" % m.group()[0]
 
 
 _SCHEME = re.compile(rb"[A-Za-z][A-Za-z0-9+.-]*://")
