@@ -34,8 +34,8 @@ PIECE = 256 << 10
 # them made a counter's peak RSS 288 MB for a 1,000,000-line day, 100,000 make it 153 MB
 # at the same CPU time (8.2-9.0 s either way, alternating runs; 30,000: 106 MB, +15 %).
 CLASSIFY_EVERY = 100_000
-EDGE = 8192  # bytes of a unit's first and last lines kept (UnitCounts.edges)
 CLASSIFY_BYTES = 64 << 20  # ...or bytes of keys (long agents and referrers: few keys, big)
+EDGE = 8192  # bytes of a unit's first and last lines kept (UnitCounts.edges)
 # Numbers a line may carry (%b, %D, ...) are below 2^53: the scanner and the regexes make
 # a line with a larger one malformed (logcount.count.logformat); stored sums saturate (rollup).
 
