@@ -244,3 +244,17 @@ def test_response_times(tmp_path: Path, env: dict[str, str]) -> None:
         {"key": "/t", "hits": 2, "bytes": 10, "visitors": 1, "time_avg_ms": 2.0}
     ]
     assert {"time_p50_ms", "time_p95_ms", "time_p99_ms"} <= set(got["total"])
+
+
+def test_progress_bar_on_a_terminal_only(tmp_path: Path, env: dict[str, str]) -> None:
+    from tests.test_rollup import run_on_terminal
+
+    logs = []
+    for name in ("a.log", "b.log"):
+        logs.append(str(tmp_path / name))
+        (tmp_path / name).write_text(KNOWN)
+    code, out = run_on_terminal(["report", *logs, "--format", "json"], env)
+    assert code == 0, out
+    assert "report" in out and "2/2" in out and "lines/s" in out  # files done, lines, rate
+    code, out = run_on_terminal(["report", *logs, "--format", "json", "--quiet"], env)
+    assert code == 0 and "lines/s" not in out and '"lines": 18' in out
