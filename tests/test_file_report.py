@@ -258,3 +258,13 @@ def test_progress_bar_on_a_terminal_only(tmp_path: Path, env: dict[str, str]) ->
     assert "report" in out and "2/2" in out and "lines/s" in out  # files done, lines, rate
     code, out = run_on_terminal(["report", *logs, "--format", "json", "--quiet"], env)
     assert code == 0 and "lines/s" not in out and '"lines": 18' in out
+
+
+def test_no_data_directory_needed(tmp_path: Path, env: dict[str, str]) -> None:
+    log = tmp_path / "access.log"
+    log.write_text(KNOWN)
+    (tmp_path / "file").write_text("")  # a data directory that cannot be made
+    env = {**env, "LOGCOUNT_DATA_DIR": str(tmp_path / "file" / "data")}
+    got = report(env, str(log))
+    assert (got["total"]["hits"], got["total"]["visitors"]) == (6, 4)
+    assert not (tmp_path / "file" / "data").exists()

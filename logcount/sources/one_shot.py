@@ -86,7 +86,7 @@ def count_files(
     jobs = max(1, jobs or os.cpu_count() or 1)
     inputs = [Input(name, None) for name in names if name != STDIN]
     units = [u for inp in inputs for u in split_units(inp, jobs)]
-    config.visitor_key()  # read (or made) once, before the counting processes fork
+    config = _with_visitor_key(config)
     counters = Counters(config, units, jobs, show_progress)
     try:
         time_format = compile_format(config.log_format)  # while the counters count
@@ -96,6 +96,23 @@ def count_files(
         raise
     counters.close(stop=False)
     return Counted(merged, list(names), time_format)
+
+
+def _with_visitor_key(config: Config) -> Config:
+    """The config with its visitor key read (or made) once, before the counting processes
+    fork: the data directory's, as a rollup's, so that the visitor sketches are the same;
+    where there is none to be had (no data directory: a report needs none), a key of this
+    run, as no visitor hash leaves the process (the counts past 1,024 visitors, estimated,
+    may then differ from a rollup's by the estimate's error)."""
+    try:
+        config.visitor_key()
+        return config
+    except LogcountError:
+        import secrets
+
+        fresh = config.with_overrides(secret=secrets.token_hex(32))
+        fresh.visitor_key()
+        return fresh
 
 
 def _merge(config: Config, names: list[str], counters: Any, show: bool, units: list[Any]) -> Any:
