@@ -14,6 +14,7 @@ build_report); logcount/read/file_report.py draws it as a table or CSV.
 
 from __future__ import annotations
 
+import heapq
 import os
 import sys
 from collections import Counter
@@ -256,30 +257,35 @@ def _top(c: Any, chosen: Callable[[str], bool], limit: int, timed: bool) -> dict
 
 def _member_visitors(
     sketches: dict[Any, VisitorSketch], chosen: Callable[[str], bool]
-) -> Counter[str]:
-    """A member's visitors: each day's distinct visitors, added up over the days (as `top`
-    adds up the stored days of a window)."""
-    out: Counter[str] = Counter()
+) -> dict[str, list[VisitorSketch]]:
+    """Each member's visitor sketches, one a day (counted for the rows shown only)."""
+    out: dict[str, list[VisitorSketch]] = {}
     for (s, _label, member), sketch in sketches.items():
         if chosen(s):
-            out[member] += sketch.count()
+            out.setdefault(member, []).append(sketch)
     return out
 
 
 def _rows(
-    sums: dict[str, list[int]], visitors: Counter[str] | None, limit: int, timed: bool
+    sums: dict[str, list[int]],
+    visitors: dict[str, list[VisitorSketch]] | None,
+    limit: int,
+    timed: bool,
 ) -> list[dict[str, Any]]:
     """The first `limit` rows by hits (ties by key), as top's JSON rows; (other) is a row
-    like any other."""
+    like any other. A row's visitors: each day's distinct visitors, added up over the days
+    (as `top` adds up the stored days of a window)."""
     counted = [item for item in sums.items() if item[1][0] or item[0] != OTHER]
-    ranked = sorted(counted, key=lambda item: (-item[1][0], item[0]))[:limit]
+    ranked = heapq.nsmallest(limit, counted, key=lambda item: (-item[1][0], item[0]))
     rows = []
     for member, (hits, size, time_us) in ranked:
         row: dict[str, Any] = {
             "key": member,
             "hits": hits,
             "bytes": size,
-            "visitors": None if visitors is None else visitors.get(member, 0),
+            "visitors": None
+            if visitors is None
+            else sum(sketch.count() for sketch in visitors.get(member, ())),
         }
         if timed:
             row["time_avg_ms"] = timing.average_ms(time_us, hits)
