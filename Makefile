@@ -70,6 +70,7 @@ bench: $(BIN)/logcount
 	$(BIN)/python bench/bench_pipe.py
 	$(BIN)/python bench/bench_tail.py
 	$(BIN)/python bench/bench_rollup.py
+	$(BIN)/python bench/bench_report.py
 	$(BIN)/python bench/bench_top.py
 
 clean:
