@@ -9,8 +9,10 @@ from __future__ import annotations
 import lzma
 import os
 import signal
+import sys
 import zlib
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import date
 from typing import Any
 
@@ -18,9 +20,17 @@ from logcount.config import Config
 from logcount.count.agents import agent_family
 from logcount.count.aggregate import Aggregator, LineCounter, RawCounts, tune_gc
 from logcount.count.classify import Buckets, Classifier
+from logcount.count.detect import (
+    AUTO,
+    SAMPLE_BYTES,
+    detect_format,
+    first_lines,
+    malformed_warning,
+)
 from logcount.count.lines import LineSplitter, Piece
 from logcount.count.logformat import CompiledFormat, compile_format
 from logcount.count.visitors import MemberVisitors
+from logcount.errors import ConfigError
 from logcount.sources.rollup_files import Input, Unit, open_log
 from logcount.sources.rollup_rows import UnitCounts, families_of
 
@@ -223,9 +233,32 @@ def _prepare(config: Config) -> tuple[Classifier, CompiledFormat]:
     return state[1], state[2]
 
 
-def _file_counter(config: Config, inp: Input) -> FileCounter:
-    """A counter for one file; lines without a readable time count on the file's day (the
-    template's, else its modification day). OSError when the file is gone."""
+def file_config(config: Config, inp: Input, check: bool) -> Config:
+    """`config` with the file's own format under auto (told from its first lines, once per
+    file and counter); with `check` (the counter of the file's first unit), the warning
+    when most of its first lines are malformed, said once on stderr. ConfigError when
+    auto finds no format, OSError or a read error when the file cannot be read."""
+    if config.log_format != AUTO and not check:
+        return config
+    with open_log(inp.path) as f:
+        head = f.read(SAMPLE_BYTES)
+    if config.log_format == AUTO:
+        found = _WORKER.setdefault("formats", {})
+        if inp.path not in found:
+            found[inp.path] = detect_format(head, inp.path)
+        config = replace(config, log_format=found[inp.path])
+    if check:
+        warning = malformed_warning(config.log_format, first_lines(head), inp.path)
+        if warning:
+            print(f"warning: {warning}", file=sys.stderr, flush=True)
+    return config
+
+
+def _file_counter(config: Config, inp: Input, first: bool = True) -> FileCounter:
+    """A counter for one file (`first`: it begins with the file's first unit); lines
+    without a readable time count on the file's day (the template's, else its
+    modification day). OSError when the file is gone."""
+    config = file_config(config, inp, first)
     classifier, fmt = _prepare(config)
     day = inp.day or date.fromtimestamp(os.path.getmtime(inp.path))
     classifier.fallback = Buckets(
@@ -243,9 +276,11 @@ def _progress(n: int) -> None:
 def count_unit(config: Config, unit: Unit) -> tuple[Unit, UnitCounts | None, str]:
     """Count one unit alone; an unreadable file is reported, never raised."""
     try:
-        counter = _file_counter(config, unit.input)
+        counter = _file_counter(config, unit.input, unit.start == 0)
     except OSError as exc:
         return unit, None, f"{unit.input.path}: {exc.strerror}"
+    except (ConfigError, *READ_ERRORS) as exc:
+        return unit, None, f"{unit.input.path}: {exc}"
     try:
         counter.read(unit, _progress)
         return unit, counter.finish(), ""
@@ -258,7 +293,8 @@ def load_units(config: Config, units: list[Unit], progress: Callable[[int], None
     so that a task is one small index), and where lines read are reported."""
     _WORKER["units"] = (config, units)
     _WORKER["progress"] = progress
-    _prepare(config)
+    if config.log_format != AUTO:  # under auto each file has its own (file_config)
+        _prepare(config)
 
 
 def count_at(i: int) -> list[Message]:
@@ -279,9 +315,11 @@ def count_at(i: int) -> list[Message]:
         held = None
     if held is None:
         try:
-            held = [unit.input, _file_counter(config, unit.input), 0]
+            held = [unit.input, _file_counter(config, unit.input, unit.start == 0), 0]
         except OSError as exc:
             return [*out, ("error", unit.input, f"{unit.input.path}: {exc.strerror}")]
+        except (ConfigError, *READ_ERRORS) as exc:
+            return [*out, ("error", unit.input, f"{unit.input.path}: {exc}")]
         _WORKER["held"] = held
     try:
         held[1].read(unit, _progress)
