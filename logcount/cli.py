@@ -426,7 +426,7 @@ def status(settings: Settings, fmt: str) -> None:
     now = time.time()
     click.echo(
         f"{'host':<16} {'pid':>7} {'mode':<5} {'lines':>11} {'lines/s':>9} "
-        f"{'malformed':>9} {'lag':>7} {'flushed':>8} {'spool':>7}  state"
+        f"{'malformed':>16} {'lag':>7} {'flushed':>8} {'spool':>7}  state"
     )
     for r in readers:
         # Heartbeats come from every host writing to this Redis (hosts, file paths, error
@@ -438,7 +438,7 @@ def status(settings: Settings, fmt: str) -> None:
         click.echo(
             f"{safe_text(str(r['host']))[:16]:<16} {r['pid']:>7} {safe_text(str(r['mode'])):<5} "
             f"{r['lines']:>11,} "
-            f"{r['rate']:>9,.0f} {r['malformed']:>9,} {r['lag']:>7} {ago:>8} "
+            f"{r['rate']:>9,.0f} {_malformed(r):>16} {r['lag']:>7} {ago:>8} "
             f"{spool:>7}  {state}"
         )
         for f in r.get("files", []):
@@ -452,6 +452,42 @@ def status(settings: Settings, fmt: str) -> None:
         lost = _losses(r)
         if lost:
             click.echo(f"    {lost}")
+
+
+@cli.command()
+@click.option("--site", "-s", default=None, help="Virtual host (default: the configured site).")
+@click.option(
+    "--format",
+    "-f",
+    "fmt",
+    type=click.Choice(["table", "json"]),
+    default="table",
+    show_default=True,
+)
+@pass_settings
+@domain_errors
+def malformed(settings: Settings, site: str | None, fmt: str) -> None:
+    """The last lines that did not parse (20 kept per site), newest first."""
+    from logcount.read.api import Counts
+    from logcount.read.render import dump_json, safe_text
+
+    counts = Counts.from_settings(settings.load())
+    lines = counts.malformed(site)
+    terminal = sys.stdout.isatty()
+    if fmt == "json":
+        emit(dump_json({"site": site or counts.site, "lines": lines}, terminal) + "\n")
+    elif not lines:
+        click.echo(f"no malformed lines kept for site {safe_text(site or counts.site)}")
+    else:
+        # Every byte of a log line is the client's: escaped before it reaches a terminal.
+        emit("".join(f"{safe_text(line) if terminal else line}\n" for line in lines))
+
+
+def _malformed(reader: dict[str, Any]) -> str:
+    """Malformed lines and their share of the lines read: `1,234 (61.7%)`."""
+    total = reader["lines"] + reader["malformed"]
+    share = reader["malformed"] / total if total else 0.0
+    return f"{reader['malformed']:,} ({share:.1%})"
 
 
 def _size(n: int) -> str:
@@ -499,6 +535,10 @@ def config_check(settings: Settings) -> None:
 
     config = settings.load()
     check_store_url(config)
+    if config.store and not config.store.startswith("sqlite:"):
+        from logcount.sinks.store import check_driver
+
+        check_driver(config.store)
     click.echo(json.dumps(config.masked(), indent=2))
     click.echo(f"configuration OK ({len(config.routes)} routes)", err=True)
 
