@@ -53,15 +53,17 @@ def _readings(fmt: CompiledFormat, lines: list[bytes]) -> list[dict[str, bytes] 
     return out
 
 
-def detect_format(head: bytes, where: str = "the input") -> str:
+def detect_format(
+    head: bytes, where: str = "the input", candidates: tuple[str, ...] = CANDIDATES
+) -> str:
     """The preset that reads the most of the first lines of `head` (more than half of
     them); ConfigError when none does, or when two read as many lines into different
     fields (ambiguous). `where` names the input in the error."""
     lines = first_lines(head, DETECT_LINES)
-    tried = ", ".join(CANDIDATES)
+    tried = ", ".join(candidates)
     if not lines:
         raise ConfigError(f"--log-format auto: no line in {where} to tell its format from")
-    readings = {name: _readings(compile_format(name), lines) for name in CANDIDATES}
+    readings = {name: _readings(compile_format(name), lines) for name in candidates}
     score = {name: sum(r is not None for r in found) for name, found in readings.items()}
     best = max(score.values())
     if best * 2 <= len(lines):
@@ -71,7 +73,7 @@ def detect_format(head: bytes, where: str = "the input") -> str:
             f"lines of {where} (tried {tried}; the best, {max(score, key=score.__getitem__)}, "
             f"reads {best}); first line: {sample}; give --log-format"
         )
-    winners = [name for name in CANDIDATES if score[name] == best]
+    winners = [name for name in candidates if score[name] == best]
     # Presets that differ only in how they cut the client: the one that keeps it whole
     # (an X-Forwarded-For list before nginx's " - ", which Apache's %l %u would split).
     chosen = max(winners, key=lambda name: _client_length(readings[name]))
@@ -114,4 +116,4 @@ def show_line(line: bytes) -> str:
     """A log line quoted in a message: printable ASCII, cut at SHOWN characters."""
     text = line[:SHOWN].decode("ascii", "backslashreplace")
     text = "".join(c if " " <= c <= "~" else f"\\x{ord(c):02x}" for c in text)
-    return repr(text + ("..." if len(line) > SHOWN else ""))
+    return "'" + text + ("..." if len(line) > SHOWN else "") + "'"

@@ -582,8 +582,8 @@ def _batches(rows: list[dict[str, Any]], size: int) -> Iterable[list[dict[str, A
         yield rows[i : i + size]
 
 
-# What to install for a store's driver: the extra of logcount that brings it, by dialect.
-DRIVER_EXTRAS = {"postgresql": "logcount[postgres]"}
+# What to install for a store's driver: the extra of logcount that brings it, by module.
+DRIVER_EXTRAS = {"psycopg": "logcount[postgres]"}
 
 
 def check_driver(url: str) -> None:
@@ -602,7 +602,7 @@ def check_driver(url: str) -> None:
     try:
         dialect.import_dbapi()
     except ImportError as exc:
-        extra = DRIVER_EXTRAS.get(parsed.get_backend_name())
+        extra = DRIVER_EXTRAS.get(exc.name or "")
         what = f"pip install '{extra}'" if extra else f"install the Python module {exc.name}"
         raise ConfigError(
             f"store {mask_url(url)!r}: its driver ({exc.name}) is not installed: {what}"
