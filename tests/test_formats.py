@@ -10,6 +10,7 @@ import os
 import random
 import subprocess
 import time
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,7 @@ import redis
 
 from logcount.count.aggregate import LineCounter
 from logcount.count.detect import detect_format, first_lines, malformed_warning
-from logcount.count.logformat import compile_format
+from logcount.count.logformat import compile_format, time_key
 from logcount.count.nginx_format import to_apache, unquote
 from logcount.errors import ConfigError
 from tests.conftest import LOGCOUNT, run_logcount
@@ -116,8 +117,8 @@ def test_nginx_presets_and_conf_syntax() -> None:
     assert compile_format(conf).log_format == MAIN_APACHE
     assert unquote('\'a\' "b\\"c"') == 'ab"c'
     assert to_apache(SPLIT) == SPLIT_APACHE
-    assert to_apache("$time_iso8601 $msec 100% $http_x_real_ip $sent_http_x") == (
-        "%{time_iso8601}n %{msec}n 100%% %{x-real-ip}i %{sent_http_x}n"
+    assert to_apache("$msec 100% $http_x_real_ip $sent_http_x") == (
+        "%{msec}n 100%% %{x-real-ip}i %{sent_http_x}n"
     )
     # A literal "$" in an Apache format stays Apache's.
     assert compile_format('%h %t "%r" %>s $5').log_format == '%h %t "%r" %>s $5'
@@ -156,6 +157,28 @@ def test_request_time_is_counted_by_both_scanners(monkeypatch: pytest.MonkeyPatc
         assert (raw.lines, raw.malformed) == (40, 5)
         assert per_request == expected
     assert natives[1] is False
+
+
+def test_time_iso8601_keeps_its_offset() -> None:
+    fmt = compile_format('$remote_addr [$time_iso8601] "$request" $status $body_bytes_sent')
+    rng = random.Random(7)
+    for _ in range(300):
+        when = datetime(
+            rng.randint(1999, 2030),
+            rng.randint(1, 12),
+            rng.randint(1, 28),
+            rng.randint(0, 23),
+            rng.randint(0, 59),
+            rng.randint(0, 59),
+            tzinfo=timezone(timedelta(minutes=rng.choice([-1, 1]) * rng.randint(0, 14 * 60))),
+        )
+        line = f'192.0.2.1 [{when.isoformat()}] "GET /i HTTP/1.1" 200 7'.encode()
+        found = matched_fields(fmt, line)
+        assert found is not None, line
+        minute, offset = time_key(when)
+        assert (found["tmin"], found["ttz"], found["bytes"]) == (minute, offset, b"7"), line
+    for bad in ("2026-03-14T10:00:00+0100", "2026-03-14T10:00:00+24:00", "2026-02-30T10:00:00Z"):
+        assert fmt.match(f'192.0.2.1 [{bad}] "GET / HTTP/1.1" 200 7'.encode()) is None, bad
 
 
 # --- auto ------------------------------------------------------------------------------

@@ -211,6 +211,8 @@ _FIELD_SOURCES: list[tuple[str, tuple[str, str | None, str | None], float]] = [
     ("duration", ("T", "s", None), 1_000_000),
     # nginx's $request_time: seconds with three decimals, read as milliseconds (MILLIS)
     ("duration", ("n", "nginx.request_time", None), 1000),
+    # the offset of nginx's $time_iso8601 (+01:00), after its strftime %{...}t
+    ("isotz", ("n", "nginx.iso8601_offset", None), 1),
 ]
 # A duration in seconds with three decimals, below 2**53 us (nine digits of seconds):
 # counted as the milliseconds its digits make without the point.
@@ -289,6 +291,8 @@ class CompiledFormat:
                 self._slow_groups[idx][1](groups[idx])
             if self._slow_time_groups:
                 fields["tmin"], fields["ttz"] = _time_from_groups(self, groups)
+            if "isotz" in fields:  # nginx's $time_iso8601: the offset written apart
+                fields["ttz"] = _iso_offset(fields["isotz"])
         except (ValueError, KeyError, OverflowError):
             return None
         key = tuple(fields.get(n, b"") for n in self.key_names)
@@ -325,6 +329,17 @@ def _time_from_groups(fmt: CompiledFormat, groups: tuple[str | None, ...]) -> tu
     if when is None:
         return b"", b""
     return time_key(when)
+
+
+_ISO_OFFSET = re.compile(rb"([-+](?:[01][0-9]|2[0-3])):([0-5][0-9])")
+
+
+def _iso_offset(raw: bytes) -> bytes:
+    """`+01:00` (ISO 8601, as nginx writes it) as %t writes it: `+0100`; ValueError else."""
+    m = _ISO_OFFSET.fullmatch(raw)
+    if m is None:
+        raise ValueError(f"bad offset {raw!r}")
+    return m.group(1) + m.group(2)
 
 
 def time_key(when: datetime) -> tuple[bytes, bytes]:
