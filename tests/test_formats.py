@@ -116,6 +116,7 @@ def test_nginx_presets_and_conf_syntax() -> None:
     )
     assert compile_format(conf).log_format == MAIN_APACHE
     assert unquote('\'a\' "b\\"c"') == 'ab"c'
+    assert unquote('$remote_addr \\"$request\\"') == '$remote_addr "$request"'
     assert to_apache(SPLIT) == SPLIT_APACHE
     assert to_apache("$msec 100% $http_x_real_ip $sent_http_x") == (
         "%{msec}n 100%% %{x-real-ip}i %{sent_http_x}n"
@@ -157,6 +158,31 @@ def test_request_time_is_counted_by_both_scanners(monkeypatch: pytest.MonkeyPatc
         assert (raw.lines, raw.malformed) == (40, 5)
         assert per_request == expected
     assert natives[1] is False
+
+
+@pytest.mark.parametrize(("nginx", "apache"), NGINX_FORMATS[:3])
+def test_the_c_scanner_cuts_and_counts_nginx_lines_like_the_regex(
+    nginx: str, apache: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The C scanner's plan of an nginx format ($request_time: its MILLIS element) cuts
+    every line, mutated ones too, where the regex does, and counts the same."""
+    from tests.test_scan import FIELDS, counted, mutations, regex_row, scanner_for
+
+    cf, scanner = scanner_for(nginx)
+    rng = random.Random(5)
+    lines = lines_for(apache, 400, seed=9)
+    lines += [m for line in lines for m in mutations(rng, line, 6)]
+    accepted = 0
+    for line in lines:
+        expected = regex_row(cf, line)
+        assert scanner.match(line) == expected, line  # type: ignore[attr-defined]
+        accepted += expected is not None
+    assert accepted > 400
+    fast = counted(nginx, lines, False, monkeypatch)
+    slow = counted(nginx, lines, True, monkeypatch)
+    for name in (*FIELDS, "durations"):
+        assert getattr(fast, name) == getattr(slow, name), name
+    assert bool(fast.durations) == (nginx == TIMED)
 
 
 def test_time_iso8601_keeps_its_offset() -> None:

@@ -69,10 +69,11 @@ def is_nginx(log_format: str) -> bool:
 def unquote(log_format: str) -> str:
     """The format nginx would log, from what was copied out of nginx.conf: the quoted
     pieces joined (`'$remote_addr - ' '"$request"'`), a `log_format NAME` head and a
-    final `;` removed. Anything else is returned as it is."""
+    final `;` removed. Anything else is returned as it is, but for `\\"` (a quote
+    escaped inside a double-quoted piece)."""
     text = _DIRECTIVE_HEAD.sub("", log_format).strip().removesuffix(";").rstrip()
     if text[:1] not in ("'", '"'):
-        return log_format
+        return log_format.replace('\\"', '"')  # copied from inside a "..." piece
     pieces, pos = [], 0
     while pos < len(text):
         m = _QUOTED_PIECE.match(text, pos)
