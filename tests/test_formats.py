@@ -263,8 +263,8 @@ def test_first_lines_and_the_malformed_warning() -> None:
     [
         ("combinedd", "log format 'combinedd' is not a nickname (common, "),
         ("nginx_main", "log format 'nginx_main' is not a nickname"),
-        ("%h %l", "log format '%h %l': nothing to count: it has no time"),
-        ("$remote_addr $status", "log format '$remote_addr $status': nothing to count"),
+        ("%h %l", "log format '%h %l': nothing to count: no time, request, path or status"),
+        ("$remote_addr $http_user_agent", "log format '$remote_addr $http_user_agent': nothing"),
     ],
 )
 @pytest.mark.parametrize("command", [["config", "check"], ["top"], ["rollup", "--logs", "x"]])

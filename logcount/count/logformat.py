@@ -67,6 +67,8 @@ KEY_FIELDS = (
     "referrer",
     "agent",
 )
+# A format must have one of these: the others (client, agent, ...) say nothing of a hit.
+COUNTABLE = {"tmin", "request", "method", "uri", "status"}
 # Fields that are summed or sampled, not part of the key.
 VALUE_FIELDS = ("client", "bytes", "duration")
 
@@ -433,10 +435,10 @@ def compile_format(log_format: str, day_only: bool = False) -> CompiledFormat:
         # keep the named groups, so that rows of the slow path have the usual layout.
         pattern = rb"(?!)" + pattern + rb"(?P<tmin>)(?P<ttz>)"
         taken.update(("tmin", "ttz"))
-    if "tmin" not in taken:
+    if not taken & COUNTABLE:  # a line would be a hit of nothing, at its arrival
         raise ConfigError(
-            f"log format {log_format!r}: nothing to count: it has no time "
-            "(Apache %t, nginx [$time_local])"
+            f"log format {log_format!r}: nothing to count: no time, request, path or "
+            "status (%t %r %U %>s; nginx [$time_local] $request $request_uri $status)"
         )
     fast = re.compile(pattern)
     # The trailing empty group keeps findall() returning tuples even for one field. No

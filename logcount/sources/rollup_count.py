@@ -9,6 +9,7 @@ from __future__ import annotations
 import lzma
 import os
 import signal
+import stat
 import sys
 import zlib
 from collections.abc import Callable
@@ -23,6 +24,7 @@ from logcount.count.classify import Buckets, Classifier
 from logcount.count.detect import (
     AUTO,
     SAMPLE_BYTES,
+    SAMPLE_LINES,
     detect_format,
     first_lines,
     malformed_warning,
@@ -84,6 +86,9 @@ class FileCounter:
         self.visitors = MemberVisitors(self.aggregator)
         self.counts = UnitCounts()
         self._family: Callable[[str], str] | None = None
+        # The file's first lines, kept (by the counter of its first unit) until SAMPLE_LINES
+        # are in or the unit ends, then judged once: see count.detect.malformed_warning.
+        self.probe: list[bytes] | None = None
 
     def family(self, agent: str) -> str:
         """An agent's family, for the rare day of more distinct agents than are kept
@@ -179,9 +184,30 @@ class FileCounter:
                     left -= n
                 self._count(lines.filled(n), progress)
             self._count(lines.finish(), progress)
+        if self.probe is not None:
+            self._judge(unit.input.path)
         return self.counts
 
+    def _probe(self, pieces: list[Piece]) -> None:
+        assert self.probe is not None
+        for piece in pieces:
+            wanted = SAMPLE_LINES - len(self.probe)
+            if wanted <= 0:
+                break
+            if piece.lines is not None:
+                self.probe += first_lines(bytes(piece.lines), wanted)
+            else:
+                self.probe.append(piece.long or b"")
+
+    def _judge(self, path: str) -> None:
+        probe, self.probe = self.probe or [], None
+        warning = malformed_warning(self.config.log_format, probe, path)
+        if warning:
+            print(f"warning: {warning}", file=sys.stderr, flush=True)
+
     def _count(self, pieces: list[Piece], progress: Callable[[int], None]) -> None:
+        if self.probe is not None:
+            self._probe(pieces)
         for piece in pieces:
             before = self._seen()
             if piece.lines is not None:
@@ -233,38 +259,36 @@ def _prepare(config: Config) -> tuple[Classifier, CompiledFormat]:
     return state[1], state[2]
 
 
-def file_config(config: Config, inp: Input, check: bool) -> Config:
-    """`config` with the file's own format under auto (told from its first lines, once per
-    file and counter); with `check` (the counter of the file's first unit), the warning
-    when most of its first lines are malformed, said once on stderr. ConfigError when
-    auto finds no format, OSError or a read error when the file cannot be read."""
-    if config.log_format != AUTO and not check:
+def file_config(config: Config, inp: Input) -> Config:
+    """`config` with the file's own format under auto, told from its first lines (read
+    apart, once per file and counter: a regular file only, as a pipe's lines would be
+    taken from its reader). ConfigError when auto finds none, OSError or a read error
+    when the file cannot be read."""
+    if config.log_format != AUTO:
         return config
-    with open_log(inp.path) as f:
-        head = f.read(SAMPLE_BYTES)
-    if config.log_format == AUTO:
-        found = _WORKER.setdefault("formats", {})
-        if inp.path not in found:
-            found[inp.path] = detect_format(head, inp.path)
-        config = replace(config, log_format=found[inp.path])
-    if check:
-        warning = malformed_warning(config.log_format, first_lines(head), inp.path)
-        if warning:
-            print(f"warning: {warning}", file=sys.stderr, flush=True)
-    return config
+    found = _WORKER.setdefault("formats", {})
+    if inp.path not in found:
+        if not stat.S_ISREG(os.stat(inp.path).st_mode):
+            raise ConfigError(f"--log-format auto: {inp.path} is not a regular file")
+        with open_log(inp.path) as f:
+            found[inp.path] = detect_format(f.read(SAMPLE_BYTES), inp.path)
+    return replace(config, log_format=found[inp.path])
 
 
 def _file_counter(config: Config, inp: Input, first: bool = True) -> FileCounter:
     """A counter for one file (`first`: it begins with the file's first unit); lines
     without a readable time count on the file's day (the template's, else its
     modification day). OSError when the file is gone."""
-    config = file_config(config, inp, first)
+    config = file_config(config, inp)
     classifier, fmt = _prepare(config)
     day = inp.day or date.fromtimestamp(os.path.getmtime(inp.path))
     classifier.fallback = Buckets(
         day.strftime("%Y%m%d0000"), day.strftime("%Y%m%d00"), day.strftime("%Y%m%d")
     )
-    return FileCounter(config, classifier, fmt)
+    counter = FileCounter(config, classifier, fmt)
+    if first:  # its first lines are judged (see FileCounter.probe)
+        counter.probe = []
+    return counter
 
 
 def _progress(n: int) -> None:
