@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import stat
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -255,6 +256,7 @@ def _head(path: str) -> bytes:
 
     try:
         with open(path, "rb") as f:
-            return f.read(SAMPLE_BYTES)
+            # a pipe's first lines would be taken from the reader that counts them
+            return f.read(SAMPLE_BYTES) if stat.S_ISREG(os.fstat(f.fileno()).st_mode) else b""
     except OSError:
         return b""
