@@ -255,8 +255,10 @@ def _head(path: str) -> bytes:
     from logcount.count.detect import SAMPLE_BYTES
 
     try:
+        # a pipe would block the open, and its first lines are the reader's to count
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            return b""
         with open(path, "rb") as f:
-            # a pipe's first lines would be taken from the reader that counts them
-            return f.read(SAMPLE_BYTES) if stat.S_ISREG(os.fstat(f.fileno()).st_mode) else b""
+            return f.read(SAMPLE_BYTES)
     except OSError:
         return b""
