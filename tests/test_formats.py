@@ -405,6 +405,27 @@ def test_pipe_auto_tells_the_format_from_its_first_lines(lc_env: dict[str, str])
     assert top_rows(lc_env)["total"]["hits"] == 26
 
 
+def test_auto_that_finds_no_format_is_one_error(lc_env: dict[str, str], tmp_path: Path) -> None:
+    junk = b"".join(b"junk %d\n" % i for i in range(3000))
+    piped = run_logcount(["--log-format", "auto", "pipe"], lc_env, input=junk)
+    assert piped.returncode == 0  # drained: Apache must not respawn it
+    err = piped.stderr.decode()
+    assert err.count("auto: no preset reads more than half of the first 200 lines of stdin") == 1
+    assert "first line: 'junk 0'" in err and "draining input until EOF" in err
+    log = tmp_path / "junk.log"
+    log.write_bytes(junk)
+    done = subprocess.run(
+        [*LOGCOUNT, "--log-format", "auto", "tail", str(log)],
+        env=lc_env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert_one_line_error(done, 78, "--log-format auto: no preset reads more than half of")
+    assert f"the first 200 lines of {log} (tried combined," in done.stderr
+
+
 def common_log(n: int) -> bytes:
     return b"".join(
         f"192.0.2.{i % 9} - - [{TIME.format(minute=i // 60 % 60, second=i % 60)}] "

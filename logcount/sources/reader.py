@@ -70,7 +70,7 @@ class Reader:
             data = b"".join(bytes(p.lines or b"") for p in head)
             if ended and not data:
                 return 0  # nothing came: nothing to count
-            fmt = detect_format(data, "the first lines on stdin")
+            fmt = detect_format(data, "stdin")
             self.config = replace(self.config, log_format=fmt)
             self.log(f"--log-format auto: {fmt}")
         self.pipeline = Pipeline(self.config, "pipe", self.log, loader=self.loader)
