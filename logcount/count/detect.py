@@ -95,21 +95,48 @@ def _without_client(readings: list[dict[str, bytes] | None]) -> list[dict[str, b
     return [{k: v for k, v in r.items() if k != "client"} if r else None for r in readings]
 
 
+class FirstLines:
+    """Judges the first SAMPLE_LINES lines of an input as they come (`add`), keeping two
+    counts and one line, not the lines: `verdict()` is the warning when more than half of
+    them are malformed under the format in force, once; None otherwise."""
+
+    def __init__(self, log_format: str, where: str):
+        self.log_format, self.where = log_format, where
+        self.format = compile_format(log_format)
+        self.seen = self.bad = 0
+        self.sample = b""
+        self.judged = False
+
+    @property
+    def full(self) -> bool:
+        return self.seen >= SAMPLE_LINES
+
+    def add(self, lines: list[bytes]) -> None:
+        for line in lines[: SAMPLE_LINES - self.seen]:
+            self.seen += 1
+            if self.format.match(line) is None:
+                self.bad += 1
+                self.sample = self.sample or line[: SHOWN + 1]
+
+    def verdict(self) -> str | None:
+        if self.judged or self.bad * 2 <= self.seen:
+            self.judged = True
+            return None
+        self.judged = True
+        fmt, name = self.format, self.log_format
+        shown = name if name == fmt.log_format else f"{name} ({fmt.log_format})"
+        return (
+            f"{self.where}: {self.bad:,} of the first {self.seen:,} lines are malformed under "
+            f"log format {shown}; e.g. {show_line(self.sample)}; is --log-format right? "
+            "(logcount malformed shows the samples kept)"
+        )
+
+
 def malformed_warning(log_format: str, lines: list[bytes], where: str) -> str | None:
-    """The warning when more than half of `lines` (an input's first) are malformed under
-    `log_format`: how many, the format in force and one of them; None otherwise."""
-    if not lines:
-        return None
-    fmt = compile_format(log_format)
-    bad = [line for line in lines if fmt.match(line) is None]
-    if len(bad) * 2 <= len(lines):
-        return None
-    shown = log_format if log_format == fmt.log_format else f"{log_format} ({fmt.log_format})"
-    return (
-        f"{where}: {len(bad):,} of the first {len(lines):,} lines are malformed under "
-        f"log format {shown}; e.g. {show_line(bad[0])}; is --log-format right? "
-        "(logcount malformed shows the samples kept)"
-    )
+    """FirstLines' warning for `lines` (an input's first), or None."""
+    judge = FirstLines(log_format, where)
+    judge.add(lines)
+    return judge.verdict()
 
 
 def show_line(line: bytes) -> str:

@@ -21,7 +21,7 @@ from logcount.config import Config
 from logcount.count.aggregate import Aggregator, LineCounter, tune_gc
 from logcount.count.classify import Classifier
 from logcount.count.delta import Delta
-from logcount.count.detect import SAMPLE_LINES, first_lines, malformed_warning
+from logcount.count.detect import SAMPLE_LINES, FirstLines, first_lines
 from logcount.count.lines import Piece
 from logcount.count.logformat import compile_format
 from logcount.errors import ConfigError, LogcountError
@@ -159,8 +159,8 @@ class Pipeline:
         self.oldest_unflushed = 0.0
         self.rate = 0.0
         self.extra_status: Callable[[], dict[str, Any]] = dict
-        # The first lines, kept until SAMPLE_LINES are in (or the end): see _judge()
-        self.probe: list[bytes] | None = []
+        # The first lines are judged as they come (count.detect.FirstLines): see _probe()
+        self.probe: FirstLines | None = FirstLines(config.log_format, f"{mode} input")
         self.position_extra: Callable[[], dict[str, str]] | None = None
 
     def start(self) -> None:
@@ -171,7 +171,7 @@ class Pipeline:
     def feed(self, chunk: bytes, after: Callable[[], None] | None = None) -> None:
         """Count `chunk`; `after` runs under the same lock (tail: advance the read position)."""
         if self.probe is not None:
-            self._probe(first_lines(chunk, SAMPLE_LINES - len(self.probe)))
+            self._probe(first_lines(chunk, SAMPLE_LINES - self.probe.seen))
         with self.lock:
             self.counter.feed(chunk)
             if after is not None:
@@ -215,16 +215,16 @@ class Pipeline:
                 after()
 
     def _probe(self, lines: list[bytes]) -> None:
-        """Keep the first SAMPLE_LINES lines; once they are in, judge them (see
-        count.detect.malformed_warning): said once on stderr."""
+        """Judge the first SAMPLE_LINES lines; once they are in, say once on stderr when
+        most are malformed."""
         assert self.probe is not None
-        self.probe += lines
-        if len(self.probe) >= SAMPLE_LINES:
+        self.probe.add(lines)
+        if self.probe.full:
             self._judge()
 
     def _judge(self) -> None:
         probe, self.probe = self.probe, None
-        warning = malformed_warning(self.config.log_format, probe or [], f"{self.mode} input")
+        warning = probe.verdict() if probe is not None else None
         if warning:
             self.log(f"warning: {warning}")
 
@@ -359,7 +359,7 @@ class Pipeline:
 
     def close(self) -> bool:
         """Stop the threads and flush everything (to Redis, else to the spool)."""
-        if self.probe:  # fewer than SAMPLE_LINES lines came: judged on those
+        if self.probe is not None and self.probe.seen:  # fewer than SAMPLE_LINES came
             self._judge()
         self.stopping.set()
         self.wake.set()

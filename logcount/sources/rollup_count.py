@@ -25,9 +25,9 @@ from logcount.count.detect import (
     AUTO,
     SAMPLE_BYTES,
     SAMPLE_LINES,
+    FirstLines,
     detect_format,
     first_lines,
-    malformed_warning,
 )
 from logcount.count.lines import LineSplitter, Piece
 from logcount.count.logformat import CompiledFormat, compile_format
@@ -86,9 +86,9 @@ class FileCounter:
         self.visitors = MemberVisitors(self.aggregator)
         self.counts = UnitCounts()
         self._family: Callable[[str], str] | None = None
-        # The file's first lines, kept (by the counter of its first unit) until SAMPLE_LINES
-        # are in or the unit ends, then judged once: see count.detect.malformed_warning.
-        self.probe: list[bytes] | None = None
+        # The file's first lines, judged by the counter of its first unit as they are read
+        # (count.detect.FirstLines), said once when SAMPLE_LINES are in or the unit ends.
+        self.probe: FirstLines | None = None
 
     def family(self, agent: str) -> str:
         """An agent's family, for the rare day of more distinct agents than are kept
@@ -185,23 +185,24 @@ class FileCounter:
                 self._count(lines.filled(n), progress)
             self._count(lines.finish(), progress)
         if self.probe is not None:
-            self._judge(unit.input.path)
+            self._judge()
         return self.counts
 
     def _probe(self, pieces: list[Piece]) -> None:
-        assert self.probe is not None
+        probe = self.probe
+        assert probe is not None
         for piece in pieces:
-            wanted = SAMPLE_LINES - len(self.probe)
-            if wanted <= 0:
-                break
-            if piece.lines is not None:
-                self.probe += first_lines(bytes(piece.lines), wanted)
+            if piece.lines is None:
+                probe.add([piece.long or b""])  # an over-long line
             else:
-                self.probe.append(piece.long or b"")
+                probe.add(first_lines(bytes(piece.lines), SAMPLE_LINES - probe.seen))
+            if probe.full:
+                self._judge()
+                return
 
-    def _judge(self, path: str) -> None:
-        probe, self.probe = self.probe or [], None
-        warning = malformed_warning(self.config.log_format, probe, path)
+    def _judge(self) -> None:
+        probe, self.probe = self.probe, None
+        warning = probe.verdict() if probe is not None else None
         if warning:
             print(f"warning: {warning}", file=sys.stderr, flush=True)
 
@@ -287,7 +288,7 @@ def _file_counter(config: Config, inp: Input, first: bool = True) -> FileCounter
     )
     counter = FileCounter(config, classifier, fmt)
     if first:  # its first lines are judged (see FileCounter.probe)
-        counter.probe = []
+        counter.probe = FirstLines(config.log_format, inp.path)
     return counter
 
 
