@@ -168,6 +168,7 @@ def test_the_c_scanner_cuts_and_counts_nginx_lines_like_the_regex(
     every line, mutated ones too, where the regex does, and counts the same."""
     from tests.test_scan import FIELDS, counted, mutations, regex_row, scanner_for
 
+    monkeypatch.delenv("LOGCOUNT_PURE_PYTHON", raising=False)  # C against the regex
     cf, scanner = scanner_for(nginx)
     rng = random.Random(5)
     lines = lines_for(apache, 400, seed=9)
