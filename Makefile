@@ -36,7 +36,7 @@ $(BIN)/logcount: $(VENV)/.test-extras
 FUZZ_TIME ?= 60
 PURE_TESTS ?= tests/test_pipe.py tests/test_tail.py tests/test_rollup.py tests/test_lines.py \
 	tests/test_member_bounds.py tests/test_classify.py tests/test_logformat.py \
-	tests/test_cli_top.py tests/test_pipeline_limits.py tests/e2e
+	tests/test_cli_top.py tests/test_pipeline_limits.py tests/test_formats.py tests/e2e
 test: $(BIN)/logcount
 	LOGCOUNT_PURE_PYTHON= $(BIN)/python -m pytest -q $(PYTEST_ARGS)
 	$(BIN)/python tests/fuzz/fuzz_lines.py -max_total_time=$(FUZZ_TIME)

@@ -26,20 +26,21 @@ class Settings:
 
     def __init__(self, **options: Any):
         self.options = options
+        self.defaults: dict[str, str] = {}  # a command's own (see config.load_config)
         self._config: Config | None = None
 
     def load(self) -> Config:
         if self._config is None:
             opts = dict(self.options)
-            self._config = load_checked(opts.pop("config"), **opts)
+            self._config = load_checked(opts.pop("config"), self.defaults, **opts)
         return self._config
 
     def loader(self) -> Callable[[], Config]:
-        opts = dict(self.options)
+        opts, defaults = dict(self.options), dict(self.defaults)
 
         def load() -> Config:
             local = dict(opts)
-            return load_checked(local.pop("config"), **local)
+            return load_checked(local.pop("config"), defaults, **local)
 
         return load
 
@@ -440,9 +441,9 @@ def rollup(
         click.echo(done, err=True)
 
 
-# The log format of `report` when none is given (flag, environment or config): the
-# configured default for now; "auto" once the format is told from the first lines.
-REPORT_LOG_FORMAT: str | None = None
+# The log format of `report` when none is given (flag, environment or config file): told
+# from the first lines of its first input (count.detect).
+REPORT_LOG_FORMAT = "auto"
 
 
 @cli.command()
@@ -468,8 +469,7 @@ def report(
     from logcount.read.file_report import report_csv, report_json, report_table
     from logcount.sources.one_shot import report_files
 
-    if REPORT_LOG_FORMAT is not None and settings.options.get("log_format") is None:
-        settings.options["log_format"] = REPORT_LOG_FORMAT
+    settings.defaults["log_format"] = REPORT_LOG_FORMAT
     show = not quiet and sys.stderr.isatty()
     built = report_files(settings.load(), list(files), limit, site, jobs, show)
     width, terminal = terminal_width(sys.stdout)
@@ -508,7 +508,7 @@ def status(settings: Settings, fmt: str) -> None:
     now = time.time()
     click.echo(
         f"{'host':<16} {'pid':>7} {'mode':<5} {'lines':>11} {'lines/s':>9} "
-        f"{'malformed':>9} {'lag':>7} {'flushed':>8} {'spool':>7}  state"
+        f"{'malformed':>16} {'lag':>7} {'flushed':>8} {'spool':>7}  state"
     )
     for r in readers:
         # Heartbeats come from every host writing to this Redis (hosts, file paths, error
@@ -520,7 +520,7 @@ def status(settings: Settings, fmt: str) -> None:
         click.echo(
             f"{safe_text(str(r['host']))[:16]:<16} {r['pid']:>7} {safe_text(str(r['mode'])):<5} "
             f"{r['lines']:>11,} "
-            f"{r['rate']:>9,.0f} {r['malformed']:>9,} {r['lag']:>7} {ago:>8} "
+            f"{r['rate']:>9,.0f} {_malformed(r):>16} {r['lag']:>7} {ago:>8} "
             f"{spool:>7}  {state}"
         )
         for f in r.get("files", []):
@@ -534,6 +534,42 @@ def status(settings: Settings, fmt: str) -> None:
         lost = _losses(r)
         if lost:
             click.echo(f"    {lost}")
+
+
+@cli.command()
+@click.option("--site", "-s", default=None, help="Virtual host (default: the configured site).")
+@click.option(
+    "--format",
+    "-f",
+    "fmt",
+    type=click.Choice(["table", "json"]),
+    default="table",
+    show_default=True,
+)
+@pass_settings
+@domain_errors
+def malformed(settings: Settings, site: str | None, fmt: str) -> None:
+    """The last lines that did not parse (20 kept per site), newest first."""
+    from logcount.read.api import Counts
+    from logcount.read.render import dump_json, safe_text
+
+    counts = Counts.from_settings(settings.load())
+    lines = counts.malformed(site)
+    terminal = sys.stdout.isatty()
+    if fmt == "json":
+        emit(dump_json({"site": site or counts.site, "lines": lines}, terminal) + "\n")
+    elif not lines:
+        click.echo(f"no malformed lines kept for site {safe_text(site or counts.site)}")
+    else:
+        # Every byte of a log line is the client's: escaped before it reaches a terminal.
+        emit("".join(f"{safe_text(line) if terminal else line}\n" for line in lines))
+
+
+def _malformed(reader: dict[str, Any]) -> str:
+    """Malformed lines and their share of the lines read: `1,234 (61.7%)`."""
+    total = reader["lines"] + reader["malformed"]
+    share = reader["malformed"] / total if total else 0.0
+    return f"{reader['malformed']:,} ({share:.1%})"
 
 
 def _size(n: int) -> str:
@@ -581,6 +617,10 @@ def config_check(settings: Settings) -> None:
 
     config = settings.load()
     check_store_url(config)
+    if config.store and not config.store.startswith("sqlite:"):
+        from logcount.sinks.store import check_driver
+
+        check_driver(config.store)
     click.echo(json.dumps(config.masked(), indent=2))
     click.echo(f"configuration OK ({len(config.routes)} routes)", err=True)
 

@@ -363,13 +363,16 @@ ENVIRONMENT = {
 }
 
 
-def load_config(explicit: str | None = None, **overrides: Any) -> Config:
+def load_config(
+    explicit: str | None = None, defaults: dict[str, str] | None = None, **overrides: Any
+) -> Config:
     """Read the config file (if any), then the LOGCOUNT_* environment variables, then
-    `overrides` (the command line; None = not given); validate the result."""
+    `overrides` (the command line; None = not given); validate the result. `defaults`:
+    a command's own defaults of top-level settings, which the file, too, overrides."""
     path = find_config_file(explicit)
-    data: dict[str, Any] = {}
+    data: dict[str, Any] = dict(defaults or {})
     if path is not None:
-        data = _read_toml(path)
+        data.update(_read_toml(path))
     config = config_from_dict(data, source=str(path) if path else "")
     from_env = {key: os.environ.get(var) or None for key, var in ENVIRONMENT.items()}
     config = config.with_overrides(**from_env).with_overrides(**overrides)

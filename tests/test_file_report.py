@@ -268,3 +268,43 @@ def test_no_data_directory_needed(tmp_path: Path, env: dict[str, str]) -> None:
     got = report(env, str(log))
     assert (got["total"]["hits"], got["total"]["visitors"]) == (6, 4)
     assert not (tmp_path / "file" / "data").exists()
+
+
+def nginx_main(client: str, when: str, request: str, status: int, size: int) -> str:
+    """A line of nginx's stock `main` format (combined, then X-Forwarded-For)."""
+    return f'{client} - - [{when} +0000] "{request}" {status} {size} "-" "{CHROME}" "-"\n'
+
+
+NGINX_LINES = "".join(
+    nginx_main("10.0.0.9", f"17/May/2015:10:{m:02d}:00", f"GET /n{m % 3} HTTP/1.1", 200, 7)
+    for m in range(30)
+)
+
+
+@pytest.mark.parametrize("stdin", [False, True])
+def test_report_tells_the_format_of_its_input(
+    tmp_path: Path, env: dict[str, str], stdin: bool
+) -> None:
+    """No --log-format: the report reads nginx's main format (malformed under combined)
+    from a file and from standard input, whose first lines it read to tell it."""
+    log = tmp_path / "nginx.log"
+    log.write_text(NGINX_LINES)
+    args, given = (["-"], NGINX_LINES.encode()) if stdin else ([str(log)], None)
+    got = report(env, *args, input=given)
+    assert got["total"]["hits"] == 30
+    assert got["total"]["malformed"] == 0
+    assert {r["key"]: r["hits"] for r in got["top"]["path"]} == {"/n0": 10, "/n1": 10, "/n2": 10}
+    done = run_logcount(["--log-format", "combined", "report", str(log)], env)
+    assert done.returncode == 0
+    assert "30 of the first 30 lines are malformed" in done.stderr.decode()
+
+
+def test_report_keeps_the_format_of_the_config_file(tmp_path: Path, env: dict[str, str]) -> None:
+    """A format in the config file is the report's too: auto only when none is given."""
+    (tmp_path / "logcount.toml").write_text('site = "test"\nlog_format = "common"\n')
+    log = tmp_path / "access.log"
+    log.write_text(KNOWN)  # combined lines, read as common: the agent is left over
+    done = run_logcount(["report", str(log), "--format", "json"], env)
+    got = json.loads(done.stdout)
+    assert got["total"]["hits"] == 0
+    assert got["total"]["malformed"] == 9

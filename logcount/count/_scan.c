@@ -19,7 +19,7 @@
 #include <stdint.h>
 #include <string.h>
 
-enum { K_LIT, K_QUOTED, K_WORD, K_INT, K_INT_DASH, K_STATUS, K_TIME, K_COUNT, K_COUNT_DASH };
+enum { K_LIT, K_QUOTED, K_WORD, K_INT, K_INT_DASH, K_STATUS, K_TIME, K_COUNT, K_COUNT_DASH, K_MILLIS };
 
 #define MAX_FIELDS 32
 #define MAX_LAYOUT 16
@@ -29,7 +29,7 @@ enum { K_LIT, K_QUOTED, K_WORD, K_INT, K_INT_DASH, K_STATUS, K_TIME, K_COUNT, K_
 /* logcount/count/logformat.py MIN_YEAR, MAX_YEAR: a line dated outside is malformed */
 /* What take() returns and Scanner() takes: aggregate.py refuses a module of another
    version (a stale build beside newer Python code) and counts with the pure path. */
-#define SCAN_VERSION 3
+#define SCAN_VERSION 4
 #define MIN_YEAR 1001
 #define MAX_YEAR 9998
 /* logcount/timing.py: a duration is capped at 2^36 us; bins 0 (0 us) to 145 (the cap) */
@@ -414,6 +414,22 @@ static int digits(const char *p, int n) {
     return 1;
 }
 
+/* nginx's $request_time: 0 | [1-9][0-9]{0,8}, a point, three digits (logformat.MILLIS). */
+static const char *scan_millis(const char *p, const char *end) {
+    const char *q = p;
+    if (q < end && *q == '0')
+        q++;
+    else if (q < end && *q >= '1' && *q <= '9') {
+        q++;
+        while (q < end && q - p < 9 && is_digit(*q))
+            q++;
+    } else
+        return NULL;
+    if (end - q < 4 || *q != '.' || !digits(q + 1, 3))
+        return NULL;
+    return q + 4;
+}
+
 /* [DD/Mon/YYYY:HH:MM:SS +HHMM] with a date that exists; minute and offset spans. */
 static const char *scan_time(const char *p, const char *end, Span *minute, Span *offset) {
     static const int mdays[12] = {31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
@@ -475,6 +491,11 @@ static int match_line(Scanner *s, const char *p, const char *end, Span *f) {
         case K_COUNT:
         case K_COUNT_DASH:
             q = scan_count(p, end, e);
+            if (q == NULL)
+                return 0;
+            break;
+        case K_MILLIS:
+            q = scan_millis(p, end);
             if (q == NULL)
                 return 0;
             break;
@@ -594,12 +615,16 @@ static void remember(Scanner *s, PyObject *src, Py_ssize_t start, Py_ssize_t len
 }
 
 /* A line's duration in microseconds, capped at DUR_CAP; 0 when it has none ('-', or no
-   number: the plan and the regexes let through no negative one, nor one past 2^53). */
+   number: the plan and the regexes let through no negative one, nor one past 2^53). A
+   point is skipped: "0.125" (nginx's seconds, logformat.MILLIS) is 125 milliseconds. */
 static int parse_duration(const Span *x, long long scale, long long *out) {
-    if (x->n == 0 || x->n > 18)
+    if (x->n == 0 || x->n > 19)
         return 0;
     long long v = 0;
+    int points = 0;
     for (Py_ssize_t i = 0; i < x->n; i++) {
+        if (x->p[i] == '.' && i > 0 && points++ == 0)
+            continue;
         if (!is_digit(x->p[i]))
             return 0;
         v = v * 10 + (x->p[i] - '0');
@@ -770,7 +795,7 @@ static int plan_from(Scanner *s, PyObject *plan) {
         if (!PyArg_ParseTuple(PyTuple_GET_ITEM(t, i), "iiiiO", &e->kind, &e->field, &e->field2,
                               &e->stop, &lit))
             return -1;
-        if (e->kind < K_LIT || e->kind > K_COUNT_DASH || e->field >= s->nfields ||
+        if (e->kind < K_LIT || e->kind > K_MILLIS || e->field >= s->nfields ||
             e->field2 >= s->nfields) {
             PyErr_SetString(PyExc_ValueError, "bad plan element");
             return -1;

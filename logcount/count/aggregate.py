@@ -58,7 +58,7 @@ GC_THRESHOLDS = (100_000, 50, 1000)
 _CUT = {g.name: g.cut for g in GRANULARITIES.values()}  # of a minute label, for each
 
 
-SCAN_VERSION = 3  # the _scan.c this code calls (its SCAN_VERSION)
+SCAN_VERSION = 4  # the _scan.c this code calls (its SCAN_VERSION)
 
 
 def tune_gc() -> None:

@@ -18,7 +18,7 @@ def check_compiles(config: Config) -> None:
     The built-in default format is known to compile (tests/test_config.py), and compiling
     it again would cost each `logcount top` importing apachelogs and building its regexes
     (~35 ms); nor can an empty route list be wrong."""
-    if config.log_format != Config.log_format:
+    if config.log_format not in (Config.log_format, "auto"):  # auto: see count.detect
         from logcount.count.logformat import compile_format
 
         compile_format(config.log_format)
@@ -28,8 +28,10 @@ def check_compiles(config: Config) -> None:
         RouteTable.from_config(config.routes)
 
 
-def load_checked(explicit: str | None = None, **overrides: Any) -> Config:
+def load_checked(
+    explicit: str | None = None, defaults: dict[str, str] | None = None, **overrides: Any
+) -> Config:
     """load_config(), then check_compiles()."""
-    config = load_config(explicit, **overrides)
+    config = load_config(explicit, defaults, **overrides)
     check_compiles(config)
     return config

@@ -41,6 +41,7 @@ from apachelogs.util import (
     uinteger,
 )
 
+from logcount.count import nginx_format
 from logcount.errors import ConfigError
 
 NICKNAMES = {
@@ -50,6 +51,7 @@ NICKNAMES = {
     "combined_debian": apachelogs.COMBINED_DEBIAN,
     "common_debian": apachelogs.COMMON_DEBIAN,
     "vhost_combined": apachelogs.VHOST_COMBINED,
+    **{name: nginx_format.to_apache(fmt) for name, fmt in nginx_format.PRESETS.items()},
 }
 
 # Fields that identify what a line counts towards (the aggregation key), in this order.
@@ -65,6 +67,8 @@ KEY_FIELDS = (
     "referrer",
     "agent",
 )
+# A format must have one of these: the others (client, agent, ...) say nothing of a hit.
+COUNTABLE = {"tmin", "request", "method", "uri", "status"}
 # Fields that are summed or sampled, not part of the key.
 VALUE_FIELDS = ("client", "bytes", "duration")
 
@@ -207,7 +211,16 @@ _FIELD_SOURCES: list[tuple[str, tuple[str, str | None, str | None], float]] = [
     ("duration", ("T", "ms", None), 1000),
     ("duration", ("T", None, None), 1_000_000),
     ("duration", ("T", "s", None), 1_000_000),
+    # nginx's $request_time: seconds with three decimals, read as milliseconds (MILLIS)
+    ("duration", ("n", "nginx.request_time", None), 1000),
+    # the offset of nginx's $time_iso8601 (+01:00), after its strftime %{...}t
+    ("isotz", ("n", "nginx.iso8601_offset", None), 1),
 ]
+# A duration in seconds with three decimals, below 2**53 us (nine digits of seconds):
+# counted as the milliseconds its digits make without the point.
+MILLIS = rb"(?:0|[1-9][0-9]{0,8})\.[0-9]{3}"
+_MILLIS_SOURCE = ("n", "nginx.request_time", None)
+_MILLIS_VALUE = re.compile(MILLIS)
 
 
 def resolve_nickname(log_format: str) -> str:
@@ -216,6 +229,8 @@ def resolve_nickname(log_format: str) -> str:
     found = NICKNAMES.get(log_format.strip().lower())
     if found is not None:
         return found
+    if nginx_format.is_nginx(log_format):
+        return nginx_format.to_apache(log_format)
     return log_format.replace('\\"', '"')
 
 
@@ -244,6 +259,7 @@ class CompiledFormat:
     # The same format for the C scanner (logcount/count/_scan.c), or None when it has an element
     # the scanner does not know: (kind, field slot, second slot, stop byte, literal).
     plan: tuple[tuple[int, int, int, int, bytes], ...] | None = None
+    millis: bool = False  # the duration is nginx's $request_time (MILLIS)
 
     def index(self, name: str) -> int:
         """Position of a field in the key tuple, -1 when the format lacks it."""
@@ -270,18 +286,26 @@ class CompiledFormat:
         for name, idx in self._slow_field_index.items():
             raw = groups[idx]
             fields[name] = raw.encode("iso-8859-1") if raw is not None else b"-"
-        if not all(in_range(fields[f], n) for f, n in self.limits.items() if f in fields):
+        if not all(self._counted(f, fields[f], n) for f, n in self.limits.items() if f in fields):
             return None
         try:
             for idx in self._slow_checks:
                 self._slow_groups[idx][1](groups[idx])
             if self._slow_time_groups:
                 fields["tmin"], fields["ttz"] = _time_from_groups(self, groups)
+            if "isotz" in fields:  # nginx's $time_iso8601: the offset written apart
+                fields["ttz"] = _iso_offset(fields["isotz"])
         except (ValueError, KeyError, OverflowError):
             return None
         key = tuple(fields.get(n, b"") for n in self.key_names)
         values = tuple(fields.get(n, b"") for n in self.value_names)
         return key, values
+
+    def _counted(self, field: str, raw: bytes, limit: int) -> bool:
+        """A counted field as the fast regex reads it (see COUNT_LIMIT, MILLIS)."""
+        if field == "duration" and self.millis:
+            return _MILLIS_VALUE.fullmatch(raw) is not None
+        return in_range(raw, limit)
 
     def match(self, line: bytes) -> tuple[tuple[bytes, ...], tuple[bytes, ...]] | None:
         """Key and value fields of one line, or None when it does not parse."""
@@ -309,6 +333,17 @@ def _time_from_groups(fmt: CompiledFormat, groups: tuple[str | None, ...]) -> tu
     return time_key(when)
 
 
+_ISO_OFFSET = re.compile(rb"([-+](?:[01][0-9]|2[0-3])):([0-5][0-9])")
+
+
+def _iso_offset(raw: bytes) -> bytes:
+    """`+01:00` (ISO 8601, as nginx writes it) as %t writes it: `+0100`; ValueError else."""
+    m = _ISO_OFFSET.fullmatch(raw)
+    if m is None:
+        raise ValueError(f"bad offset {raw!r}")
+    return m.group(1) + m.group(2)
+
+
 def time_key(when: datetime) -> tuple[bytes, bytes]:
     """The (minute, offset) key bytes the fast path captures from a %t field; ValueError
     for a year out of range (MIN_YEAR)."""
@@ -334,6 +369,9 @@ def compile_format(log_format: str, day_only: bool = False) -> CompiledFormat:
         group_defs, slow_rgx = format2regex(fmt)
     except (InvalidDirectiveError, UnknownDirectiveError) as exc:
         raise ConfigError(f"log format {log_format!r}: {exc}") from None
+    if not group_defs:
+        raise ConfigError(_no_directive(log_format))
+    millis = False
     tokens = list(DIRECTIVE_RGX.finditer(fmt))
     chosen = _choose_sources(tokens)
     parts: list[bytes] = []
@@ -372,7 +410,11 @@ def compile_format(log_format: str, day_only: bool = False) -> CompiledFormat:
         after_lazy = after_lazy or lazy
         element = _plan_element(tokens, i, body)
         number = _NUMBER_KINDS.get(format2regex(tok.group(0))[1])
-        if field in COUNTED and number in ("int", "int_dash"):
+        if field == "duration" and _signature(tok) == _MILLIS_SOURCE:
+            body, millis = MILLIS, True
+            if element is not None:
+                element = _millis_element(tokens, i)
+        elif field in COUNTED and number in ("int", "int_dash"):
             body = below(limits[field]) + (b"|-" if number == "int_dash" else b"")
             if element is not None:
                 top = str(limits[field] - 1).encode()
@@ -393,6 +435,11 @@ def compile_format(log_format: str, day_only: bool = False) -> CompiledFormat:
         # keep the named groups, so that rows of the slow path have the usual layout.
         pattern = rb"(?!)" + pattern + rb"(?P<tmin>)(?P<ttz>)"
         taken.update(("tmin", "ttz"))
+    if not taken & COUNTABLE:  # a line would be a hit of nothing, at its arrival
+        raise ConfigError(
+            f"log format {log_format!r}: nothing to count: no time, request, path or "
+            "status (%t %r %U %>s; nginx [$time_local] $request $request_uri $status)"
+        )
     fast = re.compile(pattern)
     # The trailing empty group keeps findall() returning tuples even for one field. No
     # class of the pattern matches a newline, so a match never spans two lines.
@@ -421,6 +468,7 @@ def compile_format(log_format: str, day_only: bool = False) -> CompiledFormat:
             if isinstance(g[0], tuple) and g[0][0].endswith("time_fields")
         ),
         limits={f: n for f, n in limits.items() if f in taken},
+        millis=millis,
         plan=_scanner_plan(plan, group_index) if plan is not None else None,
     )
 
@@ -441,7 +489,30 @@ SCAN_KINDS = {
     "time": 6,
     "count": 7,  # a counted number: its literal is the largest value allowed
     "count_dash": 8,
+    "millis": 9,  # MILLIS: seconds with three decimals
 }
+
+
+def _millis_element(tokens: list[re.Match[str]], i: int) -> tuple[str, bytes] | None:
+    """The scanner's element of a MILLIS duration: it must end at the first byte that is
+    not part of it, as a number must (see _plan_element)."""
+    nxt = tokens[i + 1].group("literal") if i + 1 < len(tokens) else ""
+    if nxt is None or nxt[:1].isdigit():
+        return None
+    return "millis", b""
+
+
+def _no_directive(log_format: str) -> str:
+    """The error of a format without a directive: most likely a mistyped nickname."""
+    from difflib import get_close_matches
+
+    known = [*NICKNAMES, "auto"]
+    close = get_close_matches(log_format.strip().lower(), known, n=1)
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    return (
+        f"log format {log_format!r} is not a nickname ({', '.join(known)}) "
+        f"nor a format with directives (%h, $remote_addr, ...){hint}"
+    )
 
 
 def _plan_element(tokens: list[re.Match[str]], i: int, body: bytes) -> tuple[str, bytes] | None:

@@ -215,7 +215,9 @@ class RegexScanner:
         for key, ctx, row in zip(map(self.key, hits), map(self.ctx, hits), hits, strict=True):
             raw = row[d]  # type: ignore[index]
             if not raw.isdigit():
-                continue
+                raw = raw.replace(b".", b"", 1)  # nginx's seconds: milliseconds (MILLIS)
+                if not raw.isdigit():
+                    continue
             us = min(int(raw) * scale, CAP_US)
             if us:  # as the C scanner: a key of 0 us has no sum
                 durations[key] = durations.get(key, 0) + us

@@ -24,6 +24,7 @@ from logcount.read.report import (
     check_sort,
     parse_datetime,
     parse_window,
+    read_malformed,
     read_recent,
     reading_redis,
     window_between,
@@ -150,6 +151,10 @@ class Counts:
     def recent(self, limit: int = 20, site: str | None = None) -> list[dict[str, Any]]:
         """The last requests (time, path, status, bytes, agent, bot), newest first."""
         return read_recent(self.redis, site or self.site, limit)
+
+    def malformed(self, site: str | None = None) -> list[str]:
+        """The last lines of a site that did not parse (at most 20), newest first."""
+        return read_malformed(self.redis, site or self.site)
 
     def history(
         self,

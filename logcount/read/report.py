@@ -376,6 +376,13 @@ def read_recent(client: Any, site: str, limit: int) -> list[dict[str, Any]]:
     return out
 
 
+def read_malformed(client: Any, site: str) -> list[str]:
+    """The malformed lines kept for a site (the last SAMPLE_SIZE), newest first."""
+    with reading_redis(client):
+        items = client.lrange(keys.malformed_sample(site), 0, -1)
+    return [i.decode("utf-8", "backslashreplace") if isinstance(i, bytes) else i for i in items]
+
+
 # --- the reports ----------------------------------------------------------------------
 
 

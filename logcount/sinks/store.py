@@ -194,6 +194,7 @@ class Store:
             return _sqlite_engine(url)
         if url.startswith("postgresql://"):
             url = "postgresql+psycopg://" + url[len("postgresql://") :]
+        check_driver(url)
         return sa.create_engine(url, pool_pre_ping=True)
 
     def _ensure_schema(self) -> None:
@@ -596,3 +597,30 @@ def _digest(text: str) -> int:
 def _batches(rows: list[dict[str, Any]], size: int) -> Iterable[list[dict[str, Any]]]:
     for i in range(0, len(rows), size):
         yield rows[i : i + size]
+
+
+# What to install for a store's driver: the extra of logcount that brings it, by module.
+DRIVER_EXTRAS = {"psycopg": "logcount[postgres]"}
+
+
+def check_driver(url: str) -> None:
+    """ConfigError (one line) when the URL's dialect is unknown or its driver is not
+    installed, naming what to install, instead of SQLAlchemy's traceback."""
+    from logcount.config import mask_url
+    from logcount.errors import ConfigError
+
+    try:
+        parsed = sa.engine.make_url(url)
+        dialect = parsed.get_dialect()
+    except sa.exc.NoSuchModuleError:
+        raise ConfigError(f"store {mask_url(url)!r}: SQLAlchemy knows no such database") from None
+    except sa.exc.ArgumentError as exc:
+        raise ConfigError(f"store {mask_url(url)!r}: {exc}") from None
+    try:
+        dialect.import_dbapi()
+    except ImportError as exc:
+        extra = DRIVER_EXTRAS.get(exc.name or "")
+        what = f"pip install '{extra}'" if extra else f"install the Python module {exc.name}"
+        raise ConfigError(
+            f"store {mask_url(url)!r}: its driver ({exc.name}) is not installed: {what}"
+        ) from None

@@ -26,12 +26,13 @@ from typing import Any
 from logcount import timing
 from logcount.config import Config
 from logcount.count.classify import MONTHS
+from logcount.count.detect import AUTO, SAMPLE_BYTES, detect_format
 from logcount.count.logformat import compile_format
 from logcount.count.sketch import VisitorSketch
 from logcount.dimensions import DIMENSION_NAMES, DIMENSIONS
 from logcount.errors import LogcountError
 from logcount.sinks.keys import OTHER
-from logcount.sources.rollup_files import Input, split_units
+from logcount.sources.rollup_files import Input, open_log, split_units
 
 STDIN = "-"
 WARM_AGENT = "Mozilla/5.0 (X11; Linux x86_64; rv:121.0) Gecko/20100101 Firefox/121.0"
@@ -88,10 +89,13 @@ def count_files(
     inputs = [Input(name, None) for name in names if name != STDIN]
     units = [u for inp in inputs for u in split_units(inp, jobs)]
     config = _with_visitor_key(config)
+    head = b""  # what auto read of standard input, counted first
+    if config.log_format == AUTO:
+        config, head = _told_format(config, names)
     counters = Counters(config, units, jobs, show_progress)
     try:
         time_format = compile_format(config.log_format)  # while the counters count
-        merged = _merge(config, names, counters, show_progress, units)
+        merged = _merge(config, names, counters, show_progress, units, head)
     except BaseException:
         counters.close(stop=True)
         raise
@@ -116,7 +120,42 @@ def _with_visitor_key(config: Config) -> Config:
         return fresh
 
 
-def _merge(config: Config, names: list[str], counters: Any, show: bool, units: list[Any]) -> Any:
+def _told_format(config: Config, names: list[str]) -> tuple[Config, bytes]:
+    """Under auto, the format of the first input's first lines, for all of them (one
+    report, one format: a file whose lines it does not read says so, as in a rollup);
+    and the head read of standard input when that was the first."""
+    from dataclasses import replace
+
+    first = names[0]
+    if first == STDIN:
+        head = sys.stdin.buffer.read(SAMPLE_BYTES)
+        found = detect_format(head, "standard input")
+    else:
+        head = b""
+        with open_log(first) as f:
+            found = detect_format(f.read(SAMPLE_BYTES), first)
+    return replace(config, log_format=found), head
+
+
+class _Replayed:
+    """A binary stream that gives `head` first, then what is left of `rest`."""
+
+    def __init__(self, head: bytes, rest: Any):
+        self.head = memoryview(head)
+        self.rest = rest
+
+    def readinto(self, buffer: Any) -> int:
+        if self.head:
+            n = min(len(buffer), len(self.head))
+            buffer[:n] = self.head[:n]
+            self.head = self.head[n:]
+            return n
+        return int(self.rest.readinto(buffer) or 0)
+
+
+def _merge(
+    config: Config, names: list[str], counters: Any, show: bool, units: list[Any], head: bytes
+) -> Any:
     """The parts merged as the counting processes hand them over (and standard input's,
     counted here), bounded while merging and at the end."""
     from logcount.count.agents import agent_family
@@ -130,7 +169,7 @@ def _merge(config: Config, names: list[str], counters: Any, show: bool, units: l
     family(WARM_AGENT)  # ua-parser loaded now, while the counting processes count
     if STDIN in names:  # this process counts it while the counting processes count files
         counter = day_counter(config, date.today())
-        counter.read_stream(sys.stdin.buffer)
+        counter.read_stream(_Replayed(head, sys.stdin.buffer))
         merged.merge(counter.finish())
     expected = Counter(u.input for u in units)  # a file is done once all its units are in
     got: Counter[Input] = Counter()

@@ -21,6 +21,7 @@ from logcount.config import Config
 from logcount.count.aggregate import Aggregator, LineCounter, tune_gc
 from logcount.count.classify import Classifier
 from logcount.count.delta import Delta
+from logcount.count.detect import SAMPLE_LINES, FirstLines, first_lines
 from logcount.count.lines import Piece
 from logcount.count.logformat import compile_format
 from logcount.errors import ConfigError, LogcountError
@@ -158,6 +159,8 @@ class Pipeline:
         self.oldest_unflushed = 0.0
         self.rate = 0.0
         self.extra_status: Callable[[], dict[str, Any]] = dict
+        # The first lines are judged as they come (count.detect.FirstLines): see _probe()
+        self.probe: FirstLines | None = FirstLines(config.log_format, f"{mode} input")
         self.position_extra: Callable[[], dict[str, str]] | None = None
 
     def start(self) -> None:
@@ -167,6 +170,8 @@ class Pipeline:
 
     def feed(self, chunk: bytes, after: Callable[[], None] | None = None) -> None:
         """Count `chunk`; `after` runs under the same lock (tail: advance the read position)."""
+        if self.probe is not None:
+            self._probe(first_lines(chunk, SAMPLE_LINES - self.probe.seen))
         with self.lock:
             self.counter.feed(chunk)
             if after is not None:
@@ -202,10 +207,26 @@ class Pipeline:
         if piece.lines is not None:
             self.feed(bytes(piece.lines), after)
             return
+        if self.probe is not None:
+            self._probe([piece.long or b""])
         with self.lock:
             self.counter.count_malformed(piece.long or b"")
             if after is not None:
                 after()
+
+    def _probe(self, lines: list[bytes]) -> None:
+        """Judge the first SAMPLE_LINES lines; once they are in, say once on stderr when
+        most are malformed."""
+        assert self.probe is not None
+        self.probe.add(lines)
+        if self.probe.full:
+            self._judge()
+
+    def _judge(self) -> None:
+        probe, self.probe = self.probe, None
+        warning = probe.verdict() if probe is not None else None
+        if warning:
+            self.log(f"warning: {warning}")
 
     def _every(self, woken: threading.Event, name: str, work: Callable[[], None]) -> None:
         """Run `work` every flush interval or when `woken`, until stopping; a bug in it is
@@ -319,6 +340,8 @@ class Pipeline:
             "mode": self.mode,
             "lines": self.lines,
             "malformed": self.malformed,
+            "malformed_share": round(self.malformed / max(1, self.lines + self.malformed), 4),
+            "log_format": self.config.log_format,
             "rate": round(self.rate, 1),
             "lag": round(time.time() - self.oldest_unflushed, 3) if self.oldest_unflushed else 0,
             "last_flush": self.sink.last_flush,
@@ -336,6 +359,8 @@ class Pipeline:
 
     def close(self) -> bool:
         """Stop the threads and flush everything (to Redis, else to the spool)."""
+        if self.probe is not None and self.probe.seen:  # fewer than SAMPLE_LINES came
+            self._judge()
         self.stopping.set()
         self.wake.set()
         self.send.set()

@@ -237,10 +237,11 @@ class RollupResult:
     seconds: float = 0.0
     missing: list[str] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)
+    malformed_files: list[str] = field(default_factory=list)  # not one line read
 
     @property
     def ok(self) -> bool:
-        return not self.missing and not self.failed
+        return not self.missing and not self.failed and not self.malformed_files
 
 
 def default_day(config: Config) -> date:
@@ -288,11 +289,12 @@ def rollup(
         raise
     counters.close(stop=False)
     result.seconds = time.monotonic() - started
-    if not allow_missing and result.missing or result.failed:
+    if not allow_missing and result.missing or result.failed or result.malformed_files:
         n_missing = 0 if allow_missing else len(result.missing)
+        bad = len(result.malformed_files)
         raise RollupIncomplete(
             f"rollup incomplete: {result.files} file(s) stored, {n_missing} missing, "
-            f"{len(result.failed)} unreadable"
+            f"{len(result.failed)} unreadable" + (f", {bad} entirely malformed" if bad else "")
         )
     return result
 
@@ -363,6 +365,12 @@ def _store_all(
             result.files += 1
             result.lines += facts.lines
             result.malformed += facts.malformed
+            if facts.malformed and facts.malformed == facts.lines:
+                warn(
+                    f"error: {inp.path}: all its {facts.malformed:,} lines are malformed "
+                    f"under log format {config.log_format} (is --log-format right?)"
+                )
+                result.malformed_files.append(inp.path)
             bar.file_done()
     for inp in inputs:  # a counter died (killed, out of memory) before it sent them
         if got[inp] == expected[inp] or inp in failed:

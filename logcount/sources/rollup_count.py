@@ -9,8 +9,11 @@ from __future__ import annotations
 import lzma
 import os
 import signal
+import stat
+import sys
 import zlib
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import date
 from typing import Any
 
@@ -18,9 +21,18 @@ from logcount.config import Config
 from logcount.count.agents import agent_family
 from logcount.count.aggregate import Aggregator, LineCounter, RawCounts, tune_gc
 from logcount.count.classify import Buckets, Classifier
+from logcount.count.detect import (
+    AUTO,
+    SAMPLE_BYTES,
+    SAMPLE_LINES,
+    FirstLines,
+    detect_format,
+    first_lines,
+)
 from logcount.count.lines import LineSplitter, Piece
 from logcount.count.logformat import CompiledFormat, compile_format
 from logcount.count.visitors import MemberVisitors
+from logcount.errors import ConfigError
 from logcount.sources.rollup_files import Input, Unit, open_log
 from logcount.sources.rollup_rows import UnitCounts, families_of
 
@@ -77,6 +89,9 @@ class FileCounter:
         self._family: Callable[[str], str] | None = None
         self._first: bytes | None = None  # the first line read by read_stream, and the last
         self._last = b""
+        # The file's first lines, judged by the counter of its first unit as they are read
+        # (count.detect.FirstLines), said once when SAMPLE_LINES are in or the unit ends.
+        self.probe: FirstLines | None = None
 
     def family(self, agent: str) -> str:
         """An agent's family, for the rare day of more distinct agents than are kept
@@ -162,6 +177,8 @@ class FileCounter:
                 f.seek(unit.start)
             left = None if unit.end is None else unit.end - unit.start
             self.read_stream(f, left, progress)
+        if self.probe is not None:
+            self._judge()
         return self.counts
 
     def read_stream(
@@ -184,7 +201,27 @@ class FileCounter:
         if self._first is not None:
             self.counts.edges += [self._first, self._last]
 
+    def _probe(self, pieces: list[Piece]) -> None:
+        probe = self.probe
+        assert probe is not None
+        for piece in pieces:
+            if piece.lines is None:
+                probe.add([piece.long or b""])  # an over-long line
+            else:
+                probe.add(first_lines(bytes(piece.lines), SAMPLE_LINES - probe.seen))
+            if probe.full:
+                self._judge()
+                return
+
+    def _judge(self) -> None:
+        probe, self.probe = self.probe, None
+        warning = probe.verdict() if probe is not None else None
+        if warning:
+            print(f"warning: {warning}", file=sys.stderr, flush=True)
+
     def _count(self, pieces: list[Piece], progress: Callable[[int], None]) -> None:
+        if self.probe is not None:
+            self._probe(pieces)
         for piece in pieces:
             before = self._seen()
             if piece.lines is not None:
@@ -244,10 +281,32 @@ def _prepare(config: Config) -> tuple[Classifier, CompiledFormat]:
     return state[1], state[2]
 
 
-def _file_counter(config: Config, inp: Input) -> FileCounter:
-    """A counter for one file; lines without a readable time count on the file's day (the
-    template's, else its modification day). OSError when the file is gone."""
-    return day_counter(config, inp.day or date.fromtimestamp(os.path.getmtime(inp.path)))
+def file_config(config: Config, inp: Input) -> Config:
+    """`config` with the file's own format under auto, told from its first lines (read
+    apart, once per file and counter: a regular file only, as a pipe's lines would be
+    taken from its reader). ConfigError when auto finds none, OSError or a read error
+    when the file cannot be read."""
+    if config.log_format != AUTO:
+        return config
+    found = _WORKER.setdefault("formats", {})
+    if inp.path not in found:
+        if not stat.S_ISREG(os.stat(inp.path).st_mode):
+            raise ConfigError(f"--log-format auto: {inp.path} is not a regular file")
+        with open_log(inp.path) as f:
+            found[inp.path] = detect_format(f.read(SAMPLE_BYTES), inp.path)
+    return replace(config, log_format=found[inp.path])
+
+
+def _file_counter(config: Config, inp: Input, first: bool = True) -> FileCounter:
+    """A counter for one file (`first`: it begins with the file's first unit); lines
+    without a readable time count on the file's day (the template's, else its
+    modification day). OSError when the file is gone."""
+    config = file_config(config, inp)
+    day = inp.day or date.fromtimestamp(os.path.getmtime(inp.path))
+    counter = day_counter(config, day)
+    if first:  # its first lines are judged (see FileCounter.probe)
+        counter.probe = FirstLines(config.log_format, inp.path)
+    return counter
 
 
 def day_counter(config: Config, day: date) -> FileCounter:
@@ -268,9 +327,11 @@ def _progress(n: int) -> None:
 def count_unit(config: Config, unit: Unit) -> tuple[Unit, UnitCounts | None, str]:
     """Count one unit alone; an unreadable file is reported, never raised."""
     try:
-        counter = _file_counter(config, unit.input)
+        counter = _file_counter(config, unit.input, unit.start == 0)
     except OSError as exc:
         return unit, None, f"{unit.input.path}: {exc.strerror}"
+    except (ConfigError, *READ_ERRORS) as exc:
+        return unit, None, f"{unit.input.path}: {exc}"
     try:
         counter.read(unit, _progress)
         return unit, counter.finish(), ""
@@ -283,7 +344,8 @@ def load_units(config: Config, units: list[Unit], progress: Callable[[int], None
     so that a task is one small index), and where lines read are reported."""
     _WORKER["units"] = (config, units)
     _WORKER["progress"] = progress
-    _prepare(config)
+    if config.log_format != AUTO:  # under auto each file has its own (file_config)
+        _prepare(config)
 
 
 def count_at(i: int) -> list[Message]:
@@ -304,9 +366,11 @@ def count_at(i: int) -> list[Message]:
         held = None
     if held is None:
         try:
-            held = [unit.input, _file_counter(config, unit.input), 0]
+            held = [unit.input, _file_counter(config, unit.input, unit.start == 0), 0]
         except OSError as exc:
             return [*out, ("error", unit.input, f"{unit.input.path}: {exc.strerror}")]
+        except (ConfigError, *READ_ERRORS) as exc:
+            return [*out, ("error", unit.input, f"{unit.input.path}: {exc}")]
         _WORKER["held"] = held
     try:
         held[1].read(unit, _progress)

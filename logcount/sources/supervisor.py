@@ -110,8 +110,12 @@ def warm_up(config: Config) -> None:
     import redis.utils
 
     from logcount.count.classify import Classifier
+    from logcount.count.detect import AUTO, CANDIDATES
+    from logcount.count.logformat import compile_format
 
-    classifier = Classifier(config)
+    # Under auto the format is known from the first lines only: any preset loads the same.
+    fmt = compile_format(CANDIDATES[0] if config.log_format == AUTO else config.log_format)
+    classifier = Classifier(config, fmt)
     classifier.agent(b"Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0")
     classifier.referrer(b"https://example.org/")
     redis.Redis(host="localhost").close()  # builds a pool: no connection is made

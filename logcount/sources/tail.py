@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import stat
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -73,7 +74,33 @@ class Tailer:
 
         signal.signal(signal.SIGTERM, on_term)
         signal.signal(signal.SIGINT, on_term)
-        signal.signal(signal.SIGHUP, lambda s, f: setattr(self.pipeline, "reload_requested", True))
+        signal.signal(signal.SIGHUP, self._on_hup)
+
+    def _on_hup(self, signum: int, frame: Any) -> None:
+        if hasattr(self, "pipeline"):  # not before the format is known (auto)
+            self.pipeline.reload_requested = True
+
+    def detect_format(self) -> Config | None:
+        """Under `--log-format auto`, the config with the format read from the first lines
+        of the first followed file that has any (waiting until one has); None when
+        stopped while waiting."""
+        from dataclasses import replace
+
+        from logcount.count.detect import AUTO, detect_format
+
+        if self.config.log_format != AUTO:
+            return self.config
+        said = False
+        while not self.stop_requested:
+            for path in self.paths:
+                head = _head(path)
+                if b"\n" in head:
+                    return replace(self.config, log_format=detect_format(head, path))
+            if not said:
+                self.log("--log-format auto: waiting for a first line to tell the format")
+                said = True
+            self.pause(POLL_INTERVAL)
+        return None
 
     def run(self) -> int:
         for path in self.paths:
@@ -83,8 +110,12 @@ class Tailer:
         # Read before any thread starts: as root in another user's data directory the key
         # is read as that user, which must not overlap the main thread opening a log.
         self.config.visitor_key()
-        self.pipeline = Pipeline(self.config, "tail", self.log)
         self.install_signals()
+        config = self.detect_format()
+        if config is None:
+            return 0  # stopped before any line: nothing read
+        self.config = config
+        self.pipeline = Pipeline(self.config, "tail", self.log)
         saved = self.wait_for_positions()
         if saved is None:
             return 0  # stopped while waiting for Redis: nothing read, nothing to flush
@@ -217,3 +248,17 @@ class Tailer:
                 self.observer.stop()
                 self.observer.join(5)
             self.observer = None
+
+
+def _head(path: str) -> bytes:
+    """The first bytes of a log file (b"" when it cannot be read yet)."""
+    from logcount.count.detect import SAMPLE_BYTES
+
+    try:
+        # a pipe would block the open, and its first lines are the reader's to count
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            return b""
+        with open(path, "rb") as f:
+            return f.read(SAMPLE_BYTES)
+    except OSError:
+        return b""

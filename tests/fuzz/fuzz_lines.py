@@ -34,9 +34,22 @@ with atheris.instrument_imports(include=["logcount"]):
 FORMATS = [
     "combined",
     '%h %l %u [%{%d/%b/%Y:%H:%M:%S %z}t] "%r" %>s %b "%{Referer}i" "%{User-Agent}i"',
+    # nginx: $request_time is the C scanner's MILLIS element
+    '$remote_addr - $remote_user [$time_local] "$request" $status $body_bytes_sent '
+    '"$http_referer" "$http_user_agent" $request_time "$upstream_response_time" $host',
 ]
 TIME_LIMIT = 2.0  # seconds for one input of at most -max_len bytes (default 4096)
-FIELDS = ("lines", "malformed", "hits", "agents", "referrers", "visitors", "bots", "ignored")
+FIELDS = (
+    "lines",
+    "malformed",
+    "hits",
+    "agents",
+    "referrers",
+    "visitors",
+    "bots",
+    "ignored",
+    "durations",
+)
 HOSTILE = [
     b'1.2.3.4 - - [17/May/2015:10:05:03 +0000] "GET / HTTP/1.1" 200 5 "-" "' + b"\\x80" * 30,
     b'1.2.3.4 - - [17/May/2015:10:05:03 +0000] "GET /' + b"\\x80" * 30 + b' HTTP/1.1" 2000 5',
@@ -44,6 +57,8 @@ HOSTILE = [
     b'1.2.3.4 - - [17/May/2015:10:05:03 +0000] "GET / HTTP/1.1" 200 99999999999999999999 "-" "-"',
     b'1.2.3.4 - - [31/Dec/9999:23:59:59 -2359] "GET / HTTP/1.1" 200 5 "-" "-"',
     b'1.2.3.4 - - [01/Jan/0001:00:00:00 +0000] "GET / HTTP/1.1" 200 -5 "-" "-"',
+    b'1.2.3.4 - - [17/May/2015:10:05:03 +0000] "GET / HTTP/1.1" 200 5 "-" "-" 999999999.999 "-" h',
+    b'1.2.3.4 - - [17/May/2015:10:05:03 +0000] "GET / HTTP/1.1" 200 5 "-" "-" 0.1234 "0.1, 2" h',
 ]
 
 
