@@ -206,7 +206,15 @@ def window_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     show_default=True,
     help="Rank rows by hits, bytes or time (the sum of response times: %D, %T).",
 )
-@click.option("--format", "-f", "fmt", type=FORMATS, default="table", show_default=True)
+@click.option(
+    "--format",
+    "-f",
+    "fmt",
+    type=click.Choice(["table", "json", "csv", "html"]),
+    default="table",
+    show_default=True,
+    help="html: the dashboard's page as one self-contained file, a panel per dimension.",
+)
 @click.option(
     "--watch",
     type=click.FloatRange(min=0.2),
@@ -261,6 +269,11 @@ def top(
     # To a terminal, CSV and JSON are escaped like a table; elsewhere they hold the exact
     # values, which `emit` writes without click's stripping of escape sequences.
     width, terminal = terminal_width(sys.stdout)
+    if fmt == "html":
+        from logcount.serve.page import html_report
+
+        emit(html_report(counts, window, site, since, until, limit, sort))
+        return
     if recent:
         items = counts.recent(limit, site)
         if fmt == "json":
@@ -601,6 +614,39 @@ def _losses(r: dict[str, Any]) -> str:
     if r.get("bad_spool_lines"):
         parts.append(f"{r['bad_spool_lines']:,} unreadable spool lines, kept in .bad files")
     return "; ".join(parts)
+
+
+@cli.command()
+@click.option(
+    "--bind",
+    default="127.0.0.1:8087",
+    show_default=True,
+    envvar="LOGCOUNT_BIND",
+    metavar="HOST:PORT",
+    help="Where to listen (loopback by default).",
+)
+@click.option(
+    "--token-file",
+    envvar="LOGCOUNT_TOKEN_FILE",
+    type=click.Path(dir_okay=False),
+    metavar="FILE",
+    help="Every request needs `Authorization: Bearer <the file's content>`.",
+)
+@click.option(
+    "--cors-origin",
+    envvar="LOGCOUNT_CORS_ORIGIN",
+    metavar="ORIGIN",
+    help="The one origin (https://admin.example.org) whose pages may read the API.",
+)
+@pass_settings
+@domain_errors
+def serve(settings: Settings, bind: str, token_file: str | None, cors_origin: str | None) -> None:
+    """A read-only web dashboard, JSON API (/openapi.json) and Prometheus /metrics."""
+    from logcount.read.api import Counts
+    from logcount.serve.app import read_token, serve
+
+    token = read_token(token_file) if token_file else None
+    sys.exit(serve(Counts.from_settings(settings.load()), bind, token, cors_origin))
 
 
 @cli.group("config")

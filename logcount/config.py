@@ -69,6 +69,8 @@ class Config:
     secret_file: str = ""
     count_clients: bool = False  # client addresses counted live (kept for the buckets' TTL)
     store_clients: bool = False  # ... and in the store
+    # [serve]
+    metrics_sites: int = 100  # sites /metrics labels; the rest are summed as (other)
     source: str = ""  # the file this came from, "" for defaults only
 
     def resolved_data_dir(self) -> Path:
@@ -139,6 +141,7 @@ class Config:
                 "count_clients": self.count_clients,
                 "store_clients": self.store_clients,
             },
+            "serve": {"metrics_sites": self.metrics_sites},
         }
         return out
 
@@ -403,7 +406,7 @@ def config_from_dict(data: dict[str, Any], source: str = "") -> Config:
             if not isinstance(value, str):
                 raise ConfigError(f"{where}: {key} must be a string")
             kwargs[key] = value
-        elif key in ("live", "normalize", "route", "privacy", "rollup"):
+        elif key in ("live", "normalize", "route", "privacy", "rollup", "serve"):
             continue
         else:
             raise ConfigError(f"{where}: unknown setting {key!r}")
@@ -411,6 +414,7 @@ def config_from_dict(data: dict[str, Any], source: str = "") -> Config:
     kwargs.update(_normalize_section(data.get("normalize", {}), where))
     kwargs.update(_privacy_section(data.get("privacy", {}), where))
     kwargs.update(_rollup_section(data.get("rollup", {}), where))
+    kwargs.update(_serve_section(data.get("serve", {}), where))
     routes = data.get("route", [])
     if not isinstance(routes, list) or not all(isinstance(r, dict) for r in routes):
         raise ConfigError(f"{where}: [[route]] must be a list of tables")
@@ -464,6 +468,20 @@ def _rollup_section(rollup: Any, where: str) -> dict[str, Any]:
     if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
         raise ConfigError(f"{where}: rollup.max_members must be a positive whole number")
     return {"rollup_max_members": value}
+
+
+def _serve_section(serve: Any, where: str) -> dict[str, Any]:
+    if not isinstance(serve, dict):
+        raise ConfigError(f"{where}: [serve] must be a table")
+    for key in serve:
+        if key != "metrics_sites":
+            raise ConfigError(f"{where}: unknown setting serve.{key}")
+    if "metrics_sites" not in serve:
+        return {}
+    value = serve["metrics_sites"]
+    if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= 10_000:
+        raise ConfigError(f"{where}: serve.metrics_sites must be a whole number from 1 to 10000")
+    return {"metrics_sites": value}
 
 
 def _normalize_section(norm: dict[str, Any], where: str) -> dict[str, Any]:

@@ -53,7 +53,13 @@ def imports(path: Path) -> set[str]:
                 found.update(a.name for a in node.names)
             elif node.module.startswith("logcount."):
                 inner = node.module.removeprefix("logcount.")
-                if inner in {"count", "sinks", "sources", "read"}:  # from a package, modules
+                if inner in {
+                    "count",
+                    "sinks",
+                    "sources",
+                    "read",
+                    "serve",
+                }:  # from a package, modules
                     found.update(f"{inner}.{a.name}" for a in node.names)
                 else:
                     found.add(inner)

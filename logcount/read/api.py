@@ -13,7 +13,7 @@ from datetime import date, datetime
 from typing import Any
 
 from logcount.config import Config, load_config
-from logcount.dimensions import DIMENSION_NAMES
+from logcount.dimensions import DIMENSION_NAMES, GRANULARITY_NAMES
 from logcount.errors import LogcountError, RedisUnavailable, StoreError
 from logcount.read.drill import status_filter
 from logcount.read.report import (
@@ -27,7 +27,15 @@ from logcount.read.report import (
     read_malformed,
     read_recent,
     reading_redis,
+    spark_buckets,
     window_between,
+)
+from logcount.read.series import (
+    Period,
+    buckets_of,
+    build_series,
+    build_stats,
+    lifetime_totals,
 )
 from logcount.sinks import keys
 from logcount.sinks.connection import connect, reason
@@ -226,6 +234,67 @@ class Counts:
         with reading_redis(client):
             score = client.zscore(keys.members(site or self.site, dim, "day", label), member)
         return int(score or 0)
+
+    def series(
+        self,
+        path: str | None = None,
+        object: tuple[str, Any] | str | None = None,
+        window: str = "24h",
+        granularity: str | None = None,
+        site: str | None = None,
+    ) -> dict[str, Any]:
+        """Hits (and visitors) per bucket of a window, of the site or of one path or
+        object: {"points": [[iso time, hits, visitors], ...], ...}, zeros where nothing
+        was counted. Default granularity: as `top` draws its trends (a day by hours)."""
+        win = self.window(window)
+        now = self.now()
+        gran = granularity or spark_buckets(win, now)[0]
+        if gran not in GRANULARITY_NAMES:
+            raise WindowError(f"unknown granularity {gran!r} (use {', '.join(GRANULARITY_NAMES)})")
+        member = None if path is None and object is None else self._member(path, object)
+        buckets = buckets_of(win, gran)
+        store = self.store if gran == "day" and win.start.date() < now.date() else None
+        return build_series(self.redis, store, site or self.site, buckets, member, now.date())
+
+    def stats(
+        self,
+        year: int,
+        month: int | None = None,
+        day: int | None = None,
+        hour: int | None = None,
+        site: str | None = None,
+    ) -> dict[str, Any]:
+        """One period's hits and its segments (a year's months, a month's days, a day's
+        hours, an hour's minutes): {"total": N, "data": {"1": n, ...}, ...}."""
+        period = Period(year, month, day, hour).check()
+        now = self.now()
+        past = date(year, month or 1, day or 1) < now.date()
+        store = self.store if past and hour is None else None
+        return build_stats(self.redis, store, site or self.site, period, now)
+
+    def lifetime(self, sites: list[str]) -> dict[str, dict[str, int]]:
+        """The sites' monotonic totals (never reset by a bucket's TTL)."""
+        return lifetime_totals(self.redis, sites)
+
+    def health(self) -> dict[str, str]:
+        """ "ok" or why not, for Redis and the store ("none": nothing rolled up yet)."""
+        out = {}
+        try:
+            with reading_redis(self.redis):
+                self.redis.ping()
+            out["redis"] = "ok"
+        except LogcountError as exc:
+            out["redis"] = str(exc)
+        try:
+            if self._store is None:
+                self._store_opened = False  # the first rollup may have written it since
+            store = self.store
+            if store is not None:
+                store.rolled_days(self.site, [self.now().date()])
+            out["store"] = "ok" if store is not None else "none"
+        except LogcountError as exc:
+            out["store"] = str(exc)
+        return out
 
     def readers(self) -> list[dict[str, Any]]:
         """Heartbeats of running readers, newest first."""

@@ -112,12 +112,17 @@ def sparkline(values: list[int], width: int = SPARK_WIDTH) -> str:
 
 
 def top_json(report: dict[str, Any], terminal: bool = False) -> str:
+    return dump_json(top_data(report), terminal)
+
+
+def top_data(report: dict[str, Any]) -> dict[str, Any]:
+    """What `top --format json` shows of a report (the documented, stable shape)."""
     shown = {k: report[k] for k in TOP_JSON_KEYS}
     if report.get("status_filter"):
         shown["status_filter"] = report["status_filter"]
     keys = (*ROW_JSON_KEYS, ROW_TIME_KEY) if _timed(report) else ROW_JSON_KEYS
     shown["rows"] = [{k: row[k] for k in keys} for row in report["rows"]]
-    return dump_json(shown, terminal)
+    return shown
 
 
 def _timed(report: dict[str, Any]) -> bool:

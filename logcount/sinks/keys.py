@@ -21,6 +21,12 @@ def totals(site: str, gran: str, label: str) -> str:
     return f"{_tag(site)}:t:{gran}:{label}"
 
 
+def lifetime(site: str) -> str:
+    """Hash of a site's monotonic totals (the fields of a bucket's totals, summed over
+    every line ever counted live, never expiring): what `/metrics` exports."""
+    return f"{_tag(site)}:life"
+
+
 def members(site: str, dim: str, gran: str, label: str) -> str:
     """Sorted set of hits per member (path, object, ...) of one bucket."""
     return f"{_tag(site)}:z:{dim}:{gran}:{label}"

@@ -22,6 +22,7 @@ import os
 import threading
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import resources
@@ -33,6 +34,7 @@ import redis
 
 from logcount.config import Config
 from logcount.count.delta import Delta
+from logcount.dimensions import GRANULARITY_NAMES
 from logcount.errors import LogcountError, RedisUnavailable
 from logcount.sinks import keys
 from logcount.sinks.connection import connect, is_cluster
@@ -47,6 +49,7 @@ BACKOFF_CAP = 5.0
 HEARTBEAT_TTL = 30
 BATCH_MAX_BYTES = 4 << 20  # one Lua call (Redis refuses requests past 512 MB)
 PENDING_MAX_BYTES = 32 << 20  # held in memory while Redis is away, then spooled
+FINEST = GRANULARITY_NAMES[0]  # minute: its buckets' totals feed the monotonic totals
 # Errors that say Redis cannot take writes now (keep the batch and retry), as opposed
 # to a batch it refuses (apply.lua's LCBAD, a script error): those are never retried.
 TRANSIENT = (
@@ -113,13 +116,17 @@ def build_call(
     marker = 0
     if marker_site is not None and batch_id is not None:
         marker = k(keys.batch_marker(marker_site, batch_id))
+    # A line is in one bucket of each granularity: the finest buckets' totals, summed per
+    # site, are what it adds to the site's monotonic totals, in this same atomic call.
+    lifetime: dict[str, Counter[str]] = {}
     for (site, gran, label), counts in delta.totals.items():
-        fields: dict[str, int | str] = {f: int(n) for f, n in counts.items() if n}
+        fields = _counters(counts)
         if fields:
-            for name, n in fields.items():
-                if isinstance(n, int) and n > LUA_MAX:  # as digits: a Lua number rounds it
-                    fields[name] = str(n)
             ops.append(["h", k(keys.totals(site, gran, label)), ttl[gran], fields])
+            if gran == FINEST:
+                lifetime.setdefault(site, Counter()).update(counts)
+    for site, counts in lifetime.items():
+        ops.append(["h", k(keys.lifetime(site)), 0, _counters(counts)])  # ttl 0: kept
     for mkey, counts in delta.members.items():
         site, dim, gran, label = mkey
         # Members once, hits, bytes and durations in lists beside them: path members are
@@ -156,6 +163,16 @@ def build_call(
         ops.append(["s", k(name), 0, value])
     payload = json.dumps({"m": marker, "mt": MARKER_TTL, "ops": ops}, separators=(",", ":"))
     return key_list, payload
+
+
+def _counters(counts: Counter[str]) -> dict[str, int | str]:
+    """A totals hash's increments for apply.lua: past 2^53 as digits (a Lua number would
+    round them)."""
+    fields: dict[str, int | str] = {f: int(n) for f, n in counts.items() if n}
+    for name, n in fields.items():
+        if isinstance(n, int) and n > LUA_MAX:
+            fields[name] = str(n)
+    return fields
 
 
 @dataclass

@@ -1,0 +1,1 @@
+"""`logcount serve`: the HTTP API, /metrics and the dashboard."""

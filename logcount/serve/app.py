@@ -1,0 +1,266 @@
+"""`logcount serve`: the dashboard, the JSON API, /openapi.json, /healthz and /metrics, as
+one Starlette (ASGI) application served by uvicorn.
+
+Read-only: every answer is read from Redis and the store through `Counts`, the library
+the commands use. The Redis and SQL clients are synchronous, so each request runs in
+Starlette's thread pool; the dashboard's change feed (/api/events, server-sent events
+read with `fetch`, so it can carry the token) waits on a timer in the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+import socket
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from logcount.errors import ConfigError, LogcountError, RedisUnavailable, StoreError
+from logcount.serve import page
+from logcount.serve.endpoints import ENDPOINTS, Endpoint, openapi
+from logcount.serve.metrics import render_metrics
+from logcount.serve.params import BadParameter, parse_args
+
+# What a browser loads before it has a token: the page and its script hold no data.
+PUBLIC = {"/", "/dashboard.js", "/dashboard.css"}
+EVENTS_POLL = 0.5  # seconds between two looks at a site's totals for the change feed
+EVENTS_PING = 10.0  # seconds between keep-alive comments when nothing changes
+API_HEADERS = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"}
+
+
+def _json(body: Any, status: int = 200) -> Response:
+    text = json.dumps(body, ensure_ascii=False, separators=(",", ":"))
+    return Response(text, status, headers=API_HEADERS, media_type="application/json")
+
+
+def _error(status: int, message: str, parameter: str | None = None) -> Response:
+    body = {"error": message}
+    if parameter:
+        body["parameter"] = parameter
+    return _json(body, status)
+
+
+def _answer(call: Callable[[], Any]) -> Callable[[], Response]:
+    """Run a library call; its errors become 400 (a parameter), 503 (Redis, the store)."""
+
+    def run() -> Response:
+        try:
+            return _json(call())
+        except BadParameter as exc:
+            return _error(400, str(exc), exc.parameter)
+        except (RedisUnavailable, StoreError) as exc:
+            return _error(503, str(exc))
+
+    return run
+
+
+def api_route(endpoint: Endpoint, counts: Any) -> Callable[[Request], Awaitable[Response]]:
+    def call(request: Request) -> Any:
+        args = parse_args(endpoint.params, request.query_params, request.path_params, counts)
+        try:
+            return endpoint.handler(counts, args)
+        except (RedisUnavailable, StoreError, BadParameter):
+            raise
+        except (LogcountError, ValueError) as exc:  # what no parameter's own check caught
+            named = getattr(exc, "parameter", None) or endpoint.blame or endpoint.params[0]
+            raise BadParameter(named, str(exc)) from None
+
+    async def route(request: Request) -> Response:
+        return await run_in_threadpool(_answer(lambda: call(request)))
+
+    return route
+
+
+class BearerToken:
+    """Every request but the page's own files needs `Authorization: Bearer <token>`,
+    compared in constant time; else 401."""
+
+    def __init__(self, app: ASGIApp, token: str | None):
+        self.app = app
+        self.token = token.encode() if token else None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.token is None or scope["type"] != "http" or scope["path"] in PUBLIC:
+            await self.app(scope, receive, send)
+            return
+        given = dict(scope["headers"]).get(b"authorization", b"")
+        scheme, _, value = given.partition(b" ")
+        ok = scheme.lower() == b"bearer" and hmac.compare_digest(value.strip(), self.token)
+        if not ok:
+            response = _error(401, "missing or wrong token (Authorization: Bearer TOKEN)")
+            response.headers["WWW-Authenticate"] = "Bearer"
+            await response(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+
+
+def create_app(counts: Any, token: str | None = None, cors_origin: str | None = None) -> Starlette:
+    """The application over `counts` (a Counts); `token`: required of every API request;
+    `cors_origin`: the one origin allowed to read the API from another site's page."""
+
+    async def healthz(request: Request) -> Response:
+        health = await run_in_threadpool(counts.health)
+        failed = {k: v for k, v in health.items() if v not in ("ok", "none")}
+        return _json({"ok": not failed, **health}, 503 if failed else 200)
+
+    async def metrics(request: Request) -> Response:
+        try:
+            body = await run_in_threadpool(render_metrics, counts)
+        except (RedisUnavailable, StoreError) as exc:
+            return _error(503, str(exc))
+        return Response(body, headers={"Content-Type": "text/plain; version=0.0.4"})
+
+    async def spec(request: Request) -> Response:
+        return _json(openapi(EXTRA_PATHS))
+
+    async def events(request: Request) -> Response:
+        try:
+            args = parse_args(("site",), request.query_params, {}, counts)
+        except BadParameter as exc:
+            return _error(400, str(exc), exc.parameter)
+        site = args["site"] or counts.site
+        return StreamingResponse(
+            _changes(counts, site, request),
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+        )
+
+    routes = [Route(e.path, api_route(e, counts)) for e in ENDPOINTS]
+    routes += [
+        Route("/", lambda r: page.dashboard_response(counts.config)),
+        Route("/dashboard.js", lambda r: page.asset_response("dashboard.js")),
+        Route("/dashboard.css", lambda r: page.asset_response("dashboard.css")),
+        Route("/healthz", healthz),
+        Route("/metrics", metrics),
+        Route("/openapi.json", spec),
+        Route("/api/events", events),
+    ]
+    middleware = []
+    if cors_origin:  # outermost: a preflight carries no token
+        middleware.append(
+            Middleware(
+                CORSMiddleware,
+                allow_origins=[cors_origin],
+                allow_methods=["GET"],
+                allow_headers=["Authorization"],
+            )
+        )
+    middleware.append(Middleware(BearerToken, token=token))
+    return Starlette(routes=routes, middleware=middleware)
+
+
+async def _changes(counts: Any, site: str, request: Request) -> AsyncIterator[str]:
+    """Server-sent events: `change` when the site's monotonic totals move (new lines
+    counted), `unavailable` while Redis cannot be read, a comment now and then."""
+    last: Any = None
+    quiet = 0.0
+    yield "retry: 2000\n\n"
+    while not await request.is_disconnected():
+        try:
+            now = (await run_in_threadpool(counts.lifetime, [site]))[site]
+            if now != last:
+                yield f"event: change\ndata: {json.dumps({'hits': now.get('hits', 0)})}\n\n"
+                last, quiet = now, 0.0
+        except (RedisUnavailable, StoreError) as exc:
+            if last != "unavailable":
+                yield f"event: unavailable\ndata: {json.dumps({'error': str(exc)})}\n\n"
+                last = "unavailable"
+        quiet += EVENTS_POLL
+        if quiet >= EVENTS_PING:
+            yield ": ping\n\n"
+            quiet = 0.0
+        await asyncio.sleep(EVENTS_POLL)
+
+
+EXTRA_PATHS: dict[str, Any] = {
+    "/healthz": {
+        "get": {
+            "summary": "Redis and the store reachable: 200, else 503 naming the one that failed",
+            "operationId": "healthz",
+            "responses": {
+                "200": {
+                    "description": "Both reachable (store: none before any rollup)",
+                    "content": {
+                        "application/json": {"example": {"ok": True, "redis": "ok", "store": "ok"}}
+                    },
+                },
+                "401": {"description": "A token is required"},
+                "503": {"description": "Redis or the store cannot be reached"},
+            },
+        }
+    },
+    "/metrics": {
+        "get": {
+            "summary": "Prometheus text format: monotonic totals per site, readers' health",
+            "operationId": "metrics",
+            "responses": {
+                "200": {"description": "OK", "content": {"text/plain": {}}},
+                "401": {"description": "A token is required"},
+                "503": {"description": "Redis cannot be reached"},
+            },
+        }
+    },
+}
+
+
+def serve(counts: Any, bind: str, token: str | None, cors_origin: str | None) -> int:
+    """Run the server until SIGTERM or Ctrl-C; 0 when it stopped cleanly."""
+    import uvicorn
+
+    host, port = parse_bind(bind)
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise LogcountError(f"cannot listen on {bind}: {exc.strerror}") from None
+    app = create_app(counts, token, cors_origin)
+    config = uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        log_level="warning",
+        access_log=False,
+        lifespan="off",
+        timeout_graceful_shutdown=2,
+        server_header=False,
+    )
+    server = uvicorn.Server(config)
+    server.run(sockets=[sock])
+    return 0
+
+
+def read_token(path: str) -> str:
+    """The token a token file holds (surrounding white space is not part of it)."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            token = f.read(4097).strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        why = getattr(exc, "strerror", None) or "not UTF-8 text"
+        raise ConfigError(f"--token-file {path}: {why}") from None
+    if not 16 <= len(token) <= 4096 or any(c.isspace() or not c.isprintable() for c in token):
+        raise ConfigError(
+            f"--token-file {path}: the token must be 16 to 4096 printable characters without spaces"
+        )
+    return token
+
+
+def parse_bind(bind: str) -> tuple[str, int]:
+    """'127.0.0.1:8087', '[::1]:8087', ':8087' (loopback) -> (host, port)."""
+    host, sep, port = bind.rpartition(":")
+    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+        raise LogcountError(f"--bind {bind!r}: give HOST:PORT, e.g. 127.0.0.1:8087")
+    host = host.strip("[]") or "127.0.0.1"
+    return host, int(port)

@@ -1,0 +1,336 @@
+"""`logcount serve`'s JSON API through Starlette's ASGI test client, against the known data
+of the CLI tests (real pipeline into a private redis-server, two days rolled up into a
+real SQLite store): the answers equal the commands' JSON and the known counts."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import pytest
+from starlette.testclient import TestClient
+
+from logcount import Counts
+from logcount.serve.app import create_app
+from logcount.serve.endpoints import ENDPOINTS
+from tests import test_cli_top as known
+from tests.conftest import ROOT
+from tests.test_cli_top import LIVE_ONLY, ROLLED, SPAN, TODAY, Loaded
+
+loaded = known.loaded
+rolled = known.rolled
+TOKEN = "s3cret-token-0123456789"
+# Counted hits per day of the known data (bots apart)
+DAY_HITS = {ROLLED[0]: 3, ROLLED[1]: 4, LIVE_ONLY: 6, TODAY: 5}
+
+
+def counts_of(data: Loaded) -> Counts:
+    return Counts.from_config(
+        str(data.config_path),
+        redis=data.server.url,
+        store=data.store_url,
+        data_dir=str(data.data_dir),
+    )
+
+
+def client_of(data: Loaded, **options: Any) -> TestClient:
+    return TestClient(create_app(counts_of(data), **options))
+
+
+@pytest.fixture
+def api(rolled: Loaded) -> Iterator[TestClient]:
+    with client_of(rolled) as client:
+        yield client
+
+
+def get(client: TestClient, url: str, status: int = 200, **kwargs: Any) -> Any:
+    response = client.get(url, **kwargs)
+    assert response.status_code == status, response.text
+    return response.json()
+
+
+# --- the same JSON as the commands ------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["-w", SPAN],
+        ["-w", SPAN, "--by", "object", "-n", "1"],
+        ["-w", "yesterday", "--by", "status"],
+        ["-w", SPAN, "--by", "path", "--status", "4xx"],
+        ["-w", f"{ROLLED[0]}..{ROLLED[1]}", "--by", "referrer", "--sort", "bytes"],
+    ],
+)
+def test_top_is_the_json_of_the_top_command(
+    rolled: Loaded, api: TestClient, args: list[str]
+) -> None:
+    names = {"-w": "window", "--by": "by", "-n": "limit", "--status": "status", "--sort": "sort"}
+    query = {names[flag]: value for flag, value in zip(args[::2], args[1::2], strict=True)}
+    cli = json.loads(rolled.run("top", *args, "-f", "json").output)
+    assert get(api, "/api/top", params=query) == cli
+
+
+def test_top_of_the_known_span(api: TestClient) -> None:
+    report = get(api, "/api/top", params={"window": SPAN, "limit": 2})
+    assert report["window"]["source"] == "both"
+    assert report["total"]["hits"] == 13
+    assert report["total"]["bots"] == 2
+    assert [[r["key"], r["hits"]] for r in report["rows"]] == [["/press/42/", 5], ["/about", 4]]
+
+
+def test_top_details_add_trends_and_the_rate(api: TestClient) -> None:
+    report = get(api, "/api/top", params={"window": "yesterday", "details": "true"})
+    about = report["rows"][0]
+    assert about["key"] == "/about"
+    assert about["trend"][9:12] == [1, 2, 0] and sum(about["trend"]) == 3
+    assert report["rate"] == 0
+
+
+def test_hits_is_the_json_of_the_hits_command(rolled: Loaded, api: TestClient) -> None:
+    for args, query in (
+        (["/press/42/", "--days", "5"], {"path": "/press/42/", "days": 5}),
+        (["--object", "press_release:7", "--days", "4"], {"object": "press_release:7", "days": 4}),
+    ):
+        cli = json.loads(rolled.run("hits", *args, "-f", "json").output)
+        assert get(api, "/api/hits", params=query) == cli
+    hits = get(api, "/api/hits", params={"path": "/press/42/", "days": 5})
+    assert hits["today"] == 4 and hits["total"] == 9
+
+
+def test_series_of_a_day_by_hours(api: TestClient) -> None:
+    series = get(api, "/api/series", params={"window": str(LIVE_ONLY)})
+    assert series["granularity"] == "hour"
+    points = series["points"]
+    assert len(points) == 24
+    assert points[0][0] == f"{LIVE_ONLY}T00:00:00+00:00"
+    assert {p[0][11:13]: p[1:] for p in points if p[1]} == {
+        "09": [3, 3],
+        "10": [2, 2],
+        "11": [1, 1],
+    }
+    assert sum(p[1] for p in points) == DAY_HITS[LIVE_ONLY]
+
+
+def test_series_of_a_path_by_days_store_then_live(api: TestClient) -> None:
+    series = get(
+        api,
+        "/api/series",
+        params={"window": SPAN, "path": "/press/42/", "granularity": "day"},
+    )
+    assert series["source"] == "both"
+    assert series["points"] == [
+        [f"{ROLLED[0]}T00:00:00+00:00", 2, None],
+        [f"{ROLLED[1]}T00:00:00+00:00", 1, None],
+        [f"{LIVE_ONLY}T00:00:00+00:00", 2, None],
+    ]
+    site = get(api, "/api/series", params={"window": SPAN, "granularity": "day"})
+    assert [p[1] for p in site["points"]] == [3, 4, 6]
+    assert [p[2] for p in site["points"]] == [2, 2, 4]  # visitors: the store's, then live
+
+
+def test_series_of_minutes_has_every_bucket(api: TestClient) -> None:
+    points = get(api, "/api/series", params={"window": "15m", "granularity": "minute"})["points"]
+    assert 15 <= len(points) <= 16
+    assert all(p[1] == 0 and p[2] == 0 for p in points)
+
+
+def _stats_url(day: date, *parts: int) -> str:
+    return "/api/stats/test/" + "/".join(str(p) for p in (day.year, day.month, day.day, *parts))
+
+
+def test_stats_of_a_day_and_an_hour(api: TestClient) -> None:
+    day = get(api, _stats_url(LIVE_ONLY))
+    assert day["total"] == 6
+    assert day["data"] == {str(h): {9: 3, 10: 2, 11: 1}.get(h, 0) for h in range(24)}
+    assert (day["year"], day["month"], day["day"], day["hour"]) == (
+        LIVE_ONLY.year,
+        LIVE_ONLY.month,
+        LIVE_ONLY.day,
+        None,
+    )
+    hour = get(api, _stats_url(LIVE_ONLY, 9))
+    assert hour["total"] == 3
+    assert hour["data"] == {str(m): 3 if m == 0 else 0 for m in range(60)}
+    rolled_day = get(api, _stats_url(ROLLED[1]))
+    assert rolled_day["total"] == 4  # from the store
+
+
+def test_stats_of_a_month_and_a_year(api: TestClient) -> None:
+    month = get(api, f"/api/stats/test/{TODAY.year}/{TODAY.month}")
+    expected = {
+        d.day: n for d, n in DAY_HITS.items() if (d.year, d.month) == (TODAY.year, TODAY.month)
+    }
+    assert {int(k): v for k, v in month["data"].items() if v} == expected
+    assert month["total"] == sum(expected.values())
+    year = get(api, f"/api/stats/test/{TODAY.year}")
+    assert list(year["data"]) == [str(m) for m in range(1, 13)]
+    assert year["total"] == sum(n for d, n in DAY_HITS.items() if d.year == TODAY.year)
+
+
+def test_unknown_site_path_or_object_gives_zeros(api: TestClient) -> None:
+    top = get(api, "/api/top", params={"site": "nowhere.example"})
+    assert top["total"]["hits"] == 0 and top["rows"] == []
+    assert get(api, "/api/hits", params={"path": "/never/seen/", "days": 2})["total"] == 0
+    assert get(api, "/api/hits", params={"object": "nothing:1"})["today"] == 0
+    series = get(api, "/api/series", params={"site": "nowhere", "window": "yesterday"})
+    assert {p[1] for p in series["points"]} == {0}
+    assert get(api, "/api/stats/nowhere/2026/2")["total"] == 0
+
+
+def test_sites_and_status(rolled: Loaded, api: TestClient) -> None:
+    assert get(api, "/api/sites") == {"sites": ["test"], "default": "test"}
+    readers = get(api, "/api/status")["readers"]
+    assert [(r["mode"], r["malformed"]) for r in readers] == [("pipe", 1)]
+    assert readers == json.loads(rolled.run("status", "-f", "json").output)
+
+
+def test_recent_newest_first(api: TestClient) -> None:
+    recent = get(api, "/api/recent", params={"limit": 2})
+    assert recent["site"] == "test"
+    assert [r["path"] for r in recent["recent"]] == ["/about", "/press/42/"]
+
+
+# --- bad parameters ---------------------------------------------------------------------
+
+BAD = [
+    ("/api/top?window=fortnight", "window"),
+    ("/api/top?window=99999h", "window"),
+    ("/api/top?by=colour", "by"),
+    ("/api/top?limit=0", "limit"),
+    ("/api/top?limit=ten", "limit"),
+    ("/api/top?limit=100001", "limit"),
+    ("/api/top?status=200", "status"),
+    ("/api/top?by=status&status=404", "status"),
+    ("/api/top?by=referrer&sort=time", "sort"),
+    ("/api/top?details=yes", "details"),
+    ("/api/hits", "path"),
+    ("/api/hits?object=nocolon", "object"),
+    ("/api/hits?path=/a&object=a:1", "object"),
+    ("/api/hits?path=/a&days=0", "days"),
+    ("/api/series?granularity=second", "granularity"),
+    ("/api/series?window=30d&granularity=minute", "granularity"),
+    ("/api/stats/test/2026/13", "month"),
+    ("/api/stats/test/2026/2/30", "day"),
+    ("/api/stats/test/2026/2/3/24", "hour"),
+    ("/api/stats/test/99", "year"),
+    ("/api/stats/test/twenty", "year"),
+    ("/api/top?site=" + "x" * 300, "site"),
+]
+
+
+@pytest.mark.parametrize(("url", "parameter"), BAD)
+def test_a_bad_parameter_is_400_naming_it(api: TestClient, url: str, parameter: str) -> None:
+    body = get(api, url, 400)
+    assert body["parameter"] == parameter
+    assert isinstance(body["error"], str) and "\n" not in body["error"]
+
+
+# --- Redis away, health -----------------------------------------------------------------
+
+
+def test_healthz_names_what_failed(rolled: Loaded) -> None:
+    with client_of(rolled) as client:
+        assert get(client, "/healthz") == {"ok": True, "redis": "ok", "store": "ok"}
+        rolled.server.stop()
+        try:
+            body = get(client, "/healthz", 503)
+            assert body["ok"] is False and body["store"] == "ok"
+            assert body["redis"].startswith("cannot read from Redis")
+            top = get(client, "/api/top", 503)
+            assert top["error"].startswith("cannot read from Redis")
+            assert client.get("/metrics").status_code == 503
+        finally:
+            rolled.server.start()  # empty: it saves nothing
+        assert get(client, "/api/top")["total"]["hits"] == 0
+
+
+# --- token and CORS ---------------------------------------------------------------------
+
+
+def test_token_is_required_of_every_request_but_the_page(rolled: Loaded) -> None:
+    with client_of(rolled, token=TOKEN) as client:
+        for url in ("/api/top", "/api/sites", "/healthz", "/metrics", "/openapi.json"):
+            refused = client.get(url)
+            assert refused.status_code == 401, url
+            assert refused.headers["www-authenticate"] == "Bearer"
+            assert client.get(url, headers={"Authorization": "Bearer wrong"}).status_code == 401
+            assert client.get(url, headers={"Authorization": TOKEN}).status_code == 401
+            good = client.get(url, headers={"Authorization": f"Bearer {TOKEN}"})
+            assert good.status_code == 200, url
+        assert client.get(f"/api/top?token={TOKEN}").status_code == 401  # never in a URL
+        for url in ("/", "/dashboard.js", "/dashboard.css"):
+            assert client.get(url).status_code == 200
+
+
+def test_cors_only_for_the_given_origin(rolled: Loaded) -> None:
+    origin = "https://admin.example.org"
+    with client_of(rolled) as client:
+        plain = client.get("/api/sites", headers={"Origin": origin})
+        assert "access-control-allow-origin" not in plain.headers
+    with client_of(rolled, token=TOKEN, cors_origin=origin) as client:
+        preflight = client.options(
+            "/api/sites",
+            headers={
+                "Origin": origin,
+                "Access-Control-Request-Method": "GET",
+                "Access-Control-Request-Headers": "authorization",
+            },
+        )
+        assert preflight.status_code == 200
+        assert preflight.headers["access-control-allow-origin"] == origin
+        auth = {"Origin": origin, "Authorization": f"Bearer {TOKEN}"}
+        answer = client.get("/api/sites", headers=auth)
+        assert answer.headers["access-control-allow-origin"] == origin
+        other = client.get("/api/sites", headers={**auth, "Origin": "https://evil.example"})
+        assert "access-control-allow-origin" not in other.headers
+
+
+# --- the documents ----------------------------------------------------------------------
+
+
+def test_openapi_documents_every_endpoint(api: TestClient) -> None:
+    doc = get(api, "/openapi.json")
+    assert doc["openapi"].startswith("3.")
+    assert set(doc["paths"]) == {e.path for e in ENDPOINTS} | {"/healthz", "/metrics"}
+    top = doc["paths"]["/api/top"]["get"]
+    assert [p["name"] for p in top["parameters"]] == [
+        "window",
+        "by",
+        "site",
+        "limit",
+        "status",
+        "sort",
+        "details",
+    ]
+    assert set(top["responses"]) == {"200", "400", "401", "503"}
+
+
+def test_the_readme_shows_every_endpoint_with_an_example() -> None:
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("## logcount serve", 1)[1].split("\n## ", 1)[0]
+    for endpoint in ENDPOINTS:
+        shown = endpoint.path.split("{", 1)[0].rstrip("/")
+        assert f"GET {shown}" in section, endpoint.path
+    for extra in ("GET /healthz", "GET /metrics", "GET /openapi.json"):
+        assert extra in section
+
+
+def test_the_page_is_served_with_a_strict_policy(api: TestClient) -> None:
+    page = api.get("/")
+    assert page.headers["content-type"].startswith("text/html")
+    assert "script-src 'self'" in page.headers["content-security-policy"]
+    assert '"mode":"live"' in page.text
+
+
+def test_hostile_path_reaches_the_json_as_text(loaded: Loaded, tmp_path: Path) -> None:
+    hostile = "/<script>alert(1)</script>"
+    known.feed(loaded.config, known.line(known.at(TODAY, 1), hostile))
+    with client_of(loaded) as client:
+        rows = get(client, "/api/top", params={"limit": 50})["rows"]
+    assert any(
+        r["key"] == "/%3Cscript%3Ealert(1)%3C/script%3E" or r["key"] == hostile for r in rows
+    )
