@@ -1,0 +1,219 @@
+"""The dashboard in a real headless browser: Debian's chromium, driven through its own
+chromedriver by Selenium (nothing is downloaded). The page shows the numbers the API
+gives, updates itself when new lines are piped in, shows a hostile path as text, asks
+for a token, and says when the server is gone; the static report renders the same way
+from a file with no server at all."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests import test_cli_top as known
+from tests.conftest import ROOT, logcount_env, need, run_logcount
+from tests.test_cli_top import TODAY, Loaded
+from tests.test_serve_process import TOKEN, Served
+
+loaded = known.loaded
+CHROMIUM = os.environ.get("LOGCOUNT_TEST_CHROMIUM", "/usr/bin/chromium")
+CHROMEDRIVER = os.environ.get("LOGCOUNT_TEST_CHROMEDRIVER", "/usr/bin/chromedriver")
+HOSTILE = "/<script>alert(1)</script>"
+
+
+@pytest.fixture
+def browser(tmp_path: Path) -> Iterator[Any]:
+    need(
+        Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists(),
+        f"no headless browser: Debian's chromium and chromium-driver ({CHROMIUM}, {CHROMEDRIVER})",
+    )
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"):
+        options.add_argument(flag)
+    options.add_argument(f"--user-data-dir={tmp_path / 'chromium'}")
+    options.add_argument("--window-size=1280,2000")
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+def wait_for(check: Callable[[], Any], what: str, seconds: float = 20) -> Any:
+    """Poll until `check` gives a true value; the last error or value in the failure."""
+    deadline = time.monotonic() + seconds
+    last: Any = None
+    while time.monotonic() < deadline:
+        try:
+            value = check()
+            if value:
+                return value
+            last = value
+        except Exception as exc:  # the element is not there yet
+            last = exc
+        time.sleep(0.1)
+    raise AssertionError(f"{what}: not within {seconds} s (last: {last!r})")
+
+
+def text_of(driver: Any, css: str) -> str:
+    from selenium.webdriver.common.by import By
+
+    return str(driver.find_element(By.CSS_SELECTOR, css).text)
+
+
+def card(driver: Any, name: str) -> str:
+    return text_of(driver, f"#card-{name} .value")
+
+
+def rows(driver: Any, panel: str) -> list[list[str]]:
+    from selenium.webdriver.common.by import By
+
+    found = driver.find_elements(By.CSS_SELECTOR, f"#panel-{panel} tbody tr")
+    return [[td.text for td in tr.find_elements(By.CSS_SELECTOR, "td")][:5] for tr in found]
+
+
+@pytest.fixture
+def served(loaded: Loaded) -> Iterator[Served]:
+    server = Served(loaded)
+    try:
+        server.wait_ready()
+        yield server
+    finally:
+        if server.proc.poll() is None:
+            server.proc.kill()
+            server.proc.wait()
+
+
+def test_cards_and_panels_show_the_api_s_numbers(browser: Any, served: Served) -> None:
+    browser.get(served.base + "/")
+    wait_for(lambda: card(browser, "hits") == "5", "the hits card")
+    _, api = served.get("/api/top?window=today&by=path")
+    total = api["total"]
+    assert card(browser, "visitors") == str(total["visitors"])
+    assert card(browser, "malformed") == "1"
+    assert card(browser, "bots") == "0"
+    assert card(browser, "bytes") == "4.4 KiB"
+    assert card(browser, "5xx") == "0.0%"
+    assert rows(browser, "path") == [
+        ["/press/42/", "4", "80.0%", "–", "3.9 KiB"],
+        ["/about", "1", "20.0%", "–", "500 B"],
+    ]
+    wait_for(lambda: rows(browser, "object"), "the object panel")
+    assert rows(browser, "object")[0][:3] == ["press_release:42", "4", "80.0%"]
+    chart = browser.find_element("css selector", "#chart svg")
+    assert chart.get_attribute("data-total") == "5"
+    assert "live" in text_of(browser, "#status")
+    # The window picked on the page: yesterday's numbers
+    from selenium.webdriver.support.ui import Select
+
+    Select(browser.find_element("id", "window")).select_by_value("yesterday")
+    wait_for(lambda: card(browser, "hits") == "6", "yesterday's hits")
+    assert card(browser, "bots") == "2"
+    assert card(browser, "5xx") == "16.7%"
+    assert rows(browser, "status-5xx")[0][:2] == ["/boom", "1"]
+    shots = os.environ.get("LOGCOUNT_SCREENSHOTS")  # a directory to look at the page in
+    if shots:
+        browser.save_screenshot(str(Path(shots) / "dashboard.png"))
+
+
+def test_the_page_updates_itself_when_lines_are_piped_in(
+    browser: Any, served: Served, loaded: Loaded
+) -> None:
+    browser.get(served.base + "/")
+    wait_for(lambda: card(browser, "hits") == "5", "the hits card")
+    browser.execute_script("window.__same_page = true")
+    lines = "".join(known.line(known.at(TODAY, 0), "/fresh/") for _ in range(3))
+    env = logcount_env()
+    piped = run_logcount(loaded.args("pipe"), env, lines.encode())
+    assert piped.returncode == 0, piped.stderr
+    start = time.monotonic()
+    wait_for(lambda: card(browser, "hits") == "8", "the hits card after new lines", 10)
+    assert time.monotonic() - start < 3
+    assert browser.execute_script("return window.__same_page") is True  # no reload
+    assert ["/fresh/", "3", "37.5%", "–", "2.9 KiB"] in rows(browser, "path")
+
+
+def test_a_hostile_path_shows_as_text(browser: Any, served: Served, loaded: Loaded) -> None:
+    known.feed(loaded.config, known.line(known.at(TODAY, 0), HOSTILE))
+    browser.get(served.base + "/")
+    wait_for(lambda: any(HOSTILE in r[0] for r in rows(browser, "path")), "the hostile row")
+    assert browser.execute_script("return document.querySelectorAll('main script').length") == 0
+    alerts = browser.execute_script("return typeof window.__alerted")
+    assert alerts == "undefined"
+    from selenium.common.exceptions import NoAlertPresentException
+
+    with pytest.raises(NoAlertPresentException):
+        browser.switch_to.alert.text  # noqa: B018
+
+
+def test_the_token_prompt(browser: Any, loaded: Loaded, tmp_path: Path) -> None:
+    token_file = tmp_path / "serve.token"
+    token_file.write_text(TOKEN)
+    server = Served(loaded, "--token-file", str(token_file))
+    try:
+        server.wait_ready(TOKEN)
+        browser.get(server.base + "/")
+        field = wait_for(
+            lambda: (
+                browser.find_element("id", "token").is_displayed()
+                and browser.find_element("id", "token")
+            ),
+            "the token prompt",
+        )
+        field.send_keys("not-the-token-at-all")
+        browser.find_element("css selector", "#token-form button").click()
+        wait_for(lambda: browser.find_element("id", "token-error").is_displayed(), "refused")
+        browser.find_element("id", "token").send_keys(TOKEN)
+        browser.find_element("css selector", "#token-form button").click()
+        wait_for(lambda: card(browser, "hits") == "5", "the hits card with the token")
+        assert TOKEN not in browser.current_url
+        assert not browser.find_element("id", "token-form").is_displayed()
+    finally:
+        server.stop()
+
+
+def test_the_page_says_when_the_server_is_gone(browser: Any, served: Served) -> None:
+    browser.get(served.base + "/")
+    wait_for(lambda: card(browser, "hits") == "5", "the hits card")
+    assert served.stop() == 0
+    wait_for(lambda: "server unreachable" in text_of(browser, "#status"), "the status line", 15)
+
+
+def test_the_page_says_when_redis_is_gone(browser: Any, served: Served, loaded: Loaded) -> None:
+    browser.get(served.base + "/")
+    wait_for(lambda: card(browser, "hits") == "5", "the hits card")
+    loaded.server.stop()
+    try:
+        wait_for(lambda: "Redis" in text_of(browser, "#status"), "the status line", 15)
+    finally:
+        loaded.server.start()
+
+
+def test_the_static_report_opens_from_a_file(browser: Any, loaded: Loaded, tmp_path: Path) -> None:
+    known.feed(loaded.config, known.line(known.at(TODAY, 0), HOSTILE))
+    result = run_logcount(loaded.args("top", "--format", "html"), logcount_env())
+    assert result.returncode == 0, result.stderr
+    page = tmp_path / "report.html"
+    page.write_bytes(result.stdout)
+    assert b"http://" not in result.stdout.replace(b"http://www.w3.org/2000/svg", b"")
+    browser.get(page.as_uri())
+    wait_for(lambda: card(browser, "hits") == "6", "the static hits card")
+    assert card(browser, "malformed") == "1"
+    assert rows(browser, "path")[0][:2] == ["/press/42/", "4"]
+    assert any(r[0] == HOSTILE for r in rows(browser, "path"))
+    assert rows(browser, "status")[0][:2] == ["200", "6"]
+    assert browser.find_element("css selector", "#chart svg").get_attribute("data-total") == "6"
+    assert browser.title.startswith("logcount: test")
+
+
+def test_ci_installs_the_browser() -> None:
+    script = (ROOT / ".ci" / "run").read_text()
+    assert "need+=(chromium)" in script and "need+=(chromium-driver)" in script
