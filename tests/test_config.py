@@ -241,6 +241,7 @@ def test_config_check_prints_the_effective_config(home: Path, tmp_path: Path) ->
             "count_clients": False,
             "store_clients": False,
         },
+        "serve": {"metrics_sites": 100},
     }
 
 
@@ -300,6 +301,10 @@ def test_config_check_validates_routes(home: Path, tmp_path: Path) -> None:
         ("colour = 'red'\n", r"^config file .*c.toml: unknown setting 'colour'$"),
         ("[live]\nflush = 1\n", r"unknown setting live.flush$"),
         ("[normalize]\nkeep = []\n", r"unknown setting normalize.keep$"),
+        ("[serve]\nport = 1\n", r"unknown setting serve.port$"),
+        ("[serve]\nmetrics_sites = 0\n", r"serve.metrics_sites must be a whole number from 1"),
+        ("[serve]\nmetrics_sites = true\n", r"serve.metrics_sites must be a whole number from 1"),
+        ("serve = 1\n", r"\[serve\] must be a table$"),
         ("[live]\nttl = { week = '1w' }\n", r"live.ttl.week: not one of minute, hour, day$"),
         (
             "[live]\nttl = { minute = '3x' }\n",
