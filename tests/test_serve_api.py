@@ -334,3 +334,22 @@ def test_hostile_path_reaches_the_json_as_text(loaded: Loaded, tmp_path: Path) -
     assert any(
         r["key"] == "/%3Cscript%3Ealert(1)%3C/script%3E" or r["key"] == hostile for r in rows
     )
+
+
+def test_answers_are_reused_only_while_nothing_was_counted(loaded: Loaded) -> None:
+    import time
+
+    with client_of(loaded) as client:
+        assert get(client, "/api/top")["total"]["hits"] == 5
+        # The buckets change behind the readers' back: the answer of a moment ago stands
+        loaded.server.client().delete(f"lc:{{test}}:t:day:{TODAY.strftime('%Y%m%d')}")
+        assert get(client, "/api/top")["total"]["hits"] == 5
+        # ... for a second at most
+        deadline = time.monotonic() + 10
+        while get(client, "/api/top")["total"]["hits"] != 0:
+            assert time.monotonic() < deadline, "an answer outlived its second"
+            time.sleep(0.05)
+        # A batch counted moves the site's totals: the next answer is computed anew
+        assert get(client, "/api/top")["total"]["hits"] == 0
+        known.feed(loaded.config, known.line(known.at(TODAY, 3), "/new"))
+        assert get(client, "/api/top")["total"]["hits"] == 1

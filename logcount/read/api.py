@@ -36,6 +36,7 @@ from logcount.read.series import (
     build_series,
     build_stats,
     lifetime_totals,
+    totals_version,
 )
 from logcount.sinks import keys
 from logcount.sinks.connection import connect, reason
@@ -275,6 +276,11 @@ class Counts:
     def lifetime(self, sites: list[str]) -> dict[str, dict[str, int]]:
         """The sites' monotonic totals (never reset by a bucket's TTL)."""
         return lifetime_totals(self.redis, sites)
+
+    def totals_version(self, site: str | None = None) -> tuple[Any, ...]:
+        """A value that changes whenever a reader applies a batch of the site (its
+        monotonic totals): what `serve` knows its answers by."""
+        return totals_version(self.redis, site or self.site)
 
     def health(self) -> dict[str, str]:
         """ "ok" or why not, for Redis and the store ("none": nothing rolled up yet)."""

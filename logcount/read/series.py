@@ -226,5 +226,11 @@ def lifetime_totals(client: Any, sites: list[str]) -> dict[str, dict[str, int]]:
     return out
 
 
+def totals_version(client: Any, site: str) -> tuple[Any, ...]:
+    """What moves whenever a batch of the site is applied: its lines counted so far."""
+    with reading_redis(client):
+        return tuple(client.hmget(keys.lifetime(site), "hits", "bots", "malformed", "ignored"))
+
+
 def _text(value: Any) -> str:
     return value.decode("utf-8", "backslashreplace") if isinstance(value, bytes) else str(value)

@@ -32,6 +32,7 @@ from logcount.serve import page
 from logcount.serve.endpoints import ENDPOINTS, Endpoint, openapi
 from logcount.serve.metrics import render_metrics
 from logcount.serve.params import BadParameter, parse_args
+from logcount.serve.reuse import Answers
 
 # What a browser loads before it has a token: the page and its script hold no data.
 PUBLIC = {"/", "/dashboard.js", "/dashboard.css"}
@@ -52,23 +53,44 @@ def _error(status: int, message: str, parameter: str | None = None) -> Response:
     return _json(body, status)
 
 
-def _answer(call: Callable[[], Any]) -> Callable[[], Response]:
-    """Run a library call; its errors become 400 (a parameter), 503 (Redis, the store)."""
-
-    def run() -> Response:
-        try:
-            return _json(call())
-        except BadParameter as exc:
-            return _error(400, str(exc), exc.parameter)
-        except (RedisUnavailable, StoreError) as exc:
-            return _error(503, str(exc))
-
-    return run
+def _answer(call: Callable[[], Any]) -> Response | None:
+    """Run a library call; its errors become 400 (a parameter), 503 (Redis, the store);
+    None when it has no answer (not kept)."""
+    try:
+        answer = call()
+        return None if answer is None else _json(answer)
+    except BadParameter as exc:
+        return _error(400, str(exc), exc.parameter)
+    except (RedisUnavailable, StoreError) as exc:
+        return _error(503, str(exc))
 
 
-def api_route(endpoint: Endpoint, counts: Any) -> Callable[[Request], Awaitable[Response]]:
-    def call(request: Request) -> Any:
+def api_route(
+    endpoint: Endpoint, counts: Any, answers: Answers
+) -> Callable[[Request], Awaitable[Response]]:
+    """An endpoint's route. An answer kept (reuse.py) is looked up in the event loop (one
+    HMGET); a report is computed in the thread pool (Redis and SQL calls block)."""
+
+    def key_of(request: Request) -> Any:
+        return (request.url.path, tuple(sorted(request.query_params.multi_items())))
+
+    def kept(request: Request) -> Any:
         args = parse_args(endpoint.params, request.query_params, request.path_params, counts)
+        if not endpoint.reuse:
+            return None
+        version = counts.totals_version(args.get("site") or counts.site)
+        return answers.get(key_of(request), version)
+
+    def compute(request: Request) -> Any:
+        args = parse_args(endpoint.params, request.query_params, request.path_params, counts)
+        if not endpoint.reuse:
+            return handle(args)
+        version = counts.totals_version(args.get("site") or counts.site)
+        answer = handle(args)
+        answers.put(key_of(request), version, answer)
+        return answer
+
+    def handle(args: dict[str, Any]) -> Any:
         try:
             return endpoint.handler(counts, args)
         except (RedisUnavailable, StoreError, BadParameter):
@@ -78,7 +100,11 @@ def api_route(endpoint: Endpoint, counts: Any) -> Callable[[Request], Awaitable[
             raise BadParameter(named, str(exc)) from None
 
     async def route(request: Request) -> Response:
-        return await run_in_threadpool(_answer(lambda: call(request)))
+        response = _answer(lambda: kept(request)) if endpoint.reuse else None
+        if response is None:
+            response = await run_in_threadpool(_answer, lambda: compute(request))
+        assert response is not None
+        return response
 
     return route
 
@@ -137,7 +163,8 @@ def create_app(counts: Any, token: str | None = None, cors_origin: str | None = 
             headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
         )
 
-    routes = [Route(e.path, api_route(e, counts)) for e in ENDPOINTS]
+    answers = Answers()
+    routes = [Route(e.path, api_route(e, counts, answers)) for e in ENDPOINTS]
     routes += [
         Route("/", lambda r: page.dashboard_response(counts.config)),
         Route("/dashboard.js", lambda r: page.asset_response("dashboard.js")),

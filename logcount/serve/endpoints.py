@@ -27,6 +27,8 @@ class Endpoint:
     # The parameter an error of the library names when no parameter's check caught it
     # (a window of too many buckets of the granularity asked for, ...)
     blame: str = ""
+    # Its answers are reused for a second while the site's totals stand still (reuse.py)
+    reuse: bool = False
 
 
 def _top(counts: Any, a: dict[str, Any]) -> dict[str, Any]:
@@ -129,13 +131,14 @@ STATS_EXAMPLE = {
 STATS = ("stats_site", "year")
 TOP = ("window", "by", "site", "limit", "status", "sort", "details")
 ENDPOINTS: tuple[Endpoint, ...] = (
-    Endpoint("/api/top", "`logcount top --format json`", TOP, _top, TOP_EXAMPLE),
+    Endpoint("/api/top", "`logcount top --format json`", TOP, _top, TOP_EXAMPLE, reuse=True),
     Endpoint(
         "/api/hits",
         "`logcount hits --format json`: a path's or an object's hits today and per day",
         ("path", "object", "days", "site"),
         _hits,
         HITS_EXAMPLE,
+        reuse=True,
     ),
     Endpoint(
         "/api/series",
@@ -145,6 +148,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         _series,
         SERIES_EXAMPLE,
         blame="granularity",
+        reuse=True,
     ),
     Endpoint(
         "/api/stats/{site}/{year}",
