@@ -41,8 +41,13 @@ EVENTS_PING = 10.0  # seconds between keep-alive comments when nothing changes
 API_HEADERS = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"}
 
 
+def _dumps(body: Any) -> str:
+    return json.dumps(body, ensure_ascii=False, separators=(",", ":"))
+
+
 def _json(body: Any, status: int = 200) -> Response:
-    text = json.dumps(body, ensure_ascii=False, separators=(",", ":"))
+    """A JSON response of `body`, or of `body` as it is when it is JSON text already."""
+    text = body if isinstance(body, str) else _dumps(body)
     return Response(text, status, headers=API_HEADERS, media_type="application/json")
 
 
@@ -86,7 +91,7 @@ def api_route(
         if not endpoint.reuse:
             return handle(args)
         version = counts.totals_version(args.get("site") or counts.site)
-        answer = handle(args)
+        answer = _dumps(handle(args))  # kept as text: a reuse need not encode it again
         answers.put(key_of(request), version, answer)
         return answer
 
