@@ -81,26 +81,22 @@
       return;
     }
     const points = series.points;
-    const w = 1000, h = 170, pad = 20;
+    const w = 1000, h = 170;
     const top = Math.max(1, ...points.map((p) => p[1] || 0));
-    const drawing = svg("svg", { viewBox: `0 0 ${w} ${h + pad}`, preserveAspectRatio: "none",
+    const drawing = svg("svg", { viewBox: `0 0 ${w} ${h}`, preserveAspectRatio: "none",
       role: "img", "aria-label": "hits over the window" });
     const plot = svg("g", {});
     plot.append(line(points, 1, "hits", top, w, h));
     if (points.some((p) => p[2] !== null)) plot.append(line(points, 2, "visitors", top, w, h));
     drawing.append(plot);
-    const labels = [[4, 12, "start", number(top)], [4, h + pad - 4, "start", points[0][0]],
-      [w - 4, h + pad - 4, "end", points[points.length - 1][0]]];
-    for (const [x, y, anchor, text] of labels) {
-      const t = svg("text", { x, y, "text-anchor": anchor });
-      t.textContent = text;
-      drawing.append(t);
-    }
     const total = points.reduce((n, p) => n + (p[1] || 0), 0);
     drawing.setAttribute("data-total", String(total));
-    box.replaceChildren(drawing, el("p", { class: "legend" },
-      el("span", { class: "h" }, "— hits (" + series.granularity + ")"),
-      el("span", { class: "v" }, "- - visitors")));
+    // Labels as text beside the drawing: its coordinates are stretched to the width.
+    box.replaceChildren(
+      el("p", { class: "axis" }, "max " + number(top) + " hits per " + series.granularity),
+      drawing,
+      el("p", { class: "axis ends" }, el("span", {}, points[0][0]), el("span", {}, points[points.length - 1][0])),
+      el("p", { class: "legend" }, el("span", { class: "h" }, "— hits"), el("span", { class: "v" }, "- - visitors")));
   }
 
   function trend(values) {
