@@ -353,3 +353,11 @@ def test_answers_are_reused_only_while_nothing_was_counted(loaded: Loaded) -> No
         assert get(client, "/api/top")["total"]["hits"] == 0
         known.feed(loaded.config, known.line(known.at(TODAY, 3), "/new"))
         assert get(client, "/api/top")["total"]["hits"] == 1
+
+
+def test_unknown_pages_and_methods_are_json_errors(api: TestClient) -> None:
+    assert get(api, "/api/nothing", 404) == {"error": "no such page: /api/nothing"}
+    assert get(api, "/api/stats/a/b/c/d/e/f", 404)["error"].startswith("no such page")
+    refused = api.post("/api/top")
+    assert refused.status_code == 405
+    assert refused.json() == {"error": "read-only: GET only"}

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 from datetime import date, datetime
 from typing import Any
 
@@ -60,6 +61,7 @@ class Counts:
         self._redis: Any = None
         self._store: Any = None
         self._store_opened = False
+        self._opening = threading.Lock()
 
     @classmethod
     def from_config(cls, path: str | None = None, **overrides: Any) -> Counts:
@@ -75,15 +77,20 @@ class Counts:
     @property
     def redis(self) -> Any:
         if self._redis is None:
-            self._redis = connect(redis_url(self.config))
+            with self._opening:
+                if self._redis is None:
+                    self._redis = connect(redis_url(self.config))
         return self._redis
 
     @property
     def store(self) -> Any:
         """The durable store, or None when there is none to read (nothing rolled up yet)."""
         if not self._store_opened:
-            self._store_opened = True
-            self._store = open_store(self.config)
+            # `logcount serve` asks from many threads: one opens it, the others wait
+            with self._opening:
+                if not self._store_opened:
+                    self._store = open_store(self.config)
+                    self._store_opened = True
         return self._store
 
     def now(self) -> datetime:
@@ -293,7 +300,8 @@ class Counts:
             out["redis"] = str(exc)
         try:
             if self._store is None:
-                self._store_opened = False  # the first rollup may have written it since
+                with self._opening:
+                    self._store_opened = False  # the first rollup may have written it since
             store = self.store
             if store is not None:
                 store.rolled_days(self.site, [self.now().date()])

@@ -190,7 +190,15 @@ def create_app(counts: Any, token: str | None = None, cors_origin: str | None = 
             )
         )
     middleware.append(Middleware(BearerToken, token=token))
-    return Starlette(routes=routes, middleware=middleware)
+
+    async def not_found(request: Request, exc: Exception) -> Response:
+        return _error(404, f"no such page: {request.url.path}")
+
+    async def no_method(request: Request, exc: Exception) -> Response:
+        return _error(405, "read-only: GET only")
+
+    handlers = {404: not_found, 405: no_method}
+    return Starlette(routes=routes, middleware=middleware, exception_handlers=handlers)
 
 
 async def _changes(counts: Any, site: str, request: Request) -> AsyncIterator[str]:
