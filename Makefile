@@ -72,6 +72,7 @@ bench: $(BIN)/logcount
 	$(BIN)/python bench/bench_rollup.py
 	$(BIN)/python bench/bench_report.py
 	$(BIN)/python bench/bench_top.py
+	$(BIN)/python bench/bench_serve.py
 
 clean:
 	-LOGCOUNT_DATA_DIR=$(DEMO_DIR) $(BIN)/logcount embedded stop 2>/dev/null
