@@ -32,7 +32,7 @@ from logcount.serve import page
 from logcount.serve.endpoints import ENDPOINTS, Endpoint, openapi
 from logcount.serve.metrics import render_metrics
 from logcount.serve.params import BadParameter, parse_args
-from logcount.serve.reuse import Answers
+from logcount.serve.reuse import MAX_AGE, Answers, Versions
 
 # What a browser loads before it has a token: the page and its script hold no data.
 PUBLIC = {"/", "/dashboard.js", "/dashboard.css"}
@@ -71,7 +71,7 @@ def _answer(call: Callable[[], Any]) -> Response | None:
 
 
 def api_route(
-    endpoint: Endpoint, counts: Any, answers: Answers
+    endpoint: Endpoint, counts: Any, answers: Answers, versions: Versions
 ) -> Callable[[Request], Awaitable[Response]]:
     """An endpoint's route. An answer kept (reuse.py) is looked up in the event loop (one
     HMGET); a report is computed in the thread pool (Redis and SQL calls block)."""
@@ -83,14 +83,14 @@ def api_route(
         args = parse_args(endpoint.params, request.query_params, request.path_params, counts)
         if not endpoint.reuse:
             return None
-        version = counts.totals_version(args.get("site") or counts.site)
+        version = versions.get(args.get("site") or counts.site)
         return answers.get(key_of(request), version)
 
     def compute(request: Request) -> Any:
         args = parse_args(endpoint.params, request.query_params, request.path_params, counts)
         if not endpoint.reuse:
             return handle(args)
-        version = counts.totals_version(args.get("site") or counts.site)
+        version = versions.get(args.get("site") or counts.site)
         answer = _dumps(handle(args))  # kept as text: a reuse need not encode it again
         answers.put(key_of(request), version, answer)
         return answer
@@ -137,9 +137,15 @@ class BearerToken:
         await self.app(scope, receive, send)
 
 
-def create_app(counts: Any, token: str | None = None, cors_origin: str | None = None) -> Starlette:
+def create_app(
+    counts: Any,
+    token: str | None = None,
+    cors_origin: str | None = None,
+    reuse_seconds: float = MAX_AGE,
+) -> Starlette:
     """The application over `counts` (a Counts); `token`: required of every API request;
-    `cors_origin`: the one origin allowed to read the API from another site's page."""
+    `cors_origin`: the one origin allowed to read the API from another site's page;
+    `reuse_seconds`: how long an answer may be reused while nothing was counted."""
 
     async def healthz(request: Request) -> Response:
         health = await run_in_threadpool(counts.health)
@@ -163,13 +169,13 @@ def create_app(counts: Any, token: str | None = None, cors_origin: str | None = 
             return _error(400, str(exc), exc.parameter)
         site = args["site"] or counts.site
         return StreamingResponse(
-            _changes(counts, site, request),
+            _changes(counts, site, request, versions),
             media_type="text/event-stream",
             headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
         )
 
-    answers = Answers()
-    routes = [Route(e.path, api_route(e, counts, answers)) for e in ENDPOINTS]
+    answers, versions = Answers(reuse_seconds), Versions(counts.totals_version)
+    routes = [Route(e.path, api_route(e, counts, answers, versions)) for e in ENDPOINTS]
     routes += [
         Route("/", lambda r: page.dashboard_response(counts.config)),
         Route("/dashboard.js", lambda r: page.asset_response("dashboard.js")),
@@ -201,7 +207,9 @@ def create_app(counts: Any, token: str | None = None, cors_origin: str | None = 
     return Starlette(routes=routes, middleware=middleware, exception_handlers=handlers)
 
 
-async def _changes(counts: Any, site: str, request: Request) -> AsyncIterator[str]:
+async def _changes(
+    counts: Any, site: str, request: Request, versions: Versions
+) -> AsyncIterator[str]:
     """Server-sent events: `change` when the site's monotonic totals move (new lines
     counted), `unavailable` while Redis cannot be read, a comment now and then."""
     last: Any = None
@@ -211,6 +219,7 @@ async def _changes(counts: Any, site: str, request: Request) -> AsyncIterator[st
         try:
             now = (await run_in_threadpool(counts.lifetime, [site]))[site]
             if now != last:
+                versions.forget(site)  # the page reloads next: it must see the change
                 yield f"event: change\ndata: {json.dumps({'hits': now.get('hits', 0)})}\n\n"
                 last, quiet = now, 0.0
         except (RedisUnavailable, StoreError) as exc:
