@@ -141,9 +141,11 @@ def main() -> None:
                 (f"/api/hits (days={args.days})", path, args.hits_rate, 20.0),
                 ("/api/top?window=today", "/api/top?window=today", args.top_rate, 100.0),
             ]
+            print(f"load average before: {Path('/proc/loadavg').read_text().split()[0]}")
             print(
                 f"{'endpoint':<24} {'rate':>9} {'sent':>7} {'errors':>6} "
-                f"{'p50 ms':>7} {'p90 ms':>7} {'p99 ms':>7} {'max ms':>7}  target p99"
+                f"{'p50 ms':>7} {'p90 ms':>7} {'p99 ms':>7} {'max ms':>7} {'CPU/req':>8}"
+                "  target p99"
             )
             for name, url, rate, target in cases:
                 asyncio.run(load(port, url, rate, 2))  # warm up: connections, caches
@@ -154,7 +156,7 @@ def main() -> None:
                 print(
                     f"{name:<24} {r['rate']:>7,.0f}/s {r['requests']:>7,.0f} {r['errors']:>6.0f} "
                     f"{r['p50']:>7.2f} {r['p90']:>7.2f} {r['p99']:>7.2f} {r['max']:>7.1f}"
-                    f" {per:>6.0f}us  < {target:.0f} ms: {ok}"
+                    f" {per:>6.0f} us  < {target:.0f} ms: {ok}"
                 )
         finally:
             serve.terminate()

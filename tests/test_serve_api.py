@@ -201,6 +201,7 @@ BAD = [
     ("/api/top?window=fortnight", "window"),
     ("/api/top?window=99999h", "window"),
     ("/api/top?by=colour", "by"),
+    ("/api/top?by=client", "by"),
     ("/api/top?limit=0", "limit"),
     ("/api/top?limit=ten", "limit"),
     ("/api/top?limit=100001", "limit"),

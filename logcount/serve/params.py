@@ -90,6 +90,14 @@ def _sort_check(value: Any, args: Mapping[str, Any], counts: Any) -> None:
     check_sort(value, args.get("by") or "path")
 
 
+def _by_check(value: Any, args: Mapping[str, Any], counts: Any) -> None:
+    from logcount.errors import LogcountError
+
+    config = counts.config
+    if value == "client" and not (config.count_clients or config.store_clients):
+        raise LogcountError("client addresses are not counted ([privacy] count_clients)")
+
+
 def _window_check(value: Any, args: Mapping[str, Any], counts: Any) -> None:
     counts.window(value)
 
@@ -130,6 +138,7 @@ PARAMS: dict[str, Param] = {
             "by",
             "The dimension rows are counted by.",
             {"type": "string", "enum": list(DIMENSION_NAMES), "default": "path"},
+            check=_by_check,
         ),
         Param("site", "The site (virtual host); default: the configured site.", _text(255)),
         Param("limit", "How many rows.", _integer(1, 10_000, 20)),
