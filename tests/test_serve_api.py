@@ -372,3 +372,22 @@ def test_unknown_pages_and_methods_are_json_errors(api: TestClient) -> None:
     refused = api.post("/api/top")
     assert refused.status_code == 405
     assert refused.json() == {"error": "read-only: GET only"}
+
+
+def test_top_format_html_is_one_static_page(loaded: Loaded) -> None:
+    known.feed(loaded.config, known.line(known.at(TODAY, 1), "/<script>alert(1)</script>"))
+    assert loaded.run("top", "--format", "html", "--sort", "time").exit_code == 0
+    result = loaded.run("top", "--format", "html")
+    assert result.exit_code == 0, result.output
+    page = result.output
+    assert page.startswith("<!doctype html>")
+    assert "<script>alert(1)" not in page  # the data block escapes every <
+    assert "src=" not in page and "href=" not in page  # nothing to fetch
+    block = page.split('<script type="application/json" id="lc-setup">', 1)[1]
+    setup = json.loads(block.split("</script>", 1)[0])
+    assert setup["mode"] == "static"
+    reports = setup["data"]["reports"]
+    assert [r["by"] for r in reports[:3]] == ["path", "object", "status"]
+    assert reports[0]["total"]["hits"] == 6
+    assert "/<script>alert(1)</script>" in [r["key"] for r in reports[0]["rows"]]
+    assert [r.get("status_filter") for r in reports[-2:]] == ["404", "5xx"]

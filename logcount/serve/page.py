@@ -16,7 +16,7 @@ from typing import Any
 
 from starlette.responses import Response
 
-from logcount.dimensions import DIMENSION_NAMES
+from logcount.dimensions import DIMENSION_NAMES, DIMENSIONS
 
 WINDOWS = ("5m", "15m", "1h", "6h", "24h", "today", "yesterday", "7d", "30d")
 # The live page's policy: its own script and stylesheet, fetches to its own origin only.
@@ -115,7 +115,8 @@ def html_report(
             site=site,
             since=since,
             until=until,
-            sort=sort if ask["by"] == "path" or sort != "time" else "hits",
+            # a dimension without response times is ranked by hits under --sort time
+            sort=sort if sort != "time" or DIMENSIONS[ask["by"]].timed else "hits",
             **ask,
         )
         shown = top_data(report)
