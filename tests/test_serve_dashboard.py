@@ -212,6 +212,9 @@ def test_the_static_report_opens_from_a_file(browser: Any, loaded: Loaded, tmp_p
     assert rows(browser, "status")[0][:2] == ["200", "6"]
     assert browser.find_element("css selector", "#chart svg").get_attribute("data-total") == "6"
     assert browser.title.startswith("logcount: test")
+    # Under its own policy (the inline script and style by hash): nothing was refused
+    refused = [e for e in browser.get_log("browser") if "Content Security Policy" in e["message"]]
+    assert refused == []
 
 
 def test_ci_installs_the_browser() -> None:
