@@ -119,6 +119,11 @@ def test_cards_and_panels_show_the_api_s_numbers(browser: Any, served: Served) -
     assert card(browser, "bots") == "2"
     assert card(browser, "5xx") == "16.7%"
     assert rows(browser, "status-5xx")[0][:2] == ["/boom", "1"]
+    # A day typed in, as top's windows are written
+    days = browser.find_element("id", "window-days")
+    days.send_keys(f"{known.ROLLED[1]}\n")
+    wait_for(lambda: card(browser, "hits") == "4", "the typed day's hits")
+    assert card(browser, "4xx") == "50.0%"
     shots = os.environ.get("LOGCOUNT_SCREENSHOTS")  # a directory to look at the page in
     if shots:
         browser.save_screenshot(str(Path(shots) / "dashboard.png"))

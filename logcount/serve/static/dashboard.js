@@ -179,7 +179,9 @@
     $("token").focus();
   }
 
-  const choice = () => ({ site: $("site").value || setup.site, window: $("window").value });
+  // A day or a span typed in wins over the list (top's YYYY-MM-DD[..YYYY-MM-DD] windows).
+  const choice = () => ({ site: $("site").value || setup.site,
+    window: $("window-days").value.trim() || $("window").value });
   const isLive = (win) => win !== "yesterday" && !/^\d{4}-/.test(win);
 
   async function load() {
@@ -273,6 +275,8 @@
       boot();
     });
     $("controls").addEventListener("change", () => { refresh(); follow(); });
+    $("controls").addEventListener("submit", (event) => { event.preventDefault(); refresh(); follow(); });
+    $("window").addEventListener("change", () => { $("window-days").value = ""; });
     await boot();
   }
 
