@@ -297,7 +297,8 @@ def test_cors_only_for_the_given_origin(rolled: Loaded) -> None:
 def test_openapi_documents_every_endpoint(api: TestClient) -> None:
     doc = get(api, "/openapi.json")
     assert doc["openapi"].startswith("3.")
-    assert set(doc["paths"]) == {e.path for e in ENDPOINTS} | {"/healthz", "/metrics"}
+    extra = {"/healthz", "/metrics", "/api/events"}
+    assert set(doc["paths"]) == {e.path for e in ENDPOINTS} | extra
     top = doc["paths"]["/api/top"]["get"]
     assert [p["name"] for p in top["parameters"]] == [
         "window",
@@ -317,7 +318,7 @@ def test_the_readme_shows_every_endpoint_with_an_example() -> None:
     for endpoint in ENDPOINTS:
         shown = endpoint.path.split("{", 1)[0].rstrip("/")
         assert f"GET {shown}" in section, endpoint.path
-    for extra in ("GET /healthz", "GET /metrics", "GET /openapi.json"):
+    for extra in ("GET /healthz", "GET /metrics", "GET /openapi.json", "GET /api/events"):
         assert extra in section
 
 

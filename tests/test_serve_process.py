@@ -151,8 +151,10 @@ def test_no_generated_request_is_a_server_error(rolled: Loaded) -> None:
     )
     schema = schemathesis.openapi.from_asgi("/openapi.json", create_app(counts))
     operations = [result.ok() for result in schema.get_all_operations()]
-    assert len(operations) == 12
+    assert len(operations) == 13
     for operation in operations:
+        if operation.path == "/api/events":
+            continue  # a stream that never ends: test_serve_api reads it
 
         @given(case=operation.as_strategy())
         @settings(
@@ -165,3 +167,21 @@ def test_no_generated_request_is_a_server_error(rolled: Loaded) -> None:
             case.call_and_validate(checks=[not_a_server_error])
 
         check()
+
+
+def test_the_change_feed_tells_of_new_lines(rolled: Loaded, served: Served) -> None:
+    def events(stream: Any) -> Iterator[tuple[str, str]]:
+        name = ""
+        for raw in stream:
+            line = raw.decode().rstrip("\n")
+            if line.startswith("event: "):
+                name = line[7:]
+            elif line.startswith("data: "):
+                yield name, line[6:]
+
+    with urllib.request.urlopen(served.base + "/api/events", timeout=20) as stream:
+        assert stream.headers["Content-Type"].startswith("text/event-stream")
+        feed = events(stream)
+        assert next(feed) == ("change", json.dumps({"hits": 18}))  # every hit counted so far
+        known.feed(rolled.config, known.line(known.at(known.TODAY, 4), "/fresh"))
+        assert next(feed) == ("change", json.dumps({"hits": 19}))

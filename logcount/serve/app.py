@@ -31,7 +31,7 @@ from logcount.errors import ConfigError, LogcountError, RedisUnavailable, StoreE
 from logcount.serve import page
 from logcount.serve.endpoints import ENDPOINTS, Endpoint, openapi
 from logcount.serve.metrics import render_metrics
-from logcount.serve.params import BadParameter, parse_args
+from logcount.serve.params import PARAMS, BadParameter, parse_args
 from logcount.serve.reuse import MAX_AGE, Answers, Versions
 
 # What a browser loads before it has a token: the page and its script hold no data.
@@ -234,6 +234,24 @@ async def _changes(
 
 
 EXTRA_PATHS: dict[str, Any] = {
+    "/api/events": {
+        "get": {
+            "summary": "Server-sent events for the dashboard: `change` when lines of the site "
+            "were counted, `unavailable` while Redis cannot be read; never ends",
+            "operationId": "api_events",
+            "parameters": [PARAMS["site"].openapi()],
+            "responses": {
+                "200": {
+                    "description": "An event stream",
+                    "content": {
+                        "text/event-stream": {"example": 'event: change\ndata: {"hits": 1204}\n\n'}
+                    },
+                },
+                "400": {"description": "A bad parameter"},
+                "401": {"description": "A token is required"},
+            },
+        }
+    },
     "/healthz": {
         "get": {
             "summary": "Redis and the store reachable: 200, else 503 naming the one that failed",
