@@ -205,6 +205,8 @@ BAD = [
     ("/api/top?limit=0", "limit"),
     ("/api/top?limit=ten", "limit"),
     ("/api/top?limit=100001", "limit"),
+    ("/api/top?limit=%C2%B2", "limit"),  # a superscript two: a digit to isdigit()
+    ("/api/stats/test/%D9%A2%D9%A0%D9%A2%D9%A6", "year"),  # Arabic-Indic digits
     ("/api/top?status=200", "status"),
     ("/api/top?by=status&status=404", "status"),
     ("/api/top?by=referrer&sort=time", "sort"),

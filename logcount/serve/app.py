@@ -203,7 +203,11 @@ def create_app(
     async def no_method(request: Request, exc: Exception) -> Response:
         return _error(405, "read-only: GET only")
 
-    handlers = {404: not_found, 405: no_method}
+    async def failed(request: Request, exc: Exception) -> Response:
+        # A bug: one line, no traceback to the client (uvicorn logs it on stderr)
+        return _error(500, f"internal error ({type(exc).__name__})")
+
+    handlers = {404: not_found, 405: no_method, 500: failed}
     return Starlette(routes=routes, middleware=middleware, exception_handlers=handlers)
 
 

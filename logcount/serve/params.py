@@ -57,7 +57,8 @@ class Param:
         kind = schema.get("type")
         if kind == "integer":
             text = raw.strip()
-            if not (text.lstrip("-").isdigit() and len(text) <= 12):
+            # ASCII digits only: "²".isdigit() holds, and int() refuses it
+            if not (text.isascii() and text.lstrip("-").isdigit() and len(text) <= 12):
                 raise BadParameter(self.name, f"{self.name} must be an integer")
             value: Any = int(text)
             low, high = schema.get("minimum"), schema.get("maximum")
