@@ -309,6 +309,7 @@ def serve(counts: Any, bind: str, token: str | None, cors_origin: str | None) ->
         lifespan="off",
         timeout_graceful_shutdown=2,
         server_header=False,
+        proxy_headers=False,  # no client address is used: nothing to take from a proxy
     )
     server = _server_class()(config)
     server.run(sockets=[sock])
