@@ -13,6 +13,7 @@ have been answered; its latency counts from when it was due, so a stall is not h
 sent over 32 keep-alive connections by one asyncio process (pinned beside Redis).
 
     .venv/bin/python bench/bench_serve.py [--seconds 30] [--hits-rate 1000] [--top-rate 200]
+        [--workers N]
 """
 
 from __future__ import annotations
@@ -101,9 +102,13 @@ async def load(port: int, path: str, rate: float, seconds: float) -> dict[str, f
 
 
 def cpu_seconds(pid: int) -> float:
-    """User + system CPU of a process so far."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """User + system CPU of a process and its children (the workers) so far."""
+    pids = [pid, *map(int, Path(f"/proc/{pid}/task/{pid}/children").read_text().split())]
+    total = 0
+    for p in pids:
+        fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
 
 
 def wait_ready(port: int) -> None:
@@ -122,6 +127,7 @@ def main() -> None:
     ap.add_argument("--hits-rate", type=float, default=1000)
     ap.add_argument("--top-rate", type=float, default=200)
     ap.add_argument("--days", type=int, default=30, help="/api/hits' days (as `hits --days`)")
+    ap.add_argument("--workers", type=int, default=1, help="serve --workers")
     args = ap.parse_args()
     cpus = os.cpu_count() or 1
     os.sched_setaffinity(0, {cpus - 1})  # this load generator beside Redis
@@ -131,7 +137,14 @@ def main() -> None:
         timed([*logcount_cmd(), "pipe"], env, log)
         port = free_port()
         serve = subprocess.Popen(
-            [*logcount_cmd(), "serve", "--bind", f"127.0.0.1:{port}"],
+            [
+                *logcount_cmd(),
+                "serve",
+                "--bind",
+                f"127.0.0.1:{port}",
+                "--workers",
+                str(args.workers),
+            ],
             env=env,
         )
         try:

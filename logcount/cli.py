@@ -638,15 +638,30 @@ def _losses(r: dict[str, Any]) -> str:
     metavar="ORIGIN",
     help="The one origin (https://admin.example.org) whose pages may read the API.",
 )
+@click.option(
+    "--workers",
+    envvar="LOGCOUNT_SERVE_WORKERS",
+    type=click.IntRange(1, 64),
+    default=1,
+    show_default=True,
+    help="Server processes on the one socket (up to one per core).",
+)
 @pass_settings
 @domain_errors
-def serve(settings: Settings, bind: str, token_file: str | None, cors_origin: str | None) -> None:
+def serve(
+    settings: Settings,
+    bind: str,
+    token_file: str | None,
+    cors_origin: str | None,
+    workers: int,
+) -> None:
     """A read-only web dashboard, JSON API (/openapi.json) and Prometheus /metrics."""
     from logcount.read.api import Counts
-    from logcount.serve.app import read_token, serve
+    from logcount.serve.run import read_token, serve
 
     token = read_token(token_file) if token_file else None
-    sys.exit(serve(Counts.from_settings(settings.load()), bind, token, cors_origin))
+    counts = Counts.from_settings(settings.load())
+    sys.exit(serve(counts, bind, token, cors_origin, workers))
 
 
 @cli.group("config")

@@ -4,6 +4,7 @@ document: the answers equal the commands', SIGTERM stops it, no request is a 5xx
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import time
@@ -185,3 +186,35 @@ def test_the_change_feed_tells_of_new_lines(rolled: Loaded, served: Served) -> N
         assert next(feed) == ("change", json.dumps({"hits": 18}))  # every hit counted so far
         known.feed(rolled.config, known.line(known.at(known.TODAY, 4), "/fresh"))
         assert next(feed) == ("change", json.dumps({"hits": 19}))
+
+
+def children_of(pid: int) -> set[int]:
+    found = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    return {int(p) for p in found}
+
+
+def test_workers_share_the_socket_and_stop_together(rolled: Loaded) -> None:
+    server = Served(rolled, "--workers", "2")
+    try:
+        server.wait_ready()
+        workers = children_of(server.proc.pid)
+        assert len(workers) == 2
+        for _ in range(20):  # every answer the same, whichever worker gave it
+            assert server.get("/api/sites") == (200, {"sites": ["test"], "default": "test"})
+    finally:
+        assert server.stop() == 0
+    for pid in workers:  # stopped and reaped
+        assert not Path(f"/proc/{pid}").exists()
+
+
+def test_a_worker_that_dies_stops_the_service(rolled: Loaded) -> None:
+    server = Served(rolled, "--workers", "2")
+    try:
+        server.wait_ready()
+        first, second = sorted(children_of(server.proc.pid))
+        os.kill(first, signal.SIGKILL)
+        assert server.proc.wait(30) == 1  # for systemd to restart it whole
+        assert not Path(f"/proc/{second}").exists()
+    finally:
+        if server.proc.poll() is None:
+            server.proc.kill()

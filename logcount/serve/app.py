@@ -10,12 +10,9 @@ read with `fetch`, so it can carry the token) waits on a timer in the event loop
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hmac
 import json
-import signal
-import socket
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from starlette.applications import Starlette
@@ -27,7 +24,7 @@ from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from logcount.errors import ConfigError, LogcountError, RedisUnavailable, StoreError
+from logcount.errors import LogcountError, RedisUnavailable, StoreError
 from logcount.serve import page
 from logcount.serve.endpoints import ENDPOINTS, Endpoint, openapi
 from logcount.serve.metrics import render_metrics
@@ -284,77 +281,3 @@ EXTRA_PATHS: dict[str, Any] = {
         }
     },
 }
-
-
-def serve(counts: Any, bind: str, token: str | None, cors_origin: str | None) -> int:
-    """Run the server until SIGTERM or Ctrl-C; 0 when it stopped cleanly."""
-    import uvicorn
-
-    host, port = parse_bind(bind)
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        sock.bind((host, port))
-    except OSError as exc:
-        sock.close()
-        raise LogcountError(f"cannot listen on {bind}: {exc.strerror}") from None
-    app = create_app(counts, token, cors_origin)
-    config = uvicorn.Config(
-        app,
-        host=host,
-        port=port,
-        log_level="warning",
-        access_log=False,
-        lifespan="off",
-        timeout_graceful_shutdown=2,
-        server_header=False,
-        proxy_headers=False,  # no client address is used: nothing to take from a proxy
-    )
-    server = _server_class()(config)
-    server.run(sockets=[sock])
-    return 0
-
-
-def _server_class() -> Any:
-    import uvicorn
-
-    class Server(uvicorn.Server):
-        """uvicorn's server, but SIGTERM and SIGINT end it with exit 0 (uvicorn raises the
-        signal again once it has stopped, which a supervisor would read as a crash)."""
-
-        @contextlib.contextmanager
-        def capture_signals(self) -> Iterator[None]:
-            stops = (signal.SIGINT, signal.SIGTERM)
-            before = {s: signal.signal(s, self.handle_exit) for s in stops}
-            try:
-                yield
-            finally:
-                for s, handler in before.items():
-                    signal.signal(s, handler)
-
-    return Server
-
-
-def read_token(path: str) -> str:
-    """The token a token file holds (surrounding white space is not part of it)."""
-    try:
-        with open(path, encoding="utf-8") as f:
-            token = f.read(4097).strip()
-    except (OSError, UnicodeDecodeError) as exc:
-        why = getattr(exc, "strerror", None) or "not UTF-8 text"
-        raise ConfigError(f"--token-file {path}: {why}") from None
-    if not 16 <= len(token) <= 4096 or any(c.isspace() or not c.isprintable() for c in token):
-        raise ConfigError(
-            f"--token-file {path}: the token must be 16 to 4096 printable characters without spaces"
-        )
-    return token
-
-
-def parse_bind(bind: str) -> tuple[str, int]:
-    """'127.0.0.1:8087', '[::1]:8087', ':8087' (loopback) -> (host, port)."""
-    host, sep, port = bind.rpartition(":")
-    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
-        raise LogcountError(f"--bind {bind!r}: give HOST:PORT, e.g. 127.0.0.1:8087")
-    host = host.strip("[]") or "127.0.0.1"
-    return host, int(port)
