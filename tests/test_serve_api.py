@@ -394,3 +394,19 @@ def test_top_format_html_is_one_static_page(loaded: Loaded) -> None:
     assert reports[0]["total"]["hits"] == 6
     assert "/<script>alert(1)</script>" in [r["key"] for r in reports[0]["rows"]]
     assert [r.get("status_filter") for r in reports[-2:]] == ["404", "5xx"]
+
+
+def test_healthz_names_an_unreachable_store(loaded: Loaded) -> None:
+    from tests.conftest import free_port
+
+    counts = Counts.from_config(
+        str(loaded.config_path),
+        redis=loaded.server.url,
+        store=f"postgresql+psycopg://nobody@127.0.0.1:{free_port()}/none",
+        data_dir=str(loaded.data_dir),
+    )
+    with TestClient(create_app(counts)) as client:
+        body = get(client, "/healthz", 503)
+    assert body["ok"] is False and body["redis"] == "ok"
+    assert body["store"].startswith("store postgresql+psycopg://nobody@127.0.0.1:")
+    assert body["store"].endswith("Connection refused") and "\n" not in body["store"]
