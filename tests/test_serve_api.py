@@ -410,3 +410,17 @@ def test_healthz_names_an_unreachable_store(loaded: Loaded) -> None:
     assert body["ok"] is False and body["redis"] == "ok"
     assert body["store"].startswith("store postgresql+psycopg://nobody@127.0.0.1:")
     assert body["store"].endswith("Connection refused") and "\n" not in body["store"]
+
+
+def test_a_running_server_finds_the_store_of_the_first_rollup(
+    loaded: Loaded, tmp_path: Path
+) -> None:
+    with client_of(loaded, reuse_seconds=0) as client:
+        before = get(client, "/api/top", params={"window": SPAN})
+        assert before["window"]["source"] == "live"
+        assert get(client, "/healthz")["store"] == "none"
+        loaded.roll_up(tmp_path)
+        after = get(client, "/api/top", params={"window": SPAN})
+        assert after["window"]["source"] == "both"
+        assert after["total"]["hits"] == before["total"]["hits"] == 13
+        assert get(client, "/healthz")["store"] == "ok"

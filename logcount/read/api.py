@@ -60,7 +60,6 @@ class Counts:
         self.site = site or self.config.site
         self._redis: Any = None
         self._store: Any = None
-        self._store_opened = False
         self._opening = threading.Lock()
 
     @classmethod
@@ -84,13 +83,13 @@ class Counts:
 
     @property
     def store(self) -> Any:
-        """The durable store, or None when there is none to read (nothing rolled up yet)."""
-        if not self._store_opened:
+        """The durable store, or None when there is none to read (nothing rolled up yet:
+        looked for again next time, as a long-running `serve` outlives the first rollup)."""
+        if self._store is None:
             # `logcount serve` asks from many threads: one opens it, the others wait
             with self._opening:
-                if not self._store_opened:
+                if self._store is None:
                     self._store = open_store(self.config)
-                    self._store_opened = True
         return self._store
 
     def now(self) -> datetime:
@@ -299,9 +298,6 @@ class Counts:
         except LogcountError as exc:
             out["redis"] = str(exc)
         try:
-            if self._store is None:
-                with self._opening:
-                    self._store_opened = False  # the first rollup may have written it since
             store = self.store
             if store is not None:
                 store.rolled_days(self.site, [self.now().date()])
