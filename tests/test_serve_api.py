@@ -183,7 +183,9 @@ def test_unknown_site_path_or_object_gives_zeros(api: TestClient) -> None:
 
 
 def test_sites_and_status(rolled: Loaded, api: TestClient) -> None:
-    assert get(api, "/api/sites") == {"sites": ["test"], "default": "test"}
+    sites = get(api, "/api/sites")
+    assert sites == {**json.loads(rolled.run("sites", "-f", "json").output), "default": "test"}
+    assert [(r["site"], r["today"], r["live"]) for r in sites["sites"]] == [("test", 5, True)]
     readers = get(api, "/api/status")["readers"]
     assert [(r["mode"], r["malformed"]) for r in readers] == [("pipe", 1)]
     assert readers == json.loads(rolled.run("status", "-f", "json").output)

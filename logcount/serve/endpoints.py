@@ -78,7 +78,7 @@ def _recent(counts: Any, a: dict[str, Any]) -> dict[str, Any]:
 
 
 def _sites(counts: Any, a: dict[str, Any]) -> dict[str, Any]:
-    return {"sites": counts.sites(), "default": counts.site}
+    return {"sites": counts.sites(), "default": counts.site}  # `logcount sites`' JSON
 
 
 def _status(counts: Any, a: dict[str, Any]) -> dict[str, Any]:
@@ -187,10 +187,23 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     ),
     Endpoint(
         "/api/sites",
-        "The sites counted, and the configured one",
+        "The sites seen, live and in the store, as `logcount sites --format json`, and "
+        "the configured one",
         (),
         _sites,
-        {"sites": ["acme", "default"], "default": "acme"},
+        {
+            "sites": [
+                {
+                    "site": "acme",
+                    "today": 1204,
+                    "live": True,
+                    "stored_days": 30,
+                    "first_day": "2026-01-15",
+                    "last_day": "2026-02-13",
+                }
+            ],
+            "default": "acme",
+        },
     ),
     Endpoint(
         "/api/status",

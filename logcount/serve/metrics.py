@@ -22,6 +22,7 @@ from prometheus_client.core import (
 )
 
 from logcount import timing
+from logcount.read.sites import live_sites
 from logcount.sinks.keys import OTHER
 
 # class label -> the field of the totals that counts it
@@ -82,7 +83,8 @@ class TotalsCollector:
 
     def collect(self) -> Iterator[Metric]:
         counts = self.counts
-        named, folded = capped_sites(counts.sites(), counts.config.metrics_sites)
+        # the sites counted live: only they have monotonic totals
+        named, folded = capped_sites(live_sites(counts.redis), counts.config.metrics_sites)
         totals = counts.lifetime(named + folded)
         per_site = {site: totals[site] for site in named}
         if folded:

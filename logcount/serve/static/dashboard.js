@@ -284,7 +284,7 @@
     try {
       const { sites } = await api("/api/sites", {});
       const current = $("site").value;
-      const names = [...new Set([setup.site, ...sites])].sort();
+      const names = [...new Set([setup.site, ...sites.map((row) => row.site)])].sort();
       $("site").replaceChildren(...names.map((s) => el("option", { value: s }, s)));
       $("site").value = current || setup.site;
     } catch (error) {
