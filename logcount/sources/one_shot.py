@@ -131,9 +131,15 @@ def _told_format(config: Config, names: list[str]) -> tuple[Config, bytes]:
         head = sys.stdin.buffer.read(SAMPLE_BYTES)
         found = detect_format(head, "standard input")
     else:
+        from logcount.sources.rollup_count import READ_ERRORS
+
         head = b""
-        with open_log(first) as f:
-            found = detect_format(f.read(SAMPLE_BYTES), first)
+        try:
+            with open_log(first) as f:
+                found = detect_format(f.read(SAMPLE_BYTES), first)
+        except READ_ERRORS as exc:
+            why = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+            raise ReportError(f"cannot read {first}: {why}") from None
     return replace(config, log_format=found), head
 
 
