@@ -205,6 +205,17 @@ def window_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     show_default=True,
     help="Rank rows by hits, bytes or time (the sum of response times: %D, %T).",
 )
+@click.option(
+    "--depth",
+    type=int,
+    metavar="N",
+    help="With --by path: sections, paths rolled up to their first N segments (/blog/).",
+)
+@click.option(
+    "--metric",
+    metavar="A/B",
+    help="Show a ratio of two totals per row: bytes/hits, time/hits, s5xx/hits, ...",
+)
 @click.option("--format", "-f", "fmt", type=FORMATS, default="table", show_default=True)
 @click.option(
     "--watch",
@@ -228,6 +239,8 @@ def top(
     status: str | None,
     limit: int,
     sort: str,
+    depth: int | None,
+    metric: str | None,
     fmt: str,
     watch: float | None,
     recent: bool,
@@ -236,6 +249,8 @@ def top(
     from logcount.read.api import Counts
     from logcount.read.render import recent_csv, recent_json, recent_table, top_csv, top_json
 
+    if watch is not None and (depth is not None or metric is not None):
+        raise click.UsageError("--watch shows paths as counted; --depth and --metric print once")
     if watch is not None and fmt != "table":
         raise click.UsageError("--watch redraws a table; use --format table (the default)")
     counts = Counts.from_settings(settings.load())
@@ -278,6 +293,8 @@ def top(
         until=until,
         status=status,
         sort=sort,
+        depth=depth,
+        metric=metric,
     )
     if fmt == "json":
         emit(top_json(report, terminal) + "\n")
@@ -349,24 +366,35 @@ def terminal_width(stream: Any) -> tuple[int, bool]:
 @cli.command()
 @click.argument("path", required=False)
 @click.option("--object", "obj", metavar="TYPE:ID", help="An object (from the routes).")
+@click.option("--prefix", metavar="PATH", help="A whole section: every path under PATH.")
 @click.option("--days", "-d", type=click.IntRange(1, 3660), default=30, show_default=True)
 @click.option("--site", "-s", default=None, help="Virtual host (default: the configured site).")
 @click.option("--format", "-f", "fmt", type=FORMATS, default="table", show_default=True)
 @pass_settings
 @domain_errors
 def hits(
-    settings: Settings, path: str | None, obj: str | None, days: int, site: str | None, fmt: str
+    settings: Settings,
+    path: str | None,
+    obj: str | None,
+    prefix: str | None,
+    days: int,
+    site: str | None,
+    fmt: str,
 ) -> None:
-    """Hits of one PATH (or --object TYPE:ID) today and per day: rolled-up days from the
-    store, the rest from the live counters."""
+    """Hits of one PATH (or --object TYPE:ID, or a section: --prefix PATH) today and per
+    day: rolled-up days from the store, the rest from the live counters."""
     from logcount.read.api import Counts
     from logcount.read.render import hits_csv, hits_json, hits_table
 
-    if (path is None) == (obj is None):
-        raise click.UsageError("give a PATH or --object TYPE:ID (one of them)")
+    if [path, obj, prefix].count(None) != 2:
+        raise click.UsageError("give a PATH, --object TYPE:ID or --prefix PATH (one of them)")
     if obj is not None and ":" not in obj.strip(":"):
         raise click.BadParameter(f"{obj!r} is not TYPE:ID", param_hint="--object")
-    report = Counts.from_settings(settings.load()).hits(path, obj, days, site)
+    counts = Counts.from_settings(settings.load())
+    if prefix is not None:
+        report = counts.section_hits(prefix, days, site)
+    else:
+        report = counts.hits(path, obj, days, site)
     width, terminal = terminal_width(sys.stdout)
     if fmt == "json":
         emit(hits_json(report, terminal) + "\n")

@@ -16,6 +16,7 @@ from logcount.config import Config, load_config
 from logcount.dimensions import DIMENSION_NAMES
 from logcount.errors import LogcountError, RedisUnavailable, StoreError
 from logcount.read.drill import status_filter
+from logcount.read.ratios import add_metric, parse_metric
 from logcount.read.report import (
     Window,
     WindowError,
@@ -27,6 +28,14 @@ from logcount.read.report import (
     read_recent,
     reading_redis,
     window_between,
+)
+from logcount.read.sections import (
+    ALL_ROWS,
+    SectionError,
+    build_prefix_hits,
+    build_sections,
+    check_depth,
+    section_of,
 )
 from logcount.sinks import keys
 from logcount.sinks.connection import connect, reason
@@ -106,16 +115,25 @@ class Counts:
         until: str | datetime | None = None,
         status: str | None = None,
         sort: str = "hits",
+        depth: int | None = None,
+        metric: str | None = None,
     ) -> dict[str, Any]:
         """The full report (JSON shape of `logcount top --format json`, plus the table's
         extras: status classes, rate per minute and each row's trend). With `status`
         ("404", or a class "4xx"; `by` path), the paths of that status. Rows ranked by
-        `sort`: hits, bytes or time (the sum of the member's response times)."""
+        `sort`: hits, bytes or time (the sum of the member's response times). With
+        `depth` (`by` path), sections: paths rolled up to their first `depth` segments.
+        With `metric` ("bytes/hits"), each row's ratio of two of its totals."""
         if by not in DIMENSION_NAMES:
             raise WindowError(f"unknown dimension {by!r} (use {', '.join(DIMENSION_NAMES)})")
         check_sort(sort, by)
         if status is not None:
             status = status_filter(status, by)
+        if depth is not None:
+            check_depth(depth, by)
+            if status is not None:
+                raise SectionError("--depth and --status: give one of them")
+        ratio = parse_metric(metric, by) if metric is not None else None
         if by == "client" and not (self.config.count_clients or self.config.store_clients):
             raise WindowError(
                 "client addresses are not counted: set [privacy] count_clients = true "
@@ -125,7 +143,26 @@ class Counts:
         now = self.now()
         # Only past whole days can come from the store: `today` never imports SQLAlchemy.
         store = self.store if win.gran == "day" and win.start.date() < now.date() else None
-        return build_top(self.redis, store, site or self.site, win, by, limit, now, status, sort)
+        site = site or self.site
+        if depth is not None:
+            report = build_sections(self.redis, store, site, win, depth, limit, now, sort)
+        else:
+            report = build_top(self.redis, store, site, win, by, limit, now, status, sort)
+        if ratio is not None:
+
+            def class_hits(cls: str) -> dict[str, int]:
+                """Hits of a status class per path (per section with `depth`)."""
+                rows = build_top(
+                    self.redis, store, site, win, "path", ALL_ROWS, now, cls, sort, False
+                )["rows"]
+                out: dict[str, int] = {}
+                for row in rows:
+                    key = row["key"] if depth is None else section_of(row["key"], depth)
+                    out[key] = out.get(key, 0) + row["hits"]
+                return out
+
+            add_metric(report, ratio, class_hits)
+        return report
 
     def sites(self) -> list[dict[str, Any]]:
         """Every site seen live or in the store, with today's hits (`logcount sites`)."""
@@ -176,6 +213,19 @@ class Counts:
             self.store if days > 1 else None,
             site or self.site,
             dim,
+            member,
+            days,
+            self.now().date(),
+        )
+
+    def section_hits(self, prefix: str, days: int = 30, site: str | None = None) -> dict[str, Any]:
+        """The `logcount hits --prefix` report: the hits of every path under `prefix`
+        (normalised as paths are), today and per day."""
+        _, member = self._member(prefix, None)
+        return build_prefix_hits(
+            self.redis,
+            self.store if days > 1 else None,
+            site or self.site,
             member,
             days,
             self.now().date(),

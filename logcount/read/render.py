@@ -113,9 +113,14 @@ def sparkline(values: list[int], width: int = SPARK_WIDTH) -> str:
 
 def top_json(report: dict[str, Any], terminal: bool = False) -> str:
     shown = {k: report[k] for k in TOP_JSON_KEYS}
-    if report.get("status_filter"):
-        shown["status_filter"] = report["status_filter"]
+    for extra in ("status_filter", "depth", "metric"):
+        if report.get(extra):
+            shown[extra] = report[extra]
+    if "metric" in report:
+        shown["metric_total"] = report["metric_total"]
     keys = (*ROW_JSON_KEYS, ROW_TIME_KEY) if _timed(report) else ROW_JSON_KEYS
+    if "metric" in report:
+        keys = (*keys, "metric")
     shown["rows"] = [{k: row[k] for k in keys} for row in report["rows"]]
     return dump_json(shown, terminal)
 
@@ -135,6 +140,7 @@ def top_csv(report: dict[str, Any], terminal: bool = False) -> str:
     timed = _timed(report)
     rows: list[list[Any]] = [
         ["rank", "key", "hits", "share", "visitors", "bytes", *(["avg_ms"] if timed else [])]
+        + ([report["metric"]] if "metric" in report else [])
     ]
     for rank, row in enumerate(report["rows"], 1):
         rows.append(
@@ -146,6 +152,7 @@ def top_csv(report: dict[str, Any], terminal: bool = False) -> str:
                 "" if row["visitors"] is None else row["visitors"],
                 row["bytes"],
                 *([row[ROW_TIME_KEY]] if timed else []),
+                *(["" if row["metric"] is None else row["metric"]] if "metric" in report else []),
             ]
         )
     return csv_text(rows, terminal)
@@ -299,22 +306,31 @@ def top_table(
         ]
         if timed:
             cells.append(milliseconds(row[ROW_TIME_KEY]))
+        if "metric" in report:
+            cells.append(ratio_text(row["metric"]))
         if spark_width:
             cells.append(sparkline(row.get("trend", []), spark_width))
         rows.append(cells)
-    names = ["#", report["by"], "hits", "share", "visitors", "bytes"]
+    by = report["by"] if "depth" not in report else f"section (depth {report['depth']})"
+    names = ["#", by, "hits", "share", "visitors", "bytes"]
     if timed:
         names.append("avg ms")
+    if "metric" in report:
+        names.append(report["metric"])
     if spark_width:
         names.append("trend")
+    head = top_header(report, rate_note).split("\n")
+    if "metric" in report:
+        head[-1] += f"  {report['metric']} {ratio_text(report['metric_total'])}"
     # Numbers and the trend keep their full width; only the key gives way (with an ellipsis).
+    numbers = len(names) - (1 if spark_width else 0)
     return render_table(
-        top_header(report, rate_note).split("\n"),
+        head,
         names,
         rows,
         width or 100,
         terminal,
-        {0, 2, 3, 4, 5, 6} if timed else {0, 2, 3, 4, 5},
+        {0, *range(2, numbers)},
         1,
         empty,
     )
@@ -351,6 +367,13 @@ def sites_csv(rows: list[dict[str, Any]], terminal: bool = False) -> str:
     out: list[list[Any]] = [names]
     out += [[r[n] if r[n] is not None else "" for n in names] for r in rows]
     return csv_text(out, terminal)
+
+
+def ratio_text(value: float | None) -> str:
+    """A ratio in a table: `-` where a row lacks a part; 4 significant digits or so."""
+    if value is None:
+        return "-"
+    return f"{value:,.0f}" if abs(value) >= 1000 else f"{value:.4g}"
 
 
 # --- recent ----------------------------------------------------------------------------
@@ -412,7 +435,7 @@ def hits_csv(report: dict[str, Any], terminal: bool = False) -> str:
 
 
 def hits_table(report: dict[str, Any], width: int | None = None, terminal: bool = False) -> str:
-    dim = "object" if "object" in report else "path"
+    dim = next(d for d in ("object", "prefix", "path") if d in report)
     days = report["days"]
     head = [
         f"site {safe_text(report['site'])}  {dim} {safe_text(report[dim])}",
