@@ -405,6 +405,35 @@ def hits(
 
 
 @cli.command()
+@click.argument("expr", metavar="EXPR")
+@window_options
+@click.option(
+    "--per",
+    type=click.Choice(["hour", "day", "week"]),
+    help="Count per bucket of the window too (default: the whole window only).",
+)
+@click.option("--format", "-f", "fmt", type=FORMATS, default="table", show_default=True)
+@pass_settings
+@domain_errors
+def visitors(
+    settings: Settings, expr: str, window: str, site: str | None, per: str | None, fmt: str
+) -> None:
+    """Distinct visitors of a set expression of events: 'login & song_played',
+    'signup - paid', '(a | b) & c'."""
+    from logcount.read.api import Counts
+    from logcount.read.render import visitors_csv, visitors_json, visitors_table
+
+    report = Counts.from_settings(settings.load()).visitors(expr, window, per, site)
+    width, terminal = terminal_width(sys.stdout)
+    if fmt == "json":
+        emit(visitors_json(report, terminal) + "\n")
+    elif fmt == "csv":
+        emit(visitors_csv(report, terminal))
+    else:
+        emit(visitors_table(report, width, terminal))
+
+
+@cli.command()
 @click.option(
     "--date",
     "day",

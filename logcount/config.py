@@ -64,6 +64,9 @@ class Config:
     ignore_extensions: tuple[str, ...] = ()
     count_bots: bool = False
     routes: tuple[dict[str, Any], ...] = ()
+    # [[event]]: named matches on lines (count/events.py checks them), and who did them
+    events: tuple[dict[str, Any], ...] = ()
+    event_identity: str = "visitor"
     # [privacy]: the visitor hash's key (repr=False: a Config may end up in a message)
     secret: str = field(default="", repr=False)
     secret_file: str = ""
@@ -132,6 +135,8 @@ class Config:
                 "count_bots": self.count_bots,
             },
             "routes": [dict(r) for r in self.routes],
+            "events": [dict(e) for e in self.events],
+            "event_identity": self.event_identity,
             "privacy": {
                 "secret": "***" if self.secret else "",
                 "secret_file": self.secret_file
@@ -351,6 +356,7 @@ _TOP_KEYS = {
     "data_dir": str,
     "logs": str,
     "django_settings": str,
+    "event_identity": str,
 }
 
 
@@ -400,7 +406,7 @@ def config_from_dict(data: dict[str, Any], source: str = "") -> Config:
             if not isinstance(value, str):
                 raise ConfigError(f"{where}: {key} must be a string")
             kwargs[key] = value
-        elif key in ("live", "normalize", "route", "privacy", "rollup"):
+        elif key in ("live", "normalize", "route", "privacy", "rollup", "event"):
             continue
         else:
             raise ConfigError(f"{where}: unknown setting {key!r}")
@@ -412,6 +418,10 @@ def config_from_dict(data: dict[str, Any], source: str = "") -> Config:
     if not isinstance(routes, list) or not all(isinstance(r, dict) for r in routes):
         raise ConfigError(f"{where}: [[route]] must be a list of tables")
     kwargs["routes"] = tuple(routes)
+    events = data.get("event", [])
+    if not isinstance(events, list) or not all(isinstance(e, dict) for e in events):
+        raise ConfigError(f"{where}: [[event]] must be a list of tables")
+    kwargs["events"] = tuple(events)
     return Config(**kwargs)
 
 

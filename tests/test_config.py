@@ -235,6 +235,8 @@ def test_config_check_prints_the_effective_config(home: Path, tmp_path: Path) ->
             {"pattern": "/press/<slug:slug>/<int:id>/", "object": "press_release"},
             {"regex": "^/products/(?P<id>[0-9]+)(/|$)", "object": "product"},
         ],
+        "events": [],
+        "event_identity": "visitor",
         "privacy": {
             "secret": "",
             "secret_file": "(data_dir/visitor.key, made on first use)",

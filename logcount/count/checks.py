@@ -26,6 +26,11 @@ def check_compiles(config: Config) -> None:
         from logcount.count.routes import RouteTable
 
         RouteTable.from_config(config.routes)
+    if config.events or config.event_identity != Config.event_identity:
+        from logcount.count.events import check_identity, parse_events
+
+        parse_events(config.events)
+        check_identity(config.event_identity)
 
 
 def load_checked(explicit: str | None = None, **overrides: Any) -> Config:

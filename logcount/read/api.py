@@ -231,6 +231,25 @@ class Counts:
             self.now().date(),
         )
 
+    def visitors(
+        self,
+        expr: str,
+        window: str = "today",
+        per: str | None = None,
+        site: str | None = None,
+    ) -> dict[str, Any]:
+        """The `logcount visitors` report: distinct visitors of a set expression of the
+        configured events (`"login & song_played"`), for the window and per `per`
+        (hour, day, week)."""
+        from logcount.read.journeys import PER, build_visitors, parse_expression
+
+        if per is not None and per not in PER:
+            raise WindowError(f"unknown --per {per!r} (use {', '.join(PER)})")
+        names = tuple(e["name"] for e in self.config.events if isinstance(e, dict))
+        parsed = parse_expression(expr, names)
+        win = self.window(window)
+        return build_visitors(self.redis, site or self.site, win, parsed, expr, per)
+
     def top(
         self,
         window: str = "1h",

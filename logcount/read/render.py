@@ -444,3 +444,36 @@ def hits_table(report: dict[str, Any], width: int | None = None, terminal: bool 
     ]
     rows = [[day["date"], f"{day['hits']:,}", day["source"]] for day in days]
     return render_table(head, ["date", "hits", "source"], rows, width or 100, terminal, {1}, 0, "")
+
+
+# --- visitors, funnel, retention ---------------------------------------------------------
+
+VISITORS_JSON_KEYS = ("expr", "window", "total", "per")
+
+
+def visitors_json(report: dict[str, Any], terminal: bool = False) -> str:
+    return dump_json({k: report[k] for k in VISITORS_JSON_KEYS}, terminal)
+
+
+def _visitor_rows(report: dict[str, Any]) -> list[tuple[str, int]]:
+    """(start, visitors) per bucket; the whole window's when there are no buckets."""
+    if report["per"]:
+        return [(p["start"], p["visitors"]) for p in report["per"]]
+    return [(report["window"]["start"], report["total"])]
+
+
+def visitors_csv(report: dict[str, Any], terminal: bool = False) -> str:
+    rows: list[list[Any]] = [["start", "visitors"]]
+    rows += [[start, n] for start, n in _visitor_rows(report)]
+    return _csv(rows, terminal)
+
+
+def visitors_table(report: dict[str, Any], width: int | None = None, terminal: bool = False) -> str:
+    w = report["window"]
+    head = [
+        f"{_when(w['start'])} .. {_when(w['end'])} ({w['source']})  "
+        f"site {safe_text(report['site'])}  visitors of {safe_text(report['expr'])}",
+        f"visitors {report['total']:,}  " + sparkline([p["visitors"] for p in report["per"]], 60),
+    ]
+    rows = [[_when(start), f"{n:,}"] for start, n in _visitor_rows(report)]
+    return render_table(head, ["start", "visitors"], rows, width or 100, terminal, {1}, 0, "")

@@ -95,6 +95,11 @@ def _labels(start: datetime, end: datetime, gran: str) -> tuple[str, ...]:
     return tuple(out)
 
 
+def bucket_labels(start: datetime, end: datetime, gran: str) -> tuple[str, ...]:
+    """The labels of the `gran` buckets from `start` (a bucket's start) to `end`."""
+    return _labels(start, end, gran)
+
+
 def _calendar_bound(spec: str) -> Callable[[Callable[..., Window]], Callable[..., Window]]:
     """An OverflowError of the date arithmetic (a window at 0001-01-01 or 9999-12-31)
     becomes one line, as any other bad window."""

@@ -72,6 +72,15 @@ local function check(op)
     end
   elseif kind == 'p' then
     if not strings(data) then return 'bad visitors' end
+  elseif kind == 'e' then
+    -- an event's bitmap: the numbering's keys, its ttl, then the visitor hashes
+    if type(data) ~= 'table' or not key_index(data[1]) or not key_index(data[2])
+        or not count(data[3]) or not strings(data[4]) then
+      return 'bad event set'
+    end
+    for _, h in ipairs(data[4]) do
+      if not string.match(h, '^[0-9a-f]+$') or #h ~= 16 then return 'bad visitor hash' end
+    end
   elseif kind == 'l' then
     if type(data) ~= 'table' or not count(data[1]) or data[1] < 1 or not strings(data[2]) then
       return 'bad list'
@@ -176,6 +185,22 @@ for _, op in ipairs(batch.ops) do
     for i = 1, #data, 1000 do
       redis.call('PFADD', key, unpack(data, i, math.min(i + 999, #data)))
     end
+  elseif kind == 'e' then
+    -- Each visitor hash gets a number once (the next free one), kept both ways: the
+    -- hash -> number map, and the hashes in number order (16 bytes each); the event's
+    -- bucket is a bitmap of numbers.
+    local ids, hashes = KEYS[data[1]], KEYS[data[2]]
+    for _, h in ipairs(data[4]) do
+      local id = redis.call('HGET', ids, h)
+      if not id then
+        id = redis.call('HINCRBY', ids, '#next', 1) - 1
+        redis.call('HSET', ids, h, id)
+        redis.call('SETRANGE', hashes, id * 16, h)
+      end
+      redis.call('SETBIT', key, tonumber(id), 1)
+    end
+    redis.call('EXPIRE', ids, data[3])
+    redis.call('EXPIRE', hashes, data[3])
   elseif kind == 'l' then
     local cap, items = data[1], data[2]
     for i = 1, #items, 1000 do
