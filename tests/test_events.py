@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import random
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -20,6 +20,7 @@ from logcount.cli import cli
 from logcount.config import load_config
 from logcount.count.events import parse_events
 from logcount.errors import ConfigError
+from logcount.sources.rollup import rollup
 from tests.conftest import RedisServer
 from tests.test_cli_top import GOOGLEBOT, feed
 
@@ -129,6 +130,22 @@ def journeys(seed: int, visitors: int, start: datetime, hours: int) -> list[Step
             when = start + timedelta(seconds=rng.randrange(hours * 3600))
             steps.append(Step(who, when, path, method, status))
     return sorted(steps, key=lambda s: s.when)
+
+
+def sessions(seed: int, visitors: int, start: datetime, hours: int) -> list[Step]:
+    """Visitors each in a session of steps minutes or hours apart: some go on within the
+    hour, some come back later (a funnel's steps follow or do not)."""
+    rng = random.Random(seed)
+    steps = []
+    for who in range(visitors):
+        when = start + timedelta(seconds=rng.randrange(hours * 3600))
+        for _ in range(rng.randint(1, 8)):
+            path, method, status = rng.choice(PATHS)
+            steps.append(Step(who, when, path, method, status))
+            when += timedelta(minutes=rng.choice([1, 5, 20, 50, 70, 200]))
+    return sorted(
+        (s for s in steps if s.when < start + timedelta(hours=hours)), key=lambda s: s.when
+    )
 
 
 def did(steps: list[Step], keep: Callable[[Step], bool] = lambda s: True) -> dict[str, set[int]]:
@@ -284,3 +301,212 @@ def test_a_bad_event_in_the_config_is_one_line_at_start(tmp_path: Path) -> None:
     result = CliRunner().invoke(cli, ["--config", str(path), "visitors", "x"])
     assert result.exit_code == 78
     assert "event #1 (x): give a path, a regex or an object type" in result.output
+
+
+# --- durable: the rollup's sets in the store ---------------------------------------------
+
+
+class Stored(Live):
+    def __init__(self, tmp: Path, server: RedisServer):
+        super().__init__(tmp, server)
+        self.tmp = tmp
+        self.store = f"sqlite:///{tmp / 'store.sqlite3'}"
+        self.base += ["--store", self.store]
+        self.config = replace(self.config, store=self.store)
+
+    def roll_up(self, name: str, steps: list[Step], host: str = "web1") -> None:
+        log = self.tmp / name
+        log.write_text("".join(map(log_line, steps)))
+        rollup(self.config, [str(log)], [], host=host, jobs=1, warn=lambda m: None)
+
+
+@pytest.fixture
+def stored(tmp_path: Path, redis_server: RedisServer) -> Stored:
+    return Stored(tmp_path, redis_server)
+
+
+@pytest.mark.parametrize(("expr", "reference"), EXPRESSIONS)
+def test_visitors_from_the_store_across_hosts_and_reruns(
+    stored: Stored, expr: str, reference: Any
+) -> None:
+    steps = journeys(3, 300, at(DAY1, 20), 8)  # 20:00 to 04:00 the next day
+    half = len(steps) // 2
+    # two hosts' files, each with lines of both days; one of them rolled up twice
+    stored.roll_up("web1.log", steps[::2], host="web1")
+    stored.roll_up("web2.log", steps[1::2], host="web2")
+    stored.roll_up("web2.log", steps[1::2], host="web2")
+    assert half > 100
+    span = f"{DAY1}..{DAY2}"
+    report = stored.json("visitors", expr, "--window", span, "--per", "day")
+    assert report["window"]["source"] == "store"
+    assert report["per"] == [
+        {
+            "start": at(day).isoformat(),
+            "visitors": len(reference(did(steps, lambda s, day=day: s.when.date() == day))),
+        }
+        for day in (DAY1, DAY2)
+    ]
+    assert report["total"] == len(reference(did(steps)))
+
+
+def test_a_window_from_the_store_and_live(stored: Stored) -> None:
+    old = journeys(4, 150, at(DAY1, 8), 12)
+    new = journeys(5, 150, at(DAY2 + timedelta(days=1), 0), 1)  # today, first hour
+    stored.roll_up("day1.log", old)
+    stored.feed(new)  # live only: today is never read from the store
+    span = f"{DAY1}..{DAY2 + timedelta(days=1)}"
+    report = stored.json("visitors", "login | read_press", "--window", span, "--per", "day")
+    either = lambda d: d["login"] | d["read_press"]  # noqa: E731
+    assert report["window"]["source"] == "both"
+    assert [p["visitors"] for p in report["per"]] == [
+        len(either(did(old))),
+        0,
+        len(either(did(new))),
+    ]
+    # visitor 7 of the old day is visitor 7 of today (same address and agent): the union
+    # is of visitor hashes, not of the store's and Redis' numbers, which differ
+    assert report["total"] == len(either(did(old)) | either(did(new)))
+    assert either(did(old)) & either(did(new))
+
+
+def test_visitors_from_a_postgresql_store(
+    tmp_path: Path, redis_server: RedisServer, postgres_url: str
+) -> None:
+    pg = Stored(tmp_path, redis_server)
+    pg.base[pg.base.index("--store") + 1] = postgres_url
+    pg.config = replace(pg.config, store=postgres_url)
+    steps = journeys(6, 200, at(DAY1, 6), 12)
+    pg.roll_up("a.log", steps[::2], host="a")
+    pg.roll_up("b.log", steps[1::2], host="b")
+    report = pg.json("visitors", "signup - paid", "--window", DAY1.isoformat())
+    assert report["window"]["source"] == "store"
+    assert report["total"] == len(did(steps)["signup"] - did(steps)["paid"])
+
+
+# --- funnels and retention ---------------------------------------------------------------
+
+
+def funnel_reference(
+    steps: list[Step], events: list[str], bucket: Callable[[Step], int], reach: int
+) -> list[int]:
+    """Per visitor: the buckets where they reached each step (the first: where they did
+    the first event; the next: where they did the next event, at most `reach` buckets
+    after a bucket where they reached the step before); how many reached each step."""
+    out = [0] * len(events)
+    for who in {s.who for s in steps}:
+        done = [{bucket(s) for s in steps if s.who == who and e in events_of(s)} for e in events]
+        reached = done[0]
+        for i in range(len(events)):
+            if i:
+                reached = {u for u in done[i] if any(t <= u <= t + reach for t in reached)}
+            if not reached:
+                break
+            out[i] += 1
+    return out
+
+
+def test_a_funnel_within_an_hour(live: Live) -> None:
+    steps = sessions(7, 600, at(DAY2), 24)
+    live.feed(steps)
+    events = ["login", "song_played", "paid"]
+    report = live.json("funnel", *events, "--window", DAY2.isoformat(), "--within", "1h")
+    expected = funnel_reference(steps, events, lambda s: s.when.hour, 1)
+    assert report == {
+        "window": {
+            "start": at(DAY2).isoformat(),
+            "end": at(DAY2 + timedelta(days=1)).isoformat(),
+            "source": "live",
+        },
+        "steps": [{"event": e, "visitors": n} for e, n in zip(events, expected, strict=True)],
+    }
+    assert expected[0] > expected[1] > expected[2] > 0
+    table = live.run("funnel", *events, "--window", DAY2.isoformat(), "--within", "1h")
+    row = next(ln.split() for ln in table.output.splitlines() if ln.startswith("2 "))
+    assert row == [
+        "2",
+        "song_played",
+        str(expected[1]),
+        f"{expected[1] / expected[0] * 100:.1f}%",
+        str(expected[0] - expected[1]),
+    ]
+
+
+def test_a_funnel_from_the_store_by_days(stored: Stored) -> None:
+    steps = sessions(8, 300, at(DAY1), 48)
+    stored.roll_up("both.log", steps)
+    events = ["signup", "paid"]
+    span = f"{DAY1}..{DAY2}"
+    report = stored.json("funnel", *events, "--window", span, "--within", "7d")
+    assert report["window"]["source"] == "store"
+    expected = funnel_reference(steps, events, lambda s: (s.when.date() - DAY1).days, 7)
+    assert [s["visitors"] for s in report["steps"]] == expected
+
+
+def retention_reference(steps: list[Step], event: str, days: list[date]) -> list[dict[str, Any]]:
+    did_on = [{s.who for s in steps if s.when.date() == d and event in events_of(s)} for d in days]
+    out, seen = [], set()
+    for i, day in enumerate(days):
+        fresh = did_on[i] - seen
+        seen |= did_on[i]
+        out.append(
+            {
+                "start": day.isoformat(),
+                "size": len(fresh),
+                "back": [len(fresh & later) for later in did_on[i + 1 :]],
+            }
+        )
+    return out
+
+
+@pytest.mark.parametrize("rolled", [False, True])
+def test_retention_by_day_live_and_stored(stored: Stored, rolled: bool) -> None:
+    today = DAY2 + timedelta(days=1)
+    steps = journeys(9, 300, at(DAY1), 72)  # three days: DAY1, DAY2, today
+    past = [s for s in steps if s.when.date() < today]
+    if rolled:
+        stored.roll_up("past.log", past)
+        stored.feed([s for s in steps if s.when.date() == today])
+    else:
+        stored.feed(steps)
+    report = stored.json("retention", "--event", "read_press", "--cohort", "day", "--periods", "3")
+    assert report == {"cohorts": retention_reference(steps, "read_press", [DAY1, DAY2, today])}
+    assert report["cohorts"][0]["back"][0] > 0
+
+
+def test_the_retention_table_is_shaded_on_a_terminal_only(live: Live) -> None:
+    from logcount.read.render import retention_table
+
+    report = {
+        "site": "test",
+        "events": ["login"],
+        "cohort": "week",
+        "cohorts": [
+            {"start": "2026-11-30", "size": 4, "back": [1]},
+            {"start": "2026-12-07", "size": 2, "back": []},
+        ],
+    }
+    plain = retention_table(report, 80, terminal=False)
+    assert "\x1b" not in plain
+    assert plain.splitlines()[2:5] == [
+        "cohort      size     +1",
+        "2026-11-30     4  25.0%",
+        "2026-12-07     2",
+    ]
+    shaded = retention_table(report, 80, terminal=True)
+    assert "\x1b[" in shaded and "25.0%" in shaded
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["funnel", "login", "nope"], "unknown event 'nope'"),
+        (["funnel", "login", "--within", "soon"], "--within: 'soon' is not a duration"),
+        (["retention", "--event", "nope"], "unknown event 'nope'"),
+        (["retention", "--periods", "0"], "Invalid value for '--periods'"),
+    ],
+)
+def test_bad_funnels_and_cohorts_are_one_line(live: Live, args: list[str], message: str) -> None:
+    result = live.run(*args)
+    assert result.exit_code == 2, result.output
+    assert message in result.output
+    assert len(result.output.strip().splitlines()) == 1

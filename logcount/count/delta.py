@@ -61,6 +61,7 @@ class Delta:
         return (
             {k[0] for k in self.totals}
             | {k[0] for k in self.members}
+            | {k[0] for k in self.events}
             | set(self.recent)
             | set(self.samples)
         )

@@ -245,10 +245,75 @@ class Counts:
 
         if per is not None and per not in PER:
             raise WindowError(f"unknown --per {per!r} (use {', '.join(PER)})")
-        names = tuple(e["name"] for e in self.config.events if isinstance(e, dict))
-        parsed = parse_expression(expr, names)
+        parsed = parse_expression(expr, self._event_names())
         win = self.window(window)
-        return build_visitors(self.redis, site or self.site, win, parsed, expr, per)
+        today = self.now().date()
+        store = self.store if win.gran == "day" and win.start.date() < today else None
+        return build_visitors(self.redis, store, site or self.site, win, parsed, expr, per, today)
+
+    def funnel(
+        self,
+        events: list[str],
+        window: str = "today",
+        within: str | int | None = None,
+        site: str | None = None,
+    ) -> dict[str, Any]:
+        """The `logcount funnel` report: how many did the first event, of those how many
+        did the next after it (within `within`: "1h", "1d", "7d" or seconds), and so on."""
+        from logcount.read.journeys import build_funnel
+
+        if not events:
+            raise WindowError("name the funnel's events, in order")
+        self._known_events(events)
+        seconds = None if within is None else _within(within)
+        win = self.window(window)
+        today = self.now().date()
+        store = self.store if win.gran == "day" and win.start.date() < today else None
+        return build_funnel(self.redis, store, site or self.site, win, events, seconds, today)
+
+    def retention(
+        self,
+        event: str | None = None,
+        cohort: str = "week",
+        periods: int = 8,
+        site: str | None = None,
+    ) -> dict[str, Any]:
+        """The `logcount retention` cohort table: visitors first seen doing `event` (any
+        event without one) in each of the last `periods` days, weeks or months, and how
+        many of them did it again in each later period."""
+        from logcount.read.journeys import COHORTS, build_retention
+
+        if cohort not in COHORTS:
+            raise WindowError(f"unknown cohort {cohort!r} (use {', '.join(COHORTS)})")
+        if not 1 <= periods <= 60:
+            raise WindowError("--periods must be from 1 to 60")
+        events = [event] if event is not None else list(self._event_names())
+        if not events:
+            raise WindowError("no events are configured: see [[event]] in the README")
+        self._known_events(events)
+        today = self.now().date()
+        return build_retention(
+            self.redis,
+            self.store if periods > 1 or cohort != "day" else None,
+            site or self.site,
+            events,
+            cohort,
+            periods,
+            today,
+            zone_of(self.config),
+        )
+
+    def _event_names(self) -> tuple[str, ...]:
+        return tuple(e["name"] for e in self.config.events if isinstance(e, dict))
+
+    def _known_events(self, events: list[str]) -> None:
+        from logcount.read.journeys import ExpressionError
+
+        known = self._event_names()
+        for event in events:
+            if event not in known:
+                names = ", ".join(known) or "none configured: see [[event]]"
+                raise ExpressionError(f"unknown event {event!r} (events: {names})")
 
     def top(
         self,
@@ -301,6 +366,20 @@ class Counts:
             raise RedisUnavailable(f"cannot read from Redis: {reason(exc)}") from None
         out = [beat for beat in map(_heartbeat, values) if beat is not None]
         return sorted(out, key=lambda r: (str(r["host"]), r["pid"]))
+
+
+def _within(value: str | int) -> int:
+    """`--within`: 1h, 1d, 7d (or seconds), at most ten years."""
+    from logcount.config import parse_duration
+    from logcount.errors import ConfigError
+
+    try:
+        seconds = parse_duration(value, "--within")
+    except ConfigError as exc:
+        raise WindowError(str(exc)) from None
+    if seconds > 3660 * 86400:
+        raise WindowError(f"--within {value!r} is longer than ten years")
+    return seconds
 
 
 def open_store(config: Config) -> Any:

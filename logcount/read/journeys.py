@@ -13,12 +13,12 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from logcount.dimensions import GRANULARITIES
 from logcount.errors import LogcountError
-from logcount.read.report import Window, bucket_labels, reading_redis
+from logcount.read.report import Window, bucket_labels, label_day, reading_redis
 from logcount.sinks import keys
 
 PER = ("hour", "day", "week")
@@ -135,8 +135,9 @@ def bitmap(data: bytes | None, size: int) -> int:
 
 def read_bitmaps(
     client: Any, site: str, events: list[str], gran: str, labels: tuple[str, ...]
-) -> dict[tuple[str, str], int]:
-    """Each (event, label)'s bitmap, as integers comparable with each other."""
+) -> tuple[dict[tuple[str, str], int], int]:
+    """Each (event, label)'s bitmap, as integers comparable with each other, and the
+    width in bytes they were padded to."""
     pairs = [(e, lbl) for e in events for lbl in labels]
     with reading_redis(client):
         pipe = client.pipeline(transaction=False)
@@ -144,7 +145,7 @@ def read_bitmaps(
             pipe.get(keys.event_set(site, event, gran, label))
         replies = pipe.execute()
     size = max((len(r) for r in replies if r), default=0)
-    return {pair: bitmap(r, size) for pair, r in zip(pairs, replies, strict=True)}
+    return {pair: bitmap(r, size) for pair, r in zip(pairs, replies, strict=True)}, size
 
 
 def count(value: Any) -> int:
@@ -178,47 +179,279 @@ def per_buckets(
     return gran, [(when, (label,)) for when, label in zip(starts, labels, strict=True)]
 
 
+class EventSets:
+    """Each (event, bucket)'s visitors for a window: live bitmaps from Redis (as integers),
+    whole days before today from the store (roaring bitmaps) where it has them. The two
+    number visitors each their own way: a group of buckets that takes from both is
+    compared as visitor hashes."""
+
+    def __init__(
+        self,
+        client: Any,
+        store: Any,
+        site: str,
+        events: list[str],
+        gran: str,
+        labels: tuple[str, ...],
+        today: date,
+    ):
+        self.client, self.store, self.site = client, store, site
+        self.stored: dict[tuple[str, str], Any] = {}
+        past = sorted({label_day(lbl) for lbl in labels if label_day(lbl) < today})
+        if store is not None and gran == "day" and past:
+            from logcount.sinks.event_store import event_bitmaps, event_days
+
+            have = event_days(store, site, past)
+            if have:
+                found = event_bitmaps(store, site, sorted(have), events)
+                for event in events:
+                    for day in have:
+                        self.stored[event, day.strftime("%Y%m%d")] = found.get((event, day))
+        self.stored_labels = {lbl for _, lbl in self.stored}
+        live = tuple(lbl for lbl in labels if lbl not in self.stored_labels)
+        self.live, self.width = read_bitmaps(client, site, events, gran, live)
+        self._hashes: bytes | None = None
+
+    def source(self) -> str:
+        if not self.stored:
+            return "live"
+        return "both" if self.live else "store"
+
+    def union(self, labels: tuple[str, ...]) -> Callable[[str], Any]:
+        """`of(event)`: the event's visitors over `labels`, all in one domain."""
+        stored = [lbl for lbl in labels if lbl in self.stored_labels]
+        live = [lbl for lbl in labels if lbl not in self.stored_labels]
+
+        def live_of(event: str) -> int:
+            out = 0
+            for lbl in live:
+                out |= self.live[event, lbl]
+            return out
+
+        def stored_of(event: str) -> Any:
+            from pyroaring import BitMap
+
+            out = BitMap()
+            for lbl in stored:
+                found = self.stored[event, lbl]
+                if found is not None:
+                    out |= found
+            return out
+
+        if not stored:
+            return live_of
+        if not live:
+            return stored_of
+
+        def mixed(event: str) -> set[str]:
+            from logcount.sinks.event_store import hashes_of
+
+            return self.live_hashes(live_of(event)) | hashes_of(
+                self.store, self.site, stored_of(event)
+            )
+
+        return mixed
+
+    def same_domain(self, values: list[Any]) -> list[Any]:
+        """Values of several groups made comparable: as they are when all come from one
+        side, else all as visitor hashes."""
+        kinds = {type(v) for v in values}
+        if len(kinds) <= 1:
+            return values
+        return [self.hashes(v) for v in values]
+
+    def hashes(self, value: Any) -> set[str]:
+        if isinstance(value, int):
+            return self.live_hashes(value)
+        if isinstance(value, set):
+            return value
+        from logcount.sinks.event_store import hashes_of
+
+        return hashes_of(self.store, self.site, value)
+
+    def live_hashes(self, bits: int) -> set[str]:
+        """The visitor hashes of a live bitmap: its numbers, looked up in the reversed
+        numbering (read once)."""
+        if not bits:
+            return set()
+        if self._hashes is None:
+            with reading_redis(self.client):
+                self._hashes = self.client.get(keys.visitor_hashes(self.site)) or b""
+        text = bin(bits)[2:].zfill(self.width * 8)  # bit N of Redis is character N
+        table = self._hashes
+        return {table[16 * n : 16 * n + 16].decode() for n, c in enumerate(text) if c == "1"}
+
+
 def build_visitors(
     client: Any,
+    store: Any,
     site: str,
     window: Window,
     expr: Expr,
     text: str,
     per: str | None,
+    today: date,
 ) -> dict[str, Any]:
     """`{"expr", "window", "total", "per": [{"start", "visitors"}, ...]}`: the distinct
     visitors of `expr` over the whole window, and in each bucket of `per`."""
     events = sorted(set(expr.events()))
     gran, groups = per_buckets(window, per)
     labels = tuple(lbl for _, lbls in groups for lbl in lbls)
-    maps = read_bitmaps(client, site, events, gran, labels)
-
-    def union(lbls: tuple[str, ...]) -> Callable[[str], int]:
-        def of(event: str) -> int:
-            out = 0
-            for lbl in lbls:
-                out |= maps[event, lbl]
-            return out
-
-        return of
-
+    sets = EventSets(client, store, site, events, gran, labels, today)
     rows = []
     if per is not None:
         for start, lbls in groups:
-            rows.append(
-                {
-                    "start": start.isoformat(timespec="seconds"),
-                    "visitors": count(expr.value(union(lbls))),
-                }
-            )
+            value = expr.value(sets.union(lbls))
+            rows.append({"start": start.isoformat(timespec="seconds"), "visitors": count(value)})
     return {
         "expr": text,
         "window": {
             "start": window.start.isoformat(timespec="seconds"),
             "end": window.end.isoformat(timespec="seconds"),
-            "source": "live",
+            "source": sets.source(),
         },
         "site": site,
-        "total": count(expr.value(union(labels))),
+        "total": count(expr.value(sets.union(labels))),
         "per": rows,
     }
+
+
+# --- funnel ----------------------------------------------------------------------------
+
+
+def build_funnel(
+    client: Any,
+    store: Any,
+    site: str,
+    window: Window,
+    events: list[str],
+    within: int | None,
+    today: date,
+) -> dict[str, Any]:
+    """`{"window", "steps": [{"event", "visitors"}, ...]}`: the visitors who did the first
+    event, of those the ones who did the second in the same bucket or a later one at most
+    `within` seconds of buckets after, and so on from where each reached the step before.
+    Buckets are hours when the window's hours live and `within` is at most a day, else
+    days: "after" is known to the bucket."""
+    hourly = window.gran != "day" or (within is not None and within <= 86400)
+    gran = "hour" if hourly else "day"
+    step = GRANULARITIES[gran].step
+    start = window.start.replace(minute=0, second=0, microsecond=0)
+    if gran == "day":
+        start = start.replace(hour=0)
+    labels = bucket_labels(start, max(window.end, start + timedelta(seconds=1)), gran)
+    reach = len(labels) if within is None else within // int(step.total_seconds())
+    sets = EventSets(client, store, site, sorted(set(events)), gran, labels, today)
+    per_event = {}
+    for event in sorted(set(events)):
+        per_event[event] = [sets.union((lbl,))(event) for lbl in labels]
+    flat = sets.same_domain([v for vs in per_event.values() for v in vs])
+    n = len(labels)
+    for i, event in enumerate(sorted(set(events))):
+        per_event[event] = flat[i * n : (i + 1) * n]
+    reached = per_event[events[0]]  # who reached the step, per bucket they reached it in
+    steps = [{"event": events[0], "visitors": count(_union(reached))}]
+    for event in events[1:]:
+        did = per_event[event]
+        nxt = [_empty(did[0]) for _ in labels]
+        for t, who in enumerate(reached):
+            if not count(who):
+                continue
+            for u in range(t, min(n, t + reach + 1)):
+                nxt[u] = nxt[u] | (who & did[u])
+        reached = nxt
+        steps.append({"event": event, "visitors": count(_union(reached))})
+    return {
+        "window": {
+            "start": window.start.isoformat(timespec="seconds"),
+            "end": window.end.isoformat(timespec="seconds"),
+            "source": sets.source(),
+        },
+        "site": site,
+        "within": within,
+        "steps": steps,
+    }
+
+
+def _empty(like: Any) -> Any:
+    return type(like)()
+
+
+def _union(values: list[Any]) -> Any:
+    out = _empty(values[0]) if values else 0
+    for v in values:
+        out = out | v
+    return out
+
+
+# --- retention --------------------------------------------------------------------------
+
+COHORTS = ("day", "week", "month")
+
+
+def cohort_periods(cohort: str, periods: int, today: date) -> list[tuple[date, date]]:
+    """The last `periods` periods up to today's, each (first day, day after its last)."""
+    if cohort == "day":
+        first = today
+    elif cohort == "week":
+        first = today - timedelta(days=today.weekday())
+    else:
+        first = today.replace(day=1)
+    out = []
+    for _ in range(periods):
+        out.append((first, _next_period(first, cohort)))
+        first = _previous_period(first, cohort)
+    return out[::-1]
+
+
+def _next_period(first: date, cohort: str) -> date:
+    if cohort == "day":
+        return first + timedelta(days=1)
+    if cohort == "week":
+        return first + timedelta(days=7)
+    return (first.replace(day=28) + timedelta(days=4)).replace(day=1)
+
+
+def _previous_period(first: date, cohort: str) -> date:
+    if cohort == "day":
+        return first - timedelta(days=1)
+    if cohort == "week":
+        return first - timedelta(days=7)
+    return (first - timedelta(days=1)).replace(day=1)
+
+
+def build_retention(
+    client: Any,
+    store: Any,
+    site: str,
+    events: list[str],
+    cohort: str,
+    periods: int,
+    today: date,
+    tz: Any,
+) -> dict[str, Any]:
+    """`{"cohorts": [{"start", "size", "back": [N, ...]}, ...]}`: for each period, the
+    visitors who did the event (any of `events`) then and in no earlier period of the
+    table, and how many of them did it again in each later period."""
+    spans = cohort_periods(cohort, periods, today)
+    first = datetime.combine(spans[0][0], datetime.min.time(), tz)
+    end = datetime.combine(spans[-1][1], datetime.min.time(), tz)
+    labels = bucket_labels(first, end, "day")
+    sets = EventSets(client, store, site, sorted(set(events)), "day", labels, today)
+    groups = [tuple(lbl for lbl in labels if a <= label_day(lbl) < b) for a, b in spans]
+    values = []
+    for group in groups:
+        of = sets.union(group)
+        value = of(events[0])
+        for event in events[1:]:
+            value = value | of(event)
+        values.append(value)
+    values = sets.same_domain(values)
+    seen = _empty(values[0])
+    cohorts = []
+    for i, (span, value) in enumerate(zip(spans, values, strict=True)):
+        fresh = value - seen if not isinstance(value, int) else value & ~seen
+        seen = seen | value
+        back = [count(fresh & later) for later in values[i + 1 :]]
+        cohorts.append({"start": span[0].isoformat(), "size": count(fresh), "back": back})
+    return {"site": site, "events": events, "cohort": cohort, "cohorts": cohorts}

@@ -477,3 +477,100 @@ def visitors_table(report: dict[str, Any], width: int | None = None, terminal: b
     ]
     rows = [[_when(start), f"{n:,}"] for start, n in _visitor_rows(report)]
     return render_table(head, ["start", "visitors"], rows, width or 100, terminal, {1}, 0, "")
+
+
+def funnel_json(report: dict[str, Any], terminal: bool = False) -> str:
+    return dump_json({"window": report["window"], "steps": report["steps"]}, terminal)
+
+
+def _funnel_rows(report: dict[str, Any]) -> list[tuple[int, str, int, float, int]]:
+    """(step, event, visitors, share of the first step, drop from the step before)."""
+    steps = report["steps"]
+    first = steps[0]["visitors"] if steps else 0
+    out = []
+    for i, s in enumerate(steps):
+        before = steps[i - 1]["visitors"] if i else s["visitors"]
+        share = s["visitors"] / first if first else 0.0
+        out.append((i + 1, s["event"], s["visitors"], share, before - s["visitors"]))
+    return out
+
+
+def funnel_csv(report: dict[str, Any], terminal: bool = False) -> str:
+    rows: list[list[Any]] = [["step", "event", "visitors", "share", "drop"]]
+    rows += [[n, e, v, f"{share:.4f}", drop] for n, e, v, share, drop in _funnel_rows(report)]
+    return _csv(rows, terminal)
+
+
+def funnel_table(report: dict[str, Any], width: int | None = None, terminal: bool = False) -> str:
+    w = report["window"]
+    within = report.get("within")
+    head = [
+        f"{_when(w['start'])} .. {_when(w['end'])} ({w['source']})  "
+        f"site {safe_text(report['site'])}  funnel"
+        + (f", each step within {within:,} s of the one before" if within else "")
+    ]
+    rows = [
+        [str(n), safe_text(e), f"{v:,}", f"{share * 100:.1f}%", f"{drop:,}" if n > 1 else ""]
+        for n, e, v, share, drop in _funnel_rows(report)
+    ]
+    names = ["#", "event", "visitors", "of first", "drop"]
+    return render_table(head, names, rows, width or 100, terminal, {0, 2, 3, 4}, 1, "")
+
+
+def retention_json(report: dict[str, Any], terminal: bool = False) -> str:
+    return dump_json({"cohorts": report["cohorts"]}, terminal)
+
+
+def retention_csv(report: dict[str, Any], terminal: bool = False) -> str:
+    most = max((len(c["back"]) for c in report["cohorts"]), default=0)
+    rows: list[list[Any]] = [["start", "size", *(f"back_{i}" for i in range(1, most + 1))]]
+    rows += [[c["start"], c["size"], *c["back"]] for c in report["cohorts"]]
+    return _csv(rows, terminal)
+
+
+# Shades of a retention cell on a terminal, from none back to all back.
+SHADES = ("grey11", "grey23", "dark_green", "green4", "green3", "green1")
+
+
+def retention_table(
+    report: dict[str, Any], width: int | None = None, terminal: bool = False
+) -> str:
+    """The cohort table: each cohort's size and the share back in each later period,
+    shaded by that share on a terminal."""
+    cohorts = report["cohorts"]
+    most = max((len(c["back"]) for c in cohorts), default=0)
+    names = ["cohort", "size", *(f"+{i}" for i in range(1, most + 1))]
+    rows = []
+    for c in cohorts:
+        shares = [n / c["size"] if c["size"] else 0.0 for n in c["back"]]
+        rows.append((c["start"], f"{c['size']:,}", shares))
+    events = ", ".join(report["events"])
+    head = (
+        f"site {safe_text(report['site'])}  retention by {report['cohort']}  of {safe_text(events)}"
+    )
+    if not terminal:
+        cells = [
+            [s, size, *(f"{x * 100:.1f}%" for x in shares), *[""] * (most - len(shares))]
+            for s, size, shares in rows
+        ]
+        right = set(range(1, len(names)))
+        return render_table([head], names, cells, width or 100, False, right, 0, "(no cohorts)")
+    from rich.table import Table
+    from rich.text import Text
+
+    table = Table(box=None, pad_edge=False, show_edge=False, header_style="bold")
+    for i, name in enumerate(names):
+        table.add_column(name, justify="left" if i == 0 else "right", no_wrap=True)
+    for start, size, shares in rows:
+        shaded = [Text(f"{x * 100:.1f}%", style=f"on {_shade(x)}") for x in shares]
+        table.add_row(start, size, *shaded, *[""] * (most - len(shares)))
+    buf = io.StringIO()
+    console = _console(buf, width or 100)
+    console.print(head, style="bold")
+    console.print()
+    console.print(table)
+    return "".join(line.rstrip() + "\n" for line in buf.getvalue().splitlines())
+
+
+def _shade(share: float) -> str:
+    return SHADES[min(len(SHADES) - 1, int(share * (len(SHADES) - 1) + 0.5))]

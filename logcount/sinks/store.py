@@ -122,6 +122,28 @@ day_visitors = _fact("logcount_day_visitors", [sa.Column("visitor", sa.String(32
 # One sketch of the day's visitors per source, site and day (replaces day_visitors' rows).
 day_visitor_sets = _fact("logcount_day_visitor_sets", [], ())
 day_visitor_sets.append_column(sa.Column("visitor_set", sa.LargeBinary, nullable=False))
+# Who did each event on a day, per source: a roaring bitmap of the site's visitor numbers
+# (logcount/sinks/event_store.py), unions over sources exact.
+day_events = _fact("logcount_day_events", [sa.Column("event", sa.String(64))], ("visitors",))
+day_events.append_column(sa.Column("visitor_set", sa.LargeBinary, nullable=False))
+# The site's visitor numbering: a visitor hash gets the next number once, for good.
+visitor_numbers = sa.Table(
+    "logcount_visitor_numbers",
+    metadata,
+    sa.Column("site", sa.String(255), nullable=False),
+    sa.Column("visitor", sa.String(16), nullable=False),
+    sa.Column("number", sa.BigInteger, nullable=False),
+    sa.PrimaryKeyConstraint("site", "visitor"),
+    sa.UniqueConstraint("site", "number", name="logcount_visitor_numbers_site_number"),
+)
+# The next number of each site, a row locked while numbers are given (several hosts'
+# rollups into one PostgreSQL number one after the other).
+visitor_next = sa.Table(
+    "logcount_visitor_next",
+    metadata,
+    sa.Column("site", sa.String(255), primary_key=True),
+    sa.Column("next", sa.BigInteger, nullable=False),
+)
 VISITOR_TABLES = {"path": day_paths, "object": day_objects}
 assert set(VISITOR_TABLES) == {n for n, d in DIMENSIONS.items() if d.visitors}
 FACT_TABLES = (
@@ -132,6 +154,7 @@ FACT_TABLES = (
     day_visitors,
     day_visitor_sets,
     day_timings,
+    day_events,
 )
 
 
@@ -153,6 +176,8 @@ class SourceFacts:
     visitors: list[dict[str, Any]] = field(default_factory=list)
     visitor_sets: list[dict[str, Any]] = field(default_factory=list)
     timings: list[dict[str, Any]] = field(default_factory=list)
+    # {"site", "day", "event", "hashes": set of visitor hashes}: numbered when written
+    events: list[dict[str, Any]] = field(default_factory=list)
 
     def days(self) -> set[date]:
         return {row["day"] for row in self.totals}
@@ -300,6 +325,10 @@ class Store:
             ):
                 for batch in _batches(rows, 5000):
                     conn.execute(table.insert(), [{**r, "source_id": sid} for r in batch])
+            if facts.events:
+                from logcount.sinks.event_store import insert_event_sets
+
+                insert_event_sets(conn, sid, facts.events)
             conn.execute(
                 sources.update()
                 .where(sources.c.id == sid)

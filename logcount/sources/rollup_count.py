@@ -18,6 +18,7 @@ from logcount.config import Config
 from logcount.count.agents import agent_family
 from logcount.count.aggregate import Aggregator, LineCounter, RawCounts, tune_gc
 from logcount.count.classify import Buckets, Classifier
+from logcount.count.events import visitor_fields
 from logcount.count.lines import LineSplitter, Piece
 from logcount.count.logformat import CompiledFormat, compile_format
 from logcount.count.visitors import MemberVisitors
@@ -66,6 +67,7 @@ class FileCounter:
         self.classifier = classifier
         # Client addresses reach the store only when the configuration asks for them.
         mine: dict[str, Any] = {"classifier": classifier, "count_clients": config.store_clients}
+        mine["event_fields"] = visitor_fields(config)
         try:  # the counter decides bots and ignored paths with our classifier
             self.counter = LineCounter(fmt, recent_size=1, path_visitors=True, **mine)
         except TypeError:  # a LineCounter that leaves that to the Aggregator
@@ -150,6 +152,8 @@ class FileCounter:
         fresh: tuple[dict[Any, set[str]], ...] = ({}, {}, {})  # day, path, object
         self.visitors.collect(visitors, fresh)
         self.counts.add_visitors(*fresh)
+        if self.aggregator.events:  # who did each event, per day (count/events.py)
+            self.aggregator.events.collect(visitors, self.counts.delta.events)
         # Memory stays flat however many distinct URLs a day has: a working table of
         # twice the store's cap per day and dimension (the store keeps the cap).
         self.counts.bound(working_size(self.config), self.family)
