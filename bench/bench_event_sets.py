@@ -104,7 +104,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--visitors", type=int, default=1_000_000)
     ap.add_argument("--events", type=int, default=10)
-    ap.add_argument("--batch", type=int, default=20_000)
+    ap.add_argument("--batch", type=int, default=2_000)
     ap.add_argument("--sets", action="store_true", help="also plain Redis sets, to compare")
     args = ap.parse_args()
     hashes = visitors(args.visitors)

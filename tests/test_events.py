@@ -510,3 +510,131 @@ def test_bad_funnels_and_cohorts_are_one_line(live: Live, args: list[str], messa
     assert result.exit_code == 2, result.output
     assert message in result.output
     assert len(result.output.strip().splitlines()) == 1
+
+
+# --- identities: the authenticated user, a cookie ------------------------------------------
+
+USER_CONFIG = """site = "test"
+timezone = "UTC"
+event_identity = "%u"
+
+[[event]]
+name = "login"
+path = "/login"
+
+[[event]]
+name = "paid"
+path = "/pay/*"
+"""
+COOKIE_FORMAT = '%h %l %u %t "%r" %>s %b "%{Referer}i" "%{User-Agent}i" %{sessionid}C'
+
+
+def user_line(user: str, address: str, path: str, hour: int, cookie: str | None = None) -> str:
+    stamp = at(DAY2, hour).strftime("%d/%b/%Y:%H:%M:%S +0000")
+    line = f'{address} - {user} [{stamp}] "GET {path} HTTP/1.1" 200 10 "-" "{agent(1)}"'
+    return line + (f" {cookie}" if cookie is not None else "") + "\n"
+
+
+@pytest.mark.parametrize("rolled", [False, True])
+def test_events_by_the_authenticated_user(
+    tmp_path: Path, redis_server: RedisServer, rolled: bool
+) -> None:
+    config = tmp_path / "u.toml"
+    config.write_text(USER_CONFIG)
+    store = f"sqlite:///{tmp_path / 's.sqlite3'}"
+    base = ["--config", str(config), "--redis", redis_server.url, "--store", store]
+    base += ["--data-dir", str(tmp_path / "d")]
+    loaded = load_config(
+        str(config), redis=redis_server.url, store=store, data_dir=str(tmp_path / "d")
+    )
+    lines = [
+        user_line("alice", "10.0.0.1", "/login", 8),
+        user_line("alice", "10.0.0.2", "/pay/card", 9),  # another address: still alice
+        user_line("bob", "10.0.0.1", "/login", 8),  # alice's address: another user
+        user_line("-", "10.0.0.3", "/pay/card", 9),  # nobody known: not counted
+        user_line("carol", "10.0.0.4", "/pay/card", 10),
+    ]
+    if rolled:
+        log = tmp_path / "day.log"
+        log.write_text("".join(lines))
+        rollup(loaded, [str(log)], [], jobs=1, warn=lambda m: None)
+    else:
+        feed(loaded, "".join(lines))
+
+    def ask(expr: str) -> int:
+        result = CliRunner().invoke(
+            cli, [*base, "visitors", expr, "--window", DAY2.isoformat(), "--format", "json"]
+        )
+        assert result.exit_code == 0, result.output
+        return int(json.loads(result.output)["total"])
+
+    assert (ask("login"), ask("paid"), ask("login & paid"), ask("paid - login")) == (2, 2, 1, 1)
+
+
+def test_events_by_a_cookie_and_a_format_without_it(
+    tmp_path: Path, redis_server: RedisServer
+) -> None:
+    config = tmp_path / "c.toml"
+    config.write_text(
+        f"log_format = '{COOKIE_FORMAT}'\n" + USER_CONFIG.replace("%u", "%{sessionid}C")
+    )
+    loaded = load_config(str(config), redis=redis_server.url, data_dir=str(tmp_path / "d"))
+    feed(
+        loaded,
+        user_line("-", "10.0.0.1", "/login", 8, "s1")
+        + user_line("-", "10.0.0.2", "/pay/x", 9, "s1")
+        + user_line("-", "10.0.0.1", "/pay/x", 9, "s2"),
+    )
+    base = ["--config", str(config), "--redis", redis_server.url, "--data-dir", str(tmp_path / "d")]
+    result = CliRunner().invoke(
+        cli, [*base, "visitors", "login & paid", "--window", DAY2.isoformat(), "--format", "json"]
+    )
+    assert json.loads(result.output)["total"] == 1
+    config.write_text(USER_CONFIG.replace("%u", "%{sessionid}C"))  # combined: no cookie
+    result = CliRunner().invoke(cli, [*base, "visitors", "login"])
+    assert result.exit_code == 78
+    assert (
+        "event_identity %{sessionid}C: the log format 'combined' has no %{sessionid}C"
+        in result.output
+    )
+
+
+def test_two_sites_in_one_batch_number_their_visitors_apart(
+    tmp_path: Path, redis_server: RedisServer
+) -> None:
+    from logcount.count.classify import visitor_hash
+    from logcount.sinks import keys
+
+    config = tmp_path / "v.toml"
+    config.write_text('log_format = "vhost_combined"\n' + CONFIG.replace('site = "test"\n', ""))
+    loaded = load_config(str(config), redis=redis_server.url, data_dir=str(tmp_path / "d"))
+    stamp = at(DAY2, 9).strftime("%d/%b/%Y:%H:%M:%S +0000")
+
+    def vhost_line(site: str, who: int) -> str:
+        return (
+            f'{site}:80 {client(who)} - - [{stamp}] "POST /login HTTP/1.1" 200 10 "-" '
+            f'"{agent(who)}"\n'
+        )
+
+    visits = {"a.example": [1, 2, 3], "b.example": [3, 4, 2, 5]}
+    feed(loaded, "".join(vhost_line(site, w) for site, ws in visits.items() for w in ws))
+    r = redis_server.client()
+    key = loaded.visitor_key()
+    for site, ws in visits.items():
+        numbers = {
+            int(
+                r.hget(
+                    keys.visitor_ids(site), visitor_hash(client(w).encode(), agent(w).encode(), key)
+                )
+            )
+            for w in ws
+        }
+        assert numbers == set(range(len(ws)))  # each site numbers its own from 0
+        bits = r.get(keys.event_set(site, "login", "day", DAY2.strftime("%Y%m%d")))
+        on = {i for i in range(len(bits) * 8) if bits[i // 8] >> (7 - i % 8) & 1}
+        assert on == numbers
+        reversed_ = r.get(keys.visitor_hashes(site))
+        for w in ws:
+            h = visitor_hash(client(w).encode(), agent(w).encode(), key)
+            n = int(r.hget(keys.visitor_ids(site), h))
+            assert reversed_[16 * n : 16 * n + 16].decode() == h

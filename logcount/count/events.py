@@ -21,6 +21,7 @@ bitmaps (sinks/store.py).
 
 from __future__ import annotations
 
+import hashlib
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -33,9 +34,9 @@ NAME = re.compile(r"\A[A-Za-z_][A-Za-z0-9_]{0,63}\Z")
 _STATUS = re.compile(r"\A[1-5](?:[0-9][0-9]|xx)\Z")
 _METHOD = re.compile(r"\A[A-Z]{1,16}\Z")
 KEYS = ("name", "path", "regex", "object", "method", "status")
-# The identities events may be counted by. The visitor hash is the only one so far:
-# %u, a cookie or a header would need the scanner to capture one more field.
-IDENTITIES = ("visitor",)
+# Who did an event: the visitor hash (address and agent), or a field of the line, hashed
+# with the same key: the authenticated user (%u), a cookie (%{name}C), a header (%{name}i).
+_IDENTITY = re.compile(r"\A%(?:u|\{([A-Za-z0-9_.-]{1,64})\}([Ci]))\Z")
 # What a visitor key must carry beside its visitor for the events: the request and status.
 EVENT_FIELDS = ("request", "method", "uri", "query", "status")
 PAGE_FIELDS = ("request", "method", "uri", "query")
@@ -122,21 +123,45 @@ def _checked(
     return value
 
 
-def check_identity(identity: str) -> str:
-    if identity not in IDENTITIES:
+def identity_source(identity: str) -> tuple[str, str | None, None] | None:
+    """The directive an identity reads (logformat's signature), None for the visitor hash."""
+    if identity == "visitor":
+        return None
+    m = _IDENTITY.match(identity)
+    if m is None:
         raise ConfigError(
-            f"event_identity {identity!r}: only {', '.join(IDENTITIES)} (the keyed visitor "
-            "hash) is supported"
+            f"event_identity {identity!r}: use visitor, %u, %{{NAME}}C (a cookie) or "
+            "%{NAME}i (a header)"
         )
+    if m.group(2) is None:
+        return ("u", None, None)
+    return (m.group(2), m.group(1).lower(), None)
+
+
+def check_identity(identity: str) -> str:
+    identity_source(identity)
     return identity
+
+
+def format_ident(config: Any) -> tuple[str, str | None, None] | None:
+    """What compile_format must capture as `ident` for `config`'s events (None: nothing)."""
+    return identity_source(config.event_identity) if config.events else None
 
 
 def visitor_fields(config: Any) -> tuple[str, ...]:
     """The fields a LineCounter's visitor keys must carry for the events of `config`."""
-    return EVENT_FIELDS if config.events else ()
+    if not config.events:
+        return ()
+    return EVENT_FIELDS + (("ident",) if format_ident(config) else ())
 
 
 EventKey = tuple[str, str, str, str]  # site, event, granularity, label
+
+
+def identity_hash(ident: bytes, key: bytes) -> str:
+    """A user name, cookie or header value as the visitor hash is made (keyed blake2b, 8
+    bytes): never kept in clear, and apart from every address-and-agent hash."""
+    return hashlib.blake2b(b"ident\0" + ident, digest_size=8, key=key).hexdigest()
 
 
 class EventSets:
@@ -156,7 +181,9 @@ class EventSets:
         agg, cl = self.aggregator, self.aggregator.classifier
         layout, ctx_layout = agg.counter.vis_layout, agg.counter.ctx_layout
         page_fields = tuple(f for f in layout if f in PAGE_FIELDS or f == "status")
-        who_fields = tuple(f for f in layout if f in ("client", "agent"))
+        by_ident = "ident" in layout  # a user, cookie or header names who (agents: bots)
+        wanted = ("ident", "agent") if by_ident else ("client", "agent")
+        who_fields = tuple(f for f in layout if f in wanted)
         places: dict[tuple[bytes, ...], tuple[str, Any]] = {}
         pages: dict[Any, tuple[str, ...]] = {}
         hkey, rules = cl.config.visitor_key(), self.rules
@@ -190,12 +217,16 @@ class EventSets:
 
         ci = who_fields.index("client") if "client" in who_fields else -1
         ai = who_fields.index("agent") if "agent" in who_fields else -1
+        ii = who_fields.index("ident") if by_ident else -1
         agent_of, count_bots = cl.agent, agg.count_bots
 
         def digest_of(who: tuple[bytes, ...]) -> str | None:
             client, agent = who[ci] if ci >= 0 else b"", who[ai] if ai >= 0 else b""
             if not count_bots and agent_of(agent or b"-")[0]:
                 return None
+            if ii >= 0:  # a user, cookie or header: "-" or nothing is nobody known
+                ident = who[ii]
+                return None if ident in (b"", b"-") else identity_hash(ident, hkey)
             return visitor_hash(client, agent, hkey)
 
         page_at = tuple(layout.index(f) for f in page_fields)

@@ -110,6 +110,7 @@ if batch.m > 0 then
   end
 end
 local other = '(other)'
+local numbers = {}  -- numbering key -> visitor hash -> number, for the 'e' operations
 
 -- Members with a positive score, added to a sorted set that does not hold them yet.
 local function zadd_all(key, names, scores)
@@ -189,15 +190,26 @@ for _, op in ipairs(batch.ops) do
     -- Each visitor hash gets a number once (the next free one), kept both ways: the
     -- hash -> number map, and the hashes in number order (16 bytes each); the event's
     -- bucket is a bitmap of numbers.
+    -- A visitor in several events and buckets of the batch is looked up once.
     local ids, hashes = KEYS[data[1]], KEYS[data[2]]
+    local known = numbers[ids]
+    if not known then
+      known = {}
+      numbers[ids] = known
+    end
     for _, h in ipairs(data[4]) do
-      local id = redis.call('HGET', ids, h)
+      local id = known[h]
       if not id then
-        id = redis.call('HINCRBY', ids, '#next', 1) - 1
-        redis.call('HSET', ids, h, id)
-        redis.call('SETRANGE', hashes, id * 16, h)
+        id = redis.call('HGET', ids, h)
+        if not id then
+          id = redis.call('HINCRBY', ids, '#next', 1) - 1
+          redis.call('HSET', ids, h, id)
+          redis.call('SETRANGE', hashes, id * 16, h)
+        end
+        id = tonumber(id)
+        known[h] = id
       end
-      redis.call('SETBIT', key, tonumber(id), 1)
+      redis.call('SETBIT', key, id, 1)
     end
     redis.call('EXPIRE', ids, data[3])
     redis.call('EXPIRE', hashes, data[3])

@@ -21,7 +21,7 @@ from logcount.config import Config
 from logcount.count.aggregate import Aggregator, LineCounter, tune_gc
 from logcount.count.classify import Classifier
 from logcount.count.delta import Delta
-from logcount.count.events import visitor_fields
+from logcount.count.events import format_ident, visitor_fields
 from logcount.count.lines import Piece
 from logcount.count.logformat import compile_format
 from logcount.errors import ConfigError, LogcountError
@@ -137,7 +137,7 @@ class Pipeline:
         self.loader = loader
         self.mode = mode
         self.log = log
-        fmt = compile_format(config.log_format)
+        fmt = compile_format(config.log_format, ident=format_ident(config))
         self.counter = LineCounter(
             fmt,
             config.recent_size,

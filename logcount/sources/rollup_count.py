@@ -18,7 +18,7 @@ from logcount.config import Config
 from logcount.count.agents import agent_family
 from logcount.count.aggregate import Aggregator, LineCounter, RawCounts, tune_gc
 from logcount.count.classify import Buckets, Classifier
-from logcount.count.events import visitor_fields
+from logcount.count.events import format_ident, visitor_fields
 from logcount.count.lines import LineSplitter, Piece
 from logcount.count.logformat import CompiledFormat, compile_format
 from logcount.count.visitors import MemberVisitors
@@ -48,7 +48,9 @@ def day_format(config: Config) -> CompiledFormat:
     """The configured format, its %t captured as the day alone (fewer distinct keys, one
     per day instead of one per minute, make classifying cheap); with a configured time
     zone the minute is needed to convert (zones with half hours), so it is kept."""
-    return compile_format(config.log_format, day_only=not config.timezone)
+    return compile_format(
+        config.log_format, day_only=not config.timezone, ident=format_ident(config)
+    )
 
 
 def store_classifier(config: Config, fmt: CompiledFormat) -> Classifier:
