@@ -243,3 +243,25 @@ def test_bad_sections_and_metrics_are_one_line(site: Site, args: list[str], mess
     assert message in result.output
     assert len(result.output.strip().splitlines()) == 1
     assert "Traceback" not in result.output
+
+
+def test_metric_time_per_hit(tmp_path: Path, redis_server: RedisServer) -> None:
+    config = tmp_path / "d.toml"
+    config.write_text(
+        CONFIG + """log_format = '%h %l %u %t "%r" %>s %b "%{Referer}i" "%{User-Agent}i" %D'\n"""
+    )
+    loaded = load_config(str(config), redis=redis_server.url, data_dir=str(tmp_path / "d"))
+    when = datetime(TODAY.year, TODAY.month, TODAY.day, 0, 0, 5, tzinfo=UTC)
+    lines = [
+        line(when, path, agent=FIREFOX).rstrip("\n") + f" {us}\n"
+        for path, us in (("/a/1", 1000), ("/a/2", 3000), ("/b", 500))
+    ]
+    feed(loaded, "".join(lines))
+    base = ["--config", str(config), "--redis", redis_server.url, "--data-dir", str(tmp_path / "d")]
+    args = ["top", "--window", "today", "--depth", "1", "--metric", "time/hits", "--format", "json"]
+    report = json.loads(CliRunner().invoke(cli, [*base, *args]).output)
+    assert [(r["key"], r["time_avg_ms"], r["metric"]) for r in report["rows"]] == [
+        ("/a/", 2.0, 2.0),
+        ("/b", 0.5, 0.5),
+    ]
+    assert report["metric_total"] is None  # the window's time is not summed
