@@ -57,6 +57,9 @@ class Config:
     recent_size: int = 1000
     pending_limit: int = 200_000  # distinct pending deltas kept in memory while Redis is away
     grace: float = 10.0  # seconds a reader keeps draining after SIGTERM
+    # Visitors a site's event numbering holds at most (about 100 bytes each in Redis): a
+    # flood of made-up visitors doing an event cannot fill Redis
+    max_event_visitors: int = 10_000_000
     # [rollup]
     rollup_max_members: int = 0  # members kept per source, day and dimension; 0: max_members
     # [normalize]
@@ -128,6 +131,7 @@ class Config:
                 "recent_size": self.recent_size,
                 "pending_limit": self.pending_limit,
                 "grace": self.grace,
+                "max_event_visitors": self.max_event_visitors,
             },
             "normalize": {
                 "keep_query": list(self.keep_query),
@@ -428,6 +432,7 @@ def config_from_dict(data: dict[str, Any], source: str = "") -> Config:
 def _live_section(live: dict[str, Any], where: str) -> dict[str, Any]:
     out: dict[str, Any] = {}
     known = {"flush_interval", "max_members", "ttl", "recent_size", "pending_limit", "grace"}
+    known.add("max_event_visitors")
     for key in live:
         if key not in known:
             raise ConfigError(f"{where}: unknown setting live.{key}")
@@ -437,6 +442,7 @@ def _live_section(live: dict[str, Any], where: str) -> dict[str, Any]:
         ("max_members", int),
         ("recent_size", int),
         ("pending_limit", int),
+        ("max_event_visitors", int),
     ):
         if key in live:
             value = live[key]

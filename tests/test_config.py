@@ -225,6 +225,7 @@ def test_config_check_prints_the_effective_config(home: Path, tmp_path: Path) ->
             "recent_size": 1000,
             "pending_limit": 200_000,
             "grace": 10.0,
+            "max_event_visitors": 10_000_000,
         },
         "normalize": {
             "keep_query": ["page"],

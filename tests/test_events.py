@@ -638,3 +638,36 @@ def test_two_sites_in_one_batch_number_their_visitors_apart(
             h = visitor_hash(client(w).encode(), agent(w).encode(), key)
             n = int(r.hget(keys.visitor_ids(site), h))
             assert reversed_[16 * n : 16 * n + 16].decode() == h
+
+
+def test_a_flood_of_visitors_stops_at_the_numbering_s_limit(
+    tmp_path: Path, redis_server: RedisServer
+) -> None:
+    path = tmp_path / "cap.toml"
+    path.write_text(
+        CONFIG.replace('timezone = "UTC"\n', 'timezone = "UTC"\n[live]\nmax_event_visitors = 3\n')
+    )
+    live = Live.__new__(Live)
+    live.base = [
+        "--config",
+        str(path),
+        "--redis",
+        redis_server.url,
+        "--data-dir",
+        str(tmp_path / "d"),
+    ]
+    live.config = load_config(str(path), redis=redis_server.url, data_dir=str(tmp_path / "d"))
+    live.feed([Step(w, at(DAY2, 9), "/login", "POST") for w in range(5)])
+    live.feed([Step(w, at(DAY2, 10), "/songs/1/play") for w in (0, 1, 4)])
+    from logcount.count.classify import visitor_hash
+
+    key = live.config.visitor_key()
+    by_hash = sorted(
+        range(5), key=lambda w: visitor_hash(client(w).encode(), agent(w).encode(), key)
+    )
+    numbered = set(by_hash[:3])  # one batch: its hashes are numbered in order
+    window = ["--window", DAY2.isoformat()]
+    assert live.json("visitors", "login", *window)["total"] == 3
+    # the numbered ones go on counting; the others count nowhere, now or later
+    assert live.json("visitors", "song_played", *window)["total"] == len({0, 1, 4} & numbered)
+    assert redis_server.client().hget("lc:{test}:vid", "#next") == b"3"

@@ -75,10 +75,10 @@ local function check(op)
   elseif kind == 'e' then
     -- an event's bitmap: the numbering's keys, its ttl, then the visitor hashes
     if type(data) ~= 'table' or not key_index(data[1]) or not key_index(data[2])
-        or not count(data[3]) or not strings(data[4]) then
+        or not count(data[3]) or not count(data[4]) or not strings(data[5]) then
       return 'bad event set'
     end
-    for _, h in ipairs(data[4]) do
+    for _, h in ipairs(data[5]) do
       if not string.match(h, '^[0-9a-f]+$') or #h ~= 16 then return 'bad visitor hash' end
     end
   elseif kind == 'l' then
@@ -190,26 +190,28 @@ for _, op in ipairs(batch.ops) do
     -- Each visitor hash gets a number once (the next free one), kept both ways: the
     -- hash -> number map, and the hashes in number order (16 bytes each); the event's
     -- bucket is a bitmap of numbers.
-    -- A visitor in several events and buckets of the batch is looked up once.
-    local ids, hashes = KEYS[data[1]], KEYS[data[2]]
+    -- A visitor in several events and buckets of the batch is looked up once. Past
+    -- data[4] numbered visitors a new one is not numbered (nor counted in the event):
+    -- a flood of made-up visitors cannot fill Redis.
+    local ids, hashes, most = KEYS[data[1]], KEYS[data[2]], data[4]
     local known = numbers[ids]
     if not known then
       known = {}
       numbers[ids] = known
     end
-    for _, h in ipairs(data[4]) do
+    for _, h in ipairs(data[5]) do
       local id = known[h]
       if not id then
         id = redis.call('HGET', ids, h)
-        if not id then
+        if not id and tonumber(redis.call('HGET', ids, '#next') or 0) < most then
           id = redis.call('HINCRBY', ids, '#next', 1) - 1
           redis.call('HSET', ids, h, id)
           redis.call('SETRANGE', hashes, id * 16, h)
         end
-        id = tonumber(id)
+        id = id and tonumber(id) or false
         known[h] = id
       end
-      redis.call('SETBIT', key, id, 1)
+      if id then redis.call('SETBIT', key, id, 1) end
     end
     redis.call('EXPIRE', ids, data[3])
     redis.call('EXPIRE', hashes, data[3])
