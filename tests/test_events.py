@@ -671,3 +671,20 @@ def test_a_flood_of_visitors_stops_at_the_numbering_s_limit(
     # the numbered ones go on counting; the others count nowhere, now or later
     assert live.json("visitors", "song_played", *window)["total"] == len({0, 1, 4} & numbered)
     assert redis_server.client().hget("lc:{test}:vid", "#next") == b"3"
+
+
+def test_the_buckets_of_a_24h_window_grouped_by_day_and_week() -> None:
+    from logcount.read.journeys import per_buckets
+    from logcount.read.report import parse_window
+
+    window = parse_window("24h", datetime(2026, 12, 6, 5, 30, tzinfo=UTC))  # a Sunday
+
+    def shape(per: str | None) -> list[tuple[str, int]]:
+        gran, groups = per_buckets(window, per)
+        assert gran == "hour"
+        return [(start.isoformat()[:16], len(labels)) for start, labels in groups]
+
+    assert shape("hour")[0] == ("2026-12-05T06:00", 1) and len(shape("hour")) == 24
+    assert shape("day") == [("2026-12-05T00:00", 18), ("2026-12-06T00:00", 6)]
+    assert shape("week") == [("2026-11-30T00:00", 24)]
+    assert shape(None) == [("2026-12-05T06:00", 24)]

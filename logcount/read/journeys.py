@@ -170,13 +170,18 @@ def per_buckets(
     starts = [start + i * step for i in range(len(labels))]
     if per is None:
         return gran, [(start, labels)]
-    if per == "week":
-        groups: dict[datetime, list[str]] = {}
-        for when, label in zip(starts, labels, strict=True):
-            monday = when - timedelta(days=when.weekday())
-            groups.setdefault(monday, []).append(label)
-        return gran, [(w, tuple(lbls)) for w, lbls in groups.items()]
-    return gran, [(when, (label,)) for when, label in zip(starts, labels, strict=True)]
+    groups: dict[datetime, list[str]] = {}
+    for when, label in zip(starts, labels, strict=True):
+        groups.setdefault(_period_start(when, per), []).append(label)
+    return gran, [(w, tuple(lbls)) for w, lbls in groups.items()]
+
+
+def _period_start(when: datetime, per: str) -> datetime:
+    """The start of the hour, day or week (from Monday) `when` is in."""
+    if per == "hour":
+        return when
+    day = when.replace(hour=0)
+    return day if per == "day" else day - timedelta(days=day.weekday())
 
 
 class EventSets:
