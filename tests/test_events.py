@@ -688,3 +688,21 @@ def test_the_buckets_of_a_24h_window_grouped_by_day_and_week() -> None:
     assert shape("day") == [("2026-12-05T00:00", 18), ("2026-12-06T00:00", 6)]
     assert shape("week") == [("2026-11-30T00:00", 24)]
     assert shape(None) == [("2026-12-05T06:00", 24)]
+
+
+def test_a_day_with_only_stragglers_in_the_store_is_read_live(stored: Stored) -> None:
+    day1 = journeys(10, 100, at(DAY1, 12), 12)
+    day2 = journeys(11, 100, at(DAY2), 12)
+    stored.feed(day1 + day2)
+    # DAY2's own file (a cronolog template) starts with a few lines of DAY1
+    folder = stored.tmp / DAY2.strftime("%Y/%m/%d")
+    folder.mkdir(parents=True)
+    (folder / "access.log").write_text("".join(map(log_line, day1[-5:] + day2)))
+    template = str(stored.tmp / "%Y/%m/%d/access.log")
+    rollup(stored.config, [template], [DAY2], jobs=1, warn=lambda m: None)
+    first = stored.json("visitors", "login | read_press", "--window", DAY1.isoformat())
+    assert first["window"]["source"] == "live"
+    assert first["total"] == len(did(day1)["login"] | did(day1)["read_press"])
+    second = stored.json("visitors", "login | read_press", "--window", DAY2.isoformat())
+    assert second["window"]["source"] == "store"
+    assert second["total"] == len(did(day2)["login"] | did(day2)["read_press"])

@@ -206,7 +206,8 @@ class EventSets:
         if store is not None and gran == "day" and past:
             from logcount.sinks.event_store import event_bitmaps, event_days
 
-            have = event_days(store, site, past)
+            # a day with a file of its own rolled up (not only the next day's stragglers)
+            have = event_days(store, site, past) & store.rolled_days(site, past)
             if have:
                 found = event_bitmaps(store, site, sorted(have), events)
                 for event in events:
