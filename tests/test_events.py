@@ -706,3 +706,21 @@ def test_a_day_with_only_stragglers_in_the_store_is_read_live(stored: Stored) ->
     second = stored.json("visitors", "login | read_press", "--window", DAY2.isoformat())
     assert second["window"]["source"] == "store"
     assert second["total"] == len(did(day2)["login"] | did(day2)["read_press"])
+
+
+def test_event_sets_survive_the_spool_and_a_split() -> None:
+    from logcount.count.delta import Delta
+
+    hashes = {f"{i:016x}" for i in range(3000)}
+    delta = Delta(events={("test", "login", "day", "20261205"): set(hashes)})
+    delta.events[("other", "paid", "hour", "2026120509")] = {"00000000000000aa"}
+    again = Delta.from_json(delta.to_json())
+    assert again.events == delta.events
+    parts = delta.split(20_000)
+    assert len(parts) > 1
+    merged = Delta()
+    for part in parts:
+        merged.merge(part)
+    assert merged.events == delta.events
+    assert set(delta.split_by_site()) == {"test", "other"}
+    assert Delta.from_json(Delta().to_json().replace(',"e":[]', "")).events == {}  # an old spool
