@@ -5,58 +5,23 @@ from __future__ import annotations
 import json
 import sys
 import time
-from collections.abc import Callable
-from functools import wraps
 from typing import Any
 
 import click
 
 from logcount import __version__
-from logcount.config import Config
-from logcount.count.checks import load_checked
+from logcount.cli_common import (
+    FORMATS,
+    Settings,
+    domain_errors,
+    emit,
+    pass_settings,
+    terminal_width,
+    window_options,
+)
 from logcount.dimensions import DIMENSION_NAMES, SORT_NAMES
-from logcount.errors import LogcountError
 
-FORMATS = click.Choice(["table", "json", "csv"])
 DIMENSION = click.Choice(DIMENSION_NAMES)
-
-
-class Settings:
-    """Global options, resolved into a Config on first use."""
-
-    def __init__(self, **options: Any):
-        self.options = options
-        self._config: Config | None = None
-
-    def load(self) -> Config:
-        if self._config is None:
-            opts = dict(self.options)
-            self._config = load_checked(opts.pop("config"), **opts)
-        return self._config
-
-    def loader(self) -> Callable[[], Config]:
-        opts = dict(self.options)
-
-        def load() -> Config:
-            local = dict(opts)
-            return load_checked(local.pop("config"), **local)
-
-        return load
-
-
-def domain_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """A LogcountError becomes `Error: <one line>` and its exit code, never a traceback."""
-
-    @wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except LogcountError as exc:
-            err = click.ClickException(str(exc))
-            err.exit_code = exc.exit_code  # type: ignore[misc]
-            raise err from None
-
-    return wrapper
 
 
 class OneLineErrors(click.Group):
@@ -125,9 +90,6 @@ def cli(ctx: click.Context, **options: Any) -> None:
     ctx.obj = Settings(**options)
 
 
-pass_settings = click.make_pass_decorator(Settings)
-
-
 @cli.command()
 @click.option("--user", metavar="NAME", help="Drop root privileges to this user after start-up.")
 @pass_settings
@@ -162,25 +124,6 @@ def tail(settings: Settings, paths: tuple[str, ...], from_start: bool, poll: boo
     from logcount.sources.tail import Tailer
 
     sys.exit(Tailer(settings.load(), paths, from_start=from_start, poll=poll).run())
-
-
-def window_options(fn: Callable[..., Any]) -> Callable[..., Any]:
-    for decorator in reversed(
-        [
-            click.option(
-                "--window",
-                "-w",
-                default="today",
-                show_default=True,
-                help="5m 15m 1h 6h 24h today yesterday 7d 30d YYYY-MM-DD[..YYYY-MM-DD]",
-            ),
-            click.option(
-                "--site", "-s", default=None, help="Virtual host (default: the configured site)."
-            ),
-        ]
-    ):
-        fn = decorator(fn)
-    return fn
 
 
 @cli.command()
@@ -347,22 +290,6 @@ def sites(settings: Settings, fmt: str) -> None:
         emit(sites_table(rows, width, terminal))
 
 
-def emit(text: str) -> None:
-    """Write a report as it is: click.echo would strip what looks like an ANSI sequence
-    from redirected output, and a CSV or JSON file must hold the real value (what could
-    harm a terminal was escaped already when the output is one)."""
-    click.echo(text, nl=False, color=True)
-
-
-def terminal_width(stream: Any) -> tuple[int, bool]:
-    """(width, is a terminal): a terminal's own width; 100 columns of plain text otherwise."""
-    import shutil
-
-    if stream.isatty():
-        return shutil.get_terminal_size((100, 24)).columns, True
-    return 100, False
-
-
 @cli.command()
 @click.argument("path", required=False)
 @click.option("--object", "obj", metavar="TYPE:ID", help="An object (from the routes).")
@@ -402,97 +329,6 @@ def hits(
         emit(hits_csv(report, terminal))
     else:
         emit(hits_table(report, width, terminal))
-
-
-@cli.command()
-@click.argument("expr", metavar="EXPR")
-@window_options
-@click.option(
-    "--per",
-    type=click.Choice(["hour", "day", "week"]),
-    help="Count per bucket of the window too (default: the whole window only).",
-)
-@click.option("--format", "-f", "fmt", type=FORMATS, default="table", show_default=True)
-@pass_settings
-@domain_errors
-def visitors(
-    settings: Settings, expr: str, window: str, site: str | None, per: str | None, fmt: str
-) -> None:
-    """Distinct visitors of a set expression of events: 'login & song_played',
-    'signup - paid', '(a | b) & c'."""
-    from logcount.read.api import Counts
-    from logcount.read.render import visitors_csv, visitors_json, visitors_table
-
-    report = Counts.from_settings(settings.load()).visitors(expr, window, per, site)
-    width, terminal = terminal_width(sys.stdout)
-    if fmt == "json":
-        emit(visitors_json(report, terminal) + "\n")
-    elif fmt == "csv":
-        emit(visitors_csv(report, terminal))
-    else:
-        emit(visitors_table(report, width, terminal))
-
-
-@cli.command()
-@click.argument("events", nargs=-1, required=True, metavar="EVENT...")
-@window_options
-@click.option(
-    "--within",
-    metavar="SPAN",
-    help="Each step at most this long after the one before: 1h, 1d, 7d (default: the window).",
-)
-@click.option("--format", "-f", "fmt", type=FORMATS, default="table", show_default=True)
-@pass_settings
-@domain_errors
-def funnel(
-    settings: Settings,
-    events: tuple[str, ...],
-    window: str,
-    site: str | None,
-    within: str | None,
-    fmt: str,
-) -> None:
-    """How many visitors did the first EVENT, of those how many did the next after it,
-    and so on, with the drop at each step."""
-    from logcount.read.api import Counts
-    from logcount.read.render import funnel_csv, funnel_json, funnel_table
-
-    report = Counts.from_settings(settings.load()).funnel(list(events), window, within, site)
-    width, terminal = terminal_width(sys.stdout)
-    if fmt == "json":
-        emit(funnel_json(report, terminal) + "\n")
-    elif fmt == "csv":
-        emit(funnel_csv(report, terminal))
-    else:
-        emit(funnel_table(report, width, terminal))
-
-
-@cli.command()
-@click.option("--event", "-e", metavar="EVENT", help="The event (default: any event).")
-@click.option(
-    "--cohort", type=click.Choice(["day", "week", "month"]), default="week", show_default=True
-)
-@click.option("--periods", "-n", type=click.IntRange(1, 60), default=8, show_default=True)
-@click.option("--site", "-s", default=None, help="Virtual host (default: the configured site).")
-@click.option("--format", "-f", "fmt", type=FORMATS, default="table", show_default=True)
-@pass_settings
-@domain_errors
-def retention(
-    settings: Settings, event: str | None, cohort: str, periods: int, site: str | None, fmt: str
-) -> None:
-    """Cohorts: the visitors first seen doing EVENT in each period, and the share of them
-    back in each later period."""
-    from logcount.read.api import Counts
-    from logcount.read.render import retention_csv, retention_json, retention_table
-
-    report = Counts.from_settings(settings.load()).retention(event, cohort, periods, site)
-    width, terminal = terminal_width(sys.stdout)
-    if fmt == "json":
-        emit(retention_json(report, terminal) + "\n")
-    elif fmt == "csv":
-        emit(retention_csv(report, terminal))
-    else:
-        emit(retention_table(report, width, terminal))
 
 
 @cli.command()
@@ -718,6 +554,13 @@ def embedded_stop(settings: Settings) -> None:
 
     data_dir = settings.load().resolved_data_dir()
     click.echo("stopped" if stop_embedded(data_dir) else "not running")
+
+
+# The commands about who did what (events): their own module, on this group.
+from logcount.cli_journeys import funnel, retention, visitors  # noqa: E402
+
+for _command in (visitors, funnel, retention):
+    cli.add_command(_command)
 
 
 def main() -> None:

@@ -43,7 +43,7 @@ class Expr:
         if self.op == "event":
             return [self.name]
         assert self.left is not None and self.right is not None
-        return [*self.left.events(), *(e for e in self.right.events())]
+        return [*self.left.events(), *self.right.events()]
 
     def value(self, of: Callable[[str], Any]) -> Any:
         """The expression over sets (or integers as bitmaps) given by `of(event)`."""
@@ -184,7 +184,7 @@ def _period_start(when: datetime, per: str) -> datetime:
     return day if per == "day" else day - timedelta(days=day.weekday())
 
 
-class EventSets:
+class WindowEventSets:
     """Each (event, bucket)'s visitors for a window: live bitmaps from Redis (as integers),
     whole days before today from the store (roaring bitmaps) where it has them. The two
     number visitors each their own way: a group of buckets that takes from both is
@@ -303,7 +303,7 @@ def build_visitors(
     events = sorted(set(expr.events()))
     gran, groups = per_buckets(window, per)
     labels = tuple(lbl for _, lbls in groups for lbl in lbls)
-    sets = EventSets(client, store, site, events, gran, labels, today)
+    sets = WindowEventSets(client, store, site, events, gran, labels, today)
     rows = []
     if per is not None:
         for start, lbls in groups:
@@ -347,7 +347,7 @@ def build_funnel(
         start = start.replace(hour=0)
     labels = bucket_labels(start, max(window.end, start + timedelta(seconds=1)), gran)
     reach = len(labels) if within is None else within // int(step.total_seconds())
-    sets = EventSets(client, store, site, sorted(set(events)), gran, labels, today)
+    sets = WindowEventSets(client, store, site, sorted(set(events)), gran, labels, today)
     per_event = {}
     for event in sorted(set(events)):
         per_event[event] = [sets.union((lbl,))(event) for lbl in labels]
@@ -443,7 +443,7 @@ def build_retention(
     first = datetime.combine(spans[0][0], datetime.min.time(), tz)
     end = datetime.combine(spans[-1][1], datetime.min.time(), tz)
     labels = bucket_labels(first, end, "day")
-    sets = EventSets(client, store, site, sorted(set(events)), "day", labels, today)
+    sets = WindowEventSets(client, store, site, sorted(set(events)), "day", labels, today)
     groups = [tuple(lbl for lbl in labels if a <= label_day(lbl) < b) for a, b in spans]
     values = []
     for group in groups:

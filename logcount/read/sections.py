@@ -79,7 +79,9 @@ def build_sections(
             for field in ("hits", "bytes", "time_us"):
                 found[field] += row[field]
     if report["window"]["source"] == "store":
-        visitors = store.grouped_path_visitors(site, window.days(), lambda p: section_of(p, depth))
+        from logcount.sinks.section_store import grouped_path_visitors
+
+        visitors = grouped_path_visitors(store, site, window.days(), lambda p: section_of(p, depth))
         for name, row in sections.items():
             row["visitors"] = visitors.get(name, 0)
     field = SORTS[sort][0]
@@ -112,7 +114,9 @@ def build_prefix_hits(
     if store is not None and days > 1:
         rolled = set(store.rolled_days(site, [d for d in dates if d < today]))
         if rolled:
-            stored = store.daily_prefix_hits(site, prefix, sorted(rolled))
+            from logcount.sinks.section_store import daily_prefix_hits
+
+            stored = daily_prefix_hits(store, site, prefix, sorted(rolled))
     history = []
     pattern = _glob(prefix)
     with reading_redis(client):

@@ -21,9 +21,28 @@ import sqlalchemy as sa
 from pyroaring import BitMap
 from sqlalchemy.engine import Connection
 
-from logcount.sinks.store import Store, day_events, visitor_next, visitor_numbers
+from logcount.sinks.store import Store, day_events, metadata
 
 CHUNK = 500  # hashes per IN (...) look-up
+
+# The site's visitor numbering: a visitor hash gets the next number once, for good.
+visitor_numbers = sa.Table(
+    "logcount_visitor_numbers",
+    metadata,
+    sa.Column("site", sa.String(255), nullable=False),
+    sa.Column("visitor", sa.String(16), nullable=False),
+    sa.Column("number", sa.BigInteger, nullable=False),
+    sa.PrimaryKeyConstraint("site", "visitor"),
+    sa.UniqueConstraint("site", "number", name="logcount_visitor_numbers_site_number"),
+)
+# The next number of each site, a row locked while numbers are given (several hosts'
+# rollups into one PostgreSQL number one after the other).
+visitor_next = sa.Table(
+    "logcount_visitor_next",
+    metadata,
+    sa.Column("site", sa.String(255), primary_key=True),
+    sa.Column("next", sa.BigInteger, nullable=False),
+)
 
 
 def insert_event_sets(conn: Connection, source_id: int, rows: list[dict[str, Any]]) -> None:

@@ -20,7 +20,7 @@ files of one day (two hosts, a straggler) counts once; the days of a window add 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -126,24 +126,6 @@ day_visitor_sets.append_column(sa.Column("visitor_set", sa.LargeBinary, nullable
 # (logcount/sinks/event_store.py), unions over sources exact.
 day_events = _fact("logcount_day_events", [sa.Column("event", sa.String(64))], ("visitors",))
 day_events.append_column(sa.Column("visitor_set", sa.LargeBinary, nullable=False))
-# The site's visitor numbering: a visitor hash gets the next number once, for good.
-visitor_numbers = sa.Table(
-    "logcount_visitor_numbers",
-    metadata,
-    sa.Column("site", sa.String(255), nullable=False),
-    sa.Column("visitor", sa.String(16), nullable=False),
-    sa.Column("number", sa.BigInteger, nullable=False),
-    sa.PrimaryKeyConstraint("site", "visitor"),
-    sa.UniqueConstraint("site", "number", name="logcount_visitor_numbers_site_number"),
-)
-# The next number of each site, a row locked while numbers are given (several hosts'
-# rollups into one PostgreSQL number one after the other).
-visitor_next = sa.Table(
-    "logcount_visitor_next",
-    metadata,
-    sa.Column("site", sa.String(255), primary_key=True),
-    sa.Column("next", sa.BigInteger, nullable=False),
-)
 VISITOR_TABLES = {"path": day_paths, "object": day_objects}
 assert set(VISITOR_TABLES) == {n for n, d in DIMENSIONS.items() if d.visitors}
 FACT_TABLES = (
@@ -222,6 +204,8 @@ class Store:
         return sa.create_engine(url, pool_pre_ping=True)
 
     def _ensure_schema(self) -> None:
+        from logcount.sinks import event_store  # noqa: F401  (its tables, in metadata)
+
         with self.engine.begin() as conn:
             metadata.create_all(conn, checkfirst=True)  # a table added since: created
             _add_columns(conn)
@@ -488,48 +472,6 @@ class Store:
         for row in rows:
             if row["key"] in per_key and row["key"] not in incomplete:
                 row["visitors"] = per_key[row["key"]]
-
-    def grouped_path_visitors(
-        self, site: str, days: Sequence[date], group: Callable[[str], str | None]
-    ) -> dict[str, int]:
-        """Visitors of groups of paths (a section: `group` names a path's, None leaves the
-        path out): per day the union of the sketches of the group's paths over every
-        source, summed over the days, as a path row's visitors are."""
-        from logcount.count.sketch import VisitorSketch
-
-        t = day_paths
-        merged: dict[tuple[str, date], VisitorSketch] = {}
-        query = sa.select(t.c.path, t.c.day, t.c.visitor_set).where(
-            t.c.site == site, t.c.day.in_(list(days)), t.c.visitor_set.is_not(None)
-        )
-        for path, day, data in self._read(query):
-            name = group(path)
-            if name is None:
-                continue
-            sketch = VisitorSketch.from_bytes(bytes(data))
-            if (name, day) in merged:
-                merged[name, day].merge(sketch)
-            else:
-                merged[name, day] = sketch
-        out: dict[str, int] = {}
-        for (name, _day), sketch in merged.items():
-            out[name] = out.get(name, 0) + sketch.count()
-        return out
-
-    def daily_prefix_hits(self, site: str, prefix: str, days: Sequence[date]) -> dict[date, int]:
-        """Hits per day of every path that starts with `prefix` (a section)."""
-        t = day_paths
-        pattern = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-        query = (
-            sa.select(t.c.day, sa.func.sum(t.c.hits))
-            .where(
-                t.c.site == site,
-                t.c.day.in_(list(days)),
-                t.c.path.like(pattern, escape="\\"),
-            )
-            .group_by(t.c.day)
-        )
-        return {d: int(h) for d, h in self._read(query)}
 
     def daily_hits(self, site: str, dim: str, member: str, days: Sequence[date]) -> dict[date, int]:
         """Hits of one member of a dimension per day (days without hits are absent)."""
