@@ -421,6 +421,7 @@ def test_a_funnel_within_an_hour(live: Live) -> None:
     }
     assert expected[0] > expected[1] > expected[2] > 0
     table = live.run("funnel", *events, "--window", DAY2.isoformat(), "--within", "1h")
+    assert "each step within 1h of the one before" in " ".join(table.output.split())
     row = next(ln.split() for ln in table.output.splitlines() if ln.startswith("2 "))
     assert row == [
         "2",

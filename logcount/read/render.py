@@ -507,7 +507,7 @@ def funnel_table(report: dict[str, Any], width: int | None = None, terminal: boo
     head = [
         f"{_when(w['start'])} .. {_when(w['end'])} ({w['source']})  "
         f"site {safe_text(report['site'])}  funnel"
-        + (f", each step within {within:,} s of the one before" if within else "")
+        + (f", each step within {_span(within)} of the one before" if within else "")
     ]
     rows = [
         [str(n), safe_text(e), f"{v:,}", f"{share * 100:.1f}%", f"{drop:,}" if n > 1 else ""]
@@ -515,6 +515,14 @@ def funnel_table(report: dict[str, Any], width: int | None = None, terminal: boo
     ]
     names = ["#", "event", "visitors", "of first", "drop"]
     return render_table(head, names, rows, width or 100, terminal, {0, 2, 3, 4}, 1, "")
+
+
+def _span(seconds: int) -> str:
+    """3600 -> 1h, 604800 -> 7d, 90 -> 90s: as --within takes it."""
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds % size == 0:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
 
 
 def retention_json(report: dict[str, Any], terminal: bool = False) -> str:
