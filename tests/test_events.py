@@ -725,3 +725,34 @@ def test_event_sets_survive_the_spool_and_a_split() -> None:
     assert merged.events == delta.events
     assert set(delta.split_by_site()) == {"test", "other"}
     assert Delta.from_json(Delta().to_json().replace(',"e":[]', "")).events == {}  # an old spool
+
+
+@pytest.mark.parametrize(
+    ("glob", "path", "expected"),
+    [
+        ("/login", "/login", True),
+        ("/login", "/login/", False),
+        ("/songs/*/play", "/songs/17/play", True),
+        ("/songs/*/play", "/songs/play", False),
+        ("/songs/*/play", "/songs//play", True),
+        ("*", "/anything", True),
+        ("/a*b*c", "/abc", True),
+        ("/a*b*c", "/acb", False),
+        ("/ab*ba", "/aba", False),  # the two ends may not overlap
+        ("/ab*ba", "/abba", True),
+    ],
+)
+def test_a_path_glob(glob: str, path: str, expected: bool) -> None:
+    (rule,) = parse_events(({"name": "e", "path": glob},))
+    assert rule.matches(path, "GET", "200", None) is expected
+
+
+def test_a_glob_takes_linear_time_on_a_hostile_path() -> None:
+    import time
+
+    (rule,) = parse_events(({"name": "e", "path": "/a*b*c*d*e*f"},))
+    path = "/a" + "b" * 400 + "c" * 100  # no d: a backtracking regex tries O(n^4) splits
+    started = time.process_time()
+    for _ in range(100):
+        assert not rule.matches(path, "GET", "200", None)
+    assert time.process_time() - started < 1.0
