@@ -465,7 +465,7 @@ def _visitor_rows(report: dict[str, Any]) -> list[tuple[str, int]]:
 def visitors_csv(report: dict[str, Any], terminal: bool = False) -> str:
     rows: list[list[Any]] = [["start", "visitors"]]
     rows += [[start, n] for start, n in _visitor_rows(report)]
-    return _csv(rows, terminal)
+    return csv_text(rows, terminal)
 
 
 def visitors_table(report: dict[str, Any], width: int | None = None, terminal: bool = False) -> str:
@@ -498,7 +498,7 @@ def _funnel_rows(report: dict[str, Any]) -> list[tuple[int, str, int, float, int
 def funnel_csv(report: dict[str, Any], terminal: bool = False) -> str:
     rows: list[list[Any]] = [["step", "event", "visitors", "share", "drop"]]
     rows += [[n, e, v, f"{share:.4f}", drop] for n, e, v, share, drop in _funnel_rows(report)]
-    return _csv(rows, terminal)
+    return csv_text(rows, terminal)
 
 
 def funnel_table(report: dict[str, Any], width: int | None = None, terminal: bool = False) -> str:
@@ -533,7 +533,7 @@ def retention_csv(report: dict[str, Any], terminal: bool = False) -> str:
     most = max((len(c["back"]) for c in report["cohorts"]), default=0)
     rows: list[list[Any]] = [["start", "size", *(f"back_{i}" for i in range(1, most + 1))]]
     rows += [[c["start"], c["size"], *c["back"]] for c in report["cohorts"]]
-    return _csv(rows, terminal)
+    return csv_text(rows, terminal)
 
 
 # Shades of a retention cell on a terminal, from none back to all back.
