@@ -1,7 +1,7 @@
 """`logcount pipe` end to end against `cat` and a plain apachelogs loop, in the same run.
 
     .venv/bin/python bench/bench_pipe.py [--lines N] [--data both|real|diverse] [--seed S]
-                                         [--before TREE] [--runs N] [--durations]
+                                         [--before TREE] [--runs N] [--durations] [--events]
 
 Two inputs (--data, default both): the real lines repeated, their times spread over a day,
 an hour and the seconds a site at 250,000 requests/s writes them; and a day generated as
@@ -10,6 +10,8 @@ logcount runs pinned to one core (taskset -c 0), the private redis-server on the
 Prints lines/s for each, the ratio to apachelogs, and peak RSS of the pipe's processes.
 --durations: the real lines with a %D each, over an hour (response times: histograms and
 member sums; the --before tree must read %D too, as any logcount does).
+--events: the diverse day without events and with 10 (one per section of the site, and
+its POSTs: count/events.py), alternating runs, medians compared: what events cost.
 Targets (issue 2): >= 250,000 lines/s end to end, >= 5x apachelogs, peak RSS < 80 MB.
 With --before TREE (a source tree of logcount, built: `setup.py build_ext --inplace`),
 each input is piped --runs times through this tree and that one, alternating, and the
@@ -105,6 +107,41 @@ def compare(
             print(f"  this tree vs --before: lines/s {theirs_s / mine_s - 1:+.1%}")
 
 
+EVENTS_CONFIG = (
+    "".join(
+        f'[[event]]\nname = "{name}"\npath = "/{name}/*"\n'
+        for name in (
+            "news",
+            "products",
+            "press",
+            "blog",
+            "docs",
+            "support",
+            "events",
+            "jobs",
+            "about",
+        )
+    )
+    + '[[event]]\nname = "posted"\npath = "*"\nmethod = "POST"\n'
+)
+
+
+def compare_events(n: int, path: Path, runs: int) -> None:
+    """The pipe on `path` without events and with EVENTS_CONFIG, alternating."""
+    results: dict[str, list[tuple[float, int]]] = {"without events": [], "with 10 events": []}
+    for _ in range(runs):
+        for label, config in (("without events", ""), ("with 10 events", EVENTS_CONFIG)):
+            seconds, rss, _ = run_pipe(path, "", config)
+            results[label].append((seconds, rss))
+    for label, got in results.items():
+        rate = n / statistics.median(s for s, _ in got)
+        rss = statistics.median(r for _, r in got)
+        print(
+            f"logcount pipe, 1 core, {label:<16} {rate:>12,.0f} lines/s"
+            f"   peak RSS {rss / 1024:.0f} MB"
+        )
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--lines", type=int, default=1_000_000)
@@ -112,8 +149,13 @@ def main() -> None:
     ap.add_argument("--before", default="", help="a source tree to compare with")
     ap.add_argument("--runs", type=int, default=1, help="runs of each, medians compared")
     ap.add_argument("--durations", action="store_true", help="real lines with a %%D each")
+    ap.add_argument("--events", action="store_true", help="the diverse day with 10 events")
     args = ap.parse_args()
     n = args.lines
+    if args.events:
+        print(f"input: {n:,} diverse lines over one day (seed {args.seed})")
+        compare_events(n, diverse_day(n, args.seed), args.runs)
+        return
     if args.durations:
         timed_lines = million_lines(n, hours=1, durations=True)
         print(f"input: {n:,} real lines, each with a %D, over one hour")

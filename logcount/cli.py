@@ -5,59 +5,23 @@ from __future__ import annotations
 import json
 import sys
 import time
-from collections.abc import Callable
-from functools import wraps
 from typing import Any
 
 import click
 
 from logcount import __version__
-from logcount.config import Config
-from logcount.count.checks import load_checked
+from logcount.cli_common import (
+    FORMATS,
+    Settings,
+    domain_errors,
+    emit,
+    pass_settings,
+    terminal_width,
+    window_options,
+)
 from logcount.dimensions import DIMENSION_NAMES, SORT_NAMES
-from logcount.errors import LogcountError
 
-FORMATS = click.Choice(["table", "json", "csv"])
 DIMENSION = click.Choice(DIMENSION_NAMES)
-
-
-class Settings:
-    """Global options, resolved into a Config on first use."""
-
-    def __init__(self, **options: Any):
-        self.options = options
-        self.defaults: dict[str, str] = {}  # a command's own (see config.load_config)
-        self._config: Config | None = None
-
-    def load(self) -> Config:
-        if self._config is None:
-            opts = dict(self.options)
-            self._config = load_checked(opts.pop("config"), self.defaults, **opts)
-        return self._config
-
-    def loader(self) -> Callable[[], Config]:
-        opts, defaults = dict(self.options), dict(self.defaults)
-
-        def load() -> Config:
-            local = dict(opts)
-            return load_checked(local.pop("config"), defaults, **local)
-
-        return load
-
-
-def domain_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """A LogcountError becomes `Error: <one line>` and its exit code, never a traceback."""
-
-    @wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except LogcountError as exc:
-            err = click.ClickException(str(exc))
-            err.exit_code = exc.exit_code  # type: ignore[misc]
-            raise err from None
-
-    return wrapper
 
 
 class OneLineErrors(click.Group):
@@ -126,9 +90,6 @@ def cli(ctx: click.Context, **options: Any) -> None:
     ctx.obj = Settings(**options)
 
 
-pass_settings = click.make_pass_decorator(Settings)
-
-
 @cli.command()
 @click.option("--user", metavar="NAME", help="Drop root privileges to this user after start-up.")
 @pass_settings
@@ -165,25 +126,6 @@ def tail(settings: Settings, paths: tuple[str, ...], from_start: bool, poll: boo
     sys.exit(Tailer(settings.load(), paths, from_start=from_start, poll=poll).run())
 
 
-def window_options(fn: Callable[..., Any]) -> Callable[..., Any]:
-    for decorator in reversed(
-        [
-            click.option(
-                "--window",
-                "-w",
-                default="today",
-                show_default=True,
-                help="5m 15m 1h 6h 24h today yesterday 7d 30d YYYY-MM-DD[..YYYY-MM-DD]",
-            ),
-            click.option(
-                "--site", "-s", default=None, help="Virtual host (default: the configured site)."
-            ),
-        ]
-    ):
-        fn = decorator(fn)
-    return fn
-
-
 @cli.command()
 @window_options
 @click.option(
@@ -205,6 +147,17 @@ def window_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     default="hits",
     show_default=True,
     help="Rank rows by hits, bytes or time (the sum of response times: %D, %T).",
+)
+@click.option(
+    "--depth",
+    type=int,
+    metavar="N",
+    help="With --by path: sections, paths rolled up to their first N segments (/blog/).",
+)
+@click.option(
+    "--metric",
+    metavar="A/B",
+    help="Show a ratio of two totals per row: bytes/hits, time/hits, s5xx/hits, ...",
 )
 @click.option(
     "--format",
@@ -237,6 +190,8 @@ def top(
     status: str | None,
     limit: int,
     sort: str,
+    depth: int | None,
+    metric: str | None,
     fmt: str,
     watch: float | None,
     recent: bool,
@@ -245,6 +200,8 @@ def top(
     from logcount.read.api import Counts
     from logcount.read.render import recent_csv, recent_json, recent_table, top_csv, top_json
 
+    if watch is not None and (depth is not None or metric is not None):
+        raise click.UsageError("--watch shows paths as counted; --depth and --metric print once")
     if watch is not None and fmt != "table":
         raise click.UsageError("--watch redraws a table; use --format table (the default)")
     counts = Counts.from_settings(settings.load())
@@ -270,6 +227,10 @@ def top(
     # values, which `emit` writes without click's stripping of escape sequences.
     width, terminal = terminal_width(sys.stdout)
     if fmt == "html":
+        if depth is not None or metric is not None:
+            raise click.UsageError(
+                "--format html draws every dimension; not with --depth or --metric"
+            )
         from logcount.serve.page import html_report
 
         emit(html_report(counts, window, site, since, until, limit, sort))
@@ -292,6 +253,8 @@ def top(
         until=until,
         status=status,
         sort=sort,
+        depth=depth,
+        metric=metric,
     )
     if fmt == "json":
         emit(top_json(report, terminal) + "\n")
@@ -344,43 +307,38 @@ def sites(settings: Settings, fmt: str) -> None:
         emit(sites_table(rows, width, terminal))
 
 
-def emit(text: str) -> None:
-    """Write a report as it is: click.echo would strip what looks like an ANSI sequence
-    from redirected output, and a CSV or JSON file must hold the real value (what could
-    harm a terminal was escaped already when the output is one)."""
-    click.echo(text, nl=False, color=True)
-
-
-def terminal_width(stream: Any) -> tuple[int, bool]:
-    """(width, is a terminal): a terminal's own width; 100 columns of plain text otherwise."""
-    import shutil
-
-    if stream.isatty():
-        return shutil.get_terminal_size((100, 24)).columns, True
-    return 100, False
-
-
 @cli.command()
 @click.argument("path", required=False)
 @click.option("--object", "obj", metavar="TYPE:ID", help="An object (from the routes).")
+@click.option("--prefix", metavar="PATH", help="A whole section: every path under PATH.")
 @click.option("--days", "-d", type=click.IntRange(1, 3660), default=30, show_default=True)
 @click.option("--site", "-s", default=None, help="Virtual host (default: the configured site).")
 @click.option("--format", "-f", "fmt", type=FORMATS, default="table", show_default=True)
 @pass_settings
 @domain_errors
 def hits(
-    settings: Settings, path: str | None, obj: str | None, days: int, site: str | None, fmt: str
+    settings: Settings,
+    path: str | None,
+    obj: str | None,
+    prefix: str | None,
+    days: int,
+    site: str | None,
+    fmt: str,
 ) -> None:
-    """Hits of one PATH (or --object TYPE:ID) today and per day: rolled-up days from the
-    store, the rest from the live counters."""
+    """Hits of one PATH (or --object TYPE:ID, or a section: --prefix PATH) today and per
+    day: rolled-up days from the store, the rest from the live counters."""
     from logcount.read.api import Counts
     from logcount.read.render import hits_csv, hits_json, hits_table
 
-    if (path is None) == (obj is None):
-        raise click.UsageError("give a PATH or --object TYPE:ID (one of them)")
+    if [path, obj, prefix].count(None) != 2:
+        raise click.UsageError("give a PATH, --object TYPE:ID or --prefix PATH (one of them)")
     if obj is not None and ":" not in obj.strip(":"):
         raise click.BadParameter(f"{obj!r} is not TYPE:ID", param_hint="--object")
-    report = Counts.from_settings(settings.load()).hits(path, obj, days, site)
+    counts = Counts.from_settings(settings.load())
+    if prefix is not None:
+        report = counts.section_hits(prefix, days, site)
+    else:
+        report = counts.hits(path, obj, days, site)
     width, terminal = terminal_width(sys.stdout)
     if fmt == "json":
         emit(hits_json(report, terminal) + "\n")
@@ -700,6 +658,13 @@ def embedded_stop(settings: Settings) -> None:
 
     data_dir = settings.load().resolved_data_dir()
     click.echo("stopped" if stop_embedded(data_dir) else "not running")
+
+
+# The commands about who did what (events): their own module, on this group.
+from logcount.cli_journeys import funnel, retention, visitors  # noqa: E402
+
+for _command in (visitors, funnel, retention):
+    cli.add_command(_command)
 
 
 def main() -> None:

@@ -57,6 +57,9 @@ class Config:
     recent_size: int = 1000
     pending_limit: int = 200_000  # distinct pending deltas kept in memory while Redis is away
     grace: float = 10.0  # seconds a reader keeps draining after SIGTERM
+    # Visitors a site's event numbering holds at most (about 100 bytes each in Redis): a
+    # flood of made-up visitors doing an event cannot fill Redis
+    max_event_visitors: int = 10_000_000
     # [rollup]
     rollup_max_members: int = 0  # members kept per source, day and dimension; 0: max_members
     # [normalize]
@@ -64,6 +67,9 @@ class Config:
     ignore_extensions: tuple[str, ...] = ()
     count_bots: bool = False
     routes: tuple[dict[str, Any], ...] = ()
+    # [[event]]: named matches on lines (count/events.py checks them), and who did them
+    events: tuple[dict[str, Any], ...] = ()
+    event_identity: str = "visitor"
     # [privacy]: the visitor hash's key (repr=False: a Config may end up in a message)
     secret: str = field(default="", repr=False)
     secret_file: str = ""
@@ -127,6 +133,7 @@ class Config:
                 "recent_size": self.recent_size,
                 "pending_limit": self.pending_limit,
                 "grace": self.grace,
+                "max_event_visitors": self.max_event_visitors,
             },
             "normalize": {
                 "keep_query": list(self.keep_query),
@@ -134,6 +141,8 @@ class Config:
                 "count_bots": self.count_bots,
             },
             "routes": [dict(r) for r in self.routes],
+            "events": [dict(e) for e in self.events],
+            "event_identity": self.event_identity,
             "privacy": {
                 "secret": "***" if self.secret else "",
                 "secret_file": self.secret_file
@@ -354,6 +363,7 @@ _TOP_KEYS = {
     "data_dir": str,
     "logs": str,
     "django_settings": str,
+    "event_identity": str,
 }
 
 
@@ -406,7 +416,7 @@ def config_from_dict(data: dict[str, Any], source: str = "") -> Config:
             if not isinstance(value, str):
                 raise ConfigError(f"{where}: {key} must be a string")
             kwargs[key] = value
-        elif key in ("live", "normalize", "route", "privacy", "rollup", "serve"):
+        elif key in ("live", "normalize", "route", "privacy", "rollup", "serve", "event"):
             continue
         else:
             raise ConfigError(f"{where}: unknown setting {key!r}")
@@ -419,12 +429,17 @@ def config_from_dict(data: dict[str, Any], source: str = "") -> Config:
     if not isinstance(routes, list) or not all(isinstance(r, dict) for r in routes):
         raise ConfigError(f"{where}: [[route]] must be a list of tables")
     kwargs["routes"] = tuple(routes)
+    events = data.get("event", [])
+    if not isinstance(events, list) or not all(isinstance(e, dict) for e in events):
+        raise ConfigError(f"{where}: [[event]] must be a list of tables")
+    kwargs["events"] = tuple(events)
     return Config(**kwargs)
 
 
 def _live_section(live: dict[str, Any], where: str) -> dict[str, Any]:
     out: dict[str, Any] = {}
     known = {"flush_interval", "max_members", "ttl", "recent_size", "pending_limit", "grace"}
+    known.add("max_event_visitors")
     for key in live:
         if key not in known:
             raise ConfigError(f"{where}: unknown setting live.{key}")
@@ -434,6 +449,7 @@ def _live_section(live: dict[str, Any], where: str) -> dict[str, Any]:
         ("max_members", int),
         ("recent_size", int),
         ("pending_limit", int),
+        ("max_event_visitors", int),
     ):
         if key in live:
             value = live[key]

@@ -470,7 +470,7 @@ def test_hits_object_csv_and_table(rolled: Loaded) -> None:
             ["top", "--since", "2020-05-17", "--until", "2020-05-16"],
             "Error: --until must be later than --since",
         ),
-        (["hits"], "Error: give a PATH or --object TYPE:ID (one of them)"),
+        (["hits"], "Error: give a PATH, --object TYPE:ID or --prefix PATH (one of them)"),
         (["top", "--watch", "-f", "json"], "Error: --watch redraws a table"),
         (["top", "--watch", "0"], "Error: Invalid value for '--watch'"),
         (["hits", "--object", "42"], "Error: Invalid value for --object: '42' is not TYPE:ID"),

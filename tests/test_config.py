@@ -225,6 +225,7 @@ def test_config_check_prints_the_effective_config(home: Path, tmp_path: Path) ->
             "recent_size": 1000,
             "pending_limit": 200_000,
             "grace": 10.0,
+            "max_event_visitors": 10_000_000,
         },
         "normalize": {
             "keep_query": ["page"],
@@ -235,6 +236,8 @@ def test_config_check_prints_the_effective_config(home: Path, tmp_path: Path) ->
             {"pattern": "/press/<slug:slug>/<int:id>/", "object": "press_release"},
             {"regex": "^/products/(?P<id>[0-9]+)(/|$)", "object": "product"},
         ],
+        "events": [],
+        "event_identity": "visitor",
         "privacy": {
             "secret": "",
             "secret_file": "(data_dir/visitor.key, made on first use)",

@@ -35,6 +35,7 @@ from logcount.count.classify import (
     visitor_hash,
 )
 from logcount.count.delta import SAMPLE_SIZE, Delta
+from logcount.count.events import EventSets
 from logcount.count.logformat import CompiledFormat
 from logcount.count.paths import NO_PATH
 from logcount.count.regex_scan import RegexScanner, getter
@@ -116,6 +117,7 @@ class LineCounter:
         path_visitors: bool = False,
         classifier: Classifier | None = None,
         count_clients: bool = False,
+        event_fields: tuple[str, ...] = (),
     ):
         self.format = fmt
         self.recent_size = recent_size
@@ -134,6 +136,7 @@ class LineCounter:
         vis = [*ctx, "client", "agent"]
         if path_visitors:
             vis += [f for f in ("request", "method", "uri", "query") if f in gi]
+        vis += [f for f in event_fields if f in gi and f not in vis]  # count/events.py
         self.vis_layout = tuple(f for f in vis if f in gi)
         target = "request" if "request" in gi else "uri" if "uri" in gi else None
         self._target_field = target
@@ -280,6 +283,7 @@ class Aggregator:
         counter.use(self.classifier)
         self.count_bots = config.count_bots
         self.grans: tuple[str, ...] = GRANS
+        self.events = EventSets(self) if config.events else None
         self._site_minute: dict[tuple[bytes, ...], tuple[str, str]] = {}
         # What a hit key says after its context (request, status, ...), described once:
         # the (dimension, member) pairs it adds its hits and bytes to, (TOTALS, its status
@@ -317,6 +321,8 @@ class Aggregator:
             self._totals_of(totals, self._at(ctx))["ignored"] += n
         self._bots(raw, totals, hits)
         self._visitors(raw, delta)
+        if self.events:
+            self.events.collect(raw.visitors, delta.events)
         self._timings(raw, totals)
         self._malformed(raw, totals, delta)
         self._roll_up(totals, hits, sizes, delta, times)

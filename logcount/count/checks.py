@@ -18,14 +18,23 @@ def check_compiles(config: Config) -> None:
     The built-in default format is known to compile (tests/test_config.py), and compiling
     it again would cost each `logcount top` importing apachelogs and building its regexes
     (~35 ms); nor can an empty route list be wrong."""
-    if config.log_format not in (Config.log_format, "auto"):  # auto: see count.detect
+    # auto: the format is told from the first lines, and compiled then (count.detect)
+    if config.log_format != "auto" and (
+        config.log_format != Config.log_format or config.event_identity != "visitor"
+    ):
+        from logcount.count.events import identity_source
         from logcount.count.logformat import compile_format
 
-        compile_format(config.log_format)
+        compile_format(config.log_format, ident=identity_source(config.event_identity))
     if config.routes:
         from logcount.count.routes import RouteTable
 
         RouteTable.from_config(config.routes)
+    if config.events or config.event_identity != Config.event_identity:
+        from logcount.count.events import check_identity, parse_events
+
+        parse_events(config.events)
+        check_identity(config.event_identity)
 
 
 def load_checked(

@@ -25,6 +25,7 @@ NUMBER_LIMIT = 1 << 53  # what a Lua number (a double) holds exactly
 
 BucketKey = tuple[str, str, str]  # site, granularity, label
 MemberKey = tuple[str, str, str, str]  # site, dimension, granularity, label
+EventKey = tuple[str, str, str, str]  # site, event, granularity, label (count/events.py)
 
 
 @dataclass
@@ -37,6 +38,8 @@ class Delta:
     # The sum of the members' durations in microseconds (formats with %D, %T)
     member_durations: dict[MemberKey, Counter[str]] = field(default_factory=dict)
     visitors: dict[BucketKey, set[str]] = field(default_factory=dict)
+    # The visitor hashes of each event's bucket: kept exactly (sets, not HyperLogLogs)
+    events: dict[EventKey, set[str]] = field(default_factory=dict)
     recent: dict[str, list[str]] = field(default_factory=dict)  # site -> JSON, oldest first
     samples: dict[str, list[str]] = field(default_factory=dict)
     lines: int = 0
@@ -50,6 +53,7 @@ class Delta:
         return (
             sum(len(c) for c in self.members.values())
             + sum(len(v) for v in self.visitors.values())
+            + sum(len(v) for v in self.events.values())
             + len(self.totals)
         )
 
@@ -57,6 +61,7 @@ class Delta:
         return (
             {k[0] for k in self.totals}
             | {k[0] for k in self.members}
+            | {k[0] for k in self.events}
             | set(self.recent)
             | set(self.samples)
         )
@@ -66,8 +71,9 @@ class Delta:
         total = sum(BUCKET_OVERHEAD + ENTRY_OVERHEAD * len(c) for c in self.totals.values())
         for counts in self.members.values():
             total += BUCKET_OVERHEAD + _names_weight(counts)
-        for hashes in self.visitors.values():
-            total += BUCKET_OVERHEAD + _hashes_weight(hashes)
+        for sets in (self.visitors, self.events):
+            for hashes in sets.values():
+                total += BUCKET_OVERHEAD + _hashes_weight(hashes)
         for lists in (self.recent, self.samples):
             total += sum(_names_weight(items) for items in lists.values())
         return total
@@ -88,14 +94,8 @@ class Delta:
         grown += _merge_named(self.members, other.members)
         _merge_named(self.member_bytes, other.member_bytes)
         _merge_named(self.member_durations, other.member_durations)
-        for key, hashes in other.visitors.items():
-            seen = self.visitors.get(key)
-            if seen is None:
-                self.visitors[key] = set(hashes)
-                grown += BUCKET_OVERHEAD + _hashes_weight(hashes)
-            else:
-                grown += _hashes_weight(_new(hashes, seen))
-                seen.update(hashes)
+        grown += _merge_sets(self.visitors, other.visitors)
+        grown += _merge_sets(self.events, other.events)
         for site, items in other.recent.items():
             merged = self.recent.setdefault(site, [])
             merged.extend(items)
@@ -128,6 +128,9 @@ class Delta:
         for vkey, hashes in self.visitors.items():
             for part, names in parts.chunks(sorted(hashes)):
                 part.visitors[vkey] = set(names)
+        for ekey, hashes in self.events.items():
+            for part, names in parts.chunks(sorted(hashes)):
+                part.events[ekey] = set(names)
         for name in ("recent", "samples"):
             for site, items in getattr(self, name).items():
                 for part, chunk in parts.chunks(items):
@@ -148,7 +151,7 @@ class Delta:
         for name in ("totals", "visitors"):
             for key, value in getattr(self, name).items():
                 getattr(out.setdefault(key[0], Delta()), name)[key] = value
-        for name in ("members", "member_bytes", "member_durations"):
+        for name in ("members", "member_bytes", "member_durations", "events"):
             for key, value in getattr(self, name).items():
                 getattr(out.setdefault(key[0], Delta()), name)[key] = value
         for name in ("recent", "samples"):
@@ -164,6 +167,7 @@ class Delta:
                 "b": [[list(k), dict(v)] for k, v in self.member_bytes.items()],
                 "d": [[list(k), dict(v)] for k, v in self.member_durations.items()],
                 "v": [[list(k), sorted(v)] for k, v in self.visitors.items()],
+                "e": [[list(k), sorted(v)] for k, v in self.events.items()],
                 "r": self.recent,
                 "s": self.samples,
                 "n": [self.lines, self.malformed],
@@ -184,6 +188,8 @@ class Delta:
                 # a spool written before durations has none
                 member_durations={_key(k, 4): _counts(v) for k, v in _pairs(data.get("d", []))},
                 visitors={_key(k, 3): set(_strings(v)) for k, v in _pairs(data["v"])},
+                # a spool written before events has none
+                events={_key(k, 4): set(_strings(v)) for k, v in _pairs(data.get("e", []))},
                 recent={_str(k): _strings(v) for k, v in _dict(data["r"]).items()},
                 samples={_str(k): _strings(v) for k, v in _dict(data["s"]).items()},
                 lines=_count(data["n"][0]),
@@ -210,6 +216,19 @@ def _new(names: Iterable[str], known: Container[str]) -> list[str]:
     """`names` not in `known`, in a C loop over `names` only (a set difference of dict
     views would go over `known`, the whole pending delta, at every merge)."""
     return list(filterfalse(known.__contains__, names))
+
+
+def _merge_sets(into: dict[Any, set[str]], other: dict[Any, set[str]]) -> int:
+    grown = 0
+    for key, hashes in other.items():
+        seen = into.get(key)
+        if seen is None:
+            into[key] = set(hashes)
+            grown += BUCKET_OVERHEAD + _hashes_weight(hashes)
+        else:
+            grown += _hashes_weight(_new(hashes, seen))
+            seen.update(hashes)
+    return grown
 
 
 def _merge_named(into: dict[Any, Counter[str]], other: dict[Any, Counter[str]]) -> int:

@@ -70,7 +70,9 @@ KEY_FIELDS = (
 # A format must have one of these: the others (client, agent, ...) say nothing of a hit.
 COUNTABLE = {"tmin", "request", "method", "uri", "status"}
 # Fields that are summed or sampled, not part of the key.
-VALUE_FIELDS = ("client", "bytes", "duration")
+# `ident`: the directive events name their visitors by (%u, a cookie, a header), captured
+# only when asked for (compile_format's `ident`, see count/events.py)
+VALUE_FIELDS = ("client", "bytes", "duration", "ident")
 
 # What Apache writes unescaped in a string field (printable ASCII but `"` and `\\`);
 # everything else is written as a `\\` escape. The same classes as apachelogs, so that the
@@ -360,10 +362,16 @@ def time_key(when: datetime) -> tuple[bytes, bytes]:
 
 
 @lru_cache(maxsize=64)
-def compile_format(log_format: str, day_only: bool = False) -> CompiledFormat:
+def compile_format(
+    log_format: str,
+    day_only: bool = False,
+    ident: tuple[str, str | None, str | None] | None = None,
+) -> CompiledFormat:
     """Compile a LogFormat string or nickname; a bad one raises ConfigError. With
     `day_only`, %t's minute group holds the day alone (TIMESTAMP_DAY): the same lines
-    match, and the rows carry "dd/Mon/YYYY" (the slow path's rows keep the minute)."""
+    match, and the rows carry "dd/Mon/YYYY" (the slow path's rows keep the minute). With
+    `ident` (a directive's signature: ("u", None, None), ("C", "sessionid", None)), that
+    directive is captured as the field `ident`; ConfigError if the format has none."""
     fmt = resolve_nickname(log_format)
     try:
         group_defs, slow_rgx = format2regex(fmt)
@@ -374,6 +382,8 @@ def compile_format(log_format: str, day_only: bool = False) -> CompiledFormat:
     millis = False
     tokens = list(DIRECTIVE_RGX.finditer(fmt))
     chosen = _choose_sources(tokens)
+    if ident is not None:
+        _choose_ident(tokens, chosen, ident, log_format)
     parts: list[bytes] = []
     taken: set[str] = set()
     strftime_time = False
@@ -674,6 +684,20 @@ def _choose_sources(tokens: list[re.Match[str]]) -> dict[int, str]:
                 chosen[i] = field
                 break
     return chosen
+
+
+def _choose_ident(
+    tokens: list[re.Match[str]],
+    chosen: dict[int, str],
+    ident: tuple[str, str | None, str | None],
+    log_format: str,
+) -> None:
+    for i, tok in enumerate(tokens):
+        if tok.group("literal") is None and i not in chosen and _signature(tok)[:2] == ident[:2]:
+            chosen[i] = "ident"
+            return
+    name = f"%{{{ident[1]}}}{ident[0]}" if ident[1] else f"%{ident[0]}"
+    raise ConfigError(f"event_identity {name}: the log format {log_format!r} has no {name}")
 
 
 def _duration_scale(tok: re.Match[str]) -> float:

@@ -17,6 +17,7 @@ from logcount.config import Config, load_config
 from logcount.dimensions import DIMENSION_NAMES, GRANULARITY_NAMES
 from logcount.errors import LogcountError, RedisUnavailable, StoreError
 from logcount.read.drill import status_filter
+from logcount.read.ratios import add_metric, parse_metric
 from logcount.read.report import (
     Window,
     WindowError,
@@ -30,6 +31,14 @@ from logcount.read.report import (
     reading_redis,
     spark_buckets,
     window_between,
+)
+from logcount.read.sections import (
+    ALL_ROWS,
+    SectionError,
+    build_prefix_hits,
+    build_sections,
+    check_depth,
+    section_of,
 )
 from logcount.read.series import (
     Period,
@@ -122,16 +131,25 @@ class Counts:
         until: str | datetime | None = None,
         status: str | None = None,
         sort: str = "hits",
+        depth: int | None = None,
+        metric: str | None = None,
     ) -> dict[str, Any]:
         """The full report (JSON shape of `logcount top --format json`, plus the table's
         extras: status classes, rate per minute and each row's trend). With `status`
         ("404", or a class "4xx"; `by` path), the paths of that status. Rows ranked by
-        `sort`: hits, bytes or time (the sum of the member's response times)."""
+        `sort`: hits, bytes or time (the sum of the member's response times). With
+        `depth` (`by` path), sections: paths rolled up to their first `depth` segments.
+        With `metric` ("bytes/hits"), each row's ratio of two of its totals."""
         if by not in DIMENSION_NAMES:
             raise WindowError(f"unknown dimension {by!r} (use {', '.join(DIMENSION_NAMES)})")
         check_sort(sort, by)
         if status is not None:
             status = status_filter(status, by)
+        if depth is not None:
+            check_depth(depth, by)
+            if status is not None:
+                raise SectionError("--depth and --status: give one of them")
+        ratio = parse_metric(metric, by) if metric is not None else None
         if by == "client" and not (self.config.count_clients or self.config.store_clients):
             raise WindowError(
                 "client addresses are not counted: set [privacy] count_clients = true "
@@ -141,7 +159,26 @@ class Counts:
         now = self.now()
         # Only past whole days can come from the store: `today` never imports SQLAlchemy.
         store = self.store if win.gran == "day" and win.start.date() < now.date() else None
-        return build_top(self.redis, store, site or self.site, win, by, limit, now, status, sort)
+        site = site or self.site
+        if depth is not None:
+            report = build_sections(self.redis, store, site, win, depth, limit, now, sort)
+        else:
+            report = build_top(self.redis, store, site, win, by, limit, now, status, sort)
+        if ratio is not None:
+
+            def class_hits(cls: str) -> dict[str, int]:
+                """Hits of a status class per path (per section with `depth`)."""
+                rows = build_top(
+                    self.redis, store, site, win, "path", ALL_ROWS, now, cls, sort, False
+                )["rows"]
+                out: dict[str, int] = {}
+                for row in rows:
+                    key = row["key"] if depth is None else section_of(row["key"], depth)
+                    out[key] = out.get(key, 0) + row["hits"]
+                return out
+
+            add_metric(report, ratio, class_hits)
+        return report
 
     def sites(self) -> list[dict[str, Any]]:
         """Every site seen live or in the store, with today's hits (`logcount sites`)."""
@@ -200,6 +237,103 @@ class Counts:
             days,
             self.now().date(),
         )
+
+    def section_hits(self, prefix: str, days: int = 30, site: str | None = None) -> dict[str, Any]:
+        """The `logcount hits --prefix` report: the hits of every path under `prefix`
+        (normalised as paths are), today and per day."""
+        _, member = self._member(prefix, None)
+        return build_prefix_hits(
+            self.redis,
+            self.store if days > 1 else None,
+            site or self.site,
+            member,
+            days,
+            self.now().date(),
+        )
+
+    def visitors(
+        self,
+        expr: str,
+        window: str = "today",
+        per: str | None = None,
+        site: str | None = None,
+    ) -> dict[str, Any]:
+        """The `logcount visitors` report: distinct visitors of a set expression of the
+        configured events (`"login & song_played"`), for the window and per `per`
+        (hour, day, week)."""
+        from logcount.read.journeys import PER, build_visitors, parse_expression
+
+        if per is not None and per not in PER:
+            raise WindowError(f"unknown --per {per!r} (use {', '.join(PER)})")
+        parsed = parse_expression(expr, self._event_names())
+        win = self.window(window)
+        today = self.now().date()
+        store = self.store if win.gran == "day" and win.start.date() < today else None
+        return build_visitors(self.redis, store, site or self.site, win, parsed, expr, per, today)
+
+    def funnel(
+        self,
+        events: list[str],
+        window: str = "today",
+        within: str | int | None = None,
+        site: str | None = None,
+    ) -> dict[str, Any]:
+        """The `logcount funnel` report: how many did the first event, of those how many
+        did the next after it (within `within`: "1h", "1d", "7d" or seconds), and so on."""
+        from logcount.read.journeys import build_funnel
+
+        if not events:
+            raise WindowError("name the funnel's events, in order")
+        self._known_events(events)
+        seconds = None if within is None else _within(within)
+        win = self.window(window)
+        today = self.now().date()
+        store = self.store if win.gran == "day" and win.start.date() < today else None
+        return build_funnel(self.redis, store, site or self.site, win, events, seconds, today)
+
+    def retention(
+        self,
+        event: str | None = None,
+        cohort: str = "week",
+        periods: int = 8,
+        site: str | None = None,
+    ) -> dict[str, Any]:
+        """The `logcount retention` cohort table: visitors first seen doing `event` (any
+        event without one) in each of the last `periods` days, weeks or months, and how
+        many of them did it again in each later period."""
+        from logcount.read.journeys import COHORTS, build_retention
+
+        if cohort not in COHORTS:
+            raise WindowError(f"unknown cohort {cohort!r} (use {', '.join(COHORTS)})")
+        if not 1 <= periods <= 60:
+            raise WindowError("--periods must be from 1 to 60")
+        events = [event] if event is not None else list(self._event_names())
+        if not events:
+            raise WindowError("no events are configured: see [[event]] in the README")
+        self._known_events(events)
+        today = self.now().date()
+        return build_retention(
+            self.redis,
+            self.store if periods > 1 or cohort != "day" else None,
+            site or self.site,
+            events,
+            cohort,
+            periods,
+            today,
+            zone_of(self.config),
+        )
+
+    def _event_names(self) -> tuple[str, ...]:
+        return tuple(e["name"] for e in self.config.events if isinstance(e, dict))
+
+    def _known_events(self, events: list[str]) -> None:
+        from logcount.read.journeys import ExpressionError
+
+        known = self._event_names()
+        for event in events:
+            if event not in known:
+                names = ", ".join(known) or "none configured: see [[event]]"
+                raise ExpressionError(f"unknown event {event!r} (events: {names})")
 
     def top(
         self,
@@ -316,6 +450,20 @@ class Counts:
             raise RedisUnavailable(f"cannot read from Redis: {reason(exc)}") from None
         out = [beat for beat in map(_heartbeat, values) if beat is not None]
         return sorted(out, key=lambda r: (str(r["host"]), r["pid"]))
+
+
+def _within(value: str | int) -> int:
+    """`--within`: 1h, 1d, 7d (or seconds), at most ten years."""
+    from logcount.config import parse_duration
+    from logcount.errors import ConfigError
+
+    try:
+        seconds = parse_duration(value, "--within")
+    except ConfigError as exc:
+        raise WindowError(str(exc)) from None
+    if seconds > 3660 * 86400:
+        raise WindowError(f"--within {value!r} is longer than ten years")
+    return seconds
 
 
 def open_store(config: Config) -> Any:

@@ -118,9 +118,14 @@ def top_json(report: dict[str, Any], terminal: bool = False) -> str:
 def top_data(report: dict[str, Any]) -> dict[str, Any]:
     """What `top --format json` shows of a report (the documented, stable shape)."""
     shown = {k: report[k] for k in TOP_JSON_KEYS}
-    if report.get("status_filter"):
-        shown["status_filter"] = report["status_filter"]
+    for extra in ("status_filter", "depth", "metric"):
+        if report.get(extra):
+            shown[extra] = report[extra]
+    if "metric" in report:
+        shown["metric_total"] = report["metric_total"]
     keys = (*ROW_JSON_KEYS, ROW_TIME_KEY) if _timed(report) else ROW_JSON_KEYS
+    if "metric" in report:
+        keys = (*keys, "metric")
     shown["rows"] = [{k: row[k] for k in keys} for row in report["rows"]]
     return shown
 
@@ -140,6 +145,7 @@ def top_csv(report: dict[str, Any], terminal: bool = False) -> str:
     timed = _timed(report)
     rows: list[list[Any]] = [
         ["rank", "key", "hits", "share", "visitors", "bytes", *(["avg_ms"] if timed else [])]
+        + ([report["metric"]] if "metric" in report else [])
     ]
     for rank, row in enumerate(report["rows"], 1):
         rows.append(
@@ -151,6 +157,7 @@ def top_csv(report: dict[str, Any], terminal: bool = False) -> str:
                 "" if row["visitors"] is None else row["visitors"],
                 row["bytes"],
                 *([row[ROW_TIME_KEY]] if timed else []),
+                *(["" if row["metric"] is None else row["metric"]] if "metric" in report else []),
             ]
         )
     return csv_text(rows, terminal)
@@ -304,22 +311,31 @@ def top_table(
         ]
         if timed:
             cells.append(milliseconds(row[ROW_TIME_KEY]))
+        if "metric" in report:
+            cells.append(ratio_text(row["metric"]))
         if spark_width:
             cells.append(sparkline(row.get("trend", []), spark_width))
         rows.append(cells)
-    names = ["#", report["by"], "hits", "share", "visitors", "bytes"]
+    by = report["by"] if "depth" not in report else f"section (depth {report['depth']})"
+    names = ["#", by, "hits", "share", "visitors", "bytes"]
     if timed:
         names.append("avg ms")
+    if "metric" in report:
+        names.append(report["metric"])
     if spark_width:
         names.append("trend")
+    head = top_header(report, rate_note).split("\n")
+    if "metric" in report:
+        head[-1] += f"  {report['metric']} {ratio_text(report['metric_total'])}"
     # Numbers and the trend keep their full width; only the key gives way (with an ellipsis).
+    numbers = len(names) - (1 if spark_width else 0)
     return render_table(
-        top_header(report, rate_note).split("\n"),
+        head,
         names,
         rows,
         width or 100,
         terminal,
-        {0, 2, 3, 4, 5, 6} if timed else {0, 2, 3, 4, 5},
+        {0, *range(2, numbers)},
         1,
         empty,
     )
@@ -356,6 +372,13 @@ def sites_csv(rows: list[dict[str, Any]], terminal: bool = False) -> str:
     out: list[list[Any]] = [names]
     out += [[r[n] if r[n] is not None else "" for n in names] for r in rows]
     return csv_text(out, terminal)
+
+
+def ratio_text(value: float | None) -> str:
+    """A ratio in a table: `-` where a row lacks a part; 4 significant digits or so."""
+    if value is None:
+        return "-"
+    return f"{value:,.0f}" if abs(value) >= 1000 else f"{value:.4g}"
 
 
 # --- recent ----------------------------------------------------------------------------
@@ -417,7 +440,7 @@ def hits_csv(report: dict[str, Any], terminal: bool = False) -> str:
 
 
 def hits_table(report: dict[str, Any], width: int | None = None, terminal: bool = False) -> str:
-    dim = "object" if "object" in report else "path"
+    dim = next(d for d in ("object", "prefix", "path") if d in report)
     days = report["days"]
     head = [
         f"site {safe_text(report['site'])}  {dim} {safe_text(report[dim])}",
@@ -426,3 +449,141 @@ def hits_table(report: dict[str, Any], width: int | None = None, terminal: bool 
     ]
     rows = [[day["date"], f"{day['hits']:,}", day["source"]] for day in days]
     return render_table(head, ["date", "hits", "source"], rows, width or 100, terminal, {1}, 0, "")
+
+
+# --- visitors, funnel, retention ---------------------------------------------------------
+
+VISITORS_JSON_KEYS = ("expr", "window", "total", "per")
+
+
+def visitors_json(report: dict[str, Any], terminal: bool = False) -> str:
+    return dump_json({k: report[k] for k in VISITORS_JSON_KEYS}, terminal)
+
+
+def _visitor_rows(report: dict[str, Any]) -> list[tuple[str, int]]:
+    """(start, visitors) per bucket; the whole window's when there are no buckets."""
+    if report["per"]:
+        return [(p["start"], p["visitors"]) for p in report["per"]]
+    return [(report["window"]["start"], report["total"])]
+
+
+def visitors_csv(report: dict[str, Any], terminal: bool = False) -> str:
+    rows: list[list[Any]] = [["start", "visitors"]]
+    rows += [[start, n] for start, n in _visitor_rows(report)]
+    return csv_text(rows, terminal)
+
+
+def visitors_table(report: dict[str, Any], width: int | None = None, terminal: bool = False) -> str:
+    w = report["window"]
+    head = [
+        f"{_when(w['start'])} .. {_when(w['end'])} ({w['source']})  "
+        f"site {safe_text(report['site'])}  visitors of {safe_text(report['expr'])}",
+        f"visitors {report['total']:,}  " + sparkline([p["visitors"] for p in report["per"]], 60),
+    ]
+    rows = [[_when(start), f"{n:,}"] for start, n in _visitor_rows(report)]
+    return render_table(head, ["start", "visitors"], rows, width or 100, terminal, {1}, 0, "")
+
+
+def funnel_json(report: dict[str, Any], terminal: bool = False) -> str:
+    return dump_json({"window": report["window"], "steps": report["steps"]}, terminal)
+
+
+def _funnel_rows(report: dict[str, Any]) -> list[tuple[int, str, int, float, int]]:
+    """(step, event, visitors, share of the first step, drop from the step before)."""
+    steps = report["steps"]
+    first = steps[0]["visitors"] if steps else 0
+    out = []
+    for i, s in enumerate(steps):
+        before = steps[i - 1]["visitors"] if i else s["visitors"]
+        share = s["visitors"] / first if first else 0.0
+        out.append((i + 1, s["event"], s["visitors"], share, before - s["visitors"]))
+    return out
+
+
+def funnel_csv(report: dict[str, Any], terminal: bool = False) -> str:
+    rows: list[list[Any]] = [["step", "event", "visitors", "share", "drop"]]
+    rows += [[n, e, v, f"{share:.4f}", drop] for n, e, v, share, drop in _funnel_rows(report)]
+    return csv_text(rows, terminal)
+
+
+def funnel_table(report: dict[str, Any], width: int | None = None, terminal: bool = False) -> str:
+    w = report["window"]
+    within = report.get("within")
+    head = [
+        f"{_when(w['start'])} .. {_when(w['end'])} ({w['source']})  "
+        f"site {safe_text(report['site'])}  funnel"
+        + (f", each step within {_span(within)} of the one before" if within else "")
+    ]
+    rows = [
+        [str(n), safe_text(e), f"{v:,}", f"{share * 100:.1f}%", f"{drop:,}" if n > 1 else ""]
+        for n, e, v, share, drop in _funnel_rows(report)
+    ]
+    names = ["#", "event", "visitors", "of first", "drop"]
+    return render_table(head, names, rows, width or 100, terminal, {0, 2, 3, 4}, 1, "")
+
+
+def _span(seconds: int) -> str:
+    """3600 -> 1h, 604800 -> 7d, 90 -> 90s: as --within takes it."""
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds % size == 0:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
+
+def retention_json(report: dict[str, Any], terminal: bool = False) -> str:
+    return dump_json({"cohorts": report["cohorts"]}, terminal)
+
+
+def retention_csv(report: dict[str, Any], terminal: bool = False) -> str:
+    most = max((len(c["back"]) for c in report["cohorts"]), default=0)
+    rows: list[list[Any]] = [["start", "size", *(f"back_{i}" for i in range(1, most + 1))]]
+    rows += [[c["start"], c["size"], *c["back"]] for c in report["cohorts"]]
+    return csv_text(rows, terminal)
+
+
+# Shades of a retention cell on a terminal, from none back to all back.
+SHADES = ("grey11", "grey23", "dark_green", "green4", "green3", "green1")
+
+
+def retention_table(
+    report: dict[str, Any], width: int | None = None, terminal: bool = False
+) -> str:
+    """The cohort table: each cohort's size and the share back in each later period,
+    shaded by that share on a terminal."""
+    cohorts = report["cohorts"]
+    most = max((len(c["back"]) for c in cohorts), default=0)
+    names = ["cohort", "size", *(f"+{i}" for i in range(1, most + 1))]
+    rows = []
+    for c in cohorts:
+        shares = [n / c["size"] if c["size"] else 0.0 for n in c["back"]]
+        rows.append((c["start"], f"{c['size']:,}", shares))
+    events = ", ".join(report["events"])
+    head = (
+        f"site {safe_text(report['site'])}  retention by {report['cohort']}  of {safe_text(events)}"
+    )
+    if not terminal:
+        cells = [
+            [s, size, *(f"{x * 100:.1f}%" for x in shares), *[""] * (most - len(shares))]
+            for s, size, shares in rows
+        ]
+        right = set(range(1, len(names)))
+        return render_table([head], names, cells, width or 100, False, right, 0, "(no cohorts)")
+    from rich.table import Table
+    from rich.text import Text
+
+    table = Table(box=None, pad_edge=False, show_edge=False, header_style="bold")
+    for i, name in enumerate(names):
+        table.add_column(name, justify="left" if i == 0 else "right", no_wrap=True)
+    for start, size, shares in rows:
+        shaded = [Text(f"{x * 100:.1f}%", style=f"on {_shade(x)}") for x in shares]
+        table.add_row(start, size, *shaded, *[""] * (most - len(shares)))
+    buf = io.StringIO()
+    console = _console(buf, width or 100)
+    console.print(head, style="bold")
+    console.print()
+    console.print(table)
+    return "".join(line.rstrip() + "\n" for line in buf.getvalue().splitlines())
+
+
+def _shade(share: float) -> str:
+    return SHADES[min(len(SHADES) - 1, int(share * (len(SHADES) - 1) + 0.5))]

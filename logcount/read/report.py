@@ -95,6 +95,11 @@ def _labels(start: datetime, end: datetime, gran: str) -> tuple[str, ...]:
     return tuple(out)
 
 
+def bucket_labels(start: datetime, end: datetime, gran: str) -> tuple[str, ...]:
+    """The labels of the `gran` buckets from `start` (a bucket's start) to `end`."""
+    return _labels(start, end, gran)
+
+
 def _calendar_bound(spec: str) -> Callable[[Callable[..., Window]], Callable[..., Window]]:
     """An OverflowError of the date arithmetic (a window at 0001-01-01 or 9999-12-31)
     becomes one line, as any other bad window."""
@@ -410,10 +415,12 @@ def build_top(
     now: datetime,
     status: str | None = None,
     sort: str = "hits",
+    trends: bool = True,
 ) -> dict[str, Any]:
     """The `top` report of one window in the documented JSON shape (plus table extras);
     with `status` (checked by drill.status_filter), the paths of that status or class;
-    rows ranked by `sort` (hits, bytes, time)."""
+    rows ranked by `sort` (hits, bytes, time). Without `trends` no row has a trend (a
+    report that reads every member, as sections do, reads no series for them)."""
     check_sort(sort, by)
     dim = drill.DIM if status else by
     fetch = DRILL_ROWS if status else limit
@@ -448,15 +455,20 @@ def build_top(
         parts = drill.fold(rows, status, limit, SORTS[sort][0]) if status else {}
         members = [m for ms in parts.values() for m in ms] if status else [r["key"] for r in rows]
         live_spark = tuple(lbl for lbl in spark_labels if lbl[:8] not in rolled)
+        if not trends:
+            members, spark_labels, live_spark, store_days_spark = [], (), (), []
+        else:
+            store_days_spark = store_days
         series = member_series(client, site, dim, spark_gran, live_spark, members)
-    trend = _trends(store, site, dim, members, spark_labels, live_spark, store_days, series)
+    trend = _trends(store, site, dim, members, spark_labels, live_spark, store_days_spark, series)
     if status:
-        trend = drill.fold_trends(trend, parts)
+        trend = drill.fold_trends(trend, parts) if trends else {}
     if not any(any(values) for values in trend.values()):
         trend = {r["key"]: [] for r in rows}  # buckets expired: no trend rather than flat
     timed = bool(hist) and DIMENSIONS[dim].timed
     for row in rows:
-        time_us = row.pop("time_us", 0)
+        # Kept for a caller that sums rows (sections) when it asked for no trends.
+        time_us = row.pop("time_us", 0) if trends else row.get("time_us", 0)
         if timed:  # a window without durations has no time fields
             row["time_avg_ms"] = timing.average_ms(time_us, row["hits"])
         row["trend"] = trend[row["key"]]

@@ -72,6 +72,15 @@ local function check(op)
     end
   elseif kind == 'p' then
     if not strings(data) then return 'bad visitors' end
+  elseif kind == 'e' then
+    -- an event's bitmap: the numbering's keys, its ttl, then the visitor hashes
+    if type(data) ~= 'table' or not key_index(data[1]) or not key_index(data[2])
+        or not count(data[3]) or not count(data[4]) or not strings(data[5]) then
+      return 'bad event set'
+    end
+    for _, h in ipairs(data[5]) do
+      if not string.match(h, '^[0-9a-f]+$') or #h ~= 16 then return 'bad visitor hash' end
+    end
   elseif kind == 'l' then
     if type(data) ~= 'table' or not count(data[1]) or data[1] < 1 or not strings(data[2]) then
       return 'bad list'
@@ -101,6 +110,7 @@ if batch.m > 0 then
   end
 end
 local other = '(other)'
+local numbers = {}  -- numbering key -> visitor hash -> number, for the 'e' operations
 
 -- Members with a positive score, added to a sorted set that does not hold them yet.
 local function zadd_all(key, names, scores)
@@ -176,6 +186,35 @@ for _, op in ipairs(batch.ops) do
     for i = 1, #data, 1000 do
       redis.call('PFADD', key, unpack(data, i, math.min(i + 999, #data)))
     end
+  elseif kind == 'e' then
+    -- Each visitor hash gets a number once (the next free one), kept both ways: the
+    -- hash -> number map, and the hashes in number order (16 bytes each); the event's
+    -- bucket is a bitmap of numbers.
+    -- A visitor in several events and buckets of the batch is looked up once. Past
+    -- data[4] numbered visitors a new one is not numbered (nor counted in the event):
+    -- a flood of made-up visitors cannot fill Redis.
+    local ids, hashes, most = KEYS[data[1]], KEYS[data[2]], data[4]
+    local known = numbers[ids]
+    if not known then
+      known = {}
+      numbers[ids] = known
+    end
+    for _, h in ipairs(data[5]) do
+      local id = known[h]
+      if not id then
+        id = redis.call('HGET', ids, h)
+        if not id and tonumber(redis.call('HGET', ids, '#next') or 0) < most then
+          id = redis.call('HINCRBY', ids, '#next', 1) - 1
+          redis.call('HSET', ids, h, id)
+          redis.call('SETRANGE', hashes, id * 16, h)
+        end
+        id = id and tonumber(id) or false
+        known[h] = id
+      end
+      if id then redis.call('SETBIT', key, id, 1) end
+    end
+    redis.call('EXPIRE', ids, data[3])
+    redis.call('EXPIRE', hashes, data[3])
   elseif kind == 'l' then
     local cap, items = data[1], data[2]
     for i = 1, #items, 1000 do

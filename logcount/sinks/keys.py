@@ -47,6 +47,21 @@ def visitors(site: str, gran: str, label: str) -> str:
     return f"{_tag(site)}:v:{gran}:{label}"
 
 
+def event_set(site: str, event: str, gran: str, label: str) -> str:
+    """Bitmap of the visitors (by their number, visitor_ids) who did an event in a bucket."""
+    return f"{_tag(site)}:e:{event}:{gran}:{label}"
+
+
+def visitor_ids(site: str) -> str:
+    """Hash: visitor hash -> its number in the event bitmaps (field `#next`: the next one)."""
+    return f"{_tag(site)}:vid"
+
+
+def visitor_hashes(site: str) -> str:
+    """String: the visitor hash of number N at bytes 16N..16N+15 (the numbering reversed)."""
+    return f"{_tag(site)}:vidr"
+
+
 def recent(site: str) -> str:
     """Capped list of the latest requests (JSON), newest first."""
     return f"{_tag(site)}:recent"

@@ -150,6 +150,12 @@ def build_call(
     for (site, gran, label), hashes in delta.visitors.items():
         ops.append(["p", k(keys.visitors(site, gran, label)), ttl[gran], list(hashes)])
     longest = max(ttl.values())
+    for (site, event, gran, label), hashes in delta.events.items():
+        # The numbering lives as long as the longest bucket past its last write.
+        numbering = [k(keys.visitor_ids(site)), k(keys.visitor_hashes(site)), longest]
+        numbering.append(config.max_event_visitors)
+        ops.append(["e", k(keys.event_set(site, event, gran, label)), ttl[gran], numbering])
+        ops[-1][3].append(sorted(hashes))
     for site, items in delta.recent.items():
         ops.append(
             ["l", k(keys.recent(site)), longest, [config.recent_size, items[-config.recent_size :]]]

@@ -122,6 +122,10 @@ day_visitors = _fact("logcount_day_visitors", [sa.Column("visitor", sa.String(32
 # One sketch of the day's visitors per source, site and day (replaces day_visitors' rows).
 day_visitor_sets = _fact("logcount_day_visitor_sets", [], ())
 day_visitor_sets.append_column(sa.Column("visitor_set", sa.LargeBinary, nullable=False))
+# Who did each event on a day, per source: a roaring bitmap of the site's visitor numbers
+# (logcount/sinks/event_store.py), unions over sources exact.
+day_events = _fact("logcount_day_events", [sa.Column("event", sa.String(64))], ("visitors",))
+day_events.append_column(sa.Column("visitor_set", sa.LargeBinary, nullable=False))
 VISITOR_TABLES = {"path": day_paths, "object": day_objects}
 assert set(VISITOR_TABLES) == {n for n, d in DIMENSIONS.items() if d.visitors}
 FACT_TABLES = (
@@ -132,6 +136,7 @@ FACT_TABLES = (
     day_visitors,
     day_visitor_sets,
     day_timings,
+    day_events,
 )
 
 
@@ -153,6 +158,8 @@ class SourceFacts:
     visitors: list[dict[str, Any]] = field(default_factory=list)
     visitor_sets: list[dict[str, Any]] = field(default_factory=list)
     timings: list[dict[str, Any]] = field(default_factory=list)
+    # {"site", "day", "event", "hashes": set of visitor hashes}: numbered when written
+    events: list[dict[str, Any]] = field(default_factory=list)
 
     def days(self) -> set[date]:
         return {row["day"] for row in self.totals}
@@ -198,6 +205,8 @@ class Store:
         return sa.create_engine(url, pool_pre_ping=True)
 
     def _ensure_schema(self) -> None:
+        from logcount.sinks import event_store  # noqa: F401  (its tables, in metadata)
+
         with self.engine.begin() as conn:
             metadata.create_all(conn, checkfirst=True)  # a table added since: created
             _add_columns(conn)
@@ -301,6 +310,10 @@ class Store:
             ):
                 for batch in _batches(rows, 5000):
                     conn.execute(table.insert(), [{**r, "source_id": sid} for r in batch])
+            if facts.events:
+                from logcount.sinks.event_store import insert_event_sets
+
+                insert_event_sets(conn, sid, facts.events)
             conn.execute(
                 sources.update()
                 .where(sources.c.id == sid)

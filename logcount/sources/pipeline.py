@@ -22,6 +22,7 @@ from logcount.count.aggregate import Aggregator, LineCounter, tune_gc
 from logcount.count.classify import Classifier
 from logcount.count.delta import Delta
 from logcount.count.detect import SAMPLE_LINES, FirstLines, first_lines
+from logcount.count.events import format_ident, visitor_fields
 from logcount.count.lines import Piece
 from logcount.count.logformat import compile_format
 from logcount.errors import ConfigError, LogcountError
@@ -137,8 +138,13 @@ class Pipeline:
         self.loader = loader
         self.mode = mode
         self.log = log
-        fmt = compile_format(config.log_format)
-        self.counter = LineCounter(fmt, config.recent_size, count_clients=config.count_clients)
+        fmt = compile_format(config.log_format, ident=format_ident(config))
+        self.counter = LineCounter(
+            fmt,
+            config.recent_size,
+            count_clients=config.count_clients,
+            event_fields=visitor_fields(config),
+        )
         self.aggregator = Aggregator(config, self.counter, Classifier(config, fmt))
         self.sink = sink or LiveSink(config, log=log)
         self.lock = threading.Lock()  # the counter (and a tail's position)

@@ -29,6 +29,7 @@ from logcount.count.detect import (
     detect_format,
     first_lines,
 )
+from logcount.count.events import format_ident, visitor_fields
 from logcount.count.lines import LineSplitter, Piece
 from logcount.count.logformat import CompiledFormat, compile_format
 from logcount.count.visitors import MemberVisitors
@@ -59,7 +60,9 @@ def day_format(config: Config) -> CompiledFormat:
     """The configured format, its %t captured as the day alone (fewer distinct keys, one
     per day instead of one per minute, make classifying cheap); with a configured time
     zone the minute is needed to convert (zones with half hours), so it is kept."""
-    return compile_format(config.log_format, day_only=not config.timezone)
+    return compile_format(
+        config.log_format, day_only=not config.timezone, ident=format_ident(config)
+    )
 
 
 def store_classifier(config: Config, fmt: CompiledFormat) -> Classifier:
@@ -78,6 +81,7 @@ class FileCounter:
         self.classifier = classifier
         # Client addresses reach the store only when the configuration asks for them.
         mine: dict[str, Any] = {"classifier": classifier, "count_clients": config.store_clients}
+        mine["event_fields"] = visitor_fields(config)
         try:  # the counter decides bots and ignored paths with our classifier
             self.counter = LineCounter(fmt, recent_size=1, path_visitors=True, **mine)
         except TypeError:  # a LineCounter that leaves that to the Aggregator
@@ -165,6 +169,8 @@ class FileCounter:
         fresh: tuple[dict[Any, set[str]], ...] = ({}, {}, {})  # day, path, object
         self.visitors.collect(visitors, fresh)
         self.counts.add_visitors(*fresh)
+        if self.aggregator.events:  # who did each event, per day (count/events.py)
+            self.aggregator.events.collect(visitors, self.counts.delta.events)
         # Memory stays flat however many distinct URLs a day has: a working table of
         # twice the store's cap per day and dimension (the store keeps the cap).
         self.counts.bound(working_size(self.config), self.family)

@@ -251,6 +251,8 @@ def facts_of(
                 facts.members.append({**row, "dim": dim, "member": _text(member)})
     for (s, label), sketch in counts.day_visitors.items():
         facts.visitor_sets.append({"site": s, "day": _day(label), "visitor_set": sketch.to_bytes()})
+    for (s, event, _g, label), hashes in d.events.items():
+        facts.events.append({"site": s, "day": _day(label), "event": event, "hashes": hashes})
     return facts
 
 

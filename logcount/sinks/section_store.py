@@ -1,0 +1,57 @@
+"""Sections of the store's paths (read/sections.py): a group of paths' visitors as a
+union, and a prefix's hits per day."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from datetime import date
+
+import sqlalchemy as sa
+
+from logcount.sinks.store import Store, day_paths
+
+
+def grouped_path_visitors(
+    store: Store, site: str, days: Sequence[date], group: Callable[[str], str | None]
+) -> dict[str, int]:
+    """Visitors of groups of paths (a section: `group` names a path's, None leaves the
+    path out): per day the union of the sketches of the group's paths over every
+    source, summed over the days, as a path row's visitors are."""
+    from logcount.count.sketch import VisitorSketch
+
+    t = day_paths
+    merged: dict[tuple[str, date], VisitorSketch] = {}
+    query = sa.select(t.c.path, t.c.day, t.c.visitor_set).where(
+        t.c.site == site, t.c.day.in_(list(days)), t.c.visitor_set.is_not(None)
+    )
+    for path, day, data in store._read(query):
+        name = group(path)
+        if name is None:
+            continue
+        sketch = VisitorSketch.from_bytes(bytes(data))
+        if (name, day) in merged:
+            merged[name, day].merge(sketch)
+        else:
+            merged[name, day] = sketch
+    out: dict[str, int] = {}
+    for (name, _day), sketch in merged.items():
+        out[name] = out.get(name, 0) + sketch.count()
+    return out
+
+
+def daily_prefix_hits(
+    store: Store, site: str, prefix: str, days: Sequence[date]
+) -> dict[date, int]:
+    """Hits per day of every path that starts with `prefix` (a section)."""
+    t = day_paths
+    pattern = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+    query = (
+        sa.select(t.c.day, sa.func.sum(t.c.hits))
+        .where(
+            t.c.site == site,
+            t.c.day.in_(list(days)),
+            t.c.path.like(pattern, escape="\\"),
+        )
+        .group_by(t.c.day)
+    )
+    return {d: int(h) for d, h in store._read(query)}

@@ -1,0 +1,267 @@
+"""Sections (`top --by path --depth N`, `hits --prefix`) and ratios (`top --metric A/B`),
+live and from the store, on known lines; the expected numbers come from the reference
+code below, which reads the test's own table of requests, not logcount's code."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+from logcount.cli import cli
+from logcount.config import load_config
+from logcount.sources.rollup import rollup
+from tests.conftest import RedisServer
+from tests.test_cli_top import FIREFOX, feed, line
+
+CONFIG = 'site = "test"\ntimezone = "UTC"\n'
+TODAY = datetime.now(UTC).date()
+PAST = TODAY - timedelta(days=2)
+
+
+@dataclass(frozen=True)
+class Request:
+    client: str
+    path: str
+    size: int = 1000
+    status: int = 200
+
+
+# Who asked for what: visitor 10.0.0.1 reads two pages of /blog/ (one visitor there, not
+# two); 10.0.0.2 three, one of them a 404; the shop has its own visitors.
+REQUESTS = [
+    Request("10.0.0.1", "/blog/2015/a", 1000),
+    Request("10.0.0.1", "/blog/2016/c", 3000),
+    Request("10.0.0.2", "/blog/2015/a", 1000),
+    Request("10.0.0.2", "/blog/2015/b", 2000),
+    Request("10.0.0.2", "/blog/2015/gone", 100, 404),
+    Request("10.0.0.3", "/blog", 500),
+    Request("10.0.0.3", "/shop/x", 4000),
+    Request("10.0.0.4", "/shop/y", 6000, 500),
+    Request("10.0.0.4", "/", 700),
+    Request("10.0.0.5", "/about", 800),
+]
+
+
+def section(path: str, depth: int) -> str:
+    """The reference: the path up to the slash after its `depth`th segment."""
+    segments = path.split("/")[1:]
+    if len(segments) <= depth:
+        return path
+    return "/" + "/".join(segments[:depth]) + "/"
+
+
+def expected_sections(requests: list[Request], depth: int, visitors: bool) -> list[dict[str, Any]]:
+    rows: dict[str, dict[str, Any]] = {}
+    who: dict[str, set[str]] = {}
+    for r in requests:
+        key = section(r.path, depth)
+        row = rows.setdefault(key, {"key": key, "hits": 0, "bytes": 0, "visitors": None})
+        row["hits"] += 1
+        row["bytes"] += r.size
+        who.setdefault(key, set()).add(r.client)
+    if visitors:
+        for key, row in rows.items():
+            row["visitors"] = len(who[key])
+    return sorted(rows.values(), key=lambda r: (-r["hits"], r["key"]))
+
+
+def text(day: date, requests: list[Request]) -> str:
+    when = datetime(day.year, day.month, day.day, 12, 0, 0, tzinfo=UTC)
+    return "".join(
+        line(when, r.path, r.status, r.size, agent=FIREFOX, client=r.client) for r in requests
+    )
+
+
+class Site:
+    def __init__(self, tmp: Path, server: RedisServer):
+        self.tmp = tmp
+        config = tmp / "logcount.toml"
+        config.write_text(CONFIG)
+        self.store = f"sqlite:///{tmp / 'store.sqlite3'}"
+        self.base = ["--config", str(config), "--redis", server.url]
+        self.base += ["--data-dir", str(tmp / "data"), "--store", self.store]
+        self.config = load_config(
+            str(config), redis=server.url, data_dir=str(tmp / "data"), store=self.store
+        )
+
+    def run(self, *args: str) -> Any:
+        return CliRunner().invoke(cli, [*self.base, *args], catch_exceptions=False)
+
+    def json(self, *args: str) -> Any:
+        result = self.run(*args, "--format", "json")
+        assert result.exit_code == 0, result.output
+        return json.loads(result.output)
+
+    def roll_up(self, name: str, lines: str, host: str = "web1") -> None:
+        log = self.tmp / name
+        log.write_text(lines)
+        rollup(self.config, [str(log)], [], host=host, jobs=1, warn=lambda m: None)
+
+
+@pytest.fixture
+def site(tmp_path: Path, redis_server: RedisServer) -> Site:
+    s = Site(tmp_path, redis_server)
+    feed(s.config, text(PAST, REQUESTS) + text(TODAY, REQUESTS))
+    return s
+
+
+@pytest.mark.parametrize("depth", [1, 2])
+def test_live_sections_sum_hits_and_bytes(site: Site, depth: int) -> None:
+    report = site.json("top", "--window", "today", "--by", "path", "--depth", str(depth))
+    assert report["depth"] == depth
+    assert report["window"]["source"] == "live"
+    assert report["rows"] == expected_sections(REQUESTS, depth, visitors=False)
+    assert report["total"]["hits"] == len(REQUESTS)
+
+
+def test_stored_sections_count_visitors_as_a_union(site: Site) -> None:
+    site.roll_up("past.log", text(PAST, REQUESTS))
+    report = site.json("top", "--window", PAST.isoformat(), "--depth", "1")
+    assert report["window"]["source"] == "store"
+    rows = expected_sections(REQUESTS, 1, visitors=True)
+    assert rows[0] == {"key": "/blog/", "hits": 5, "bytes": 7100, "visitors": 2}
+    assert report["rows"] == rows
+
+
+def test_two_hosts_files_of_one_day_make_one_union(site: Site) -> None:
+    half = len(REQUESTS) // 2
+    site.roll_up("web1.log", text(PAST, REQUESTS[:half]), host="web1")
+    site.roll_up("web2.log", text(PAST, REQUESTS[half:]), host="web2")
+    # and again: a re-run replaces its own rows
+    site.roll_up("web2.log", text(PAST, REQUESTS[half:]), host="web2")
+    report = site.json("top", "--window", PAST.isoformat(), "--depth", "1", "--limit", "2")
+    assert report["rows"] == expected_sections(REQUESTS, 1, visitors=True)[:2]
+
+
+def test_a_section_s_hits_live_and_stored(site: Site) -> None:
+    site.roll_up("past.log", text(PAST, REQUESTS))
+    blog = sum(1 for r in REQUESTS if r.path.startswith("/blog/"))
+    report = site.json("hits", "--prefix", "/blog/", "--days", "3")
+    assert report == {
+        "site": "test",
+        "prefix": "/blog/",
+        "today": blog,
+        "total": 2 * blog,
+        "days": [
+            {"date": PAST.isoformat(), "hits": blog, "source": "store"},
+            {"date": (PAST + timedelta(days=1)).isoformat(), "hits": 0, "source": "live"},
+            {"date": TODAY.isoformat(), "hits": blog, "source": "live"},
+        ],
+    }
+
+
+def test_a_prefix_is_literal_not_a_pattern(site: Site) -> None:
+    odd = [Request("10.0.0.9", "/a*b/x"), Request("10.0.0.9", "/a_b")]
+    feed(site.config, text(TODAY, odd))
+    site.roll_up("past.log", text(PAST, odd))
+    # the store holds the odd lines alone; today has /about beside them
+    for prefix, stored, live in (("/a*", 1, 1), ("/a_", 1, 1), ("/a", 2, 3)):
+        days = site.json("hits", "--prefix", prefix, "--days", "3")["days"]
+        assert [d["hits"] for d in days] == [stored, 0, live], prefix
+
+
+def test_the_section_table(site: Site) -> None:
+    result = site.run("top", "--window", "today", "--depth", "1", "--limit", "2")
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert lines[4].split() == [
+        "#",
+        "section",
+        "(depth",
+        "1)",
+        "hits",
+        "share",
+        "visitors",
+        "bytes",
+    ]
+    assert lines[5].split() == ["1", "/blog/", "5", "50.0%", "-", "6.9", "KiB"]
+
+
+def test_metric_bytes_per_hit_and_errors_per_hit(site: Site) -> None:
+    report = site.json("top", "--window", "today", "--metric", "bytes/hits", "--limit", "1")
+    assert report["metric"] == "bytes/hits"
+    assert report["metric_total"] == round(sum(r.size for r in REQUESTS) / len(REQUESTS), 6)
+    assert report["rows"] == [
+        {"key": "/blog/2015/a", "hits": 2, "bytes": 2000, "visitors": None, "metric": 1000.0}
+    ]
+    errors = site.json("top", "--window", "today", "--depth", "1", "--metric", "s4xx/hits")
+    share = {row["key"]: row["metric"] for row in errors["rows"]}
+    assert share == {"/blog/": 0.2, "/shop/": 0.0, "/blog": 0.0, "/": 0.0, "/about": 0.0}
+    assert errors["metric_total"] == 0.1
+
+
+def test_metric_by_status_and_visitors_from_the_store(site: Site) -> None:
+    site.roll_up("past.log", text(PAST, REQUESTS))
+    report = site.json(
+        "top", "--window", PAST.isoformat(), "--by", "status", "--metric", "s5xx/hits"
+    )
+    assert {r["key"]: r["metric"] for r in report["rows"]} == {"200": 0.0, "404": 0.0, "500": 1.0}
+    per_visitor = site.json(
+        "top", "--window", PAST.isoformat(), "--depth", "1", "--metric", "hits/visitors"
+    )
+    assert per_visitor["rows"][0]["metric"] == 2.5  # /blog/: 5 hits, 2 visitors
+    assert per_visitor["metric_total"] == 2.0  # 10 hits, 5 visitors
+    csv = site.run(
+        "top",
+        "--window",
+        PAST.isoformat(),
+        "--depth",
+        "1",
+        "--metric",
+        "hits/visitors",
+        "--format",
+        "csv",
+    )
+    assert csv.output.splitlines()[:2] == [
+        "rank,key,hits,share,visitors,bytes,hits/visitors",
+        "1,/blog/,5,0.5000,2,7100,2.5",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--by", "status", "--depth", "1"], "--depth rolls paths up into sections"),
+        (["--depth", "0"], "--depth must be from 1 to 32"),
+        (["--depth", "1", "--status", "404"], "--depth and --status: give one of them"),
+        (["--metric", "bytes"], "give two totals as A/B"),
+        (["--metric", "cats/hits"], "unknown total 'cats'"),
+        (["--metric", "s2xx/hits"], "s2xx is kept per row for --by status"),
+        (["--metric", "bots/hits"], "rows have no bots"),
+        (["--metric", "bytes/hits", "--watch"], "--depth and --metric print once"),
+    ],
+)
+def test_bad_sections_and_metrics_are_one_line(site: Site, args: list[str], message: str) -> None:
+    result = site.run("top", *args)
+    assert result.exit_code == 2
+    assert message in result.output
+    assert len(result.output.strip().splitlines()) == 1
+    assert "Traceback" not in result.output
+
+
+def test_metric_time_per_hit(tmp_path: Path, redis_server: RedisServer) -> None:
+    config = tmp_path / "d.toml"
+    config.write_text(
+        CONFIG + """log_format = '%h %l %u %t "%r" %>s %b "%{Referer}i" "%{User-Agent}i" %D'\n"""
+    )
+    loaded = load_config(str(config), redis=redis_server.url, data_dir=str(tmp_path / "d"))
+    when = datetime(TODAY.year, TODAY.month, TODAY.day, 0, 0, 5, tzinfo=UTC)
+    lines = [
+        line(when, path, agent=FIREFOX).rstrip("\n") + f" {us}\n"
+        for path, us in (("/a/1", 1000), ("/a/2", 3000), ("/b", 500))
+    ]
+    feed(loaded, "".join(lines))
+    base = ["--config", str(config), "--redis", redis_server.url, "--data-dir", str(tmp_path / "d")]
+    args = ["top", "--window", "today", "--depth", "1", "--metric", "time/hits", "--format", "json"]
+    report = json.loads(CliRunner().invoke(cli, [*base, *args]).output)
+    assert [(r["key"], r["time_avg_ms"], r["metric"]) for r in report["rows"]] == [
+        ("/a/", 2.0, 2.0),
+        ("/b", 0.5, 0.5),
+    ]
+    assert report["metric_total"] is None  # the window's time is not summed
