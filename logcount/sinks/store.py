@@ -10,7 +10,7 @@ folds the rest into one `(other)` row, see logcount/sources/rollup.py), and one 
 visitors, whatever the number of distinct URLs, referrers or visitors in its file.
 
 Visitors: the day's visitor hashes are kept per source as one sketch (logcount.count.sketch:
-exact up to 1,024 visitors, a HyperLogLog beyond) in `day_visitor_sets`; a window's total
+exact up to DAY_EXACT_LIMIT visitors, a HyperLogLog beyond) in `day_visitor_sets`; a window's total
 is the union of its days' sketches over every source (stores written before kept one
 `day_visitors` row per hash: those are read too). Path and object rows keep a sketch of
 their visitor hashes, merged over the sources of a day when read, so a visitor seen in two
@@ -33,6 +33,7 @@ from logcount.dimensions import DIMENSIONS
 from logcount.errors import StoreError
 
 SCHEMA_VERSION = 1
+SCHEMA_LOCK = int.from_bytes(b"logcount", "big") >> 1  # PostgreSQL advisory lock: a bigint
 TOTAL_COLUMNS = (
     "hits",
     "bots",
@@ -208,6 +209,11 @@ class Store:
         from logcount.sinks import event_store  # noqa: F401  (its tables, in metadata)
 
         with self.engine.begin() as conn:
+            if conn.dialect.name == "postgresql":
+                # Hosts whose first rollups start together would each CREATE the tables
+                # they found missing, and all but one fail: one at a time (the lock ends
+                # with this transaction; a schema already there takes no time to check).
+                conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": SCHEMA_LOCK})
             metadata.create_all(conn, checkfirst=True)  # a table added since: created
             _add_columns(conn)
             found = conn.execute(sa.select(meta.c.value).where(meta.c.key == "schema_version"))
@@ -393,13 +399,15 @@ class Store:
 
     def _window_visitors(self, site: str, days: list[date]) -> int:
         """Distinct visitors of the window: the union of its days' sketches."""
-        from logcount.count.sketch import VisitorSketch
+        from logcount.count.sketch import DAY_EXACT_LIMIT, VisitorSketch
 
-        union = VisitorSketch()
+        # Exact while every day's set is: the same visitor on two hosts, or on two days of
+        # the window, counts once (a union, never a sum of the days).
+        union = VisitorSketch(DAY_EXACT_LIMIT * 4)
         vs = day_visitor_sets
         where = [vs.c.site == site, vs.c.day.in_(days)]
         for (data,) in self._read(sa.select(vs.c.visitor_set).where(*where)):
-            union.merge(VisitorSketch.from_bytes(bytes(data)))
+            union.merge(VisitorSketch.from_bytes(bytes(data), DAY_EXACT_LIMIT))
         v = day_visitors  # rows of stores written before the sketches
         query = sa.select(v.c.visitor).distinct().where(v.c.site == site, v.c.day.in_(days))
         union.add_all(_hash_value(h) for (h,) in self._read(query))

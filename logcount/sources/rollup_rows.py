@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from logcount.count.agents import RAW_AGENT
 from logcount.count.delta import Delta
-from logcount.count.sketch import VisitorSketch
+from logcount.count.sketch import DAY_EXACT_LIMIT, VisitorSketch
 from logcount.sinks.keys import OTHER
 from logcount.sources.rollup_files import Input, source_name
 
@@ -67,7 +67,8 @@ class UnitCounts:
     ) -> None:
         """Visitor hashes (hex) of a batch, into the sketches."""
         for (site, _gran, label), hashes in day.items():
-            _merge_into(self.day_visitors, (site, label), VisitorSketch.of(hashes))
+            day_set = VisitorSketch.of(hashes, DAY_EXACT_LIMIT)
+            _merge_into(self.day_visitors, (site, label), day_set)
         for mine, fresh in ((self.path_visitors, path), (self.object_visitors, obj)):
             for key, hashes in fresh.items():
                 _merge_into(mine, key, VisitorSketch.of(hashes))
