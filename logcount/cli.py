@@ -668,7 +668,30 @@ for _command in (visitors, funnel, retention):
 
 
 def main() -> None:
+    _hide_passwords_in_title()
     cli(prog_name="logcount")
+
+
+def _hide_passwords_in_title() -> None:
+    """`--redis redis://:PW@host` given on the command line would show in `ps` and
+    /proc/PID/cmdline to every user of the machine, for as long as a reader runs: the
+    process title is rewritten with its URLs masked (a reader's child inherits it)."""
+    shown = [_masked_argument(arg) for arg in sys.argv]
+    if shown != sys.argv:
+        import setproctitle
+
+        setproctitle.setproctitle(" ".join(shown))
+
+
+def _masked_argument(arg: str) -> str:
+    from logcount.config import mask_url
+
+    if "://" not in arg:
+        return arg
+    name, eq, value = arg.partition("=")
+    if eq and name.startswith("--"):
+        return f"{name}={mask_url(value)}"
+    return mask_url(arg)
 
 
 if __name__ == "__main__":

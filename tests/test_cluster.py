@@ -145,9 +145,9 @@ def day_hits_in(client: Any, site: str) -> int:
 class Pipe:
     """A running `logcount pipe` fed through its stdin."""
 
-    def __init__(self, env: dict[str, str]):
+    def __init__(self, env: dict[str, str], *options: str):
         self.proc = subprocess.Popen(
-            LOGCOUNT + ["pipe"], env=env, stdin=subprocess.PIPE, stderr=subprocess.PIPE
+            LOGCOUNT + [*options, "pipe"], env=env, stdin=subprocess.PIPE, stderr=subprocess.PIPE
         )
 
     def feed(self, lines: list[bytes]) -> None:
@@ -209,6 +209,10 @@ def test_two_hosts_on_a_cluster_count_as_one_redis(
         assert report["total"] == alone["total"] and report["rows"] == alone["rows"]
     spread = keys_per_master(redis_cluster)
     assert len(spread) == 3 and min(spread.values()) > 1000, spread
+    # One marker per site and batch: kept a minute once the batch is confirmed, not 7 days.
+    client = redis_cluster.client()
+    markers = list(client.scan_iter(match="lc:*:batch:*", count=10_000))
+    assert markers and all(0 < client.ttl(m) <= 60 for m in markers[:500])
 
 
 def test_a_master_killed_mid_stream_loses_nothing(
@@ -259,14 +263,17 @@ def test_a_master_killed_mid_stream_loses_nothing(
         want = merged(*(expected(b[0]) for b in batches), *(expected(b[1]) for b in batches))
         wait_hits(client, want)
         wait_for("the tail's counts", lambda: day_hits_in(client, "tailed.example") >= 3000)
+        # A tail of one site commits its position in the call of its counts.
+        alive = host_env(tmp_path, redis_cluster.url(redis_cluster.ports[1]), "reports")
+        beats = json.loads(run_logcount(["status", "--format", "json"], alive).stdout)
+        assert [b["delivery"] for b in beats if b["host"] == "web3"] == ["exactly-once"]
     finally:
         tail.send_signal(signal.SIGTERM)
         assert tail.wait(60) == 0
     # A new process finds the cluster through the node its URL names: another one
     # while the killed node is down.
-    reports = host_env(tmp_path, redis_cluster.url(redis_cluster.ports[1]), "reports")
     for site in sample(want):
-        assert path_hits(top(reports, site)) == want[site], site
+        assert path_hits(top(alive, site)) == want[site], site
     assert sum(day_hits_in(client, s) for s in sites) == sum(sum(p.values()) for p in want.values())
     redis_cluster.start_node(victim)  # back, as a replica of the promoted one
     redis_cluster.wait_healthy()
@@ -321,7 +328,9 @@ def test_the_password_is_never_printed(tmp_path: Path) -> None:
     try:
         env = host_env(tmp_path, nodes.url(nodes.ports[2]), "web1")
         lines = lines_for(skewed_sites(20), 2000, 3)
-        pipe = Pipe(env)
+        # On the command line: what `ps` shows every user of the machine.
+        on_command_line = {k: v for k, v in env.items() if k != "LOGCOUNT_REDIS"}
+        pipe = Pipe(on_command_line, "--redis", env["LOGCOUNT_REDIS"])
         pipe.feed(lines)
         titles = wait_for("the reader child", lambda: _titles_of(pipe.proc.pid))
         assert pipe.finish() == ""

@@ -32,6 +32,7 @@ from typing import Any
 import redis
 
 from logcount.config import Config
+from logcount.count.logformat import compile_format
 from logcount.errors import ConfigError, LogcountError
 from logcount.sinks import keys
 from logcount.sinks.live import BACKOFF_CAP, BACKOFF_START, HOST
@@ -115,6 +116,7 @@ class Tailer:
         if config is None:
             return 0  # stopped before any line: nothing read
         self.config = config
+        self._one_site: bool | None = None  # known once a heartbeat asks (delivery)
         self.pipeline = Pipeline(self.config, "tail", self.log)
         saved = self.wait_for_positions()
         if saved is None:
@@ -188,11 +190,16 @@ class Tailer:
         return out
 
     def status(self) -> dict[str, Any]:
-        cluster = self.pipeline.sink.cluster
-        return {
-            "files": [f.status() for f in self.followers],
-            "delivery": "at-least-once (Redis Cluster)" if cluster else "exactly-once",
-        }
+        return {"files": [f.status() for f in self.followers], "delivery": self.delivery()}
+
+    def delivery(self) -> str:
+        """A cluster commits a position with the counts of its site (the configured one)
+        only: exactly once when every line is of that site (no %v in the format)."""
+        if not self.pipeline.sink.cluster:
+            return "exactly-once"
+        if self._one_site is None:
+            self._one_site = compile_format(self.config.log_format).index("site") < 0
+        return "exactly-once" if self._one_site else "at-least-once (Redis Cluster, %v)"
 
     def follow(self) -> None:
         last_watch = 0.0
