@@ -16,6 +16,8 @@ from typing import Any
 
 import redis
 
+from logcount.sinks.cluster import online_replicas
+
 NODE_TIMEOUT_MS = 1500  # how long a silent master takes to be failed over
 
 
@@ -146,7 +148,7 @@ class RedisClusterNodes:
             if any(view != views[0] for view in views):
                 return False
             return len(self.masters()) == self.masters_wanted and all(
-                self.node(p).info("replication").get("connected_slaves", 0) >= self._replicas_of(p)
+                online_replicas(self.node(p).info("replication")) >= self._replicas_of(p)
                 for p in self.masters()
             )
 

@@ -194,6 +194,10 @@ def test_two_hosts_on_a_cluster_count_as_one_redis(
     pipes[1].feed(web2)
     for pipe in pipes:
         pipe.finish()
+    # One marker per site and batch: kept a minute once the batch is confirmed, not 7 days.
+    client = redis_cluster.client()
+    markers = list(client.scan_iter(match="lc:*:batch:*", count=10_000))
+    assert markers and all(0 < client.ttl(m) <= 60 for m in markers[:300])
     # Their last heartbeats (kept 30 s): each host's reader, with its host name.
     status = run_logcount(["status", "--format", "json"], envs[0])
     assert status.returncode == 0, status.stderr.decode()
@@ -209,10 +213,6 @@ def test_two_hosts_on_a_cluster_count_as_one_redis(
         assert report["total"] == alone["total"] and report["rows"] == alone["rows"]
     spread = keys_per_master(redis_cluster)
     assert len(spread) == 3 and min(spread.values()) > 1000, spread
-    # One marker per site and batch: kept a minute once the batch is confirmed, not 7 days.
-    client = redis_cluster.client()
-    markers = list(client.scan_iter(match="lc:*:batch:*", count=10_000))
-    assert markers and all(0 < client.ttl(m) <= 60 for m in markers[:500])
 
 
 def test_a_master_killed_mid_stream_loses_nothing(
@@ -320,13 +320,23 @@ def test_slots_migrated_mid_stream_lose_nothing(
 
 
 def test_the_password_is_never_printed(tmp_path: Path) -> None:
-    """A cluster whose nodes want a password: every command works with the URL that
-    carries it; a wrong one fails in one line; neither shows up in output, errors, or
-    the process titles of the running readers."""
+    """A cluster whose nodes want a password, used through an ACL user of its own: every
+    command works with the URL that carries it; a wrong one fails in one line; neither
+    shows up in output, errors, or the process titles of the running readers."""
     secret = "s3cret-Pa55word"
-    nodes = make_cluster(tmp_path, password=secret)
+    nodes = make_cluster(tmp_path, password="the default user's own password")
     try:
-        env = host_env(tmp_path, nodes.url(nodes.ports[2]), "web1")
+        for port in nodes.procs:
+            nodes.node(port).acl_setuser(
+                "counter",
+                enabled=True,
+                passwords=[f"+{secret}"],
+                keys=["*"],
+                channels=["*"],
+                commands=["+@all"],
+            )
+        url = f"redis://counter:{secret}@127.0.0.1:{nodes.ports[2]}/0"
+        env = host_env(tmp_path, url, "web1")
         lines = lines_for(skewed_sites(20), 2000, 3)
         # On the command line: what `ps` shows every user of the machine.
         on_command_line = {k: v for k, v in env.items() if k != "LOGCOUNT_REDIS"}
@@ -348,7 +358,7 @@ def test_the_password_is_never_printed(tmp_path: Path) -> None:
             assert done.returncode == 0, (args, done.stderr.decode())
             outputs.append(done.stdout + done.stderr)
         assert path_hits(json.loads(outputs[0])) == want[site]
-        wrong = dict(env, LOGCOUNT_REDIS=nodes.url(nodes.ports[2]).replace(secret, "wrong-pw"))
+        wrong = dict(env, LOGCOUNT_REDIS=url.replace(secret, "wrong-pw"))
         for args in (["top", "--site", site], ["status"]):
             done = run_logcount(args, wrong)
             assert done.returncode != 0

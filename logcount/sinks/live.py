@@ -312,22 +312,24 @@ class RedisWriter:
         return rejected
 
     def _apply_cluster(self, batch: Batch) -> str | None:
-        # One call per site's slot, positions last, then a replica's acknowledgement from
-        # every master written to (logcount.sinks.cluster says why).
+        # One call per site's slot, pipelined, positions last, then a replica's
+        # acknowledgement from every master written to (logcount.sinks.cluster says why).
         why, markers = None, []
-        for site, part, extra in cluster.calls_of(batch.delta, batch.extra):
-            key_list, payload = build_call(
-                part, self.config, site, batch.batch_id, extra or None, list_sites=False
-            )
-            try:
-                self.script(keys=key_list, args=[payload])
-            except redis.ResponseError as exc:
-                error = _redis_error(exc)
-                if not isinstance(error, BatchRejected):
-                    raise
-                why = str(error)
-                continue
-            markers.append(keys.batch_marker(site, batch.batch_id))
+        calls = cluster.calls_of(batch.delta, batch.extra)
+        for group in ([c for c in calls if not c[2]], [c for c in calls if c[2]]):
+            built = [
+                build_call(part, self.config, site, batch.batch_id, extra or None, False)
+                for site, part, extra in group
+            ]
+            results = cluster.run_scripts(self.client, self.script, built) if built else []
+            for (site, _, _), result in zip(group, results, strict=True):
+                if isinstance(result, Exception):
+                    error = _redis_error(result)
+                    if not isinstance(error, BatchRejected):
+                        raise error
+                    why = str(error)
+                    continue
+                markers.append(keys.batch_marker(site, batch.batch_id))
         sites = sorted(batch.delta.sites())
         if sites:
             self.client.sadd(keys.SITES, *sites)
