@@ -218,11 +218,11 @@ def test_two_hosts_on_a_cluster_count_as_one_redis(
 def test_a_master_killed_mid_stream_loses_nothing(
     redis_cluster: RedisClusterNodes, tmp_path: Path
 ) -> None:
-    """Acceptance: two pipes and a tail write; a master (the one of the URL) is killed
+    """Acceptance: two pipes (2,000 sites) and a tail write; a master (the URL's) is killed
     with SIGKILL; the readers read on, and once a replica is promoted every line read
     before or after counts exactly once. The tail's position stays with its counts: a
     tail restarted after that counts nothing twice."""
-    sites = skewed_sites(300)
+    sites = skewed_sites(2000)
     url = redis_cluster.url(redis_cluster.ports[0])  # a master: the node the URL names dies
     envs = [host_env(tmp_path, url, "web1"), host_env(tmp_path, url, "web2")]
     tail_env = host_env(tmp_path, url, "web3")
