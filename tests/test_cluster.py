@@ -407,3 +407,26 @@ def test_the_report_client_falls_back_to_redis_cluster(
         assert report["total"]["hits"] == 2
         assert [(r["key"], r["hits"]) for r in report["rows"]] == [(f"/{site}", 2)]
     assert isinstance(counts.redis, redis.RedisCluster)
+
+
+def test_positions_ride_last_in_the_call_of_their_site() -> None:
+    """The order a batch's calls go in: every site's counts, then the call that carries
+    a tail's positions, in the slot of their site (their own call when the batch has no
+    counts of that site); a value with no hash tag is left out of the calls."""
+    from logcount.count.delta import Delta
+    from logcount.sinks import cluster
+
+    delta = Delta()
+    for site in ("b.example", "a.example", "c.example"):
+        delta.totals[(site, "day", LABEL)] = Counter(hits=1)
+    position = keys.position("b.example", "web1", "/var/log/access.log")
+    calls = cluster.calls_of(delta, {position: "p", "untagged": "u"})
+    assert [(site, extra) for site, _, extra in calls] == [
+        ("a.example", {}),
+        ("c.example", {}),
+        ("b.example", {position: "p"}),
+    ]
+    assert calls[-1][1].totals == {("b.example", "day", LABEL): Counter(hits=1)}
+    alone = cluster.calls_of(Delta(), {keys.position("d.example", "h", "/l"): "p"})
+    assert [(site, bool(part)) for site, part, _ in alone] == [("d.example", False)]
+    assert cluster.untagged({position: "p", "untagged": "u"}) == {"untagged": "u"}
