@@ -576,10 +576,14 @@ class LiveSink:
 
     def status(self) -> dict[str, Any]:
         """Heartbeat fields: what waits, and what could not be kept."""
+        # The sender asks while the classifier merges into `pending`: read unlocked, its
+        # dicts changed size under the count (seen with 2,000 sites' pending buckets).
+        with self.lock:
+            pending = self.pending.size()
         return {
             "spooled": self.spool.batches,
             "spool_bytes": self.spool.used(),
-            "pending": self.pending.size(),
+            "pending": pending,
             "pending_bytes": self.pending_bytes,
             **self.drops,
         }
