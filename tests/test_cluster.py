@@ -351,6 +351,7 @@ def test_the_password_is_never_printed(tmp_path: Path) -> None:
         for args in (
             ["top", "--site", site, "--window", DAY, "--format", "json"],
             ["hits", "/1", "--site", site],
+            ["sites", "--format", "json"],
             ["status"],
             ["config", "check"],
         ):
@@ -358,6 +359,7 @@ def test_the_password_is_never_printed(tmp_path: Path) -> None:
             assert done.returncode == 0, (args, done.stderr.decode())
             outputs.append(done.stdout + done.stderr)
         assert path_hits(json.loads(outputs[0])) == want[site]
+        assert site in outputs[2].decode()  # every site of the cluster's masters
         wrong = dict(env, LOGCOUNT_REDIS=url.replace(secret, "wrong-pw"))
         for args in (["top", "--site", site], ["status"]):
             done = run_logcount(args, wrong)
