@@ -424,6 +424,12 @@ REPORT_LOG_FORMAT = "auto"
 @click.option("--format", "-f", "fmt", type=FORMATS, default="table", show_default=True)
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 @click.option("--jobs", "-j", type=click.IntRange(1, 256), help="Processes (default: all cores).")
+@click.option(
+    "--output",
+    "-o",
+    type=click.Path(dir_okay=False, writable=True),
+    help="Write the report as one self-contained HTML page (the dashboard's) to this file.",
+)
 @pass_settings
 @domain_errors
 def report(
@@ -434,6 +440,7 @@ def report(
     fmt: str,
     quiet: bool,
     jobs: int | None,
+    output: str | None,
 ) -> None:
     """A one-shot report of log files (plain or .gz/.bz2/.xz; - for standard input):
     counted in memory, no Redis or store needed."""
@@ -444,7 +451,18 @@ def report(
     show = not quiet and sys.stderr.isatty()
     built = report_files(settings.load(), list(files), limit, site, jobs, show)
     width, terminal = terminal_width(sys.stdout)
-    if fmt == "json":
+    if output is not None:
+        from logcount.read.file_report import as_dashboard
+        from logcount.serve.page import static_html
+
+        reports, series = as_dashboard(built)
+        page = static_html(reports, series, title=f"logcount: {', '.join(files)}")
+        try:
+            with open(output, "w", encoding="utf-8") as out:
+                out.write(page)
+        except OSError as exc:
+            raise click.ClickException(f"cannot write {output}: {exc.strerror}") from None
+    elif fmt == "json":
         emit(report_json(built, terminal) + "\n")
     elif fmt == "csv":
         emit(report_csv(built, terminal))

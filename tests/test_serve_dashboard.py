@@ -225,3 +225,31 @@ def test_the_static_report_opens_from_a_file(browser: Any, loaded: Loaded, tmp_p
 def test_ci_installs_the_browser() -> None:
     script = (ROOT / ".ci" / "run").read_text()
     assert "need+=(chromium)" in script and "need+=(chromium-driver)" in script
+
+
+def test_a_file_report_opens_as_the_same_page(browser: Any, tmp_path: Path) -> None:
+    """`report FILE -o report.html`: the dashboard's page of files, no Redis, no server."""
+    from tests.test_file_report import KNOWN
+
+    log = tmp_path / "access.log"
+    log.write_text(KNOWN)
+    page = tmp_path / "report.html"
+    env = logcount_env()
+    env.update({"LOGCOUNT_REDIS": "redis://127.0.0.1:1/0", "LOGCOUNT_DATA_DIR": str(tmp_path)})
+    result = run_logcount(["report", str(log), "-o", str(page)], env)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == b""
+    html = page.read_bytes()
+    assert b"http://" not in html.replace(b"http://www.w3.org/2000/svg", b"")
+    browser.get(page.as_uri())
+    wait_for(lambda: card(browser, "hits") == "6", "the report's hits card")
+    assert card(browser, "malformed") == "1"
+    assert rows(browser, "path")[0][:2] == ["/a", "3"]
+    assert rows(browser, "status-404")[0][:2] == ["/missing", "1"]
+    assert browser.find_element("css selector", "#chart svg").get_attribute("data-total") == "6"
+    assert browser.title == f"logcount: {log}"
+    refused = [e for e in browser.get_log("browser") if "Content Security Policy" in e["message"]]
+    assert refused == []
+    bad = run_logcount(["report", str(log), "-o", str(tmp_path / "none" / "r.html")], env)
+    assert bad.returncode == 1
+    assert bad.stderr.decode().startswith("Error: cannot write ") and bad.stderr.count(b"\n") == 1

@@ -33,6 +33,30 @@ def report_json(report: dict[str, Any], terminal: bool = False) -> str:
     return dump_json({k: report[k] for k in JSON_KEYS}, terminal)
 
 
+def as_dashboard(report: dict[str, Any]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """The report as the dashboard's page draws it (`report -o FILE.html`): one report per
+    dimension and drill-down, each shaped as `top --format json` prints it (the first, the
+    paths, gives the cards), and the days as a series of /api/series' shape."""
+    site = ", ".join(s["site"] for s in report["sites"]) or "-"
+    window = {"start": report["first"], "end": report["last"], "source": "files"}
+    reports = []
+    for name, rows in report["top"].items():
+        by, _, status = name.partition("@")
+        shown: dict[str, Any] = {
+            "window": window,
+            "site": site,
+            "by": by,
+            "total": report["total"],
+            "rows": rows,
+        }
+        if status:
+            shown["status_filter"] = status
+        reports.append(shown)
+    points = [[f"{d['day']}T00:00:00", d["hits"], d["visitors"]] for d in report["days"]]
+    series = {"site": site, "granularity": "day", "source": "files", "points": points}
+    return reports, series
+
+
 def report_csv(report: dict[str, Any], terminal: bool = False) -> str:
     """One table: the total, one row per day, then each dimension's rows."""
     total = report["total"]
