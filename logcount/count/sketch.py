@@ -21,6 +21,9 @@ from collections.abc import Iterable
 
 EXACT_LIMIT = 1024
 DAY_EXACT_LIMIT = 1 << 20  # 8 MiB of hashes in one row: beyond, registers
+# The union of several such sets (a day's sources, a window's days), kept exact as long
+# as each of them is
+UNION_EXACT_LIMIT = 4 * DAY_EXACT_LIMIT
 P = 10
 REGISTERS = 1 << P
 _SET, _HLL = b"S", b"H"

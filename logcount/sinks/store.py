@@ -381,7 +381,7 @@ class Store:
         many days."""
         if not days:
             return {}
-        from logcount.count.sketch import VisitorSketch
+        from logcount.count.sketch import DAY_EXACT_LIMIT, UNION_EXACT_LIMIT, VisitorSketch
 
         t = day_totals
         query = (
@@ -394,16 +394,17 @@ class Store:
         vs = day_visitor_sets
         where = [vs.c.site == site, vs.c.day.in_(list(days))]
         for d, data in self._read(sa.select(vs.c.day, vs.c.visitor_set).where(*where)):
-            sketches.setdefault(d, VisitorSketch()).merge(VisitorSketch.from_bytes(bytes(data)))
+            union = sketches.setdefault(d, VisitorSketch(UNION_EXACT_LIMIT))
+            union.merge(VisitorSketch.from_bytes(bytes(data), DAY_EXACT_LIMIT))
         return {d: (n, sketches[d].count() if d in sketches else 0) for d, n in hits.items()}
 
     def _window_visitors(self, site: str, days: list[date]) -> int:
         """Distinct visitors of the window: the union of its days' sketches."""
-        from logcount.count.sketch import DAY_EXACT_LIMIT, VisitorSketch
+        from logcount.count.sketch import DAY_EXACT_LIMIT, UNION_EXACT_LIMIT, VisitorSketch
 
         # Exact while every day's set is: the same visitor on two hosts, or on two days of
         # the window, counts once (a union, never a sum of the days).
-        union = VisitorSketch(DAY_EXACT_LIMIT * 4)
+        union = VisitorSketch(UNION_EXACT_LIMIT)
         vs = day_visitor_sets
         where = [vs.c.site == site, vs.c.day.in_(days)]
         for (data,) in self._read(sa.select(vs.c.visitor_set).where(*where)):

@@ -28,7 +28,7 @@ from logcount.config import Config
 from logcount.count.classify import MONTHS
 from logcount.count.detect import AUTO, SAMPLE_BYTES, detect_format
 from logcount.count.logformat import compile_format
-from logcount.count.sketch import VisitorSketch
+from logcount.count.sketch import UNION_EXACT_LIMIT, VisitorSketch
 from logcount.dimensions import DIMENSION_NAMES, DIMENSIONS
 from logcount.errors import LogcountError
 from logcount.sinks.keys import OTHER
@@ -232,10 +232,10 @@ def build_report(config: Config, counted: Counted, limit: int, site: str | None)
     if chosen(config.site):  # a line that does not parse is the configured site's
         totals["malformed"] += c.malformed
     day_sets: dict[str, VisitorSketch] = {}
-    everyone = VisitorSketch()
+    everyone = VisitorSketch(UNION_EXACT_LIMIT)  # exact while each day's set is
     for (s, label), sketch in c.day_visitors.items():
         if chosen(s):
-            day_sets.setdefault(label, VisitorSketch()).merge(sketch)
+            day_sets.setdefault(label, VisitorSketch(UNION_EXACT_LIMIT)).merge(sketch)
             everyone.merge(sketch)
     totals["visitors"] = everyone.count()
     hist = timing.histogram_of(totals)
