@@ -15,6 +15,7 @@ from logcount.cli_common import (
     Settings,
     domain_errors,
     emit,
+    emit_report,
     pass_settings,
     terminal_width,
     window_options,
@@ -298,13 +299,7 @@ def sites(settings: Settings, fmt: str) -> None:
     from logcount.read.render import dump_json, sites_csv, sites_table
 
     rows = Counts.from_settings(settings.load()).sites()
-    width, terminal = terminal_width(sys.stdout)
-    if fmt == "json":
-        emit(dump_json({"sites": rows}, terminal) + "\n")
-    elif fmt == "csv":
-        emit(sites_csv(rows, terminal))
-    else:
-        emit(sites_table(rows, width, terminal))
+    emit_report(fmt, rows, lambda r, t: dump_json({"sites": r}, t), sites_csv, sites_table)
 
 
 @cli.command()
@@ -339,13 +334,7 @@ def hits(
         report = counts.section_hits(prefix, days, site)
     else:
         report = counts.hits(path, obj, days, site)
-    width, terminal = terminal_width(sys.stdout)
-    if fmt == "json":
-        emit(hits_json(report, terminal) + "\n")
-    elif fmt == "csv":
-        emit(hits_csv(report, terminal))
-    else:
-        emit(hits_table(report, width, terminal))
+    emit_report(fmt, report, hits_json, hits_csv, hits_table)
 
 
 @cli.command()
@@ -450,7 +439,6 @@ def report(
     settings.defaults["log_format"] = REPORT_LOG_FORMAT
     show = not quiet and sys.stderr.isatty()
     built = report_files(settings.load(), list(files), limit, site, jobs, show)
-    width, terminal = terminal_width(sys.stdout)
     if output is not None:
         from logcount.read.file_report import as_dashboard
         from logcount.serve.page import static_html
@@ -462,12 +450,8 @@ def report(
                 out.write(page)
         except OSError as exc:
             raise click.ClickException(f"cannot write {output}: {exc.strerror}") from None
-    elif fmt == "json":
-        emit(report_json(built, terminal) + "\n")
-    elif fmt == "csv":
-        emit(report_csv(built, terminal))
     else:
-        emit(report_table(built, width, terminal))
+        emit_report(fmt, built, report_json, report_csv, report_table)
 
 
 @cli.command()

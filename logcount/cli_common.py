@@ -3,6 +3,7 @@ the output formats and how a report is written."""
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from functools import wraps
 from typing import Any
@@ -82,6 +83,24 @@ def emit(text: str) -> None:
     from redirected output, and a CSV or JSON file must hold the real value (what could
     harm a terminal was escaped already when the output is one)."""
     click.echo(text, nl=False, color=True)
+
+
+def emit_report(
+    fmt: str,
+    report: Any,
+    as_json: Callable[[Any, bool], str],
+    as_csv: Callable[[Any, bool], str],
+    as_table: Callable[[Any, int, bool], str],
+) -> None:
+    """`report` on stdout in the --format asked: JSON (and its newline), CSV, or a table
+    as wide as the terminal; each escaped for a terminal when stdout is one."""
+    width, terminal = terminal_width(sys.stdout)
+    if fmt == "json":
+        emit(as_json(report, terminal) + "\n")
+    elif fmt == "csv":
+        emit(as_csv(report, terminal))
+    else:
+        emit(as_table(report, width, terminal))
 
 
 def terminal_width(stream: Any) -> tuple[int, bool]:

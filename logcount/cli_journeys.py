@@ -3,17 +3,14 @@ in logcount.read.api.Counts), added to logcount.cli's group."""
 
 from __future__ import annotations
 
-import sys
-
 import click
 
 from logcount.cli_common import (
     FORMATS,
     Settings,
     domain_errors,
-    emit,
+    emit_report,
     pass_settings,
-    terminal_width,
     window_options,
 )
 
@@ -38,13 +35,7 @@ def visitors(
     from logcount.read.render import visitors_csv, visitors_json, visitors_table
 
     report = Counts.from_settings(settings.load()).visitors(expr, window, per, site)
-    width, terminal = terminal_width(sys.stdout)
-    if fmt == "json":
-        emit(visitors_json(report, terminal) + "\n")
-    elif fmt == "csv":
-        emit(visitors_csv(report, terminal))
-    else:
-        emit(visitors_table(report, width, terminal))
+    emit_report(fmt, report, visitors_json, visitors_csv, visitors_table)
 
 
 @click.command()
@@ -72,13 +63,7 @@ def funnel(
     from logcount.read.render import funnel_csv, funnel_json, funnel_table
 
     report = Counts.from_settings(settings.load()).funnel(list(events), window, within, site)
-    width, terminal = terminal_width(sys.stdout)
-    if fmt == "json":
-        emit(funnel_json(report, terminal) + "\n")
-    elif fmt == "csv":
-        emit(funnel_csv(report, terminal))
-    else:
-        emit(funnel_table(report, width, terminal))
+    emit_report(fmt, report, funnel_json, funnel_csv, funnel_table)
 
 
 @click.command()
@@ -100,10 +85,4 @@ def retention(
     from logcount.read.render import retention_csv, retention_json, retention_table
 
     report = Counts.from_settings(settings.load()).retention(event, cohort, periods, site)
-    width, terminal = terminal_width(sys.stdout)
-    if fmt == "json":
-        emit(retention_json(report, terminal) + "\n")
-    elif fmt == "csv":
-        emit(retention_csv(report, terminal))
-    else:
-        emit(retention_table(report, width, terminal))
+    emit_report(fmt, report, retention_json, retention_csv, retention_table)
