@@ -17,7 +17,7 @@ import pytest
 from tests import test_cli_top as known
 from tests.conftest import ROOT, logcount_env, need, run_logcount
 from tests.test_cli_top import TODAY, Loaded
-from tests.test_serve_process import TOKEN, Served
+from tests.test_serve_process import TOKEN, Served, serving
 
 loaded = known.loaded
 CHROMIUM = os.environ.get("LOGCOUNT_TEST_CHROMIUM", "/usr/bin/chromium")
@@ -82,14 +82,8 @@ def rows(driver: Any, panel: str) -> list[list[str]]:
 
 @pytest.fixture
 def served(loaded: Loaded) -> Iterator[Served]:
-    server = Served(loaded)
-    try:
-        server.wait_ready()
+    with serving(loaded) as server:
         yield server
-    finally:
-        if server.proc.poll() is None:
-            server.proc.kill()
-            server.proc.wait()
 
 
 def test_cards_and_panels_show_the_api_s_numbers(browser: Any, served: Served) -> None:

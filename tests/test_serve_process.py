@@ -11,6 +11,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -69,9 +70,10 @@ class Served:
         return self.proc.wait(30)
 
 
-@pytest.fixture
-def served(rolled: Loaded) -> Iterator[Served]:
-    server = Served(rolled)
+@contextmanager
+def serving(loaded: Loaded) -> Iterator[Served]:
+    """`logcount serve` over `loaded`, answering; killed afterwards if still running."""
+    server = Served(loaded)
     try:
         server.wait_ready()
         yield server
@@ -79,6 +81,12 @@ def served(rolled: Loaded) -> Iterator[Served]:
         if server.proc.poll() is None:
             server.proc.kill()
             server.proc.wait()
+
+
+@pytest.fixture
+def served(rolled: Loaded) -> Iterator[Served]:
+    with serving(rolled) as server:
+        yield server
 
 
 def test_a_real_socket_answers_as_the_commands(rolled: Loaded, served: Served) -> None:
