@@ -265,7 +265,7 @@ class Counts:
 
         if per is not None and per not in PER:
             raise WindowError(f"unknown --per {per!r} (use {', '.join(PER)})")
-        parsed = parse_expression(expr, self._event_names())
+        parsed = parse_expression(expr, self.event_names())
         win = self.window(window)
         today = self.now().date()
         store = self.store if win.gran == "day" and win.start.date() < today else None
@@ -307,7 +307,7 @@ class Counts:
             raise WindowError(f"unknown cohort {cohort!r} (use {', '.join(COHORTS)})")
         if not 1 <= periods <= 60:
             raise WindowError("--periods must be from 1 to 60")
-        events = [event] if event is not None else list(self._event_names())
+        events = [event] if event is not None else list(self.event_names())
         if not events:
             raise WindowError("no events are configured: see [[event]] in the README")
         self._known_events(events)
@@ -323,13 +323,14 @@ class Counts:
             zone_of(self.config),
         )
 
-    def _event_names(self) -> tuple[str, ...]:
+    def event_names(self) -> tuple[str, ...]:
+        """The configured events' names, in config order."""
         return tuple(e["name"] for e in self.config.events if isinstance(e, dict))
 
     def _known_events(self, events: list[str]) -> None:
         from logcount.read.journeys import ExpressionError
 
-        known = self._event_names()
+        known = self.event_names()
         for event in events:
             if event not in known:
                 names = ", ".join(known) or "none configured: see [[event]]"

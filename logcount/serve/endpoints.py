@@ -11,8 +11,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from logcount import __version__
-from logcount.read.render import top_data
-from logcount.serve.params import PARAMS
+from logcount.read.render import VISITORS_JSON_KEYS, top_data
+from logcount.serve.params import PARAMS, event_list
 
 Handler = Callable[[Any, dict[str, Any]], dict[str, Any]]
 
@@ -85,6 +85,22 @@ def _status(counts: Any, a: dict[str, Any]) -> dict[str, Any]:
     return {"readers": counts.readers()}
 
 
+def _visitors(counts: Any, a: dict[str, Any]) -> dict[str, Any]:
+    report = counts.visitors(a["expr"], window=a["window"], per=a["per"], site=a["site"])
+    return {k: report[k] for k in VISITORS_JSON_KEYS}  # `logcount visitors`' JSON
+
+
+def _funnel(counts: Any, a: dict[str, Any]) -> dict[str, Any]:
+    events = event_list(a["events"])
+    report = counts.funnel(events, window=a["window"], within=a["within"], site=a["site"])
+    return {"window": report["window"], "steps": report["steps"]}  # `logcount funnel`'s
+
+
+def _retention(counts: Any, a: dict[str, Any]) -> dict[str, Any]:
+    report = counts.retention(a["event"], a["cohort"], a["periods"], site=a["site"])
+    return {"cohorts": report["cohorts"]}  # `logcount retention`'s JSON
+
+
 TOP_EXAMPLE = {
     "window": {
         "start": "2026-02-14T00:00:00+00:00",
@@ -128,6 +144,35 @@ STATS_EXAMPLE = {
     "total": 15,
     "data": {"1": 10, "2": 5, "3": 0},
 }
+JOURNEY_WINDOW = {
+    "start": "2026-02-14T00:00:00+00:00",
+    "end": "2026-02-15T00:00:00+00:00",
+    "source": "live",
+}
+VISITORS_EXAMPLE = {
+    "expr": "login & song_played",
+    "window": JOURNEY_WINDOW,
+    "total": 41,
+    "per": [
+        {"start": "2026-02-14T00:00:00+00:00", "visitors": 2},
+        {"start": "2026-02-14T01:00:00+00:00", "visitors": 0},
+    ],
+}
+FUNNEL_EXAMPLE = {
+    "window": JOURNEY_WINDOW,
+    "steps": [
+        {"event": "login", "visitors": 412},
+        {"event": "song_played", "visitors": 230},
+        {"event": "paid", "visitors": 31},
+    ],
+}
+RETENTION_EXAMPLE = {
+    "cohorts": [
+        {"start": "2026-02-02", "size": 120, "back": [31, 18]},
+        {"start": "2026-02-09", "size": 97, "back": [25]},
+        {"start": "2026-02-16", "size": 40, "back": []},
+    ]
+}
 STATS = ("stats_site", "year")
 TOP = ("window", "by", "site", "limit", "status", "sort", "details")
 ENDPOINTS: tuple[Endpoint, ...] = (
@@ -148,6 +193,36 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         _series,
         SERIES_EXAMPLE,
         blame="granularity",
+        reuse=True,
+    ),
+    Endpoint(
+        "/api/visitors",
+        "`logcount visitors EXPR --format json`: distinct visitors of a set expression of "
+        "events over the window, and per hour, day or week of it",
+        ("expr", "window", "per", "site"),
+        _visitors,
+        VISITORS_EXAMPLE,
+        blame="window",
+        reuse=True,
+    ),
+    Endpoint(
+        "/api/funnel",
+        "`logcount funnel E1 E2 ... --format json`: the visitors who did each event after "
+        "the one before",
+        ("events", "window", "within", "site"),
+        _funnel,
+        FUNNEL_EXAMPLE,
+        blame="within",
+        reuse=True,
+    ),
+    Endpoint(
+        "/api/retention",
+        "`logcount retention --format json`: cohorts of the visitors first seen doing the "
+        "event in each period, and how many of them came back in each later one",
+        ("event", "cohort", "periods", "site"),
+        _retention,
+        RETENTION_EXAMPLE,
+        blame="event",
         reuse=True,
     ),
     Endpoint(

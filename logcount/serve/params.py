@@ -13,8 +13,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from logcount.dimensions import DIMENSION_NAMES, GRANULARITY_NAMES, MAX_DAYS, SORT_NAMES
+from logcount.read.journeys import COHORTS, PER
 
 MAX_TEXT = 8192  # a path or an object as a client may send it (the counted ones are 512)
+MAX_STEPS = 20  # a funnel's steps: each is a read of every bucket of the window
 
 
 class BadParameter(Exception):
@@ -36,12 +38,13 @@ class Param:
     # is the error's)
     check: Callable[[Any, Mapping[str, Any], Any], Any] | None = field(default=None)
     key: str = ""  # its key in PARAMS when another parameter has its name
+    required: bool = False  # a query parameter without a default (a path's always is)
 
     def openapi(self) -> dict[str, Any]:
         doc: dict[str, Any] = {
             "name": self.name,
             "in": self.where,
-            "required": self.where == "path",
+            "required": self.where == "path" or self.required,
             "description": self.description,
             "schema": self.schema,
         }
@@ -53,6 +56,8 @@ class Param:
         """The value of `raw` (None when absent: the schema's default), or BadParameter."""
         schema = self.schema
         if raw is None:
+            if self.required:
+                raise BadParameter(self.name, f"{self.name} is required")
             return schema.get("default")
         kind = schema.get("type")
         if kind == "integer":
@@ -110,6 +115,48 @@ def _object_check(value: Any, args: Mapping[str, Any], counts: Any) -> None:
         raise LogcountError(f"object {value!r} is not TYPE:ID")
     if args.get("path") is not None:
         raise LogcountError("give path or object, not both")
+
+
+def event_list(text: str) -> list[str]:
+    """`events=login,song_played,paid`: the funnel's steps in order."""
+    return [name.strip() for name in text.split(",")]
+
+
+def _known(names: list[str], counts: Any) -> None:
+    from logcount.read.journeys import ExpressionError
+
+    known = counts.event_names()
+    for name in names:
+        if name not in known:
+            configured = ", ".join(known) or "none configured: see [[event]]"
+            raise ExpressionError(f"unknown event {name!r} (events: {configured})")
+
+
+def _events_check(value: Any, args: Mapping[str, Any], counts: Any) -> None:
+    from logcount.errors import LogcountError
+
+    names = event_list(value)
+    if len(names) > MAX_STEPS:
+        raise LogcountError(f"at most {MAX_STEPS} steps")
+    if "" in names:
+        raise LogcountError(f"events {value!r}: an empty name (give them as a,b,c)")
+    _known(names, counts)
+
+
+def _event_check(value: Any, args: Mapping[str, Any], counts: Any) -> None:
+    _known([value], counts)
+
+
+def _expr_check(value: Any, args: Mapping[str, Any], counts: Any) -> None:
+    from logcount.read.journeys import parse_expression
+
+    parse_expression(value, counts.event_names())
+
+
+def _within_check(value: Any, args: Mapping[str, Any], counts: Any) -> None:
+    from logcount.config import parse_duration
+
+    parse_duration(value, "within")
 
 
 def _text(maximum: int = MAX_TEXT) -> dict[str, Any]:
@@ -177,6 +224,49 @@ PARAMS: dict[str, Param] = {
             "minute buckets' life, days beyond.",
             {"type": "string", "enum": list(GRANULARITY_NAMES)},
         ),
+        Param(
+            "expr",
+            "A set expression of the configured events: & (both), | (either), - (the "
+            "first and not the second), parentheses (`logcount visitors EXPR`).",
+            _text(1000),
+            example="login & song_played",
+            check=_expr_check,
+            required=True,
+        ),
+        Param(
+            "per",
+            "Count per hour, day or week of the window too (default: the whole window only).",
+            {"type": "string", "enum": list(PER)},
+        ),
+        Param(
+            "events",
+            "The funnel's steps: configured events in order, comma-separated.",
+            _text(1300),
+            example="login,song_played,paid",
+            check=_events_check,
+            required=True,
+        ),
+        Param(
+            "within",
+            "Each step at most this long after the one before: 1h, 1d, 7d (default: "
+            "anywhere in the window).",
+            _text(32),
+            example="1h",
+            check=_within_check,
+        ),
+        Param(
+            "event",
+            "The event (default: any configured event).",
+            _text(64),
+            example="login",
+            check=_event_check,
+        ),
+        Param(
+            "cohort",
+            "The cohorts' period: weeks from Monday, calendar months, or days.",
+            {"type": "string", "enum": list(COHORTS), "default": "week"},
+        ),
+        Param("periods", "How many periods, the current one included.", _integer(1, 60, 8)),
         Param("year", "The year.", _integer(1001, 9998), where="path", example=2026),
         Param("month", "The month, 1-12.", _integer(1, 12), where="path", example=2),
         Param("day", "The day of the month.", _integer(1, 31), where="path", example=14),
