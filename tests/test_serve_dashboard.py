@@ -9,14 +9,17 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable, Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests import test_cli_top as known
-from tests.conftest import ROOT, logcount_env, need, run_logcount
+from tests import test_events as journey_tests
+from tests.conftest import ROOT, RedisServer, logcount_env, need, run_logcount
 from tests.test_cli_top import TODAY, Loaded
+from tests.test_events import Step
 from tests.test_serve_process import TOKEN, Served, serving
 
 loaded = known.loaded
@@ -105,6 +108,9 @@ def test_cards_and_panels_show_the_api_s_numbers(browser: Any, served: Served) -
     chart = browser.find_element("css selector", "#chart svg")
     assert chart.get_attribute("data-total") == "5"
     assert "live" in text_of(browser, "#status")
+    assert text_of(browser, "#panel-funnel p") == (
+        "no events configured: a funnel and retention need [[event]] rows in the config"
+    )
     # The window picked on the page: yesterday's numbers
     from selenium.webdriver.support.ui import Select
 
@@ -247,3 +253,89 @@ def test_a_file_report_opens_as_the_same_page(browser: Any, tmp_path: Path) -> N
     bad = run_logcount(["report", str(log), "-o", str(tmp_path / "none" / "r.html")], env)
     assert bad.returncode == 1
     assert bad.stderr.decode().startswith("Error: cannot write ") and bad.stderr.count(b"\n") == 1
+
+
+# --- funnel and retention ------------------------------------------------------------------
+
+
+class Journeys(journey_tests.Live):
+    """test_events' config (five events) and lines, served as `Served` serves `Loaded`."""
+
+    def args(self, *more: str) -> list[str]:
+        return [*self.base, *more]
+
+
+def journey_steps() -> list[Step]:
+    """Who did what, by hand: the funnel of yesterday and read_press by day."""
+    day0, day1 = TODAY - timedelta(days=2), TODAY - timedelta(days=1)
+
+    def step(who: int, hour: int, minute: int, path: str, day: Any = day1) -> Step:
+        when = journey_tests.at(day, hour) + timedelta(minutes=minute, seconds=who)
+        return Step(who, when, path, "POST" if path == "/login" else "GET")
+
+    song, press = "/songs/1/play", "/press/42/"
+    return [
+        *(step(1, 9, 0, "/login"), step(1, 9, 10, song), step(1, 9, 30, "/pay/card/done")),
+        *(step(2, 10, 0, "/login"), step(2, 12, 0, song)),  # two hours on: not within 1h
+        *(step(3, 11, 0, "/login"), step(3, 11, 5, song)),
+        step(4, 11, 0, song),  # no login: in no step
+        step(5, 13, 0, "/login"),
+        *(step(who, 0, 0, press, day0) for who in (1, 2, 3)),
+        *(step(who, 0, 0, press) for who in (1, 6)),
+        *(step(who, 0, 0, press, TODAY) for who in (2, 6, 7)),
+    ]
+
+
+def table(driver: Any, panel: str) -> list[list[str]]:
+    from selenium.webdriver.common.by import By
+
+    found = driver.find_elements(By.CSS_SELECTOR, f"#panel-{panel} tbody tr")
+    return [[td.text for td in tr.find_elements(By.CSS_SELECTOR, "td")] for tr in found]
+
+
+def test_the_funnel_and_retention_panels(
+    browser: Any, tmp_path: Path, redis_server: RedisServer
+) -> None:
+    from selenium.webdriver.support.ui import Select
+
+    data = Journeys(tmp_path, redis_server)
+    data.feed(journey_steps())
+    with serving(data) as served:  # type: ignore[arg-type]
+        query = "?funnel=login,song_played,paid&event=read_press&periods=3"
+        browser.get(served.base + "/" + query)
+        wait_for(lambda: table(browser, "funnel"), "the funnel panel")
+        Select(browser.find_element("id", "window")).select_by_value("yesterday")
+        expected = [
+            ["1", "login", "", "4", "100.0%", ""],
+            ["2", "song_played", "", "3", "75.0%", "1"],
+            ["3", "paid", "", "1", "25.0%", "2"],
+        ]
+        wait_for(lambda: table(browser, "funnel") == expected, "yesterday's funnel")
+        _, api = served.get("/api/funnel?events=login,song_played,paid&window=yesterday")
+        assert [s["visitors"] for s in api["steps"]] == [4, 3, 1]
+        # The retention's cohorts by day, picked on the page
+        Select(browser.find_element("id", "cohort")).select_by_value("day")
+        days = [str(TODAY - timedelta(days=n)) for n in (2, 1, 0)]
+        cohorts = [
+            [days[0], "3", "1 33.3%", "1 33.3%"],
+            [days[1], "1", "1 100.0%"],
+            [days[2], "1"],
+        ]
+        wait_for(lambda: table(browser, "retention") == cohorts, "the cohorts by day")
+        cells = "document.querySelectorAll('#panel-retention td.back')"
+        shades = browser.execute_script(f"return [...{cells}].map(c => c.className)")
+        assert shades == ["back shade-2", "back shade-2", "back shade-5"]
+        shots = os.environ.get("LOGCOUNT_SCREENSHOTS")
+        if shots:
+            browser.find_element("id", "journeys").screenshot(str(Path(shots) / "journeys.png"))
+        # Each step within an hour of the one before: v2's song two hours on drops out
+        browser.get(served.base + "/" + query + "&within=1h")
+        Select(browser.find_element("id", "window")).select_by_value("yesterday")
+        within = [row[:2] + row[3:] for row in expected]
+        within[1:] = [["2", "song_played", "2", "50.0%", "2"], ["3", "paid", "1", "25.0%", "1"]]
+        wait_for(lambda: [r[:2] + r[3:] for r in table(browser, "funnel")] == within, "within 1h")
+        assert "within 1h" in text_of(browser, "#panel-funnel h2")
+        # No query string: every configured event, in config order
+        browser.get(served.base + "/")
+        steps = wait_for(lambda: [r[1] for r in table(browser, "funnel")], "the default funnel")
+        assert steps == list(journey_tests.EVENTS)

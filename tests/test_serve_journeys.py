@@ -193,3 +193,29 @@ def test_an_answer_follows_new_lines(stored: Stored) -> None:
         while get(client, "/api/visitors", params=query)["total"] != 1:
             assert time.monotonic() < deadline, "a batch counted did not renew the answer"
             time.sleep(0.05)
+
+
+def test_no_generated_question_is_a_server_error(stored: Stored) -> None:
+    """schemathesis over the three operations, with events configured and counted (the
+    process tests fuzz every operation over data without events)."""
+    import schemathesis
+    from hypothesis import HealthCheck, given, settings
+    from schemathesis.checks import not_a_server_error
+
+    stored.feed(journeys(11, 50, at(DAY2), 24))
+    schema = schemathesis.openapi.from_asgi(
+        "/openapi.json", create_app(Counts(config=stored.config))
+    )
+    questions = {"/api/visitors", "/api/funnel", "/api/retention"}
+    operations = [r.ok() for r in schema.get_all_operations() if r.ok().path in questions]
+    assert len(operations) == 3
+    for operation in operations:
+
+        @given(case=operation.as_strategy())
+        @settings(
+            max_examples=40, deadline=None, database=None, suppress_health_check=list(HealthCheck)
+        )
+        def check(case: Any) -> None:
+            case.call_and_validate(checks=[not_a_server_error])
+
+        check()

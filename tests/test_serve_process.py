@@ -161,7 +161,7 @@ def test_no_generated_request_is_a_server_error(rolled: Loaded) -> None:
     )
     schema = schemathesis.openapi.from_asgi("/openapi.json", create_app(counts))
     operations = [result.ok() for result in schema.get_all_operations()]
-    assert len(operations) == 13
+    assert len(operations) == 16
     for operation in operations:
         if operation.path == "/api/events":
             continue  # a stream that never ends: test_serve_api reads it

@@ -56,6 +56,8 @@ def dashboard_html(config: Any) -> str:
         "site": config.site,
         "windows": list(WINDOWS),
         "dimensions": [d for d in DIMENSION_NAMES if d != "client" or config.count_clients],
+        # The funnel's and retention's panels: the configured events, in config order
+        "events": [e["name"] for e in config.events if isinstance(e, dict)],
     }
     head = '<link rel="stylesheet" href="/dashboard.css">'
     return _page(setup, head, '<script src="/dashboard.js" defer></script>')

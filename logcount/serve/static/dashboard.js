@@ -140,12 +140,102 @@
     return el("section", { class: "panel", id: "panel-recent" }, el("h2", {}, "recent requests"), table);
   }
 
+  // --- funnel and retention (the questions of events) --------------------------------
+
+  // What the page's query string asks (?funnel=a,b,c&within=1h&event=e&cohort=day&periods=3);
+  // the funnel's steps default to every configured event in config order.
+  const asked = new URLSearchParams(window.location.search);
+  const journey = {
+    events: asked.get("funnel") || (setup.events || []).join(","),
+    within: asked.get("within") || "",
+    event: asked.get("event") || "",
+    cohort: asked.get("cohort") || "week",
+    periods: asked.get("periods") || "8",
+  };
+
+  function funnelPanel(report) {
+    const title = "funnel" + (journey.within ? " (each step within " + journey.within + ")" : "");
+    if (report.error) return journeyBox("funnel", title, el("p", { class: "error" }, report.error));
+    const steps = report.steps;
+    const first = steps.length ? steps[0].visitors : 0;
+    const head = el("tr", {}, ...["step", "event", "", "visitors", "share", "drop"]
+      .map((h) => el("th", h === "event" ? { class: "key" } : {}, h)));
+    const body = el("tbody", {});
+    steps.forEach((s, i) => {
+      const share = first ? s.visitors / first : 0;
+      const bar = svg("svg", { viewBox: "0 0 100 10", preserveAspectRatio: "none" });
+      bar.append(svg("rect", { x: 0, y: 0, height: 10, width: (100 * share).toFixed(2) }));
+      body.append(el("tr", {},
+        el("td", {}, String(i + 1)),
+        el("td", { class: "key" }, s.event),
+        el("td", { class: "bar" }, bar),
+        el("td", {}, number(s.visitors)),
+        el("td", {}, percent(s.visitors, first)),
+        el("td", {}, i ? number(steps[i - 1].visitors - s.visitors) : "")));
+    });
+    return journeyBox("funnel", title, el("table", {}, el("thead", {}, head), body));
+  }
+
+  // A cell's shade: none back, then five steps up to all back (dashboard.css .shade-N).
+  const shade = (part, whole) => (part && whole ? 1 + Math.min(4, Math.floor((5 * part) / whole)) : 0);
+
+  function retentionPanel(report) {
+    const picker = el("select", { id: "cohort", "aria-label": "cohort" },
+      ...["day", "week", "month"].map((c) => el("option", { value: c }, "by " + c)));
+    picker.value = journey.cohort;
+    picker.addEventListener("change", () => { journey.cohort = picker.value; refresh(); });
+    const title = el("span", {}, "retention of " + (journey.event || "any event") + " ", picker);
+    if (report.error) return journeyBox("retention", title, el("p", { class: "error" }, report.error));
+    const cohorts = report.cohorts;
+    const most = Math.max(0, ...cohorts.map((c) => c.back.length));
+    const later = Array.from({ length: most }, (_, i) => "+" + (i + 1));
+    const head = el("tr", {}, ...["cohort", "size", ...later].map((h) => el("th", {}, h)));
+    const body = el("tbody", {});
+    for (const c of cohorts) {
+      const cells = c.back.map((n) => el("td", { class: "back shade-" + shade(n, c.size) },
+        el("span", { class: "n" }, number(n)), " ", el("span", { class: "pct" }, percent(n, c.size))));
+      body.append(el("tr", {}, el("td", { class: "key" }, c.start), el("td", {}, number(c.size)), ...cells));
+    }
+    return journeyBox("retention", title, el("table", {}, el("thead", {}, head), body));
+  }
+
+  function journeyBox(id, title, content) {
+    return el("section", { class: "panel", id: "panel-" + id }, el("h2", {}, title), content);
+  }
+
+  function journeys(data) {
+    const box = $("journeys");
+    box.hidden = false;
+    if (!setup.events || !setup.events.length) {
+      const text = "no events configured: a funnel and retention need [[event]] rows in the config";
+      box.replaceChildren(journeyBox("funnel", "funnel and retention", el("p", { class: "empty" }, text)));
+      return;
+    }
+    box.replaceChildren(funnelPanel(data.funnel), retentionPanel(data.retention));
+  }
+
+  // The panels' answers; an error of their own (an unknown event in the query string) is
+  // shown in the panel, the rest of the page still drawn.
+  function loadJourneys(site, window) {
+    if (!setup.events || !setup.events.length) return [null, null];
+    const own = (error) => {
+      if (error instanceof Refused || error instanceof Unavailable || error instanceof TypeError) throw error;
+      return { error: error.message };
+    };
+    const funnel = { site, window, events: journey.events };
+    if (journey.within) funnel.within = journey.within;
+    const retention = { site, cohort: journey.cohort, periods: journey.periods };
+    if (journey.event) retention.event = journey.event;
+    return [api("/api/funnel", funnel).catch(own), api("/api/retention", retention).catch(own)];
+  }
+
   function render(data) {
     const summary = data.reports[0];
     const w = summary.window;
     $("window-note").textContent = `${summary.site} · ${w.start} .. ${w.end} (${w.source})`;
     cards(summary);
     chart(data.series);
+    if (setup.mode !== "static") journeys(data);
     const panels = data.reports.map((r) => {
       const id = r.status_filter ? "status-" + r.status_filter : r.by;
       const title = r.status_filter ? `paths with status ${r.status_filter}` : r.by;
@@ -187,7 +277,8 @@
   async function load() {
     const { site, window } = choice();
     const top = (extra) => api("/api/top", { site, window, limit: 10, details: "true", ...extra });
-    const [summary, series, recent, ...reports] = await Promise.all([
+    const [funnel, retention, summary, series, recent, ...reports] = await Promise.all([
+      ...loadJourneys(site, window),
       top({ by: "path" }),
       api("/api/series", { site, window }),
       api("/api/recent", { site, limit: 20 }),
@@ -195,7 +286,7 @@
       top({ by: "path", status: "404" }),
       top({ by: "path", status: "5xx" }),
     ]);
-    return { reports: [summary, ...reports], series, recent: recent.recent };
+    return { reports: [summary, ...reports], series, recent: recent.recent, funnel, retention };
   }
 
   async function refresh() {
