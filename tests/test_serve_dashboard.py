@@ -339,3 +339,13 @@ def test_the_funnel_and_retention_panels(
         browser.get(served.base + "/")
         steps = wait_for(lambda: [r[1] for r in table(browser, "funnel")], "the default funnel")
         assert steps == list(journey_tests.EVENTS)
+        # An unknown event in the address: the panel says so, the rest of the page is drawn
+        browser.get(served.base + "/?funnel=login,nope")
+        error = wait_for(lambda: text_of(browser, "#panel-funnel p.error"), "the funnel's error")
+        assert error == f"unknown event 'nope' (events: {', '.join(journey_tests.EVENTS)})"
+        assert card(browser, "hits") == "3"  # today's three reads of /press/42/
+        weeks = table(browser, "retention")
+        assert len(weeks) == 8
+        assert weeks[0][1:] == ["0"] * 8  # an empty cohort: no shares
+        if shots:
+            browser.save_screenshot(str(Path(shots) / "journeys-page.png"))

@@ -192,8 +192,9 @@
     const head = el("tr", {}, ...["cohort", "size", ...later].map((h) => el("th", {}, h)));
     const body = el("tbody", {});
     for (const c of cohorts) {
+      // An empty cohort (nobody new that period) has no share to show
       const cells = c.back.map((n) => el("td", { class: "back shade-" + shade(n, c.size) },
-        el("span", { class: "n" }, number(n)), " ", el("span", { class: "pct" }, percent(n, c.size))));
+        el("span", { class: "n" }, number(n)), ...(c.size ? [" ", el("span", { class: "pct" }, percent(n, c.size))] : [])));
       body.append(el("tr", {}, el("td", { class: "key" }, c.start), el("td", {}, number(c.size)), ...cells));
     }
     return journeyBox("retention", title, el("table", {}, el("thead", {}, head), body));
