@@ -1,7 +1,10 @@
 """A real Redis Cluster on loopback for the tests and the sizing bench: N masters with R
 replicas each, from the redis-server binary logcount itself would use, on free ports
 (each with its cluster bus port, port + 10000, free too). Nodes can be killed (SIGKILL)
-and started again; slots can be migrated while clients write."""
+and started again; slots can be migrated while clients write. With `tls` (a `ClusterTLS`)
+every node listens with TLS only, its cluster bus and replication included, and wants a
+client certificate; `users` are ACL users every node has from its start (a node started
+again keeps them)."""
 
 from __future__ import annotations
 
@@ -11,6 +14,7 @@ import signal
 import socket
 import subprocess
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -52,14 +56,136 @@ def wait_for(what: str, check: Any, timeout: float = 60.0) -> Any:
         time.sleep(0.05)
 
 
+@dataclass(frozen=True)
+class ClusterTLS:
+    """A CA of the test's own, the certificate every node shows (for 127.0.0.1 and
+    localhost, signed by the CA) and one for the clients (CN logcount)."""
+
+    ca: Path
+    node_cert: Path
+    node_key: Path
+    client_cert: Path
+    client_key: Path
+
+    @classmethod
+    def make(cls, openssl: str, directory: Path) -> ClusterTLS:
+        directory.mkdir(parents=True, exist_ok=True)
+        files = cls(
+            *(directory / f"{n}.pem" for n in ("ca", "node", "node-key", "client")),
+            directory / "client-key.pem",
+        )
+        ca_key = directory / "ca-key.pem"
+        curve = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+        _openssl(
+            openssl,
+            "req",
+            "-x509",
+            *curve,
+            "-days",
+            "2",
+            "-subj",
+            "/CN=logcount test CA",
+            "-keyout",
+            ca_key,
+            "-out",
+            files.ca,
+        )
+        signed = ["-CA", files.ca, "-CAkey", ca_key, "-days", "2"]
+        _openssl(
+            openssl,
+            "req",
+            "-x509",
+            *curve,
+            *signed,
+            "-subj",
+            "/CN=redis node",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1,DNS:localhost",
+            "-keyout",
+            files.node_key,
+            "-out",
+            files.node_cert,
+        )
+        _openssl(
+            openssl,
+            "req",
+            "-x509",
+            *curve,
+            *signed,
+            "-subj",
+            "/CN=logcount",
+            "-keyout",
+            files.client_key,
+            "-out",
+            files.client_cert,
+        )
+        return files
+
+    def node_options(self) -> list[str]:
+        return [
+            "--tls-cert-file",
+            str(self.node_cert),
+            "--tls-key-file",
+            str(self.node_key),
+            "--tls-ca-cert-file",
+            str(self.ca),
+            "--tls-auth-clients",
+            "yes",
+            "--tls-cluster",
+            "yes",
+            "--tls-replication",
+            "yes",
+        ]
+
+    def client_options(self) -> dict[str, Any]:
+        """redis-py's keywords for a client of the nodes."""
+        return {
+            "ssl": True,
+            "ssl_ca_certs": str(self.ca),
+            "ssl_certfile": str(self.client_cert),
+            "ssl_keyfile": str(self.client_key),
+        }
+
+    def query(self) -> str:
+        """The same, as a rediss:// URL's query."""
+        return (
+            f"ssl_ca_certs={self.ca}&ssl_certfile={self.client_cert}&ssl_keyfile={self.client_key}"
+        )
+
+    def cli_options(self) -> list[str]:
+        return [
+            "--tls",
+            "--cacert",
+            str(self.ca),
+            "--cert",
+            str(self.client_cert),
+            "--key",
+            str(self.client_key),
+        ]
+
+
+def _openssl(openssl: str, *args: str | Path) -> None:
+    subprocess.run([openssl, *map(str, args)], check=True, capture_output=True, timeout=60)
+
+
 class RedisClusterNodes:
     """`masters` masters with `replicas` replicas each, in `workdir`; `password`: every
-    node requires it (requirepass and masterauth)."""
+    node requires it of the default user (requirepass and masterauth); `users`: ACL
+    rules, one user each (`counter on >PASSWORD ~* &* +@all`); `tls`: TLS only."""
 
     def __init__(
-        self, binary: str, workdir: Path, masters: int = 3, replicas: int = 1, password: str = ""
+        self,
+        binary: str,
+        workdir: Path,
+        masters: int = 3,
+        replicas: int = 1,
+        password: str = "",
+        users: tuple[str, ...] = (),
+        tls: ClusterTLS | None = None,
     ):
         self.binary = binary
+        self.users = users
+        self.tls = tls
         self.cli = shutil.which("redis-cli", path=str(Path(binary).parent)) or shutil.which(
             "redis-cli"
         )
@@ -70,26 +196,37 @@ class RedisClusterNodes:
         self.ports = [cluster_port() for _ in range(masters * (1 + replicas))]
         self.procs: dict[int, subprocess.Popen[bytes]] = {}
 
-    def url(self, port: int | None = None) -> str:
-        auth = f":{self.password}@" if self.password else ""
-        return f"redis://{auth}127.0.0.1:{port or self.ports[0]}/0"
+    def url(self, port: int | None = None, auth: str = "") -> str:
+        """A URL of node `port` (the first by default); `auth` (`user:password`) in place
+        of the default user's password."""
+        auth = auth or (f":{self.password}" if self.password else "")
+        scheme, query = ("rediss", f"?{self.tls.query()}") if self.tls else ("redis", "")
+        at = f"{auth}@" if auth else ""
+        return f"{scheme}://{at}127.0.0.1:{port or self.ports[0]}/0{query}"
+
+    def _options(self) -> dict[str, Any]:
+        tls = self.tls.client_options() if self.tls else {}
+        return {"password": self.password or None, **tls}
 
     def node(self, port: int, **options: Any) -> redis.Redis:
-        return redis.Redis(port=port, password=self.password or None, **options)
+        return redis.Redis(port=port, **self._options(), **options)
 
     def client(self) -> redis.RedisCluster:
         alive = next(p for p in self.ports if p in self.procs)
-        return redis.RedisCluster(host="127.0.0.1", port=alive, password=self.password or None)
+        return redis.RedisCluster(host="127.0.0.1", port=alive, **self._options())
 
     def start_node(self, port: int) -> None:
         directory = self.workdir / str(port)
         directory.mkdir(parents=True, exist_ok=True)
         auth = ["--requirepass", self.password, "--masterauth", self.password]
+        users = [arg for rule in self.users for arg in ("--user", *rule.split())]
+        listen = ["--port", "0", "--tls-port", str(port)] if self.tls else ["--port", str(port)]
         self.procs[port] = subprocess.Popen(
             [
                 self.binary,
-                "--port",
-                str(port),
+                *listen,
+                *(self.tls.node_options() if self.tls else []),
+                *users,
                 "--bind",
                 "127.0.0.1",
                 "--cluster-enabled",
@@ -104,6 +241,8 @@ class RedisClusterNodes:
                 "no",
                 "--dir",
                 str(directory),
+                "--logfile",
+                str(directory / "redis.log"),  # why a node did not join, when one does not
                 *(auth if self.password else []),
             ],
             stdout=subprocess.DEVNULL,
@@ -121,6 +260,7 @@ class RedisClusterNodes:
             [
                 self.cli,
                 *auth,
+                *(self.tls.cli_options() if self.tls else []),
                 "--cluster",
                 "create",
                 *[f"127.0.0.1:{p}" for p in self.ports],

@@ -267,7 +267,7 @@ def reading_redis(client: Any) -> Iterator[None]:
         raise
     except Exception as exc:
         if isinstance(exc, OSError | redis.RedisError | redis.RedisClusterException):
-            why = unreachable(exc, where_of(client))
+            why = unreachable(exc, where_of(client, exc))
             raise RedisUnavailable(f"cannot read from Redis: {why}") from None
         raise
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import re
+import ssl
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
@@ -60,14 +61,19 @@ def connect(
         raise RedisUnavailable(f"bad Redis URL: {problem}") from None
     if info.get("cluster_enabled"):
         client.close()
-        return cluster_client(url, timeout)
+        return cluster_client(url, timeout, connect_timeout)
     return client
 
 
-def cluster_client(url: str, timeout: float = READ_TIMEOUT) -> redis.RedisCluster:
-    """redis-py's cluster client from the URL of any node (it discovers the others)."""
+def cluster_client(
+    url: str, timeout: float = READ_TIMEOUT, connect_timeout: float = CONNECT_TIMEOUT
+) -> redis.RedisCluster:
+    """redis-py's cluster client from the URL of any node (it discovers the others and
+    connects to them with the URL's credentials and TLS options)."""
     try:
-        return redis.RedisCluster.from_url(url, socket_timeout=timeout, **_driver_info())
+        return redis.RedisCluster.from_url(
+            url, socket_timeout=timeout, socket_connect_timeout=connect_timeout, **_driver_info()
+        )
     except redis.AuthenticationError:
         raise RedisUnavailable("Redis refused the credentials") from None
     except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
@@ -142,9 +148,18 @@ def _where(url: str) -> str:
     return f"{unquote(parts.hostname or '') or 'localhost'}:{parts.port or 6379}"
 
 
-def where_of(client: Any) -> str:
-    """The socket or host:port a client talks to (a cluster: the node it asks first)."""
+# redis-py names the node a connection failed on ("Error 111 connecting to h:7001.",
+# "Error while reading from h:7001 : ..."): with a cluster, not the node it asks first.
+_NODE_IN_TEXT = re.compile(r"\b(?:to|from) (\S+:\d+)\b")
+
+
+def where_of(client: Any, exc: BaseException | None = None) -> str:
+    """The socket or host:port a client talks to; a cluster: the node `exc` names (the
+    one that failed), else the node it asks first."""
     if isinstance(client, redis.RedisCluster):
+        named = _NODE_IN_TEXT.search(str(exc)) if exc is not None else None
+        if named:
+            return named.group(1)
         node = client.get_default_node()
         return f"{node.host}:{node.port}" if node is not None else "the cluster"
     kwargs = client.connection_pool.connection_kwargs
@@ -173,10 +188,31 @@ def unreachable(exc: BaseException, where: str) -> str:
     return reason(exc)
 
 
+# A server that wants a client certificate (Redis's tls-auth-clients) and got none, or one
+# not signed by a CA it trusts, says so after the client's side of a TLS 1.3 handshake is
+# done: as an alert when the client reads it in time, else the connection is just gone
+# (EOF). Both mean the same to a user, who would otherwise read OpenSSL's words.
+_CLIENT_CERT_REFUSED = (
+    "the server closed the TLS connection: does it want a client certificate "
+    "(ssl_certfile, ssl_keyfile) signed by a CA it trusts?"
+)
+_TLS_ALERTS = {
+    "TLSV13_ALERT_CERTIFICATE_REQUIRED": _CLIENT_CERT_REFUSED,
+    "TLSV1_ALERT_UNKNOWN_CA": _CLIENT_CERT_REFUSED,
+    "SSLV3_ALERT_BAD_CERTIFICATE": _CLIENT_CERT_REFUSED,
+    "SSLV3_ALERT_CERTIFICATE_UNKNOWN": _CLIENT_CERT_REFUSED,
+}
+
+
 def _os_reason(exc: OSError) -> str:
     verify = getattr(exc, "verify_message", None)  # ssl.SSLCertVerificationError
     if verify:
         return f"TLS certificate not accepted: {verify}"
+    if isinstance(exc, ssl.SSLEOFError):
+        return _CLIENT_CERT_REFUSED
+    alert = _TLS_ALERTS.get(str(getattr(exc, "reason", "")))
+    if alert:
+        return alert
     if exc.strerror:
         return exc.strerror
     return str(exc) or type(exc).__name__

@@ -37,7 +37,7 @@ from logcount.count.delta import Delta
 from logcount.dimensions import GRANULARITY_NAMES
 from logcount.errors import LogcountError, RedisUnavailable
 from logcount.sinks import cluster, keys
-from logcount.sinks.connection import connect, is_cluster
+from logcount.sinks.connection import connect, is_cluster, unreachable, where_of
 from logcount.sinks.connection import reason as _reason
 from logcount.sinks.embedded import redis_url
 from logcount.sinks.spool import HOST, SPOOL_MAX_BYTES, Spool, SpoolFull
@@ -249,6 +249,10 @@ class RedisWriter:
             self.script = self.client.register_script(_SCRIPT)
         return self.client
 
+    def _unreachable(self, exc: BaseException) -> str:
+        """Where and why, in our words (a cluster: the node that failed)."""
+        return unreachable(exc, where_of(self.client, exc) if self.client else "Redis")
+
     def reset(self) -> None:
         # A cluster client finds the nodes again itself, after a failover too: a new one
         # would ask the node of the URL only, which may be the one that died.
@@ -265,8 +269,9 @@ class RedisWriter:
         try:
             return list(client.mget(names))
         except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
+            why = self._unreachable(exc)  # before reset() lets the client go
             self.reset()
-            raise LogcountError(f"cannot read from Redis: {_reason(exc)}") from None
+            raise LogcountError(f"cannot read from Redis: {why}") from None
 
     def _call(self, batch: Batch) -> tuple[list[str], str]:
         sites = sorted(batch.delta.sites()) or [self.config.site]
@@ -295,8 +300,9 @@ class RedisWriter:
                 self.script(keys=key_list, args=[payload], client=pipe)
             results = pipe.execute(raise_on_error=False)
         except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
+            why = self._unreachable(exc)  # before reset() lets the client go
             self.reset()
-            raise RedisUnavailable(f"cannot reach Redis: {_reason(exc)}") from None
+            raise RedisUnavailable(f"cannot reach Redis: {why}") from None
         except (redis.RedisError, redis.exceptions.RedisClusterException) as exc:
             error = _redis_error(exc)
             if isinstance(error, BatchRejected) and len(batches) == 1:
@@ -343,8 +349,9 @@ class RedisWriter:
         try:
             client.set(keys.heartbeat(HOST, os.getpid()), json.dumps(info), ex=HEARTBEAT_TTL)
         except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
+            why = self._unreachable(exc)  # before reset() lets the client go
             self.reset()
-            raise RedisUnavailable(f"cannot reach Redis: {_reason(exc)}") from None
+            raise RedisUnavailable(f"cannot reach Redis: {why}") from None
         except redis.ResponseError as exc:  # BUSY while a long batch runs: skip this beat
             raise RedisUnavailable(f"Redis error: {_reason(exc)}") from None
 
