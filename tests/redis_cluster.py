@@ -182,8 +182,10 @@ class RedisClusterNodes:
         password: str = "",
         users: tuple[str, ...] = (),
         tls: ClusterTLS | None = None,
+        node_timeout_ms: int = NODE_TIMEOUT_MS,
     ):
         self.binary = binary
+        self.node_timeout_ms = node_timeout_ms
         self.users = users
         self.tls = tls
         self.cli = shutil.which("redis-cli", path=str(Path(binary).parent)) or shutil.which(
@@ -234,7 +236,7 @@ class RedisClusterNodes:
                 "--cluster-config-file",
                 str(directory / "nodes.conf"),
                 "--cluster-node-timeout",
-                str(NODE_TIMEOUT_MS),
+                str(self.node_timeout_ms),
                 "--save",
                 "",
                 "--appendonly",

@@ -88,6 +88,10 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisClusterNo
         password=ADMIN,
         users=(f"{USER} on >{SECRET} ~* &* +@all",),
         tls=tls,
+        # The cluster once never formed (redis-cli waited 120 s for the join) on a loaded
+        # machine: a node gives up a handshake not done within the node timeout, and TLS
+        # handshakes are slow there. Nothing here waits for a failover.
+        node_timeout_ms=5000,
     )
     need(nodes.cli is not None, f"no redis-cli beside {binary} or on PATH")
     try:
