@@ -1,0 +1,624 @@
+"""Issue 15's acceptance, checked as a reviewer would: scripted visitor journeys over three
+days (lines around midnight, two hosts' files for one day, stragglers in the next day's
+file) written as log lines with a cookie, counted by the real commands (`logcount pipe`
+into a private redis-server, `logcount rollup` of the files into SQLite), and every
+question (`visitors`, `funnel`, `retention`, `top --by path --depth 1`, `hits --prefix`)
+compared exactly, live and from the store, with answers worked out here from who did what
+when (sets of visitors, written apart from tests/test_events.py and from logcount)."""
+
+from __future__ import annotations
+
+import json
+import random
+import sqlite3
+from collections import defaultdict
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+from logcount.cli import cli
+from tests.conftest import RedisServer, logcount_env, run_logcount
+
+ZONE: Any = UTC  # days and hours are counted in this zone (the config's timezone)
+WRITTEN: Any = UTC  # the offset the lines are written in
+TODAY = datetime.now(ZONE).date()
+DAYS = [TODAY - timedelta(days=n) for n in (3, 2, 1)]  # whole past days
+START = datetime(DAYS[0].year, DAYS[0].month, DAYS[0].day, tzinfo=ZONE)
+END = START + timedelta(days=3)
+FORMAT = '%h %l %u %t \\"%r\\" %>s %b \\"%{Referer}i\\" \\"%{User-Agent}i\\" \\"%{sessionid}C\\"'
+SECRET = "held-out journeys' secret, 32 bytes"
+
+CONFIG = f"""site = "@SITE@"
+timezone = "@TZ@"
+log_format = "{FORMAT}"
+event_identity = "@IDENTITY@"
+
+[privacy]
+secret = "{SECRET}"
+
+[[route]]
+pattern = "/shop/<slug:slug>/<int:id>/"
+object = "product"
+
+[[event]]
+name = "signup"
+path = "/accounts/signup/"
+method = "POST"
+status = "302"
+
+[[event]]
+name = "pricing"
+path = "/pricing/"
+method = "GET"
+
+[[event]]
+name = "paid"
+path = "/checkout/"
+method = "POST"
+status = "2xx"
+
+[[event]]
+name = "viewed"
+object = "product"
+
+[[event]]
+name = "docs"
+regex = '^/docs/v[0-9]+/'
+
+[[event]]
+name = "post"
+path = "/blog/*/*"
+
+[[event]]
+name = "api_error"
+path = "/api/*"
+status = "5xx"
+"""
+EVENTS = ("signup", "pricing", "paid", "viewed", "docs", "post", "api_error")
+
+
+@dataclass(frozen=True)
+class Line:
+    who: int  # the visitor: one address and agent
+    when: datetime
+    method: str
+    path: str  # as requested (a query string is not part of the counted path)
+    status: int
+    size: int
+    user: str  # %u, "-" when not logged in
+    cookie: str  # %{sessionid}C, "-" without one
+    bot: bool = False
+
+
+def address(who: int) -> str:
+    return f"198.51.{100 + who // 150}.{who % 50 + 1}"  # three visitors an address
+
+
+def agent(who: int, bot: bool = False) -> str:
+    if bot:
+        return "Mozilla/5.0 (compatible; bingbot/2.0; +http://www.bing.com/bingbot.htm)"
+    return f"Mozilla/5.0 (Windows NT 10.0; Win64; x64; rv:{110 + who % 3}.0) Firefox/{who // 50}"
+
+
+def path_only(line: Line) -> str:
+    return line.path.partition("?")[0]
+
+
+def events_of(line: Line) -> set[str]:
+    """The configured events, written out by hand."""
+    if line.bot:
+        return set()
+    path, out = path_only(line), set()
+    if path == "/accounts/signup/" and line.method == "POST" and line.status == 302:
+        out.add("signup")
+    if path == "/pricing/" and line.method == "GET":
+        out.add("pricing")
+    if path == "/checkout/" and line.method == "POST" and 200 <= line.status < 300:
+        out.add("paid")
+    parts = path.split("/")
+    if len(parts) == 5 and parts[1] == "shop" and parts[3].isdigit() and parts[4] == "":
+        out.add("viewed")
+    if path.startswith("/docs/v") and path[7:].partition("/")[0].isdigit() and path[7:8] != "/":
+        out.add("docs")
+    if path.startswith("/blog/") and "/" in path[len("/blog/") :]:
+        out.add("post")
+    if path.startswith("/api/") and line.status >= 500:
+        out.add("api_error")
+    return out
+
+
+# What a visitor may do next: (method, path, status), the events among others.
+MOVES = [
+    ("GET", "/", 200),
+    ("GET", "/about", 200),
+    ("GET", "/blog", 301),
+    ("GET", "/blog/", 200),
+    ("GET", "/blog/2026/held-out?utm=x", 200),
+    ("GET", "/blog/2025/other", 200),
+    ("GET", "/pricing/", 200),
+    ("GET", "/pricing/?plan=pro", 200),
+    ("POST", "/pricing/", 405),
+    ("GET", "/accounts/signup/", 200),
+    ("POST", "/accounts/signup/", 302),
+    ("POST", "/accounts/signup/", 200),  # the form again: no signup
+    ("POST", "/checkout/", 200),
+    ("POST", "/checkout/", 402),
+    ("GET", "/checkout/", 200),
+    ("GET", "/shop/red-shoes/12/", 200),
+    ("GET", "/shop/red-shoes/x/", 404),
+    ("GET", "/docs/v2/intro", 200),
+    ("GET", "/docs/latest/intro", 200),
+    ("GET", "/api/items", 500),
+    ("GET", "/api/items", 200),
+    ("GET", "/blog/2026/", 200),
+]
+FUNNEL = [
+    ("GET", "/pricing/", 200),
+    ("POST", "/accounts/signup/", 302),
+    ("POST", "/checkout/", 201),
+]
+GAPS = [timedelta(minutes=m) for m in (0, 2, 15, 50, 65, 130, 600, 1500, 2000)]
+
+
+def journeys(seed: int, visitors: int) -> list[Line]:
+    """Each visitor starts at a random time of the three days (a fifth of them in the hour
+    before a midnight), wanders, and sometimes walks the funnel; some log in (%u: a user
+    on two devices is two visitors and one user), most carry a session cookie."""
+    rng = random.Random(seed)
+    lines = []
+    for who in range(visitors):
+        if who % 5 == 0:
+            when = START + timedelta(days=rng.randrange(2), hours=23, minutes=rng.randrange(60))
+        else:
+            when = START + timedelta(seconds=rng.randrange(3 * 86400))
+        user = f"user{who // 8}@example.org" if who % 4 == 0 else "-"
+        cookie = f"s{who // 2:05d}" if who % 3 else "-"
+        moves = [rng.choice(MOVES) for _ in range(rng.randint(1, 7))]
+        if who % 3 == 0:
+            moves[rng.randrange(len(moves)) :] = FUNNEL[: rng.randint(1, 3)]
+        for i, (method, path, status) in enumerate(moves):
+            when += rng.choice(GAPS)
+            if when >= END:
+                break
+            logged = user if i >= len(moves) // 2 else "-"
+            lines.append(
+                Line(who, when, method, path, status, 100 + rng.randrange(9000), logged, cookie)
+            )
+    for n in range(40):  # a crawler walks the same pages: no hit, no visitor, no event
+        method, path, status = MOVES[n % len(MOVES)]
+        lines.append(
+            Line(0, START + timedelta(minutes=97 * n), method, path, status, 10, "-", "-", True)
+        )
+    return sorted(lines + back_today(rng, visitors), key=lambda x: (x.when, x.who))
+
+
+def back_today(rng: random.Random, visitors: int) -> list[Line]:
+    """Every seventh visitor comes back today, before now: counted live only (today's
+    file is not rolled up yet)."""
+    now = datetime.now(ZONE)
+    today = datetime(TODAY.year, TODAY.month, TODAY.day, tzinfo=ZONE)
+    span = int((now - today).total_seconds()) - 120
+    if span < 60:
+        return []
+    out = []
+    for who in range(0, visitors, 7):
+        method, path, status = rng.choice(FUNNEL + MOVES[6:8] + MOVES[15:18])
+        when = today + timedelta(seconds=rng.randrange(span))
+        user = f"user{who // 8}@example.org" if who % 4 == 0 else "-"
+        cookie = f"s{who // 2:05d}" if who % 3 else "-"
+        out.append(Line(who, when, method, path, status, 100 + rng.randrange(9000), user, cookie))
+    return out
+
+
+def log_line(line: Line) -> str:
+    stamp = line.when.astimezone(WRITTEN).strftime("%d/%b/%Y:%H:%M:%S %z")
+    return (
+        f'{address(line.who)} - {line.user} [{stamp}] "{line.method} {line.path} HTTP/1.1" '
+        f'{line.status} {line.size} "-" "{agent(line.who, line.bot)}" "{line.cookie}"\n'
+    )
+
+
+def write_files(root: Path, lines: list[Line]) -> dict[str, list[Line]]:
+    """cronolog's files: web1 every day, web2 the middle day's odd visitors; a line in the
+    last two minutes before the first two midnights sits in the next day's file."""
+    files: dict[str, list[Line]] = defaultdict(list)
+    for line in lines:
+        day = line.when.date()
+        late = line.when.hour == 23 and line.when.minute >= 58 and day != DAYS[-1]
+        day += timedelta(days=late)
+        host = "web2" if day == DAYS[1] and line.who % 2 else "web1"
+        files[f"{host}/{day:%Y/%m/%d}/access.log"].append(line)
+    for name, some in files.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text("".join(map(log_line, some)))
+    return files
+
+
+# --- the reference answers --------------------------------------------------------------
+
+
+def identity(line: Line, kind: str) -> Any:
+    """Who did it for each `event_identity`; None: nobody known."""
+    value = {"visitor": line.who, "%u": line.user, "%{sessionid}C": line.cookie}[kind]
+    return None if value == "-" else value
+
+
+def did(
+    lines: list[Line], kind: str, keep: Callable[[Line], bool] = lambda x: True
+) -> dict[str, set[Any]]:
+    out: dict[str, set[Any]] = {e: set() for e in EVENTS}
+    for line in lines:
+        who = identity(line, kind)
+        if who is not None and keep(line):
+            for event in events_of(line):
+                out[event].add(who)
+    return out
+
+
+EXPRESSIONS: list[tuple[str, Callable[[dict[str, set[Any]]], set[Any]]]] = [
+    ("pricing & signup", lambda d: d["pricing"] & d["signup"]),
+    ("signup - paid", lambda d: d["signup"] - d["paid"]),
+    ("viewed | docs", lambda d: d["viewed"] | d["docs"]),
+    ("pricing - signup - paid", lambda d: d["pricing"] - d["signup"] - d["paid"]),
+    (
+        "(pricing | viewed) & (signup - paid)",
+        lambda d: (d["pricing"] | d["viewed"]) & (d["signup"] - d["paid"]),
+    ),
+    ("docs | viewed & paid", lambda d: d["docs"] | (d["viewed"] & d["paid"])),
+    ("viewed & signup - paid", lambda d: d["viewed"] & (d["signup"] - d["paid"])),
+    (
+        "(post | api_error) - (docs | pricing)",
+        lambda d: (d["post"] | d["api_error"]) - (d["docs"] | d["pricing"]),
+    ),
+]
+
+
+def between(start: datetime, end: datetime) -> Callable[[Line], bool]:
+    return lambda x: start <= x.when < end
+
+
+def visitors_answer(
+    lines: list[Line], kind: str, expr: Callable[..., set[Any]], days: int, per: str | None
+) -> dict[str, Any]:
+    """The expression over the whole window of `days` days from START, and per bucket."""
+    width = {"hour": timedelta(hours=1), "day": timedelta(days=1), None: timedelta(0)}[per]
+    starts = [START + i * width for i in range(days * 24 if per == "hour" else days)] if per else []
+    end = START + timedelta(days=days)
+    rows = []
+    for s in starts:
+        n = len(expr(did(lines, kind, between(s, s + width))))
+        rows.append({"start": s.isoformat(), "visitors": n})
+    return {"total": len(expr(did(lines, kind, between(START, end)))), "per": rows}
+
+
+def funnel_answer(lines: list[Line], kind: str, events: list[str], within: int | None) -> list[int]:
+    """README: with --within of a day or less steps are compared by hour buckets, else
+    by days; a step in the same bucket as the one before counts as after it; SPAN is
+    rounded down to whole buckets past it."""
+    step = 3600 if within is not None and within <= 86400 else 86400
+    reach = 10**9 if within is None else within // step
+    at: dict[Any, dict[str, set[int]]] = defaultdict(lambda: defaultdict(set))
+    for line in lines:
+        who = identity(line, kind)
+        for event in events_of(line) if who is not None else ():
+            at[who][event].add(int((line.when - START).total_seconds()) // step)
+    out = [0] * len(events)
+    for buckets in at.values():
+        reached = buckets[events[0]]
+        for i, event in enumerate(events):
+            if i:
+                reached = {u for u in buckets[event] if any(t <= u <= t + reach for t in reached)}
+            if not reached:
+                break
+            out[i] += 1
+    return out
+
+
+def retention_answer(lines: list[Line], kind: str, event: str | None) -> list[dict[str, Any]]:
+    periods = [*DAYS, TODAY]
+    did_on: list[set[Any]] = [set() for _ in periods]
+    for line in lines:
+        who = identity(line, kind)
+        names = events_of(line) if event is None else events_of(line) & {event}
+        if who is not None and names:
+            did_on[periods.index(line.when.date())].add(who)
+    seen: set[Any] = set()
+    out = []
+    for i, day in enumerate(periods):
+        fresh = did_on[i] - seen
+        seen |= did_on[i]
+        out.append(
+            {
+                "start": day.isoformat(),
+                "size": len(fresh),
+                "back": [len(fresh & later) for later in did_on[i + 1 :]],
+            }
+        )
+    return out
+
+
+def section(path: str) -> str:
+    first, slash, _ = path[1:].partition("/")
+    return f"/{first}/" if slash else path
+
+
+def sections_answer(lines: list[Line], days: list[date], stored: bool) -> list[dict[str, Any]]:
+    hits: dict[str, int] = defaultdict(int)
+    size: dict[str, int] = defaultdict(int)
+    seen: dict[tuple[str, date], set[int]] = defaultdict(set)
+    for line in lines:
+        if line.bot or line.when.date() not in days:
+            continue
+        key = section(path_only(line))
+        hits[key] += 1
+        size[key] += line.size
+        seen[key, line.when.date()].add(line.who)
+    rows = []
+    for key in sorted(hits, key=lambda k: (-hits[k], k)):
+        visitors = sum(len(seen[key, d]) for d in days) if stored else None
+        rows.append({"key": key, "hits": hits[key], "bytes": size[key], "visitors": visitors})
+    return rows
+
+
+def prefix_answer(lines: list[Line], prefix: str) -> list[int]:
+    return [
+        sum(
+            1 for x in lines if not x.bot and x.when.date() == d and path_only(x).startswith(prefix)
+        )
+        for d in [*DAYS, TODAY]
+    ]
+
+
+# --- running the real commands --------------------------------------------------------------
+
+
+class Site:
+    """One configuration (site and identity) over the files: its commands' answers."""
+
+    def __init__(self, tmp: Path, server: RedisServer, site: str, identity: str):
+        self.tmp, self.site = tmp, site
+        conf = tmp / f"{site}.toml"
+        conf.write_text(
+            CONFIG.replace("@SITE@", site)
+            .replace("@IDENTITY@", identity)
+            .replace("@TZ@", str(ZONE))
+        )
+        self.env = logcount_env()
+        self.env.update(
+            LOGCOUNT_CONFIG=str(conf),
+            LOGCOUNT_REDIS=server.url,
+            LOGCOUNT_STORE=f"sqlite:///{tmp / 'store.sqlite3'}",
+            LOGCOUNT_DATA_DIR=str(tmp / "data"),
+        )
+
+    def run(self, *args: str, input: bytes | None = None) -> str:
+        done = run_logcount(list(args), self.env, input=input)
+        assert done.returncode == 0, (args, done.stderr.decode())
+        return done.stdout.decode()
+
+    def ask(self, *args: str) -> Any:
+        """A question, answered in this process (the counting is done by real processes:
+        `pipe` and `rollup` above; a process per question would take minutes)."""
+        mine = {k: v for k, v in self.env.items() if k.startswith("LOGCOUNT_")}
+        result = CliRunner().invoke(cli, [*args, "--format", "json"], env=mine)
+        assert result.exit_code == 0, (args, result.output)
+        return json.loads(result.output)
+
+    def pipe(self, text: str) -> None:
+        self.run("pipe", input=text.encode())
+
+    def rollup(self, root: Path) -> None:
+        """The three days of web1's files, then web2's one day."""
+        template = f"{root}/HOST/%Y/%m/%d/access.log"
+        web1 = ["--since", DAYS[0].isoformat(), "--until", DAYS[-1].isoformat()]
+        self.run("rollup", "--logs", template.replace("HOST", "web1"), *web1, "--host", "web1")
+        self.run(
+            "rollup",
+            "--logs",
+            template.replace("HOST", "web2"),
+            "--date",
+            DAYS[1].isoformat(),
+            "--host",
+            "web2",
+        )
+
+
+FUNNELS = [
+    (["pricing", "signup", "paid"], "1h"),
+    (["pricing", "signup", "paid"], "1d"),
+    (["pricing", "signup", "paid"], "7d"),
+    (["pricing", "signup", "paid"], None),
+    (["viewed", "pricing", "signup"], "2h"),
+    (["signup", "pricing"], "1h"),
+    (["paid", "docs"], None),
+]
+# What each phase asks: the days of its window (from DAYS[0]), its source, and `per`.
+# live: Redis only; store: the store with an empty Redis; both: the store for the past
+# days, Redis for today.
+PHASES = {
+    "live": (3, "live", (None, "day", "hour")),
+    "store": (3, "store", (None, "day")),
+    "both": (4, "both", (None, "day")),
+}
+
+
+def window(days: int) -> str:
+    return f"{DAYS[0]}..{DAYS[0] + timedelta(days=days - 1)}"
+
+
+def check_questions(s: Site, lines: list[Line], kind: str, phase: str) -> list[str]:
+    """Every answer that differs from the reference, as one line each."""
+    wrong = []
+    days, source, pers = PHASES[phase]
+
+    def expect(what: str, got: Any, want: Any) -> None:
+        if got != want:
+            wrong.append(f"{s.site} {kind} {phase} {what}: got {got} want {want}")
+
+    for text, expr in EXPRESSIONS:
+        for per in pers:
+            got = s.ask(
+                "visitors", text, "--window", window(days), *(["--per", per] if per else [])
+            )
+            want = visitors_answer(lines, kind, expr, days, per)
+            expect(f"visitors {text!r} per {per}", {k: got[k] for k in want}, want)
+            expect(f"visitors {text!r} source", got["window"]["source"], source)
+    for events, within in FUNNELS:
+        seconds = None if within is None else int(within[:-1]) * {"h": 3600, "d": 86400}[within[-1]]
+        if phase != "live" and seconds is not None and seconds <= 86400:
+            continue  # hour buckets are live only (README)
+        got = s.ask(
+            "funnel", *events, "--window", window(days), *(["--within", within] if within else [])
+        )
+        steps = funnel_answer(
+            [x for x in lines if x.when < START + timedelta(days=days)], kind, events, seconds
+        )
+        expect(f"funnel {events} within {within}", [x["visitors"] for x in got["steps"]], steps)
+    for event in (None, "pricing", "paid"):
+        got = s.ask(
+            "retention", "--cohort", "day", "--periods", "4", *(["--event", event] if event else [])
+        )
+        rows = [{k: c[k] for k in ("start", "size", "back")} for c in got["cohorts"]]
+        expect(f"retention {event}", rows, retention_answer(lines, kind, event))
+    return wrong
+
+
+def check_sections(s: Site, lines: list[Line], phase: str) -> list[str]:
+    wrong = []
+    for days in ([DAYS[1]], DAYS):
+        where = days[0].isoformat() if len(days) == 1 else window(3)
+        got = s.ask("top", "--by", "path", "--depth", "1", "--window", where, "--limit", "100")
+        want = sections_answer(lines, days, phase != "live")
+        rows = [{k: r[k] for k in ("key", "hits", "bytes", "visitors")} for r in got["rows"]]
+        if rows != want:
+            wrong.append(f"top --depth 1 {where} {phase}: got {rows} want {want}")
+        hits = sum(r["hits"] for r in want)
+        bots = sum(x.bot and x.when.date() in days for x in lines)
+        if (got["total"]["hits"], got["total"]["bots"]) != (hits, bots):
+            wrong.append(
+                f"top total {where} {phase}: got {got['total']} want {hits} hits {bots} bots"
+            )
+    for prefix in ("/blog/", "/pricing/", "/shop/red"):
+        got = s.ask("hits", "--prefix", prefix, "--days", "4")
+        per_day = prefix_answer(lines, prefix)
+        if [d["hits"] for d in got["days"]] != per_day or got["total"] != sum(per_day):
+            wrong.append(f"hits --prefix {prefix} {phase}: got {got['days']} want {per_day}")
+    return wrong
+
+
+def secrets_of(lines: list[Line]) -> set[bytes]:
+    """The raw addresses, user names and cookies of the lines."""
+    raw = {address(x.who) for x in lines} | {x.user for x in lines} | {x.cookie for x in lines}
+    return {s.encode() for s in raw if s != "-"}
+
+
+READ = {
+    b"string": lambda p, k: p.get(k),
+    b"hash": lambda p, k: p.hgetall(k),
+    b"zset": lambda p, k: p.zrange(k, 0, -1),
+    b"set": lambda p, k: p.smembers(k),
+    b"list": lambda p, k: p.lrange(k, 0, -1),
+}
+
+
+def everything_kept(tmp: Path, server: RedisServer) -> bytes:
+    """Every Redis key and value, the SQLite files' bytes and their tables' rows."""
+    client = server.client()
+    names = list(client.scan_iter(count=10000))
+    pipe = client.pipeline(transaction=False)
+    for name in names:
+        pipe.type(name)
+    kinds = pipe.execute()
+    for name, kind in zip(names, kinds, strict=True):
+        READ[kind](pipe, name)
+    blobs = [repr(names).encode(), repr(pipe.execute()).encode()]
+    blobs += [f.read_bytes() for f in tmp.glob("store.sqlite3*")]
+    with sqlite3.connect(tmp / "store.sqlite3") as db:
+        for (table,) in db.execute("select name from sqlite_master where type = 'table'"):
+            blobs.append(repr(db.execute(f"select * from {table}").fetchall()).encode())
+    return b"\n".join(blobs)
+
+
+@pytest.fixture(scope="module")
+def heldout(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[tuple[Path, RedisServer, list[Line], RedisServer]]:
+    tmp = tmp_path_factory.mktemp("heldout")
+    server = RedisServer(tmp)
+    server.start()
+    empty = RedisServer(tmp)  # the store's answers, with nothing live
+    empty.start()
+    lines = journeys(15, 480)
+    write_files(tmp / "logs", lines)
+    yield tmp, server, lines, empty
+    server.stop()
+    empty.stop()
+
+
+KINDS = {"visitor": "visitor", "%u": "user", "%{sessionid}C": "cookie"}
+
+
+@pytest.mark.parametrize("kind", list(KINDS))
+def test_journeys_live_then_from_the_store(heldout: Any, kind: str) -> None:
+    tmp, server, lines, empty = heldout
+    s = Site(tmp, server, KINDS[kind], kind)
+    s.pipe("".join(log_line(x) for x in lines))
+    wrong = check_questions(s, lines, kind, "live")
+    if kind == "visitor":
+        wrong += check_sections(s, lines, "live")
+    s.rollup(tmp / "logs")
+    if kind == "visitor":
+        s.rollup(tmp / "logs")  # a re-run changes nothing
+    wrong += check_questions(s, lines, kind, "both")
+    s.env["LOGCOUNT_REDIS"] = empty.url
+    past = [x for x in lines if x.when.date() < TODAY]
+    wrong += check_questions(s, past, kind, "store")
+    if kind == "visitor":
+        wrong += check_sections(s, past, "store")
+    assert not wrong, "\n".join(wrong)
+
+
+def test_no_identity_in_clear(heldout: Any) -> None:
+    tmp, server, lines, _ = heldout
+    secrets = secrets_of(lines)
+    logs = b"".join(f.read_bytes() for f in (tmp / "logs").rglob("access.log"))
+    assert {s for s in secrets if s not in logs} == set()  # the search finds them there
+    kept = everything_kept(tmp, server)
+    assert len(kept) > 100_000
+    assert sorted(s.decode() for s in secrets if s in kept) == []
+
+
+@pytest.mark.parametrize(
+    ("window", "within", "second"),
+    [
+        ("yesterday", None, 1),  # by days: the same day counts as after
+        ("yesterday", "7d", 1),
+        ("yesterday", "1d", 0),  # by hours: 10:00 is before 15:00
+        ("72h", None, 0),  # a window of hours: by hours, whatever the span
+        ("72h", "7d", 0),
+    ],
+)
+def test_after_is_known_to_the_bucket(
+    tmp_path: Path, redis_server: RedisServer, window: str, within: str | None, second: int
+) -> None:
+    """README: steps are compared by hours when --within is a day or less or the window is
+    one of hours, else by days; a step in the same bucket counts as after."""
+    s = Site(tmp_path, redis_server, "order", "visitor")
+    day = datetime(DAYS[-1].year, DAYS[-1].month, DAYS[-1].day, tzinfo=ZONE)
+    signup = Line(
+        1, day + timedelta(hours=10, minutes=10), "POST", "/accounts/signup/", 302, 1, "-", "-"
+    )
+    pricing = Line(1, day + timedelta(hours=15, minutes=20), "GET", "/pricing/", 200, 1, "-", "-")
+    s.pipe(log_line(signup) + log_line(pricing))
+    report = s.ask(
+        "funnel", "pricing", "signup", "--window", window, *(["--within", within] if within else [])
+    )
+    assert report["steps"] == [
+        {"event": "pricing", "visitors": 1},
+        {"event": "signup", "visitors": second},
+    ]
