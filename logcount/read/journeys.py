@@ -309,15 +309,22 @@ def build_visitors(
         for start, lbls in groups:
             value = expr.value(sets.union(lbls))
             rows.append({"start": start.isoformat(timespec="seconds"), "visitors": count(value)})
+    whole, sources = sets, {sets.source()}
+    if per is not None and per_buckets(window, None)[0] != gran:
+        # per hour over a window of days: the total still reads the days, so it is the
+        # same with or without --per, and reaches the store's days (it keeps no hours)
+        day_gran, ((_, labels),) = per_buckets(window, None)
+        whole = WindowEventSets(client, store, site, events, day_gran, labels, today)
+        sources.add(whole.source())
     return {
         "expr": text,
         "window": {
             "start": window.start.isoformat(timespec="seconds"),
             "end": window.end.isoformat(timespec="seconds"),
-            "source": sets.source(),
+            "source": sources.pop() if len(sources) == 1 else "both",
         },
         "site": site,
-        "total": count(expr.value(sets.union(labels))),
+        "total": count(expr.value(whole.union(labels))),
         "per": rows,
     }
 
