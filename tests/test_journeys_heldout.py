@@ -326,14 +326,28 @@ def funnel_answer(lines: list[Line], kind: str, events: list[str], within: int |
     return out
 
 
-def retention_answer(lines: list[Line], kind: str, event: str | None) -> list[dict[str, Any]]:
-    periods = [*DAYS, TODAY]
+def period_of(day: date, cohort: str) -> date:
+    """The first day of the day, week (from Monday) or calendar month `day` is in."""
+    if cohort == "week":
+        return day - timedelta(days=day.weekday())
+    return day.replace(day=1) if cohort == "month" else day
+
+
+def retention_answer(
+    lines: list[Line], kind: str, event: str | None, cohort: str, n: int
+) -> list[dict[str, Any]]:
+    """The last `n` periods up to today's: who did the event in each and in no earlier
+    one of the table, and how many of them did it again in each later period."""
+    periods = [period_of(TODAY, cohort)]
+    while len(periods) < n:
+        periods.insert(0, period_of(periods[0] - timedelta(days=1), cohort))
     did_on: list[set[Any]] = [set() for _ in periods]
     for line in lines:
         who = identity(line, kind)
         names = events_of(line) if event is None else events_of(line) & {event}
-        if who is not None and names:
-            did_on[periods.index(line.when.date())].add(who)
+        start = period_of(line.when.date(), cohort)
+        if who is not None and names and start in periods:
+            did_on[periods.index(start)].add(who)
     seen: set[Any] = set()
     out = []
     for i, day in enumerate(periods):
@@ -444,6 +458,13 @@ FUNNELS = [
     (["signup", "pricing"], "1h"),
     (["paid", "docs"], None),
 ]
+RETENTIONS = [
+    (None, "day", 4),
+    ("pricing", "day", 5),
+    ("paid", "day", 4),
+    (None, "week", 2),
+    ("signup", "month", 2),
+]
 # What each phase asks: the days of its window (from DAYS[0]), its source, and `per`.
 # live: Redis only; store: the store with an empty Redis; both: the store for the past
 # days, Redis for today.
@@ -494,12 +515,11 @@ def check_questions(s: Site, lines: list[Line], kind: str, phase: str) -> list[s
             [x for x in lines if x.when < START + timedelta(days=days)], kind, events, seconds
         )
         expect(f"funnel {events} within {within}", [x["visitors"] for x in got["steps"]], steps)
-    for event in (None, "pricing", "paid"):
-        got = s.ask(
-            "retention", "--cohort", "day", "--periods", "4", *(["--event", event] if event else [])
-        )
+    for event, cohort, n in RETENTIONS:
+        args = ["--cohort", cohort, "--periods", str(n), *(["--event", event] if event else [])]
+        got = s.ask("retention", *args)
         rows = [{k: c[k] for k in ("start", "size", "back")} for c in got["cohorts"]]
-        expect(f"retention {event}", rows, retention_answer(lines, kind, event))
+        expect(f"retention {args}", rows, retention_answer(lines, kind, event, cohort, n))
     return wrong
 
 
