@@ -657,3 +657,21 @@ def test_after_is_known_to_the_bucket(
         {"event": "pricing", "visitors": 1},
         {"event": "signup", "visitors": second},
     ]
+
+
+def test_a_funnel_by_hours_past_the_hours_kept_is_one_line(
+    tmp_path: Path, redis_server: RedisServer
+) -> None:
+    s = Site(tmp_path, redis_server, "old", "visitor")
+    mine = {k: v for k, v in s.env.items() if k.startswith("LOGCOUNT_")}
+    args = ["funnel", "pricing", "signup", "--window", "30d", "--within", "1h"]
+    result = CliRunner().invoke(cli, args, env=mine)
+    assert result.exit_code == 2
+    assert result.output == (
+        "Error: --within 1h compares the steps by hour, and hours are kept 8 days: the "
+        "window starts before that (use a later window, or --within of more than a day)\n"
+    )
+    assert s.ask("funnel", "pricing", "signup", "--window", "30d", "--within", "2d")["steps"] == [
+        {"event": "pricing", "visitors": 0},
+        {"event": "signup", "visitors": 0},
+    ]

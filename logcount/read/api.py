@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import os
 import threading
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from logcount.config import Config, load_config
@@ -280,13 +280,21 @@ class Counts:
     ) -> dict[str, Any]:
         """The `logcount funnel` report: how many did the first event, of those how many
         did the next after it (within `within`: "1h", "1d", "7d" or seconds), and so on."""
-        from logcount.read.journeys import build_funnel
+        from logcount.read.journeys import build_funnel, by_hours
 
         if not events:
             raise WindowError("name the funnel's events, in order")
         self._known_events(events)
         seconds = None if within is None else _within(within)
         win = self.window(window)
+        kept = self.config.ttl["hour"]
+        if by_hours(win, seconds) and win.start < self.now() - timedelta(seconds=kept):
+            # hours live in Redis only: past their TTL the steps would silently count 0
+            raise WindowError(
+                f"--within {within} compares the steps by hour, and hours are kept "
+                f"{kept / 86400:g} days: the window starts before that (use a later window, "
+                "or --within of more than a day)"
+            )
         today = self.now().date()
         store = self.store if win.gran == "day" and win.start.date() < today else None
         return build_funnel(self.redis, store, site or self.site, win, events, seconds, today)

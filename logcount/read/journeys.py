@@ -332,6 +332,12 @@ def build_visitors(
 # --- funnel ----------------------------------------------------------------------------
 
 
+def by_hours(window: Window, within: int | None) -> bool:
+    """A funnel's steps are compared by hours for a window of minutes or hours, or a span
+    of a day or less; else by days."""
+    return window.gran != "day" or (within is not None and within <= 86400)
+
+
 def build_funnel(
     client: Any,
     store: Any,
@@ -346,8 +352,7 @@ def build_funnel(
     `within` seconds of buckets after, and so on from where each reached the step before.
     Buckets are hours when the window's hours live and `within` is at most a day, else
     days: "after" is known to the bucket."""
-    hourly = window.gran != "day" or (within is not None and within <= 86400)
-    gran = "hour" if hourly else "day"
+    gran = "hour" if by_hours(window, within) else "day"
     step = GRANULARITIES[gran].step
     start = window.start.replace(minute=0, second=0, microsecond=0)
     if gran == "day":
