@@ -675,3 +675,26 @@ def test_a_funnel_by_hours_past_the_hours_kept_is_one_line(
         {"event": "pricing", "visitors": 0},
         {"event": "signup", "visitors": 0},
     ]
+
+
+def test_an_empty_cohort_shows_no_share() -> None:
+    from logcount.read.render import retention_table
+
+    report = {
+        "site": "test",
+        "events": ["paid"],
+        "cohort": "day",
+        "cohorts": [
+            {"start": "2026-12-05", "size": 0, "back": [0, 0]},
+            {"start": "2026-12-06", "size": 3, "back": [1]},
+            {"start": "2026-12-07", "size": 0, "back": []},
+        ],
+    }
+    assert retention_table(report, 80).splitlines()[2:] == [
+        "cohort      size     +1  +2",
+        "2026-12-05     0      -   -",
+        "2026-12-06     3  33.3%",
+        "2026-12-07     0",
+    ]
+    shaded = retention_table(report, 80, terminal=True)
+    assert "33.3%" in shaded and "0.0%" not in shaded

@@ -555,7 +555,8 @@ def retention_table(
     names = ["cohort", "size", *(f"+{i}" for i in range(1, most + 1))]
     rows = []
     for c in cohorts:
-        shares = [n / c["size"] if c["size"] else 0.0 for n in c["back"]]
+        # an empty cohort has no share back (0 of 0): "-", as the dashboard shows none
+        shares = [n / c["size"] if c["size"] else None for n in c["back"]]
         rows.append((c["start"], f"{c['size']:,}", shares))
     events = ", ".join(report["events"])
     head = (
@@ -563,7 +564,7 @@ def retention_table(
     )
     if not terminal:
         cells = [
-            [s, size, *(f"{x * 100:.1f}%" for x in shares), *[""] * (most - len(shares))]
+            [s, size, *(_share(x) for x in shares), *[""] * (most - len(shares))]
             for s, size, shares in rows
         ]
         right = set(range(1, len(names)))
@@ -575,7 +576,7 @@ def retention_table(
     for i, name in enumerate(names):
         table.add_column(name, justify="left" if i == 0 else "right", no_wrap=True)
     for start, size, shares in rows:
-        shaded = [Text(f"{x * 100:.1f}%", style=f"on {_shade(x)}") for x in shares]
+        shaded = [Text(_share(x), style="" if x is None else f"on {_shade(x)}") for x in shares]
         table.add_row(start, size, *shaded, *[""] * (most - len(shares)))
     buf = io.StringIO()
     console = _console(buf, width or 100)
@@ -583,6 +584,10 @@ def retention_table(
     console.print()
     console.print(table)
     return "".join(line.rstrip() + "\n" for line in buf.getvalue().splitlines())
+
+
+def _share(share: float | None) -> str:
+    return "-" if share is None else f"{share * 100:.1f}%"
 
 
 def _shade(share: float) -> str:
