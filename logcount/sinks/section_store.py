@@ -17,7 +17,7 @@ def grouped_path_visitors(
     """Visitors of groups of paths (a section: `group` names a path's, None leaves the
     path out): per day the union of the sketches of the group's paths over every
     source, summed over the days, as a path row's visitors are."""
-    from logcount.count.sketch import VisitorSketch
+    from logcount.count.sketch import UNION_EXACT_LIMIT, VisitorSketch
 
     t = day_paths
     merged: dict[tuple[str, date], VisitorSketch] = {}
@@ -28,11 +28,10 @@ def grouped_path_visitors(
         name = group(path)
         if name is None:
             continue
-        sketch = VisitorSketch.from_bytes(bytes(data))
-        if (name, day) in merged:
-            merged[name, day].merge(sketch)
-        else:
-            merged[name, day] = sketch
+        # the union stays exact while every path's set is (each at most EXACT_LIMIT
+        # a source file): only an HLL among them makes it one
+        union = merged.setdefault((name, day), VisitorSketch(UNION_EXACT_LIMIT))
+        union.merge(VisitorSketch.from_bytes(bytes(data)))
     out: dict[str, int] = {}
     for (name, _day), sketch in merged.items():
         out[name] = out.get(name, 0) + sketch.count()

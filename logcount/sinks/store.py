@@ -480,7 +480,7 @@ class Store:
         """Visitors per day as the union of the day's sketches over its source files (a
         visitor seen by two hosts, or in the next day's file too, counts once), summed
         over the days of the window (like the daily uniques of the totals' HyperLogLogs)."""
-        from logcount.count.sketch import VisitorSketch
+        from logcount.count.sketch import UNION_EXACT_LIMIT, VisitorSketch
 
         merged: dict[tuple[str, date], VisitorSketch] = {}
         incomplete: set[str] = set()
@@ -493,11 +493,10 @@ class Store:
                 if data is None:  # written without a sketch: keep the plain sum
                     incomplete.add(key)
                     continue
-                sketch = VisitorSketch.from_bytes(bytes(data))
-                if (key, day) in merged:
-                    merged[key, day].merge(sketch)
-                else:
-                    merged[key, day] = sketch
+                # exact while every source's set is: two hosts' 800 visitors each
+                # are their exact union, not a HyperLogLog past EXACT_LIMIT
+                union = merged.setdefault((key, day), VisitorSketch(UNION_EXACT_LIMIT))
+                union.merge(VisitorSketch.from_bytes(bytes(data)))
         per_key: dict[str, int] = {}
         for (key, _day), sketch in merged.items():
             per_key[key] = per_key.get(key, 0) + sketch.count()
