@@ -283,14 +283,21 @@ def visitors_answer(
 ) -> dict[str, Any]:
     """The expression over the whole window of `days` days from START, and per bucket up
     to `until` (the window's end: now, for a window with today)."""
-    width = {"hour": timedelta(hours=1), "day": timedelta(days=1), None: timedelta(0)}[per]
-    every = days * 24 if per == "hour" else days
-    starts = [START + i * width for i in range(every) if START + i * width < until] if per else []
     end = START + timedelta(days=days)
     rows = []
-    for s in starts:
-        n = len(expr(did(lines, kind, between(s, s + width))))
-        rows.append({"start": s.isoformat(), "visitors": n})
+    if per == "week":  # Monday to Sunday, cut to the window; labelled by its Monday
+        for monday in sorted(
+            {period_of(START.date() + timedelta(days=i), "week") for i in range(days)}
+        ):
+            first = datetime(monday.year, monday.month, monday.day, tzinfo=ZONE)
+            keep = between(max(first, START), min(first + timedelta(days=7), end))
+            rows.append({"start": first.isoformat(), "visitors": len(expr(did(lines, kind, keep)))})
+    elif per is not None:
+        width = timedelta(hours=1) if per == "hour" else timedelta(days=1)
+        every = days * 24 if per == "hour" else days
+        for s in [START + i * width for i in range(every) if START + i * width < until]:
+            n = len(expr(did(lines, kind, between(s, s + width))))
+            rows.append({"start": s.isoformat(), "visitors": n})
     return {"total": len(expr(did(lines, kind, between(START, end)))), "per": rows}
 
 

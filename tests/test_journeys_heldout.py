@@ -113,9 +113,9 @@ RETENTIONS = [
 # live: Redis only; store: the store with an empty Redis; both: the store for the past
 # days, Redis for today.
 PHASES = {
-    "live": (3, "live", (None, "day", "hour")),
-    "store": (3, "store", (None, "day", "hour")),
-    "both": (4, "both", (None, "day", "hour")),
+    "live": (3, "live", (None, "day", "hour", "week")),
+    "store": (3, "store", (None, "day", "hour", "week")),
+    "both": (4, "both", (None, "day", "hour", "week")),
 }
 
 
@@ -134,7 +134,7 @@ def check_questions(s: Site, lines: list[Line], kind: str, phase: str) -> list[s
 
     # the identities change who, not how: a few expressions each (the minute allowed)
     for n, (text, expr) in enumerate(EXPRESSIONS if kind == "visitor" else EXPRESSIONS[1:4]):
-        for per in pers if n < 3 else [p for p in pers if p != "hour"]:  # hours: 3 of them
+        for per in pers if n < 3 else [None, "day"]:  # hours and weeks: 3 of them
             got = s.ask(
                 "visitors", text, "--window", window(days), *(["--per", per] if per else [])
             )
