@@ -369,17 +369,17 @@ def section(path: str) -> str:
 def sections_answer(lines: list[Line], days: list[date], stored: bool) -> list[dict[str, Any]]:
     hits: dict[str, int] = defaultdict(int)
     size: dict[str, int] = defaultdict(int)
-    seen: dict[tuple[str, date], set[int]] = defaultdict(set)
+    seen: dict[str, set[int]] = defaultdict(set)  # over the window: a union, not a sum
     for line in lines:
         if line.bot or line.when.date() not in days:
             continue
         key = section(path_only(line))
         hits[key] += 1
         size[key] += line.size
-        seen[key, line.when.date()].add(line.who)
+        seen[key].add(line.who)
     rows = []
     for key in sorted(hits, key=lambda k: (-hits[k], k)):
-        visitors = sum(len(seen[key, d]) for d in days) if stored else None
+        visitors = len(seen[key]) if stored else None
         rows.append({"key": key, "hits": hits[key], "bytes": size[key], "visitors": visitors})
     return rows
 

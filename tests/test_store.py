@@ -188,7 +188,7 @@ def test_visitor_sketch_exact_then_hyperloglog() -> None:
     assert EXACT_LIMIT == 1024
 
 
-def test_row_visitors_are_a_union_over_sources_of_a_day(store: Store) -> None:
+def test_row_visitors_are_a_union_over_sources_and_days(store: Store) -> None:
     from logcount.count.sketch import VisitorSketch
 
     def source(path: str, day: date, names: tuple[str, ...]) -> SourceFacts:
@@ -210,6 +210,7 @@ def test_row_visitors_are_a_union_over_sources_of_a_day(store: Store) -> None:
     store.replace_source(source("/l/d2b", D2, ("v1",)))
     for by in ("path", "object"):
         assert store.top_rows("s", [D1], by, 5)[0]["visitors"] == 3
-        # days add up: v1 on D1 and on D2 counts once per day
-        assert store.top_rows("s", [D1, D2], by, 5)[0]["visitors"] == 4
-    assert store.day_totals("s", [D1, D2])["visitors"] == 3  # totals: distinct over the window
+        # a union over the window's days too: v1 on D1 and on D2 counts once
+        assert store.top_rows("s", [D1, D2], by, 5)[0]["visitors"] == 3
+        assert store.top_rows("s", [D2], by, 5)[0]["visitors"] == 1
+    assert store.day_totals("s", [D1, D2])["visitors"] == 3  # as the window's total

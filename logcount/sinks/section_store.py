@@ -15,27 +15,24 @@ def grouped_path_visitors(
     store: Store, site: str, days: Sequence[date], group: Callable[[str], str | None]
 ) -> dict[str, int]:
     """Visitors of groups of paths (a section: `group` names a path's, None leaves the
-    path out): per day the union of the sketches of the group's paths over every
-    source, summed over the days, as a path row's visitors are."""
+    path out): the union of the sketches of the group's paths over every source and
+    every day of the window, as a path row's visitors are (never a sum)."""
     from logcount.count.sketch import UNION_EXACT_LIMIT, VisitorSketch
 
     t = day_paths
-    merged: dict[tuple[str, date], VisitorSketch] = {}
+    merged: dict[str, VisitorSketch] = {}
     query = sa.select(t.c.path, t.c.day, t.c.visitor_set).where(
         t.c.site == site, t.c.day.in_(list(days)), t.c.visitor_set.is_not(None)
     )
-    for path, day, data in store._read(query):
+    for path, _day, data in store._read(query):
         name = group(path)
         if name is None:
             continue
         # the union stays exact while every path's set is (each at most EXACT_LIMIT
         # a source file): only an HLL among them makes it one
-        union = merged.setdefault((name, day), VisitorSketch(UNION_EXACT_LIMIT))
+        union = merged.setdefault(name, VisitorSketch(UNION_EXACT_LIMIT))
         union.merge(VisitorSketch.from_bytes(bytes(data)))
-    out: dict[str, int] = {}
-    for (name, _day), sketch in merged.items():
-        out[name] = out.get(name, 0) + sketch.count()
-    return out
+    return {name: sketch.count() for name, sketch in merged.items()}
 
 
 def daily_prefix_hits(

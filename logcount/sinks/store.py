@@ -477,29 +477,28 @@ class Store:
     def _distinct_visitors(
         self, t: sa.Table, by: str, site: str, days: list[date], rows: list[dict[str, Any]]
     ) -> None:
-        """Visitors per day as the union of the day's sketches over its source files (a
-        visitor seen by two hosts, or in the next day's file too, counts once), summed
-        over the days of the window (like the daily uniques of the totals' HyperLogLogs)."""
+        """Visitors of each row over the window: the union of its sketches over the
+        window's days and their source files (a visitor seen by two hosts, in the next
+        day's file too, or on two days of the window counts once), as the window's total
+        is; never a sum of the days."""
         from logcount.count.sketch import UNION_EXACT_LIMIT, VisitorSketch
 
-        merged: dict[tuple[str, date], VisitorSketch] = {}
+        merged: dict[str, VisitorSketch] = {}
         incomplete: set[str] = set()
         keys = [r["key"] for r in rows]
         for i in range(0, len(keys), 500):
             query = sa.select(t.c[by], t.c.day, t.c.visitor_set).where(
                 t.c.site == site, t.c.day.in_(days), t.c[by].in_(keys[i : i + 500])
             )
-            for key, day, data in self._read(query):
+            for key, _day, data in self._read(query):
                 if data is None:  # written without a sketch: keep the plain sum
                     incomplete.add(key)
                     continue
                 # exact while every source's set is: two hosts' 800 visitors each
                 # are their exact union, not a HyperLogLog past EXACT_LIMIT
-                union = merged.setdefault((key, day), VisitorSketch(UNION_EXACT_LIMIT))
+                union = merged.setdefault(key, VisitorSketch(UNION_EXACT_LIMIT))
                 union.merge(VisitorSketch.from_bytes(bytes(data)))
-        per_key: dict[str, int] = {}
-        for (key, _day), sketch in merged.items():
-            per_key[key] = per_key.get(key, 0) + sketch.count()
+        per_key = {key: sketch.count() for key, sketch in merged.items()}
         for row in rows:
             if row["key"] in per_key and row["key"] not in incomplete:
                 row["visitors"] = per_key[row["key"]]
