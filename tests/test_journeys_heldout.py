@@ -208,7 +208,8 @@ def everything_kept(tmp: Path, server: RedisServer) -> bytes:
         pipe.type(name)
     kinds = pipe.execute()
     for name, kind in zip(names, kinds, strict=True):
-        READ[kind](pipe, name)
+        if kind != b"none":  # a bucket that expired between SCAN and TYPE
+            READ[kind](pipe, name)
     blobs = [repr(names).encode(), repr(pipe.execute()).encode()]
     blobs += [f.read_bytes() for f in tmp.glob("store.sqlite3*")]
     with sqlite3.connect(tmp / "store.sqlite3") as db:
