@@ -81,6 +81,51 @@ def test_each_key_is_added_to_its_members_and_what_is_new_asked_once() -> None:
         }
 
 
+def test_more_tables_are_summed_on_the_main_tables_look_ups() -> None:
+    # a hit key's sizes and durations: keyed as the hits, a key missing where it is 0
+    table = {(b"m1", b"/a"): 3, (b"m1", b"/b"): 2, (b"m2", b"/a"): 1}
+    sizes = {(b"m1", b"/a"): 300, (b"m2", b"/a"): 7}
+    times = {(b"m1", b"/b"): 40}
+    members = {(b"/a",): (("", "s2xx"), ("path", "/a")), (b"/b",): (("", "s4xx"), ("path", "/b"))}
+    for add in (add_by_members_py, _sum.add_by_members):
+        out: dict = {}
+        out_sizes: dict = {("site", "m1"): {"path": {"/a": 1}}}
+        out_times: dict = {}
+        asked: list = []
+        more = ((sizes, out_sizes), (times, out_times))
+        add(table, 1, {}, copy.deepcopy(members), out, *learners(asked), more)
+        assert asked == [(b"m1",), (b"m2",)]  # each context once, whatever the tables
+        assert out_sizes == {
+            ("site", "m1"): {"": {"s2xx": 300}, "path": {"/a": 301}},
+            ("site", "m2"): {"": {"s2xx": 7}, "path": {"/a": 7}},
+        }
+        assert out_times == {("site", "m1"): {"": {"s4xx": 40}, "path": {"/b": 40}}}
+        assert out[("site", "m1")] == {"": {"s2xx": 3, "s4xx": 2}, "path": {"/a": 3, "/b": 2}}
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    table=st.dictionaries(st.builds(lambda c, r: c + r, CTX, REST), COUNT, max_size=30),
+    members=st.dictionaries(REST, PAIRS, max_size=3),
+    keep=st.lists(st.booleans(), min_size=30, max_size=30),
+)
+def test_the_c_more_tables_equal_the_python_ones(table, members, keep) -> None:
+    other = {k: n * 7 for (k, n), kept in zip(table.items(), keep, strict=False) if kept}
+    results = []
+    for add in (add_by_members_py, _sum.add_by_members):
+        state = copy.deepcopy((members, {}, {}))
+        asked: list = []
+        add(table, 2, {}, state[0], state[1], *learners(asked), ((other, state[2]),))
+        results.append((state, asked))
+    assert results[1] == results[0]
+
+
+def test_the_c_sums_refuse_more_that_is_not_table_and_out() -> None:
+    for more in (((1, {}),), (({},),), ([{}, {}],)):
+        with pytest.raises(TypeError, match="more must hold"):
+            _sum.add_by_members({(b"m",): 1}, 1, {(b"m",): "at"}, {(): ()}, {}, repr, repr, more)
+
+
 @pytest.mark.parametrize(
     ("table", "members", "error"),
     [

@@ -9,7 +9,7 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 
-#define SUM_VERSION 4
+#define SUM_VERSION 5
 
 /* The dict under `key` in `outer`, created empty when missing; a borrowed reference. */
 static PyObject *inner_dict(PyObject *outer, PyObject *key) {
@@ -72,12 +72,49 @@ static PyObject *known(PyObject *cache, PyObject *key, PyObject *learn) {
     return failed ? NULL : PyDict_GetItemWithError(cache, key);
 }
 
+/* `more`: a tuple of (table, out) pairs whose tables are keyed as the main one (a subset of
+   its keys); or NULL. 0, or -1 with TypeError. */
+static int check_more(PyObject *more) {
+    if (more == NULL)
+        return 0;
+    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(more); i++) {
+        PyObject *two = PyTuple_GET_ITEM(more, i);
+        if (!PyTuple_Check(two) || PyTuple_GET_SIZE(two) != 2 ||
+            !PyDict_Check(PyTuple_GET_ITEM(two, 0)) || !PyDict_Check(PyTuple_GET_ITEM(two, 1))) {
+            PyErr_SetString(PyExc_TypeError, "more must hold (table, out) pairs of dicts");
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* The pairs of `key` (at `at`) added with its value in each table of `more`: the sizes and
+   durations of a hit key ride on the hit's own look-ups. */
+static int add_more(PyObject *more, PyObject *key, PyObject *at, PyObject *pairs) {
+    for (Py_ssize_t i = 0; more != NULL && i < PyTuple_GET_SIZE(more); i++) {
+        PyObject *two = PyTuple_GET_ITEM(more, i);
+        PyObject *n = PyDict_GetItemWithError(PyTuple_GET_ITEM(two, 0), key);
+        if (n == NULL) {
+            if (PyErr_Occurred())
+                return -1;
+            continue; /* not in this table (a size of 0, no duration) */
+        }
+        PyObject *dims = inner_dict(PyTuple_GET_ITEM(two, 1), at);
+        if (dims == NULL || add_pairs(dims, pairs, n) < 0)
+            return -1;
+    }
+    return 0;
+}
+
 static PyObject *add_by_members(PyObject *self, PyObject *args) {
     (void)self;
-    PyObject *table, *where, *members, *out, *at_of, *pairs_of;
+    PyObject *table, *where, *members, *out, *at_of, *pairs_of, *more = NULL;
     Py_ssize_t nctx;
-    if (!PyArg_ParseTuple(args, "O!nO!O!O!OO", &PyDict_Type, &table, &nctx, &PyDict_Type, &where,
-                          &PyDict_Type, &members, &PyDict_Type, &out, &at_of, &pairs_of))
+    if (!PyArg_ParseTuple(args, "O!nO!O!O!OO|O!", &PyDict_Type, &table, &nctx, &PyDict_Type,
+                          &where, &PyDict_Type, &members, &PyDict_Type, &out, &at_of, &pairs_of,
+                          &PyTuple_Type, &more))
+        return NULL;
+    if (check_more(more) < 0)
         return NULL;
     Py_ssize_t pos = 0;
     PyObject *key, *n;
@@ -99,7 +136,8 @@ static PyObject *add_by_members(PyObject *self, PyObject *args) {
         Py_XINCREF(pairs);
         Py_XDECREF(rest);
         PyObject *dims = pairs != NULL ? inner_dict(out, at) : NULL;
-        int failed = dims == NULL || add_pairs(dims, pairs, n) < 0;
+        int failed = dims == NULL || add_pairs(dims, pairs, n) < 0 ||
+                     add_more(more, key, at, pairs) < 0;
         Py_DECREF(at);
         Py_XDECREF(pairs);
         if (failed)
@@ -219,10 +257,11 @@ static PyMethodDef methods[] = {
      "add_counts(target, source): target[k] += n for each k, n of source (a missing k "
      "starts at 0), as Counter.update without the interpreter."},
     {"add_by_members", add_by_members, METH_VARARGS,
-     "add_by_members(table, nctx, where, members, out, at_of, pairs_of): for each key of "
-     "table, out[where[key[:nctx]]][dim][member] += table[key] for each (dim, member) of "
-     "members[key[nctx:]]; a context or rest not there yet is asked of at_of or pairs_of "
-     "(and kept)."},
+     "add_by_members(table, nctx, where, members, out, at_of, pairs_of, more=()): for each "
+     "key of table, out[where[key[:nctx]]][dim][member] += table[key] for each (dim, member) "
+     "of members[key[nctx:]]; a context or rest not there yet is asked of at_of or pairs_of "
+     "(and kept). Each (other, its_out) of more: the same for other[key], where the key is "
+     "in other (its keys are table's, or fewer)."},
     {NULL, NULL, 0, NULL}};
 
 static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "logcount.count._sum",

@@ -404,10 +404,12 @@ class Aggregator:
             self._at_of,
             self._describe,
         )
-        add_by_members(raw.hits, nctx, where, described, hits, at_of, describe)
-        add_by_members(raw.sizes, nctx, where, described, sizes, at_of, describe)
-        if raw.durations:
-            add_by_members(raw.durations, nctx, where, described, times, at_of, describe)
+        # Sizes and durations are keyed as the hits (a key of 0 bytes, or no duration, is
+        # absent): summed in the hits' pass, on its look-ups of context and description
+        more = (
+            ((raw.sizes, sizes), (raw.durations, times)) if raw.durations else ((raw.sizes, sizes),)
+        )
+        add_by_members(raw.hits, nctx, where, described, hits, at_of, describe, more)
         # TOTALS: hits (and bytes) per status class, whose sum is the bucket's
         for sm, dims in hits.items():
             per_class = dims.pop(TOTALS, None)

@@ -14,7 +14,7 @@ import sys
 from collections.abc import Callable, Iterable
 from typing import Any
 
-SUM_VERSION = 4  # the _sum.c this code calls
+SUM_VERSION = 5  # the _sum.c this code calls
 
 Key = tuple[bytes, ...]
 Pairs = tuple[tuple[str, str], ...]  # (dimension, member) pairs a key's rest yields
@@ -29,10 +29,14 @@ def add_by_members_py(
     out: Sums,
     at_of: Callable[[Key], Any],
     pairs_of: Callable[[Key], Pairs],
+    more: tuple[tuple[dict[Key, int], Sums], ...] = (),
 ) -> None:
     """out[where[key[:nctx]]][dim][member] += table[key], for each (dim, member) of
     members[key[nctx:]]. A context or rest seen for the first time is asked of at_of or
-    pairs_of, and kept in where or members (a distinct one is described once)."""
+    pairs_of, and kept in where or members (a distinct one is described once). Each
+    (other, its_out) of `more`, keyed as table (or a subset: a hit key's sizes and
+    durations), is summed the same way into its_out in the same pass, on the same
+    look-ups: a key missing from other adds nothing there."""
     for key, n in table.items():
         ctx = key[:nctx]
         at = where.get(ctx)
@@ -42,14 +46,22 @@ def add_by_members_py(
         pairs = members.get(rest)
         if pairs is None:
             pairs = members[rest] = pairs_of(rest)
-        dims = out.get(at)
-        if dims is None:
-            dims = out[at] = {}
-        for dim, member in pairs:
-            per = dims.get(dim)
-            if per is None:
-                per = dims[dim] = {}
-            per[member] = per.get(member, 0) + n
+        _add_pairs(out, at, pairs, n)
+        for other, other_out in more:
+            value = other.get(key)
+            if value is not None:
+                _add_pairs(other_out, at, pairs, value)
+
+
+def _add_pairs(out: Sums, at: Any, pairs: Pairs, n: int) -> None:
+    dims = out.get(at)
+    if dims is None:
+        dims = out[at] = {}
+    for dim, member in pairs:
+        per = dims.get(dim)
+        if per is None:
+            per = dims[dim] = {}
+        per[member] = per.get(member, 0) + n
 
 
 def add_counts_py(target: dict[Any, int], source: dict[Any, int]) -> None:
