@@ -32,7 +32,7 @@ from logcount.count.classify import (
     Classifier,
     method_of,
     status_class,
-    visitor_hash,
+    visitor_digests,
 )
 from logcount.count.delta import SAMPLE_SIZE, Delta
 from logcount.count.events import EventSets
@@ -490,10 +490,8 @@ class Aggregator:
                 found = minute_sets[sm] = set()
             return (found,)
 
-        def digest_of(who: tuple[bytes, ...]) -> str:
-            return visitor_hash(who[0], who[1] if len(who) > 1 else b"", hkey)
-
         who_at = tuple(layout.index(f) for f in ("client", "agent") if f in layout)
+        digest_of = visitor_digests(hkey, len(who_at))
         nctx = len(self.counter.ctx_layout)
         add_to_sets(raw.visitors, nctx, (), who_at, {}, {}, sets_of, digest_of)
         for (site, minute), digests in minute_sets.items():

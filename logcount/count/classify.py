@@ -367,6 +367,26 @@ def visitor_hash(client: bytes, agent: bytes, key: bytes) -> str:
     return hashlib.blake2b(client + b"\0" + agent, digest_size=8, key=key).hexdigest()
 
 
+def visitor_digests(key: bytes, fields: int) -> Callable[[tuple[bytes, ...]], str]:
+    """visitor_hash of a (client, agent) tuple (of a (client,) one when `fields` is 1), for
+    a batch's thousands of visitors: the keyed state is made once and copied, which spares
+    hashing the key's block for each (a third of a digest's cost), and a call."""
+    copy = hashlib.blake2b(digest_size=8, key=key).copy
+    join = b"\0".join
+
+    def pair(who: tuple[bytes, ...]) -> str:
+        found = copy()
+        found.update(join(who))
+        return found.hexdigest()
+
+    def alone(who: tuple[bytes, ...]) -> str:
+        found = copy()
+        found.update(who[0] + b"\0")
+        return found.hexdigest()
+
+    return pair if fields == 2 else alone
+
+
 # RFC 9110's methods and PATCH (RFC 5789): a member each; any other token, or a request
 # line without one, is (other), so that a scanner's made-up methods cannot fill the set.
 METHODS = frozenset(
