@@ -36,6 +36,7 @@ def cpu_profile() -> cProfile.Profile:
 
 
 def profile_pipe(path: Path, data_dir: str) -> list[cProfile.Profile]:
+    from logcount.count.lines import LineSplitter
     from logcount.sources.pipeline import Pipeline, check_data_dir
     from logcount.sources.reader import Reader
 
@@ -55,7 +56,7 @@ def profile_pipe(path: Path, data_dir: str) -> list[cProfile.Profile]:
                 thread = threading.Thread(target=prof.runcall, args=(loop,), name=name, daemon=True)
                 setattr(pipeline, "thread" if name == "classifier" else "sender", thread)
             pipeline.start()
-            reader_prof.runcall(reader.read_until_eof)
+            reader_prof.runcall(reader.read, LineSplitter(), pipeline.count_piece)
             sender_prof.runcall(pipeline.close)  # the last batch
         return [reader_prof, classifier_prof, sender_prof]
     finally:
