@@ -203,3 +203,16 @@ def test_the_c_visitor_sets_equal_the_python_ones(keys) -> None:
     assert results[1] == results[0]
     counted = {k for k in keys if k[3] != b"GET /skip" and k[2] != b"Googlebot"}
     assert sum(len(s) for w, s in results[0][0].items() if w[0] == "page") == len(counted)
+
+
+def test_counter_copy_is_a_new_counter_of_the_same_items() -> None:
+    from collections import Counter
+
+    from logcount.count.sums import counter_copy
+
+    source = Counter({"/a": 3, "/b": 0})
+    copied = counter_copy(source)
+    assert type(copied) is Counter
+    assert copied == source and list(copied.items()) == [("/a", 3), ("/b", 0)]
+    copied["/a"] += 1
+    assert source["/a"] == 3 and copied.most_common(1) == [("/a", 4)]

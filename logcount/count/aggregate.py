@@ -39,7 +39,14 @@ from logcount.count.events import EventSets
 from logcount.count.logformat import CompiledFormat
 from logcount.count.paths import NO_PATH
 from logcount.count.regex_scan import RegexScanner, getter
-from logcount.count.sums import Pairs, add_by_members, add_counts, add_to_sets, native
+from logcount.count.sums import (
+    Pairs,
+    add_by_members,
+    add_counts,
+    add_to_sets,
+    counter_copy,
+    native,
+)
 from logcount.dimensions import (
     DIMENSIONS,
     ERROR_CLASSES,
@@ -528,7 +535,7 @@ class Aggregator:
                 key = (site, gran, minute[: _CUT[gran]])
                 found = delta.totals.get(key)
                 if found is None:
-                    delta.totals[key] = Counter(counts)
+                    delta.totals[key] = counter_copy(counts)
                 else:
                     add_counts(found, counts)
         for minutes, target, with_zeros in (
@@ -546,7 +553,7 @@ class Aggregator:
                         mkey = (site, dim, gran, minute[: _CUT[gran]])
                         found = target.get(mkey)
                         if found is None:
-                            target[mkey] = Counter(per)
+                            target[mkey] = counter_copy(per)
                         else:
                             add_counts(found, per)
 

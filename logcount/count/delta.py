@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from itertools import filterfalse
 from typing import Any
 
-from logcount.count.sums import add_counts
+from logcount.count.sums import add_counts, counter_copy
 
 SAMPLE_SIZE = 20  # malformed lines kept as samples
 # Estimated JSON bytes around each entry (quotes, separators, its counts), and per bucket.
@@ -87,10 +87,11 @@ class Delta:
         for bkey, counts in other.totals.items():
             found = self.totals.get(bkey)
             if found is None:
-                self.totals[bkey] = found = Counter()
-                grown += BUCKET_OVERHEAD
-            grown += ENTRY_OVERHEAD * len(_new(counts, found))
-            found.update(counts)
+                self.totals[bkey] = counter_copy(counts)
+                grown += BUCKET_OVERHEAD + ENTRY_OVERHEAD * len(counts)
+            else:
+                grown += ENTRY_OVERHEAD * len(_new(counts, found))
+                add_counts(found, counts)
         grown += _merge_named(self.members, other.members)
         _merge_named(self.member_bytes, other.member_bytes)
         _merge_named(self.member_durations, other.member_durations)
@@ -236,7 +237,7 @@ def _merge_named(into: dict[Any, Counter[str]], other: dict[Any, Counter[str]]) 
     for key, counts in other.items():
         found = into.get(key)
         if found is None:
-            into[key] = Counter(counts)
+            into[key] = counter_copy(counts)
             grown += BUCKET_OVERHEAD + _names_weight(counts)
         else:
             grown += _names_weight(_new(counts, found))
