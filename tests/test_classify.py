@@ -18,6 +18,7 @@ from logcount.count.classify import (
     Classifier,
     referrer_host,
     url_hostname,
+    visitor_digests,
     visitor_hash,
 )
 from logcount.count.logformat import compile_format
@@ -294,6 +295,19 @@ def test_visitor_hash_never_holds_the_address() -> None:
         assert clear.decode() not in digest
     # Not the address hashed alone (which a dictionary of addresses would reverse).
     assert digest != hashlib.blake2b(address, digest_size=8).hexdigest()
+
+
+def test_visitor_digests_are_visitor_hash_from_a_copied_keyed_state() -> None:
+    key = bytes(range(32))
+    pair, alone = visitor_digests(key, 2), visitor_digests(key, 1)
+    for address, agent in ((b"192.0.2.77", b"Mozilla/5.0"), (b"", b""), (b"::1", b"a\0b")):
+        assert pair((address, agent)) == visitor_hash(address, agent, key)
+        assert alone((address,)) == visitor_hash(
+            address, b"", key
+        )  # a format without %{User-agent}i
+    # the same function twice, then another key: no state carried from one digest to the next
+    assert pair((b"192.0.2.77", b"x")) == pair((b"192.0.2.77", b"x"))
+    assert visitor_digests(bytes(32), 2)((b"192.0.2.77", b"x")) != pair((b"192.0.2.77", b"x"))
 
 
 def test_aggregated_visitors_are_hashes_only() -> None:
