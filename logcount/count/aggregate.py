@@ -232,9 +232,16 @@ class LineCounter:
             raw.durations,
         ) = self.scanner.take(Counter, with_recent)
         for item in recent:  # a line's bytes (the C scanner's), or a row
-            row = item if isinstance(item, tuple) else self._lines.findall(item)[0]
+            row = item if isinstance(item, tuple) else self._row(item)
             raw.recent.append(self._recent(row))
         return raw
+
+    def _row(self, line: bytes) -> tuple[bytes, ...]:
+        """The fields of a recent line the C scanner kept as bytes: cut by the scanner
+        again (0.3 ms a batch's 1,000, the chunk regex took 4.4), which accepted it; the
+        regex should the scanner ever refuse it."""
+        row: tuple[bytes, ...] | None = self.scanner.match(line)
+        return row if row is not None else self._lines.findall(line)[0]
 
     def feed(self, chunk: bytes) -> None:
         """Count the complete lines in `chunk` (which must end with a newline)."""
