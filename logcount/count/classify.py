@@ -387,6 +387,20 @@ def visitor_digests(key: bytes, fields: int) -> Callable[[tuple[bytes, ...]], st
     return pair if fields == 2 else alone
 
 
+def visitor_number(key: bytes) -> Callable[[bytes, bytes], int]:
+    """visitor_hash as a number (int(visitor_hash(...), 16)), for the store's sets: the
+    keyed state is made once and copied per visitor (half the cost of keying each)."""
+    keyed = hashlib.blake2b(digest_size=8, key=key)
+    from_bytes = int.from_bytes
+
+    def number(client: bytes, agent: bytes) -> int:
+        h = keyed.copy()
+        h.update(client + b"\0" + agent)
+        return from_bytes(h.digest(), "big")
+
+    return number
+
+
 # RFC 9110's methods and PATCH (RFC 5789): a member each; any other token, or a request
 # line without one, is (other), so that a scanner's made-up methods cannot fill the set.
 METHODS = frozenset(

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from logcount.count.aggregate import Aggregator
-from logcount.count.classify import visitor_hash
+from logcount.count.classify import visitor_number
 from logcount.count.sums import add_to_sets
 
 # The fields of a visitor key that say which page it asked for (its path's visitors)
@@ -15,14 +15,15 @@ PAGE_FIELDS = ("request", "method", "uri", "query")
 
 class MemberVisitors:
     """Turns a LineCounter's visitor keys (counted with path_visitors) into the sets of
-    visitor hashes of each (site, day), (site, day, path) and (site, day, object), with
-    the aggregator's classifier and the live side's rule for bots."""
+    visitor hashes (as numbers: classify.visitor_number) of each (site, day), (site, day,
+    path) and (site, day, object), with the aggregator's classifier and the live side's
+    rule for bots."""
 
     def __init__(self, aggregator: Aggregator):
         self.aggregator = aggregator
 
     def collect(
-        self, visitors: set[tuple[bytes, ...]], tables: tuple[dict[Any, set[str]], ...]
+        self, visitors: set[tuple[bytes, ...]], tables: tuple[dict[Any, set[int]], ...]
     ) -> None:
         """Day, path and object visitors, with the live side's rule for bots.
 
@@ -36,9 +37,9 @@ class MemberVisitors:
         day_v, path_v, obj_v = tables
         places: dict[tuple[bytes, ...], tuple[str, str]] = {}  # context -> (site, day)
         pages: dict[Any, tuple[str, str | None] | None] = {}  # None: ignored
-        hkey = cl.config.visitor_key()
+        number = visitor_number(cl.config.visitor_key())
 
-        def sets_of(where: tuple[Any, Any]) -> tuple[set[str], ...] | None:
+        def sets_of(where: tuple[Any, Any]) -> tuple[set[int], ...] | None:
             ctx, page_key = where
             if page_key in pages:
                 page = pages[page_key]
@@ -66,12 +67,20 @@ class MemberVisitors:
         ci = who_fields.index("client") if "client" in who_fields else -1
         ai = who_fields.index("agent") if "agent" in who_fields else -1
         agent_of, count_bots = cl.agent, agg.count_bots
+        # Whether an agent is a bot not counted, asked of the classifier once per agent of
+        # the batch: a diverse day has a visitor (client, agent) for every few lines and
+        # only some thousands of agents.
+        skipped: dict[bytes, bool] = {}
 
-        def digest_of(who: tuple[bytes, ...]) -> str | None:
+        def digest_of(who: tuple[bytes, ...]) -> int | None:
             client, agent = who[ci] if ci >= 0 else b"", who[ai] if ai >= 0 else b""
-            if not count_bots and agent_of(agent or b"-")[0]:
-                return None
-            return visitor_hash(client, agent, hkey)
+            if not count_bots:
+                skip = skipped.get(agent)
+                if skip is None:
+                    skip = skipped[agent] = agent_of(agent or b"-")[0]
+                if skip:
+                    return None
+            return number(client, agent)
 
         page_at = tuple(layout.index(f) for f in page_fields)
         who_at = tuple(layout.index(f) for f in who_fields)

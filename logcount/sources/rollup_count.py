@@ -166,7 +166,7 @@ class FileCounter:
         raw.samples.clear()
         raw.recent.clear()
         self.counts.delta.merge(self.aggregator.classify(raw))
-        fresh: tuple[dict[Any, set[str]], ...] = ({}, {}, {})  # day, path, object
+        fresh: tuple[dict[Any, set[int]], ...] = ({}, {}, {})  # day, path, object
         self.visitors.collect(visitors, fresh)
         self.counts.add_visitors(*fresh)
         if self.aggregator.events:  # who did each event, per day (count/events.py)

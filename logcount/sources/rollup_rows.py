@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from logcount.count.agents import RAW_AGENT
 from logcount.count.delta import Delta
-from logcount.count.sketch import DAY_EXACT_LIMIT, VisitorSketch
+from logcount.count.sketch import PackedSketch, VisitorSketch
 from logcount.sinks.keys import OTHER
 from logcount.sources.rollup_files import Input, source_name
 
@@ -34,12 +34,13 @@ Sketches = dict[tuple[str, str, str], VisitorSketch]  # (site, day, member) -> v
 @dataclass
 class UnitCounts:
     """What a unit (or a merged file) counted, before it becomes store rows. Bounded: see
-    bound(); visitors are sketches (exact up to 1,024 hashes, then 1 KiB of registers)."""
+    bound(); visitors are sketches (a path's exact up to 1,024 hashes, a day's up to 2^20
+    packed 8 bytes each, then 1 KiB of registers)."""
 
     delta: Delta = field(default_factory=Delta)
     path_visitors: Sketches = field(default_factory=dict)
     object_visitors: Sketches = field(default_factory=dict)
-    day_visitors: dict[tuple[str, str], VisitorSketch] = field(default_factory=dict)
+    day_visitors: dict[tuple[str, str], PackedSketch] = field(default_factory=dict)
     lines: int = 0
     malformed: int = 0
     # The first and last lines of each unit read (whole lines of its first and last 8 KiB):
@@ -51,27 +52,34 @@ class UnitCounts:
         for mine, theirs in (
             (self.path_visitors, other.path_visitors),
             (self.object_visitors, other.object_visitors),
-            (self.day_visitors, other.day_visitors),
         ):
             for key, sketch in theirs.items():
                 _merge_into(mine, key, sketch)
+        for key, day_set in other.day_visitors.items():
+            found = self.day_visitors.get(key)
+            if found is None:
+                self.day_visitors[key] = day_set
+            else:
+                found.merge(day_set)
         self.lines += other.lines
         self.malformed += other.malformed
         self.edges += other.edges
 
     def add_visitors(
         self,
-        day: dict[tuple[str, str, str], set[str]],
-        path: dict[tuple[str, str, str], set[str]],
-        obj: dict[tuple[str, str, str], set[str]],
+        day: dict[tuple[str, str, str], set[int]],
+        path: dict[tuple[str, str, str], set[int]],
+        obj: dict[tuple[str, str, str], set[int]],
     ) -> None:
-        """Visitor hashes (hex) of a batch, into the sketches."""
+        """Visitor hashes (classify.visitor_number) of a batch, into the sketches."""
         for (site, _gran, label), hashes in day.items():
-            day_set = VisitorSketch.of(hashes, DAY_EXACT_LIMIT)
-            _merge_into(self.day_visitors, (site, label), day_set)
+            self.day_visitors.setdefault((site, label), PackedSketch()).add_all(hashes)
         for mine, fresh in ((self.path_visitors, path), (self.object_visitors, obj)):
             for key, hashes in fresh.items():
-                _merge_into(mine, key, VisitorSketch.of(hashes))
+                sketch = mine.get(key)
+                if sketch is None:
+                    sketch = mine[key] = VisitorSketch()
+                sketch.add_all(hashes)
 
     def bound(self, keep: int, family: Callable[[str], str] | None = None) -> None:
         """At most `keep` members per site, day and dimension: the most hit (ties by name)
