@@ -139,10 +139,10 @@ class VisitorSketch:
 
 
 class PackedSketch:
-    """A day's visitor hashes while a rollup counts: exact as a sorted array of 8-byte
-    hashes (up to `limit`), else the same HyperLogLog registers as VisitorSketch's. Stored
-    the same way, merged into a VisitorSketch as one. Sets of hashes are added a batch at
-    a time (a union of sorted arrays, made through a transient set)."""
+    """Visitor hashes while a rollup counts (a day's, a path's, an object's): exact as a
+    sorted array of 8-byte hashes (up to `limit`), else the same HyperLogLog registers as
+    VisitorSketch's; the same bytes stored, and merged into a VisitorSketch as one. Hashes
+    are added a batch at a time (the new ones, sorted, merged with those held)."""
 
     def __init__(self, limit: int = DAY_EXACT_LIMIT) -> None:
         self.limit = limit
@@ -154,15 +154,23 @@ class PackedSketch:
             assert self.registers is not None
             add_registers(self.registers, values)
             return
-        union = set(self.hashes)
-        union.update(values)
-        if len(union) > self.limit:
-            self.hashes, self.registers = None, bytearray(REGISTERS)
-            add_registers(self.registers, union)
-        else:
-            self.hashes = array("Q", sorted(union))
+        new = set(values).difference(self.hashes)
+        if not new:
+            return
+        if len(self.hashes) + len(new) > self.limit:
+            self.registers = bytearray(REGISTERS)
+            add_registers(self.registers, self.hashes)
+            add_registers(self.registers, new)
+            self.hashes = None
+            return
+        # Two ascending runs, which sort() merges in one pass
+        merged = self.hashes.tolist()
+        merged += sorted(new)
+        merged.sort()
+        self.hashes = array("Q", merged)
 
     def merge(self, other: PackedSketch) -> None:
+        """The union (hashes, or registers once either side has them)."""
         if other.hashes is not None:
             self.add_all(other.hashes)
             return

@@ -28,7 +28,7 @@ from logcount.config import Config
 from logcount.count.classify import MONTHS
 from logcount.count.detect import AUTO, SAMPLE_BYTES, detect_format
 from logcount.count.logformat import compile_format
-from logcount.count.sketch import UNION_EXACT_LIMIT, VisitorSketch
+from logcount.count.sketch import UNION_EXACT_LIMIT, PackedSketch, VisitorSketch
 from logcount.dimensions import DIMENSION_NAMES, DIMENSIONS
 from logcount.errors import LogcountError
 from logcount.sinks.keys import OTHER
@@ -301,10 +301,10 @@ def _top(c: Any, chosen: Callable[[str], bool], limit: int, timed: bool) -> dict
 
 
 def _member_visitors(
-    sketches: dict[Any, VisitorSketch], chosen: Callable[[str], bool]
-) -> dict[str, list[VisitorSketch]]:
+    sketches: dict[Any, PackedSketch], chosen: Callable[[str], bool]
+) -> dict[str, list[PackedSketch]]:
     """Each member's visitor sketches, one a day (counted for the rows shown only)."""
-    out: dict[str, list[VisitorSketch]] = {}
+    out: dict[str, list[PackedSketch]] = {}
     for (s, _label, member), sketch in sketches.items():
         if chosen(s):
             out.setdefault(member, []).append(sketch)
@@ -313,7 +313,7 @@ def _member_visitors(
 
 def _rows(
     sums: dict[str, list[int]],
-    visitors: dict[str, list[VisitorSketch]] | None,
+    visitors: dict[str, list[PackedSketch]] | None,
     limit: int,
     timed: bool,
 ) -> list[dict[str, Any]]:

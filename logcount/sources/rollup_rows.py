@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from logcount.count.agents import RAW_AGENT
 from logcount.count.delta import Delta
-from logcount.count.sketch import PackedSketch, VisitorSketch
+from logcount.count.sketch import EXACT_LIMIT, PackedSketch
 from logcount.sinks.keys import OTHER
 from logcount.sources.rollup_files import Input, source_name
 
@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 NAMED_BY_PARENT = ("agent", "bot", "os")  # the dimensions whose members come so marked
 
 
-Sketches = dict[tuple[str, str, str], VisitorSketch]  # (site, day, member) -> visitors
+Sketches = dict[tuple[str, str, str], PackedSketch]  # (site, day, member) -> visitors
 
 
 @dataclass
@@ -52,15 +52,10 @@ class UnitCounts:
         for mine, theirs in (
             (self.path_visitors, other.path_visitors),
             (self.object_visitors, other.object_visitors),
+            (self.day_visitors, other.day_visitors),
         ):
             for key, sketch in theirs.items():
                 _merge_into(mine, key, sketch)
-        for key, day_set in other.day_visitors.items():
-            found = self.day_visitors.get(key)
-            if found is None:
-                self.day_visitors[key] = day_set
-            else:
-                found.merge(day_set)
         self.lines += other.lines
         self.malformed += other.malformed
         self.edges += other.edges
@@ -78,7 +73,7 @@ class UnitCounts:
             for key, hashes in fresh.items():
                 sketch = mine.get(key)
                 if sketch is None:
-                    sketch = mine[key] = VisitorSketch()
+                    sketch = mine[key] = PackedSketch(EXACT_LIMIT)
                 sketch.add_all(hashes)
 
     def bound(self, keep: int, family: Callable[[str], str] | None = None) -> None:
@@ -132,7 +127,7 @@ def _by_hits(item: tuple[str, int]) -> tuple[int, str]:
     return -item[1], item[0]
 
 
-def _merge_into(table: dict[Any, VisitorSketch], key: Any, sketch: VisitorSketch) -> None:
+def _merge_into(table: dict[Any, PackedSketch], key: Any, sketch: PackedSketch) -> None:
     found = table.get(key)
     if found is None:
         table[key] = sketch
@@ -247,7 +242,7 @@ def facts_of(
             }
             if dim in ("path", "object"):
                 found = counts.path_visitors if dim == "path" else counts.object_visitors
-                seen = found.get((s, label, member)) or VisitorSketch()
+                seen = found.get((s, label, member)) or PackedSketch(EXACT_LIMIT)
                 row.update(
                     {
                         dim: _text(member),
