@@ -188,6 +188,48 @@ def test_visitor_sketch_exact_then_hyperloglog() -> None:
     assert EXACT_LIMIT == 1024
 
 
+@pytest.mark.parametrize(
+    ("limit", "sizes"),
+    [
+        (1024, (0, 0)),  # nothing: b"S" alone
+        (1024, (600, 300)),  # exact, with hashes on both sides
+        (1024, (1000, 200)),  # over the limit only once merged
+        (5000, (3000, 9000)),  # one side over it from the start
+        (200_000, (150_000, 40_000)),  # packed_union in several slices of the range
+    ],
+)
+def test_packed_sketch_stores_what_a_visitor_sketch_stores(
+    limit: int, sizes: tuple[int, int]
+) -> None:
+    """The rollup's PackedSketch (sorted 8-byte hashes) gives the bytes and the count a
+    VisitorSketch of the same hashes gives, added in batches or merged, and merges into
+    one (the store's and report's unions)."""
+    import random
+
+    from logcount.count.sketch import PackedSketch, VisitorSketch
+
+    rng = random.Random(sum(sizes))
+    first = {rng.getrandbits(64) for _ in range(sizes[0])}
+    shared = rng.sample(sorted(first), min(len(first), 100))  # seen on both sides
+    second = set(shared) | {rng.getrandbits(64) for _ in range(sizes[1])}
+    expected = VisitorSketch(limit)
+    expected.add_all(first | second)
+    batches = PackedSketch(limit)
+    for part in (first, second, shared):
+        batches.add_all(part)
+    left, right = PackedSketch(limit), PackedSketch(limit)
+    left.add_all(first)
+    right.add_all(second)
+    left.merge(right)
+    for sketch in (batches, left):
+        assert sketch.to_bytes() == expected.to_bytes()
+        assert sketch.count() == expected.count()
+        assert (sketch.hashes is None) == (len(first | second) > limit)
+    union = VisitorSketch(4 * limit)
+    union.merge(left)
+    assert union.count() == expected.count()
+
+
 def test_row_visitors_are_a_union_over_sources_and_days(store: Store) -> None:
     from logcount.count.sketch import VisitorSketch
 
