@@ -24,7 +24,7 @@ JSON_KEYS = ("files", "lines", "first", "last", "sites", "total", "days", "top")
 LEGEND = (
     "hits: requests answered to people (bots apart, see bots); share: of the hits (of the "
     "bots for a bot); "
-    "visitors: distinct client address + user agent (per day, added up over days); "
+    "visitors: distinct client address + user agent; "
     "bytes: sent in the responses"
 )
 

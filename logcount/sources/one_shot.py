@@ -318,8 +318,8 @@ def _rows(
     timed: bool,
 ) -> list[dict[str, Any]]:
     """The first `limit` rows by hits (ties by key), as top's JSON rows; (other) is a row
-    like any other. A row's visitors: each day's distinct visitors, added up over the days
-    (as `top` adds up the stored days of a window)."""
+    like any other. A row's visitors: the union of its days' sketches (a visitor on two
+    days counts once), as `top` reads a window of stored days."""
     counted = [item for item in sums.items() if item[1][0] or item[0] != OTHER]
     ranked = heapq.nsmallest(limit, counted, key=lambda item: (-item[1][0], item[0]))
     rows = []
@@ -328,14 +328,19 @@ def _rows(
             "key": member,
             "hits": hits,
             "bytes": size,
-            "visitors": None
-            if visitors is None
-            else sum(sketch.count() for sketch in visitors.get(member, ())),
+            "visitors": None if visitors is None else _union_count(visitors.get(member, [])),
         }
         if timed:
             row["time_avg_ms"] = timing.average_ms(time_us, hits)
         rows.append(row)
     return rows
+
+
+def _union_count(sketches: list[PackedSketch]) -> int:
+    union = VisitorSketch(UNION_EXACT_LIMIT)  # exact while every day's set is
+    for sketch in sketches:
+        union.merge(sketch)
+    return union.count()
 
 
 def _time_span(config: Config, fmt: Any, edges: list[bytes]) -> tuple[str | None, str | None]:
