@@ -357,7 +357,8 @@ class RedisWriter:
 
 
 class LiveSink:
-    """Pending deltas, the batches in flight, the spool, and retry with back-off."""
+    """The Redis sink (a sinks.base.ResumableSink): pending deltas, the batches in flight,
+    the spool, and retry with back-off."""
 
     def __init__(
         self,
@@ -403,7 +404,12 @@ class LiveSink:
         """What earlier batches stored under `names` in their `extra` (positions)."""
         return self.writer.values(names)
 
+    def heartbeat(self, info: dict[str, Any]) -> None:
+        """The source's health, under its host and pid (`logcount status` reads it)."""
+        self.writer.heartbeat(info)
+
     def submit(self, delta: Delta, extra: dict[str, str] | None = None) -> None:
+        """Take `delta`, and `extra` (a tail's positions) to be written with it."""
         with self.lock:
             if delta:
                 self.pending_bytes += self.pending.merge(delta, self.config.recent_size)

@@ -3,11 +3,11 @@ no store.
 
 The source is the rollup's: its counting processes (rollup.Counters) count each file, or
 each range of a large one, with the same LineCounter, classifier and Aggregator, and hand
-over UnitCounts (day buckets, visitor sketches). The sink is this process's memory: the
-parts are merged as they come and kept to twice `max_members` members per day and
-dimension while merging (UnitCounts.bound, as a rollup does), `max_members` in the end;
-the rest is folded into `(other)`, so a flood of distinct URLs costs bounded memory and
-the totals stay exact. Standard input (`-`) is counted by this process, while the
+over UnitCounts (day buckets, visitor sketches). The sink is this process's memory
+(MemorySink): the parts are merged as they come and kept to twice `max_members` members
+per day and dimension while merging (UnitCounts.bound, as a rollup does), `max_members`
+in the end; the rest is folded into `(other)`, so a flood of distinct URLs costs bounded
+memory and the totals stay exact. Standard input (`-`) is counted by this process, while the
 counting processes count the files. The report is the JSON the command prints (see
 build_report); logcount/read/file_report.py draws it as a table or CSV.
 """
@@ -21,7 +21,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from logcount import timing
 from logcount.config import Config
@@ -31,8 +31,12 @@ from logcount.count.logformat import compile_format
 from logcount.count.sketch import UNION_EXACT_LIMIT, PackedSketch, VisitorSketch
 from logcount.dimensions import DIMENSION_NAMES, DIMENSIONS
 from logcount.errors import LogcountError
+from logcount.sinks.base import Sink
 from logcount.sinks.keys import OTHER
 from logcount.sources.rollup_files import Input, open_log, split_units
+
+if TYPE_CHECKING:  # the counting side is imported once the counting processes are forked
+    from logcount.sources.rollup_rows import UnitCounts
 
 STDIN = "-"
 WARM_AGENT = "Mozilla/5.0 (X11; Linux x86_64; rv:121.0) Gecko/20100101 Firefox/121.0"
@@ -164,19 +168,15 @@ def _merge(
 ) -> Any:
     """The parts merged as the counting processes hand them over (and standard input's,
     counted here), bounded while merging and at the end."""
-    from logcount.count.agents import agent_family
-    from logcount.count.classify import BoundedCache
     from logcount.sources.rollup import ProgressBar
-    from logcount.sources.rollup_count import day_counter, working_size
-    from logcount.sources.rollup_rows import UnitCounts, families_of
+    from logcount.sources.rollup_count import day_counter
 
-    merged, keep = UnitCounts(), working_size(config)
-    family = BoundedCache(agent_family, 50_000)
-    family(WARM_AGENT)  # ua-parser loaded now, while the counting processes count
+    memory = MemorySink(config)
+    sink: Sink[UnitCounts, Input | None] = memory  # only the protocol is called (mypy)
     if STDIN in names:  # this process counts it while the counting processes count files
         counter = day_counter(config, date.today())
         counter.read_stream(_Replayed(head, sys.stdin.buffer))
-        merged.merge(counter.finish())
+        sink.submit(counter.finish(), None)
     expected = Counter(u.input for u in units)  # a file is done once all its units are in
     got: Counter[Input] = Counter()
     with ProgressBar(show, len(expected), "report") as bar:
@@ -184,17 +184,47 @@ def _merge(
         for message in counters.results(bar.refresh):
             if message[0] == "error":
                 raise ReportError(f"cannot read {message[2]}")
-            merged.merge(message[3])
-            merged.bound(keep, family)
+            sink.submit(message[3], message[1])
             got[message[1]] += message[2]
             if got[message[1]] == expected[message[1]]:
                 bar.file_done()
     for inp, n in expected.items():  # a counting process died (killed, out of memory)
         if got[inp] < n:
             raise ReportError(f"cannot read {inp.path}: its counting process died")
-    families_of(merged.delta, family)
-    merged.bound(config.max_members)
-    return merged
+    sink.close()
+    return memory.counts
+
+
+class MemorySink:
+    """The sink of `report`: this process's memory. The parts are merged as they come and
+    kept to twice `max_members` per site, day and dimension (UnitCounts.bound, as a rollup
+    does), `max_members` once closed, with every agent named."""
+
+    def __init__(self, config: Config):
+        from logcount.count.agents import agent_family
+        from logcount.count.classify import BoundedCache
+        from logcount.sources.rollup_count import working_size
+        from logcount.sources.rollup_rows import UnitCounts
+
+        self.counts = UnitCounts()
+        self.keep, self.max_members = working_size(config), config.max_members
+        self.family = BoundedCache(agent_family, 50_000)
+        self.family(WARM_AGENT)  # ua-parser loaded now, while the counting processes count
+
+    def submit(self, counts: UnitCounts, origin: Input | None) -> None:
+        """Merge the counts of a file or a part of one (`origin`; None: standard input)."""
+        self.counts.merge(counts)
+        self.counts.bound(self.keep, self.family)
+
+    def flush(self, force: bool = False) -> bool:
+        return True  # merged as submitted
+
+    def close(self) -> bool:
+        from logcount.sources.rollup_rows import families_of
+
+        families_of(self.counts.delta, self.family)
+        self.counts.bound(self.max_members)
+        return True
 
 
 # --- the report ------------------------------------------------------------------------

@@ -1,5 +1,6 @@
 """The pipeline shared by the live sources (pipe's reader, tail): a LineCounter the
-source feeds, an Aggregator, a LiveSink, a classifier thread and a sender thread.
+source feeds, an Aggregator, a sink (sinks.base.ResumableSink: the Redis one,
+sinks.live.LiveSink), a classifier thread and a sender thread.
 
 The reading thread never waits on Redis: it reads large chunks, splits complete lines and
 counts them in memory (LineCounter). A classifier thread wakes every `flush_interval` (or
@@ -26,6 +27,7 @@ from logcount.count.events import format_ident, visitor_fields
 from logcount.count.lines import Piece
 from logcount.count.logformat import compile_format
 from logcount.errors import ConfigError, LogcountError
+from logcount.sinks.base import ResumableSink
 from logcount.sinks.live import HOST, LiveSink
 
 FLUSH_LINES = 10_000  # flush early past this many lines: bounds memory at full speed
@@ -129,7 +131,7 @@ class Pipeline:
         config: Config,
         mode: str,
         log: Callable[[str], None],
-        sink: LiveSink | None = None,
+        sink: ResumableSink | None = None,
         loader: Callable[[], Config] | None = None,
     ):
         return_freed_buffers()
@@ -146,7 +148,7 @@ class Pipeline:
             event_fields=visitor_fields(config),
         )
         self.aggregator = Aggregator(config, self.counter, Classifier(config, fmt))
-        self.sink = sink or LiveSink(config, log=log)
+        self.sink: ResumableSink = sink or LiveSink(config, log=log)
         self.lock = threading.Lock()  # the counter (and a tail's position)
         self.absorbing = threading.Lock()  # take + classify + submit, in reading order
         self.recent_sent = 0.0
@@ -359,7 +361,7 @@ class Pipeline:
             **self.extra_status(),
         }
         try:
-            self.sink.writer.heartbeat(info)
+            self.sink.heartbeat(info)
         except LogcountError:
             pass
 

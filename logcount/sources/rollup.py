@@ -2,7 +2,8 @@
 
 The same parser (LineCounter), classifier and Aggregator as the live side count each
 line on the day of its own %t; only the sink differs. Per file (host + path) the result
-replaces that file's earlier contribution in one transaction (store.Store.replace_source).
+replaces that file's earlier contribution in one transaction: the SQL sink
+(sinks/sql_sink.StoreSink, see sinks/base.py for what a sink is).
 
 Work is spread over processes: one unit per file, and a large uncompressed file is cut
 at line boundaries into several units. Units are counted in forked counting processes
@@ -30,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 from logcount.config import Config
 from logcount.errors import LogcountError
+from logcount.sinks.base import DayCounts, Sink, SourceFile
 from logcount.sinks.spool import HOST
 from logcount.sources.rollup_files import Input, Unit, resolve_inputs, source_name, split_units
 
@@ -311,20 +313,17 @@ def _store_all(
 ) -> None:
     """The parent's side: open the store while the counters count, write each file (one
     transaction) once the parts of all its units are in."""
-    from logcount.sinks.store import Store
+    from logcount.sinks.sql_sink import StoreSink
 
-    store = Store.from_config(config)  # store errors first, then the rest of the imports
+    # Store errors first, then the rest of the imports.
+    names = [source_name(inp.path) for inp in inputs]
+    sink: Sink[DayCounts, SourceFile] = StoreSink.open(config, host, names)
     from logcount.count.agents import agent_family
     from logcount.count.classify import BoundedCache
     from logcount.sources.rollup_count import working_size
-    from logcount.sources.rollup_rows import facts_of, families_of
+    from logcount.sources.rollup_rows import families_of
 
-    cap, keep = config.store_cap(), working_size(config)
-
-    begun = {}
-    for inp in inputs:
-        store.mark_started(host, source_name(inp.path))
-        begun[inp] = time.time()
+    keep = working_size(config)
     family = BoundedCache(agent_family, 50_000)
     family("Mozilla/5.0 (X11; Linux x86_64; rv:121.0) Firefox/121.0")  # load ua-parser now
     expected = Counter(u.input for u in units)
@@ -360,14 +359,15 @@ def _store_all(
                 failed.add(inp)
                 continue
             families_of(counts.delta, family)
-            facts = facts_of(inp, counts, host, config.site, begun[inp], stat, cap)
-            store.replace_source(facts)
+            lines, malformed = counts.lines + counts.malformed, counts.malformed
+            origin = SourceFile(host, source_name(inp.path), inp.day, stat.st_size, stat.st_mtime)
+            sink.submit(counts, origin)
             result.files += 1
-            result.lines += facts.lines
-            result.malformed += facts.malformed
-            if facts.malformed and facts.malformed == facts.lines:
+            result.lines += lines
+            result.malformed += malformed
+            if malformed and malformed == lines:
                 warn(
-                    f"error: {inp.path}: all its {facts.malformed:,} lines are malformed "
+                    f"error: {inp.path}: all its {malformed:,} lines are malformed "
                     f"under log format {config.log_format} (is --log-format right?)"
                 )
                 result.malformed_files.append(inp.path)
@@ -377,7 +377,7 @@ def _store_all(
             continue
         warn(f"error: cannot read {inp.path}: its counting process died")
         result.failed.append(inp.path)
-    store.dispose()
+    sink.close()
 
 
 class ProgressBar:

@@ -1,34 +1,25 @@
-"""From what `logcount rollup` counted to store rows: the mergeable UnitCounts a counting
-process hands over (bounded, see UnitCounts.bound), and the rows of one source file
-(facts_of). The counting processes import it too: the store (SQLAlchemy) is imported only
-where rows are built, in the parent."""
+"""What `logcount rollup` (and `report`) counted: the mergeable UnitCounts a counting
+process hands over (bounded, see UnitCounts.bound), with its agents named in the parent
+(families_of). The counting processes import it: the rows it becomes are built by the
+SQL sink (sinks/sql_sink.py), in the parent."""
 
 from __future__ import annotations
 
 import heapq
-import os
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import date, datetime
-from typing import TYPE_CHECKING, Any
 
 from logcount.count.agents import RAW_AGENT
 from logcount.count.delta import Delta
 from logcount.count.sketch import EXACT_LIMIT, PackedSketch
+from logcount.sinks.base import Sketches, merge_into
 from logcount.sinks.keys import OTHER
-from logcount.sources.rollup_files import Input, source_name
-
-if TYPE_CHECKING:
-    from logcount.sinks.store import SourceFacts
 
 # Agent members come from the counting processes unnamed (agents.RAW_AGENT + their text);
 # the parent turns each into its family (families_of), so that ua-parser is loaded and
 # asked once per distinct agent in the parent, while the counters count.
 NAMED_BY_PARENT = ("agent", "bot", "os")  # the dimensions whose members come so marked
-
-
-Sketches = dict[tuple[str, str, str], PackedSketch]  # (site, day, member) -> visitors
 
 
 @dataclass
@@ -55,7 +46,7 @@ class UnitCounts:
             (self.day_visitors, other.day_visitors),
         ):
             for key, sketch in theirs.items():
-                _merge_into(mine, key, sketch)
+                merge_into(mine, key, sketch)
         self.lines += other.lines
         self.malformed += other.malformed
         self.edges += other.edges
@@ -127,14 +118,6 @@ def _by_hits(item: tuple[str, int]) -> tuple[int, str]:
     return -item[1], item[0]
 
 
-def _merge_into(table: dict[Any, PackedSketch], key: Any, sketch: PackedSketch) -> None:
-    found = table.get(key)
-    if found is None:
-        table[key] = sketch
-    else:
-        found.merge(sketch)
-
-
 def families_of(delta: Delta, family: Callable[[str], str] | None = None) -> None:
     """Name the agent, bot and os members a DayClassifier left unnamed (in place); agents
     of one family, bots of one name, systems of one name, add up."""
@@ -152,137 +135,3 @@ def families_of(delta: Delta, family: Callable[[str], str] | None = None) -> Non
             for member, n in members.items():
                 named[resolve(member[1:]) if member.startswith(RAW_AGENT) else member] += n
             table[key] = named
-
-
-# --- rows ---------------------------------------------------------------------------
-
-
-def _day(label: str) -> date:
-    return date(int(label[:4]), int(label[4:6]), int(label[6:8]))
-
-
-INT64_MAX = (1 << 63) - 1  # SQL's BIGINT; sums of numbers each below 2^53 can pass it
-
-
-def _saturated(value: int) -> int:
-    """A stored count or sum, saturated at the largest BIGINT (the writer never fails)."""
-    return min(int(value), INT64_MAX)
-
-
-def _text(value: str) -> str:
-    return value.replace("\x00", "\\x00")  # PostgreSQL text cannot hold NUL
-
-
-def malformed_day(inp: Input, counts: UnitCounts, mtime: float) -> date:
-    """A line that does not parse has no time: the file's own day when the template gives
-    it, else the day most of the file's lines belong to, else the file's modification day."""
-    if inp.day is not None:
-        return inp.day
-    per_day: Counter[str] = Counter()
-    for (_site, _gran, label), c in counts.delta.totals.items():
-        per_day[label] += c["hits"] + c["bots"] + c["ignored"]
-    if per_day:
-        return _day(max(sorted(per_day), key=per_day.__getitem__))
-    return datetime.fromtimestamp(mtime).date()
-
-
-def facts_of(
-    inp: Input,
-    counts: UnitCounts,
-    host: str,
-    site: str,
-    started: float,
-    stat: os.stat_result,
-    cap: int = 10_000,
-) -> SourceFacts:
-    """The rows of one file. `cap` members per site, day and dimension keep their rows (the
-    most hit, ties by name); the others are one `(other)` row (see UnitCounts.bound)."""
-    from logcount.sinks.store import MEMBER_DIMS, TOTAL_COLUMNS, SourceFacts
-    from logcount.timing import histogram_of
-
-    counts.bound(cap)  # the store's bound: `cap` members per site, day and dimension
-    _fit_members(counts)
-    d = counts.delta
-    facts = SourceFacts(
-        host=host,
-        path=source_name(inp.path),
-        size=stat.st_size,
-        mtime=stat.st_mtime,
-        lines=counts.lines + counts.malformed,
-        malformed=counts.malformed,
-        started=started,
-    )
-    totals = {(s, label): Counter(c) for (s, _g, label), c in d.totals.items()}
-    if counts.malformed:
-        key = (site, malformed_day(inp, counts, stat.st_mtime).strftime("%Y%m%d"))
-        totals.setdefault(key, Counter())["malformed"] += counts.malformed
-    for (s, label), c in totals.items():
-        day = _day(label)
-        facts.totals.append(
-            {
-                "site": s,
-                "day": day,
-                "own_day": inp.day in (None, day),
-                **{name: _saturated(c.get(name, 0)) for name in TOTAL_COLUMNS},
-            }
-        )
-        for b, n in sorted(histogram_of(c).items()):
-            facts.timings.append({"site": s, "day": day, "bin": b, "hits": _saturated(n)})
-    for (s, dim, _g, label), c in d.members.items():
-        day = _day(label)
-        sizes = d.member_bytes.get((s, dim, _g, label), Counter())
-        durations = d.member_durations.get((s, dim, _g, label), Counter())
-        for member, hits in c.items():
-            row = {
-                "site": s,
-                "day": day,
-                "hits": hits,
-                "bytes": _saturated(sizes.get(member, 0)),
-                "duration_us": _saturated(durations.get(member, 0)),
-            }
-            if dim in ("path", "object"):
-                found = counts.path_visitors if dim == "path" else counts.object_visitors
-                seen = found.get((s, label, member)) or PackedSketch(EXACT_LIMIT)
-                row.update(
-                    {
-                        dim: _text(member),
-                        "visitors": seen.count(),
-                        "visitor_set": seen.to_bytes(),
-                    }
-                )
-                (facts.paths if dim == "path" else facts.objects).append(row)
-            elif dim in MEMBER_DIMS:
-                facts.members.append({**row, "dim": dim, "member": _text(member)})
-    for (s, label), sketch in counts.day_visitors.items():
-        facts.visitor_sets.append({"site": s, "day": _day(label), "visitor_set": sketch.to_bytes()})
-    for (s, event, _g, label), hashes in d.events.items():
-        facts.events.append({"site": s, "day": _day(label), "event": event, "hashes": hashes})
-    return facts
-
-
-def _fit_members(counts: UnitCounts) -> None:
-    """Members as a store column holds them: no NUL (PostgreSQL's text has none), at most
-    KEY_LENGTH characters (a VARCHAR refuses more); members that become one add up."""
-    from logcount.sinks.store import KEY_LENGTH
-
-    d = counts.delta
-    for key, members in d.members.items():
-        if all(len(m) <= KEY_LENGTH and "\x00" not in m for m in members):
-            continue
-        site, dim, _gran, label = key
-        sides = [table.get(key, Counter()) for table in (d.member_bytes, d.member_durations)]
-        sketches = {"path": counts.path_visitors, "object": counts.object_visitors}.get(dim)
-        fitted: Counter[str] = Counter()
-        fitted_sums: list[Counter[str]] = [Counter(), Counter()]
-        for member, hits in members.items():
-            text = _text(member)[:KEY_LENGTH]
-            fitted[text] += hits
-            for side, into in zip(sides, fitted_sums, strict=True):
-                if side.get(member):
-                    into[text] += side[member]
-            seen = sketches.pop((site, label, member), None) if sketches is not None else None
-            if seen is not None and sketches is not None:
-                _merge_into(sketches, (site, label, text), seen)
-        members.clear()
-        members.update(fitted)
-        d.member_bytes[key], d.member_durations[key] = fitted_sums
