@@ -13,8 +13,8 @@ from __future__ import annotations
 import time
 from collections import Counter
 from datetime import date, datetime
-from typing import Any
 
+from logcount.config import Config
 from logcount.count.sketch import EXACT_LIMIT, PackedSketch
 from logcount.sinks.base import DayCounts, SourceFile, merge_into
 from logcount.sinks.store import KEY_LENGTH, MEMBER_DIMS, TOTAL_COLUMNS, SourceFacts, Store
@@ -31,7 +31,7 @@ class StoreSink:
         self.begun: dict[tuple[str, str], float] = {}
 
     @classmethod
-    def open(cls, config: Any, host: str, paths: list[str]) -> StoreSink:
+    def open(cls, config: Config, host: str, paths: list[str]) -> StoreSink:
         """The store of `config`, with these files of `host` marked begun (until their
         rows commit, the store shows the run over them as unfinished)."""
         sink = cls(Store.from_config(config), config.site, config.store_cap())
