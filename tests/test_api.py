@@ -10,7 +10,7 @@ import redis
 from logcount import Counts
 from logcount.config import load_config
 from tests import test_cli_top as known
-from tests.test_cli_top import LIVE_ONLY, ROLLED, SPAN, TODAY, Loaded
+from tests.test_cli_top import Loaded
 
 # The same known data as the CLI tests (fixtures shared by assignment).
 loaded = known.loaded
@@ -52,18 +52,18 @@ def test_hits_today_is_one_redis_round_trip(loaded: Loaded) -> None:
 def test_history_store_then_live_zero_filled(rolled: Loaded) -> None:
     counts = counts_of(rolled)
     expected = [
-        (TODAY - timedelta(days=4), 0),
-        (ROLLED[0], 2),
-        (ROLLED[1], 1),
-        (LIVE_ONLY, 2),
-        (TODAY, 4),
+        (rolled.today - timedelta(days=4), 0),
+        (rolled.rolled_days[0], 2),
+        (rolled.rolled_days[1], 1),
+        (rolled.live_only, 2),
+        (rolled.today, 4),
     ]
     assert counts.history(path="/press/42/", days=5) == expected
     assert counts.history(object=("press_release", 42), days=5) == expected
     assert counts.history(object=("press_release", 7), days=3) == [
-        (ROLLED[1], 1),
-        (LIVE_ONLY, 0),
-        (TODAY, 0),
+        (rolled.rolled_days[1], 1),
+        (rolled.live_only, 0),
+        (rolled.today, 0),
     ]
 
 
@@ -76,8 +76,10 @@ def test_history_equals_the_hits_command(rolled: Loaded) -> None:
 def test_top_rows_equal_the_json_rows(rolled: Loaded) -> None:
     counts = counts_of(rolled)
     for by in ("path", "object", "status"):
-        cli = json.loads(rolled.run("top", "-w", SPAN, "--by", by, "-n", "3", "-f", "json").output)
-        rows = counts.top(window=SPAN, by=by, limit=3)
+        cli = json.loads(
+            rolled.run("top", "-w", rolled.span, "--by", by, "-n", "3", "-f", "json").output
+        )
+        rows = counts.top(window=rolled.span, by=by, limit=3)
         assert [{k: r[k] for k in ("key", "hits", "bytes", "visitors")} for r in rows] == cli[
             "rows"
         ]
@@ -94,7 +96,7 @@ def test_recent(loaded: Loaded) -> None:
     items = counts_of(loaded).recent(1)
     assert items == [
         {
-            "time": f"{TODAY}T00:00",
+            "time": f"{loaded.today}T00:00",
             "path": "/about",
             "status": "200",
             "bytes": 500,

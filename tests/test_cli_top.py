@@ -36,10 +36,6 @@ timezone = "UTC"
 pattern = "/press/<int:id>/"
 object = "press_release"
 """
-TODAY = datetime.now(UTC).date()
-ROLLED = (TODAY - timedelta(days=3), TODAY - timedelta(days=2))  # rolled up into the store
-LIVE_ONLY = TODAY - timedelta(days=1)  # counted live only
-SPAN = f"{ROLLED[0]}..{LIVE_ONLY}"
 
 
 def line(
@@ -61,8 +57,8 @@ def at(day: date, hour: int, minute: int = 0) -> datetime:
     return datetime(day.year, day.month, day.day, hour, minute, 30, tzinfo=UTC)
 
 
-def past_lines() -> dict[date, list[str]]:
-    d15, d16, d17 = (*ROLLED, LIVE_ONLY)
+def past_lines(today: date) -> dict[date, list[str]]:
+    d15, d16, d17 = (today - timedelta(days=n) for n in (3, 2, 1))
     news = "http://news.example.org/story"
     return {
         d15: [
@@ -118,8 +114,13 @@ class Loaded:
             data_dir=str(self.data_dir),
             store=self.store_url,
         )
-        self.today = TODAY
-        self.lines = past_lines()
+        # The days of the known lines, from the day they are written: a run that crosses
+        # midnight UTC writes (and expects) the next day's.
+        self.today = datetime.now(UTC).date()
+        self.rolled_days = (self.today - timedelta(days=3), self.today - timedelta(days=2))
+        self.live_only = self.today - timedelta(days=1)  # counted live only
+        self.span = f"{self.rolled_days[0]}..{self.live_only}"
+        self.lines = past_lines(self.today)
 
     def args(self, *more: str) -> list[str]:
         return [
@@ -141,7 +142,7 @@ class Loaded:
     def roll_up(self, tmp: Path) -> None:
 
         log = tmp / "rolled.log"
-        log.write_text("".join(ln for d in ROLLED for ln in self.lines[d]))
+        log.write_text("".join(ln for d in self.rolled_days for ln in self.lines[d]))
         rollup(self.config, [str(log)], [], jobs=1, warn=lambda m: None)
 
 
@@ -167,8 +168,8 @@ def test_top_json_of_a_live_day(loaded: Loaded) -> None:
     assert result.exit_code == 0, result.output
     assert json.loads(result.output) == {
         "window": {
-            "start": f"{LIVE_ONLY}T00:00:00+00:00",
-            "end": f"{TODAY}T00:00:00+00:00",
+            "start": f"{loaded.live_only}T00:00:00+00:00",
+            "end": f"{loaded.today}T00:00:00+00:00",
             "source": "live",
         },
         "site": "test",
@@ -204,7 +205,7 @@ EXPECTED_BY = {
 
 @pytest.mark.parametrize("by", sorted(EXPECTED_BY))
 def test_every_dimension_over_rolled_days_plus_a_live_day(rolled: Loaded, by: str) -> None:
-    result = rolled.run("top", "-w", SPAN, "--by", by, "-f", "json")
+    result = rolled.run("top", "-w", rolled.span, "--by", by, "-f", "json")
     assert result.exit_code == 0, result.output
     report = json.loads(result.output)
     assert report["window"]["source"] == "both"
@@ -226,14 +227,18 @@ TODAY_PLUS = {
 def test_a_window_of_rolled_days_plus_today(rolled: Loaded, by: str) -> None:
     report = json.loads(rolled.run("top", "-w", "4d", "--by", by, "-n", "2", "-f", "json").output)
     assert report["window"]["source"] == "both"
-    assert report["window"]["start"] == f"{ROLLED[0]}T00:00:00+00:00"
+    assert report["window"]["start"] == f"{rolled.rolled_days[0]}T00:00:00+00:00"
     assert report["total"]["hits"] == 18
     assert report["total"]["malformed"] == 1
     assert [[r["key"], r["hits"]] for r in report["rows"]] == TODAY_PLUS[by]
 
 
 def test_store_only_and_live_only_windows_say_so(rolled: Loaded) -> None:
-    store = json.loads(rolled.run("top", "-w", f"{ROLLED[0]}..{ROLLED[1]}", "-f", "json").output)
+    store = json.loads(
+        rolled.run(
+            "top", "-w", f"{rolled.rolled_days[0]}..{rolled.rolled_days[1]}", "-f", "json"
+        ).output
+    )
     assert store["window"]["source"] == "store"
     assert store["total"] == {
         "hits": 7,
@@ -260,8 +265,8 @@ def test_today_counts_malformed_and_today_rows(loaded: Loaded) -> None:
 
 # --- table and CSV -----------------------------------------------------------------------
 
-TABLE = f"""\
-{SPAN}: {ROLLED[0]} 00:00 .. {TODAY} 00:00 (live)  site test  by path
+TABLE = """\
+{span}: {start} 00:00 .. {today} 00:00 (live)  site test  by path
 hits 13  visitors 6  bytes 9.0 KiB  bots 2  malformed 0
 errors 4xx 15.4%  5xx 7.7%  rate 0/min
 
@@ -275,14 +280,15 @@ errors 4xx 15.4%  5xx 7.7%  rate 0/min
 
 
 def test_top_table_plain_text_exact(loaded: Loaded) -> None:
-    result = loaded.run("top", "-w", SPAN)
+    result = loaded.run("top", "-w", loaded.span)
     assert result.exit_code == 0
-    assert result.output == TABLE
+    days = {"span": loaded.span, "start": loaded.rolled_days[0], "today": loaded.today}
+    assert result.output == TABLE.format(**days)
     assert "\x1b" not in result.output
 
 
 def test_top_csv_exact(loaded: Loaded) -> None:
-    result = loaded.run("top", "-w", SPAN, "-f", "csv", "-n", "3")
+    result = loaded.run("top", "-w", loaded.span, "-f", "csv", "-n", "3")
     assert result.output == (
         "rank,key,hits,share,visitors,bytes\n"
         "1,/press/42/,5,0.3846,,5000\n"
@@ -413,24 +419,29 @@ def test_recent_csv_and_table(loaded: Loaded) -> None:
     csv_out = loaded.run("top", "--recent", "-n", "2", "-f", "csv").output
     assert csv_out == (
         "time,path,status,bytes,agent,bot\n"
-        f"{TODAY}T00:00,/about,200,500,Firefox,false\n"
-        f"{TODAY}T00:00,/press/42/,200,1000,Firefox,false\n"
+        f"{loaded.today}T00:00,/about,200,500,Firefox,false\n"
+        f"{loaded.today}T00:00,/press/42/,200,1000,Firefox,false\n"
     )
     table = loaded.run("top", "--recent", "-n", "2").output
     assert table == (
         "site test  last 2 requests, newest first\n\n"
         "time              status  bytes  path        agent\n"
-        f"{TODAY} 00:00     200    500  /about      Firefox\n"
-        f"{TODAY} 00:00     200  1,000  /press/42/  Firefox\n"
+        f"{loaded.today} 00:00     200    500  /about      Firefox\n"
+        f"{loaded.today} 00:00     200  1,000  /press/42/  Firefox\n"
     )
 
 
 def expected_history(rolled: Loaded, days: int) -> list[dict[str, Any]]:
-    known = {ROLLED[0]: 2, ROLLED[1]: 1, LIVE_ONLY: 2, rolled.today: 4}
+    known = {
+        rolled.rolled_days[0]: 2,
+        rolled.rolled_days[1]: 1,
+        rolled.live_only: 2,
+        rolled.today: 4,
+    }
     out = []
     for n in range(days - 1, -1, -1):
         d = rolled.today - timedelta(days=n)
-        source = "store" if d in ROLLED else "live"
+        source = "store" if d in rolled.rolled_days else "live"
         out.append({"date": d.isoformat(), "hits": known.get(d, 0), "source": source})
     return out
 
@@ -494,13 +505,19 @@ def test_redis_down_is_one_line(loaded: Loaded) -> None:
 
 def test_since_until_reads_whole_hour_buckets(loaded: Loaded) -> None:
     result = loaded.run(
-        "top", "--since", f"{LIVE_ONLY}T09:15", "--until", f"{LIVE_ONLY}T10:45", "-f", "json"
+        "top",
+        "--since",
+        f"{loaded.live_only}T09:15",
+        "--until",
+        f"{loaded.live_only}T10:45",
+        "-f",
+        "json",
     )
     assert result.exit_code == 0, result.output
     report = json.loads(result.output)
     assert report["window"] == {
-        "start": f"{LIVE_ONLY}T09:00:00+00:00",
-        "end": f"{LIVE_ONLY}T11:00:00+00:00",
+        "start": f"{loaded.live_only}T09:00:00+00:00",
+        "end": f"{loaded.live_only}T11:00:00+00:00",
         "source": "live",
     }
     assert report["total"]["hits"] == 5

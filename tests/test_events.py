@@ -59,6 +59,15 @@ DAY2 = datetime.now(UTC).date() - timedelta(days=1)  # yesterday: the whole day 
 DAY1 = DAY2 - timedelta(days=1)
 
 
+@pytest.fixture(autouse=True)
+def days_of_this_test() -> None:
+    """DAY1 and DAY2 from the day each test writes its lines, not the day the module was
+    imported: a run that crosses midnight UTC would ask for the wrong days."""
+    global DAY1, DAY2
+    DAY2 = datetime.now(UTC).date() - timedelta(days=1)
+    DAY1 = DAY2 - timedelta(days=1)
+
+
 @dataclass(frozen=True)
 class Step:
     who: int  # the visitor: client 10.9.x.y, one agent each

@@ -20,8 +20,6 @@ from tests.conftest import RedisServer
 from tests.test_cli_top import FIREFOX, feed, line
 
 CONFIG = 'site = "test"\ntimezone = "UTC"\n'
-TODAY = datetime.now(UTC).date()
-PAST = TODAY - timedelta(days=2)
 
 
 @dataclass(frozen=True)
@@ -89,6 +87,10 @@ class Site:
         self.config = load_config(
             str(config), redis=server.url, data_dir=str(tmp / "data"), store=self.store
         )
+        # The days of the lines, from the day they are written: a run that crosses
+        # midnight UTC writes (and expects) the next day's.
+        self.today = datetime.now(UTC).date()
+        self.past = self.today - timedelta(days=2)
 
     def run(self, *args: str) -> Any:
         return CliRunner().invoke(cli, [*self.base, *args], catch_exceptions=False)
@@ -107,7 +109,7 @@ class Site:
 @pytest.fixture
 def site(tmp_path: Path, redis_server: RedisServer) -> Site:
     s = Site(tmp_path, redis_server)
-    feed(s.config, text(PAST, REQUESTS) + text(TODAY, REQUESTS))
+    feed(s.config, text(s.past, REQUESTS) + text(s.today, REQUESTS))
     return s
 
 
@@ -121,8 +123,8 @@ def test_live_sections_sum_hits_and_bytes(site: Site, depth: int) -> None:
 
 
 def test_stored_sections_count_visitors_as_a_union(site: Site) -> None:
-    site.roll_up("past.log", text(PAST, REQUESTS))
-    report = site.json("top", "--window", PAST.isoformat(), "--depth", "1")
+    site.roll_up("past.log", text(site.past, REQUESTS))
+    report = site.json("top", "--window", site.past.isoformat(), "--depth", "1")
     assert report["window"]["source"] == "store"
     rows = expected_sections(REQUESTS, 1, visitors=True)
     assert rows[0] == {"key": "/blog/", "hits": 5, "bytes": 7100, "visitors": 2}
@@ -131,16 +133,16 @@ def test_stored_sections_count_visitors_as_a_union(site: Site) -> None:
 
 def test_two_hosts_files_of_one_day_make_one_union(site: Site) -> None:
     half = len(REQUESTS) // 2
-    site.roll_up("web1.log", text(PAST, REQUESTS[:half]), host="web1")
-    site.roll_up("web2.log", text(PAST, REQUESTS[half:]), host="web2")
+    site.roll_up("web1.log", text(site.past, REQUESTS[:half]), host="web1")
+    site.roll_up("web2.log", text(site.past, REQUESTS[half:]), host="web2")
     # and again: a re-run replaces its own rows
-    site.roll_up("web2.log", text(PAST, REQUESTS[half:]), host="web2")
-    report = site.json("top", "--window", PAST.isoformat(), "--depth", "1", "--limit", "2")
+    site.roll_up("web2.log", text(site.past, REQUESTS[half:]), host="web2")
+    report = site.json("top", "--window", site.past.isoformat(), "--depth", "1", "--limit", "2")
     assert report["rows"] == expected_sections(REQUESTS, 1, visitors=True)[:2]
 
 
 def test_a_section_s_hits_live_and_stored(site: Site) -> None:
-    site.roll_up("past.log", text(PAST, REQUESTS))
+    site.roll_up("past.log", text(site.past, REQUESTS))
     blog = sum(1 for r in REQUESTS if r.path.startswith("/blog/"))
     report = site.json("hits", "--prefix", "/blog/", "--days", "3")
     assert report == {
@@ -149,17 +151,17 @@ def test_a_section_s_hits_live_and_stored(site: Site) -> None:
         "today": blog,
         "total": 2 * blog,
         "days": [
-            {"date": PAST.isoformat(), "hits": blog, "source": "store"},
-            {"date": (PAST + timedelta(days=1)).isoformat(), "hits": 0, "source": "live"},
-            {"date": TODAY.isoformat(), "hits": blog, "source": "live"},
+            {"date": site.past.isoformat(), "hits": blog, "source": "store"},
+            {"date": (site.past + timedelta(days=1)).isoformat(), "hits": 0, "source": "live"},
+            {"date": site.today.isoformat(), "hits": blog, "source": "live"},
         ],
     }
 
 
 def test_a_prefix_is_literal_not_a_pattern(site: Site) -> None:
     odd = [Request("10.0.0.9", "/a*b/x"), Request("10.0.0.9", "/a_b")]
-    feed(site.config, text(TODAY, odd))
-    site.roll_up("past.log", text(PAST, odd))
+    feed(site.config, text(site.today, odd))
+    site.roll_up("past.log", text(site.past, odd))
     # the store holds the odd lines alone; today has /about beside them
     for prefix, stored, live in (("/a*", 1, 1), ("/a_", 1, 1), ("/a", 2, 3)):
         days = site.json("hits", "--prefix", prefix, "--days", "3")["days"]
@@ -197,20 +199,20 @@ def test_metric_bytes_per_hit_and_errors_per_hit(site: Site) -> None:
 
 
 def test_metric_by_status_and_visitors_from_the_store(site: Site) -> None:
-    site.roll_up("past.log", text(PAST, REQUESTS))
+    site.roll_up("past.log", text(site.past, REQUESTS))
     report = site.json(
-        "top", "--window", PAST.isoformat(), "--by", "status", "--metric", "s5xx/hits"
+        "top", "--window", site.past.isoformat(), "--by", "status", "--metric", "s5xx/hits"
     )
     assert {r["key"]: r["metric"] for r in report["rows"]} == {"200": 0.0, "404": 0.0, "500": 1.0}
     per_visitor = site.json(
-        "top", "--window", PAST.isoformat(), "--depth", "1", "--metric", "hits/visitors"
+        "top", "--window", site.past.isoformat(), "--depth", "1", "--metric", "hits/visitors"
     )
     assert per_visitor["rows"][0]["metric"] == 2.5  # /blog/: 5 hits, 2 visitors
     assert per_visitor["metric_total"] == 2.0  # 10 hits, 5 visitors
     csv = site.run(
         "top",
         "--window",
-        PAST.isoformat(),
+        site.past.isoformat(),
         "--depth",
         "1",
         "--metric",
@@ -251,7 +253,8 @@ def test_metric_time_per_hit(tmp_path: Path, redis_server: RedisServer) -> None:
         CONFIG + """log_format = '%h %l %u %t "%r" %>s %b "%{Referer}i" "%{User-Agent}i" %D'\n"""
     )
     loaded = load_config(str(config), redis=redis_server.url, data_dir=str(tmp_path / "d"))
-    when = datetime(TODAY.year, TODAY.month, TODAY.day, 0, 0, 5, tzinfo=UTC)
+    today = datetime.now(UTC).date()  # as the lines are written
+    when = datetime(today.year, today.month, today.day, 0, 0, 5, tzinfo=UTC)
     lines = [
         line(when, path, agent=FIREFOX).rstrip("\n") + f" {us}\n"
         for path, us in (("/a/1", 1000), ("/a/2", 3000), ("/b", 500))

@@ -19,13 +19,16 @@ from logcount.serve.app import create_app
 from logcount.serve.endpoints import ENDPOINTS
 from tests import test_cli_top as known
 from tests.conftest import ROOT
-from tests.test_cli_top import LIVE_ONLY, ROLLED, SPAN, TODAY, Loaded
+from tests.test_cli_top import Loaded
 
 loaded = known.loaded
 rolled = known.rolled
 TOKEN = "s3cret-token-0123456789"
-# Counted hits per day of the known data (bots apart)
-DAY_HITS = {ROLLED[0]: 3, ROLLED[1]: 4, LIVE_ONLY: 6, TODAY: 5}
+
+
+def day_hits(data: Loaded) -> dict[date, int]:
+    """Counted hits per day of the known data (bots apart)."""
+    return dict(zip((*data.rolled_days, data.live_only, data.today), (3, 4, 6, 5), strict=True))
 
 
 def counts_of(data: Loaded) -> Counts:
@@ -59,24 +62,26 @@ def get(client: TestClient, url: str, status: int = 200, **kwargs: Any) -> Any:
 @pytest.mark.parametrize(
     "args",
     [
-        ["-w", SPAN],
-        ["-w", SPAN, "--by", "object", "-n", "1"],
+        ["-w", "{span}"],
+        ["-w", "{span}", "--by", "object", "-n", "1"],
         ["-w", "yesterday", "--by", "status"],
-        ["-w", SPAN, "--by", "path", "--status", "4xx"],
-        ["-w", f"{ROLLED[0]}..{ROLLED[1]}", "--by", "referrer", "--sort", "bytes"],
+        ["-w", "{span}", "--by", "path", "--status", "4xx"],
+        ["-w", "{stored}", "--by", "referrer", "--sort", "bytes"],
     ],
 )
 def test_top_is_the_json_of_the_top_command(
     rolled: Loaded, api: TestClient, args: list[str]
 ) -> None:
     names = {"-w": "window", "--by": "by", "-n": "limit", "--status": "status", "--sort": "sort"}
+    stored = "..".join(map(str, rolled.rolled_days))
+    args = [arg.format(span=rolled.span, stored=stored) for arg in args]
     query = {names[flag]: value for flag, value in zip(args[::2], args[1::2], strict=True)}
     cli = json.loads(rolled.run("top", *args, "-f", "json").output)
     assert get(api, "/api/top", params=query) == cli
 
 
-def test_top_of_the_known_span(api: TestClient) -> None:
-    report = get(api, "/api/top", params={"window": SPAN, "limit": 2})
+def test_top_of_the_known_span(rolled: Loaded, api: TestClient) -> None:
+    report = get(api, "/api/top", params={"window": rolled.span, "limit": 2})
     assert report["window"]["source"] == "both"
     assert report["total"]["hits"] == 13
     assert report["total"]["bots"] == 2
@@ -102,43 +107,43 @@ def test_hits_is_the_json_of_the_hits_command(rolled: Loaded, api: TestClient) -
     assert hits["today"] == 4 and hits["total"] == 9
 
 
-def test_series_of_a_day_by_hours(api: TestClient) -> None:
-    series = get(api, "/api/series", params={"window": str(LIVE_ONLY)})
+def test_series_of_a_day_by_hours(rolled: Loaded, api: TestClient) -> None:
+    series = get(api, "/api/series", params={"window": str(rolled.live_only)})
     assert series["granularity"] == "hour"
     points = series["points"]
     assert len(points) == 24
-    assert points[0][0] == f"{LIVE_ONLY}T00:00:00+00:00"
+    assert points[0][0] == f"{rolled.live_only}T00:00:00+00:00"
     assert {p[0][11:13]: p[1:] for p in points if p[1]} == {
         "09": [3, 3],
         "10": [2, 2],
         "11": [1, 1],
     }
-    assert sum(p[1] for p in points) == DAY_HITS[LIVE_ONLY]
+    assert sum(p[1] for p in points) == day_hits(rolled)[rolled.live_only]
 
 
-def test_series_of_a_path_by_days_store_then_live(api: TestClient) -> None:
+def test_series_of_a_path_by_days_store_then_live(rolled: Loaded, api: TestClient) -> None:
     series = get(
         api,
         "/api/series",
-        params={"window": SPAN, "path": "/press/42/", "granularity": "day"},
+        params={"window": rolled.span, "path": "/press/42/", "granularity": "day"},
     )
     assert series["source"] == "both"
     assert series["points"] == [
-        [f"{ROLLED[0]}T00:00:00+00:00", 2, None],
-        [f"{ROLLED[1]}T00:00:00+00:00", 1, None],
-        [f"{LIVE_ONLY}T00:00:00+00:00", 2, None],
+        [f"{rolled.rolled_days[0]}T00:00:00+00:00", 2, None],
+        [f"{rolled.rolled_days[1]}T00:00:00+00:00", 1, None],
+        [f"{rolled.live_only}T00:00:00+00:00", 2, None],
     ]
-    site = get(api, "/api/series", params={"window": SPAN, "granularity": "day"})
+    site = get(api, "/api/series", params={"window": rolled.span, "granularity": "day"})
     assert [p[1] for p in site["points"]] == [3, 4, 6]
     assert [p[2] for p in site["points"]] == [2, 2, 4]  # visitors: the store's, then live
 
 
-def test_series_of_minutes_has_every_bucket(api: TestClient) -> None:
+def test_series_of_minutes_has_every_bucket(rolled: Loaded, api: TestClient) -> None:
     points = get(api, "/api/series", params={"window": "15m", "granularity": "minute"})["points"]
     assert 15 <= len(points) <= 16
     # Nothing was counted in the last 15 minutes, but today's first minute (its lines at
     # 00:00:30) when the test runs just after midnight
-    first = f"{TODAY}T00:00:00+00:00"
+    first = f"{rolled.today}T00:00:00+00:00"
     assert all(p[1] == 0 and p[2] == 0 for p in points if p[0] != first)
 
 
@@ -146,33 +151,37 @@ def _stats_url(day: date, *parts: int) -> str:
     return "/api/stats/test/" + "/".join(str(p) for p in (day.year, day.month, day.day, *parts))
 
 
-def test_stats_of_a_day_and_an_hour(api: TestClient) -> None:
-    day = get(api, _stats_url(LIVE_ONLY))
+def test_stats_of_a_day_and_an_hour(rolled: Loaded, api: TestClient) -> None:
+    day = get(api, _stats_url(rolled.live_only))
     assert day["total"] == 6
     assert day["data"] == {str(h): {9: 3, 10: 2, 11: 1}.get(h, 0) for h in range(24)}
     assert (day["year"], day["month"], day["day"], day["hour"]) == (
-        LIVE_ONLY.year,
-        LIVE_ONLY.month,
-        LIVE_ONLY.day,
+        rolled.live_only.year,
+        rolled.live_only.month,
+        rolled.live_only.day,
         None,
     )
-    hour = get(api, _stats_url(LIVE_ONLY, 9))
+    hour = get(api, _stats_url(rolled.live_only, 9))
     assert hour["total"] == 3
     assert hour["data"] == {str(m): 3 if m == 0 else 0 for m in range(60)}
-    rolled_day = get(api, _stats_url(ROLLED[1]))
+    rolled_day = get(api, _stats_url(rolled.rolled_days[1]))
     assert rolled_day["total"] == 4  # from the store
 
 
-def test_stats_of_a_month_and_a_year(api: TestClient) -> None:
-    month = get(api, f"/api/stats/test/{TODAY.year}/{TODAY.month}")
+def test_stats_of_a_month_and_a_year(rolled: Loaded, api: TestClient) -> None:
+    month = get(api, f"/api/stats/test/{rolled.today.year}/{rolled.today.month}")
     expected = {
-        d.day: n for d, n in DAY_HITS.items() if (d.year, d.month) == (TODAY.year, TODAY.month)
+        d.day: n
+        for d, n in day_hits(rolled).items()
+        if (d.year, d.month) == (rolled.today.year, rolled.today.month)
     }
     assert {int(k): v for k, v in month["data"].items() if v} == expected
     assert month["total"] == sum(expected.values())
-    year = get(api, f"/api/stats/test/{TODAY.year}")
+    year = get(api, f"/api/stats/test/{rolled.today.year}")
     assert list(year["data"]) == [str(m) for m in range(1, 13)]
-    assert year["total"] == sum(n for d, n in DAY_HITS.items() if d.year == TODAY.year)
+    assert year["total"] == sum(
+        n for d, n in day_hits(rolled).items() if d.year == rolled.today.year
+    )
 
 
 def test_unknown_site_path_or_object_gives_zeros(api: TestClient) -> None:
@@ -338,7 +347,7 @@ def test_the_page_is_served_with_a_strict_policy(api: TestClient) -> None:
 
 def test_hostile_path_reaches_the_json_as_text(loaded: Loaded, tmp_path: Path) -> None:
     hostile = "/<script>alert(1)</script>"
-    known.feed(loaded.config, known.line(known.at(TODAY, 1), hostile))
+    known.feed(loaded.config, known.line(known.at(loaded.today, 1), hostile))
     with client_of(loaded) as client:
         rows = get(client, "/api/top", params={"limit": 50})["rows"]
     assert any(
@@ -357,7 +366,7 @@ def test_answers_are_reused_for_a_second_at_most(loaded: Loaded) -> None:
     with client_of(loaded) as client:
         assert get(client, "/api/top")["total"]["hits"] == 5
         # The buckets change behind the readers' back: the answer of a moment ago stands
-        loaded.server.client().delete(f"lc:{{test}}:t:day:{TODAY.strftime('%Y%m%d')}")
+        loaded.server.client().delete(f"lc:{{test}}:t:day:{loaded.today.strftime('%Y%m%d')}")
         assert get(client, "/api/top")["total"]["hits"] == 5
         _wait_for_hits(client, 0, "an answer outlived its second")
 
@@ -365,12 +374,12 @@ def test_answers_are_reused_for_a_second_at_most(loaded: Loaded) -> None:
 def test_answers_are_reused_only_while_nothing_was_counted(loaded: Loaded) -> None:
     with client_of(loaded, reuse_seconds=3600) as client:
         assert get(client, "/api/top")["total"]["hits"] == 5
-        loaded.server.client().delete(f"lc:{{test}}:t:day:{TODAY.strftime('%Y%m%d')}")
+        loaded.server.client().delete(f"lc:{{test}}:t:day:{loaded.today.strftime('%Y%m%d')}")
         for _ in range(3):
             assert get(client, "/api/top")["total"]["hits"] == 5
         # A batch counted moves the site's totals: the answer is computed anew (the
         # version is read again within 0.1 s, long before the hour is up)
-        known.feed(loaded.config, known.line(known.at(TODAY, 3), "/new"))
+        known.feed(loaded.config, known.line(known.at(loaded.today, 3), "/new"))
         _wait_for_hits(client, 1, "a batch counted did not renew the answer")
 
 
@@ -383,7 +392,7 @@ def test_unknown_pages_and_methods_are_json_errors(api: TestClient) -> None:
 
 
 def test_top_format_html_is_one_static_page(loaded: Loaded) -> None:
-    known.feed(loaded.config, known.line(known.at(TODAY, 1), "/<script>alert(1)</script>"))
+    known.feed(loaded.config, known.line(known.at(loaded.today, 1), "/<script>alert(1)</script>"))
     assert loaded.run("top", "--format", "html", "--sort", "time").exit_code == 0
     result = loaded.run("top", "--format", "html")
     assert result.exit_code == 0, result.output
@@ -421,11 +430,11 @@ def test_a_running_server_finds_the_store_of_the_first_rollup(
     loaded: Loaded, tmp_path: Path
 ) -> None:
     with client_of(loaded, reuse_seconds=0) as client:
-        before = get(client, "/api/top", params={"window": SPAN})
+        before = get(client, "/api/top", params={"window": loaded.span})
         assert before["window"]["source"] == "live"
         assert get(client, "/healthz")["store"] == "none"
         loaded.roll_up(tmp_path)
-        after = get(client, "/api/top", params={"window": SPAN})
+        after = get(client, "/api/top", params={"window": loaded.span})
         assert after["window"]["source"] == "both"
         assert after["total"]["hits"] == before["total"]["hits"] == 13
         assert get(client, "/healthz")["store"] == "ok"

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable, Iterator
-from datetime import timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +18,7 @@ import pytest
 from tests import test_cli_top as known
 from tests import test_events as journey_tests
 from tests.conftest import ROOT, RedisServer, logcount_env, need, run_logcount
-from tests.test_cli_top import TODAY, Loaded
+from tests.test_cli_top import Loaded
 from tests.test_events import Step
 from tests.test_serve_process import TOKEN, Served, serving
 
@@ -89,7 +89,9 @@ def served(loaded: Loaded) -> Iterator[Served]:
         yield server
 
 
-def test_cards_and_panels_show_the_api_s_numbers(browser: Any, served: Served) -> None:
+def test_cards_and_panels_show_the_api_s_numbers(
+    browser: Any, served: Served, loaded: Loaded
+) -> None:
     browser.get(served.base + "/")
     wait_for(lambda: card(browser, "hits") == "5", "the hits card")
     _, api = served.get("/api/top?window=today&by=path")
@@ -121,7 +123,7 @@ def test_cards_and_panels_show_the_api_s_numbers(browser: Any, served: Served) -
     assert rows(browser, "status-5xx")[0][:2] == ["/boom", "1"]
     # A day typed in, as top's windows are written
     days = browser.find_element("id", "window-days")
-    days.send_keys(f"{known.ROLLED[1]}\n")
+    days.send_keys(f"{loaded.rolled_days[1]}\n")
     wait_for(lambda: card(browser, "hits") == "4", "the typed day's hits")
     assert card(browser, "4xx") == "50.0%"
     shots = os.environ.get("LOGCOUNT_SCREENSHOTS")  # a directory to look at the page in
@@ -135,7 +137,7 @@ def test_the_page_updates_itself_when_lines_are_piped_in(
     browser.get(served.base + "/")
     wait_for(lambda: card(browser, "hits") == "5", "the hits card")
     browser.execute_script("window.__same_page = true")
-    lines = "".join(known.line(known.at(TODAY, 0), "/fresh/") for _ in range(3))
+    lines = "".join(known.line(known.at(loaded.today, 0), "/fresh/") for _ in range(3))
     env = logcount_env()
     piped = run_logcount(loaded.args("pipe"), env, lines.encode())
     assert piped.returncode == 0, piped.stderr
@@ -147,7 +149,7 @@ def test_the_page_updates_itself_when_lines_are_piped_in(
 
 
 def test_a_hostile_path_shows_as_text(browser: Any, served: Served, loaded: Loaded) -> None:
-    known.feed(loaded.config, known.line(known.at(TODAY, 0), HOSTILE))
+    known.feed(loaded.config, known.line(known.at(loaded.today, 0), HOSTILE))
     browser.get(served.base + "/")
     wait_for(lambda: any(HOSTILE in r[0] for r in rows(browser, "path")), "the hostile row")
     assert browser.execute_script("return document.querySelectorAll('main script').length") == 0
@@ -203,7 +205,7 @@ def test_the_page_says_when_redis_is_gone(browser: Any, served: Served, loaded: 
 
 
 def test_the_static_report_opens_from_a_file(browser: Any, loaded: Loaded, tmp_path: Path) -> None:
-    known.feed(loaded.config, known.line(known.at(TODAY, 0), HOSTILE))
+    known.feed(loaded.config, known.line(known.at(loaded.today, 0), HOSTILE))
     result = run_logcount(loaded.args("top", "--format", "html"), logcount_env())
     assert result.returncode == 0, result.stderr
     page = tmp_path / "report.html"
@@ -265,9 +267,9 @@ class Journeys(journey_tests.Live):
         return [*self.base, *more]
 
 
-def journey_steps() -> list[Step]:
+def journey_steps(today: date) -> list[Step]:
     """Who did what, by hand: the funnel of yesterday and read_press by day."""
-    day0, day1 = TODAY - timedelta(days=2), TODAY - timedelta(days=1)
+    day0, day1 = today - timedelta(days=2), today - timedelta(days=1)
 
     def step(who: int, hour: int, minute: int, path: str, day: Any = day1) -> Step:
         when = journey_tests.at(day, hour) + timedelta(minutes=minute, seconds=who)
@@ -282,7 +284,7 @@ def journey_steps() -> list[Step]:
         step(5, 13, 0, "/login"),
         *(step(who, 0, 0, press, day0) for who in (1, 2, 3)),
         *(step(who, 0, 0, press) for who in (1, 6)),
-        *(step(who, 0, 0, press, TODAY) for who in (2, 6, 7)),
+        *(step(who, 0, 0, press, today) for who in (2, 6, 7)),
     ]
 
 
@@ -299,7 +301,8 @@ def test_the_funnel_and_retention_panels(
     from selenium.webdriver.support.ui import Select
 
     data = Journeys(tmp_path, redis_server)
-    data.feed(journey_steps())
+    today = datetime.now(UTC).date()  # as the lines are written: a run may cross midnight
+    data.feed(journey_steps(today))
     with serving(data) as served:  # type: ignore[arg-type]
         query = "?funnel=login,song_played,paid&event=read_press&periods=3"
         browser.get(served.base + "/" + query)
@@ -315,7 +318,7 @@ def test_the_funnel_and_retention_panels(
         assert [s["visitors"] for s in api["steps"]] == [4, 3, 1]
         # The retention's cohorts by day, picked on the page
         Select(browser.find_element("id", "cohort")).select_by_value("day")
-        days = [str(TODAY - timedelta(days=n)) for n in (2, 1, 0)]
+        days = [str(today - timedelta(days=n)) for n in (2, 1, 0)]
         cohorts = [
             [days[0], "3", "1 33.3%", "1 33.3%"],
             [days[1], "1", "1 100.0%"],

@@ -82,7 +82,7 @@ def test_totals_outlive_the_buckets_and_grow(loaded: Loaded) -> None:
     counts = counts_of(loaded)
     assert requests_of(scrape(counts), "test") == KNOWN
     assert counts.report("today")["total"]["hits"] == 0
-    known.feed(loaded.config, known.line(known.at(known.TODAY, 2), "/again", status=404))
+    known.feed(loaded.config, known.line(known.at(loaded.today, 2), "/again", status=404))
     assert requests_of(scrape(counts), "test") == {**KNOWN, "4xx": 3}
 
 

@@ -24,7 +24,7 @@ from logcount import Counts
 from logcount.serve.app import create_app
 from tests import test_cli_top as known
 from tests.conftest import LOGCOUNT, free_port, logcount_env
-from tests.test_cli_top import SPAN, Loaded
+from tests.test_cli_top import Loaded
 
 loaded = known.loaded
 rolled = known.rolled
@@ -90,8 +90,10 @@ def served(rolled: Loaded) -> Iterator[Served]:
 
 
 def test_a_real_socket_answers_as_the_commands(rolled: Loaded, served: Served) -> None:
-    cli_top = json.loads(rolled.run("top", "-w", SPAN, "--by", "object", "-f", "json").output)
-    assert served.get(f"/api/top?window={SPAN}&by=object") == (200, cli_top)
+    cli_top = json.loads(
+        rolled.run("top", "-w", rolled.span, "--by", "object", "-f", "json").output
+    )
+    assert served.get(f"/api/top?window={rolled.span}&by=object") == (200, cli_top)
     cli_hits = json.loads(rolled.run("hits", "/press/42/", "--days", "5", "-f", "json").output)
     assert served.get("/api/hits?path=/press/42/&days=5") == (200, cli_hits)
     assert served.get("/api/top?limit=0") == (
@@ -193,7 +195,7 @@ def test_the_change_feed_tells_of_new_lines(rolled: Loaded, served: Served) -> N
         assert stream.headers["Content-Type"].startswith("text/event-stream")
         feed = events(stream)
         assert next(feed) == ("change", json.dumps({"hits": 18}))  # every hit counted so far
-        known.feed(rolled.config, known.line(known.at(known.TODAY, 4), "/fresh"))
+        known.feed(rolled.config, known.line(known.at(rolled.today, 4), "/fresh"))
         assert next(feed) == ("change", json.dumps({"hits": 19}))
 
 

@@ -30,7 +30,13 @@ FORMAT = '%h %l %u %t \\"%r\\" %>s %b \\"%{Referer}i\\" \\"%{User-Agent}i\\" %D'
 CONFIG = f'site = "test"\ntimezone = "UTC"\nlog_format = "{FORMAT}"\n'
 AGENT = "Mozilla/5.0 (X11; Linux x86_64; rv:120.0) Gecko/20100101 Firefox/120.0"
 BOT = "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)"
-DAY = datetime.now(UTC).date() - timedelta(days=2)
+
+
+def two_days_ago() -> date:
+    """The day of the known lines, taken as they are written (a run may cross midnight)."""
+    return datetime.now(UTC).date() - timedelta(days=2)
+
+
 PATHS = ("/fast", "/slow", "/search", "/missing")
 
 
@@ -120,11 +126,12 @@ def scanner(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> 
 def test_times_live_and_from_the_store_are_exact(
     tmp_path: Path, redis_server: RedisServer, scanner: str
 ) -> None:
+    day = two_days_ago()
     site = Site(tmp_path, redis_server)
-    text, durations = known_lines(DAY)
+    text, durations = known_lines(day)
     avg, pct = expected_times(durations)
     site.feed(text)
-    window = ["--window", DAY.isoformat(), "--format", "json"]
+    window = ["--window", day.isoformat(), "--format", "json"]
     live = site.top(*window, "--limit", "3", store=False)
     assert live.exit_code == 0, live.output
     report = json.loads(live.output)
@@ -152,10 +159,11 @@ def test_times_live_and_from_the_store_are_exact(
 def test_percentiles_are_within_one_bin_of_the_exact_value(
     tmp_path: Path, redis_server: RedisServer
 ) -> None:
+    day = two_days_ago()
     site = Site(tmp_path, redis_server)
-    text, durations = known_lines(DAY)
+    text, durations = known_lines(day)
     site.feed(text)
-    total = json.loads(site.top("--window", DAY.isoformat(), "-f", "json").output)["total"]
+    total = json.loads(site.top("--window", day.isoformat(), "-f", "json").output)["total"]
     every = [us for v in durations.values() for us in v]
     for name, q in timing.QUANTILES:
         exact = nearest_rank(every, q)
@@ -166,21 +174,22 @@ def test_percentiles_are_within_one_bin_of_the_exact_value(
 def test_sort_by_time_and_bytes_live_stored_and_both(
     tmp_path: Path, redis_server: RedisServer
 ) -> None:
+    day = two_days_ago()
     site = Site(tmp_path, redis_server)
-    text, durations = known_lines(DAY)
+    text, durations = known_lines(day)
     today = datetime.now(UTC).replace(minute=0, second=5)
     extra = line(today, "/fast", 5_000_000_000)  # today: /fast spends the most time
     site.feed(text + extra)
     spent = {p: sum(v) for p, v in durations.items()}
     by_time = sorted(PATHS, key=lambda p: -spent[p])
-    window = ["--window", DAY.isoformat(), "-f", "json", "--sort", "time"]
+    window = ["--window", day.isoformat(), "-f", "json", "--sort", "time"]
     live = json.loads(site.top(*window).output)
     assert [r["key"] for r in live["rows"]] == by_time
     site.roll_up(text)
     stored = json.loads(site.top(*window).output)
     assert stored["window"]["source"] == "store"
     assert stored["rows"] == [{**row, "visitors": 1} for row in live["rows"]]
-    both = ["--window", f"{DAY}..{today.date()}", "-f", "json", "--sort", "time"]
+    both = ["--window", f"{day}..{today.date()}", "-f", "json", "--sort", "time"]
     mixed = json.loads(site.top(*both).output)
     assert mixed["window"]["source"] == "both"
     assert [r["key"] for r in mixed["rows"]][0] == "/fast"
@@ -253,6 +262,7 @@ def test_hostile_durations_never_break_the_reader(tmp_path: Path, lc_env: dict[s
 
 
 def test_an_old_store_gains_the_time_columns(tmp_path: Path, redis_server: RedisServer) -> None:
+    day = two_days_ago()
     url = f"sqlite:///{tmp_path / 'store.sqlite3'}"
     Store(url).dispose()
     engine = sa.create_engine(url)
@@ -262,9 +272,9 @@ def test_an_old_store_gains_the_time_columns(tmp_path: Path, redis_server: Redis
         conn.execute(sa.text("DROP TABLE logcount_day_timings"))
     engine.dispose()
     site = Site(tmp_path, redis_server)
-    text, durations = known_lines(DAY)
+    text, durations = known_lines(day)
     site.roll_up(text)
-    report = json.loads(site.top("--window", DAY.isoformat(), "-f", "json").output)
+    report = json.loads(site.top("--window", day.isoformat(), "-f", "json").output)
     avg, pct = expected_times(durations)
     assert {r["key"]: r["time_avg_ms"] for r in report["rows"]} == avg
     assert {k: report["total"][k] for k in pct} == pct
