@@ -23,6 +23,7 @@ from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
@@ -70,7 +71,7 @@ def rotate(kind: str, path: str, fd: int, n: int) -> int:
     if kind == "delete":
         os.unlink(current)
         os.close(fd)
-        time.sleep(0.2)
+        time.sleep(0.2)  # the writer reopens a moment later: the tail sees the file gone
         return os.open(current, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     if kind == "gzip":  # rotated and compressed at once (no delaycompress)
         os.rename(current, f"{current}.{n}")
@@ -188,15 +189,37 @@ def wait_total(client: redis.Redis, total: int, timeout: float = 60) -> int:
     return hits
 
 
+def wait_files(env: dict[str, str], want: list[dict[str, Any]], timeout: float = 30) -> Any:
+    """Wait until `logcount status` shows the tail's files as `want` (or the timeout); the
+    files it showed last."""
+    deadline = time.monotonic() + timeout
+    while True:
+        status = json.loads(run_logcount(["status", "--format", "json"], env).stdout)
+        files = status[0]["files"] if status else []
+        if files == want or time.monotonic() > deadline:
+            return files
+        time.sleep(0.1)
+
+
 def malformed(client: redis.Redis) -> int:
     """Malformed lines of any day: they count on the day they arrive, not the lines' day."""
     found = client.scan_iter(keys.totals(SITE, "day", "*"))
     return sum(int(client.hget(key, "malformed") or 0) for key in found)
 
 
+def wait_running(tail: Tail, client: redis.Redis, timeout: float = 30) -> None:
+    """Wait for the tail's first heartbeat: its signal handlers are in place by then (before,
+    SIGTERM ends a starting interpreter the default way, as it would any program)."""
+    beat = keys.heartbeat(socket.gethostname(), tail.proc.pid)
+    deadline = time.monotonic() + timeout
+    while not client.exists(beat) and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
 def finish(tail: Tail, client: redis.Redis, n: int, groups: int, tmp: Path) -> None:
     """Wait for every line, stop tail with SIGTERM, and check each path's count exactly."""
     seen = wait_total(client, n)
+    wait_running(tail, client)  # a tail started last may find every line counted already
     time.sleep(1.2)  # a line counted twice would show up in the next flush
     assert tail.stop() == 0
     got = totals(client)
@@ -283,11 +306,8 @@ def test_file_that_does_not_exist_yet(
     path = logs / "access.log"
     n, groups = 2000, 31
     tail = Tail(lc_env, tmp_path, str(path))  # from the end: but a new file is read whole
-    time.sleep(1.5)
-    status = json.loads(run_logcount(["status", "--format", "json"], lc_env).stdout)
-    assert status[0]["files"] == [
-        {"path": str(path), "target": "(waiting for the file)", "offset": 0, "lag_bytes": 0}
-    ]
+    waiting = [{"path": str(path), "target": "(waiting for the file)", "offset": 0, "lag_bytes": 0}]
+    assert wait_files(lc_env, waiting) == waiting
     writer = start_writer(path=str(path), start=0, stop=n, groups=groups)
     assert writer.wait(60) == 0
     finish(tail, redis_client, n, groups, tmp_path)
@@ -484,7 +504,9 @@ def test_partial_last_line_is_held_and_long_lines_count(
     path = logs / "access.log"
     path.write_bytes(b"")
     tail = Tail(lc_env, tmp_path, str(path))
-    time.sleep(1.0)
+    # Followed from its end (0), before anything is written to it
+    following = [{"path": str(path), "target": str(path), "offset": 0, "lag_bytes": 0}]
+    assert wait_files(lc_env, following) == following
     long_query = "?q=" + "x" * 70_000  # each line is over 64 KiB
     lines = [log_line(i, 1000, "/long/", long_query) for i in range(40)]
     assert all(len(line) > 65_536 for line in lines)
@@ -494,7 +516,8 @@ def test_partial_last_line_is_held_and_long_lines_count(
                 fh.write(part)
                 time.sleep(0.01)
         fh.write(lines[20][:5000])  # a partial last line: held, not counted, not malformed
-        time.sleep(2.5)
+        assert wait_total(redis_client, 20) == 20
+        time.sleep(1.2)  # a flush more (1 s): the partial line would be counted by now
         assert totals(redis_client).get("hits") == 20
         fh.write(lines[20][5000:] + b"".join(lines[21:]))
     seen = wait_total(redis_client, 40)
@@ -513,7 +536,7 @@ def kill_and_restart(
     rng = random.Random(seed)
     for _ in range(times):
         tail = Tail(env, tmp, str(path), "--from-start")
-        time.sleep(rng.uniform(low, high))
+        time.sleep(rng.uniform(low, high))  # a random moment of its work: no state to wait for
         tail.kill()
 
 
@@ -556,13 +579,8 @@ def test_sigterm_at_random_moments_under_writes_exits_promptly(
     rng = random.Random(SEED or 7)
     for _ in range(8):
         tail = Tail(lc_env, tmp_path, str(path), "--from-start")
-        # From its first heartbeat on (its handlers are in place): before that, SIGTERM
-        # ends a starting interpreter the default way, as it would any program.
-        beat = keys.heartbeat(socket.gethostname(), tail.proc.pid)
-        deadline = time.monotonic() + 30
-        while not redis_client.exists(beat) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        time.sleep(rng.uniform(0.1, 1.0))
+        wait_running(tail, redis_client)
+        time.sleep(rng.uniform(0.1, 1.0))  # a random moment of its work
         started = time.monotonic()
         assert tail.stop() == 0
         assert time.monotonic() - started < 10
