@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -18,8 +18,6 @@ from logcount.serve.app import create_app
 from tests import test_cli_top as known
 from tests import test_events as journey_tests
 from tests.test_events import (
-    DAY1,
-    DAY2,
     EVENTS,
     Step,
     Stored,
@@ -34,8 +32,20 @@ from tests.test_serve_api import get
 
 stored = journey_tests.stored
 loaded = known.loaded
-TODAY = DAY2 + timedelta(days=1)
+TODAY = datetime.now(UTC).date()
+DAY2 = TODAY - timedelta(days=1)  # yesterday: the whole day has passed
+DAY1 = DAY2 - timedelta(days=1)
 NAMES = ", ".join(EVENTS)
+
+
+@pytest.fixture(autouse=True)
+def days_of_this_test() -> None:
+    """TODAY, DAY1 and DAY2 from the day each test writes its lines, not the day the module
+    was imported: a run that crosses midnight UTC would ask for the wrong days."""
+    global TODAY, DAY1, DAY2
+    TODAY = datetime.now(UTC).date()
+    DAY2 = TODAY - timedelta(days=1)
+    DAY1 = DAY2 - timedelta(days=1)
 
 
 @pytest.fixture
