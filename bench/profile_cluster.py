@@ -1,9 +1,10 @@
 """One host's `pipe` of many virtual hosts into a Redis Cluster, and the same into one Redis:
 where the write path spends its time (cProfile per thread, as bench/profile_diverse.py), or
-how long it takes (--time: no profiler, wall and CPU seconds of the whole run).
+how long it takes (--time: the `logcount pipe` command, its wall and CPU seconds and the
+redis-servers' CPU; --spy FILE: that command under py-spy, `pip install py-spy`).
 
     .venv/bin/python bench/profile_cluster.py [--lines N] [--sites N] [--target cluster|redis]
-        [--time] [--code DIR]
+        [--time [--spy FILE]] [--code DIR]
 
 The input is bench_cluster.py's first host (its skewed sites over the diverse day). The
 cluster is bench_cluster.py's: 3 masters, no replicas unless --replicas. `--code DIR`
@@ -103,7 +104,8 @@ def run(args: argparse.Namespace, path: Path, config: Any, sites: int, code: Pat
         cmd = [sys.executable, "-m", "logcount.cli", "pipe"]
         if args.spy:  # sampled, native threads' waits left out: where the CPU goes
             spy = Path(sys.executable).parent / "py-spy"
-            cmd = [str(spy), "record", "--subprocesses", "-r", "250", "-f", "raw", "-o", str(args.spy), "--", *cmd]
+            record = ["record", "--subprocesses", "-r", "250", "-f", "raw", "-o", str(args.spy)]
+            cmd = [str(spy), *record, "--", *cmd]
         wall, cpu, _ = timed(cmd, env, path)
     else:
         wall, cpu = time.perf_counter(), time.process_time()
