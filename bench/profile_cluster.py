@@ -96,12 +96,14 @@ def run(args: argparse.Namespace, path: Path, config: Any, sites: int, code: Pat
         settings = Path(config.data_dir).parent / "logcount.toml"
         settings.write_text('log_format = "vhost_combined"\n')
         env.update(
-            PYTHONPATH=str(code.parent),
             LOGCOUNT_REDIS=config.redis,
             LOGCOUNT_DATA_DIR=config.data_dir,
             LOGCOUNT_CONFIG=str(settings),
         )
-        cmd = [sys.executable, "-m", "logcount.cli", "pipe"]
+        # `code` first on the path: PYTHONPATH would come after the current directory,
+        # a checkout whose logcount would win.
+        start = f"import sys; sys.path.insert(0, {str(code.parent)!r}); import logcount.cli as c"
+        cmd = [sys.executable, "-c", f"{start}; sys.argv[0] = 'logcount'; c.main()", "pipe"]
         if args.spy:  # sampled, native threads' waits left out: where the CPU goes
             spy = Path(sys.executable).parent / "py-spy"
             record = ["record", "--subprocesses", "-r", "250", "-f", "raw", "-o", str(args.spy)]
