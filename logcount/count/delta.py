@@ -346,4 +346,3 @@ def _counts(value: Any) -> Counter[str]:
         for n in numbers:
             _count(n)
     return counter_copy(value)
-
