@@ -36,31 +36,35 @@ def cpu_profile() -> cProfile.Profile:
 
 
 def profile_pipe(path: Path, data_dir: str) -> list[cProfile.Profile]:
+    redis = PrivateRedis()
+    try:
+        return profile_pipe_into(path, Config(site="bench", data_dir=data_dir, redis=redis.url))
+    finally:
+        redis.stop()
+
+
+def profile_pipe_into(path: Path, config: Config) -> list[cProfile.Profile]:
+    """The reader's, classifier's and sender's profiles of `path` piped into config.redis."""
     from logcount.count.lines import LineSplitter
     from logcount.sources.pipeline import Pipeline, check_data_dir
     from logcount.sources.reader import Reader
 
-    redis = PrivateRedis()
-    try:
-        config = Config(site="bench", data_dir=data_dir, redis=redis.url)
-        check_data_dir(config)
-        reader_prof, classifier_prof, sender_prof = cpu_profile(), cpu_profile(), cpu_profile()
-        with open(path, "rb") as fh:
-            reader = Reader(config, fh.fileno())
-            reader.pipeline = pipeline = Pipeline(config, "pipe", reader.log)
-            # each of the pipeline's threads under its own profiler
-            for name, prof, loop in (
-                ("classifier", classifier_prof, pipeline._classify_loop),
-                ("sender", sender_prof, pipeline._send_loop),
-            ):
-                thread = threading.Thread(target=prof.runcall, args=(loop,), name=name, daemon=True)
-                setattr(pipeline, "thread" if name == "classifier" else "sender", thread)
-            pipeline.start()
-            reader_prof.runcall(reader.read, LineSplitter(), pipeline.count_piece)
-            sender_prof.runcall(pipeline.close)  # the last batch
-        return [reader_prof, classifier_prof, sender_prof]
-    finally:
-        redis.stop()
+    check_data_dir(config)
+    reader_prof, classifier_prof, sender_prof = cpu_profile(), cpu_profile(), cpu_profile()
+    with open(path, "rb") as fh:
+        reader = Reader(config, fh.fileno())
+        reader.pipeline = pipeline = Pipeline(config, "pipe", reader.log)
+        # each of the pipeline's threads under its own profiler
+        for name, prof, loop in (
+            ("classifier", classifier_prof, pipeline._classify_loop),
+            ("sender", sender_prof, pipeline._send_loop),
+        ):
+            thread = threading.Thread(target=prof.runcall, args=(loop,), name=name, daemon=True)
+            setattr(pipeline, "thread" if name == "classifier" else "sender", thread)
+        pipeline.start()
+        reader_prof.runcall(reader.read, LineSplitter(), pipeline.count_piece)
+        sender_prof.runcall(pipeline.close)  # the last batch
+    return [reader_prof, classifier_prof, sender_prof]
 
 
 def profile_rollup(path: Path, data_dir: str) -> list[cProfile.Profile]:

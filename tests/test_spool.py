@@ -264,3 +264,33 @@ def test_a_large_delta_goes_as_several_calls_with_the_position_in_the_last(
     assert hits(redis_server) == 500
     assert client.zcard(keys.members("test", "path", "minute", MINUTE)) == 500
     assert client.get(position) == b"offset 500"
+
+
+def test_a_many_site_delta_splits_within_its_limit_and_adds_up() -> None:
+    """50 sites' small buckets (3 paths, their bytes) and one bucket of 400 paths, split
+    at 5,000: each part within it, a small bucket cut only where a part fills up, the big
+    one over five parts, and the parts add up to the delta; a spool line of each part
+    reads back the same."""
+    whole = Delta(lines=450)
+    for i in range(50):
+        site = f"site{i:02d}.example"
+        mkey = (site, "path", "minute", MINUTE)
+        whole.totals[(site, "minute", MINUTE)] = Counter(hits=3, bytes=30)
+        whole.members[mkey] = Counter({"/a": 1, "/b": 1, "/c": 1})
+        whole.member_bytes[mkey] = Counter({"/a": 10, "/b": 10, "/c": 10})
+    big = ("big.example", "path", "minute", MINUTE)
+    whole.members[big] = Counter({f"/page/{i:04d}": 2 for i in range(400)})
+    parts = whole.split(5_000)
+    assert all(part.weight() <= 5_000 for part in parts)
+    holding = Counter(mkey for part in parts for mkey in part.members)
+    cut = ("site13.example", "path", "minute", MINUTE)  # where the first part filled up
+    assert {mkey: n for mkey, n in holding.items() if n > 1} == {cut: 2, big: 5}
+    assert len(parts) == 9  # the totals first, then the members
+    assert [part.lines for part in parts] == [450] + [0] * (len(parts) - 1)
+    merged = Delta()
+    for part in parts:
+        assert Delta.from_json(part.to_json()) == part
+        merged.merge(part)
+    assert merged.totals == whole.totals
+    assert merged.members == whole.members
+    assert merged.member_bytes == whole.member_bytes

@@ -22,6 +22,7 @@ SAMPLE_SIZE = 20  # malformed lines kept as samples
 ENTRY_OVERHEAD = 32
 BUCKET_OVERHEAD = 160
 NUMBER_LIMIT = 1 << 53  # what a Lua number (a double) holds exactly
+_STR, _INT = {str}, {int}  # the item types a spool line's lists and counters may hold
 
 BucketKey = tuple[str, str, str]  # site, granularity, label
 MemberKey = tuple[str, str, str, str]  # site, dimension, granularity, label
@@ -122,6 +123,14 @@ class Delta:
             parts.room(BUCKET_OVERHEAD + ENTRY_OVERHEAD * len(counts)).totals[bkey] = counts
         for mkey, counts in self.members.items():
             sides = [(s, t) for s, t in self._sums(mkey) if t]
+            whole = parts.whole(BUCKET_OVERHEAD + _names_weight(counts))
+            if whole is not None:
+                # The bucket fits: its counters as they are, not rebuilt name by name
+                # (most buckets of a many-site delta hold a few names each).
+                whole.members[mkey] = counts
+                for side, sums in sides:
+                    getattr(whole, side)[mkey] = sums
+                continue
             for part, names in parts.chunks(counts):
                 part.members[mkey] = Counter({n: counts[n] for n in names})
                 for side, sums in sides:
@@ -163,10 +172,12 @@ class Delta:
     def to_json(self) -> str:
         return json.dumps(
             {
-                "t": [[list(k), dict(v)] for k, v in self.totals.items()],
-                "m": [[list(k), dict(v)] for k, v in self.members.items()],
-                "b": [[list(k), dict(v)] for k, v in self.member_bytes.items()],
-                "d": [[list(k), dict(v)] for k, v in self.member_durations.items()],
+                # (key, Counter) pairs as they are: JSON writes a tuple as a list and a
+                # Counter as an object, without a copy of each.
+                "t": list(self.totals.items()),
+                "m": list(self.members.items()),
+                "b": list(self.member_bytes.items()),
+                "d": list(self.member_durations.items()),
                 "v": [[list(k), sorted(v)] for k, v in self.visitors.items()],
                 "e": [[list(k), sorted(v)] for k, v in self.events.items()],
                 "r": self.recent,
@@ -261,6 +272,13 @@ class _Splitter:
         self.left -= weight
         return self.parts[-1]
 
+    def whole(self, weight: int) -> Delta | None:
+        """The current part, when an entry of `weight` fits in what is left of it."""
+        if weight > self.left:
+            return None
+        self.left -= weight
+        return self.parts[-1]
+
     def chunks(self, names: Iterable[str]) -> Iterable[tuple[Delta, list[str]]]:
         """`names` (one bucket's entries) cut where the parts fill up, in order."""
         chunk: list[str] = []
@@ -301,7 +319,8 @@ def _str(value: Any) -> str:
 
 
 def _strings(value: Any) -> list[str]:
-    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+    # The types of the list's items gathered in C: a spool line holds millions of names.
+    if not isinstance(value, list) or not set(map(type, value)) <= _STR:
         raise TypeError("a list of strings expected")
     return value
 
@@ -319,6 +338,11 @@ def _count(value: Any) -> int:
 
 
 def _counts(value: Any) -> Counter[str]:
-    for n in _dict(value).values():
-        _count(n)
-    return Counter(value)
+    numbers = _dict(value).values()
+    # One check in C for the common case (ints in range); _count names the bad one.
+    if numbers and not (
+        set(map(type, numbers)) <= _INT and min(numbers) >= 0 and max(numbers) < NUMBER_LIMIT
+    ):
+        for n in numbers:
+            _count(n)
+    return counter_copy(value)
