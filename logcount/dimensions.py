@@ -18,7 +18,9 @@ from datetime import datetime, timedelta
 class Dimension:
     name: str
     member: str  # what one member is, for --help and the README
-    visitors: bool  # distinct visitors kept per member (live and in the store)
+    # distinct visitors kept per member: in the store (a sketch per row); the live buckets
+    # keep visitors per site only (a HyperLogLog per bucket), so live rows show none
+    visitors: bool
     # What yields a member: "hit" (a hit key's fields: Aggregator._describe), or one of
     # the scanner's other tables: "agent", "referrer", "client", "bot" (a bot line's agent)
     source: str = "hit"

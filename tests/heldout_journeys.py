@@ -17,10 +17,23 @@ from typing import Any
 
 ZONE: Any = UTC  # days and hours are counted in this zone (the config's timezone)
 WRITTEN: Any = UTC  # the offset the lines are written in
-TODAY = datetime.now(ZONE).date()
-DAYS = [TODAY - timedelta(days=n) for n in (3, 2, 1)]  # whole past days
-START = datetime(DAYS[0].year, DAYS[0].month, DAYS[0].day, tzinfo=ZONE)
-END = START + timedelta(days=3)
+TODAY: date
+DAYS: list[date]  # the three whole past days
+START: datetime
+END: datetime
+
+
+def set_days() -> None:
+    """Today and the three past days, taken when a test writes its lines (set_days() at
+    its start), not at import: a run that crosses midnight would ask of other days."""
+    global TODAY, DAYS, START, END
+    TODAY = datetime.now(ZONE).date()
+    DAYS = [TODAY - timedelta(days=n) for n in (3, 2, 1)]
+    START = datetime(DAYS[0].year, DAYS[0].month, DAYS[0].day, tzinfo=ZONE)
+    END = START + timedelta(days=3)
+
+
+set_days()
 FORMAT = '%h %l %u %t \\"%r\\" %>s %b \\"%{Referer}i\\" \\"%{User-Agent}i\\" \\"%{sessionid}C\\"'
 SECRET = "held-out journeys' secret, 32 bytes"
 

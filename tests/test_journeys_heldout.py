@@ -19,13 +19,11 @@ import pytest
 from click.testing import CliRunner
 
 from logcount.cli import cli
+from tests import heldout_journeys as hj
 from tests.conftest import RedisServer, logcount_env, run_logcount
 from tests.heldout_journeys import (
     CONFIG,
-    DAYS,
     EXPRESSIONS,
-    START,
-    TODAY,
     ZONE,
     Line,
     funnel_answer,
@@ -80,14 +78,14 @@ class Site:
     def rollup(self, root: Path) -> None:
         """The three days of web1's files, then web2's one day."""
         template = f"{root}/HOST/%Y/%m/%d/access.log"
-        web1 = ["--since", DAYS[0].isoformat(), "--until", DAYS[-1].isoformat()]
+        web1 = ["--since", hj.DAYS[0].isoformat(), "--until", hj.DAYS[-1].isoformat()]
         self.run("rollup", "--logs", template.replace("HOST", "web1"), *web1, "--host", "web1")
         self.run(
             "rollup",
             "--logs",
             template.replace("HOST", "web2"),
             "--date",
-            DAYS[1].isoformat(),
+            hj.DAYS[1].isoformat(),
             "--host",
             "web2",
         )
@@ -120,7 +118,7 @@ PHASES = {
 
 
 def window(days: int) -> str:
-    return f"{DAYS[0]}..{DAYS[0] + timedelta(days=days - 1)}"
+    return f"{hj.DAYS[0]}..{hj.DAYS[0] + timedelta(days=days - 1)}"
 
 
 def check_questions(s: Site, lines: list[Line], kind: str, phase: str) -> list[str]:
@@ -156,7 +154,7 @@ def check_questions(s: Site, lines: list[Line], kind: str, phase: str) -> list[s
             "funnel", *events, "--window", window(days), *(["--within", within] if within else [])
         )
         steps = funnel_answer(
-            [x for x in lines if x.when < START + timedelta(days=days)], kind, events, seconds
+            [x for x in lines if x.when < hj.START + timedelta(days=days)], kind, events, seconds
         )
         expect(f"funnel {events} within {within}", [x["visitors"] for x in got["steps"]], steps)
     for event, cohort, n in RETENTIONS:
@@ -169,7 +167,7 @@ def check_questions(s: Site, lines: list[Line], kind: str, phase: str) -> list[s
 
 def check_sections(s: Site, lines: list[Line], phase: str) -> list[str]:
     wrong = []
-    for days in ([DAYS[1]], DAYS):
+    for days in ([hj.DAYS[1]], hj.DAYS):
         where = days[0].isoformat() if len(days) == 1 else window(3)
         got = s.ask("top", "--by", "path", "--depth", "1", "--window", where, "--limit", "100")
         want = sections_answer(lines, days, phase != "live")
@@ -222,6 +220,7 @@ def everything_kept(tmp: Path, server: RedisServer) -> bytes:
 def heldout(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[tuple[Path, RedisServer, list[Line], RedisServer]]:
+    hj.set_days()
     tmp = tmp_path_factory.mktemp("heldout")
     server = RedisServer(tmp)
     server.start()
@@ -250,7 +249,7 @@ def test_journeys_live_then_from_the_store(heldout: Any, kind: str) -> None:
         s.rollup(tmp / "logs")  # a re-run changes nothing
     wrong += check_questions(s, lines, kind, "both")
     s.env["LOGCOUNT_REDIS"] = empty.url
-    past = [x for x in lines if x.when.date() < TODAY]
+    past = [x for x in lines if x.when.date() < hj.TODAY]
     wrong += check_questions(s, past, kind, "store")
     if kind == "visitor":
         wrong += check_sections(s, past, "store")
@@ -283,7 +282,8 @@ def test_after_is_known_to_the_bucket(
     """README: steps are compared by hours when --within is a day or less or the window is
     one of hours, else by days; a step in the same bucket counts as after."""
     s = Site(tmp_path, redis_server, "order", "visitor")
-    day = datetime(DAYS[-1].year, DAYS[-1].month, DAYS[-1].day, tzinfo=ZONE)
+    hj.set_days()
+    day = datetime(hj.DAYS[-1].year, hj.DAYS[-1].month, hj.DAYS[-1].day, tzinfo=ZONE)
     signup = Line(
         1, day + timedelta(hours=10, minutes=10), "POST", "/accounts/signup/", 302, 1, "-", "-"
     )
@@ -346,7 +346,8 @@ def test_a_union_of_exact_sets_stays_exact_past_1024(
     hosts' 800 each (300 of them on both), and a section of paths of 600 each, are
     their exact unions (1,300 and 1,500), not a HyperLogLog's estimate."""
     s = Site(tmp_path, redis_server, "many", "visitor")
-    day = datetime(DAYS[-1].year, DAYS[-1].month, DAYS[-1].day, 9, tzinfo=ZONE)
+    hj.set_days()
+    day = datetime(hj.DAYS[-1].year, hj.DAYS[-1].month, hj.DAYS[-1].day, 9, tzinfo=ZONE)
 
     def hit(who: int, path: str) -> Line:
         return Line(who, day + timedelta(seconds=who), "GET", path, 200, 10, "-", "-")
@@ -359,7 +360,7 @@ def test_a_union_of_exact_sets_stays_exact_past_1024(
         log.parent.mkdir()
         log.write_text("".join(map(log_line, lines)))
         s.run("rollup", "--logs", str(log), "--host", host)
-    rows = s.ask("top", "--window", DAYS[-1].isoformat(), "--limit", "2")["rows"]
+    rows = s.ask("top", "--window", hj.DAYS[-1].isoformat(), "--limit", "2")["rows"]
     assert [(r["key"], r["visitors"]) for r in rows] == [("/blog/x", 1300), ("/blog/0", 600)]
-    top = s.ask("top", "--depth", "1", "--window", DAYS[-1].isoformat())
+    top = s.ask("top", "--depth", "1", "--window", hj.DAYS[-1].isoformat())
     assert [(r["key"], r["hits"], r["visitors"]) for r in top["rows"]] == [("/blog/", 3400, 3100)]
