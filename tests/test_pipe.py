@@ -16,6 +16,7 @@ import redis
 from logcount.sinks import keys
 from tests.conftest import LOGCOUNT, logcount_env, run_logcount
 from tests.loggen import ROUTES_TOML, day_at, generate
+from tests.redis_cluster import wait_for
 
 
 def start_pipe(env: dict[str, str], *args: str) -> subprocess.Popen[bytes]:
@@ -38,6 +39,25 @@ def reader_child(proc: subprocess.Popen[bytes], timeout: float = 10) -> int:
             return int(children[0])
         time.sleep(0.02)
     raise AssertionError("no reader child")
+
+
+def read_stderr_until(proc: subprocess.Popen[bytes], text: bytes, timeout: float = 30) -> bytes:
+    """What the pipe has written to stderr, read (without blocking) until `text` is in it."""
+    assert proc.stderr is not None
+    fd = proc.stderr.fileno()
+    os.set_blocking(fd, False)
+    seen = bytearray()
+
+    def found() -> bool:
+        try:
+            seen.extend(os.read(fd, 65536))
+        except BlockingIOError:
+            pass
+        return text in seen
+
+    wait_for(f"{text!r} on the pipe's stderr", found, timeout)
+    os.set_blocking(fd, True)
+    return bytes(seen)
 
 
 def top_json(env: dict[str, str], window: str, by: str = "path", limit: int = 10000) -> dict:
@@ -125,6 +145,8 @@ def test_sigterm_flushes_pending_counts_then_exits_0(lc_env, redis_client) -> No
     assert proc.stdin is not None
     proc.stdin.write(b"\n".join(lines) + b"\n")
     proc.stdin.flush()
+    # Time passes to show nothing is sent before the interval (no state to wait for: the
+    # heartbeat that would say the lines are read comes with the 60 s flush).
     time.sleep(1)
     assert day_hits(redis_client, "20260402") == 0  # still pending: interval is 60 s
     proc.send_signal(signal.SIGTERM)
@@ -139,6 +161,8 @@ def test_redis_down_at_start_then_up_counts_exactly_once(lc_env, redis_server) -
     assert proc.stdin is not None
     proc.stdin.write(b"\n".join(lines[:1500]) + b"\n")
     proc.stdin.flush()
+    # Redis is down, so no heartbeat says how far the reader is: these 2.5 s only give it
+    # time to meet the refusals; the counts below are exact however far it got.
     time.sleep(2.5)
     redis_server.start()
     proc.stdin.write(b"\n".join(lines[1500:]) + b"\n")
@@ -208,20 +232,20 @@ def test_sighup_reloads_routes_without_losing_counts(lc_env, redis_client) -> No
     assert proc.stdin is not None
     proc.stdin.write(line * 3)
     proc.stdin.flush()
-    time.sleep(1)
+    wait_for("the first lines counted", lambda: day_hits(redis_client, "20260406") == 3)
     write_config(
         lc_env,
         "[live]\nflush_interval = 0.2\n"
         + '[[route]]\nregex = "^/products/(?P<id>[0-9]+)"\nobject = "product"\n',
     )
     proc.send_signal(signal.SIGHUP)
-    time.sleep(1)
+    said = read_stderr_until(proc, b"configuration reloaded (1 routes)")
     proc.stdin.write(line * 2)
     proc.stdin.close()
     assert proc.wait(30) == 0
     assert redis_client.zscore(keys.members("test", "object", "day", "20260406"), "product:7") == 2
     assert day_hits(redis_client, "20260406") == 5
-    assert b"configuration reloaded (1 routes)" in proc.stderr.read()
+    assert b"configuration reloaded (1 routes)" in said
 
 
 def test_config_error_is_logged_once_and_input_drained(lc_env) -> None:
