@@ -22,7 +22,7 @@ import math
 import sys
 from array import array
 from bisect import bisect_left
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 
 EXACT_LIMIT = 1024
 DAY_EXACT_LIMIT = 1 << 20  # 8 MiB of hashes in one row: beyond, registers
@@ -104,7 +104,43 @@ def estimate(registers: bytearray) -> int:
     return round(value)
 
 
-class VisitorSketch:
+class _Sketch:
+    """What both kinds of sketch share: exact hashes (a set, or a sorted array) until
+    `limit`, then the HyperLogLog registers they outgrew into; counted and stored alike."""
+
+    hashes: Collection[int] | None
+    registers: bytearray | None
+
+    def _to_registers(self) -> None:
+        assert self.hashes is not None
+        values, self.hashes = self.hashes, None
+        self.registers = bytearray(REGISTERS)
+        add_registers(self.registers, values)
+
+    def _merge_registers(self, other: _Sketch) -> None:
+        """The union with a sketch of registers: registers on this side too, their max."""
+        if self.hashes is not None:
+            self._to_registers()
+        assert self.registers is not None and other.registers is not None
+        self.registers = bytearray(map(max, self.registers, other.registers))
+
+    def _packed_hashes(self) -> bytes:
+        raise NotImplementedError
+
+    def count(self) -> int:
+        if self.hashes is not None:
+            return len(self.hashes)
+        assert self.registers is not None
+        return estimate(self.registers)
+
+    def to_bytes(self) -> bytes:
+        if self.hashes is not None:
+            return self._packed_hashes()
+        assert self.registers is not None
+        return _HLL + bytes(self.registers)
+
+
+class VisitorSketch(_Sketch):
     """A set of 64-bit visitor hashes, or the HLL registers it outgrew into."""
 
     def __init__(self, limit: int = EXACT_LIMIT) -> None:
@@ -127,33 +163,15 @@ class VisitorSketch:
         assert self.registers is not None
         add_registers(self.registers, values)
 
-    def _to_registers(self) -> None:
-        assert self.hashes is not None
-        values, self.hashes = self.hashes, None
-        self.registers = bytearray(REGISTERS)
-        add_registers(self.registers, values)
-
-    def merge(self, other: VisitorSketch | PackedSketch) -> None:
+    def merge(self, other: _Sketch) -> None:
         if other.hashes is not None:
             self.add_all(other.hashes)
-            return
-        assert other.registers is not None
-        if self.hashes is not None:
-            self._to_registers()
-        assert self.registers is not None
-        self.registers = bytearray(map(max, self.registers, other.registers))
+        else:
+            self._merge_registers(other)
 
-    def count(self) -> int:
-        if self.hashes is not None:
-            return len(self.hashes)
-        assert self.registers is not None
-        return estimate(self.registers)
-
-    def to_bytes(self) -> bytes:
-        if self.hashes is not None:
-            return packed(self.hashes)
-        assert self.registers is not None
-        return _HLL + bytes(self.registers)
+    def _packed_hashes(self) -> bytes:
+        assert self.hashes is not None
+        return packed(self.hashes)
 
     @classmethod
     def from_bytes(cls, data: bytes, limit: int = EXACT_LIMIT) -> VisitorSketch:
@@ -166,7 +184,7 @@ class VisitorSketch:
         return sketch
 
 
-class PackedSketch:
+class PackedSketch(_Sketch):
     """Visitor hashes while a rollup counts (a day's, a path's, an object's): exact as a
     sorted array of 8-byte hashes (up to `limit`), else the same HyperLogLog registers as
     VisitorSketch's; the same bytes stored, and merged into a VisitorSketch as one. Hashes
@@ -191,9 +209,7 @@ class PackedSketch:
             if union is not None:
                 self.hashes = union
                 return
-            values, self.hashes = self.hashes, None
-            self.registers = bytearray(REGISTERS)
-            add_registers(self.registers, values)
+            self._to_registers()
         assert self.registers is not None
         add_registers(self.registers, fresh)
 
@@ -201,23 +217,9 @@ class PackedSketch:
         """The union (hashes, or registers once either side has them)."""
         if other.hashes is not None:
             self._add(other.hashes)
-            return
-        assert other.registers is not None
-        if self.hashes is not None:
-            values, self.hashes = self.hashes, None
-            self.registers = bytearray(REGISTERS)
-            add_registers(self.registers, values)
-        assert self.registers is not None
-        self.registers = bytearray(map(max, self.registers, other.registers))
+        else:
+            self._merge_registers(other)
 
-    def count(self) -> int:
-        if self.hashes is not None:
-            return len(self.hashes)
-        assert self.registers is not None
-        return estimate(self.registers)
-
-    def to_bytes(self) -> bytes:
-        if self.hashes is not None:
-            return _pack(array("Q", self.hashes))  # a copy: sorted already
-        assert self.registers is not None
-        return _HLL + bytes(self.registers)
+    def _packed_hashes(self) -> bytes:
+        assert self.hashes is not None
+        return _pack(array("Q", self.hashes))  # a copy: sorted already
