@@ -207,6 +207,26 @@ def malformed(client: redis.Redis) -> int:
     return sum(int(client.hget(key, "malformed") or 0) for key in found)
 
 
+def waiting_tail(env: dict[str, str], tmp: Path, path: Path, *options: str) -> Tail:
+    """A tail of a path that does not exist yet, once it follows it (status shows it
+    waiting for the file). A writer started after this loses no line to the tail's start:
+    a file created and rotated away before the tail looks is not the tail's to read."""
+    tail = Tail(env, tmp, str(path), *options)
+    waiting = [{"path": str(path), "target": "(waiting for the file)", "offset": 0, "lag_bytes": 0}]
+    assert wait_files(env, waiting) == waiting
+    return tail
+
+
+def wait_stderr(tmp: Path, text: str, timeout: float = 30) -> str:
+    """Wait until the tail's stderr says `text` (or the timeout); what it says by then."""
+    deadline = time.monotonic() + timeout
+    while True:
+        said = (tmp / "tail.stderr").read_text(errors="replace")
+        if text in said or time.monotonic() > deadline:
+            return said
+        time.sleep(0.05)
+
+
 def wait_running(tail: Tail, client: redis.Redis, timeout: float = 30) -> None:
     """Wait for the tail's first heartbeat: its signal handlers are in place by then (before,
     SIGTERM ends a starting interpreter the default way, as it would any program)."""
@@ -259,6 +279,8 @@ def test_rotation_while_a_writer_appends(
 ) -> None:
     path = logs / "access.log"
     n, groups = 4000, 97
+    options = ["--from-start", "--poll"] if poll else ["--from-start"]
+    tail = waiting_tail(lc_env, tmp_path, path, *options)
     writer = start_writer(
         path=str(path),
         start=0,
@@ -268,8 +290,6 @@ def test_rotation_while_a_writer_appends(
         rotate={"1500": kind, "2900": kind},
         link=str(logs / "targets") if kind == "symlink" else None,
     )
-    options = ["--from-start", "--poll"] if poll else ["--from-start"]
-    tail = Tail(lc_env, tmp_path, str(path), *options)
     assert writer.wait(60) == 0
     finish(tail, redis_client, n, groups, tmp_path)
 
@@ -363,7 +383,7 @@ def test_cronolog_link_re_pointed(
 ) -> None:
     link = logs / "access.log"
     n, groups = 5000, 53
-    tail = Tail(lc_env, tmp_path, str(link), "--from-start")
+    tail = waiting_tail(lc_env, tmp_path, link, "--from-start")
     run_cronolog(logs, option, n, groups)
     assert len(list(logs.glob("*/*.log"))) >= 3  # cronolog switched files at least twice
     assert wait_total(redis_client, n) == n
@@ -610,7 +630,7 @@ def test_acceptance_200k_lines_three_rotations_five_kills(
         link=str(targets),
         rotate={"50000": "rename", "100000": "copytruncate", "150000": "symlink"},
     )
-    time.sleep(1)
+    time.sleep(1)  # the first tail reads a while: it is killed at some moment of its work
     first.kill()
     kill_and_restart(5, 0.5, 3.0, SEED or 5, lc_env, tmp_path, link)
     assert writer.wait(120) == 0
@@ -666,7 +686,7 @@ def test_redis_away_then_back(
     redis_client.shutdown(save=True)  # an outage; the data survives it (dump.rdb)
     redis_server.proc = None
     write_lines(path, range(1000, 2000), groups)
-    time.sleep(2)
+    assert "keeping counts" in wait_stderr(tmp_path, "keeping counts")
     assert tail.stop() == 0  # SIGTERM while Redis is down: what is pending goes to the spool
     assert list((tmp_path / "data" / "spool").glob("spool-*.jsonl"))
     write_lines(path, range(2000, 3000), groups)
@@ -683,7 +703,7 @@ def test_start_waits_for_redis(
     write_lines(path, range(0, 500), groups)
     redis_server.stop()
     tail = Tail(lc_env, tmp_path, str(path), "--from-start")
-    time.sleep(1.5)
+    assert "waiting for Redis" in wait_stderr(tmp_path, "waiting for Redis")
     assert tail.proc.poll() is None  # waiting, not failed
     write_lines(path, range(500, 800), groups)
     redis_server.start()
@@ -697,7 +717,9 @@ def test_line_shows_in_top_within_2_seconds_and_sighup(
     path = logs / "access.log"
     write_lines(path, range(0, 100), 7)
     tail = Tail(lc_env, tmp_path, str(path))  # from the end: the 100 lines are not counted
-    time.sleep(1.5)
+    size = path.stat().st_size
+    following = [{"path": str(path), "target": str(path), "offset": size, "lag_bytes": 0}]
+    assert wait_files(lc_env, following) == following
     now = datetime.now(UTC)
     stamp = now.strftime("%d/%b/%Y:%H:%M:%S +0000")
     line = f'10.0.0.1 - - [{stamp}] "GET /lag/probe HTTP/1.1" 200 5 "-" "{AGENT}"\n'
@@ -717,12 +739,11 @@ def test_line_shows_in_top_within_2_seconds_and_sighup(
     assert result.returncode == 0, result.stderr.decode()
     assert {r["key"]: r["hits"] for r in json.loads(result.stdout)["rows"]} == {"/lag/probe": 1}
     tail.proc.send_signal(signal.SIGHUP)  # reload: keeps running and counting
-    time.sleep(0.5)
+    assert "configuration reloaded" in wait_stderr(tmp_path, "configuration reloaded")
     assert tail.proc.poll() is None
     write_lines(path, range(100, 150), 7)
     assert wait_total(redis_client, 50, timeout=10) == 50
     assert tail.stop() == 0
-    assert "configuration reloaded" in (tmp_path / "tail.stderr").read_text()
 
 
 def test_missing_path_argument_is_one_line(lc_env: dict[str, str]) -> None:
