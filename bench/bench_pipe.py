@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/bench_pipe.py [--lines N] [--data both|real|diverse] [--seed S]
                                          [--before TREE] [--runs N] [--durations] [--events]
+                                         [--sections]
 
 Two inputs (--data, default both): the real lines repeated, their times spread over a day,
 an hour and the seconds a site at 250,000 requests/s writes them; and a day generated as
@@ -12,6 +13,9 @@ Prints lines/s for each, the ratio to apachelogs, and peak RSS of the pipe's pro
 member sums; the --before tree must read %D too, as any logcount does).
 --events: the diverse day without events and with 10 (one per section of the site, and
 its POSTs: count/events.py), alternating runs, medians compared: what events cost.
+--sections: the real lines over an hour and the diverse day, without live section
+visitors, with depth 1 (the default) and with depths 1-2, alternating: what they cost in
+the pipe and in Redis.
 Targets (issue 2): >= 250,000 lines/s end to end, >= 5x apachelogs, peak RSS < 80 MB.
 With --before TREE (a source tree of logcount, built: `setup.py build_ext --inplace`),
 each input is piped --runs times through this tree and that one, alternating, and the
@@ -55,9 +59,10 @@ def apachelogs_loop(path: Path) -> tuple[float, int]:
     return time.perf_counter() - start, n
 
 
-def run_pipe(path: Path, tree: str = "", config: str = "") -> tuple[float, int, int]:
-    """Seconds and peak RSS (KiB) of `logcount pipe < path`, and the lines it counted;
-    with `tree`, the logcount package of that source tree; `config`: more of its config."""
+def run_pipe(path: Path, tree: str = "", config: str = "") -> tuple[float, int, int, int]:
+    """Seconds and peak RSS (KiB) of `logcount pipe < path`, the lines it counted and the
+    bytes Redis holds then (used_memory); with `tree`, the logcount package of that source
+    tree; `config`: more of its config."""
     with private_logcount(more_config=config) as (redis, env):
         if tree:  # found before the installed package: PYTHONPATH precedes site-packages
             env["PYTHONPATH"] = tree
@@ -66,7 +71,8 @@ def run_pipe(path: Path, tree: str = "", config: str = "") -> tuple[float, int, 
         for key in redis.client.scan_iter("lc:*:t:day:*"):
             fields = redis.client.hgetall(key)
             counted += sum(int(fields.get(f, 0)) for f in (b"hits", b"bots", b"ignored"))
-    return seconds, rss, counted
+        held = int(redis.client.info("memory")["used_memory"])
+    return seconds, rss, counted, held
 
 
 def compare(
@@ -88,7 +94,7 @@ def compare(
         mine, theirs = [], []
         for _ in range(runs):
             for tree, out in (("", mine), (before, theirs)) if before else (("", mine),):
-                seconds, rss, counted = run_pipe(path, tree, config)
+                seconds, rss, counted, _ = run_pipe(path, tree, config)
                 out.append((seconds, rss))
                 if counted != expected:
                     print(f"WARNING: counted {counted:,} lines, expected {expected:,}")
@@ -126,20 +132,29 @@ EVENTS_CONFIG = (
 )
 
 
-def compare_events(n: int, path: Path, runs: int) -> None:
-    """The pipe on `path` without events and with EVENTS_CONFIG, alternating."""
-    results: dict[str, list[tuple[float, int]]] = {"without events": [], "with 10 events": []}
+def compare_configs(n: int, path: Path, runs: int, configs: dict[str, str]) -> None:
+    """The pipe on `path` with each config of `configs` (label -> config text), alternating;
+    medians of `runs`, and what Redis holds after each."""
+    results: dict[str, list[tuple[float, int, int]]] = {label: [] for label in configs}
     for _ in range(runs):
-        for label, config in (("without events", ""), ("with 10 events", EVENTS_CONFIG)):
-            seconds, rss, _ = run_pipe(path, "", config)
-            results[label].append((seconds, rss))
+        for label, config in configs.items():
+            seconds, rss, _, held = run_pipe(path, "", config)
+            results[label].append((seconds, rss, held))
     for label, got in results.items():
-        rate = n / statistics.median(s for s, _ in got)
-        rss = statistics.median(r for _, r in got)
+        rate = n / statistics.median(s for s, _, _ in got)
+        rss = statistics.median(r for _, r, _ in got)
+        held = statistics.median(h for _, _, h in got)
         print(
-            f"logcount pipe, 1 core, {label:<16} {rate:>12,.0f} lines/s"
-            f"   peak RSS {rss / 1024:.0f} MB"
+            f"logcount pipe, 1 core, {label:<22} {rate:>12,.0f} lines/s"
+            f"   peak RSS {rss / 1024:.0f} MB   Redis used_memory {held / 1e6:.1f} MB"
         )
+
+
+SECTIONS_CONFIGS = {
+    "no live sections": "[live]\nsection_depth = 0\n",
+    "sections, depth 1": "[live]\nsection_depth = 1\n",
+    "sections, depth 1-2": "[live]\nsection_depth = 2\n",
+}
 
 
 def main() -> None:
@@ -150,11 +165,22 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=1, help="runs of each, medians compared")
     ap.add_argument("--durations", action="store_true", help="real lines with a %%D each")
     ap.add_argument("--events", action="store_true", help="the diverse day with 10 events")
+    ap.add_argument("--sections", action="store_true", help="live section visitors or none")
     args = ap.parse_args()
     n = args.lines
     if args.events:
         print(f"input: {n:,} diverse lines over one day (seed {args.seed})")
-        compare_events(n, diverse_day(n, args.seed), args.runs)
+        configs = {"without events": "", "with 10 events": EVENTS_CONFIG}
+        compare_configs(n, diverse_day(n, args.seed), args.runs, configs)
+        return
+    if args.sections:
+        for label, path in (
+            ("real lines over one hour", million_lines(n, hours=1)),
+            ("diverse day", diverse_day(n, args.seed)),
+        ):
+            if args.data in ("both", label.split()[0]):
+                print(f"input: {n:,} {label}")
+                compare_configs(n, path, args.runs, SECTIONS_CONFIGS)
         return
     if args.durations:
         timed_lines = million_lines(n, hours=1, durations=True)

@@ -1,6 +1,7 @@
 """Where `pipe` and `rollup` spend their time on a generated diverse day: cProfile, in process.
 
     .venv/bin/python bench/profile_diverse.py pipe|rollup [--lines N] [--top N] [--seed S]
+                                              [--section-depth N]
 
 pipe: the reader's loop (read, split, scan), its classifier thread (classify, aggregate) and
 its sender thread (write to a private redis-server) each under their own profiler, merged;
@@ -35,10 +36,13 @@ def cpu_profile() -> cProfile.Profile:
     return cProfile.Profile(time.thread_time)
 
 
-def profile_pipe(path: Path, data_dir: str) -> list[cProfile.Profile]:
+def profile_pipe(path: Path, data_dir: str, section_depth: int = 1) -> list[cProfile.Profile]:
     redis = PrivateRedis()
     try:
-        return profile_pipe_into(path, Config(site="bench", data_dir=data_dir, redis=redis.url))
+        config = Config(
+            site="bench", data_dir=data_dir, redis=redis.url, section_depth=section_depth
+        )
+        return profile_pipe_into(path, config)
     finally:
         redis.stop()
 
@@ -97,11 +101,14 @@ def main() -> None:
     ap.add_argument("--lines", type=int, default=1_000_000)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--top", type=int, default=25)
+    ap.add_argument("--section-depth", type=int, default=1, help="pipe: [live] section_depth")
     args = ap.parse_args()
     path = diverse_day(args.lines, args.seed)
     with tempfile.TemporaryDirectory() as tmp:
-        run = profile_pipe if args.command == "pipe" else profile_rollup
-        profiles = run(path, tmp)
+        if args.command == "pipe":
+            profiles = profile_pipe(path, tmp, args.section_depth)
+        else:
+            profiles = profile_rollup(path, tmp)
     out = io.StringIO()
     stats = pstats.Stats(profiles[0], stream=out)
     for more in profiles[1:]:

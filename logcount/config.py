@@ -60,6 +60,10 @@ class Config:
     # Visitors a site's event numbering holds at most (about 100 bytes each in Redis): a
     # flood of made-up visitors doing an event cannot fill Redis
     max_event_visitors: int = 10_000_000
+    # Sections (paths cut after their first N segments) whose visitors the live buckets
+    # keep, at depths 1..N, for `top --by path --depth N` on a live window; 0: none (each
+    # depth costs the reader: README, Sections)
+    section_depth: int = 1
     # [rollup]
     rollup_max_members: int = 0  # members kept per source, day and dimension; 0: max_members
     # [normalize]
@@ -134,6 +138,7 @@ class Config:
                 "pending_limit": self.pending_limit,
                 "grace": self.grace,
                 "max_event_visitors": self.max_event_visitors,
+                "section_depth": self.section_depth,
             },
             "normalize": {
                 "keep_query": list(self.keep_query),
@@ -155,6 +160,9 @@ class Config:
         return out
 
 
+# Each depth kept live costs a HyperLogLog per section, hour and day, and a Redis write per
+# distinct (section, visitor) of a batch: deeper sections are read from the store.
+MAX_SECTION_DEPTH = 3
 VISITOR_KEY_FILE = "visitor.key"
 MIN_SECRET = 16  # bytes: a shorter secret is a password that can be guessed
 _VISITOR_KEYS: dict[tuple[str, str, str], bytes] = {}
@@ -439,7 +447,7 @@ def config_from_dict(data: dict[str, Any], source: str = "") -> Config:
 def _live_section(live: dict[str, Any], where: str) -> dict[str, Any]:
     out: dict[str, Any] = {}
     known = {"flush_interval", "max_members", "ttl", "recent_size", "pending_limit", "grace"}
-    known.add("max_event_visitors")
+    known |= {"max_event_visitors", "section_depth"}
     for key in live:
         if key not in known:
             raise ConfigError(f"{where}: unknown setting live.{key}")
@@ -459,6 +467,14 @@ def _live_section(live: dict[str, Any], where: str) -> dict[str, Any]:
                     f"{where}: live.{key} must be a positive {whole}number, not {value!r}"
                 )
             out[key] = kind(value)
+    if "section_depth" in live:
+        depth = live["section_depth"]
+        if type(depth) is not int or not 0 <= depth <= MAX_SECTION_DEPTH:
+            raise ConfigError(
+                f"{where}: live.section_depth must be a whole number from 0 to "
+                f"{MAX_SECTION_DEPTH}, not {depth!r}"
+            )
+        out["section_depth"] = depth
     if "ttl" in live:
         ttl = {g: parse_duration(v, "ttl") for g, v in DEFAULT_TTL.items()}
         if not isinstance(live["ttl"], dict):

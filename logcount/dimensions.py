@@ -127,3 +127,6 @@ GRANULARITIES: dict[str, Granularity] = {
     )
 }
 GRANULARITY_NAMES = tuple(GRANULARITIES)
+# The live sets of visitors per event and per section are kept per hour and day (their
+# TTLs), not per minute: one set a minute for each would cost sixty an hour.
+SET_GRANS = ("hour", "day")

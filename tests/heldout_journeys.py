@@ -42,6 +42,9 @@ timezone = "@TZ@"
 log_format = "{FORMAT}"
 event_identity = "@IDENTITY@"
 
+[live]
+section_depth = 1
+
 [privacy]
 secret = "{SECRET}"
 

@@ -226,6 +226,7 @@ def test_config_check_prints_the_effective_config(home: Path, tmp_path: Path) ->
             "pending_limit": 200_000,
             "grace": 10.0,
             "max_event_visitors": 10_000_000,
+            "section_depth": 1,
         },
         "normalize": {
             "keep_query": ["page"],
@@ -322,6 +323,8 @@ def test_config_check_validates_routes(home: Path, tmp_path: Path) -> None:
             r"live.max_members must be a positive whole number, not 1.5",
         ),
         ("[live]\nflush_interval = 0\n", r"live.flush_interval must be a positive number, not 0"),
+        ("[live]\nsection_depth = 4\n", r"live.section_depth must be a whole number from 0 to 3"),
+        ("[live]\nsection_depth = true\n", r"live.section_depth must be .* not True$"),
         ("[live]\nflush_interval = '1s'\n", r"live.flush_interval must be a positive number"),
         ("[normalize]\ncount_bots = 'yes'\n", r"normalize.count_bots must be true or false"),
         ("[privacy]\nstore_clients = 'yes'\n", r"privacy.store_clients must be true or false"),

@@ -20,6 +20,7 @@ from tests.conftest import RedisServer
 from tests.test_cli_top import FIREFOX, feed, line
 
 CONFIG = 'site = "test"\ntimezone = "UTC"\n'
+LIVE_SECTIONS = "[live]\nsection_depth = 1\n"
 
 
 @dataclass(frozen=True)
@@ -77,10 +78,10 @@ def text(day: date, requests: list[Request]) -> str:
 
 
 class Site:
-    def __init__(self, tmp: Path, server: RedisServer):
+    def __init__(self, tmp: Path, server: RedisServer, more: str = ""):
         self.tmp = tmp
         config = tmp / "logcount.toml"
-        config.write_text(CONFIG)
+        config.write_text(CONFIG + more)
         self.store = f"sqlite:///{tmp / 'store.sqlite3'}"
         self.base = ["--config", str(config), "--redis", server.url]
         self.base += ["--data-dir", str(tmp / "data"), "--store", self.store]
@@ -108,18 +109,70 @@ class Site:
 
 @pytest.fixture
 def site(tmp_path: Path, redis_server: RedisServer) -> Site:
-    s = Site(tmp_path, redis_server)
+    s = Site(tmp_path, redis_server, LIVE_SECTIONS)
     feed(s.config, text(s.past, REQUESTS) + text(s.today, REQUESTS))
     return s
 
 
 @pytest.mark.parametrize("depth", [1, 2])
 def test_live_sections_sum_hits_and_bytes(site: Site, depth: int) -> None:
+    """Visitors too at depth 1 ([live] section_depth = 1, the default: a HyperLogLog per
+    section, hour and day, exact for so few); none kept at depth 2."""
     report = site.json("top", "--window", "today", "--by", "path", "--depth", str(depth))
     assert report["depth"] == depth
     assert report["window"]["source"] == "live"
-    assert report["rows"] == expected_sections(REQUESTS, depth, visitors=False)
+    assert report["rows"] == expected_sections(REQUESTS, depth, visitors=depth == 1)
+    assert report["rows"][0]["visitors"] == (2 if depth == 1 else None)  # a union, not 5
     assert report["total"]["hits"] == len(REQUESTS)
+
+
+def test_live_sections_deeper_and_per_hour(tmp_path: Path, redis_server: RedisServer) -> None:
+    """section_depth = 2 keeps depth 2 as well; the hour buckets of a `24h` window hold
+    the same visitors as the day's; a window of minutes keeps none (`-`)."""
+    s = Site(tmp_path, redis_server, "[live]\nsection_depth = 2\n")
+    now = datetime.now(UTC).replace(second=0, microsecond=0)
+    lines = [line(now, r.path, r.status, r.size, agent=FIREFOX, client=r.client) for r in REQUESTS]
+    feed(s.config, "".join(lines))
+    for depth in (1, 2):
+        for window in ("today", "24h"):
+            report = s.json("top", "--window", window, "--depth", str(depth))
+            assert report["rows"] == expected_sections(REQUESTS, depth, visitors=True), window
+    minutes = s.json("top", "--window", "15m", "--depth", "1")
+    assert minutes["rows"] == expected_sections(REQUESTS, 1, visitors=False)
+
+
+def test_stored_and_live_days_add_their_visitors(site: Site) -> None:
+    """A window of stored days and today: each side's union, added (a visitor of both
+    counts twice, as in the window's total); the hits of both."""
+    site.roll_up("past.log", text(site.past, REQUESTS))
+    report = site.json("top", "--window", "3d", "--depth", "1")
+    assert report["window"]["source"] == "both"
+    twice = [
+        {**row, "hits": 2 * row["hits"], "bytes": 2 * row["bytes"], "visitors": 2 * row["visitors"]}
+        for row in expected_sections(REQUESTS, 1, visitors=True)
+    ]
+    assert report["rows"] == twice
+
+
+def test_a_bucket_keeps_visitors_of_max_members_sections(
+    tmp_path: Path, redis_server: RedisServer
+) -> None:
+    """Made-up paths cannot make a HyperLogLog each: a bucket keeps the visitors of its
+    first max_members sections; the others show none (`-`), their hits still counted."""
+    s = Site(tmp_path, redis_server, LIVE_SECTIONS + "max_members = 1000\n")
+    many = [Request(f"10.0.{i // 250}.{i % 250}", f"/made-up-{i}/x") for i in range(1500)]
+    feed(s.config, text(s.today, many))
+    report = s.json("top", "--window", "today", "--depth", "1", "--limit", "2000")
+    assert len(report["rows"]) == 1001  # 1,000 paths and (other): 500 folded
+    assert sum(row["hits"] for row in report["rows"]) == 1500
+    # The sections kept and the paths kept are each the first 1,000 of their own order
+    kept = [row for row in report["rows"] if row["visitors"] is not None]
+    assert 0 < len(kept) <= 1000 and all(row["visitors"] == 1 for row in kept)
+    assert report["rows"][0] == {"key": "(other)", "hits": 500, "bytes": 500_000, "visitors": None}
+    client = redis_server.client()
+    label = s.today.strftime("%Y%m%d")
+    assert client.scard(f"lc:{{test}}:sk:1:day:{label}") == 1000
+    assert len(list(client.scan_iter(match=f"lc:{{test}}:sv:1:day:{label}:*", count=1000))) == 1000
 
 
 def test_stored_sections_count_visitors_as_a_union(site: Site) -> None:
@@ -182,7 +235,7 @@ def test_the_section_table(site: Site) -> None:
         "visitors",
         "bytes",
     ]
-    assert lines[5].split() == ["1", "/blog/", "5", "50.0%", "-", "6.9", "KiB"]
+    assert lines[5].split() == ["1", "/blog/", "5", "50.0%", "2", "6.9", "KiB"]
 
 
 def test_metric_bytes_per_hit_and_errors_per_hit(site: Site) -> None:
@@ -268,3 +321,56 @@ def test_metric_time_per_hit(tmp_path: Path, redis_server: RedisServer) -> None:
         ("/b", 0.5, 0.5),
     ]
     assert report["metric_total"] is None  # the window's time is not summed
+
+
+def test_section_sets_survive_the_spool_and_a_split() -> None:
+    """A delta's section sets go through the spool (JSON) and the split into batches
+    whole; a spool line written before sections were kept live still reads."""
+    from logcount.count.delta import Delta
+
+    hashes = {f"{i:016x}" for i in range(3000)}
+    delta = Delta(sections={("test", "1", "/blog/", "day", "20261205"): set(hashes)})
+    delta.sections[("other", "2", "/a/b/", "hour", "2026120509")] = {"00000000000000aa"}
+    again = Delta.from_json(delta.to_json())
+    assert again.sections == delta.sections
+    parts = delta.split(20_000)
+    assert len(parts) > 1
+    merged = Delta()
+    for part in parts:
+        merged.merge(part)
+    assert merged.sections == delta.sections
+    assert set(delta.split_by_site()) == {"test", "other"}
+    assert Delta.from_json(Delta().to_json().replace(',"q":[]', "")).sections == {}
+    with pytest.raises(ValueError):
+        Delta.from_json(delta.to_json().replace('"1","/blog/"', '"/blog/"'))  # 4 strings
+
+
+def test_apply_lua_refuses_a_bad_section_op(redis_server: RedisServer) -> None:
+    """apply.lua checks a section's operation before any write, as every other."""
+    import redis
+
+    from logcount.sinks.live import _SCRIPT
+
+    client = redis_server.client()
+    script = client.register_script(_SCRIPT)
+    names = ["lc:{t}:sv:1:day:20261205:/blog/", "lc:{t}:sk:1:day:20261205"]
+    good = [10, 2, "/blog/", ["00000000000000aa"]]
+    for bad in ([10, 2, 7, ["a"]], [10, 9, "/blog/", ["a"]], [10, 2, "/blog/", [1]], "x"):
+        ops = [["h", 1, 60, {"hits": 1}], ["q", 1, 60, good], ["q", 1, 60, bad]]
+        with pytest.raises(redis.ResponseError, match="operation 3: bad section visitors"):
+            script(keys=names, args=[json.dumps({"m": 0, "mt": 1, "ops": ops})])
+        assert client.keys("*") == []
+    script(keys=names, args=[json.dumps({"m": 0, "mt": 1, "ops": [["q", 1, 60, good]]})])
+    assert client.pfcount(names[0]) == 1 and client.smembers(names[1]) == {b"/blog/"}
+
+
+def test_live_sections_keep_no_visitors_at_depth_0(
+    tmp_path: Path, redis_server: RedisServer
+) -> None:
+    """[live] section_depth = 0: live sections show `-`, Redis holds no section key;
+    hits and bytes as ever."""
+    s = Site(tmp_path, redis_server, "[live]\nsection_depth = 0\n")
+    feed(s.config, text(s.today, REQUESTS))
+    report = s.json("top", "--window", "today", "--depth", "1")
+    assert report["rows"] == expected_sections(REQUESTS, 1, visitors=False)
+    assert list(redis_server.client().scan_iter(match="lc:{test}:s[vk]:*")) == []

@@ -39,6 +39,7 @@ from logcount.count.events import EventSets
 from logcount.count.logformat import CompiledFormat
 from logcount.count.paths import NO_PATH
 from logcount.count.regex_scan import RegexScanner, getter
+from logcount.count.section_visitors import SectionVisitors
 from logcount.count.sums import (
     Pairs,
     add_by_members,
@@ -290,7 +291,15 @@ class Aggregator:
     are spread thinly over time is nearly once per line: they look things up in dicts
     inline rather than through calls."""
 
-    def __init__(self, config: Config, counter: LineCounter, classifier: Classifier | None = None):
+    def __init__(
+        self,
+        config: Config,
+        counter: LineCounter,
+        classifier: Classifier | None = None,
+        section_depth: int = 0,
+    ):
+        """`section_depth`: the depths whose sections' visitors a live reader keeps (its
+        counter's visitor keys carry the page: section_visitors.section_fields)."""
         self.config = config
         self.counter = counter
         self.classifier = classifier or Classifier(config, counter.format)
@@ -298,6 +307,7 @@ class Aggregator:
         self.count_bots = config.count_bots
         self.grans: tuple[str, ...] = GRANS
         self.events = EventSets(self) if config.events else None
+        self.sections = SectionVisitors(self, section_depth) if section_depth else None
         self._site_minute: dict[tuple[bytes, ...], tuple[str, str]] = {}
         # What a hit key says after its context (request, status, ...), described once:
         # the (dimension, member) pairs it adds its hits and bytes to, (TOTALS, its status
@@ -334,9 +344,14 @@ class Aggregator:
         for ctx, n in raw.ignored.items():
             self._totals_of(totals, self._at(ctx))["ignored"] += n
         self._bots(raw, totals, hits)
-        self._visitors(raw, delta)
+        # The batch's visitor hashes, by (client, agent): the sections' visitors are the
+        # site's, hashed once
+        digests: dict[tuple[bytes, ...], str | None] = {}
+        self._visitors(raw, delta, digests)
         if self.events:
             self.events.collect(raw.visitors, delta.events)
+        if self.sections:
+            self.sections.collect(raw.visitors, delta.sections, digests)
         self._timings(raw, totals)
         self._malformed(raw, totals, delta)
         self._roll_up(totals, hits, sizes, delta, times)
@@ -491,7 +506,9 @@ class Aggregator:
 
     # --- the rest ----------------------------------------------------------------------
 
-    def _visitors(self, raw: RawCounts, delta: Delta) -> None:
+    def _visitors(
+        self, raw: RawCounts, delta: Delta, digests: dict[tuple[bytes, ...], str | None]
+    ) -> None:
         """Minute sets of visitor hashes; hours and days are their unions."""
         layout = self.counter.vis_layout
         minute_sets: dict[tuple[str, str], set[str]] = {}
@@ -507,15 +524,15 @@ class Aggregator:
         who_at = tuple(layout.index(f) for f in ("client", "agent") if f in layout)
         digest_of = visitor_digests(hkey, len(who_at))
         nctx = len(self.counter.ctx_layout)
-        add_to_sets(raw.visitors, nctx, (), who_at, {}, {}, sets_of, digest_of)
-        for (site, minute), digests in minute_sets.items():
+        add_to_sets(raw.visitors, nctx, (), who_at, {}, digests, sets_of, digest_of)
+        for (site, minute), hashes in minute_sets.items():
             for gran in self.grans:
                 bucket = (site, gran, minute[: _CUT[gran]])
                 target = delta.visitors.get(bucket)
                 if target is None:
-                    delta.visitors[bucket] = set(digests) if gran != "minute" else digests
+                    delta.visitors[bucket] = set(hashes) if gran != "minute" else hashes
                 else:
-                    target.update(digests)
+                    target.update(hashes)
 
     def _timings(self, raw: RawCounts, totals: Minutes) -> None:
         """Lines per duration bin: fields of the bucket's totals (timing.field_of)."""

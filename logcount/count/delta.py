@@ -27,6 +27,8 @@ _STR, _INT = {str}, {int}  # the item types a spool line's lists and counters ma
 BucketKey = tuple[str, str, str]  # site, granularity, label
 MemberKey = tuple[str, str, str, str]  # site, dimension, granularity, label
 EventKey = tuple[str, str, str, str]  # site, event, granularity, label (count/events.py)
+# site, depth, section, granularity, label (count/section_visitors.py)
+SectionKey = tuple[str, str, str, str, str]
 
 
 @dataclass
@@ -41,6 +43,8 @@ class Delta:
     visitors: dict[BucketKey, set[str]] = field(default_factory=dict)
     # The visitor hashes of each event's bucket: kept exactly (sets, not HyperLogLogs)
     events: dict[EventKey, set[str]] = field(default_factory=dict)
+    # The visitor hashes of each section's bucket (kept live as HyperLogLogs)
+    sections: dict[SectionKey, set[str]] = field(default_factory=dict)
     recent: dict[str, list[str]] = field(default_factory=dict)  # site -> JSON, oldest first
     samples: dict[str, list[str]] = field(default_factory=dict)
     lines: int = 0
@@ -55,6 +59,7 @@ class Delta:
             sum(len(c) for c in self.members.values())
             + sum(len(v) for v in self.visitors.values())
             + sum(len(v) for v in self.events.values())
+            + sum(len(v) for v in self.sections.values())
             + len(self.totals)
         )
 
@@ -63,6 +68,7 @@ class Delta:
             {k[0] for k in self.totals}
             | {k[0] for k in self.members}
             | {k[0] for k in self.events}
+            | {k[0] for k in self.sections}
             | set(self.recent)
             | set(self.samples)
         )
@@ -72,7 +78,7 @@ class Delta:
         total = sum(BUCKET_OVERHEAD + ENTRY_OVERHEAD * len(c) for c in self.totals.values())
         for counts in self.members.values():
             total += BUCKET_OVERHEAD + _names_weight(counts)
-        for sets in (self.visitors, self.events):
+        for sets in (self.visitors, self.events, self.sections):
             for hashes in sets.values():
                 total += BUCKET_OVERHEAD + _hashes_weight(hashes)
         for lists in (self.recent, self.samples):
@@ -98,6 +104,7 @@ class Delta:
         _merge_named(self.member_durations, other.member_durations)
         grown += _merge_sets(self.visitors, other.visitors)
         grown += _merge_sets(self.events, other.events)
+        grown += _merge_sets(self.sections, other.sections)
         for site, items in other.recent.items():
             merged = self.recent.setdefault(site, [])
             merged.extend(items)
@@ -141,6 +148,9 @@ class Delta:
         for ekey, hashes in self.events.items():
             for part, names in parts.chunks(sorted(hashes)):
                 part.events[ekey] = set(names)
+        for skey, hashes in self.sections.items():
+            for part, names in parts.chunks(sorted(hashes)):
+                part.sections[skey] = set(names)
         for name in ("recent", "samples"):
             for site, items in getattr(self, name).items():
                 for part, chunk in parts.chunks(items):
@@ -161,7 +171,7 @@ class Delta:
         for name in ("totals", "visitors"):
             for key, value in getattr(self, name).items():
                 getattr(out.setdefault(key[0], Delta()), name)[key] = value
-        for name in ("members", "member_bytes", "member_durations", "events"):
+        for name in ("members", "member_bytes", "member_durations", "events", "sections"):
             for key, value in getattr(self, name).items():
                 getattr(out.setdefault(key[0], Delta()), name)[key] = value
         for name in ("recent", "samples"):
@@ -180,6 +190,7 @@ class Delta:
                 "d": list(self.member_durations.items()),
                 "v": [[list(k), sorted(v)] for k, v in self.visitors.items()],
                 "e": [[list(k), sorted(v)] for k, v in self.events.items()],
+                "q": [[list(k), sorted(v)] for k, v in self.sections.items()],
                 "r": self.recent,
                 "s": self.samples,
                 "n": [self.lines, self.malformed],
@@ -202,6 +213,8 @@ class Delta:
                 visitors={_key(k, 3): set(_strings(v)) for k, v in _pairs(data["v"])},
                 # a spool written before events has none
                 events={_key(k, 4): set(_strings(v)) for k, v in _pairs(data.get("e", []))},
+                # nor sections before they were kept live
+                sections={_key(k, 5): set(_strings(v)) for k, v in _pairs(data.get("q", []))},
                 recent={_str(k): _strings(v) for k, v in _dict(data["r"]).items()},
                 samples={_str(k): _strings(v) for k, v in _dict(data["s"]).items()},
                 lines=_count(data["n"][0]),

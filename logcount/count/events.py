@@ -28,6 +28,7 @@ from typing import Any
 
 from logcount.count.classify import method_of, visitor_hash
 from logcount.count.sums import add_to_sets
+from logcount.dimensions import SET_GRANS
 from logcount.errors import ConfigError
 
 NAME = re.compile(r"\A[A-Za-z_][A-Za-z0-9_]{0,63}\Z")
@@ -41,7 +42,7 @@ _IDENTITY = re.compile(r"\A%(?:u|\{([A-Za-z0-9_.-]{1,64})\}([Ci]))\Z")
 EVENT_FIELDS = ("request", "method", "uri", "query", "status")
 PAGE_FIELDS = ("request", "method", "uri", "query")
 # Live, events are kept per hour and day (their TTLs); the store keeps days.
-LIVE_GRANS = ("hour", "day")
+LIVE_GRANS = SET_GRANS
 
 
 @dataclass(frozen=True)

@@ -174,3 +174,18 @@ def request_target(request_line: bytes) -> bytes | None:
     if not sep or not _PROTOCOL.match(proto):
         target = rest  # HTTP/0.9 or a truncated line: the rest is the target
     return target
+
+
+def section_of(path: str, depth: int) -> str:
+    """The section of `path` at `depth` (`top --by path --depth N`): the path cut after its
+    Nth segment's slash, `/blog/2015/a` at depth 1 -> `/blog/`, at depth 2 -> `/blog/2015/`;
+    a path of fewer segments stays itself, and a key that is not a path (`(other)`, `-`)
+    too."""
+    if not path.startswith("/"):
+        return path
+    end = 0
+    for _ in range(depth):
+        end = path.find("/", end + 1)
+        if end < 0:
+            return path
+    return path[: end + 1]

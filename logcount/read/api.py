@@ -14,6 +14,7 @@ from datetime import date, datetime, timedelta
 from typing import Any
 
 from logcount.config import Config, load_config
+from logcount.count.paths import section_of
 from logcount.dimensions import DIMENSION_NAMES, GRANULARITY_NAMES
 from logcount.errors import LogcountError, RedisUnavailable, StoreError
 from logcount.read.drill import status_filter
@@ -38,7 +39,6 @@ from logcount.read.sections import (
     build_prefix_hits,
     build_sections,
     check_depth,
-    section_of,
 )
 from logcount.read.series import (
     Period,
@@ -161,7 +161,17 @@ class Counts:
         store = self.store if win.gran == "day" and win.start.date() < now.date() else None
         site = site or self.site
         if depth is not None:
-            report = build_sections(self.redis, store, site, win, depth, limit, now, sort)
+            report = build_sections(
+                self.redis,
+                store,
+                site,
+                win,
+                depth,
+                limit,
+                now,
+                sort,
+                kept_depth=self.config.section_depth,
+            )
         else:
             report = build_top(self.redis, store, site, win, by, limit, now, status, sort)
         if ratio is not None:

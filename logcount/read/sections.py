@@ -4,8 +4,9 @@ a whole section's hits per day (`hits --prefix /blog/`).
 A section is the path cut after its Nth segment's slash: at depth 1 `/blog/2015/a` is in
 `/blog/`, at depth 2 in `/blog/2015/`; a path with fewer segments is its own section
 (`/about`, `/`). Hits, bytes and response times of a section are the sums of its paths';
-its visitors, where the store keeps them, the union of its paths' visitors (per day, over
-every source, summed over the days as a path row's are), never a sum of the paths'.
+its visitors the union of its paths' visitors, never a sum: in the store over every
+source and day of the window, live one PFCOUNT over the section's HyperLogLogs of the
+window's hour or day buckets (count/section_visitors.py keeps them).
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ from datetime import date, datetime, timedelta
 from typing import Any
 
 from logcount import timing
-from logcount.dimensions import MAX_DAYS
+from logcount.count.paths import section_of
+from logcount.dimensions import MAX_DAYS, SET_GRANS
 from logcount.errors import LogcountError
 from logcount.read.report import (
     SORTS,
@@ -22,6 +24,7 @@ from logcount.read.report import (
     WindowError,
     build_top,
     reading_redis,
+    store_days_of,
 )
 from logcount.sinks import keys
 
@@ -33,19 +36,6 @@ ALL_ROWS = 1_000_000
 
 class SectionError(LogcountError):
     exit_code = 2  # a usage error, like click's
-
-
-def section_of(path: str, depth: int) -> str:
-    """`/blog/2015/a` at depth 1 -> `/blog/`; a path of fewer segments stays itself;
-    `(other)` (the members folded away) stays `(other)`."""
-    if not path.startswith("/"):
-        return path
-    end = 0
-    for _ in range(depth):
-        end = path.find("/", end + 1)
-        if end < 0:
-            return path
-    return path[: end + 1]
 
 
 def check_depth(depth: int, by: str) -> int:
@@ -65,9 +55,11 @@ def build_sections(
     limit: int,
     now: datetime,
     sort: str = "hits",
+    kept_depth: int = 0,
 ) -> dict[str, Any]:
     """The `top --by path --depth N` report: the JSON shape of `top`, one row per section
-    (no trend: a section is many members), `"depth": N` beside `"by"`."""
+    (no trend: a section is many members), `"depth": N` beside `"by"`. `kept_depth`: the
+    depths whose sections the live buckets keep visitors of ([live] section_depth)."""
     report = build_top(client, store, site, window, "path", ALL_ROWS, now, None, sort, False)
     sections: dict[str, dict[str, Any]] = {}
     for row in report["rows"]:
@@ -78,14 +70,9 @@ def build_sections(
         else:
             for field in ("hits", "bytes", "time_us"):
                 found[field] += row[field]
-    if report["window"]["source"] == "store":
-        from logcount.sinks.section_store import grouped_path_visitors
-
-        visitors = grouped_path_visitors(store, site, window.days(), lambda p: section_of(p, depth))
-        for name, row in sections.items():
-            row["visitors"] = visitors.get(name, 0)
     field = SORTS[sort][0]
     rows = sorted(sections.values(), key=lambda r: (-r[field], r["key"]))[:limit]
+    _add_visitors(client, store, site, window, depth, now, report, rows, kept_depth)
     for row in rows:
         time_us = row.pop("time_us")
         if "time_avg_ms" in row:  # the section's average, from its sums
@@ -93,6 +80,49 @@ def build_sections(
     report["rows"] = rows
     report["depth"] = depth
     return report
+
+
+def _add_visitors(
+    client: Any,
+    store: Any,
+    site: str,
+    window: Window,
+    depth: int,
+    now: datetime,
+    report: dict[str, Any],
+    rows: list[dict[str, Any]],
+    kept_depth: int,
+) -> None:
+    """Each row's visitors: the union of its paths' sets over the stored days, plus the
+    union of its HyperLogLogs over the live buckets (a visitor seen on both sides counts
+    twice, as in the window's total); None where one side keeps none."""
+    source = report["window"]["source"]
+    rolled = store_days_of(store, site, window, "path", now.date()) if source != "live" else []
+    stored: dict[str, int] = {}
+    if rolled:
+        from logcount.sinks.section_store import grouped_path_visitors
+
+        stored = grouped_path_visitors(store, site, rolled, lambda p: section_of(p, depth))
+    days = {d.strftime("%Y%m%d") for d in rolled}
+    live = [lbl for lbl in window.labels if lbl[:8] not in days] if source != "store" else []
+    # Live sections keep visitors per hour and day (count/section_visitors.py), at the
+    # depths of [live] section_depth: a window of minutes, or a deeper section, has none.
+    known = not live or (window.gran in SET_GRANS and depth <= kept_depth)
+    with reading_redis(client):
+        for row in rows:
+            name = row["key"]
+            if not known or not name.startswith("/"):
+                continue  # stays None: `(other)` is many sections, `-` none
+            seen = stored.get(name, 0)
+            if live:
+                names = [
+                    keys.section_visitors(site, str(depth), window.gran, lbl, name) for lbl in live
+                ]
+                here = int(client.pfcount(*names))
+                if not here and source == "live":
+                    continue  # hits but no visitors kept: past max_members sections
+                seen += here
+            row["visitors"] = seen
 
 
 def _glob(prefix: str) -> str:

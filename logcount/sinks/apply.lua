@@ -72,6 +72,13 @@ local function check(op)
     end
   elseif kind == 'p' then
     if not strings(data) then return 'bad visitors' end
+  elseif kind == 'q' then
+    -- a section's visitors: the most sections of its bucket, the set of those kept, the
+    -- section's name, the visitor hashes
+    if type(data) ~= 'table' or not count(data[1]) or not key_index(data[2])
+        or type(data[3]) ~= 'string' or not strings(data[4]) then
+      return 'bad section visitors'
+    end
   elseif kind == 'e' then
     -- an event's bitmap: the numbering's keys, its ttl, then the visitor hashes
     if type(data) ~= 'table' or not key_index(data[1]) or not key_index(data[2])
@@ -185,6 +192,17 @@ for _, op in ipairs(batch.ops) do
   elseif kind == 'p' then
     for i = 1, #data, 1000 do
       redis.call('PFADD', key, unpack(data, i, math.min(i + 999, #data)))
+    end
+  elseif kind == 'q' then
+    -- A bucket keeps the visitors of its first data[1] sections: a flood of made-up
+    -- paths cannot make a HyperLogLog each. A section past them keeps none there.
+    local kept, name, hashes = KEYS[data[2]], data[3], data[4]
+    if redis.call('SISMEMBER', kept, name) == 1 or redis.call('SCARD', kept) < data[1] then
+      redis.call('SADD', kept, name)
+      redis.call('EXPIRE', kept, ttl)
+      for i = 1, #hashes, 1000 do
+        redis.call('PFADD', key, unpack(hashes, i, math.min(i + 999, #hashes)))
+      end
     end
   elseif kind == 'e' then
     -- Each visitor hash gets a number once (the next free one), kept both ways: the

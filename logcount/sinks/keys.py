@@ -47,6 +47,17 @@ def visitors(site: str, gran: str, label: str) -> str:
     return f"{_tag(site)}:v:{gran}:{label}"
 
 
+def section_visitors(site: str, depth: str, gran: str, label: str, section: str) -> str:
+    """HyperLogLog of the visitor hashes of one section (paths cut at `depth`) in a bucket;
+    the section last, as it comes: a path, up to 512 bytes."""
+    return f"{_tag(site)}:sv:{depth}:{gran}:{label}:{section}"
+
+
+def sections_kept(site: str, depth: str, gran: str, label: str) -> str:
+    """Set of the sections of one bucket whose visitors are kept (at most max_members)."""
+    return f"{_tag(site)}:sk:{depth}:{gran}:{label}"
+
+
 def event_set(site: str, event: str, gran: str, label: str) -> str:
     """Bitmap of the visitors (by their number, visitor_ids) who did an event in a bucket."""
     return f"{_tag(site)}:e:{event}:{gran}:{label}"

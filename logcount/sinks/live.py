@@ -149,6 +149,10 @@ def build_call(
         ops.append(["z", k(keys.members(site, dim, gran, label)), ttl[gran], data])
     for (site, gran, label), hashes in delta.visitors.items():
         ops.append(["p", k(keys.visitors(site, gran, label)), ttl[gran], list(hashes)])
+    for (site, depth, section, gran, label), hashes in delta.sections.items():
+        kept = k(keys.sections_kept(site, depth, gran, label))
+        sets = k(keys.section_visitors(site, depth, gran, label, section))
+        ops.append(["q", sets, ttl[gran], [config.max_members, kept, section, list(hashes)]])
     longest = max(ttl.values())
     for (site, event, gran, label), hashes in delta.events.items():
         # The numbering lives as long as the longest bucket past its last write.

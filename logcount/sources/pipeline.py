@@ -26,6 +26,7 @@ from logcount.count.detect import SAMPLE_LINES, FirstLines, first_lines
 from logcount.count.events import format_ident, visitor_fields
 from logcount.count.lines import Piece
 from logcount.count.logformat import compile_format
+from logcount.count.section_visitors import section_fields
 from logcount.errors import ConfigError, LogcountError
 from logcount.sinks.base import ResumableSink
 from logcount.sinks.live import HOST, LiveSink
@@ -145,9 +146,11 @@ class Pipeline:
             fmt,
             config.recent_size,
             count_clients=config.count_clients,
-            event_fields=visitor_fields(config),
+            event_fields=visitor_fields(config) + section_fields(config),
         )
-        self.aggregator = Aggregator(config, self.counter, Classifier(config, fmt))
+        self.aggregator = Aggregator(
+            config, self.counter, Classifier(config, fmt), section_depth=config.section_depth
+        )
         self.sink: ResumableSink = sink or LiveSink(config, log=log)
         self.lock = threading.Lock()  # the counter (and a tail's position)
         self.absorbing = threading.Lock()  # take + classify + submit, in reading order
@@ -338,7 +341,10 @@ class Pipeline:
         except LogcountError as exc:
             self.log(f"reload failed, keeping the previous configuration: {exc}")
             return
-        self.aggregator = Aggregator(config, self.counter, classifier)
+        # The counter's visitor keys are kept: sections (or events) first configured by
+        # this reload find no page in them, and wait for a restart (README: Sections).
+        depth = config.section_depth
+        self.aggregator = Aggregator(config, self.counter, classifier, section_depth=depth)
         self.log(f"configuration reloaded ({len(classifier.routes)} routes)")
 
     def heartbeat(self) -> None:

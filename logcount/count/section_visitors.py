@@ -1,0 +1,103 @@
+"""Live visitors per section: who asked for a page under `/blog/` this hour and today.
+
+`top --by path --depth N` sums a section's hits and bytes from its paths' members, but
+visitors do not add up: one reader of ten posts is one visitor of `/blog/`. The store
+keeps each path's visitor set of a day and unions them (sinks/section_store.py); the
+live buckets keep no visitors per path, so the reader (LineCounter, with the page fields
+in its visitor keys) hands each section of depth 1..`section_depth` its visitor hashes
+here, per hour and day, as events are kept (count/events.py). apply.lua adds them to a
+HyperLogLog per section and bucket, as the site's own visitors are, so a window's union
+is one PFCOUNT; a bucket keeps at most max_members sections, so that made-up paths cannot
+fill Redis with keys.
+
+A section's visitor is the site's: the same hash of (client, agent), so the union of a
+site's sections is the site's visitors.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from logcount.count.classify import visitor_digests
+from logcount.count.delta import SectionKey
+from logcount.count.paths import section_of
+from logcount.count.sums import add_to_sets
+from logcount.dimensions import SET_GRANS
+
+PAGE_FIELDS = ("request", "uri", "query")  # what says which path a visitor asked for
+
+
+def section_fields(config: Any) -> tuple[str, ...]:
+    """The fields a LineCounter's visitor keys must carry for the live sections."""
+    return PAGE_FIELDS if config.section_depth else ()
+
+
+class SectionVisitors:
+    """Turns a LineCounter's visitor keys (with the page fields) into the sets of visitor
+    hashes of each (site, depth, section, granularity, label): each distinct (context,
+    request) is classified once, each visitor hashed once a batch."""
+
+    def __init__(self, aggregator: Any, depth: int, grans: tuple[str, ...] = SET_GRANS):
+        self.aggregator = aggregator
+        self.depths = tuple(range(1, depth + 1))
+        self.grans = grans
+
+    def __bool__(self) -> bool:
+        return bool(self.depths)
+
+    def collect(
+        self,
+        visitors: set[tuple[bytes, ...]],
+        out: dict[SectionKey, set[str]],
+        digests: dict[tuple[bytes, ...], str | None] | None = None,
+    ) -> None:
+        """`digests`: the batch's visitor hashes by (client, agent) known so far (the
+        aggregator's, made for the site's visitors), added to."""
+        agg, cl = self.aggregator, self.aggregator.classifier
+        layout, ctx_layout = agg.counter.vis_layout, agg.counter.ctx_layout
+        page_fields = tuple(f for f in layout if f in PAGE_FIELDS)
+        who_fields = tuple(f for f in layout if f in ("client", "agent"))
+        if not page_fields or not who_fields:
+            return  # the format names no page or no visitor: nothing to keep
+        places: dict[tuple[bytes, ...], tuple[str, ...]] = {}  # context -> (site, labels)
+        # A page's sections at each depth, as (depth, section) pairs: the same section
+        # name at two depths is two sets (`/blog/` at depth 2 is the page alone).
+        pages: dict[tuple[bytes, ...], tuple[tuple[str, str], ...]] = {}
+        # The sets of a place and sections: a key of the scanner is per minute and
+        # request, but sets are per hour and section, found once for all its minutes.
+        made: dict[tuple[Any, Any], tuple[set[str], ...]] = {}
+        grans = tuple(g for g in self.grans if g in agg.grans)
+        depths = self.depths
+
+        def sections_of(page_key: tuple[bytes, ...]) -> tuple[tuple[str, str], ...]:
+            path = agg.path_of(dict(zip(page_fields, page_key, strict=True)))
+            if cl.ignored(path) or not path.startswith("/"):
+                return ()  # not a counted hit, or no path to cut (`-`, `*`)
+            return tuple((str(d), section_of(path, d)) for d in depths)
+
+        def sets_of(where: tuple[Any, Any]) -> tuple[set[str], ...] | None:
+            ctx, page_key = where
+            sections = pages.get(page_key)
+            if sections is None:
+                sections = pages[page_key] = sections_of(page_key)
+            if not sections:
+                return None
+            place = places.get(ctx)
+            if place is None:
+                site, buckets = agg.context_of(ctx_layout, ctx)
+                place = places[ctx] = (site, *(getattr(buckets, g) for g in grans))
+            found = made.get((place, sections))
+            if found is None:
+                site, labels = place[0], place[1:]
+                found = made[place, sections] = tuple(
+                    out.setdefault((site, depth, section, gran, label), set())
+                    for depth, section in sections
+                    for gran, label in zip(grans, labels, strict=True)
+                )
+            return found
+
+        page_at = tuple(layout.index(f) for f in page_fields)
+        who_at = tuple(layout.index(f) for f in who_fields)
+        digest_of = visitor_digests(cl.config.visitor_key(), len(who_at))
+        known = {} if digests is None else digests
+        add_to_sets(visitors, len(ctx_layout), page_at, who_at, {}, known, sets_of, digest_of)
