@@ -95,14 +95,25 @@ def terminal_is_sane(tmux: Tmux) -> None:
     assert "icanon echo END" in screen  # not -icanon / -echo: cbreak mode was undone
 
 
+MARKER = "BEFORE-WATCH-42"
+
+
+def show_marker(tmux: Tmux) -> None:
+    """Clear the shell's screen and print MARKER on a line of its own, and wait for that
+    line. The typed command does not hold the marker (the shell works out 6*7): a wait
+    for the typed line's echo would let the next command be typed ahead, echoed before
+    `clear` runs, and the marker printed after it on one wrapped line."""
+    tmux.type("clear; echo BEFORE-WATCH-$((6*7))")
+    tmux.wait_for(lambda s: MARKER in s.splitlines(), "the marker")
+
+
 def test_watch_redraws_in_place_and_q_restores_the_screen(
     tmux: Tmux, lc_env: dict[str, str]
 ) -> None:
-    tmux.type("clear; echo BEFORE-WATCH")
-    tmux.wait_for(lambda s: "BEFORE-WATCH\n" in s, "the marker")
+    show_marker(tmux)
     tmux.type(watch_command())
     first = tmux.wait_for(lambda s: "q or Ctrl-C quits" in s, "the first frame")
-    assert "BEFORE-WATCH" not in first  # the alternate screen
+    assert MARKER not in first  # the alternate screen
     assert "hits 0 " in first
 
     fed = run_logcount(
@@ -121,17 +132,14 @@ def test_watch_redraws_in_place_and_q_restores_the_screen(
 
     tmux("send-keys", "-t", "w", "q")
     back = tmux.wait_for(
-        lambda s: "BEFORE-WATCH" in s and "site test" not in s, "the shell screen back after q"
+        lambda s: MARKER in s.splitlines() and "site test" not in s, "the shell screen after q"
     )
     assert "q or Ctrl-C quits" not in back
     terminal_is_sane(tmux)
 
 
 def test_ctrl_c_ends_watch_and_restores_the_terminal(tmux: Tmux) -> None:
-    tmux.type("clear; echo BEFORE-WATCH")
-    # Typed ahead, the next command could be echoed before `clear` runs and the marker
-    # printed after it, wrapped with it: wait for the marker's own line first.
-    tmux.wait_for(lambda s: "BEFORE-WATCH\n" in s, "the marker")
+    show_marker(tmux)
     tmux.type(watch_command() + "; echo EXIT=$?")
     tmux.wait_for(lambda s: "q or Ctrl-C quits" in s, "the first frame")
     tmux("send-keys", "-t", "w", "C-c")
@@ -140,7 +148,7 @@ def test_ctrl_c_ends_watch_and_restores_the_terminal(tmux: Tmux) -> None:
         lambda s: any(re.fullmatch(r"EXIT=\d+", ln) for ln in s.splitlines()), "the exit"
     )
     assert "EXIT=0" in screen.splitlines()
-    assert "BEFORE-WATCH" in screen and "site test" not in screen
+    assert MARKER in screen.splitlines() and "site test" not in screen
     terminal_is_sane(tmux)
 
 
