@@ -195,7 +195,7 @@ def test_visitor_sketch_exact_then_hyperloglog() -> None:
         (1024, (600, 300)),  # exact, with hashes on both sides
         (1024, (1000, 200)),  # over the limit only once merged
         (5000, (3000, 9000)),  # one side over it from the start
-        (200_000, (150_000, 40_000)),  # packed_union in several slices of the range
+        (200_000, (150_000, 40_000)),  # union_into in several slices of the range
     ],
 )
 def test_packed_sketch_stores_what_a_visitor_sketch_stores(

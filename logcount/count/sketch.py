@@ -33,7 +33,7 @@ P = 10
 REGISTERS = 1 << P
 _SET, _HLL = b"S", b"H"
 _SWAP = sys.byteorder == "little"  # the stored hashes are big-endian
-REGION = 1 << 16  # hashes per slice of packed_union
+REGION = 1 << 16  # hashes per slice of union_into
 
 
 def packed(values: Iterable[int]) -> bytes:
@@ -69,30 +69,46 @@ def add_registers(registers: bytearray, values: Iterable[int]) -> None:
             registers[index] = rank
 
 
-def packed_union(a: array[int], b: array[int], limit: int) -> array[int] | None:
-    """The union of two sorted arrays of hashes (no two alike in either), sorted; None
-    if it holds more than `limit`. Made a slice of the hashes' range at a time, about
-    REGION hashes each (the hashes are uniform), so that the Python ints it makes are
-    never more than a slice's: a day of a million visitors is 8 MB as an array, 70 MB
-    as a set of ints."""
-    regions = max(1, (len(a) + len(b)) // REGION)
-    out = array("Q")
-    ia = ib = 0
+def union_into(held: array[int], fresh: array[int], limit: int) -> bool:
+    """Add `fresh` to `held` (both sorted, no two alike in either) in place, keeping it
+    sorted; False, `held` untouched, if the union would hold more than `limit`. Made a
+    slice of the hashes' range at a time, about REGION hashes each (the hashes are
+    uniform), so that the Python ints it makes are never more than a slice's (a day of a
+    million visitors is 8 MB as an array, 70 MB as a set of ints); and in place, so that
+    a day's set near its limit is not copied whole for each batch (a copy was 8 MB more of
+    a counter's peak). The hashes of each slice not held yet are found first (the limit is
+    known before anything moves), then `held` grows by them and each slice, the last
+    first, is moved up by the new hashes of the slices below it and merged there."""
+    regions = max(1, (len(held) + len(fresh)) // REGION)
+    slices: list[tuple[int, int, array[int]]] = []  # (start, end in held, its new hashes)
+    added = ia = ib = 0
     for r in range(1, regions + 1):
-        ja, jb = len(a), len(b)
+        ja, jb = len(held), len(fresh)
         if r < regions:
             bound = (r << 64) // regions
-            ja, jb = bisect_left(a, bound, ia), bisect_left(b, bound, ib)
-        held = a[ia:ja]
-        fresh = set(b[ib:jb]).difference(held)
-        if len(out) + len(held) + len(fresh) > limit:
-            return None
-        merged = held.tolist()
-        merged += sorted(fresh)
-        merged.sort()  # two ascending runs: merged in one pass
-        out.extend(merged)
+            ja, jb = bisect_left(held, bound, ia), bisect_left(fresh, bound, ib)
+        new = set(fresh[ib:jb]).difference(held[ia:ja])
+        added += len(new)
+        if len(held) + added > limit:
+            return False
+        slices.append((ia, ja, array("Q", sorted(new))))  # 8 bytes each, not an int
         ia, ib = ja, jb
-    return out
+    if not added:
+        return True
+    held.frombytes(bytes(8 * added))
+    shift = added  # how far up the slice in hand moves: the new hashes of it and below
+    for ia, ja, ours in reversed(slices):
+        if ours:
+            merged = held[ia:ja].tolist()
+            merged += ours
+            merged.sort()  # two ascending runs: merged in one pass
+            held[ia + shift - len(ours) : ja + shift] = array("Q", merged)
+            shift -= len(ours)
+        elif ia < ja:
+            held[ia + shift : ja + shift] = held[ia:ja]
+        if not shift:  # the slices below stay where they are
+            break
+    return True
 
 
 def estimate(registers: bytearray) -> int:
@@ -188,7 +204,7 @@ class PackedSketch(_Sketch):
     """Visitor hashes while a rollup counts (a day's, a path's, an object's): exact as a
     sorted array of 8-byte hashes (up to `limit`), else the same HyperLogLog registers as
     VisitorSketch's; the same bytes stored, and merged into a VisitorSketch as one. Hashes
-    are added a batch at a time (sorted, then merged with those held: packed_union)."""
+    are added a batch at a time (sorted, then merged into those held: union_into)."""
 
     def __init__(self, limit: int = DAY_EXACT_LIMIT) -> None:
         self.limit = limit
@@ -205,9 +221,7 @@ class PackedSketch(_Sketch):
     def _add(self, fresh: array[int]) -> None:
         """Sorted hashes (no two alike) into this sketch."""
         if self.hashes is not None:
-            union = packed_union(self.hashes, fresh, self.limit)
-            if union is not None:
-                self.hashes = union
+            if union_into(self.hashes, fresh, self.limit):
                 return
             self._to_registers()
         assert self.registers is not None
