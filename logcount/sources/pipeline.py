@@ -10,7 +10,6 @@ LiveSink; a sender thread has the LiveSink send it, retry, spool and replay.
 
 from __future__ import annotations
 
-import ctypes  # imported with the rest, before `pipe --user` drops privileges
 import os
 import sys
 import threading
@@ -24,7 +23,7 @@ from logcount.count.classify import Classifier
 from logcount.count.delta import Delta
 from logcount.count.detect import SAMPLE_LINES, FirstLines, first_lines
 from logcount.count.events import format_ident, visitor_fields
-from logcount.count.lines import Piece
+from logcount.count.lines import Piece, return_freed_buffers
 from logcount.count.logformat import compile_format
 from logcount.count.section_visitors import section_fields
 from logcount.errors import ConfigError, LogcountError
@@ -83,26 +82,6 @@ class StderrLog:
             sys.stderr.flush()
         except (OSError, ValueError):
             pass
-
-
-def return_freed_buffers() -> None:
-    """Have glibc give large freed buffers back to the system at once.
-
-    A reader allocates and frees buffers of a megabyte and more all the time (1 MiB
-    reads, the batches it sends to Redis). After the first such buffer is freed, glibc
-    raises its mmap threshold, so later ones come from the heap, where freed memory stays
-    with the process: on bench_pipe's day spread the resident size grew some 40 MB past
-    what was in use (18 MB traced by tracemalloc). A fixed threshold keeps them mmapped.
-    Elsewhere than glibc this does nothing."""
-    if not sys.platform.startswith("linux"):
-        return
-    try:
-        mallopt = ctypes.CDLL(None).mallopt
-    except (OSError, AttributeError):
-        return
-    m_trim_threshold, m_mmap_threshold = -1, -3
-    mallopt(m_mmap_threshold, 128 * 1024)
-    mallopt(m_trim_threshold, 128 * 1024)
 
 
 def check_data_dir(config: Config) -> None:

@@ -200,7 +200,11 @@ class Counters:
                 inp = self.units[i].input
                 yield "error", inp, f"{inp.path}: counting failed ({type(error).__name__}: {error})"
             elif error is None and not future.cancelled():
-                yield from future.result()
+                # Given one at a time and let go of here: the parent merges a part and
+                # lets it go (a day's visitor hashes: up to 8 MiB) before the next comes.
+                messages, future = future.result(), None
+                while messages:
+                    yield messages.pop(0)
 
     def _count_here(self) -> Iterator[Message]:
         from logcount.sources.rollup_count import count_at, hand_over, load_units
@@ -269,9 +273,11 @@ def rollup(
 ) -> RollupResult:
     """Roll up every input; raise RollupIncomplete at the end if any file was not read."""
     from logcount.count.aggregate import tune_gc  # what the counters import anyway
+    from logcount.count.lines import return_freed_buffers
 
     started = time.monotonic()
     tune_gc()  # the parent merges what the counters hand over (and counts, without them)
+    return_freed_buffers()  # here and in the counters, which inherit it with the fork
     inputs, missing = resolve_inputs(specs, days)
     result = RollupResult(missing=missing)
     for message in missing:
@@ -345,6 +351,7 @@ def _store_all(
             if inp in merged:  # merged as the parts come: one merge left after the last
                 merged[inp].merge(message[3])
                 merged[inp].bound(keep, family)
+                message = message[:3]  # the part merged, let go before the file's rows are made
             else:
                 merged[inp] = message[3]
             got[inp] += message[2]

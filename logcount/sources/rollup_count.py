@@ -166,6 +166,7 @@ class FileCounter:
         raw.samples.clear()
         raw.recent.clear()
         self.counts.delta.merge(self.aggregator.classify(raw))
+        del raw  # its tables, let go before the visitor sets of the batch are made
         fresh: tuple[dict[Any, set[int]], ...] = ({}, {}, {})  # day, path, object
         self.visitors.collect(visitors, fresh)
         self.counts.add_visitors(*fresh)
