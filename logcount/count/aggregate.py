@@ -313,6 +313,9 @@ class Aggregator:
         # the (dimension, member) pairs it adds its hits and bytes to, (TOTALS, its status
         # class) first
         self._described: dict[tuple[bytes, ...], Pairs] = {}
+        # Each description and (dimension, member) pair held once, not once per hit key:
+        # many keys describe alike (a path's statuses), as a diverse day's 50,000 do
+        self._alike: dict[Any, Any] = {}
         self._held = 0  # bytes of the keys held: 8 KB requests must not pile up
         cl = self.classifier
         # What yields the member of each dimension of the scanner's other tables
@@ -364,6 +367,7 @@ class Aggregator:
         if self._held > CACHE_BYTES or max(map(len, caches)) > 50_000:
             for cache in caches:
                 cache.clear()
+            self._alike.clear()
             self._held = 0
         return delta
 
@@ -414,8 +418,11 @@ class Aggregator:
             "status_path": f"{status} {path}" if status[:1] in ERROR_CLASSES else None,
             "object": self.classifier.object_of(path),
         }
-        pairs = tuple((d, m) for d in HIT_KEY_DIMS if (m := members[d]) is not None)
-        found = self._described[what] = ((TOTALS, status_class(status)), *pairs)
+        alike = self._alike
+        pairs = [(TOTALS, status_class(status))]
+        pairs += ((d, m) for d in HIT_KEY_DIMS if (m := members[d]) is not None)
+        described = tuple(alike.setdefault(pair, pair) for pair in pairs)
+        found = self._described[what] = alike.setdefault(described, described)
         self._held += sum(map(len, what))
         return found
 
