@@ -277,7 +277,7 @@ def rollup(
 
     started = time.monotonic()
     tune_gc()  # the parent merges what the counters hand over (and counts, without them)
-    return_freed_buffers()  # here and in the counters, which inherit it with the fork
+    return_freed_buffers(1 << 20)  # here and in the counters, which inherit it with the fork
     inputs, missing = resolve_inputs(specs, days)
     result = RollupResult(missing=missing)
     for message in missing:
