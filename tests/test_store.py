@@ -188,6 +188,37 @@ def test_visitor_sketch_exact_then_hyperloglog() -> None:
     assert EXACT_LIMIT == 1024
 
 
+def test_union_into_merges_in_place_or_leaves_the_hashes_as_they_were(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The rollup's union of sorted hashes, made in place a slice of the range at a time:
+    slices with new hashes, slices without (moved up whole, or left where they are), and a
+    union past the limit (False, the held hashes untouched)."""
+    import random
+    from array import array
+
+    from logcount.count import sketch
+
+    monkeypatch.setattr(sketch, "REGION", 16)  # many slices of a few hashes each
+    rng = random.Random(11)
+    for _ in range(300):
+        held = {rng.getrandbits(64) for _ in range(rng.randrange(0, 200))}
+        # new hashes at the bottom of the range only, spread, or none but those held
+        fresh = rng.choice(
+            [
+                {rng.getrandbits(58) for _ in range(rng.randrange(1, 20))},
+                {rng.getrandbits(64) for _ in range(rng.randrange(1, 200))},
+                set(rng.sample(sorted(held), len(held) // 3)),
+            ]
+        )
+        union = sorted(held | fresh)
+        for limit in (len(union), len(union) - 1):
+            packed = array("Q", sorted(held))
+            merged = sketch.union_into(packed, array("Q", sorted(fresh)), limit)
+            expected = union if limit >= len(union) else sorted(held)
+            assert merged == (limit >= len(union)) and packed.tolist() == expected
+
+
 @pytest.mark.parametrize(
     ("limit", "sizes"),
     [
