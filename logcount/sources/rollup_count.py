@@ -48,6 +48,11 @@ PIECE = 256 << 10
 # at the same CPU time (8.2-9.0 s either way, alternating runs; 30,000: 106 MB, +15 %).
 CLASSIFY_EVERY = 100_000
 CLASSIFY_BYTES = 64 << 20  # ...or bytes of keys (long agents and referrers: few keys, big)
+# A batch's peak per key (the scanner's tables, then the tuples take() makes of them while
+# they are still held: ~35 MB for 100,000 keys of the diverse day). The visitor hashes a
+# counter holds count against the batch, so that a day's set grown to 8 MiB (5M lines)
+# does not add to the peak of a day whose set is small: its batches hold fewer keys.
+KEY_PEAK = 350
 EDGE = 8192  # bytes of a unit's first and last lines kept (UnitCounts.edges)
 # Numbers a line may carry (%b, %D, ...) are below 2^53: the scanner and the regexes make
 # a line with a larger one malformed (logcount.count.logformat); stored sums saturate (rollup).
@@ -90,6 +95,7 @@ class FileCounter:
         self.aggregator.grans = ("day",)
         self.visitors = MemberVisitors(self.aggregator)
         self.counts = UnitCounts()
+        self.every = CLASSIFY_EVERY  # keys of a batch: fewer as visitor hashes pile up
         self._family: Callable[[str], str] | None = None
         self._first: bytes | None = None  # the first line read by read_stream, and the last
         self._last = b""
@@ -120,7 +126,7 @@ class FileCounter:
                 self.counter.feed(data[pos:end])
                 pos = end
         counter = self.counter
-        if counter.pending_keys() > CLASSIFY_EVERY or counter.pending_bytes() > CLASSIFY_BYTES:
+        if counter.pending_keys() > self.every or counter.pending_bytes() > CLASSIFY_BYTES:
             self.absorb()
 
     def _drop_bad_times(self, raw: RawCounts) -> None:
@@ -175,6 +181,8 @@ class FileCounter:
         # Memory stays flat however many distinct URLs a day has: a working table of
         # twice the store's cap per day and dimension (the store keeps the cap).
         self.counts.bound(working_size(self.config), self.family)
+        held = self.counts.sketch_bytes() // KEY_PEAK
+        self.every = max(CLASSIFY_EVERY // 2, CLASSIFY_EVERY - held)
 
     def read(self, unit: Unit, progress: Callable[[int], None] = lambda n: None) -> UnitCounts:
         """Count the unit's lines (finish() classifies them; a counter may read several

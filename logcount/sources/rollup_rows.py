@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from logcount.count.agents import RAW_AGENT
 from logcount.count.delta import Delta
-from logcount.count.sketch import EXACT_LIMIT, PackedSketch
+from logcount.count.sketch import EXACT_LIMIT, REGISTERS, PackedSketch
 from logcount.sinks.base import Sketches, merge_into
 from logcount.sinks.keys import OTHER
 
@@ -50,6 +50,14 @@ class UnitCounts:
         self.lines += other.lines
         self.malformed += other.malformed
         self.edges += other.edges
+
+    def sketch_bytes(self) -> int:
+        """Bytes of the visitor sketches: 8 a hash, or their registers."""
+        return sum(
+            8 * len(sketch.hashes) if sketch.hashes is not None else REGISTERS
+            for table in (self.path_visitors, self.object_visitors, self.day_visitors)
+            for sketch in table.values()
+        )
 
     def add_visitors(
         self,
