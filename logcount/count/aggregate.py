@@ -418,11 +418,9 @@ class Aggregator:
             "status_path": f"{status} {path}" if status[:1] in ERROR_CLASSES else None,
             "object": self.classifier.object_of(path),
         }
-        alike = self._alike
-        pairs = [(TOTALS, status_class(status))]
-        pairs += ((d, m) for d in HIT_KEY_DIMS if (m := members[d]) is not None)
-        described = tuple(alike.setdefault(pair, pair) for pair in pairs)
-        found = self._described[what] = alike.setdefault(described, described)
+        pairs = ((d, m) for d in HIT_KEY_DIMS if (m := members[d]) is not None)
+        held = tuple(self._alike.setdefault(p, p) for p in ((TOTALS, status_class(status)), *pairs))
+        found = self._described[what] = self._alike.setdefault(held, held)
         self._held += sum(map(len, what))
         return found
 
