@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from logcount.config import Config, config_from_dict
-from logcount.count.aggregate import Aggregator, LineCounter
+from logcount.count.aggregate import Aggregator
 from logcount.count.classify import (
     DIRECT,
     Buckets,
@@ -21,6 +21,7 @@ from logcount.count.classify import (
     visitor_digests,
     visitor_hash,
 )
+from logcount.count.line_counter import LineCounter
 from logcount.count.logformat import compile_format
 from logcount.count.paths import (
     MAX_PATH_BYTES,

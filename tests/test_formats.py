@@ -17,8 +17,8 @@ from typing import Any
 import pytest
 import redis
 
-from logcount.count.aggregate import LineCounter
 from logcount.count.detect import detect_format, first_lines, malformed_warning
+from logcount.count.line_counter import LineCounter
 from logcount.count.logformat import compile_format, time_key
 from logcount.count.nginx_format import to_apache, unquote
 from logcount.errors import ConfigError

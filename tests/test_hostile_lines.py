@@ -27,8 +27,9 @@ import redis
 
 from logcount import timing
 from logcount.config import Config
-from logcount.count.aggregate import Aggregator, LineCounter
+from logcount.count.aggregate import Aggregator
 from logcount.count.delta import Delta
+from logcount.count.line_counter import LineCounter
 from logcount.count.logformat import compile_format
 from logcount.sinks import keys
 from tests.conftest import LOGCOUNT, run_logcount

@@ -20,7 +20,7 @@ from apachelogs.directives import DIRECTIVE_RGX
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from logcount.count.aggregate import LineCounter
+from logcount.count.line_counter import LineCounter
 from logcount.count.logformat import COUNT_LIMIT, compile_format, resolve_nickname
 from tests.test_hostile_lines import counter_for
 from tests.test_logformat import (

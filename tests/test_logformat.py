@@ -37,7 +37,7 @@ import apachelogs
 import pytest
 from apachelogs.directives import DIRECTIVE_RGX
 
-from logcount.count.aggregate import LineCounter, RawCounts
+from logcount.count.line_counter import LineCounter, RawCounts
 from logcount.count.logformat import (
     COUNT_LIMIT,
     MAX_YEAR,

@@ -19,7 +19,7 @@ from logcount.count.agents import (
     agent_family,
     bot_matcher,
 )
-from logcount.count.aggregate import Aggregator, LineCounter
+from logcount.count.aggregate import Aggregator
 from logcount.count.classify import (
     CACHE_BYTES,
     INVALID,
@@ -30,6 +30,7 @@ from logcount.count.classify import (
     referrer_host,
 )
 from logcount.count.delta import Delta
+from logcount.count.line_counter import LineCounter
 from logcount.count.logformat import compile_format, unescape
 from logcount.count.paths import MAX_PATH_BYTES
 from logcount.dimensions import DIMENSIONS
@@ -220,7 +221,8 @@ def test_bot_decisions_are_kept_within_a_byte_budget(monkeypatch: pytest.MonkeyP
     """The pure path caches one bot decision per distinct agent as received: 3,000
     distinct 8 KB agents (24 MB) must not all stay there (200,000 such entries were
     allowed, 1.6 GB); the counts are unchanged."""
-    from logcount.count.aggregate import Aggregator, LineCounter
+    from logcount.count.aggregate import Aggregator
+    from logcount.count.line_counter import LineCounter
     from logcount.count.logformat import compile_format
     from logcount.count.regex_scan import DECISION_BYTES
 

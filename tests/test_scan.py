@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 
 from logcount.config import Config
-from logcount.count.aggregate import LineCounter, RawCounts
 from logcount.count.classify import Classifier
+from logcount.count.line_counter import LineCounter, RawCounts
 from logcount.count.logformat import compile_format
 from tests.test_logformat import (
     CUSTOM_DURATION,
@@ -253,10 +253,10 @@ def test_a_scanner_built_from_another_source_is_not_used(
 ) -> None:
     """A build left from an older _scan.c (a pull without a rebuild) would refuse the plan
     or hand back other tables: the pure path counts, and stderr says why, once."""
-    from logcount.count import _scan, aggregate, sums
+    from logcount.count import _scan, line_counter, sums
 
     monkeypatch.delenv("LOGCOUNT_PURE_PYTHON", raising=False)
-    monkeypatch.setattr(_scan, "VERSION", aggregate.SCAN_VERSION - 1)
+    monkeypatch.setattr(_scan, "VERSION", line_counter.SCAN_VERSION - 1)
     sums.stale_build_warning.cache_clear()
     counters = [LineCounter(compile_format("combined")) for _ in range(2)]
     assert [c.native for c in counters] == [False, False]

@@ -85,7 +85,7 @@ def count_files(
     config: Config, names: list[str], jobs: int | None = None, show_progress: bool = False
 ) -> Counted:
     """Count every file (and `-`, standard input) into one UnitCounts, bounded."""
-    from logcount.count.aggregate import tune_gc
+    from logcount.count.line_counter import tune_gc
     from logcount.sources.rollup import Counters
 
     tune_gc()

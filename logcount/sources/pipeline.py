@@ -18,11 +18,12 @@ from collections.abc import Callable
 from typing import Any
 
 from logcount.config import Config
-from logcount.count.aggregate import Aggregator, LineCounter, tune_gc
+from logcount.count.aggregate import Aggregator
 from logcount.count.classify import Classifier
 from logcount.count.delta import Delta
 from logcount.count.detect import SAMPLE_LINES, FirstLines, first_lines
 from logcount.count.events import format_ident, visitor_fields
+from logcount.count.line_counter import LineCounter, tune_gc
 from logcount.count.lines import Piece, return_freed_buffers
 from logcount.count.logformat import compile_format
 from logcount.count.section_visitors import section_fields

@@ -272,7 +272,7 @@ def rollup(
     warn: Callable[[str], None] = lambda m: print(m, file=sys.stderr),
 ) -> RollupResult:
     """Roll up every input; raise RollupIncomplete at the end if any file was not read."""
-    from logcount.count.aggregate import tune_gc  # what the counters import anyway
+    from logcount.count.line_counter import tune_gc  # what the counters import anyway
     from logcount.count.lines import return_freed_buffers
 
     started = time.monotonic()

@@ -19,7 +19,7 @@ from typing import Any
 
 from logcount.config import Config
 from logcount.count.agents import agent_family
-from logcount.count.aggregate import Aggregator, LineCounter, RawCounts, tune_gc
+from logcount.count.aggregate import Aggregator
 from logcount.count.classify import Buckets, Classifier
 from logcount.count.detect import (
     AUTO,
@@ -30,6 +30,7 @@ from logcount.count.detect import (
     first_lines,
 )
 from logcount.count.events import format_ident, visitor_fields
+from logcount.count.line_counter import LineCounter, RawCounts, tune_gc
 from logcount.count.lines import LineSplitter, Piece
 from logcount.count.logformat import CompiledFormat, compile_format
 from logcount.count.visitors import MemberVisitors

@@ -27,8 +27,9 @@ sys.path.insert(0, str(ROOT))
 
 with atheris.instrument_imports(include=["logcount"]):
     from logcount.config import Config
-    from logcount.count import aggregate
-    from logcount.count.aggregate import Aggregator, LineCounter
+    from logcount.count import line_counter
+    from logcount.count.aggregate import Aggregator
+    from logcount.count.line_counter import LineCounter
     from logcount.count.logformat import compile_format
 
 FORMATS = [
@@ -74,7 +75,7 @@ def _counter(fmt: str, pure: bool) -> tuple[LineCounter, Aggregator]:
 
 
 PATHS = [(fmt, _counter(fmt, False), _counter(fmt, True)) for fmt in FORMATS]
-assert aggregate._scan_module() is None  # the last one built was the pure path
+assert line_counter._scan_module() is None  # the last one built was the pure path
 os.environ.pop("LOGCOUNT_PURE_PYTHON", None)
 
 
