@@ -123,6 +123,7 @@ class Sampler:
             sink.pending_bytes >> 10,
             len(sink.inflight),
             sink.inflight_bytes >> 10,
+            sink.spool.batches,
         )
 
     def run(self) -> None:
@@ -194,14 +195,14 @@ def run(path: Path, config: Config, trace: bool) -> Sampler:
     return sampler
 
 
-HEADER = "   t s   RSS MB | counter lines  keys  KiB | sink pending entries  KiB | inflight n  KiB"
+HEADER = "   t s   RSS MB | counter lines  keys  KiB | sink pending entries  KiB | inflight n  KiB | spooled"
 
 
 def show(sample: tuple[float, int, tuple[int, ...]]) -> str:
-    t, rss, (lines, keys, kib, p_entries, p_kib, n_in, in_kib) = sample
+    t, rss, (lines, keys, kib, p_entries, p_kib, n_in, in_kib, spooled) = sample
     return (
         f"{t:7.2f} {rss / 1024:8.1f} | {lines:13,} {keys:5,} {kib:4,} |"
-        f" {p_entries:20,} {p_kib:4,} | {n_in:10} {in_kib:4,}"
+        f" {p_entries:20,} {p_kib:4,} | {n_in:10} {in_kib:4,} | {spooled:7}"
     )
 
 
@@ -240,7 +241,7 @@ def main() -> None:
                 print(show(sample))
         # the largest of each holding over the run
         for i, name in enumerate(
-            ("counter lines", "keys", "KiB", "sink entries", "KiB", "inflight", "KiB")
+            ("counter lines", "keys", "KiB", "sink entries", "KiB", "inflight", "KiB", "spooled")
         ):
             print(f"max {name}: {max(s[2][i] for s in samples):,}")
     if sampler.peak_state:
