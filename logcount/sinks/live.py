@@ -448,17 +448,21 @@ class LiveSink:
     def _spill(self) -> None:
         """Move what waits in memory to the spool, oldest first (positions must not go back)."""
         batches, self.inflight, self.inflight_bytes = self.inflight + self._freeze(), [], 0
-        for batch in batches:
-            line = batch.to_line()
-            try:
-                self.spool.append(line)
-                self._drop_logged = False
-            except SpoolFull as exc:
-                self._drop(batch, len(line), str(exc))
-            except OSError as exc:
-                self._drop(
-                    batch, len(line), f"cannot write spool {self.spool.path}: {exc.strerror}"
-                )
+        batches.reverse()
+        while batches:
+            # Each batch (and its JSON) let go once written: what was pending is freed
+            # part by part, not held whole until the last part's JSON is made.
+            self._spill_one(batches.pop())
+
+    def _spill_one(self, batch: Batch) -> None:
+        line = batch.to_line()
+        try:
+            self.spool.append(line)
+            self._drop_logged = False
+        except SpoolFull as exc:
+            self._drop(batch, len(line), str(exc))
+        except OSError as exc:
+            self._drop(batch, len(line), f"cannot write spool {self.spool.path}: {exc.strerror}")
 
     def _drop(self, batch: Batch, size: int, why: str) -> None:
         """Count what the spool could not take. Its totals and a tail's positions (a few
