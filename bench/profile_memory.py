@@ -195,7 +195,10 @@ def run(path: Path, config: Config, trace: bool) -> Sampler:
     return sampler
 
 
-HEADER = "   t s   RSS MB | counter lines  keys  KiB | sink pending entries  KiB | inflight n  KiB | spooled"
+HEADER = (
+    "   t s   RSS MB | counter lines  keys  KiB | sink pending entries  KiB"
+    " | inflight n  KiB | spooled"
+)
 
 
 def show(sample: tuple[float, int, tuple[int, ...]]) -> str:
