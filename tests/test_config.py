@@ -223,7 +223,7 @@ def test_config_check_prints_the_effective_config(home: Path, tmp_path: Path) ->
             "max_members": 500,
             "ttl": {"minute": 5400, "hour": 8 * 86400, "day": 60 * 86400},
             "recent_size": 1000,
-            "pending_limit": 100_000,
+            "pending_limit": 200_000,
             "grace": 10.0,
             "max_event_visitors": 10_000_000,
             "section_depth": 1,
