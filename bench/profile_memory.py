@@ -214,6 +214,7 @@ def main() -> None:
     ap.add_argument("--lines", type=int, default=1_000_000)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--trace", action="store_true")
+    ap.add_argument("--file", default="", help="a log to pipe instead of the diverse day")
     ap.add_argument("--top", type=int, default=25)
     ap.add_argument("--every", type=int, default=0, help="print every Nth sample too")
     ap.add_argument("--pending-limit", type=int, default=0, help="the config's, for this run")
@@ -221,7 +222,7 @@ def main() -> None:
     args = ap.parse_args()
     for setting in args.set:
         knob(setting)
-    path = diverse_day(args.lines, args.seed)
+    path = Path(args.file) if args.file else diverse_day(args.lines, args.seed)
     redis = PrivateRedis()
     try:
         with tempfile.TemporaryDirectory() as tmp:
@@ -230,7 +231,7 @@ def main() -> None:
             sampler = run(path, config, args.trace)
     finally:
         redis.stop()
-    print(f"{args.lines:,} diverse lines ({path}), load {os.getloadavg()[0]:.1f}")
+    print(f"{path}, load {os.getloadavg()[0]:.1f}")
     print(f"VmHWM {status_kib('VmHWM') / 1024:.1f} MB, {len(sampler.samples)} samples")
     samples = sampler.samples
     if samples:
