@@ -1,6 +1,7 @@
 """What holds the memory of `pipe` on a generated diverse day, in process.
 
-    .venv/bin/python bench/profile_memory.py [--lines N] [--seed S] [--trace] [--top N]
+    .venv/bin/python bench/profile_memory.py [--lines N] [--seed S] [--file LOG] [--trace]
+        [--top N] [--every N] [--pending-limit N] [--set MODULE.NAME=VALUE ...]
 
 Runs the pipe's reader, classifier and sender (as `logcount pipe` does, into a private
 redis-server) on bench/diverse.py's day, and samples every few milliseconds the process's
@@ -9,7 +10,10 @@ bytes, the sink's pending delta (entries, weight) and the batches in flight. Pri
 samples around the largest resident size, and the process's VmHWM. With --trace,
 tracemalloc runs too (slower, and its own tables add to the resident size): a snapshot is
 taken whenever the traced memory passes its previous peak by 4 MB, and the last one (the
-peak) is printed by line and by the two frames that allocated.
+peak) is printed by line and by the two frames that allocated. --file: another log (the
+real lines: bench/out/combined-*.log); --every N: every Nth sample too; --pending-limit
+and --set (a module's constant, e.g. logcount.sources.pipeline.FLUSH_AT=(10000,5000,8388608))
+to see what a setting changes.
 """
 
 from __future__ import annotations
