@@ -59,20 +59,23 @@ def apachelogs_loop(path: Path) -> tuple[float, int]:
     return time.perf_counter() - start, n
 
 
-def run_pipe(path: Path, tree: str = "", config: str = "") -> tuple[float, int, int, int]:
-    """Seconds and peak RSS (KiB) of `logcount pipe < path`, the lines it counted and the
-    bytes Redis holds then (used_memory); with `tree`, the logcount package of that source
-    tree; `config`: more of its config."""
+def run_pipe(path: Path, tree: str = "", config: str = "") -> tuple[float, int, int, int, float]:
+    """Seconds and peak RSS (KiB) of `logcount pipe < path`, the lines it counted, the
+    bytes Redis holds then (used_memory), and the CPU seconds of the pipe and of
+    redis-server (user and system: the figure to trust under load); with `tree`, the
+    logcount package of that source tree; `config`: more of its config."""
     with private_logcount(more_config=config) as (redis, env):
         if tree:  # found before the installed package: PYTHONPATH precedes site-packages
             env["PYTHONPATH"] = tree
-        seconds, _, rss = timed(["taskset", "-c", "0", *logcount_cmd(), "pipe"], env, path)
+        seconds, cpu, rss = timed(["taskset", "-c", "0", *logcount_cmd(), "pipe"], env, path)
         counted = 0
         for key in redis.client.scan_iter("lc:*:t:day:*"):
             fields = redis.client.hgetall(key)
             counted += sum(int(fields.get(f, 0)) for f in (b"hits", b"bots", b"ignored"))
         held = int(redis.client.info("memory")["used_memory"])
-    return seconds, rss, counted, held
+        info = redis.client.info("cpu")  # what applying the batches cost Redis
+        cpu += float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
+    return seconds, rss, counted, held, cpu
 
 
 def compare(
@@ -94,23 +97,33 @@ def compare(
         mine, theirs = [], []
         for _ in range(runs):
             for tree, out in (("", mine), (before, theirs)) if before else (("", mine),):
-                seconds, rss, counted, _ = run_pipe(path, tree, config)
-                out.append((seconds, rss))
+                seconds, rss, counted, _, cpu = run_pipe(path, tree, config)
+                out.append((seconds, rss, cpu))
                 if counted != expected:
                     print(f"WARNING: counted {counted:,} lines, expected {expected:,}")
         for name, results in (("", mine), (" (--before)", theirs)):
             if not results:
                 continue
-            rate = n / statistics.median(s for s, _ in results)
-            rss = statistics.median(r for _, r in results)
+            rate = n / statistics.median(s for s, _, _ in results)
+            rss = statistics.median(r for _, r, _ in results)
+            cpu = statistics.median(c for _, _, c in results)
             print(
                 f"logcount pipe, 1 core, {label + name:<18} {rate:>12,.0f} lines/s   "
                 f"{rate / al_rate:4.1f}x apachelogs   peak RSS {rss / 1024:.0f} MB"
+                f"   CPU {cpu:.2f} s (with Redis')"
             )
+            if len(results) > 1:
+                each = ", ".join(f"{r / 1024:.0f} MB {c:.2f} s" for _, r, c in results)
+                print(f"  each run: {each}")
         if theirs:
-            mine_s = statistics.median(s for s, _ in mine)
-            theirs_s = statistics.median(s for s, _ in theirs)
-            print(f"  this tree vs --before: lines/s {theirs_s / mine_s - 1:+.1%}")
+            mine_s = statistics.median(s for s, _, _ in mine)
+            theirs_s = statistics.median(s for s, _, _ in theirs)
+            mine_c = statistics.median(c for _, _, c in mine)
+            theirs_c = statistics.median(c for _, _, c in theirs)
+            print(
+                f"  this tree vs --before: lines/s {theirs_s / mine_s - 1:+.1%},"
+                f" CPU {mine_c / theirs_c - 1:+.1%}"
+            )
 
 
 EVENTS_CONFIG = (
@@ -138,7 +151,7 @@ def compare_configs(n: int, path: Path, runs: int, configs: dict[str, str]) -> N
     results: dict[str, list[tuple[float, int, int]]] = {label: [] for label in configs}
     for _ in range(runs):
         for label, config in configs.items():
-            seconds, rss, _, held = run_pipe(path, "", config)
+            seconds, rss, _, held, _ = run_pipe(path, "", config)
             results[label].append((seconds, rss, held))
     for label, got in results.items():
         rate = n / statistics.median(s for s, _, _ in got)

@@ -62,7 +62,7 @@ def calls_of(delta: Delta, extra: dict[str, str]) -> list[tuple[str, Delta, dict
     return plain + [(site, parts[site], carried[site]) for site in sorted(carried)]
 
 
-def run_scripts(client: Any, script: Any, calls: list[tuple[list[str], str]]) -> list[Any]:
+def run_scripts(client: Any, script: Any, calls: list[tuple[list[str], bytes]]) -> list[Any]:
     """Each (KEYS, payload) through apply.lua, in one pipeline: one round trip per node
     rather than one per site (a day of 2,000 sites spent its time waiting on sockets). A
     result is the script's reply or the error of that call; `MOVED` and `ASK` are
