@@ -18,8 +18,9 @@ import pytest
 import redis
 
 from logcount.count.detect import detect_format, first_lines, malformed_warning
+from logcount.count.format_atoms import time_key
 from logcount.count.line_counter import LineCounter
-from logcount.count.logformat import compile_format, time_key
+from logcount.count.logformat import compile_format
 from logcount.count.nginx_format import to_apache, unquote
 from logcount.errors import ConfigError
 from tests.conftest import LOGCOUNT, run_logcount

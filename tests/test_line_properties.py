@@ -20,8 +20,9 @@ from apachelogs.directives import DIRECTIVE_RGX
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
+from logcount.count.format_atoms import COUNT_LIMIT
 from logcount.count.line_counter import LineCounter
-from logcount.count.logformat import COUNT_LIMIT, compile_format, resolve_nickname
+from logcount.count.logformat import compile_format, resolve_nickname
 from tests.test_hostile_lines import counter_for
 from tests.test_logformat import (
     CUSTOM_DURATION,

@@ -37,18 +37,16 @@ import apachelogs
 import pytest
 from apachelogs.directives import DIRECTIVE_RGX
 
-from logcount.count.line_counter import LineCounter, RawCounts
-from logcount.count.logformat import (
+from logcount.count.format_atoms import (
     COUNT_LIMIT,
     MAX_YEAR,
     MIN_YEAR,
-    CompiledFormat,
     clf_value,
-    compile_format,
-    resolve_nickname,
     time_key,
     unescape,
 )
+from logcount.count.line_counter import LineCounter, RawCounts
+from logcount.count.logformat import CompiledFormat, compile_format, resolve_nickname
 from logcount.errors import ConfigError
 
 CUSTOM_DURATION = '%h %l %u %t "%r" %>s %b "%{Referer}i" "%{User-Agent}i" %D %{ms}T'

@@ -30,8 +30,9 @@ from logcount.count.classify import (
     referrer_host,
 )
 from logcount.count.delta import Delta
+from logcount.count.format_atoms import unescape
 from logcount.count.line_counter import LineCounter
-from logcount.count.logformat import compile_format, unescape
+from logcount.count.logformat import compile_format
 from logcount.count.paths import MAX_PATH_BYTES
 from logcount.dimensions import DIMENSIONS
 from logcount.errors import ConfigError

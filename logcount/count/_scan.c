@@ -2,7 +2,7 @@
  * logcount.count._scan: the hot loop of LineCounter in C (optional; logcount/count/aggregate.py keeps
  * a pure-Python path that gives the same counts).
  *
- * A Scanner is built from a "plan" that logcount/count/logformat.py derives from a LogFormat: a list
+ * A Scanner is built from a "plan" that logcount/count/scan_plan.py derives from a LogFormat: a list
  * of elements (literal, quoted string, word, number, status, %t). It accepts exactly the
  * lines the format's fast regex accepts and cuts them at the same places (each element is
  * deterministic: a field always ends at the first byte its class refuses, so no
@@ -26,7 +26,7 @@ enum { K_LIT, K_QUOTED, K_WORD, K_INT, K_INT_DASH, K_STATUS, K_TIME, K_COUNT, K_
 #define CACHE_LIMIT 200000
 /* ...and at most this many bytes of keys: 200,000 agents of 8 KB would hold 1.6 GB */
 #define CACHE_BYTES (16u << 20)
-/* logcount/count/logformat.py MIN_YEAR, MAX_YEAR: a line dated outside is malformed */
+/* logcount/count/format_atoms.py MIN_YEAR, MAX_YEAR: a line dated outside is malformed */
 /* What take() returns and Scanner() takes: aggregate.py refuses a module of another
    version (a stale build beside newer Python code) and counts with the pure path. */
 #define SCAN_VERSION 4
@@ -414,7 +414,7 @@ static int digits(const char *p, int n) {
     return 1;
 }
 
-/* nginx's $request_time: 0 | [1-9][0-9]{0,8}, a point, three digits (logformat.MILLIS). */
+/* nginx's $request_time: 0 | [1-9][0-9]{0,8}, a point, three digits (format_atoms.MILLIS). */
 static const char *scan_millis(const char *p, const char *end) {
     const char *q = p;
     if (q < end && *q == '0')

@@ -26,7 +26,8 @@ from logcount.count.agents import (
     device_type,
     os_family,
 )
-from logcount.count.logformat import DAY_LENGTH, CompiledFormat, clf_value, compile_format, unescape
+from logcount.count.format_atoms import DAY_LENGTH, clf_value, unescape
+from logcount.count.logformat import CompiledFormat, compile_format
 from logcount.count.paths import (
     NO_PATH,
     NOT_HTTP,

@@ -7,7 +7,7 @@ decoding and unescaping left to the classifier, which caches them per distinct v
 
 The fast regex accepts only lines apachelogs accepts, and splits them the same way
 (tests/test_logformat.py checks it line by line). A line it rejects is tried once more with
-apachelogs' regex, rewritten to run in linear time (_slow_regex), so an odd but valid
+apachelogs' regex, rewritten to run in linear time (slow_regex), so an odd but valid
 line (an X-Forwarded-For list in %h) is not counted as malformed, unless it is long and
 full of spaces outside quoted fields (see SLOW_MAX_SPACES).
 
@@ -21,27 +21,39 @@ from __future__ import annotations
 import dataclasses
 import re
 from dataclasses import dataclass
-from datetime import datetime
 from functools import lru_cache
 from typing import Any
 
 import apachelogs
 from apachelogs.directives import DIRECTIVE_RGX, format2regex
 from apachelogs.errors import InvalidDirectiveError, UnknownDirectiveError
-from apachelogs.timeutil import assemble_datetime
-from apachelogs.util import (
-    clf,
-    clf_string,
-    clf_word,
-    esc_string,
-    esc_word,
-    integer,
-    remote_user,
-    status_code,
-    uinteger,
-)
 
 from logcount.count import nginx_format
+from logcount.count.format_atoms import (
+    COUNT_LIMIT,
+    COUNTED,
+    MILLIS,
+    QUOTED,
+    SPACE_FREE_TYPES,
+    STRING_TYPES,
+    TIMESTAMP,
+    TIMESTAMP_DAY,
+    WORD_TYPES,
+    below,
+    in_range,
+    word,
+)
+from logcount.count.scan_plan import NUMBER_KINDS, millis_element, plan_element, scanner_plan
+from logcount.count.slow_format import (
+    AN_ESCAPE,
+    SLOW_MAX_OUTSIDE,
+    SLOW_MAX_SPACES,
+    atomic_quotes,
+    iso_offset,
+    slow_layout,
+    slow_regex,
+    time_from_groups,
+)
 from logcount.errors import ConfigError
 
 NICKNAMES = {
@@ -74,121 +86,6 @@ COUNTABLE = {"tmin", "request", "method", "uri", "status"}
 # only when asked for (compile_format's `ident`, see count/events.py)
 VALUE_FIELDS = ("client", "bytes", "duration", "ident")
 
-# What Apache writes unescaped in a string field (printable ASCII but `"` and `\\`);
-# everything else is written as a `\\` escape. The same classes as apachelogs, so that the
-# fast regex accepts a subset of what apachelogs accepts (never garbage it would reject).
-_PRINTABLE = bytes(range(0x20, 0x7F)).replace(b'"', b"").replace(b"\\", b"")
-# A string between quotes: unrolled, and possessive, since it can only end at the first
-# unescaped quote (a torn line is then refused at once, not given back byte by byte).
-QUOTED = rb"[ !#-\[\]-~]*+(?:\\.[ !#-\[\]-~]*+)*+"
-_MONTH = rb"(?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec)"
-# Years a line may carry (apachelogs takes 1 to 9999): four digits in every time zone,
-# and a shift to any zone stays inside what a datetime holds. A line dated outside (year
-# 0001, 9999 with a zone configured) is malformed, not an error later in its batch.
-MIN_YEAR, MAX_YEAR = 1001, 9998
-_YEAR = rb"(?:1(?!000)[0-9]{3}|[2-8][0-9]{3}|9(?!999)[0-9]{3})"
-# Only dates that exist (apachelogs rejects the others when it builds the datetime).
-_DAY_MONTH_YEAR = (
-    rb"(?:(?:(?:0[1-9]|1[0-9]|2[0-8])/"
-    + _MONTH
-    + rb"|(?:29|30)/(?:Jan|Ma[ry]|Apr|Jun|Jul|Aug|Sep|Oct|Nov|Dec)"
-    + rb"|31/(?:Jan|Ma[ry]|Jul|Aug|Oct|Dec))/"
-    + _YEAR
-    + rb"|29/Feb/(?="
-    + _YEAR
-    + rb")(?:[0-9]{2}(?:0[48]|[2468][048]|[13579][26])"
-    + rb"|(?:[02468][048]|[13579][26])00))"
-)
-TIMESTAMP = (
-    rb"\[(?P<tmin>" + _DAY_MONTH_YEAR + rb":(?:[01][0-9]|2[0-3]):[0-5][0-9])"
-    rb":[0-5][0-9] (?P<ttz>[-+](?:[01][0-9]|2[0-3])[0-5][0-9])\]"
-)
-# The same, capturing the day alone (dd/Mon/YYYY) where a rollup counts by the day: one
-# distinct key per day instead of per minute makes classifying cheap.
-DAY_LENGTH = len(b"DD/Mon/YYYY")
-TIMESTAMP_DAY = (
-    rb"\[(?P<tmin>" + _DAY_MONTH_YEAR + rb"):(?:[01][0-9]|2[0-3]):[0-5][0-9]"
-    rb":[0-5][0-9] (?P<ttz>[-+](?:[01][0-9]|2[0-3])[0-5][0-9])\]"
-)
-# apachelogs' own regexes for its string field types, to recognise them in a format.
-_STRING_TYPES = {f"({t.regex})": t for t in (esc_string, clf_string)}
-_WORD_TYPES = {f"({t.regex})" for t in (esc_string, clf_string, esc_word, clf_word, remote_user)}
-_SPACE_FREE_TYPES = {f"({t.regex})" for t in (esc_word, clf_word)}
-# Directives that never match a raw `"` (strings, words, %q, numbers, statuses).
-_QUOTE_FREE = {
-    f"({t.regex})"
-    for t in (
-        esc_string,
-        clf_string,
-        esc_word,
-        clf_word,
-        integer,
-        clf(integer),
-        uinteger,
-        clf(status_code),
-    )
-}
-_QUOTE_FREE.add(format2regex("%q")[1])
-
-
-def _word(stop: str | None) -> bytes:
-    """A field without spaces, up to the literal `stop` (unrolled, like QUOTED)."""
-    allowed = _PRINTABLE.replace(b" ", b"")
-    if stop is not None:
-        allowed = allowed.replace(stop.encode("iso-8859-1"), b"")
-    ranges: list[list[int]] = []
-    for c in allowed:
-        if ranges and ranges[-1][1] == c - 1:
-            ranges[-1][1] = c
-        else:
-            ranges.append([c, c])
-    cls = b"[" + b"".join(b"\\x%02x-\\x%02x" % (lo, hi) for lo, hi in ranges) + b"]"
-    return cls + rb"*(?:\\." + cls + rb"*)*"
-
-
-# Fields that are summed into Redis and SQL: a non-negative integer whose value (in
-# microseconds for a duration) is below 2**53, so that it and the sums of a few lines stay
-# exact in a double (Lua's numbers) and below 1e17 (Lua's `%.17g`). apachelogs takes any
-# integer (negative, 100 digits): such a line is malformed here, and only that line.
-COUNT_LIMIT = 2**53
-COUNTED = ("bytes", "duration")
-
-
-def below(limit: int) -> bytes:
-    """A regex of the decimal integers 0 <= v < limit, written without sign or leading
-    zero (as apachelogs' integer): shorter numbers, then digit by digit against limit-1."""
-    top = str(limit - 1)
-    alts = ["0"]
-    if len(top) > 1:
-        alts.append(f"[1-9][0-9]{{0,{len(top) - 2}}}")
-    for i, digit in enumerate(top):
-        low = 1 if i == 0 else 0
-        if int(digit) > low:
-            rest = len(top) - i - 1  # digits after this one: any
-            tail = f"[0-9]{{{rest}}}" if rest else ""
-            alts.append(f"{top[:i]}[{low}-{int(digit) - 1}]{tail}")
-    if top != "0":
-        alts.append(top)
-    return ("(?:" + "|".join(alts) + ")").encode()
-
-
-def in_range(raw: bytes, limit: int) -> bool:
-    """A counted field as apachelogs read it: "-", or an integer below limit."""
-    return raw == b"-" or (raw.isdigit() and int(raw) < limit)
-
-
-# apachelogs' regex (the slow path) tries every split of its lazy unquoted fields (%h, %u
-# may hold spaces, but no quote): the work grows with the spaces times the length of the
-# text outside quotes. A line the fast regex rejects with more than this outside quotes
-# is malformed without trying it, so that a crafted line (a torn fragment of a long
-# request full of spaces) cannot stall a reader for seconds. The lines that need the slow
-# path (an X-Forwarded-For list in %h, a %u of "") are far below both limits.
-SLOW_MAX_SPACES = 32
-SLOW_MAX_OUTSIDE = 2048  # characters outside quoted fields
-# An escape, read left to right as the regexes read it: in `\\"` a backslash is escaped,
-# the quote is real. Escapes are masked before the line is split at its quotes.
-_AN_ESCAPE = re.compile(r"\\.")
-
 # Which directive feeds which field; earlier entries win when a format has several.
 # (directive letter, parameter (lower case) or None, redirect modifier or None) -> field
 _FIELD_SOURCES: list[tuple[str, tuple[str, str | None, str | None], float]] = [
@@ -218,9 +115,6 @@ _FIELD_SOURCES: list[tuple[str, tuple[str, str | None, str | None], float]] = [
     # the offset of nginx's $time_iso8601 (+01:00), after its strftime %{...}t
     ("isotz", ("n", "nginx.iso8601_offset", None), 1),
 ]
-# A duration in seconds with three decimals, below 2**53 us (nine digits of seconds):
-# counted as the milliseconds its digits make without the point.
-MILLIS = rb"(?:0|[1-9][0-9]{0,8})\.[0-9]{3}"
 _MILLIS_SOURCE = ("n", "nginx.request_time", None)
 _MILLIS_VALUE = re.compile(MILLIS)
 
@@ -274,7 +168,7 @@ class CompiledFormat:
         turn into a datetime (31 Feb, hour 25, a year 0).
         """
         text = line.decode("iso-8859-1").rstrip("\r\n")
-        outside = _AN_ESCAPE.sub("__", text).split('"')[::2]
+        outside = AN_ESCAPE.sub("__", text).split('"')[::2]
         if (
             sum(map(len, outside)) > SLOW_MAX_OUTSIDE
             or sum(part.count(" ") for part in outside) > SLOW_MAX_SPACES
@@ -294,9 +188,11 @@ class CompiledFormat:
             for idx in self._slow_checks:
                 self._slow_groups[idx][1](groups[idx])
             if self._slow_time_groups:
-                fields["tmin"], fields["ttz"] = _time_from_groups(self, groups)
+                fields["tmin"], fields["ttz"] = time_from_groups(
+                    self._slow_time_groups, self._slow_groups, groups
+                )
             if "isotz" in fields:  # nginx's $time_iso8601: the offset written apart
-                fields["ttz"] = _iso_offset(fields["isotz"])
+                fields["ttz"] = iso_offset(fields["isotz"])
         except (ValueError, KeyError, OverflowError):
             return None
         key = tuple(fields.get(n, b"") for n in self.key_names)
@@ -316,49 +212,6 @@ class CompiledFormat:
             return self.slow_match(line)
         found = m.groupdict()
         return (tuple(found[n] for n in self.key_names), tuple(found[n] for n in self.value_names))
-
-
-def _time_from_groups(fmt: CompiledFormat, groups: tuple[str | None, ...]) -> tuple[bytes, bytes]:
-    """Turn apachelogs' time groups (plain %t or strftime %{...}t) into (minute, offset)."""
-    fields: dict[str, object] = {}
-    for idx in fmt._slow_time_groups:
-        (name, directive), conv = fmt._slow_groups[idx]
-        value = conv(groups[idx]) if groups[idx] is not None else None
-        if isinstance(name, tuple) and name[-1] == "timestamp":
-            if isinstance(value, datetime):
-                return time_key(value)
-        elif isinstance(name, tuple):
-            fields[name[-1]] = value
-    when = assemble_datetime(fields)
-    if when is None:
-        return b"", b""
-    return time_key(when)
-
-
-_ISO_OFFSET = re.compile(rb"([-+](?:[01][0-9]|2[0-3])):([0-5][0-9])")
-
-
-def _iso_offset(raw: bytes) -> bytes:
-    """`+01:00` (ISO 8601, as nginx writes it) as %t writes it: `+0100`; ValueError else."""
-    m = _ISO_OFFSET.fullmatch(raw)
-    if m is None:
-        raise ValueError(f"bad offset {raw!r}")
-    return m.group(1) + m.group(2)
-
-
-def time_key(when: datetime) -> tuple[bytes, bytes]:
-    """The (minute, offset) key bytes the fast path captures from a %t field; ValueError
-    for a year out of range (MIN_YEAR)."""
-    if not MIN_YEAR <= when.year <= MAX_YEAR:
-        raise ValueError(f"year {when.year} out of range")
-    minute = when.strftime("%d/%b/%Y:%H:%M").encode()
-    off = when.utcoffset()
-    if off is None:
-        return minute, b""
-    total = int(off.total_seconds() // 60)
-    sign = "-" if total < 0 else "+"
-    total = abs(total)
-    return minute, f"{sign}{total // 60:02d}{total % 60:02d}".encode()
 
 
 @lru_cache(maxsize=64)
@@ -388,7 +241,7 @@ def compile_format(
     taken: set[str] = set()
     strftime_time = False
     after_lazy = False
-    atomic = _atomic_quotes(tokens)
+    atomic = atomic_quotes(tokens)
     duration_scale = 1.0
     for i, source in chosen.items():
         if source == "duration":
@@ -418,12 +271,12 @@ def compile_format(
             strftime_time = True
         body, lazy = _directive_regex(tokens, i, after_lazy)
         after_lazy = after_lazy or lazy
-        element = _plan_element(tokens, i, body)
-        number = _NUMBER_KINDS.get(format2regex(tok.group(0))[1])
+        element = plan_element(tokens, i, body)
+        number = NUMBER_KINDS.get(format2regex(tok.group(0))[1])
         if field == "duration" and _signature(tok) == _MILLIS_SOURCE:
             body, millis = MILLIS, True
             if element is not None:
-                element = _millis_element(tokens, i)
+                element = millis_element(tokens, i)
         elif field in COUNTED and number in ("int", "int_dash"):
             body = below(limits[field]) + (b"|-" if number == "int_dash" else b"")
             if element is not None:
@@ -457,7 +310,7 @@ def compile_format(
     group_index = {name: num - 1 for name, num in chunk.groupindex.items()}
     key_names = tuple(f for f in KEY_FIELDS if f in taken)
     value_names = tuple(f for f in VALUE_FIELDS if f in taken)
-    slow_index, slow_time = _slow_layout(group_defs, chosen, tokens)
+    slow_index, slow_time = slow_layout(group_defs, chosen, tokens)
     if strftime_time:
         plan = None
     return CompiledFormat(
@@ -468,7 +321,7 @@ def compile_format(
         key_names=key_names,
         value_names=value_names,
         duration_scale=duration_scale,
-        _slow=re.compile(_slow_regex(tokens, slow_rgx)),
+        _slow=re.compile(slow_regex(tokens, slow_rgx)),
         _slow_groups=tuple(((g[0], g[1]), g[2]) for g in group_defs),
         _slow_field_index=slow_index,
         _slow_time_groups=slow_time,
@@ -479,37 +332,8 @@ def compile_format(
         ),
         limits={f: n for f, n in limits.items() if f in taken},
         millis=millis,
-        plan=_scanner_plan(plan, group_index) if plan is not None else None,
+        plan=scanner_plan(plan, group_index) if plan is not None else None,
     )
-
-
-# Directive regexes (apachelogs') that the C scanner matches itself, by kind.
-_NUMBER_KINDS = {
-    f"({integer.regex})": "int",
-    f"({clf(integer).regex})": "int_dash",
-    f"({clf(status_code).regex})": "status",
-}
-SCAN_KINDS = {
-    "lit": 0,
-    "quoted": 1,
-    "word": 2,
-    "int": 3,
-    "int_dash": 4,
-    "status": 5,
-    "time": 6,
-    "count": 7,  # a counted number: its literal is the largest value allowed
-    "count_dash": 8,
-    "millis": 9,  # MILLIS: seconds with three decimals
-}
-
-
-def _millis_element(tokens: list[re.Match[str]], i: int) -> tuple[str, bytes] | None:
-    """The scanner's element of a MILLIS duration: it must end at the first byte that is
-    not part of it, as a number must (see _plan_element)."""
-    nxt = tokens[i + 1].group("literal") if i + 1 < len(tokens) else ""
-    if nxt is None or nxt[:1].isdigit():
-        return None
-    return "millis", b""
 
 
 def _no_directive(log_format: str) -> str:
@@ -523,50 +347,6 @@ def _no_directive(log_format: str) -> str:
         f"log format {log_format!r} is not a nickname ({', '.join(known)}) "
         f"nor a format with directives (%h, $remote_addr, ...){hint}"
     )
-
-
-def _plan_element(tokens: list[re.Match[str]], i: int, body: bytes) -> tuple[str, bytes] | None:
-    """What the C scanner does for the directive at tokens[i], whose fast regex is `body`:
-    (kind, stop byte); None when it has no element that splits a line the same way.
-
-    Each element must end at the first byte its class refuses, so that the scanner's
-    single left-to-right pass finds the regex's one split: a word or a number has to be
-    followed by a literal (or end the line), and a number not by a digit.
-    """
-    last = i + 1 == len(tokens)
-    nxt = None if last else tokens[i + 1].group("literal")
-    if not last and nxt is None:
-        return None
-    if body == QUOTED:
-        return "quoted", b""
-    if tokens[i].group("directive") == "t" and tokens[i].group("param") is None:
-        return "time", b""  # a second %t, checked only
-    if body == _word(nxt):
-        return "word", (nxt or "").encode("iso-8859-1")[:1]
-    kind = _NUMBER_KINDS.get(format2regex(tokens[i].group(0))[1])
-    if kind is None or (nxt is not None and (nxt[0].isdigit() or nxt[0] == "-")):
-        return None
-    return kind, b""
-
-
-def _scanner_plan(
-    plan: list[tuple[str, str | None, bytes]], group_index: dict[str, int]
-) -> tuple[tuple[int, int, int, int, bytes], ...]:
-    out: list[tuple[int, int, int, int, bytes]] = []
-    for kind, field, arg in plan:
-        if kind == "lit" and out and out[-1][0] == SCAN_KINDS["lit"]:  # `" "` is one literal
-            out[-1] = (*out[-1][:4], out[-1][4] + arg)
-            continue
-        slot = group_index[field] if field is not None and field in group_index else -1
-        second = -1
-        if kind == "time" and field is not None:
-            slot, second = group_index["tmin"], group_index["ttz"]
-        stop = arg[0] if kind == "word" and arg else -1
-        if kind == "time" and arg == b"day":  # the scanner keeps the day of the minute
-            stop = DAY_LENGTH
-        keep = kind in ("lit", "count", "count_dash")  # the literal, or the largest number
-        out.append((SCAN_KINDS[kind], slot, second, stop, arg if keep else b""))
-    return tuple(out)
 
 
 def _directive_regex(tokens: list[re.Match[str]], i: int, after_lazy: bool) -> tuple[bytes, bool]:
@@ -585,77 +365,13 @@ def _directive_regex(tokens: list[re.Match[str]], i: int, after_lazy: bool) -> t
     _, own = format2regex(tok.group(0))
     if tok.group("directive") == "t" and tok.group("param") is None:
         return re.sub(rb"\(\?P<\w+>", b"(?:", TIMESTAMP), False  # a second %t: checked only
-    if own in _STRING_TYPES and prev == '"' and nxt == '"':
+    if own in STRING_TYPES and prev == '"' and nxt == '"':
         return QUOTED, False
-    spaces = own not in _SPACE_FREE_TYPES
-    if own in _WORD_TYPES and (last or nxt is not None) and not (spaces and after_lazy):
-        return _word(nxt), False
+    spaces = own not in SPACE_FREE_TYPES
+    if own in WORD_TYPES and (last or nxt is not None) and not (spaces and after_lazy):
+        return word(nxt), False
     # Strip apachelogs' capturing groups: only our named groups capture.
-    return re.sub(r"(?<!\\)\((?!\?)", "(?:", own).encode("iso-8859-1"), own in _WORD_TYPES
-
-
-# apachelogs matches %t with `\[[^]]+\]` and checks it afterwards; this is the same set
-# of strings once checked, but found without scanning the line for a "]" at every split
-# that its lazy %h and %u try (cubic on a long line full of spaces and "[").
-_APACHE_T = r"\[[^]]+\]"
-_APACHE_T_EXACT = r"\[\d\d/\w\w\w/\d{4,}:\d\d:\d\d:\d\d\s*[-+]\d\d\d\d\]"
-# apachelogs reads `\x80` in a string either as one escape or as the escape `\x` and two
-# plain characters: 2**n readings of n escapes, all tried before a line is rejected (hours
-# for thirty). Without the first alternative there is one reading of any string, and the
-# same strings are accepted: in each of its string, word, %q and cookie atoms, the plain
-# class beside this alternative holds every hex digit.
-_APACHE_ESCAPE = r"|\\x[0-9A-Fa-f]{2}|\\.)"
-# A string between quotes ends at the first unescaped quote, whatever the regex: matched
-# as QUOTED (possessive), it is read once, at C speed, and never tried again.
-_QUOTED_STR = "(" + QUOTED.decode("ascii") + ")"
-
-
-def _slow_regex(tokens: list[re.Match[str]], slow_rgx: str) -> str:
-    """apachelogs' regex for the whole format, rewritten to accept the same lines and cut
-    them the same way in linear time: plain %t matched exactly, strings between quotes
-    read possessively, one reading of an escape elsewhere, and quoted groups of several
-    directives made atomic (see _atomic_quotes). Only its lazy unquoted fields (%h, %u)
-    still try several splits, which slow_match bounds (SLOW_MAX_SPACES)."""
-    parts, same = [], []
-    atomic = _atomic_quotes(tokens)
-    for i, tok in enumerate(tokens):
-        literal = tok.group("literal")
-        if literal is not None:
-            quote = re.escape(literal)
-            same.append(quote)
-            kind = atomic.get(i)
-            parts.append("(?>" + quote if kind == "open" else quote + ")" if kind else quote)
-            continue
-        _, own = format2regex(tok.group(0))
-        same.append(own)
-        prev = tokens[i - 1].group("literal") if i > 0 else None
-        nxt = tokens[i + 1].group("literal") if i + 1 < len(tokens) else None
-        if own in _STRING_TYPES and prev == '"' and nxt == '"':
-            own = _QUOTED_STR
-        elif tok.group("directive") == "t" and tok.group("param") is None:
-            own = own.replace(_APACHE_T, _APACHE_T_EXACT)
-        parts.append(own.replace(_APACHE_ESCAPE, r"|\\.)"))
-    # The pieces are apachelogs' own: their concatenation is its regex of the whole.
-    assert "".join(same) == slow_rgx
-    return "".join(parts)
-
-
-def _atomic_quotes(tokens: list[re.Match[str]]) -> dict[int, str]:
-    """Quote literals around several directives none of which can hold a raw quote
-    (`"%m %U%q %H"`): token index -> "open" / "close".
-
-    The closing quote of such a field is then the first unescaped quote after the opening
-    one, whatever the split inside, and what follows cannot depend on that split: an
-    atomic group gives the same matches, but a line that fails after the field fails at
-    once, instead of trying every split of %U and %H (quadratic in their spaces).
-    """
-    out: dict[int, str] = {}
-    quotes = [i for i, t in enumerate(tokens) if t.group("literal") == '"']
-    for start, end in zip(quotes[::2], quotes[1::2], strict=False):
-        inside = [t for t in tokens[start + 1 : end] if t.group("literal") is None]
-        if len(inside) > 1 and all(format2regex(t.group(0))[1] in _QUOTE_FREE for t in inside):
-            out[start], out[end] = "open", "close"
-    return out
+    return re.sub(r"(?<!\\)\((?!\?)", "(?:", own).encode("iso-8859-1"), own in WORD_TYPES
 
 
 def _signature(tok: re.Match[str]) -> tuple[str, str | None, str | None]:
@@ -706,53 +422,3 @@ def _duration_scale(tok: re.Match[str]) -> float:
         if field == "duration" and source[:2] == sig[:2]:
             return scale
     return 1.0
-
-
-def _slow_layout(
-    group_defs: list[tuple[object, str, object]],
-    chosen: dict[int, str],
-    tokens: list[re.Match[str]],
-) -> tuple[dict[str, int], tuple[int, ...]]:
-    """Map our fields onto apachelogs' capturing groups (matched by directive text)."""
-    by_text: dict[str, str] = {tokens[i].group(0): f for i, f in chosen.items()}
-    index: dict[str, int] = {}
-    time_groups: list[int] = []
-    time_token = next((tokens[i].group(0) for i, f in chosen.items() if f == "time"), None)
-    for gi, (_name, directive, _conv) in enumerate(group_defs):
-        if time_token is not None and _same_time_directive(directive, time_token):
-            time_groups.append(gi)
-            continue
-        field = by_text.get(directive)
-        if field is not None and field not in index:
-            index[field] = gi
-    return index, tuple(time_groups)
-
-
-def _same_time_directive(directive: str, time_token: str) -> bool:
-    if directive == time_token:
-        return True
-    # apachelogs splits %{%Y-%m-%d}t into %{%Y}t, %{%m}t, %{%d}t.
-    return time_token.endswith("t") and directive.endswith("t") and "{" in time_token
-
-
-_ESCAPE = re.compile(rb"\\(x[0-9A-Fa-f]{2}|.)", re.DOTALL)
-_SIMPLE_ESCAPES = {b"t": b"\t", b"n": b"\n", b"r": b"\r", b"b": b"\b", b"v": b"\v", b"f": b"\f"}
-
-
-def _unescape_one(m: re.Match[bytes]) -> bytes:
-    esc = m.group(1)
-    if esc[:1] == b"x" and len(esc) == 3:
-        return bytes([int(esc[1:], 16)])
-    return _SIMPLE_ESCAPES.get(esc, esc)
-
-
-def unescape(raw: bytes) -> bytes:
-    """Undo Apache's log escaping (\\" \\\\ \\xhh \\n ...) giving the bytes received."""
-    if b"\\" not in raw:
-        return raw
-    return _ESCAPE.sub(_unescape_one, raw)
-
-
-def clf_value(raw: bytes) -> bytes | None:
-    """`-` is Apache's 'no value'."""
-    return None if raw == b"-" else unescape(raw)

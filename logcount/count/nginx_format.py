@@ -7,7 +7,7 @@ one differential test against apachelogs. nginx escapes `"`, `\\` and bytes outs
 printable ASCII as `\\xHH` in a variable's value, which Apache's string fields accept.
 
 `$request_time` (seconds with three decimals, "0.125") has no Apache twin: it is written
-as the note REQUEST_TIME_NOTE, which logformat.py reads as a duration in milliseconds with
+as the note REQUEST_TIME_NOTE, which logformat.py (format_atoms.MILLIS) reads as a duration in milliseconds with
 a decimal point. Variables logcount does not count are kept as fields it skips (a note).
 """
 
@@ -23,7 +23,7 @@ NGINX_COMBINED = (
 NGINX_MAIN = NGINX_COMBINED + ' "$http_x_forwarded_for"'
 PRESETS = {"nginx": NGINX_MAIN, "nginx_combined": NGINX_COMBINED}
 
-# The note an nginx `$request_time` becomes (see logformat.MILLIS).
+# The note an nginx `$request_time` becomes (see format_atoms.MILLIS).
 REQUEST_TIME_NOTE = "%{nginx.request_time}n"
 # $time_iso8601 (2026-03-14T10:00:00+01:00): apachelogs' %z has no colon, so the offset is
 # a note that logformat.py reads (slower: such a format always takes apachelogs' path).

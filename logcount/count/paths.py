@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from urllib.parse import parse_qsl, urlencode
 
-from logcount.count.logformat import clf_value
+from logcount.count.format_atoms import clf_value
 
 NO_PATH = "-"  # no request line: Apache could not read one (a 408 logs "-")
 NO_PATH_BYTES = NO_PATH.encode()
