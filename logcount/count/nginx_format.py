@@ -7,8 +7,9 @@ one differential test against apachelogs. nginx escapes `"`, `\\` and bytes outs
 printable ASCII as `\\xHH` in a variable's value, which Apache's string fields accept.
 
 `$request_time` (seconds with three decimals, "0.125") has no Apache twin: it is written
-as the note REQUEST_TIME_NOTE, which logformat.py (format_atoms.MILLIS) reads as a duration in milliseconds with
-a decimal point. Variables logcount does not count are kept as fields it skips (a note).
+as the note REQUEST_TIME_NOTE, which logformat.py reads as a duration in milliseconds with
+a decimal point (format_atoms.MILLIS). Variables logcount does not count are kept as
+fields it skips (a note).
 """
 
 from __future__ import annotations
