@@ -13,7 +13,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,7 +20,10 @@ from typing import Any
 import redis
 
 from logcount.sinks.cluster import online_replicas
+from tests.waiting import wait_for
 
+# What a node says while it starts, fails over or is down: not yet, poll again.
+NOT_YET = (redis.RedisError, OSError)
 NODE_TIMEOUT_MS = 1500  # how long a silent master takes to be failed over
 
 
@@ -39,21 +41,6 @@ def cluster_port() -> int:
             except OSError:
                 continue
         return port
-
-
-def wait_for(what: str, check: Any, timeout: float = 60.0) -> Any:
-    """Poll `check()` until it returns something true; its value, or RuntimeError."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            value = check()
-        except (redis.RedisError, OSError):
-            value = None
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"timed out waiting for {what}")
-        time.sleep(0.05)
 
 
 @dataclass(frozen=True)
@@ -250,7 +237,12 @@ class RedisClusterNodes:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        wait_for(f"node {port} to answer", lambda: self.node(port, socket_timeout=1).ping(), 30)
+        wait_for(
+            lambda: self.node(port, socket_timeout=1).ping(),
+            f"node {port} to answer",
+            30,
+            ignoring=NOT_YET,
+        )
 
     def start(self) -> None:
         if self.cli is None:
@@ -294,7 +286,7 @@ class RedisClusterNodes:
                 for p in self.masters()
             )
 
-        wait_for("a healthy cluster", healthy, timeout)
+        wait_for(healthy, "a healthy cluster", timeout, ignoring=NOT_YET)
 
     def _replicas_of(self, master: int) -> int:
         """Replicas of `master` that are alive (the others cannot be waited for)."""
@@ -343,7 +335,9 @@ class RedisClusterNodes:
                 owners.add(self.owner(slot, port))
             return owners.pop() if len(owners) == 1 and killed not in owners else None
 
-        return int(wait_for(f"a replica of {killed} to be promoted", promoted, timeout))
+        return int(
+            wait_for(promoted, f"a replica of {killed} to be promoted", timeout, ignoring=NOT_YET)
+        )
 
     def migrate_slot(self, slot: int, target: int) -> int:
         """Move `slot` with its keys to the master on `target` (the way redis-cli

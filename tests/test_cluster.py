@@ -28,7 +28,8 @@ from tests.conftest import (
     redis_binary,
     run_logcount,
 )
-from tests.redis_cluster import RedisClusterNodes, wait_for
+from tests.redis_cluster import NOT_YET, RedisClusterNodes
+from tests.waiting import wait_for
 
 DAY = "2026-03-10"
 LABEL = "20260310"
@@ -168,9 +169,10 @@ def wait_hits(client: Any, want: dict[str, Counter[str]], timeout: float = 120) 
     """Until every site's day total in Redis reaches what was fed."""
     total = {site: sum(paths.values()) for site, paths in want.items()}
     wait_for(
-        "the counts to land",
         lambda: all(day_hits_in(client, s) >= n for s, n in total.items()),
+        "the counts to land",
         timeout,
+        ignoring=NOT_YET,
     )
 
 
@@ -262,7 +264,12 @@ def test_a_master_killed_mid_stream_loses_nothing(
         client = redis_cluster.client()
         want = merged(*(expected(b[0]) for b in batches), *(expected(b[1]) for b in batches))
         wait_hits(client, want)
-        wait_for("the tail's counts", lambda: day_hits_in(client, "tailed.example") >= 3000)
+        wait_for(
+            lambda: day_hits_in(client, "tailed.example") >= 3000,
+            "the tail's counts",
+            60,
+            ignoring=NOT_YET,
+        )
         # A tail of one site commits its position in the call of its counts.
         alive = host_env(tmp_path, redis_cluster.url(redis_cluster.ports[1]), "reports")
         beats = json.loads(run_logcount(["status", "--format", "json"], alive).stdout)
@@ -281,7 +288,12 @@ def test_a_master_killed_mid_stream_loses_nothing(
     try:
         with log.open("ab") as f:
             f.write(tail_lines[0] + b"\n")
-        wait_for("the next line", lambda: day_hits_in(client, "tailed.example") >= 3001)
+        wait_for(
+            lambda: day_hits_in(client, "tailed.example") >= 3001,
+            "the next line",
+            60,
+            ignoring=NOT_YET,
+        )
     finally:
         again.send_signal(signal.SIGTERM)
         assert again.wait(60) == 0
@@ -342,7 +354,9 @@ def test_the_password_is_never_printed(tmp_path: Path) -> None:
         on_command_line = {k: v for k, v in env.items() if k != "LOGCOUNT_REDIS"}
         pipe = Pipe(on_command_line, "--redis", env["LOGCOUNT_REDIS"])
         pipe.feed(lines)
-        titles = wait_for("the reader child", lambda: _titles_of(pipe.proc.pid))
+        titles = wait_for(
+            lambda: _titles_of(pipe.proc.pid), "the reader child", 60, ignoring=NOT_YET
+        )
         assert pipe.finish() == ""
         assert not any(secret in t for t in titles), titles
         want = expected(lines)

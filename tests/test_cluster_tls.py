@@ -28,7 +28,7 @@ from logcount.config import Config
 from logcount.read.api import Counts
 from logcount.sinks import keys
 from tests.conftest import LOGCOUNT, free_port, need, redis_binary, run_logcount
-from tests.redis_cluster import ClusterTLS, RedisClusterNodes, wait_for
+from tests.redis_cluster import NOT_YET, ClusterTLS, RedisClusterNodes
 from tests.test_cluster import (
     DAY,
     LABEL,
@@ -42,6 +42,7 @@ from tests.test_cluster import (
     top,
     wait_hits,
 )
+from tests.waiting import wait_for
 
 USER, SECRET = "counter", "Tls-ACL-s3cret-9f"
 ADMIN = "the default user's own password"
@@ -131,7 +132,12 @@ def serve_answers(env: dict[str, str], site: str) -> tuple[dict[str, Any], str, 
     )
     base = f"http://127.0.0.1:{port}"
     try:
-        wait_for("serve to answer", lambda: proc.poll() is None and get(base, "/healthz"), 60)
+        wait_for(
+            lambda: proc.poll() is None and get(base, "/healthz"),
+            "serve to answer",
+            60,
+            ignoring=NOT_YET,
+        )
         answer = json.loads(get(base, f"/api/top?site={site}&window={DAY}&limit=100"))
         metrics = get(base, "/metrics").decode()
         title = Path(f"/proc/{proc.pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
@@ -152,7 +158,7 @@ def test_every_command_over_tls_as_an_acl_user(cluster: RedisClusterNodes, tmp_p
     titles: list[str] = []
     pipe = Pipe(plain, *flag)
     pipe.feed(piped)
-    titles += wait_for("the reader child", lambda: _titles_of(pipe.proc.pid))
+    titles += wait_for(lambda: _titles_of(pipe.proc.pid), "the reader child", 60, ignoring=NOT_YET)
     assert pipe.finish() == ""
     log = tmp_path / "access.log"
     log.write_bytes(b"\n".join(tailed) + b"\n")
@@ -161,7 +167,12 @@ def test_every_command_over_tls_as_an_acl_user(cluster: RedisClusterNodes, tmp_p
     )
     try:
         wait_hits(cluster.client(), want)
-        titles += wait_for("the tail's title", lambda: _titles_of(tail.pid) or [_title(tail.pid)])
+        titles += wait_for(
+            lambda: _titles_of(tail.pid) or [_title(tail.pid)],
+            "the tail's title",
+            60,
+            ignoring=NOT_YET,
+        )
     finally:
         tail.send_signal(signal.SIGTERM)
         assert tail.wait(60) == 0
@@ -293,8 +304,10 @@ def test_a_reader_and_a_report_started_while_a_master_is_down(
         cluster.kill(port)
     try:
         wait_for(
-            "the cluster to see it down",
             lambda: cluster.node(live).cluster("info").get("cluster_state") == "fail",
+            "the cluster to see it down",
+            60,
+            ignoring=NOT_YET,
         )
         # A site of the dead master: its node cannot be reached; a site of a live one: the
         # node refuses, as every node does while a slot has no master (Redis's default,

@@ -11,8 +11,6 @@ import json
 import signal
 import subprocess
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -23,6 +21,7 @@ from logcount.sinks import keys
 from logcount.sinks.live import HOST
 from logcount.sources.follow import Position
 from tests.conftest import LOGCOUNT, run_logcount
+from tests.waiting import wait_for
 
 DAY = "20260408"
 HUGE = 50 << 20
@@ -137,13 +136,6 @@ def test_pipe_a_50mb_line_is_one_malformed_line_and_memory_stays_low(
 # -- tail ----------------------------------------------------------------------------------
 
 
-def wait_for(condition: Callable[[], bool], what: str, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)
-
-
 def test_tail_skips_50mb_and_70mb_lines_once_each_and_moves_past_them(
     lc_env: dict[str, str], redis_client: redis.Redis, tmp_path: Path
 ) -> None:
@@ -158,20 +150,20 @@ def test_tail_skips_50mb_and_70mb_lines_once_each_and_moves_past_them(
     try:
         with open(log, "ab", buffering=0) as fh:
             fh.write(good(0, 1))
-            wait_for(lambda: totals(redis_client, DAY).get("hits") == 1, "the tail to start")
+            wait_for(lambda: totals(redis_client, DAY).get("hits") == 1, "the tail to start", 60)
             fh.write(good(1, 4))
             for size in (HUGE, 70 << 20):
                 for _ in range(size >> 20):
                     fh.write(b"x" * (1 << 20))
                 fh.write(b"\n" + good(5, 5) if size == HUGE else b"\n" + good(10, 5))
-        wait_for(lambda: totals(redis_client, DAY).get("hits") == 15, "15 hits")
+        wait_for(lambda: totals(redis_client, DAY).get("hits") == 15, "15 hits", 60)
         key = keys.position("test", HOST, str(log))
 
         def at_end() -> bool:
             saved = Position.from_json(redis_client.get(key))
             return saved is not None and saved.offset == log.stat().st_size
 
-        wait_for(at_end, "the position after the last line")
+        wait_for(at_end, "the position after the last line", 60)
     finally:
         proc.send_signal(signal.SIGTERM)
         code = proc.wait(30)

@@ -16,7 +16,7 @@ import redis
 from logcount.sinks import keys
 from tests.conftest import LOGCOUNT, logcount_env, run_logcount
 from tests.loggen import ROUTES_TOML, day_at, generate
-from tests.redis_cluster import wait_for
+from tests.waiting import wait_for
 
 
 def start_pipe(env: dict[str, str], *args: str) -> subprocess.Popen[bytes]:
@@ -55,7 +55,7 @@ def read_stderr_until(proc: subprocess.Popen[bytes], text: bytes, timeout: float
             pass
         return text in seen
 
-    wait_for(f"{text!r} on the pipe's stderr", found, timeout)
+    wait_for(found, f"{text!r} on the pipe's stderr", timeout, ignoring=(OSError,))
     os.set_blocking(fd, True)
     return bytes(seen)
 
@@ -232,7 +232,12 @@ def test_sighup_reloads_routes_without_losing_counts(lc_env, redis_client) -> No
     assert proc.stdin is not None
     proc.stdin.write(line * 3)
     proc.stdin.flush()
-    wait_for("the first lines counted", lambda: day_hits(redis_client, "20260406") == 3)
+    wait_for(
+        lambda: day_hits(redis_client, "20260406") == 3,
+        "the first lines counted",
+        60,
+        ignoring=(redis.RedisError, OSError),
+    )
     write_config(
         lc_env,
         "[live]\nflush_interval = 0.2\n"

@@ -6,7 +6,6 @@ Either way nothing is lost or counted twice."""
 from __future__ import annotations
 
 import threading
-import time
 from pathlib import Path
 
 import redis
@@ -15,6 +14,7 @@ from logcount.config import load_config
 from logcount.sinks import keys
 from logcount.sources.pipeline import HARD_KEYS, HARD_LIMIT, Pipeline
 from tests.conftest import RedisServer
+from tests.waiting import wait_for
 
 DAY = "20260408"
 
@@ -37,13 +37,6 @@ def pipeline(tmp_path: Path, server: RedisServer, messages: list[str]) -> Pipeli
 
 def hits(client: redis.Redis) -> int:
     return int(client.hget(keys.totals("test", "day", DAY), "hits") or 0)
-
-
-def until(condition: object, what: str, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():  # type: ignore[operator]
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.005)
 
 
 def test_past_its_limit_without_a_classifier_thread_the_reader_classifies(
@@ -79,12 +72,16 @@ def test_past_its_limit_the_reader_waits_for_the_classifier_to_take(
     pipe.start()
     pipe.feed(lines(0, 100))
     pipe.wake.set()
-    until(lambda: classified_by, "the classifier to take the first 100 lines")
+    wait_for(lambda: classified_by, "the classifier to take the first 100 lines", interval=0.005)
     reading = threading.Thread(
         target=pipe.feed, args=(lines(100, HARD_LIMIT),), name="reading", daemon=True
     )
     reading.start()
-    until(lambda: pipe.counter.pending_lines() == HARD_LIMIT, "the reader to count its lines")
+    wait_for(
+        lambda: pipe.counter.pending_lines() == HARD_LIMIT,
+        "the reader to count its lines",
+        interval=0.005,
+    )
     assert reading.is_alive()  # past its limit, held until the classifier is free again
     gate.set()
     reading.join(30)

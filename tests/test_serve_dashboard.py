@@ -17,6 +17,7 @@ import pytest
 
 from tests import test_cli_top as known
 from tests import test_events as journey_tests
+from tests import waiting
 from tests.conftest import ROOT, RedisServer, logcount_env, need, run_logcount
 from tests.test_cli_top import Loaded
 from tests.test_events import Step
@@ -51,19 +52,8 @@ def browser(tmp_path: Path) -> Iterator[Any]:
 
 
 def wait_for(check: Callable[[], Any], what: str, seconds: float = 20) -> Any:
-    """Poll until `check` gives a true value; the last error or value in the failure."""
-    deadline = time.monotonic() + seconds
-    last: Any = None
-    while time.monotonic() < deadline:
-        try:
-            value = check()
-            if value:
-                return value
-            last = value
-        except Exception as exc:  # the element is not there yet
-            last = exc
-        time.sleep(0.1)
-    raise AssertionError(f"{what}: not within {seconds} s (last: {last!r})")
+    """The page's elements come and go while it redraws: any error means "not yet"."""
+    return waiting.wait_for(check, what, seconds, interval=0.1, ignoring=(Exception,))
 
 
 def text_of(driver: Any, css: str) -> str:
