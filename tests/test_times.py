@@ -214,6 +214,31 @@ def test_a_format_without_durations_shows_no_times(
     assert "avg ms" not in table and "p95" not in table
 
 
+def test_sort_time_without_durations_ranks_by_hits_and_says_so(
+    tmp_path: Path, redis_server: RedisServer
+) -> None:
+    """A window of a format without %D has nothing to rank by time: the rows come by
+    hits (they used to be none at all), and the JSON and the table say why."""
+    site = Site(tmp_path, redis_server, 'site = "test"\ntimezone = "UTC"\n')
+    when = datetime.now(UTC).replace(second=3)
+    stamp = when.strftime("%d/%b/%Y:%H:%M:%S +0000")
+    site.feed(
+        "".join(
+            f'10.0.0.1 - - [{stamp}] "GET /{p} HTTP/1.1" 200 5 "-" "{AGENT}"\n'
+            for p in ("a", "b", "b", "c", "c", "c")
+        )
+    )
+    for window in ("today", "15m"):
+        result = site.top("--window", window, "-f", "json", "--sort", "time")
+        report = json.loads(result.output)
+        assert [(r["key"], r["hits"]) for r in report["rows"]] == [("/c", 3), ("/b", 2), ("/a", 1)]
+        assert report["sort_note"] == "no response times in this window: ranked by hits"
+    table = site.top("--window", "today", "--sort", "time").output
+    words = " ".join(table.split())  # the header wraps at the terminal's width
+    assert "by path (no response times in this window: ranked by hits) hits 6" in words
+    assert "sort_note" not in json.loads(site.top("--window", "today", "-f", "json").output)
+
+
 def test_table_shows_percentiles_and_average(tmp_path: Path, redis_server: RedisServer) -> None:
     site = Site(tmp_path, redis_server)
     when = datetime.now(UTC).replace(second=3)

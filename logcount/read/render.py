@@ -118,7 +118,7 @@ def top_json(report: dict[str, Any], terminal: bool = False) -> str:
 def top_data(report: dict[str, Any]) -> dict[str, Any]:
     """What `top --format json` shows of a report (the documented, stable shape)."""
     shown = {k: report[k] for k in TOP_JSON_KEYS}
-    for extra in ("status_filter", "depth", "metric"):
+    for extra in ("status_filter", "sort_note", "depth", "metric"):
         if report.get(extra):
             shown[extra] = report[extra]
     if "metric" in report:
@@ -168,9 +168,10 @@ def _when(iso: str) -> str:
     return f"{iso[:10]} {iso[11:16]}"
 
 
-def _status_note(report: dict[str, Any]) -> str:
+def _by_note(report: dict[str, Any]) -> str:
     status = report.get("status_filter")
-    return f" (status {status})" if status else ""
+    sort = report.get("sort_note")
+    return (f" (status {status})" if status else "") + (f" ({sort})" if sort else "")
 
 
 def top_header(report: dict[str, Any], rate_note: str = "") -> str:
@@ -190,7 +191,7 @@ def top_header(report: dict[str, Any], rate_note: str = "") -> str:
     )
     return (
         f"{safe_text(spec)}: {_when(w['start'])} .. {_when(w['end'])} ({w['source']})  "
-        f"site {safe_text(report['site'])}  by {report['by']}{_status_note(report)}\n"
+        f"site {safe_text(report['site'])}  by {report['by']}{_by_note(report)}\n"
         f"hits {hits:,}  visitors {total['visitors']:,}  bytes {human_bytes(total['bytes'])}"
         f"  bots {total['bots']:,}  malformed {total['malformed']:,}\n"
         f"errors 4xx {e4:.1f}%  5xx {e5:.1f}%  rate {report.get('rate', 0):,}/min{rate_note}"

@@ -44,6 +44,7 @@ SORTS: dict[str, tuple[str, Callable[[str, str, str, str], str]]] = {
     "time": ("time_us", keys.member_durations),
 }
 assert tuple(SORTS) == SORT_NAMES
+UNTIMED_NOTE = "no response times in this window: ranked by hits"
 _RELATIVE = re.compile(r"^(\d+)([mhd])$")
 _DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 # How long each granularity's buckets live when the configuration does not say: a window
@@ -441,6 +442,11 @@ def build_top(
         if store_days:
             _add_store_totals(totals, store.day_totals(site, store_days))
             timing.merge(hist, store.day_timings(site, store_days))
+        # A window without response times (a format without %D) has nothing to rank by
+        # time: its rows come by hits, and the report says so, rather than no rows at all.
+        untimed = sort == "time" and not hist
+        sort = "hits" if untimed else sort
+        if store_days:
             # Mixed windows rank in Redis: the store's leading rows join the live buckets in
             # a scratch sorted set. A key outside the store's first `wanted` rows would miss
             # its stored hits; 50x the limit makes that a key far below the cut.
@@ -489,6 +495,8 @@ def build_top(
     }
     if status:
         report["status_filter"] = status
+    if untimed:
+        report["sort_note"] = UNTIMED_NOTE
     return report
 
 
