@@ -301,12 +301,12 @@ def visitors_answer(
     to `until` (the window's end: now, for a window with today)."""
     end = START + timedelta(days=days)
     rows = []
-    if per == "week":  # Monday to Sunday, cut to the window; labelled by its Monday
+    if per == "week":  # Monday to Sunday, cut to the window; labelled by its first day in it
         for monday in sorted(
             {period_of(START.date() + timedelta(days=i), "week") for i in range(days)}
         ):
-            first = datetime(monday.year, monday.month, monday.day, tzinfo=ZONE)
-            keep = between(max(first, START), min(first + timedelta(days=7), end))
+            first = max(datetime(monday.year, monday.month, monday.day, tzinfo=ZONE), START)
+            keep = between(first, min(first + timedelta(days=7 - first.weekday()), end))
             rows.append({"start": first.isoformat(), "visitors": len(expr(did(lines, kind, keep)))})
     elif per is not None:
         width = timedelta(hours=1) if per == "hour" else timedelta(days=1)

@@ -695,8 +695,17 @@ def test_the_buckets_of_a_24h_window_grouped_by_day_and_week() -> None:
         return [(start.isoformat()[:16], len(labels)) for start, labels in groups]
 
     assert shape("hour")[0] == ("2026-12-05T06:00", 1) and len(shape("hour")) == 24
-    assert shape("day") == [("2026-12-05T00:00", 18), ("2026-12-06T00:00", 6)]
-    assert shape("week") == [("2026-11-30T00:00", 24)]
+    # a group starts at its first bucket, never before the window: the window's day and
+    # week start at 06:00 on Saturday, not at midnight nor on the Monday before
+    assert shape("day") == [("2026-12-05T06:00", 18), ("2026-12-06T00:00", 6)]
+    assert shape("week") == [("2026-12-05T06:00", 24)]
+    seven = parse_window("7d", datetime(2026, 12, 9, 12, tzinfo=UTC))  # Thursday to Wednesday
+    gran, groups = per_buckets(seven, "week")
+    assert gran == "day"
+    assert [(s.date().isoformat(), len(labels)) for s, labels in groups] == [
+        ("2026-12-03", 4),  # Thursday to Sunday
+        ("2026-12-07", 3),  # Monday to Wednesday
+    ]
     assert shape(None) == [("2026-12-05T06:00", 24)]
 
 

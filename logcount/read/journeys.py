@@ -159,7 +159,8 @@ def per_buckets(
     window: Window, per: str | None
 ) -> tuple[str, list[tuple[datetime, tuple[str, ...]]]]:
     """(granularity read, [(start, its labels), ...]): the window's hour or day buckets,
-    grouped by `per` (a week: Monday to Sunday). Without `per`, one group: the window."""
+    grouped by `per` (a week: Monday to Sunday), each group with the start of its first
+    bucket. Without `per`, one group: the window."""
     gran = "day" if window.gran == "day" and per != "hour" else "hour"
     start = window.start.replace(minute=0, second=0, microsecond=0)
     if gran == "day":
@@ -170,10 +171,12 @@ def per_buckets(
     starts = [start + i * step for i in range(len(labels))]
     if per is None:
         return gran, [(start, labels)]
-    groups: dict[datetime, list[str]] = {}
+    # A group starts at its first bucket: a week cut by the window's start (a window from
+    # a Wednesday) starts that Wednesday, not on a Monday outside the window.
+    groups: dict[datetime, tuple[datetime, list[str]]] = {}
     for when, label in zip(starts, labels, strict=True):
-        groups.setdefault(_period_start(when, per), []).append(label)
-    return gran, [(w, tuple(lbls)) for w, lbls in groups.items()]
+        groups.setdefault(_period_start(when, per), (when, []))[1].append(label)
+    return gran, [(first, tuple(lbls)) for first, lbls in groups.values()]
 
 
 def _period_start(when: datetime, per: str) -> datetime:
