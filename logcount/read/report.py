@@ -1,8 +1,9 @@
 """Windows and the reports (`top`, `hits`, `--recent`), from the live counters and the store.
 
 A window is a set of bucket labels of one granularity. Live totals are summed over them,
-visitors counted with one PFCOUNT over their HyperLogLogs, and rows ranked on the server
-with ZUNIONSTORE into a short-lived scratch key in the site's slot. Whole days before today
+visitors counted with one PFCOUNT over their HyperLogLogs, and rows ranked (read.ranking) on
+the server with ZUNIONSTORE into a short-lived scratch key in the site's slot, or in Python
+on a read-only replica. Whole days before today
 that the nightly rollup has written come from the durable store instead; a window that
 spans such days and live ones is "both".
 """
@@ -11,7 +12,6 @@ from __future__ import annotations
 
 import json
 import re
-import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -27,23 +27,15 @@ from logcount.dimensions import (
     GRANULARITIES,
     GRANULARITY_NAMES,
     MAX_DAYS,
-    SORT_NAMES,
 )
 from logcount.errors import LogcountError, RedisUnavailable
 from logcount.read import drill
+from logcount.read.ranking import SORTS, member_series, ranked_rows, text_of
 from logcount.sinks import keys
 from logcount.sinks.connection import unreachable, where_of
 
 TOTAL_FIELDS = ("hits", "bytes", "visitors", "bots", "malformed")
 STATUS_FIELDS = ("s1xx", "s2xx", "s3xx", "s4xx", "s5xx")
-# `--sort`: the row field rows are ranked by, and the sorted sets of one bucket that hold
-# it per member (a row's time is the sum of its durations: where the server's time goes).
-SORTS: dict[str, tuple[str, Callable[[str, str, str, str], str]]] = {
-    "hits": ("hits", keys.members),
-    "bytes": ("bytes", keys.member_bytes),
-    "time": ("time_us", keys.member_durations),
-}
-assert tuple(SORTS) == SORT_NAMES
 UNTIMED_NOTE = "no response times in this window: ranked by hits"
 _RELATIVE = re.compile(r"^(\d+)([mhd])$")
 _DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
@@ -273,10 +265,6 @@ def reading_redis(client: Any) -> Iterator[None]:
         raise
 
 
-def _text(value: Any) -> str:
-    return value.decode("utf-8", "backslashreplace") if isinstance(value, bytes) else str(value)
-
-
 def live_totals(
     client: Any, site: str, gran: str, labels: tuple[str, ...], rate_label: str | None = None
 ) -> dict[str, int]:
@@ -293,79 +281,12 @@ def live_totals(
     totals: dict[str, int] = {}
     for reply in replies[: len(labels)]:
         for field, value in reply.items():
-            name = _text(field)
+            name = text_of(field)
             totals[name] = totals.get(name, 0) + int(value)
     totals["visitors"] = int(visitors)
     if rate_label:
         totals["rate"] = int(replies[-1] or 0)
     return totals
-
-
-def ranked_rows(
-    client: Any,
-    site: str,
-    gran: str,
-    labels: tuple[str, ...],
-    by: str,
-    limit: int,
-    extra: list[dict[str, Any]] | None = None,
-    sort: str = "hits",
-) -> list[dict[str, Any]]:
-    """Top members of the buckets by `sort` (plus `extra` rows, e.g. from the store),
-    ranked in Redis; each row's hits, bytes and time_us (its durations' sum) beside."""
-    fields = [(f, [key_of(site, by, gran, lbl) for lbl in labels]) for f, key_of in SORTS.values()]
-    first = SORTS[sort][0]
-    fields.sort(key=lambda item: item[0] != first)  # the ranked field first
-    scratch = [keys.scratch(site, uuid.uuid4().hex) for _ in range(2 * len(fields))]
-    if len(labels) == 1 and not extra:
-        ranked = client.zrevrange(fields[0][1][0], 0, limit - 1, withscores=True)
-        members = [m for m, _ in ranked]
-        pipe = client.pipeline(transaction=False)
-        for _, names in fields[1:] if members else ():
-            pipe.zmscore(names[0], members)
-        others = pipe.execute() if members else []
-    else:
-        pipe = client.pipeline(transaction=False)
-        for i, (name, names) in enumerate(fields):
-            stored = {r["key"]: r.get(name) or 0 for r in extra or ()}
-            stored = {k: n for k, n in stored.items() if n}
-            if stored:
-                pipe.zadd(scratch[len(fields) + i], stored)
-                names.append(scratch[len(fields) + i])
-        pipe.zunionstore(scratch[0], fields[0][1])
-        pipe.expire(scratch[0], 30)
-        pipe.zrevrange(scratch[0], 0, limit - 1, withscores=True)
-        ranked = pipe.execute()[-1]
-        members = [m for m, _ in ranked]
-        pipe = client.pipeline(transaction=False)
-        if members:
-            for i, (_, names) in enumerate(fields[1:], 1):
-                pipe.zunionstore(scratch[i], names)
-                pipe.zmscore(scratch[i], members)
-        pipe.delete(*scratch)
-        others = pipe.execute()[1:-1:2] if members else []
-    rows = []
-    for i, (member, score) in enumerate(ranked):
-        value = {first: int(score)}
-        for (name, _), scores in zip(fields[1:], others, strict=True):
-            value[name] = int(scores[i] or 0)
-        row = {"key": _text(member), "hits": value["hits"], "bytes": value["bytes"]}
-        rows.append({**row, "visitors": None, "time_us": value["time_us"]})
-    # Redis breaks ties in reverse byte order; people (and the store) expect A before B.
-    return sorted(rows, key=lambda r: (-r[first], r["key"]))
-
-
-def member_series(
-    client: Any, site: str, by: str, gran: str, labels: tuple[str, ...], members: list[str]
-) -> dict[str, list[int]]:
-    """Hits of each member in each bucket: ZMSCORE per bucket, all in one pipeline."""
-    if not members or not labels:
-        return {m: [0] * len(labels) for m in members}
-    pipe = client.pipeline(transaction=False)
-    for label in labels:
-        pipe.zmscore(keys.members(site, by, gran, label), members)
-    replies = pipe.execute()
-    return {m: [int(reply[i] or 0) for reply in replies] for i, m in enumerate(members)}
 
 
 def read_recent(client: Any, site: str, limit: int) -> list[dict[str, Any]]:

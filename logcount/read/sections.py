@@ -18,8 +18,8 @@ from logcount import timing
 from logcount.count.paths import section_of
 from logcount.dimensions import MAX_DAYS, SET_GRANS
 from logcount.errors import LogcountError
+from logcount.read.ranking import SORTS
 from logcount.read.report import (
-    SORTS,
     Window,
     WindowError,
     build_top,
