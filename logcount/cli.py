@@ -10,11 +10,11 @@ import click
 
 from logcount import __version__
 from logcount.cli_common import (
-    FORMATS,
     Settings,
     domain_errors,
     emit,
     emit_report,
+    format_option,
     pass_settings,
     terminal_width,
     window_options,
@@ -289,7 +289,7 @@ def _other_sites(
 
 
 @cli.command()
-@click.option("--format", "-f", "fmt", type=FORMATS, default="table", show_default=True)
+@format_option
 @pass_settings
 @domain_errors
 def sites(settings: Settings, fmt: str) -> None:
@@ -307,7 +307,7 @@ def sites(settings: Settings, fmt: str) -> None:
 @click.option("--prefix", metavar="PATH", help="A whole section: every path under PATH.")
 @click.option("--days", "-d", type=click.IntRange(1, 3660), default=30, show_default=True)
 @click.option("--site", "-s", default=None, help="Virtual host (default: the configured site).")
-@click.option("--format", "-f", "fmt", type=FORMATS, default="table", show_default=True)
+@format_option
 @pass_settings
 @domain_errors
 def hits(
@@ -409,7 +409,7 @@ REPORT_LOG_FORMAT = "auto"
 @click.argument("files", nargs=-1, required=True, metavar="FILE...")
 @click.option("--limit", "-n", type=click.IntRange(1, 10_000), default=10, show_default=True)
 @click.option("--site", "-s", default=None, help="One virtual host (default: every site).")
-@click.option("--format", "-f", "fmt", type=FORMATS, default="table", show_default=True)
+@format_option
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 @click.option("--jobs", "-j", type=click.IntRange(1, 256), help="Processes (default: all cores).")
 @click.option(

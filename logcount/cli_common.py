@@ -15,6 +15,19 @@ from logcount.count.checks import load_checked
 from logcount.errors import LogcountError
 
 FORMATS: click.Choice = click.Choice(["table", "json", "csv"])
+# `--format table|json|csv`, for the reports of rows
+format_option = click.option(
+    "--format", "-f", "fmt", type=FORMATS, default="table", show_default=True
+)
+# `--format table|json`, for the commands whose output is no table of rows (status, ...)
+table_or_json = click.option(
+    "--format",
+    "-f",
+    "fmt",
+    type=click.Choice(["table", "json"]),
+    default="table",
+    show_default=True,
+)
 
 
 class Settings:

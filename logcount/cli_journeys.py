@@ -6,10 +6,10 @@ from __future__ import annotations
 import click
 
 from logcount.cli_common import (
-    FORMATS,
     Settings,
     domain_errors,
     emit_report,
+    format_option,
     pass_settings,
     window_options,
 )
@@ -23,7 +23,7 @@ from logcount.cli_common import (
     type=click.Choice(["hour", "day", "week"]),
     help="Count per bucket of the window too (default: the whole window only).",
 )
-@click.option("--format", "-f", "fmt", type=FORMATS, default="table", show_default=True)
+@format_option
 @pass_settings
 @domain_errors
 def visitors(
@@ -46,7 +46,7 @@ def visitors(
     metavar="SPAN",
     help="Each step at most this long after the one before: 1h, 1d, 7d (default: the window).",
 )
-@click.option("--format", "-f", "fmt", type=FORMATS, default="table", show_default=True)
+@format_option
 @pass_settings
 @domain_errors
 def funnel(
@@ -73,7 +73,7 @@ def funnel(
 )
 @click.option("--periods", "-n", type=click.IntRange(1, 60), default=8, show_default=True)
 @click.option("--site", "-s", default=None, help="Virtual host (default: the configured site).")
-@click.option("--format", "-f", "fmt", type=FORMATS, default="table", show_default=True)
+@format_option
 @pass_settings
 @domain_errors
 def retention(

@@ -10,18 +10,11 @@ from typing import Any
 
 import click
 
-from logcount.cli_common import Settings, domain_errors, emit, pass_settings
+from logcount.cli_common import Settings, domain_errors, emit, pass_settings, table_or_json
 
 
 @click.command()
-@click.option(
-    "--format",
-    "-f",
-    "fmt",
-    type=click.Choice(["table", "json"]),
-    default="table",
-    show_default=True,
-)
+@table_or_json
 @pass_settings
 @domain_errors
 def status(settings: Settings, fmt: str) -> None:
@@ -70,14 +63,7 @@ def status(settings: Settings, fmt: str) -> None:
 
 @click.command()
 @click.option("--site", "-s", default=None, help="Virtual host (default: the configured site).")
-@click.option(
-    "--format",
-    "-f",
-    "fmt",
-    type=click.Choice(["table", "json"]),
-    default="table",
-    show_default=True,
-)
+@table_or_json
 @pass_settings
 @domain_errors
 def malformed(settings: Settings, site: str | None, fmt: str) -> None:
