@@ -460,38 +460,55 @@ def _trends(
     return out
 
 
+def history_days(store: Any, site: str, days: int, today: date) -> tuple[list[date], set[date]]:
+    """The `days` days up to today, and those before today that the rollup has written
+    (they are read from the store, the others from the live day buckets)."""
+    if not 1 <= days <= MAX_DAYS:  # the command line's IntRange; the API checks here
+        raise WindowError(f"--days must be from 1 to {MAX_DAYS:,}")
+    dates = [today - timedelta(days=n) for n in range(days - 1, -1, -1)]
+    if store is None or days == 1:
+        return dates, set()
+    return dates, set(store.rolled_days(site, [d for d in dates if d < today]))
+
+
+def history_report(
+    site: str,
+    what: tuple[str, str],
+    dates: list[date],
+    rolled: set[date],
+    stored: dict[date, int],
+    live: dict[date, int],
+) -> dict[str, Any]:
+    """`hits`' JSON: every day present, zero when nothing was counted; `what`: the
+    (field, value) the hits are of (a path, an object, a prefix)."""
+    history = [
+        {"date": d.isoformat(), "hits": stored.get(d, 0), "source": "store"}
+        if d in rolled
+        else {"date": d.isoformat(), "hits": live.get(d, 0), "source": "live"}
+        for d in dates
+    ]
+    return {
+        "site": site,
+        what[0]: what[1],
+        "today": history[-1]["hits"],
+        "total": sum(h["hits"] for h in history),
+        "days": history,
+    }
+
+
 def build_hits(
     client: Any, store: Any, site: str, dim: str, member: str, days: int, today: date
 ) -> dict[str, Any]:
     """Today's count (live) and the daily history: rolled-up days from the store, the rest
-    from the live day buckets; every day present, zero when nothing was counted."""
-    if not 1 <= days <= MAX_DAYS:  # the command line's IntRange; the API checks here
-        raise WindowError(f"--days must be from 1 to {MAX_DAYS:,}")
-    dates = [today - timedelta(days=n) for n in range(days - 1, -1, -1)]
-    rolled: set[date] = set()
+    from the live day buckets."""
+    dates, rolled = history_days(store, site, days, today)
     stored: dict[date, int] = {}
-    if store is not None and days > 1:
-        rolled = set(store.rolled_days(site, [d for d in dates if d < today]))
-        if rolled:
-            stored = {
-                d: int(n) for d, n in store.daily_hits(site, dim, member, sorted(rolled)).items()
-            }
+    if rolled:
+        stored = {d: int(n) for d, n in store.daily_hits(site, dim, member, sorted(rolled)).items()}
     live_dates = [d for d in dates if d not in rolled]
     with reading_redis(client):
         pipe = client.pipeline(transaction=False)
         for d in live_dates:
             pipe.zscore(keys.members(site, dim, "day", d.strftime("%Y%m%d")), member)
-        live = dict(zip(live_dates, pipe.execute(), strict=True))
-    history = []
-    for d in dates:
-        if d in rolled:
-            history.append({"date": d.isoformat(), "hits": stored.get(d, 0), "source": "store"})
-        else:
-            history.append({"date": d.isoformat(), "hits": int(live[d] or 0), "source": "live"})
-    return {
-        "site": site,
-        dim: member,
-        "today": history[-1]["hits"],
-        "total": sum(h["hits"] for h in history),
-        "days": history,
-    }
+        live = {d: int(n or 0) for d, n in zip(live_dates, pipe.execute(), strict=True)}
+    return history_report(site, (dim, member), dates, rolled, stored, live)

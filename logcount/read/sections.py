@@ -11,18 +11,19 @@ window's hour or day buckets (count/section_visitors.py keeps them).
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 from typing import Any
 
 from logcount import timing
 from logcount.count.paths import section_of
-from logcount.dimensions import MAX_DAYS, SET_GRANS
+from logcount.dimensions import SET_GRANS
 from logcount.errors import LogcountError
 from logcount.read.ranking import SORTS
 from logcount.read.report import (
     Window,
-    WindowError,
     build_top,
+    history_days,
+    history_report,
     reading_redis,
     store_days_of,
 )
@@ -136,31 +137,18 @@ def build_prefix_hits(
 ) -> dict[str, Any]:
     """`hits --prefix /blog/`: the hits of every path in the section, today and per day
     (rolled-up days from the store, the rest from the live day buckets)."""
-    if not 1 <= days <= MAX_DAYS:
-        raise WindowError(f"--days must be from 1 to {MAX_DAYS:,}")
-    dates = [today - timedelta(days=n) for n in range(days - 1, -1, -1)]
-    rolled: set[date] = set()
+    dates, rolled = history_days(store, site, days, today)
     stored: dict[date, int] = {}
-    if store is not None and days > 1:
-        rolled = set(store.rolled_days(site, [d for d in dates if d < today]))
-        if rolled:
-            from logcount.sinks.section_store import daily_prefix_hits
+    if rolled:
+        from logcount.sinks.section_store import daily_prefix_hits
 
-            stored = daily_prefix_hits(store, site, prefix, sorted(rolled))
-    history = []
+        stored = daily_prefix_hits(store, site, prefix, sorted(rolled))
     pattern = _glob(prefix)
+    live: dict[date, int] = {}
     with reading_redis(client):
         for d in dates:
-            if d in rolled:
-                history.append({"date": d.isoformat(), "hits": stored.get(d, 0), "source": "store"})
-                continue
-            key = keys.members(site, "path", "day", d.strftime("%Y%m%d"))
-            hits = sum(int(score) for _, score in client.zscan_iter(key, match=pattern, count=1000))
-            history.append({"date": d.isoformat(), "hits": hits, "source": "live"})
-    return {
-        "site": site,
-        "prefix": prefix,
-        "today": history[-1]["hits"],
-        "total": sum(h["hits"] for h in history),
-        "days": history,
-    }
+            if d not in rolled:
+                key = keys.members(site, "path", "day", d.strftime("%Y%m%d"))
+                scan = client.zscan_iter(key, match=pattern, count=1000)
+                live[d] = sum(int(score) for _, score in scan)
+    return history_report(site, ("prefix", prefix), dates, rolled, stored, live)
