@@ -204,7 +204,7 @@ def report_redis(nodes: object, sites: int) -> None:
 def report_store(store: str, sites: int) -> None:
     import sqlalchemy as sa
 
-    from logcount.sinks.store import FACT_TABLES
+    from logcount.sinks.store_schema import FACT_TABLES
 
     engine = sa.create_engine(store)
     rows = size = 0

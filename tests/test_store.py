@@ -11,7 +11,8 @@ import pytest
 import sqlalchemy as sa
 
 from logcount.errors import StoreError
-from logcount.sinks.store import SCHEMA_VERSION, SourceFacts, Store, meta
+from logcount.sinks.store import Store
+from logcount.sinks.store_schema import SCHEMA_VERSION, SourceFacts, meta
 
 D1, D2, D3 = date(2026, 1, 5), date(2026, 1, 6), date(2026, 1, 7)
 

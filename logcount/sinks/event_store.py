@@ -21,7 +21,8 @@ import sqlalchemy as sa
 from pyroaring import BitMap
 from sqlalchemy.engine import Connection
 
-from logcount.sinks.store import Store, day_events, metadata
+from logcount.sinks.store import Store
+from logcount.sinks.store_schema import day_events, metadata
 
 CHUNK = 500  # hashes per IN (...) look-up
 

@@ -8,7 +8,8 @@ from datetime import date
 
 import sqlalchemy as sa
 
-from logcount.sinks.store import Store, day_paths
+from logcount.sinks.store import Store
+from logcount.sinks.store_schema import day_paths
 
 
 def grouped_path_visitors(

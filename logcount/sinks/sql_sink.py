@@ -17,7 +17,8 @@ from datetime import date, datetime
 from logcount.config import Config
 from logcount.count.sketch import EXACT_LIMIT, PackedSketch
 from logcount.sinks.base import DayCounts, SourceFile, merge_into
-from logcount.sinks.store import KEY_LENGTH, MEMBER_DIMS, TOTAL_COLUMNS, SourceFacts, Store
+from logcount.sinks.store import Store
+from logcount.sinks.store_schema import KEY_LENGTH, MEMBER_DIMS, TOTAL_COLUMNS, SourceFacts
 from logcount.timing import histogram_of
 
 
