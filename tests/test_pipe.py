@@ -253,6 +253,49 @@ def test_sighup_reloads_routes_without_losing_counts(lc_env, redis_client) -> No
     assert b"configuration reloaded (1 routes)" in said
 
 
+def test_sighup_adds_events_and_sections_to_a_reader_started_without(
+    lc_env: dict[str, str], redis_client: redis.Redis
+) -> None:
+    """A reload that adds events and live sections renews the counter, whose visitor keys
+    then carry the request: they count from the reload on, without a restart."""
+
+    def visit(client: str, path: str) -> bytes:
+        stamp = "06/Apr/2026:10:00:00 +0000"
+        return f'{client} - - [{stamp}] "GET {path} HTTP/1.1" 200 5 "-" "x/1"\n'.encode()
+
+    write_config(lc_env, "[live]\nflush_interval = 0.2\nsection_depth = 0\n")
+    proc = start_pipe(lc_env)
+    reader_child(proc)
+    assert proc.stdin is not None
+    proc.stdin.write(visit("10.0.0.1", "/signup"))
+    proc.stdin.flush()
+    wait_for(
+        lambda: day_hits(redis_client, "20260406") == 1,
+        "the first line counted",
+        60,
+        ignoring=(redis.RedisError, OSError),
+    )
+    write_config(
+        lc_env,
+        "[live]\nflush_interval = 0.2\nsection_depth = 1\n"
+        + '[[event]]\nname = "signup"\npath = "/signup"\n',
+    )
+    proc.send_signal(signal.SIGHUP)
+    read_stderr_until(proc, b"configuration reloaded (0 routes)")
+    proc.stdin.write(visit("10.0.0.2", "/signup") + visit("10.0.0.3", "/signup"))
+    proc.stdin.write(visit("10.0.0.3", "/docs/a") + visit("10.0.0.4", "/docs/b"))
+    proc.stdin.close()
+    assert proc.wait(30) == 0
+    assert day_hits(redis_client, "20260406") == 5
+    window = ["--window", "2026-04-06", "--format", "json"]
+    signed = run_logcount(["visitors", "signup", *window], lc_env)
+    assert signed.returncode == 0, signed.stderr
+    assert json.loads(signed.stdout)["total"] == 2  # those after the reload
+    sections = run_logcount(["top", "--by", "path", "--depth", "1", *window], lc_env)
+    rows = {r["key"]: (r["hits"], r["visitors"]) for r in json.loads(sections.stdout)["rows"]}
+    assert rows == {"/signup": (3, 2), "/docs/": (2, 2)}
+
+
 def test_config_error_is_logged_once_and_input_drained(lc_env) -> None:
     write_config(lc_env, '[[route]]\npattern = "/x/<int:id>/"\n')  # no object
     proc = start_pipe(lc_env)

@@ -98,6 +98,16 @@ def check_data_dir(config: Config) -> None:
         raise ConfigError(f"data directory {path} is not writable: {exc.strerror}") from None
 
 
+def _event_fields(config: Config) -> tuple[str, ...]:
+    """The fields a counter's visitor keys carry for the events and sections of `config`."""
+    return visitor_fields(config) + section_fields(config)
+
+
+def _counter_shape(config: Config) -> tuple[Any, ...]:
+    """What a counter is built from that a reload may change (see Pipeline._reload)."""
+    return format_ident(config), _event_fields(config), config.count_clients
+
+
 class Pipeline:
     """Counter + aggregator + sink, and two threads: the part shared by pipe and tail.
 
@@ -121,15 +131,13 @@ class Pipeline:
         self.loader = loader
         self.mode = mode
         self.log = log
-        fmt = compile_format(config.log_format, ident=format_ident(config))
-        self.counter = LineCounter(
-            fmt,
-            config.recent_size,
-            count_clients=config.count_clients,
-            event_fields=visitor_fields(config) + section_fields(config),
-        )
+        self.counter = self._new_counter(config)
+        self.counter_shape = _counter_shape(config)
         self.aggregator = Aggregator(
-            config, self.counter, Classifier(config, fmt), section_depth=config.section_depth
+            config,
+            self.counter,
+            Classifier(config, self.counter.format),
+            section_depth=config.section_depth,
         )
         self.sink: ResumableSink = sink or LiveSink(config, log=log)
         self.lock = threading.Lock()  # the counter (and a tail's position)
@@ -279,14 +287,17 @@ class Pipeline:
         with self.absorbing:
             self._absorb_taken()
 
-    def _absorb_taken(self) -> None:
-        """absorb()'s work, under the absorbing lock."""
+    def _absorb_taken(self, renewed: LineCounter | None = None) -> None:
+        """absorb()'s work, under the absorbing lock; with `renewed`, the counter that
+        takes over from the one taken from, swapped under the same lock."""
         # Under load batches come many times a second: the recent list only needs
         # the latest requests now and then, not every batch's last 1,000.
         now = time.monotonic()
         with_recent = now - self.recent_sent >= RECENT_EVERY
         with self.lock:
             raw = self.counter.take(with_recent)
+            if renewed is not None:
+                self.counter = renewed
             position = self.position_extra() if self.position_extra else None
             self.oldest_unflushed = 0.0
         self.taken.set()
@@ -315,19 +326,39 @@ class Pipeline:
         elif position:
             self.sink.submit(Delta(), position)  # a position with no new counts
 
+    def _new_counter(self, config: Config) -> LineCounter:
+        """A counter for `config`: the running log format (a new one needs a restart),
+        visitor keys with the fields its events and sections need."""
+        fmt = compile_format(self.config.log_format, ident=format_ident(config))
+        return LineCounter(
+            fmt,
+            config.recent_size,
+            count_clients=config.count_clients,
+            event_fields=_event_fields(config),
+        )
+
     def _reload(self) -> None:
         from logcount.count.checks import load_checked
 
         try:
             config = self.loader() if self.loader else load_checked(self.config.source or None)
-            classifier = Classifier(config, self.counter.format)
+            renew = _counter_shape(config) != self.counter_shape
+            counter = self._new_counter(config) if renew else self.counter
+            classifier = Classifier(config, counter.format)
         except LogcountError as exc:
             self.log(f"reload failed, keeping the previous configuration: {exc}")
             return
-        # The counter's visitor keys are kept: sections (or events) first configured by
-        # this reload find no page in them, and wait for a restart (README: Sections).
         depth = config.section_depth
-        self.aggregator = Aggregator(config, self.counter, classifier, section_depth=depth)
+        if renew:
+            # Events or sections that need other fields in the visitor keys: what the old
+            # counter holds is classified as it was counted, and the reading thread counts
+            # into the new one from the same instant (under the counter's lock).
+            with self.absorbing:
+                self._absorb_taken(counter)
+                self.aggregator = Aggregator(config, counter, classifier, section_depth=depth)
+                self.counter_shape = _counter_shape(config)
+        else:
+            self.aggregator = Aggregator(config, self.counter, classifier, section_depth=depth)
         self.log(f"configuration reloaded ({len(classifier.routes)} routes)")
 
     def heartbeat(self) -> None:
