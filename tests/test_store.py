@@ -262,6 +262,66 @@ def test_packed_sketch_stores_what_a_visitor_sketch_stores(
     assert union.count() == expected.count()
 
 
+@pytest.mark.parametrize(
+    ("limit", "sizes"),
+    [
+        (1024, (0, 0)),  # empty day sets: stored all the same
+        (5000, (3000, 1500)),  # exact, several slices each
+        (5000, (3000, 3000)),  # over the limit once some slices of the second are in
+        (1024, (3000, 200)),  # registers on one side from the start
+    ],
+)
+def test_a_part_handed_over_in_slices_merges_as_a_whole_part(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, limit: int, sizes: tuple[int, int]
+) -> None:
+    """A counter's part written in slices (rollup_parts) and merged by the parent a slice
+    at a time holds what UnitCounts.merge makes of the two parts whole: the same rows,
+    the same day set's bytes, the same paths' sketches."""
+    import random
+    from collections import Counter
+
+    from logcount.count.sketch import EXACT_LIMIT, PackedSketch
+    from logcount.sources import rollup_parts
+    from logcount.sources.rollup_rows import UnitCounts
+
+    monkeypatch.setattr(rollup_parts, "SLICE_HASHES", 256)
+    monkeypatch.setattr(rollup_parts, "SLICE_KEYS", 3)
+    rng = random.Random(sum(sizes))
+
+    def part(n: int, shared: list[int]) -> UnitCounts:
+        counts = UnitCounts(lines=n, malformed=1, edges=[b"first", b"last"])
+        day = counts.day_visitors[("s", "20150517")] = PackedSketch(limit)
+        day.add_all([*shared, *(rng.getrandbits(64) for _ in range(n))])
+        for i in range(10):
+            path = counts.path_visitors[("s", "20150517", f"/p{i}")] = PackedSketch(EXACT_LIMIT)
+            path.add_all([*shared[:i], *(rng.getrandbits(64) for _ in range(i * 150))])
+        counts.delta.members[("s", "path", "day", "20150517")] = Counter({"/p1": n})
+        return counts
+
+    shared = [rng.getrandbits(64) for _ in range(100)]
+    parts = [part(sizes[0], shared), part(sizes[1], shared)]
+    copies = [
+        rollup_parts.read_part(rollup_parts.write_part(p, str(tmp_path)), None) for p in parts
+    ]
+    merged = rollup_parts.read_part(rollup_parts.write_part(parts[1], str(tmp_path)), copies[0])
+    whole = parts[0]
+    whole.merge(copies[1])
+    assert not list(tmp_path.iterdir())  # each file removed once read
+    assert (merged.lines, merged.malformed, merged.edges) == (
+        whole.lines,
+        whole.malformed,
+        whole.edges,
+    )
+    assert merged.delta.members == whole.delta.members
+    for mine, theirs in (
+        (merged.day_visitors, whole.day_visitors),
+        (merged.path_visitors, whole.path_visitors),
+    ):
+        assert {k: s.to_bytes() for k, s in mine.items()} == {
+            k: s.to_bytes() for k, s in theirs.items()
+        }
+
+
 def test_row_visitors_are_a_union_over_sources_and_days(store: Store) -> None:
     from logcount.count.sketch import VisitorSketch
 

@@ -20,8 +20,10 @@ from __future__ import annotations
 
 import gc
 import os
+import shutil
 import signal
 import sys
+import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
@@ -124,6 +126,9 @@ class Counters:
             self._shared = self.context.Value("q", 0)
         self._begun = self.context.RawArray("b", len(units))
         self.done: queue.SimpleQueue[Any] = queue.SimpleQueue()  # futures, as they finish
+        # Where the counters write the parts they hand over (rollup_parts), the parent's:
+        # private (0700), removed by close() whatever the counters left in it.
+        self.spill = tempfile.mkdtemp(prefix="logcount-rollup-")
         # The counting side's modules, imported once here rather than by each counter (a
         # core's 40 ms each; the parent imports them later anyway): what they load for a
         # config (the format, the crawler patterns) is each counter's own, made in parallel.
@@ -140,7 +145,7 @@ class Counters:
         # Shared with the counters by the fork: the units, the lines read, which units
         # were begun, and the barrier of the last tasks (see rollup_count.hand_over).
         everyone = self.context.Barrier(self.jobs)
-        shared = (self.config, self.units, self._shared, self._begun, everyone)
+        shared = (self.config, self.units, self._shared, self._begun, everyone, self.spill)
         self.pool = ProcessPoolExecutor(
             self.jobs, mp_context=self.context, initializer=_start_counter, initargs=(shared,)
         )
@@ -233,6 +238,7 @@ class Counters:
             for worker in workers:
                 worker.join()
         pool.shutdown(wait=True, cancel_futures=True)
+        shutil.rmtree(self.spill, ignore_errors=True)
 
 
 @dataclass
@@ -327,6 +333,7 @@ def _store_all(
     from logcount.count.agents import agent_family
     from logcount.count.classify import BoundedCache
     from logcount.sources.rollup_count import working_size
+    from logcount.sources.rollup_parts import read_part
     from logcount.sources.rollup_rows import families_of
 
     keep = working_size(config)
@@ -348,12 +355,17 @@ def _store_all(
                 failed.add(inp)
                 merged.pop(inp, None)
                 continue
-            if inp in merged:  # merged as the parts come: one merge left after the last
-                merged[inp].merge(message[3])
-                merged[inp].bound(keep, family)
-                message = message[:3]  # the part merged, let go before the file's rows are made
+            part, held = message[3], merged.get(inp)
+            message = message[:3]  # the part merged, let go before the file's rows are made
+            if isinstance(part, str):  # a counter's, in a file: merged a slice at a time
+                merged[inp] = read_part(part, held)
+            elif held is not None:  # merged as the parts come: one merge left after the last
+                held.merge(part)
             else:
-                merged[inp] = message[3]
+                merged[inp] = part
+            del part
+            if held is not None:
+                held.bound(keep, family)
             got[inp] += message[2]
             if got[inp] < expected[inp]:
                 continue

@@ -281,7 +281,8 @@ def working_size(config: Config) -> int:
 
 _WORKER: dict[str, Any] = {}
 READ_ERRORS = (OSError, EOFError, lzma.LZMAError, zlib.error, ValueError)
-# What a counter sends: ("part", input, units counted, UnitCounts) or ("error", input, message).
+# What a counter sends: ("part", input, units counted, UnitCounts or the file holding it,
+# see rollup_parts) or ("error", input, message).
 Message = tuple[Any, ...]
 
 
@@ -413,17 +414,27 @@ def hand_over(last: bool = False) -> list[Message]:
     held, _WORKER["held"] = _WORKER.get("held"), None
     if held is None:
         return []
-    return [("part", held[0], held[2], held[1].finish())]
+    counts = held[1].finish()
+    spill = _WORKER.get("spill")  # a counting process's parts go through files
+    if spill is None:
+        return [("part", held[0], held[2], counts)]
+    from logcount.sources.rollup_parts import write_part
+
+    held[1] = None  # its tables, let go as the part is written
+    return [("part", held[0], held[2], write_part(counts, spill))]
 
 
-def start_counter(config: Config, units: list[Unit], lines: Any, begun: Any, everyone: Any) -> None:
+def start_counter(
+    config: Config, units: list[Unit], lines: Any, begun: Any, everyone: Any, spill: str
+) -> None:
     """A counting process's set-up (the pool's initializer). The parent forks it with
     SIGINT blocked: Ctrl-C is the parent's to handle, and ignoring it from here on leaves
     no moment where it would interrupt the counter with a traceback. `lines` (shared
     memory, or None without a progress bar) adds up the lines read by every counter;
     `begun` (shared memory, a byte per unit) tells the parent which units a counter began,
-    should the pool break; `everyone` is the barrier of hand_over()."""
-    _WORKER["begun"], _WORKER["everyone"] = begun, everyone
+    should the pool break; `everyone` is the barrier of hand_over(); `spill` the parent's
+    directory for the parts handed over (see rollup_parts)."""
+    _WORKER["begun"], _WORKER["everyone"], _WORKER["spill"] = begun, everyone, spill
     tune_gc()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
