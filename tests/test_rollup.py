@@ -865,6 +865,7 @@ def test_every_unit_is_counted_once_however_many(tmp_path: Path) -> None:
 
     from logcount.config import config_from_dict
     from logcount.sources import rollup as lr
+    from logcount.sources.rollup_parts import read_part
 
     config = config_from_dict(tomllib.loads(CONFIG))
     log = tmp_path / "one.log"
@@ -879,12 +880,14 @@ def test_every_unit_is_counted_once_however_many(tmp_path: Path) -> None:
     counters = lr.Counters(config, units, 2, True)
     try:
         messages = list(counters.results(lambda: None))
+        parts = [m for m in messages if m[0] == "part"]
+        counts = [read_part(m[3], None) for m in parts]  # handed over in files
     finally:
         counters.close(stop=False)
-    parts = [m for m in messages if m[0] == "part"]
+    assert not os.path.exists(counters.spill)  # their directory removed
     assert [m for m in messages if m[0] != "part"] == []
     assert sum(m[2] for m in parts) == 2_000  # every unit counted once
-    assert sum(m[3].lines + m[3].malformed for m in parts) == 3000
+    assert sum(c.lines + c.malformed for c in counts) == 3000
     assert counters.lines == 3000  # the progress the counters reported
 
 
