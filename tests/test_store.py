@@ -348,3 +348,45 @@ def test_row_visitors_are_a_union_over_sources_and_days(store: Store) -> None:
         assert store.top_rows("s", [D1, D2], by, 5)[0]["visitors"] == 3
         assert store.top_rows("s", [D2], by, 5)[0]["visitors"] == 1
     assert store.day_totals("s", [D1, D2])["visitors"] == 3  # as the window's total
+
+
+@pytest.mark.parametrize(
+    ("limit", "batches"),
+    [
+        (5000, (700, 700, 700)),  # exact: moved to the file twice, merged once more
+        (5000, (3000, 3000, 10)),  # over the limit as the second batch is moved
+        (2000, (900, 900, 300)),  # over it only once the last held hashes join the file
+        (5000, (10, 10, 10)),  # never moved
+    ],
+)
+def test_a_day_set_kept_in_a_file_is_handed_over_as_held_in_memory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, limit: int, batches: tuple[int, ...]
+) -> None:
+    """A counter's day set moved to a file as it grows (rollup_parts.DaySpill) reaches the
+    parent as the same set, exact or registers, as one held in memory throughout; its
+    files are gone once handed over."""
+    import random
+
+    from logcount.count.sketch import PackedSketch
+    from logcount.sources import rollup_parts
+    from logcount.sources.rollup_rows import UnitCounts
+
+    monkeypatch.setattr(rollup_parts, "SLICE_HASHES", 128)
+    rng = random.Random(limit + sum(batches))
+    key = ("s", "20150517")
+    held = PackedSketch(limit)
+    spilled = UnitCounts()
+    spilled.day_visitors[key] = PackedSketch(limit)
+    spill = rollup_parts.DaySpill(str(tmp_path))
+    seen: list[int] = []
+    for n in batches:
+        batch = [*rng.sample(seen, min(len(seen), 50)), *(rng.getrandbits(64) for _ in range(n))]
+        seen += batch
+        held.add_all(batch)
+        spilled.day_visitors[key].add_all(batch)
+        spill.relieve(spilled.day_visitors, 500)
+    path = rollup_parts.write_part(spilled, str(tmp_path), spill)
+    assert [p.name for p in tmp_path.iterdir()] == [Path(path).name]
+    got = rollup_parts.read_part(path, None).day_visitors[key]
+    assert got.to_bytes() == held.to_bytes()
+    assert (got.hashes is None) == (len(set(seen)) > limit)

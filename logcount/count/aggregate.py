@@ -141,6 +141,13 @@ class Aggregator:
             self._held = 0
         return delta
 
+    def cached(self) -> int:
+        """Entries its caches and its classifier's hold (bounded each, filled by the
+        distinct keys seen: a rollup's counter makes its batches smaller as they grow)."""
+        mine: list[dict[Any, Any]] = [self._site_minute, self._described, self._alike]
+        mine += (pairs for *_, pairs in self._tables)
+        return sum(len(cache) for cache in mine) + self.classifier.cached()
+
     def unclassified(self, raw: RawCounts) -> Delta:
         """A batch classify() failed on: every line of it counted as malformed."""
         broken = RawCounts(malformed=raw.lines + raw.malformed, samples=raw.samples)

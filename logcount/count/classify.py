@@ -245,6 +245,10 @@ class Classifier:
         self.buckets = BoundedCache(self._store_buckets if store_days else self._buckets, 20_000)
         self._is_bot = bot_matcher()
 
+    def cached(self) -> int:
+        """Entries its caches hold."""
+        return sum(len(c.data) for c in vars(self).values() if isinstance(c, BoundedCache))
+
     def _make_site_cache(self) -> BoundedCache[bytes, str]:
         default = self.config.site
 

@@ -36,6 +36,7 @@ from logcount.count.logformat import CompiledFormat, compile_format
 from logcount.count.visitors import MemberVisitors
 from logcount.errors import ConfigError
 from logcount.sources.rollup_files import Input, Unit, open_log
+from logcount.sources.rollup_parts import DaySpill, write_part
 from logcount.sources.rollup_rows import UnitCounts, families_of
 
 __all__ = ["UnitCounts", "families_of"]  # where callers found them before
@@ -50,10 +51,18 @@ PIECE = 256 << 10
 CLASSIFY_EVERY = 100_000
 CLASSIFY_BYTES = 64 << 20  # ...or bytes of keys (long agents and referrers: few keys, big)
 # A batch's peak per key (the scanner's tables, then the tuples take() makes of them while
-# they are still held: ~35 MB for 100,000 keys of the diverse day). The visitor hashes a
-# counter holds count against the batch, so that a day's set grown to 8 MiB (5M lines)
-# does not add to the peak of a day whose set is small: its batches hold fewer keys.
+# they are still held: ~35 MB for 100,000 keys of the diverse day). What a counter holds
+# between batches and has grown since its first (visitor sketches, the day's rows, the
+# caches, each bounded but filled by the distinct keys seen) counts against the batch,
+# so that 5M lines of a diverse day peak no higher than 1M: their batches hold fewer
+# keys (down to a quarter: on the real lines, whose caches are full after one batch,
+# they stay whole). ENTRY: bytes of a row or cache entry (measured on the diverse day:
+# +14 MB of RSS for +71,000 of them).
 KEY_PEAK = 350
+ENTRY = 200
+# A day's visitor hashes a counting process holds (1 MiB): beyond, they go to a file
+# (rollup_parts.DaySpill), so that a day of many visitors does not grow its memory.
+SPILL_HASHES = 1 << 17
 EDGE = 8192  # bytes of a unit's first and last lines kept (UnitCounts.edges)
 # Numbers a line may carry (%b, %D, ...) are below 2^53: the scanner and the regexes make
 # a line with a larger one malformed (logcount.count.logformat); stored sums saturate (rollup).
@@ -96,7 +105,9 @@ class FileCounter:
         self.aggregator.grans = ("day",)
         self.visitors = MemberVisitors(self.aggregator)
         self.counts = UnitCounts()
-        self.every = CLASSIFY_EVERY  # keys of a batch: fewer as visitor hashes pile up
+        self.spill: DaySpill | None = None  # where its day sets go, in a counting process
+        self.every = CLASSIFY_EVERY  # keys of a batch: fewer as what is held grows
+        self._held: int | None = None  # bytes held after the first batch (see KEY_PEAK)
         self._family: Callable[[str], str] | None = None
         self._first: bytes | None = None  # the first line read by read_stream, and the last
         self._last = b""
@@ -177,13 +188,19 @@ class FileCounter:
         fresh: tuple[dict[Any, set[int]], ...] = ({}, {}, {})  # day, path, object
         self.visitors.collect(visitors, fresh)
         self.counts.add_visitors(*fresh)
+        if self.spill is not None:
+            self.spill.relieve(self.counts.day_visitors, SPILL_HASHES)
         if self.aggregator.events:  # who did each event, per day (count/events.py)
             self.aggregator.events.collect(visitors, self.counts.delta.events)
         # Memory stays flat however many distinct URLs a day has: a working table of
         # twice the store's cap per day and dimension (the store keeps the cap).
         self.counts.bound(working_size(self.config), self.family)
-        held = self.counts.sketch_bytes() // KEY_PEAK
-        self.every = max(CLASSIFY_EVERY // 2, CLASSIFY_EVERY - held)
+        entries = self.counts.delta.size() + self.aggregator.cached()
+        held = self.counts.sketch_bytes() + ENTRY * entries
+        if self._held is None:
+            self._held = held
+        grown = max(0, held - self._held) // KEY_PEAK
+        self.every = max(CLASSIFY_EVERY // 4, CLASSIFY_EVERY - grown)
 
     def read(self, unit: Unit, progress: Callable[[int], None] = lambda n: None) -> UnitCounts:
         """Count the unit's lines (finish() classifies them; a counter may read several
@@ -388,6 +405,8 @@ def count_at(i: int) -> list[Message]:
             return [*out, ("error", unit.input, f"{unit.input.path}: {exc.strerror}")]
         except (ConfigError, *READ_ERRORS) as exc:
             return [*out, ("error", unit.input, f"{unit.input.path}: {exc}")]
+        if _WORKER.get("spill") is not None:
+            held[1].spill = DaySpill(_WORKER["spill"])
         _WORKER["held"] = held
     try:
         held[1].read(unit, _progress)
@@ -414,14 +433,12 @@ def hand_over(last: bool = False) -> list[Message]:
     held, _WORKER["held"] = _WORKER.get("held"), None
     if held is None:
         return []
-    counts = held[1].finish()
+    counts, days = held[1].finish(), held[1].spill
     spill = _WORKER.get("spill")  # a counting process's parts go through files
     if spill is None:
         return [("part", held[0], held[2], counts)]
-    from logcount.sources.rollup_parts import write_part
-
     held[1] = None  # its tables, let go as the part is written
-    return [("part", held[0], held[2], write_part(counts, spill))]
+    return [("part", held[0], held[2], write_part(counts, spill, days))]
 
 
 def start_counter(

@@ -15,10 +15,12 @@ from __future__ import annotations
 import os
 import pickle
 import tempfile
+from array import array
+from bisect import bisect_right
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, BinaryIO
 
-from logcount.count.sketch import PackedSketch
+from logcount.count.sketch import REGISTERS, PackedSketch, add_registers
 from logcount.sinks.base import merge_into
 from logcount.sources.rollup_rows import UnitCounts
 
@@ -27,17 +29,99 @@ SLICE_HASHES = 1 << 16  # a day's hashes per slice: 512 KiB
 _PROTOCOL = pickle.HIGHEST_PROTOCOL
 
 
-def write_part(counts: UnitCounts, directory: str) -> str:
-    """Write `counts` into a new file of `directory` (the parent's, see spill_directory)
-    in slices; its name, for read_part."""
+class DaySpill:
+    """A counting process's day sets kept in files once they hold more than a few hashes
+    (rollup_count.SPILL_HASHES): a day of a million visitors is not 8 MiB of a counter's
+    memory (which grew with the lines) but a sorted file, merged with the hashes held
+    since as it is rewritten (a pass over it, as union_into makes over hashes held). The
+    files have no name (removed as made): a counter killed leaves none behind."""
+
+    def __init__(self, directory: str):
+        self.directory = directory
+        self.files: dict[tuple[str, str], BinaryIO] = {}  # (site, day label) -> its file
+
+    def relieve(self, days: dict[tuple[str, str], PackedSketch], at_most: int) -> None:
+        """Move the hashes of each day set holding more than `at_most` to its file."""
+        for key, sketch in days.items():
+            if sketch.hashes is not None and len(sketch.hashes) > at_most:
+                self._move(key, sketch)
+
+    def _move(self, key: tuple[str, str], sketch: PackedSketch) -> None:
+        """The sketch's hashes into its file (the union of both), or, once the union
+        holds more than the sketch's limit, the sketch is the union's registers."""
+        old = self.files.pop(key, None)
+        if sketch.hashes is None:  # registers already: the file's hashes join them
+            assert sketch.registers is not None
+            for hashes in _hashes_of(old):
+                add_registers(sketch.registers, hashes)
+            return
+        held, sketch.hashes = sketch.hashes, array("Q")
+        out = tempfile.TemporaryFile(dir=self.directory)  # noqa: SIM115 (kept, closed once read)
+        n = _union(old, held, out)
+        del held
+        if n <= sketch.limit:
+            self.files[key] = out
+            return
+        sketch.hashes, sketch.registers = None, bytearray(REGISTERS)
+        for hashes in _hashes_of(out):
+            add_registers(sketch.registers, hashes)
+
+    def slices(self, key: tuple[str, str], sketch: PackedSketch) -> Iterator[tuple[Any, ...]]:
+        """A day set as _slices gives it: its registers, or its hashes (file and held)."""
+        if sketch.hashes is None or sketch.hashes:
+            self._move(key, sketch)
+        f = self.files.pop(key, None)
+        if f is None:  # the union's registers
+            yield ("day", key, sketch)
+            return
+        yield ("day", key, PackedSketch(sketch.limit))
+        for hashes in _hashes_of(f):
+            yield ("hashes", key, hashes)
+
+
+def _union(f: BinaryIO | None, held: array[int], out: BinaryIO) -> int:
+    """Write the union of the sorted hashes in file `f` (if any, closed after) and of
+    `held` (sorted, neither with two alike) to `out`, sorted; how many there are."""
+    n = j = 0
+    for chunk in _hashes_of(f):
+        k = bisect_right(held, chunk[-1], j)
+        new = set(held[j:k]).difference(chunk) if k > j else ()
+        if new:
+            merged = chunk.tolist()
+            merged += new
+            merged.sort()
+            chunk = array("Q", merged)
+        j = k
+        chunk.tofile(out)
+        n += len(chunk)
+    rest = held[j:]
+    rest.tofile(out)
+    return n + len(rest)
+
+
+def _hashes_of(f: BinaryIO | None) -> Iterator[array[int]]:
+    """The hashes of a file of DaySpill's, a slice at a time; the file closed after."""
+    if f is None:
+        return
+    with f:
+        f.seek(0)
+        while block := f.read(8 * SLICE_HASHES):
+            hashes = array("Q")
+            hashes.frombytes(block)
+            yield hashes
+
+
+def write_part(counts: UnitCounts, directory: str, spill: DaySpill | None = None) -> str:
+    """Write `counts` (with the day sets `spill` holds) into a new file of `directory` (the
+    parent's) in slices; its name, for read_part."""
     fd, path = tempfile.mkstemp(prefix="part-", dir=directory)
     with os.fdopen(fd, "wb") as f:
-        for piece in _slices(counts):
+        for piece in _slices(counts, spill):
             pickle.dump(piece, f, _PROTOCOL)
     return path
 
 
-def _slices(counts: UnitCounts) -> Iterator[tuple[Any, ...]]:
+def _slices(counts: UnitCounts, spill: DaySpill | None) -> Iterator[tuple[Any, ...]]:
     sketches = (counts.path_visitors, counts.object_visitors, counts.day_visitors)
     rows = UnitCounts(
         delta=counts.delta, lines=counts.lines, malformed=counts.malformed, edges=counts.edges
@@ -48,12 +132,14 @@ def _slices(counts: UnitCounts) -> Iterator[tuple[Any, ...]]:
         for i in range(0, len(keys), SLICE_KEYS):
             yield (table, {k: sketch_table[k] for k in keys[i : i + SLICE_KEYS]})
     for key, day in sketches[2].items():
-        if day.hashes is None:  # registers: 1 KiB
+        if spill is not None and key in spill.files:
+            yield from spill.slices(key, day)
+        elif day.hashes is None:  # registers: 1 KiB
             yield ("day", key, day)
-            continue
-        yield ("day", key, PackedSketch(day.limit))  # so that an empty set is stored too
-        for i in range(0, len(day.hashes), SLICE_HASHES):
-            yield ("hashes", key, day.hashes[i : i + SLICE_HASHES])
+        else:
+            yield ("day", key, PackedSketch(day.limit))  # so that an empty set is stored too
+            for i in range(0, len(day.hashes), SLICE_HASHES):
+                yield ("hashes", key, day.hashes[i : i + SLICE_HASHES])
 
 
 def read_part(path: str, into: UnitCounts | None) -> UnitCounts:
