@@ -891,6 +891,28 @@ def test_every_unit_is_counted_once_however_many(tmp_path: Path) -> None:
     assert counters.lines == 3000  # the progress the counters reported
 
 
+def test_a_killed_rollups_directory_goes_at_the_next(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The directory of a rollup killed before it removed it (SIGKILL) is removed by the
+    next rollup once its process is gone; a live one's stays."""
+    import subprocess
+    import tempfile
+
+    from logcount.sources import rollup as lr
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    child = subprocess.Popen(["true"])
+    child.wait()  # gone and reaped: its pid names no process
+    dead = tmp_path / f"{lr.SPILL_PREFIX}{child.pid}-x"
+    live = tmp_path / f"{lr.SPILL_PREFIX}{os.getpid()}-y"
+    for d in (dead, live):
+        d.mkdir()
+        (d / "part-1").write_bytes(b"left")
+    fresh = lr.spill_directory()
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([live.name, Path(fresh).name])
+
+
 def test_configured_time_zone_moves_lines_across_midnight(
     lc_env: dict[str, str], tmp_path: Path
 ) -> None:

@@ -102,6 +102,38 @@ def _hand_over() -> list[Message]:
     return hand_over(last=True)
 
 
+SPILL_PREFIX = "logcount-rollup-"
+
+
+def spill_directory() -> str:
+    """Where the counters write the parts they hand over (rollup_parts): the parent's,
+    private (0700), named after it and removed by Counters.close() whatever is left in it.
+    Those of this user's rollups that were killed first (SIGKILL, SIGTERM: no close) are
+    removed here, once their process is gone."""
+    base = tempfile.gettempdir()
+    for name in os.listdir(base):
+        pid = name.removeprefix(SPILL_PREFIX).partition("-")[0]
+        path = os.path.join(base, name)
+        if not name.startswith(SPILL_PREFIX) or not pid.isdigit() or _alive(int(pid)):
+            continue
+        try:
+            if os.lstat(path).st_uid == os.getuid():
+                shutil.rmtree(path, ignore_errors=True)
+        except OSError:  # removed meanwhile
+            pass
+    return tempfile.mkdtemp(prefix=f"{SPILL_PREFIX}{os.getpid()}-")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's
+        return True
+    return True
+
+
 class Counters:
     """The counting processes, and the parts they return (see above). Where there is no
     fork(), the parent counts itself, once the store is open."""
@@ -126,9 +158,7 @@ class Counters:
             self._shared = self.context.Value("q", 0)
         self._begun = self.context.RawArray("b", len(units))
         self.done: queue.SimpleQueue[Any] = queue.SimpleQueue()  # futures, as they finish
-        # Where the counters write the parts they hand over (rollup_parts), the parent's:
-        # private (0700), removed by close() whatever the counters left in it.
-        self.spill = tempfile.mkdtemp(prefix="logcount-rollup-")
+        self.spill = spill_directory()
         # The counting side's modules, imported once here rather than by each counter (a
         # core's 40 ms each; the parent imports them later anyway): what they load for a
         # config (the format, the crawler patterns) is each counter's own, made in parallel.
