@@ -438,7 +438,10 @@ def hand_over(last: bool = False) -> list[Message]:
     if spill is None:
         return [("part", held[0], held[2], counts)]
     held[1] = None  # its tables, let go as the part is written
-    return [("part", held[0], held[2], write_part(counts, spill, days))]
+    try:
+        return [("part", held[0], held[2], write_part(counts, spill, days))]
+    except OSError as exc:  # a full disk: the file fails, the others go on
+        return [("error", held[0], f"{held[0].path}: handing its counts over: {exc}")]
 
 
 def start_counter(

@@ -7,7 +7,8 @@ rows), which the parent received as bytes and unpickled beside the part it alrea
 its peak grew with the lines (125 MB at 5M against 99 at 1M). Written as a sequence of
 small pickles into a private directory, the part reaches the parent a slice at a time
 (the rows first, then SLICE_KEYS sketches or SLICE_HASHES of a day's hashes), each merged
-into what the parent holds and let go before the next is read.
+into what the parent holds and let go before the next is read. A counter's own day set,
+past a few hashes, waits in such a file too while it counts (DaySpill).
 """
 
 from __future__ import annotations
