@@ -170,6 +170,7 @@ def _merge(
     counted here), bounded while merging and at the end."""
     from logcount.sources.rollup import ProgressBar
     from logcount.sources.rollup_count import day_counter
+    from logcount.sources.rollup_parts import read_part
 
     memory = MemorySink(config)
     sink: Sink[UnitCounts, Input | None] = memory  # only the protocol is called (mypy)
@@ -184,7 +185,11 @@ def _merge(
         for message in counters.results(bar.refresh):
             if message[0] == "error":
                 raise ReportError(f"cannot read {message[2]}")
-            sink.submit(message[3], message[1])
+            if isinstance(message[3], str):  # a counting process's, in a file (rollup_parts)
+                read_part(message[3], memory.counts)  # merged a slice at a time
+                memory.counts.bound(memory.keep, memory.family)
+            else:
+                sink.submit(message[3], message[1])
             got[message[1]] += message[2]
             if got[message[1]] == expected[message[1]]:
                 bar.file_done()
