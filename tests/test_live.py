@@ -6,13 +6,14 @@ reach Redis in the order they were made, whatever was spooled meanwhile."""
 from __future__ import annotations
 
 import os
+import re
 import time
 from collections import Counter
 from pathlib import Path
 
 from logcount.config import Config
 from logcount.count.delta import Delta
-from logcount.sinks.live import Batch, LiveSink, RedisWriter
+from logcount.sinks.live import _SCRIPT, Batch, LiveSink, RedisWriter
 from logcount.sinks.spool import HOST, Spool
 from tests.conftest import RedisServer
 
@@ -69,3 +70,31 @@ def test_spools_of_dead_processes_are_replayed_oldest_first(
     sink = LiveSink(config, spool_dir=directory)
     assert sink.flush(force=True)
     assert redis_server.client().get(POSITION) == b"newer"
+
+
+def test_a_new_bucket_of_many_members_holds_them_exactly(
+    tmp_path: Path, redis_server: RedisServer
+) -> None:
+    """apply.lua starts a new sorted set of more than 128 members with a placeholder (so
+    that Redis makes it a skiplist at once, see there), removed in the same call; a
+    member that happens to be named like it is kept."""
+    placeholder = re.search(r"local PLACEHOLDER = '([^']+)'", _SCRIPT)
+    assert placeholder is not None
+    config = Config(site="test", redis=redis_server.url, data_dir=str(tmp_path))
+    writer = RedisWriter(config)
+    client = redis_server.client()
+    for minute, names in (
+        ("202611200000", [f"/p/{i}" for i in range(300)]),
+        ("202611200001", [f"/p/{i}" for i in range(299)] + [placeholder.group(1)]),
+    ):
+        mkey = ("test", "path", "minute", minute)
+        hits = Counter({name: i + 1 for i, name in enumerate(names)})
+        sizes = Counter({name: 1000 * (i + 1) for i, name in enumerate(names)})
+        writer.apply(Batch(Delta(members={mkey: hits}, member_bytes={mkey: sizes})))
+        for key, want in (
+            (f"lc:{{test}}:z:path:minute:{minute}", hits),
+            (f"lc:{{test}}:zb:path:minute:{minute}", sizes),
+        ):
+            held = {m.decode(): int(s) for m, s in client.zrange(key, 0, -1, withscores=True)}
+            assert held == dict(want)
+            assert client.object("encoding", key) == b"skiplist"
