@@ -15,10 +15,12 @@ if not ok or type(batch) ~= 'table' or type(batch.ops) ~= 'table' then
   return invalid('not a batch object')
 end
 
--- Counts go to Redis as Lua numbers (doubles, written with %.17g): integers up to 2^53
--- only, or Redis would read 1e+17 and refuse it half way through the batch.
+-- Counts come as Lua numbers (doubles): integers up to 2^53 only, or Redis would read
+-- 1e+17 (a number written with %.17g) and refuse it half way through the batch.
+local type, next = type, next
+local LIMIT = 9007199254740992
 local function count(n)
-  return type(n) == 'number' and n >= 0 and n <= 9007199254740992 and n == math.floor(n)
+  return type(n) == 'number' and n >= 0 and n <= LIMIT and n % 1 == 0
 end
 -- A total past 2^53 (a day's bytes) comes as a string of at most 18 digits, which
 -- HINCRBY takes exactly (below 2^63).
@@ -29,19 +31,22 @@ local function key_index(i)
   return count(i) and i >= 1 and i <= #KEYS
 end
 -- A list of strings (a JSON object would leave holes for unpack to fill with nil).
+-- cjson makes a JSON array a table of keys 1..n without holes (null is cjson.null, not
+-- nil) and an object a table of string keys, of length 0: reading 1..#t checks it all.
 local function strings(t)
   if type(t) ~= 'table' then return false end
-  local n = 0
-  for _, v in pairs(t) do
-    if type(v) ~= 'string' then return false end
-    n = n + 1
+  local n = #t
+  if n == 0 then return next(t) == nil end
+  for i = 1, n do
+    if type(t[i]) ~= 'string' then return false end
   end
-  return n == #t
+  return true
 end
 local function counts(t, n)
   if type(t) ~= 'table' or #t ~= n then return false end
   for i = 1, n do
-    if not count(t[i]) then return false end
+    local v = t[i]
+    if type(v) ~= 'number' or v < 0 or v > LIMIT or v % 1 ~= 0 then return false end
   end
   return true
 end
