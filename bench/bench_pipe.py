@@ -8,7 +8,8 @@ Two inputs (--data, default both): the real lines repeated, their times spread o
 an hour and the seconds a site at 250,000 requests/s writes them; and a day generated as
 diverse as a real one (bench/diverse.py), where caches miss as they do in production.
 logcount runs pinned to one core (taskset -c 0), the private redis-server on the other.
-Prints lines/s for each, the ratio to apachelogs, and peak RSS of the pipe's processes.
+Prints lines/s for each, the ratio to apachelogs, peak RSS of the pipe's processes, the
+CPU time of the pipe and of redis-server, and whether the sink spilled to its spool.
 --durations: the real lines with a %D each, over an hour (response times: histograms and
 member sums; the --before tree must read %D too, as any logcount does).
 --events: the diverse day without events and with 10 (one per section of the site, and
@@ -25,10 +26,14 @@ medians are compared (load from elsewhere falls on both alike).
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 import statistics
 import sys
+import threading
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -59,23 +64,48 @@ def apachelogs_loop(path: Path) -> tuple[float, int]:
     return time.perf_counter() - start, n
 
 
-def run_pipe(path: Path, tree: str = "", config: str = "") -> tuple[float, int, int, int, float]:
-    """Seconds and peak RSS (KiB) of `logcount pipe < path`, the lines it counted, the
-    bytes Redis holds then (used_memory), and the CPU seconds of the pipe and of
-    redis-server (user and system: the figure to trust under load); with `tree`, the
-    logcount package of that source tree; `config`: more of its config."""
+class Run(NamedTuple):
+    seconds: float
+    rss: int  # KiB, the largest process of the pipe's tree
+    counted: int  # lines the day buckets hold
+    held: int  # bytes Redis holds then (used_memory)
+    cpu: float  # the pipe's user + system seconds
+    redis_cpu: float  # redis-server's: what applying the batches cost it
+    spilled: bool  # whether a spool file appeared: Redis fell behind by pending_limit
+
+
+def watch_spool(directory: Path, seen: list[str], done: threading.Event) -> None:
+    """Note any spool file in `directory` until `done` (a spill is replayed within seconds,
+    so the directory is looked at every 20 ms)."""
+    while not done.wait(0.02):
+        with contextlib.suppress(FileNotFoundError):
+            seen.extend(n for n in os.listdir(directory) if n.endswith(".jsonl"))
+
+
+def run_pipe(path: Path, tree: str = "", config: str = "") -> Run:
+    """`logcount pipe < path` against a private redis-server; with `tree`, the logcount
+    package of that source tree; `config`: more of its config."""
     with private_logcount(more_config=config) as (redis, env):
         if tree:  # found before the installed package: PYTHONPATH precedes site-packages
             env["PYTHONPATH"] = tree
-        seconds, cpu, rss = timed(["taskset", "-c", "0", *logcount_cmd(), "pipe"], env, path)
+        spilled: list[str] = []
+        done = threading.Event()
+        spool = Path(env["LOGCOUNT_DATA_DIR"]) / "spool"
+        watcher = threading.Thread(target=watch_spool, args=(spool, spilled, done))
+        watcher.start()
+        try:
+            seconds, cpu, rss = timed(["taskset", "-c", "0", *logcount_cmd(), "pipe"], env, path)
+        finally:
+            done.set()
+            watcher.join()
         counted = 0
         for key in redis.client.scan_iter("lc:*:t:day:*"):
             fields = redis.client.hgetall(key)
             counted += sum(int(fields.get(f, 0)) for f in (b"hits", b"bots", b"ignored"))
         held = int(redis.client.info("memory")["used_memory"])
-        info = redis.client.info("cpu")  # what applying the batches cost Redis
-        cpu += float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
-    return seconds, rss, counted, held, cpu
+        info = redis.client.info("cpu")
+        redis_cpu = float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
+    return Run(seconds, rss, counted, held, cpu, redis_cpu, bool(spilled))
 
 
 def compare(
@@ -94,36 +124,42 @@ def compare(
     print(f"cat                                {n / cat_s:>12,.0f} lines/s")
     print(f"apachelogs parse() loop            {al_rate:>12,.0f} lines/s")
     for label, path, expected in spreads:
-        mine, theirs = [], []
+        mine: list[Run] = []
+        theirs: list[Run] = []
         for _ in range(runs):
             for tree, out in (("", mine), (before, theirs)) if before else (("", mine),):
-                seconds, rss, counted, _, cpu = run_pipe(path, tree, config)
-                out.append((seconds, rss, cpu))
-                if counted != expected:
-                    print(f"WARNING: counted {counted:,} lines, expected {expected:,}")
+                run = run_pipe(path, tree, config)
+                out.append(run)
+                if run.counted != expected:
+                    print(f"WARNING: counted {run.counted:,} lines, expected {expected:,}")
         for name, results in (("", mine), (" (--before)", theirs)):
             if not results:
                 continue
-            rate = n / statistics.median(s for s, _, _ in results)
-            rss = statistics.median(r for _, r, _ in results)
-            cpu = statistics.median(c for _, _, c in results)
+            rate = n / statistics.median(r.seconds for r in results)
+            rss = statistics.median(r.rss for r in results)
+            cpu = statistics.median(r.cpu for r in results)
+            redis_cpu = statistics.median(r.redis_cpu for r in results)
+            spills = sum(r.spilled for r in results)
             print(
                 f"logcount pipe, 1 core, {label + name:<18} {rate:>12,.0f} lines/s   "
                 f"{rate / al_rate:4.1f}x apachelogs   peak RSS {rss / 1024:.0f} MB"
-                f"   CPU {cpu:.2f} s (with Redis')"
+                f"   CPU {cpu:.2f} s, Redis' {redis_cpu:.2f} s   spilled in {spills} of"
+                f" {len(results)} runs"
             )
             if len(results) > 1:
-                each = ", ".join(f"{r / 1024:.0f} MB {c:.2f} s" for _, r, c in results)
+                each = ", ".join(
+                    f"{r.rss / 1024:.0f} MB {r.cpu:.2f}+{r.redis_cpu:.2f} s"
+                    f"{' spilled' if r.spilled else ''}"
+                    for r in results
+                )
                 print(f"  each run: {each}")
         if theirs:
-            mine_s = statistics.median(s for s, _, _ in mine)
-            theirs_s = statistics.median(s for s, _, _ in theirs)
-            mine_c = statistics.median(c for _, _, c in mine)
-            theirs_c = statistics.median(c for _, _, c in theirs)
-            print(
-                f"  this tree vs --before: lines/s {theirs_s / mine_s - 1:+.1%},"
-                f" CPU {mine_c / theirs_c - 1:+.1%}"
-            )
+            mine_s = statistics.median(r.seconds for r in mine)
+            theirs_s = statistics.median(r.seconds for r in theirs)
+            for what, of in (("CPU", lambda r: r.cpu), ("Redis' CPU", lambda r: r.redis_cpu)):
+                change = statistics.median(map(of, mine)) / statistics.median(map(of, theirs))
+                print(f"  this tree vs --before: {what} {change - 1:+.1%}", end=",")
+            print(f" lines/s {theirs_s / mine_s - 1:+.1%}")
 
 
 EVENTS_CONFIG = (
@@ -151,8 +187,8 @@ def compare_configs(n: int, path: Path, runs: int, configs: dict[str, str]) -> N
     results: dict[str, list[tuple[float, int, int]]] = {label: [] for label in configs}
     for _ in range(runs):
         for label, config in configs.items():
-            seconds, rss, _, held, _ = run_pipe(path, "", config)
-            results[label].append((seconds, rss, held))
+            run = run_pipe(path, "", config)
+            results[label].append((run.seconds, run.rss, run.held))
     for label, got in results.items():
         rate = n / statistics.median(s for s, _, _ in got)
         rss = statistics.median(r for _, r, _ in got)
