@@ -156,10 +156,13 @@ def compare(
         if theirs:
             mine_s = statistics.median(r.seconds for r in mine)
             theirs_s = statistics.median(r.seconds for r in theirs)
-            for what, of in (("CPU", lambda r: r.cpu), ("Redis' CPU", lambda r: r.redis_cpu)):
-                change = statistics.median(map(of, mine)) / statistics.median(map(of, theirs))
-                print(f"  this tree vs --before: {what} {change - 1:+.1%}", end=",")
-            print(f" lines/s {theirs_s / mine_s - 1:+.1%}")
+            changes = []
+            for what, field in (("CPU", "cpu"), ("Redis' CPU", "redis_cpu")):
+                ours = statistics.median(getattr(r, field) for r in mine)
+                before = statistics.median(getattr(r, field) for r in theirs)
+                changes.append(f"{what} {ours / before - 1:+.1%}")
+            changes.append(f"lines/s {theirs_s / mine_s - 1:+.1%}")
+            print(f"  this tree vs --before: {', '.join(changes)}")
 
 
 EVENTS_CONFIG = (
