@@ -159,8 +159,8 @@ def compare(
             changes = []
             for what, field in (("CPU", "cpu"), ("Redis' CPU", "redis_cpu")):
                 ours = statistics.median(getattr(r, field) for r in mine)
-                before = statistics.median(getattr(r, field) for r in theirs)
-                changes.append(f"{what} {ours / before - 1:+.1%}")
+                old = statistics.median(getattr(r, field) for r in theirs)
+                changes.append(f"{what} {ours / old - 1:+.1%}")
             changes.append(f"lines/s {theirs_s / mine_s - 1:+.1%}")
             print(f"  this tree vs --before: {', '.join(changes)}")
 

@@ -173,6 +173,8 @@ def spawn(cmd: list[str], env: dict[str, str] | None = None, stdin: Path | None 
             os.dup2(fd, 0)
             os.dup2(os.open(os.devnull, os.O_WRONLY), 1)
             os.execvpe(cmd[0], cmd, env if env is not None else dict(os.environ))
+        except BaseException as exc:  # said, or the parent sees a bare status 127
+            os.write(2, f"cannot start {cmd[0]}: {exc!r}\n".encode())
         finally:
             os._exit(127)
     return pid
