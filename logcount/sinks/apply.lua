@@ -123,17 +123,17 @@ if batch.m > 0 then
 end
 local other = '(other)'
 -- A member's count goes to Redis as its digits (format('%d', n)): Redis writes a Lua
--- number with %.17g, which was some 7 % of this script's work on a diverse day.
+-- number with %.17g, which was some 7 % of this script's instructions on a diverse day.
 local format = string.format
 local numbers = {}  -- numbering key -> visitor hash -> number, for the 'e' operations
 
 -- Redis 6 makes a new sorted set a ziplist, where each member added is looked for and
 -- placed by a scan of those before it, until the 129th (zset-max-ziplist-entries) turns
 -- it into a skiplist: a minute's paths took 128^2/2 steps before their first skiplist
--- insert, a quarter of this script's work on a diverse day. A set whose first member is
--- longer than 64 bytes (zset-max-ziplist-value) starts as a skiplist: a new set of more
--- than 128 members starts with this placeholder, removed at once, so that no one sees it
--- (the script is atomic). Redis 7 sizes a new set from the ZADD itself.
+-- insert, a fifth of this script's instructions on a diverse day. A set whose first
+-- member is longer than 64 bytes (zset-max-ziplist-value) starts as a skiplist: a new set
+-- of more than 128 members starts with this placeholder, removed at once, so that no one
+-- sees it (the script is atomic). Redis 7 sizes a new set from the ZADD itself.
 local PLACEHOLDER = '(logcount: a placeholder that makes this new sorted set a skiplist)'
 
 -- Members with a positive score, added to a sorted set that does not hold them yet.
