@@ -2,7 +2,7 @@
 
 Each visitor does every event once, at an hour of its own (the most a day can hold: every
 event's day bitmap has every visitor). The sets go through the real sink path (a Delta's
-`events`, live.build_call, apply.lua's numbering and SETBIT) into a private redis-server,
+`events`, batch.build_call, apply.lua's numbering and SETBIT) into a private redis-server,
 in batches of --batch visitors as a reader would send them; then Redis' used_memory and
 MEMORY USAGE of each kind of key are printed. `--sets` does the same with plain Redis sets
 of the hashes (SADD, the structure bitmaps were chosen over) for comparison.
@@ -25,7 +25,8 @@ from bench.common import PrivateRedis  # noqa: E402
 from logcount.config import Config  # noqa: E402
 from logcount.count.delta import Delta  # noqa: E402
 from logcount.sinks import keys  # noqa: E402
-from logcount.sinks.live import Batch, RedisWriter  # noqa: E402
+from logcount.sinks.batch import Batch  # noqa: E402
+from logcount.sinks.live import RedisWriter  # noqa: E402
 
 SITE = "bench"
 DAY = "20261205"

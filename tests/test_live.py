@@ -13,7 +13,8 @@ from pathlib import Path
 
 from logcount.config import Config
 from logcount.count.delta import Delta
-from logcount.sinks.live import _SCRIPT, Batch, LiveSink, RedisWriter
+from logcount.sinks.batch import Batch
+from logcount.sinks.live import _SCRIPT, LiveSink, RedisWriter
 from logcount.sinks.spool import HOST, Spool
 from tests.conftest import RedisServer
 

@@ -16,7 +16,8 @@ from logcount.config import load_config
 from logcount.count.delta import Delta
 from logcount.serve.app import create_app
 from logcount.sinks import keys
-from logcount.sinks.live import Batch, RedisWriter
+from logcount.sinks.batch import Batch
+from logcount.sinks.live import RedisWriter
 from tests import test_cli_top as known
 from tests.conftest import RedisServer
 from tests.test_cli_top import Loaded

@@ -19,7 +19,8 @@ import redis
 from logcount.config import Config
 from logcount.count.delta import Delta
 from logcount.sinks import keys
-from logcount.sinks.live import Batch, LiveSink, RedisWriter
+from logcount.sinks.batch import Batch
+from logcount.sinks.live import LiveSink, RedisWriter
 from logcount.sinks.spool import HOST, Spool
 from tests.conftest import RedisServer, free_port, run_logcount
 

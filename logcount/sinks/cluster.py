@@ -32,7 +32,7 @@ from logcount.errors import RedisUnavailable
 from logcount.sinks.connection import reason
 
 REPLICA_WAIT_MS = 2000  # how long a master may take to pass a batch to one replica
-MARKER_LONG = 7 * 86400  # live.MARKER_TTL: a batch not confirmed may come back from a spool
+MARKER_LONG = 7 * 86400  # batch.MARKER_TTL: a batch not confirmed may come back from a spool
 MARKER_DONE = 60  # seconds a confirmed batch's markers are kept (redis-py's own retries)
 _TAG = re.compile(r"\{([^}]*)\}")
 

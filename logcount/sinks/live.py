@@ -21,12 +21,8 @@ import json
 import os
 import threading
 import time
-import uuid
-from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from importlib import resources
-from itertools import repeat
 from pathlib import Path
 from typing import Any
 
@@ -34,22 +30,18 @@ import redis
 
 from logcount.config import Config
 from logcount.count.delta import Delta
-from logcount.dimensions import GRANULARITY_NAMES
 from logcount.errors import LogcountError, RedisUnavailable
 from logcount.sinks import cluster, keys
+from logcount.sinks.batch import BATCH_MAX_BYTES, Batch, build_call
 from logcount.sinks.connection import connect, is_cluster, unreachable, where_of
 from logcount.sinks.connection import reason as _reason
 from logcount.sinks.embedded import redis_url
 from logcount.sinks.spool import HOST, SPOOL_MAX_BYTES, Spool, SpoolFull
 
-LUA_MAX = 2**53  # the largest count apply.lua takes: exact as a double
-MARKER_TTL = 7 * 86400
 BACKOFF_START = 0.1
 BACKOFF_CAP = 5.0
 HEARTBEAT_TTL = 30
-BATCH_MAX_BYTES = 4 << 20  # one Lua call (Redis refuses requests past 512 MB)
 PENDING_MAX_BYTES = 32 << 20  # held in memory while Redis is away, then spooled
-FINEST = GRANULARITY_NAMES[0]  # minute: its buckets' totals feed the monotonic totals
 # Errors that say Redis cannot take writes now (keep the batch and retry), as opposed
 # to a batch it refuses (apply.lua's LCBAD, a script error): those are never retried.
 TRANSIENT = (
@@ -91,151 +83,6 @@ def _redis_error(exc: Exception) -> Exception:
     ):
         return BatchRejected(text.splitlines()[0][:300] if text else type(exc).__name__)
     return RedisUnavailable(f"Redis error: {_reason(exc)}")
-
-
-def build_call(
-    delta: Delta,
-    config: Config,
-    marker_site: str | None,
-    batch_id: str | None,
-    extra: dict[str, str] | None = None,
-    list_sites: bool = True,
-) -> tuple[list[str], bytes]:
-    """KEYS and the JSON payload of one apply.lua call for `delta`, as bytes: redis-py
-    sends bytes as they are, but encodes a str into a copy, which lived beside it for as
-    long as Redis ran the call (a diverse day's batches: ~10 MB for 0.4 s and more)."""
-    key_list: list[str] = []
-    index: dict[str, int] = {}
-
-    def k(name: str) -> int:
-        if name not in index:
-            key_list.append(name)
-            index[name] = len(key_list)
-        return index[name]
-
-    ttl = config.ttl
-    ops: list[list[Any]] = []
-    marker = 0
-    if marker_site is not None and batch_id is not None:
-        marker = k(keys.batch_marker(marker_site, batch_id))
-    # A line is in one bucket of each granularity: the finest buckets' totals, summed per
-    # site, are what it adds to the site's monotonic totals, in this same atomic call.
-    lifetime: dict[str, Counter[str]] = {}
-    for (site, gran, label), counts in delta.totals.items():
-        fields = _counters(counts)
-        if fields:
-            ops.append(["h", k(keys.totals(site, gran, label)), ttl[gran], fields])
-            if gran == FINEST:
-                lifetime.setdefault(site, Counter()).update(counts)
-    for site, counts in lifetime.items():
-        ops.append(["h", k(keys.lifetime(site)), 0, _counters(counts)])  # ttl 0: kept
-    for mkey, counts in delta.members.items():
-        site, dim, gran, label = mkey
-        # Members once, hits, bytes and durations in lists beside them: path members are
-        # most of the payload, and would be written thrice as the keys of three objects.
-        names = list(counts)
-        data: list[Any] = [config.max_members, names, list(counts.values())]
-        for side, key_of in (
-            (delta.member_bytes, keys.member_bytes),
-            (delta.member_durations, keys.member_durations),
-        ):
-            sums = side.get(mkey)
-            if sums:
-                skey = k(key_of(site, dim, gran, label))
-                # A sorted set's score is a double anyway: sums past 2^53 are not exact
-                # there (max() first: one pass in C, the clamp only when it is needed).
-                values = list(map(sums.get, names, repeat(0)))
-                if values and max(values) > LUA_MAX:
-                    values = [min(n, LUA_MAX) for n in values]
-                data += [skey, values]
-        ops.append(["z", k(keys.members(site, dim, gran, label)), ttl[gran], data])
-    for (site, gran, label), hashes in delta.visitors.items():
-        ops.append(["p", k(keys.visitors(site, gran, label)), ttl[gran], list(hashes)])
-    for (site, depth, section, gran, label), hashes in delta.sections.items():
-        kept = k(keys.sections_kept(site, depth, gran, label))
-        sets = k(keys.section_visitors(site, depth, gran, label, section))
-        ops.append(["q", sets, ttl[gran], [config.max_members, kept, section, list(hashes)]])
-    longest = max(ttl.values())
-    for (site, event, gran, label), hashes in delta.events.items():
-        # The numbering lives as long as the longest bucket past its last write.
-        numbering = [k(keys.visitor_ids(site)), k(keys.visitor_hashes(site)), longest]
-        numbering.append(config.max_event_visitors)
-        ops.append(["e", k(keys.event_set(site, event, gran, label)), ttl[gran], numbering])
-        ops[-1][3].append(sorted(hashes))
-    for site, items in delta.recent.items():
-        ops.append(
-            ["l", k(keys.recent(site)), longest, [config.recent_size, items[-config.recent_size :]]]
-        )
-    for site, items in delta.samples.items():
-        ops.append(["l", k(keys.malformed_sample(site)), longest, [20, items[-20:]]])
-    sites = sorted(delta.sites())
-    if sites and list_sites:
-        ops.append(["a", k(keys.SITES), 0, sites])
-    for name, value in (extra or {}).items():
-        ops.append(["s", k(name), 0, value])
-    # ASCII (json.dumps escapes the rest): encoding it is a copy, and the str goes now
-    payload = json.dumps({"m": marker, "mt": MARKER_TTL, "ops": ops}, separators=(",", ":"))
-    return key_list, payload.encode("ascii")
-
-
-def _counters(counts: Counter[str]) -> dict[str, int | str]:
-    """A totals hash's increments for apply.lua: past 2^53 as digits (a Lua number would
-    round them)."""
-    fields: dict[str, int | str] = {f: int(n) for f, n in counts.items() if n}
-    for name, n in fields.items():
-        if isinstance(n, int) and n > LUA_MAX:
-            fields[name] = str(n)
-    return fields
-
-
-@dataclass
-class Batch:
-    """A frozen delta with the id that makes its application idempotent."""
-
-    delta: Delta
-    extra: dict[str, str] = field(default_factory=dict)
-    batch_id: str = field(default_factory=lambda: uuid.uuid4().hex)
-
-    def to_line(self) -> str:
-        return json.dumps({"id": self.batch_id, "x": self.extra, "d": self.delta.to_json()}) + "\n"
-
-    @classmethod
-    def from_line(cls, line: str | bytes) -> Batch:
-        """The batch of a spool line; ValueError when the line is not one."""
-        try:
-            data = json.loads(line)
-            batch_id, extra, delta = data["id"], data.get("x", {}), data["d"]
-        except (TypeError, KeyError, AttributeError, RecursionError) as exc:
-            raise ValueError(f"not a batch ({type(exc).__name__})") from None
-        if not isinstance(batch_id, str) or not 0 < len(batch_id) <= 64:
-            raise ValueError("not a batch id")
-        if not isinstance(delta, str) or not isinstance(extra, dict):
-            raise ValueError("not a batch")
-        # Only the values a tail stores with its counts (its positions).
-        for name, value in extra.items():
-            if not name.startswith(f"{keys.PREFIX}:") or not isinstance(value, str):
-                raise ValueError("not a batch's extra value")
-        return cls(Delta.from_json(delta), extra, batch_id)
-
-    def essential(self) -> Batch | None:
-        """The same batch with its totals and extra only (None if it has neither): what
-        is kept of it when the rest cannot be. Same id: it counts once with the batch."""
-        if not (self.delta.totals or self.extra):
-            return None
-        delta = Delta(totals=self.delta.totals, lines=self.delta.lines)
-        return Batch(delta, self.extra, self.batch_id)
-
-    @classmethod
-    def parts(
-        cls, delta: Delta, extra: dict[str, str], weight: int, limit: int = BATCH_MAX_BYTES
-    ) -> list[Batch]:
-        """`delta` (of `weight`) as batches of at most `limit` weight, in order; `extra`
-        (a tail's positions) rides in the last, once every count before it is in."""
-        if weight <= limit:
-            return [cls(delta, extra)]
-        out = [cls(part) for part in delta.split(limit)]
-        out[-1].extra = extra
-        return out
 
 
 class RedisWriter:
