@@ -194,11 +194,14 @@ def test_union_into_merges_in_place_or_leaves_the_hashes_as_they_were(
 ) -> None:
     """The rollup's union of sorted hashes, made in place a slice of the range at a time:
     slices with new hashes, slices without (moved up whole, or left where they are), and a
-    union past the limit (False, the held hashes untouched)."""
+    union past the limit (False, the held hashes untouched); the C twin alike, when built."""
     import random
     from array import array
 
     from logcount.count import sketch
+    from logcount.count.sums import native_sum
+
+    unions = [sketch.union_into_py] + ([native_sum().union_into] if native_sum() else [])
 
     monkeypatch.setattr(sketch, "REGION", 16)  # many slices of a few hashes each
     rng = random.Random(11)
@@ -214,10 +217,11 @@ def test_union_into_merges_in_place_or_leaves_the_hashes_as_they_were(
         )
         union = sorted(held | fresh)
         for limit in (len(union), len(union) - 1):
-            packed = array("Q", sorted(held))
-            merged = sketch.union_into(packed, array("Q", sorted(fresh)), limit)
-            expected = union if limit >= len(union) else sorted(held)
-            assert merged == (limit >= len(union)) and packed.tolist() == expected
+            for union_into in unions:
+                packed = array("Q", sorted(held))
+                merged = union_into(packed, array("Q", sorted(fresh)), limit)
+                expected = union if limit >= len(union) else sorted(held)
+                assert merged == (limit >= len(union)) and packed.tolist() == expected
 
 
 @pytest.mark.parametrize(

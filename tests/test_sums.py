@@ -216,3 +216,64 @@ def test_counter_copy_is_a_new_counter_of_the_same_items() -> None:
     assert copied == source and list(copied.items()) == [("/a", 3), ("/b", 0)]
     copied["/a"] += 1
     assert source["/a"] == 3 and copied.most_common(1) == [("/a", 4)]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    key=st.binary(min_size=1, max_size=64),
+    client=st.binary(max_size=300),
+    # around the 128-byte blocks of blake2b: an agent ending a block, or one byte past it
+    agent=st.one_of(st.binary(max_size=600), st.integers(120, 260).map(lambda n: b"a" * n)),
+    fields=st.sampled_from([(0, 1), (-1, 1), (0, -1), (1, 0)]),
+)
+def test_the_c_visitor_numbers_equal_hashlibs(
+    key: bytes, client: bytes, agent: bytes, fields: tuple[int, int]
+) -> None:
+    """_sum.VisitorNumbers is classify.visitor_number (hashlib's keyed blake2b) on every
+    length of key, client and agent, with either field missing from the visitor."""
+    from logcount.count.visitors import visitor_numbers_py
+
+    ci, ai = fields
+    who = (client, agent)
+    assert _sum.VisitorNumbers(key, ci, ai, {}, None)(who) == visitor_numbers_py(
+        key, ci, ai, {}, None
+    )(who)
+
+
+def test_the_c_visitor_numbers_skip_bots_as_the_python_ones() -> None:
+    """A bot not counted is None, its agent asked once and kept in `skipped` (b"" as such,
+    what skip_of makes of it is its own business)."""
+    from logcount.count.visitors import visitor_numbers_py
+
+    whos = [(b"1.2.3.4", b"Googlebot"), (b"5.6.7.8", b"Googlebot"), (b"1.2.3.4", b"Firefox")]
+    whos.append((b"9.9.9.9", b""))
+    for make in (visitor_numbers_py, _sum.VisitorNumbers):
+        asked: list[bytes] = []
+        skipped: dict[bytes, bool] = {}
+
+        def skip_of(agent: bytes, asked: list[bytes] = asked) -> object:
+            asked.append(agent)
+            return 1 if b"bot" in agent else 0
+
+        number = make(b"k" * 32, 0, 1, skipped, skip_of)
+        got = [number(who) for who in whos]
+        assert got[:2] == [None, None] and isinstance(got[2], int) and isinstance(got[3], int)
+        assert asked == [b"Googlebot", b"Firefox", b""]
+        assert skipped == {b"Googlebot": True, b"Firefox": False, b"": False}
+    with pytest.raises(ValueError):
+        _sum.VisitorNumbers(b"", 0, 1, {}, None)
+    with pytest.raises(TypeError):
+        _sum.VisitorNumbers(b"k", 0, 1, {}, None)(("1.2.3.4", b"agent"))
+
+
+@settings(max_examples=200, deadline=None)
+@given(values=st.lists(st.integers(0, 2**64 - 1), max_size=3000))
+def test_the_c_registers_and_sorted_hashes_equal_the_python_ones(values: list[int]) -> None:
+    from logcount.count.sketch import REGISTERS, add_registers_py, sorted_hashes_py
+
+    mine, theirs = bytearray(REGISTERS), bytearray(REGISTERS)
+    _sum.add_registers(mine, values + [0, 2**64 - 1, 1 << 54])
+    add_registers_py(theirs, values + [0, 2**64 - 1, 1 << 54])
+    assert mine == theirs
+    assert _sum.sorted_hashes(values) == sorted_hashes_py(values)
+    assert _sum.sorted_hashes(set(values)) == sorted_hashes_py(values)

@@ -15,7 +15,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from typing import Any
 
-SUM_VERSION = 5  # the _sum.c this code calls
+SUM_VERSION = 6  # the _sum.c this code calls
 
 Key = tuple[bytes, ...]
 Pairs = tuple[tuple[str, str], ...]  # (dimension, member) pairs a key's rest yields
@@ -151,3 +151,9 @@ add_counts: Callable[[dict[Any, int], dict[Any, int]], None] = getattr(
     _sum, "add_counts", add_counts_py
 )
 add_to_sets: Callable[..., None] = getattr(_sum, "add_to_sets", add_to_sets_py)
+
+
+def native_sum() -> Any:
+    """The C twin of this module's functions (and of visitors.visitor_numbers_py and
+    sketch.add_registers_py), or None (see native)."""
+    return _sum

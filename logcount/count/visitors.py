@@ -3,14 +3,50 @@ side keeps them per bucket (Aggregator), a rollup per day and member as well."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
+from logcount.count import sums
 from logcount.count.aggregate import Aggregator
 from logcount.count.classify import visitor_number
 from logcount.count.sums import add_to_sets
 
 # The fields of a visitor key that say which page it asked for (its path's visitors)
 PAGE_FIELDS = ("request", "method", "uri", "query")
+
+
+Who = tuple[bytes, ...]
+
+
+def visitor_numbers_py(
+    key: bytes,
+    ci: int,
+    ai: int,
+    skipped: dict[bytes, bool],
+    skip_of: Callable[[bytes], object] | None,
+) -> Callable[[Who], int | None]:
+    """The number of a visitor (a tuple with its client at ci, its agent at ai; b"" for an
+    index < 0): classify.visitor_number(key) of the two; None when skip_of says its agent
+    is a bot not counted (asked once per agent, the answer kept in `skipped`; skip_of
+    None: no agent is). The C twin (_sum.VisitorNumbers) hashes without the interpreter."""
+    number = visitor_number(key)
+
+    def digest_of(who: Who) -> int | None:
+        client, agent = who[ci] if ci >= 0 else b"", who[ai] if ai >= 0 else b""
+        if skip_of is not None:
+            skip = skipped.get(agent)
+            if skip is None:
+                skip = skipped[agent] = bool(skip_of(agent))
+            if skip:
+                return None
+        return number(client, agent)
+
+    return digest_of
+
+
+visitor_numbers: Callable[..., Callable[[Who], int | None]] = getattr(
+    sums.native_sum(), "VisitorNumbers", visitor_numbers_py
+)
 
 
 class MemberVisitors:
@@ -37,7 +73,6 @@ class MemberVisitors:
         day_v, path_v, obj_v = tables
         places: dict[tuple[bytes, ...], tuple[str, str]] = {}  # context -> (site, day)
         pages: dict[Any, tuple[str, str | None] | None] = {}  # None: ignored
-        number = visitor_number(cl.config.visitor_key())
 
         def sets_of(where: tuple[Any, Any]) -> tuple[set[int], ...] | None:
             ctx, page_key = where
@@ -66,21 +101,17 @@ class MemberVisitors:
 
         ci = who_fields.index("client") if "client" in who_fields else -1
         ai = who_fields.index("agent") if "agent" in who_fields else -1
-        agent_of, count_bots = cl.agent, agg.count_bots
+        agent_of = cl.agent
         # Whether an agent is a bot not counted, asked of the classifier once per agent of
         # the batch: a diverse day has a visitor (client, agent) for every few lines and
         # only some thousands of agents.
-        skipped: dict[bytes, bool] = {}
-
-        def digest_of(who: tuple[bytes, ...]) -> int | None:
-            client, agent = who[ci] if ci >= 0 else b"", who[ai] if ai >= 0 else b""
-            if not count_bots:
-                skip = skipped.get(agent)
-                if skip is None:
-                    skip = skipped[agent] = agent_of(agent or b"-")[0]
-                if skip:
-                    return None
-            return number(client, agent)
+        digest_of = visitor_numbers(
+            cl.config.visitor_key(),
+            ci,
+            ai,
+            {},
+            None if agg.count_bots else (lambda agent: agent_of(agent or b"-")[0]),
+        )
 
         page_at = tuple(layout.index(f) for f in page_fields)
         who_at = tuple(layout.index(f) for f in who_fields)
