@@ -314,6 +314,10 @@ static void b2_compress(uint64_t h[8], const uint8_t block[128], uint64_t t, int
         v[c] = v[c] + v[d];                                                                    \
         v[b] = B2_ROTR(v[b] ^ v[c], 63);                                                       \
     } while (0)
+    /* unrolled, so that the message words each round picks are constants */
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC unroll 12
+#endif
     for (int r = 0; r < 12; r++) {
         const uint8_t *s = B2_SIGMA[r];
         B2_G(0, 4, 8, 12, m[s[0]], m[s[1]]);
