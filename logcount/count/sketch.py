@@ -62,8 +62,8 @@ def unpacked(body: bytes) -> array[int]:
 def add_registers_py(registers: bytearray, values: Iterable[int]) -> None:
     """Each hash into HyperLogLog registers: its first P bits pick one, which keeps the
     largest rank seen (the position of the first 1 bit in the rest). One loop with its
-    names local: a day's sets hand it hundreds of thousands of hashes (the C twin,
-    _sum.add_registers, a diverse day's busy paths' ~500,000 in 0.01 s instead of 0.5)."""
+    names local: a day's sets hand it hundreds of thousands of hashes (500,000: 0.05 s,
+    0.01 s in its C twin, _sum.add_registers)."""
     shift, mask, top = 64 - P, (1 << (64 - P)) - 1, 64 - P + 1
     for value in values:
         index = value >> shift
@@ -119,8 +119,9 @@ def union_into_py(held: array[int], fresh: array[int], limit: int) -> bool:
     return True
 
 
-# The C twins (logcount/count/_sum.c; tests/test_store.py holds them equal): a diverse
-# day's counter hands them ~2,000 paths' sets and a day's set a batch, ~1 s in Python.
+# The C twins (logcount/count/_sum.c; tests/test_sums.py and test_store.py hold them
+# equal): a diverse day's counter hands them ~2,000 paths' sets and a day's set a batch,
+# 1.1 s of a 1,000,000-line day's 5.7 in Python, 0.25 s in C.
 add_registers: Callable[[bytearray, Iterable[int]], None] = getattr(
     native_sum(), "add_registers", add_registers_py
 )
