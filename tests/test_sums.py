@@ -205,6 +205,40 @@ def test_the_c_visitor_sets_equal_the_python_ones(keys) -> None:
     assert sum(len(s) for w, s in results[0][0].items() if w[0] == "page") == len(counted)
 
 
+def test_the_c_visitor_sets_ask_once_per_value_whatever_the_objects() -> None:
+    """The C loop looks a key's place and visitor up by the identity of its items first
+    (take() shares one bytes object per value): keys of equal values made as separate
+    objects, from a generator that lets each go, ask sets_of and digest_of once per
+    distinct value, as the Python twin does, and fill the same sets."""
+    from logcount.count.sums import add_to_sets_py
+
+    def fresh_keys():  # a new tuple of new bytes each time, dropped once used
+        for i in range(3000):
+            yield tuple(
+                bytes(x) for x in (b"d1", b"1.2.3.%d" % (i % 7), b"Firefox", b"GET /%d" % (i % 5))
+            )
+
+    results = []
+    for add in (add_to_sets_py, _sum.add_to_sets):
+        tables: dict = {}
+        asked: list = []
+
+        def sets_of(where: tuple, tables: dict = tables, asked: list = asked) -> tuple:
+            asked.append(where)
+            return (tables.setdefault(where, set()),)
+
+        def digest_of(who: tuple, asked: list = asked) -> str:
+            asked.append(who)
+            return b"|".join(who).decode()
+
+        targets: dict = {}
+        digests: dict = {}
+        add(fresh_keys(), 1, (3,), (1, 2), targets, digests, sets_of, digest_of)
+        results.append((tables, asked, targets.keys(), digests))
+    assert results[1] == results[0]
+    assert len(results[0][1]) == 5 + 7  # five places, seven visitors
+
+
 def test_counter_copy_is_a_new_counter_of_the_same_items() -> None:
     from collections import Counter
 
