@@ -224,27 +224,44 @@ def test_flood_of_random_urls_is_capped_at_max_members(lc_env, redis_client) -> 
     assert day_hits(redis_client, "20260405") == n
 
 
-def test_sighup_reloads_routes_without_losing_counts(lc_env, redis_client) -> None:
-    write_config(lc_env, "[live]\nflush_interval = 0.2\n")
-    proc = start_pipe(lc_env)
+def reloaded_pipe(
+    env: dict[str, str],
+    client: redis.Redis,
+    configs: tuple[str, str],
+    first: bytes,
+    reloaded: bytes,
+) -> tuple[subprocess.Popen[bytes], bytes]:
+    """A pipe started with the first config (after `[live]`), fed `first` (lines of
+    2026-04-06) until Redis holds them, then given the second config by SIGHUP; its
+    stderr up to `reloaded`. Its stdin stays open for the lines after the reload."""
+    live = "[live]\nflush_interval = 0.2\n"
+    write_config(env, live + configs[0])
+    proc = start_pipe(env)
     reader_child(proc)
-    line = b'10.0.0.1 - - [06/Apr/2026:10:00:00 +0000] "GET /products/7 HTTP/1.1" 200 5 "-" "x/1"\n'
     assert proc.stdin is not None
-    proc.stdin.write(line * 3)
+    proc.stdin.write(first)
     proc.stdin.flush()
     wait_for(
-        lambda: day_hits(redis_client, "20260406") == 3,
+        lambda: day_hits(client, "20260406") == first.count(b"\n"),
         "the first lines counted",
         60,
         ignoring=(redis.RedisError, OSError),
     )
-    write_config(
-        lc_env,
-        "[live]\nflush_interval = 0.2\n"
-        + '[[route]]\nregex = "^/products/(?P<id>[0-9]+)"\nobject = "product"\n',
-    )
+    write_config(env, live + configs[1])
     proc.send_signal(signal.SIGHUP)
-    said = read_stderr_until(proc, b"configuration reloaded (1 routes)")
+    return proc, read_stderr_until(proc, reloaded)
+
+
+def test_sighup_reloads_routes_without_losing_counts(lc_env, redis_client) -> None:
+    line = b'10.0.0.1 - - [06/Apr/2026:10:00:00 +0000] "GET /products/7 HTTP/1.1" 200 5 "-" "x/1"\n'
+    proc, said = reloaded_pipe(
+        lc_env,
+        redis_client,
+        ("", '[[route]]\nregex = "^/products/(?P<id>[0-9]+)"\nobject = "product"\n'),
+        line * 3,
+        b"configuration reloaded (1 routes)",
+    )
+    assert proc.stdin is not None
     proc.stdin.write(line * 2)
     proc.stdin.close()
     assert proc.wait(30) == 0
@@ -263,25 +280,17 @@ def test_sighup_adds_events_and_sections_to_a_reader_started_without(
         stamp = "06/Apr/2026:10:00:00 +0000"
         return f'{client} - - [{stamp}] "GET {path} HTTP/1.1" 200 5 "-" "x/1"\n'.encode()
 
-    write_config(lc_env, "[live]\nflush_interval = 0.2\nsection_depth = 0\n")
-    proc = start_pipe(lc_env)
-    reader_child(proc)
-    assert proc.stdin is not None
-    proc.stdin.write(visit("10.0.0.1", "/signup"))
-    proc.stdin.flush()
-    wait_for(
-        lambda: day_hits(redis_client, "20260406") == 1,
-        "the first line counted",
-        60,
-        ignoring=(redis.RedisError, OSError),
-    )
-    write_config(
+    proc, _ = reloaded_pipe(
         lc_env,
-        "[live]\nflush_interval = 0.2\nsection_depth = 1\n"
-        + '[[event]]\nname = "signup"\npath = "/signup"\n',
+        redis_client,
+        (
+            "section_depth = 0\n",
+            'section_depth = 1\n[[event]]\nname = "signup"\npath = "/signup"\n',
+        ),
+        visit("10.0.0.1", "/signup"),
+        b"configuration reloaded (0 routes)",
     )
-    proc.send_signal(signal.SIGHUP)
-    read_stderr_until(proc, b"configuration reloaded (0 routes)")
+    assert proc.stdin is not None
     proc.stdin.write(visit("10.0.0.2", "/signup") + visit("10.0.0.3", "/signup"))
     proc.stdin.write(visit("10.0.0.3", "/docs/a") + visit("10.0.0.4", "/docs/b"))
     proc.stdin.close()
