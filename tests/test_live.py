@@ -56,6 +56,38 @@ def test_batches_spilled_during_a_replay_go_before_newer_pending_ones(
     assert not list((tmp_path / "spool").iterdir())
 
 
+def test_batches_spilled_while_in_flight_are_not_sent_again(
+    tmp_path: Path, redis_server: RedisServer
+) -> None:
+    """A spill while a batch is in flight copies it to the spool (kept if the send
+    fails); once Redis took it, the copy is skipped, not decoded and applied again."""
+    config = Config(site="test", redis=redis_server.url, data_dir=str(tmp_path), pending_limit=5)
+    sink: LiveSink
+
+    class SpillingWriter(RedisWriter):
+        """The real writer; as it sends the first batch, the reader passes pending_limit."""
+
+        spilled = False
+
+        def apply_all(self, batches: list[Batch]) -> list[tuple[Batch, str]]:
+            if not self.spilled:
+                self.spilled = True
+                sink.submit(delta(10), {POSITION: "2"})  # over pending_limit: spilled
+            return super().apply_all(batches)
+
+    sink = LiveSink(config, SpillingWriter(config), tmp_path / "spool")
+    sink.submit(delta(3), {POSITION: "1"})
+    assert sink.flush(force=True)  # sends "1"; "2" and the copy of "1" were spooled
+    assert sink.spool.batches == 2
+    client = redis_server.client()
+    calls = client.info("commandstats")["cmdstat_evalsha"]["calls"]
+    assert sink.flush(force=True)
+    assert client.get(POSITION) == b"2"
+    assert int(client.hget("lc:{test}:t:minute:202611200000", "hits") or 0) == 13
+    assert client.info("commandstats")["cmdstat_evalsha"]["calls"] == calls + 1  # "2" alone
+    assert not list((tmp_path / "spool").iterdir())
+
+
 def test_spools_of_dead_processes_are_replayed_oldest_first(
     tmp_path: Path, redis_server: RedisServer
 ) -> None:

@@ -19,6 +19,7 @@ from logcount.sinks import keys
 LUA_MAX = 2**53  # the largest count apply.lua takes: exact as a double
 MARKER_TTL = 7 * 86400
 BATCH_MAX_BYTES = 4 << 20  # one Lua call (Redis refuses requests past 512 MB)
+_ID_START = b'{"id": "'  # how to_line's JSON starts: the batch id comes first
 FINEST = GRANULARITY_NAMES[0]  # minute: its buckets' totals feed the monotonic totals
 
 
@@ -127,6 +128,15 @@ class Batch:
 
     def to_line(self) -> str:
         return json.dumps({"id": self.batch_id, "x": self.extra, "d": self.delta.to_json()}) + "\n"
+
+    @staticmethod
+    def id_of_line(line: bytes) -> str | None:
+        """The id of a line to_line wrote, read from the line's start; None when the line
+        does not start so (from_line then decides what it is)."""
+        if not line.startswith(_ID_START):
+            return None
+        end = line.find(b'"', len(_ID_START), len(_ID_START) + 65)
+        return line[len(_ID_START) : end].decode("ascii", "replace") if end > 0 else None
 
     @classmethod
     def from_line(cls, line: str | bytes) -> Batch:

@@ -42,6 +42,9 @@ BACKOFF_START = 0.1
 BACKOFF_CAP = 5.0
 HEARTBEAT_TTL = 30
 PENDING_MAX_BYTES = 32 << 20  # held in memory while Redis is away, then spooled
+# The most ids of batches known applied while their spooled copies wait: past it the set
+# starts again, and a copy not skipped is only applied again (its marker makes it a no-op)
+DONE_IDS_MAX = 100_000
 # Errors that say Redis cannot take writes now (keep the batch and retry), as opposed
 # to a batch it refuses (apply.lua's LCBAD, a script error): those are never retried.
 TRANSIENT = (
@@ -236,6 +239,9 @@ class LiveSink:
         self.pending_bytes = 0  # Delta.weight of pending, kept as it grows
         self.inflight: list[Batch] = []
         self.inflight_bytes = 0
+        # Ids of batches a spill copied to the spool while they were in flight, and that
+        # Redis then took (or refused): their spooled copies are skipped, not sent again
+        self.done_ids: set[str] = set()
         self.backoff = 0.0
         self.next_try = 0.0
         self.last_flush = 0.0
@@ -347,6 +353,7 @@ class LiveSink:
         now = time.monotonic()
         if not force and now < self.next_try:
             return False
+        sending: list[Batch] = []
         try:
             while True:
                 self._replay_spool()
@@ -358,10 +365,11 @@ class LiveSink:
                     if not self.inflight:
                         self.inflight_bytes = self.pending_bytes
                         self.inflight = self._freeze()
+                    sending = self.inflight
                     break
-            if self.inflight:
-                rejected = self.writer.apply_all(self.inflight)
-                self.inflight, self.inflight_bytes = [], 0
+            if sending:
+                rejected = self.writer.apply_all(sending)
+                self._sent(sending)
                 for batch, why in rejected:
                     self._reject(batch, why)
         except LogcountError as exc:  # Redis away, or the embedded one cannot start
@@ -374,6 +382,18 @@ class LiveSink:
         self.next_try = 0.0
         self.last_flush = time.time()
         return True
+
+    def _sent(self, sending: list[Batch]) -> None:
+        """`sending` is applied (or refused): no longer in flight. A spill meanwhile (the
+        classifier past pending_limit) copied it to the spool, ahead of newer batches, so
+        that it would not be lost had the send failed; those copies are done already."""
+        with self.lock:
+            if self.inflight is sending:
+                self.inflight, self.inflight_bytes = [], 0
+                return
+            if len(self.done_ids) > DONE_IDS_MAX:
+                self.done_ids.clear()
+            self.done_ids.update(batch.batch_id for batch in sending)
 
     def _failed(self, error: str, now: float) -> None:
         if error != self.last_error:
@@ -413,6 +433,8 @@ class LiveSink:
         bad, first = 0, ""
         try:
             for number, line in enumerate(self.spool.read(path), 1):
+                if line is not None and self._done(line):
+                    continue
                 try:
                     if line is None:
                         raise ValueError("too long")
@@ -441,6 +463,17 @@ class LiveSink:
             f"spool file {path.name}: {bad} unreadable line(s) ({first}); "
             f"moved to {kept.name}, the other lines replayed"
         )
+
+    def _done(self, line: bytes) -> bool:
+        """Is this spool line a copy of a batch Redis took while it was in flight? Its id
+        is read from the line's start (Batch.to_line writes it first), not decoding it."""
+        if not self.done_ids:
+            return False
+        found = Batch.id_of_line(line)
+        if found is None or found not in self.done_ids:
+            return False
+        self.done_ids.discard(found)
+        return True
 
     def spooled(self) -> int:
         return self.spool.batches
