@@ -239,6 +239,79 @@ def test_the_c_visitor_sets_ask_once_per_value_whatever_the_objects() -> None:
     assert len(results[0][1]) == 5 + 7  # five places, seven visitors
 
 
+@settings(max_examples=200, deadline=None)
+@given(
+    keys=st.sets(
+        st.tuples(
+            st.sampled_from([b"201505171005", b"201505171006", b"201505171105", b"-"]),
+            st.sampled_from([b"1.2.3.4", b"5.6.7.8"]),
+            st.sampled_from([b"Firefox", b"Googlebot"]),
+            st.sampled_from([b"GET /", b"GET /skip", b"GET /a/b", b"GET /known", b"GET /none"]),
+        ),
+        max_size=30,
+    ),
+    as_generator=st.booleans(),
+)
+def test_the_c_place_sets_equal_the_python_ones(keys, as_generator) -> None:
+    """add_to_place_sets: a key's context placed once, its page once (a page already in
+    `pages` is not asked again), their pair's sets once; None from any learner drops the
+    key. The C twin asks the same questions, fills the same sets and the same caches."""
+    from logcount.count.sums import add_to_place_sets_py
+
+    results = []
+    for add in (add_to_place_sets_py, _sum.add_to_place_sets):
+        tables: dict = {}
+        asked: list = []
+        made: dict = {}
+
+        def place_of(ctx: tuple, asked: list = asked, made: dict = made) -> tuple | None:
+            asked.append(("place", ctx))
+            if ctx == (b"-",):
+                return None  # not counted
+            place = ("site", ctx[0][:10].decode())  # the hour: two minutes, one place
+            return made.setdefault(place, place)
+
+        def page_of(page: tuple, asked: list = asked) -> tuple | None:
+            asked.append(("page", page))
+            return None if page == (b"GET /skip",) else (page[0].split(b"/")[1].decode(),)
+
+        def sets_of(where: tuple, tables: dict = tables, asked: list = asked) -> tuple | None:
+            asked.append(("sets", where))
+            (site, hour), (section,) = where
+            if section == "none":
+                return None
+            return (tables.setdefault((hour, section), set()), tables.setdefault(section, set()))
+
+        def digest_of(who: tuple, asked: list = asked) -> str | None:
+            asked.append(("who", who))
+            return None if who[1] == b"Googlebot" else b"|".join(who).decode()
+
+        pages: dict = {(b"GET /known",): ("known",)}
+        places: dict = {}
+        targets: dict = {}
+        digests: dict = {}
+        # A list of the keys, or new objects of equal values dropped as they go: the C
+        # loop's identity caches must answer as the dicts do either way.
+        items = (tuple(bytes(x) for x in k) for k in sorted(keys)) if as_generator else sorted(keys)
+        add(
+            items, 1, (3,), (1, 2), places, pages, targets, digests,
+            place_of, page_of, sets_of, digest_of,
+        )  # fmt: skip
+        results.append((tables, sorted(map(repr, asked)), places, pages, targets, digests))
+    assert results[1] == results[0]
+    asked = results[0][1]
+    assert len(asked) == len(set(asked))  # each question once
+    assert repr(("page", (b"GET /known",))) not in asked  # kept from an earlier batch
+    counted = [
+        (k[0][:10], k[3].split(b"/")[1], k[1])
+        for k in keys
+        if k[0] != b"-" and k[2] != b"Googlebot" and k[3] not in (b"GET /skip", b"GET /none")
+    ]
+    in_hours = len(set(counted))
+    in_sections = len({(section, who) for _, section, who in counted})
+    assert sum(map(len, results[0][0].values())) == in_hours + in_sections
+
+
 def test_counter_copy_is_a_new_counter_of_the_same_items() -> None:
     from collections import Counter
 

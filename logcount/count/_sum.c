@@ -11,7 +11,7 @@
 #include <stdint.h>
 #include <string.h>
 
-#define SUM_VERSION 6
+#define SUM_VERSION 7
 
 /* The dict under `key` in `outer`, created empty when missing; a borrowed reference. */
 static PyObject *inner_dict(PyObject *outer, PyObject *key) {
@@ -381,6 +381,126 @@ static PyObject *add_to_sets(PyObject *self, PyObject *args) {
     Py_XDECREF(it);
     pc_free(&places);
     pc_free(&whos);
+    if (failed || PyErr_Occurred())
+        return NULL;
+    Py_RETURN_NONE;
+}
+
+/* The key's first nctx items: its context, as `places` is keyed. */
+static PyObject *ctx_of(PyObject *key, Py_ssize_t nctx, PyObject *at) {
+    (void)at;
+    return PyTuple_GetSlice(key, 0, nctx);
+}
+
+/* The sets of a (place, page) pair: from the identity cache `pairs` (place and page are
+   the objects place_of and page_of gave, so equal ones are mostly the same object), else
+   from `targets`, asking sets_of what it lacks. A new reference, or NULL on error. */
+static PyObject *pair_sets(PcTable *pairs, PyObject *place, PyObject *page, PyObject *targets,
+                           PyObject *sets_of) {
+    PyObject *two[2] = {place, page};
+    PcSlot *hit = pc_find(pairs, two);
+    if (hit->value != NULL) {
+        Py_INCREF(hit->value);
+        return hit->value;
+    }
+    PyObject *lookup = PyTuple_Pack(2, place, page);
+    PyObject *sets = lookup != NULL ? known(targets, lookup, sets_of) : NULL;
+    Py_XDECREF(lookup);
+    if (sets == NULL || pc_put(pairs, two, sets) < 0)
+        return NULL;
+    Py_INCREF(sets); /* `targets` may change while digest_of runs */
+    return sets;
+}
+
+/* add_to_sets in two levels: a key's context and its page are each resolved once
+   (place_of, page_of), and their pair once (sets_of): a minute's keys share their hour's
+   and day's sets, and the Python callbacks run per distinct context, page and pair,
+   not per (context, page). */
+typedef struct {
+    PyObject *page_at, *who_at, *places, *pages, *targets, *digests;
+    PyObject *place_of, *page_of, *sets_of, *digest_of, *none_at;
+    Py_ssize_t nctx;
+    PcTable ctxs, pgs, pairs, whos;
+} PlaceSets;
+
+/* One visitor key of add_to_place_sets. 0, or -1 on error. */
+static int add_place_visitor(PlaceSets *ps, PyObject *key) {
+    if (!PyTuple_Check(key) || PyTuple_GET_SIZE(key) < ps->nctx) {
+        PyErr_SetString(PyExc_TypeError, "keys must be tuples of at least nctx items");
+        return -1;
+    }
+    PyObject *items[PC_ITEMS];
+    if (ps->ctxs.width && pc_items(key, ps->nctx, ps->none_at, items) < 0)
+        return -1;
+    PyObject *place =
+        cached(&ps->ctxs, items, ps->places, ps->place_of, ctx_of, key, ps->nctx, NULL);
+    if (place == NULL)
+        return -1;
+    if (place == Py_None) /* not counted */
+        return 0;
+    Py_INCREF(place);
+    PyObject *page = NULL;
+    if (!ps->pgs.width || pc_items(key, 0, ps->page_at, items) == 0)
+        page = cached(&ps->pgs, items, ps->pages, ps->page_of, who_of, key, 0, ps->page_at);
+    PyObject *sets = NULL;
+    if (page != NULL && page != Py_None)
+        sets = pair_sets(&ps->pairs, place, page, ps->targets, ps->sets_of);
+    Py_DECREF(place);
+    if (page == NULL || (page != Py_None && sets == NULL))
+        return -1;
+    if (page == Py_None || sets == Py_None) { /* an ignored path */
+        Py_XDECREF(sets);
+        return 0;
+    }
+    PyObject *digest = NULL;
+    if (!ps->whos.width || pc_items(key, 0, ps->who_at, items) == 0)
+        digest = cached(&ps->whos, items, ps->digests, ps->digest_of, who_of, key, 0, ps->who_at);
+    int failed = digest == NULL;
+    if (!failed && digest != Py_None) { /* None: a bot not counted */
+        if (!PyTuple_Check(sets)) {
+            PyErr_SetString(PyExc_TypeError, "sets_of must give a tuple of sets, or None");
+            failed = 1;
+        }
+        for (Py_ssize_t i = 0; !failed && i < PyTuple_GET_SIZE(sets); i++) {
+            PyObject *s = PyTuple_GET_ITEM(sets, i);
+            failed = !PySet_Check(s) ? (PyErr_SetString(PyExc_TypeError, "not a set"), 1)
+                                     : PySet_Add(s, digest) < 0;
+        }
+    }
+    Py_DECREF(sets);
+    return failed ? -1 : 0;
+}
+
+static PyObject *add_to_place_sets(PyObject *self, PyObject *args) {
+    (void)self;
+    PlaceSets ps = {0};
+    PyObject *keys;
+    if (!PyArg_ParseTuple(args, "OnO!O!O!O!O!O!OOOO", &keys, &ps.nctx, &PyTuple_Type,
+                          &ps.page_at, &PyTuple_Type, &ps.who_at, &PyDict_Type, &ps.places,
+                          &PyDict_Type, &ps.pages, &PyDict_Type, &ps.targets, &PyDict_Type,
+                          &ps.digests, &ps.place_of, &ps.page_of, &ps.sets_of, &ps.digest_of))
+        return NULL;
+    if (ps.nctx < 0) {
+        PyErr_SetString(PyExc_ValueError, "nctx must not be negative");
+        return NULL;
+    }
+    ps.none_at = PyTuple_New(0);
+    int failed = ps.none_at == NULL || pc_init(&ps.ctxs, (int)ps.nctx) < 0 ||
+                 pc_init(&ps.pgs, (int)PyTuple_GET_SIZE(ps.page_at)) < 0 ||
+                 pc_init(&ps.pairs, 2) < 0 ||
+                 pc_init(&ps.whos, (int)PyTuple_GET_SIZE(ps.who_at)) < 0;
+    PyObject *it = failed ? NULL : PyObject_GetIter(keys), *key;
+    failed = failed || it == NULL;
+    while (!failed && (key = PyIter_Next(it)) != NULL) {
+        failed = add_place_visitor(&ps, key);
+        Py_DECREF(key);
+    }
+    Py_XDECREF(it);
+    Py_XDECREF(ps.none_at);
+    pc_free(&ps.ctxs);
+    pc_free(&ps.pgs);
+    pc_free(&ps.pairs);
+    pc_free(&ps.whos);
     if (failed || PyErr_Occurred())
         return NULL;
     Py_RETURN_NONE;
@@ -803,6 +923,12 @@ static PyMethodDef methods[] = {
      "each key, the digest of its visitor (digests[who], who the items at who_at) added to "
      "each set of targets[(key[:nctx], the items at page_at)]; what is not there yet is "
      "asked of sets_of or digest_of (and kept); None from either: the key is not counted."},
+    {"add_to_place_sets", add_to_place_sets, METH_VARARGS,
+     "add_to_place_sets(keys, nctx, page_at, who_at, places, pages, targets, digests, "
+     "place_of, page_of, sets_of, digest_of): for each key, its visitor's digest added to "
+     "each set of targets[(places[key[:nctx]], pages[the items at page_at])]; what is not "
+     "there yet is asked of place_of, page_of, sets_of or digest_of (and kept); None from "
+     "any: the key is not counted."},
     {"add_counts", add_counts, METH_VARARGS,
      "add_counts(target, source): target[k] += n for each k, n of source (a missing k "
      "starts at 0), as Counter.update without the interpreter."},

@@ -18,13 +18,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from logcount.count.classify import visitor_digests
+from logcount.count.classify import CACHE_BYTES, visitor_digests
 from logcount.count.delta import SectionKey
 from logcount.count.paths import section_of
-from logcount.count.sums import add_to_sets
+from logcount.count.sums import add_to_place_sets
 from logcount.dimensions import SET_GRANS
 
 PAGE_FIELDS = ("request", "uri", "query")  # what says which path a visitor asked for
+PAGES_KEPT = 50_000  # pages whose sections are kept from batch to batch, at most
 
 
 def section_fields(config: Any) -> tuple[str, ...]:
@@ -34,13 +35,20 @@ def section_fields(config: Any) -> tuple[str, ...]:
 
 class SectionVisitors:
     """Turns a LineCounter's visitor keys (with the page fields) into the sets of visitor
-    hashes of each (site, depth, section, granularity, label): each distinct (context,
-    request) is classified once, each visitor hashed once a batch."""
+    hashes of each (site, depth, section, granularity, label): each distinct context is
+    placed once a batch, each distinct request cut into its sections once (kept from
+    batch to batch), their pairs' sets found once, each visitor hashed once a batch."""
 
     def __init__(self, aggregator: Any, depth: int, grans: tuple[str, ...] = SET_GRANS):
         self.aggregator = aggregator
         self.depths = tuple(range(1, depth + 1))
         self.grans = grans
+        # A page's sections, kept from batch to batch (a diverse day asks the same few
+        # thousand pages in every batch), and the sections made once as objects; bounded
+        # as the aggregator's own caches, in entries and in bytes of the keys held.
+        self.pages: dict[tuple[bytes, ...], tuple[tuple[str, str], ...] | None] = {}
+        self.alike: dict[Any, Any] = {}
+        self.held = 0
 
     def __bool__(self) -> bool:
         return bool(self.depths)
@@ -59,45 +67,57 @@ class SectionVisitors:
         who_fields = tuple(f for f in layout if f in ("client", "agent"))
         if not page_fields or not who_fields:
             return  # the format names no page or no visitor: nothing to keep
-        places: dict[tuple[bytes, ...], tuple[str, ...]] = {}  # context -> (site, labels)
-        # A page's sections at each depth, as (depth, section) pairs: the same section
-        # name at two depths is two sets (`/blog/` at depth 2 is the page alone).
-        pages: dict[tuple[bytes, ...], tuple[tuple[str, str], ...]] = {}
-        # The sets of a place and sections: a key of the scanner is per minute and
-        # request, but sets are per hour and section, found once for all its minutes.
-        made: dict[tuple[Any, Any], tuple[set[str], ...]] = {}
         grans = tuple(g for g in self.grans if g in agg.grans)
         depths = self.depths
+        if self.held > CACHE_BYTES or len(self.pages) > PAGES_KEPT:
+            self.pages.clear()
+            self.alike.clear()
+            self.held = 0
+        # Places (site, labels) and sections, each made once: equal ones as one object,
+        # so that the C loop finds a (place, sections) pair by identity. A key of the
+        # scanner is per minute and request, sets are per hour or day and section.
+        places: dict[Any, Any] = {}
+        alike = self.alike
 
-        def sections_of(page_key: tuple[bytes, ...]) -> tuple[tuple[str, str], ...]:
+        def place_of(ctx: tuple[bytes, ...]) -> tuple[str, ...]:
+            site, buckets = agg.context_of(ctx_layout, ctx)
+            place = (site, *(getattr(buckets, g) for g in grans))
+            return places.setdefault(place, place)
+
+        # A page's sections at each depth, as (depth, section) pairs: the same section
+        # name at two depths is two sets (`/blog/` at depth 2 is the page alone).
+        def sections_of(page_key: tuple[bytes, ...]) -> tuple[tuple[str, str], ...] | None:
+            self.held += sum(map(len, page_key))
             path = agg.path_of(dict(zip(page_fields, page_key, strict=True)))
             if cl.ignored(path) or not path.startswith("/"):
-                return ()  # not a counted hit, or no path to cut (`-`, `*`)
-            return tuple((str(d), section_of(path, d)) for d in depths)
+                return None  # not a counted hit, or no path to cut (`-`, `*`)
+            sections = tuple((str(d), section_of(path, d)) for d in depths)
+            return alike.setdefault(sections, sections)
 
-        def sets_of(where: tuple[Any, Any]) -> tuple[set[str], ...] | None:
-            ctx, page_key = where
-            sections = pages.get(page_key)
-            if sections is None:
-                sections = pages[page_key] = sections_of(page_key)
-            if not sections:
-                return None
-            place = places.get(ctx)
-            if place is None:
-                site, buckets = agg.context_of(ctx_layout, ctx)
-                place = places[ctx] = (site, *(getattr(buckets, g) for g in grans))
-            found = made.get((place, sections))
-            if found is None:
-                site, labels = place[0], place[1:]
-                found = made[place, sections] = tuple(
-                    out.setdefault((site, depth, section, gran, label), set())
-                    for depth, section in sections
-                    for gran, label in zip(grans, labels, strict=True)
-                )
-            return found
+        def sets_of(where: tuple[Any, Any]) -> tuple[set[str], ...]:
+            (site, *labels), sections = where
+            return tuple(
+                out.setdefault((site, depth, section, gran, label), set())
+                for depth, section in sections
+                for gran, label in zip(grans, labels, strict=True)
+            )
 
         page_at = tuple(layout.index(f) for f in page_fields)
         who_at = tuple(layout.index(f) for f in who_fields)
         digest_of = visitor_digests(cl.config.visitor_key(), len(who_at))
         known = {} if digests is None else digests
-        add_to_sets(visitors, len(ctx_layout), page_at, who_at, {}, known, sets_of, digest_of)
+        nctx = len(ctx_layout)
+        add_to_place_sets(
+            visitors,
+            nctx,
+            page_at,
+            who_at,
+            {},
+            self.pages,
+            {},
+            known,
+            place_of,
+            sections_of,
+            sets_of,
+            digest_of,
+        )

@@ -15,7 +15,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from typing import Any
 
-SUM_VERSION = 6  # the _sum.c this code calls
+SUM_VERSION = 7  # the _sum.c this code calls
 
 Key = tuple[bytes, ...]
 Pairs = tuple[tuple[str, str], ...]  # (dimension, member) pairs a key's rest yields
@@ -120,6 +120,56 @@ def add_to_sets_py(
             found.add(digest)
 
 
+_MISSING: Any = object()  # not looked up yet (None is an answer: not counted)
+
+
+def add_to_place_sets_py(
+    keys: Iterable[Key],
+    nctx: int,
+    page_at: tuple[int, ...],
+    who_at: tuple[int, ...],
+    places: dict[Key, Any],
+    pages: dict[Key, Any],
+    targets: dict[tuple[Any, Any], tuple[set[str], ...] | None],
+    digests: dict[Key, str | None],
+    place_of: Callable[[Key], Any],
+    page_of: Callable[[Key], Any],
+    sets_of: Callable[[tuple[Any, Any]], tuple[set[str], ...] | None],
+    digest_of: Callable[[Key], str | None],
+) -> None:
+    """add_to_sets in two levels: a key's place is places[its context] and its page
+    pages[its items at page_at], each asked once of place_of or page_of; its sets are
+    targets[(place, page)], asked once of sets_of. Keys of many minutes whose places are
+    one hour and day share their sets, found once. None from any of the four: the key is
+    not counted."""
+    for key in keys:
+        ctx = key[:nctx]
+        place = places.get(ctx, _MISSING)
+        if place is _MISSING:
+            place = places[ctx] = place_of(ctx)
+        if place is None:
+            continue
+        page_key = tuple([key[i] for i in page_at])
+        page = pages.get(page_key, _MISSING)
+        if page is _MISSING:
+            page = pages[page_key] = page_of(page_key)
+        if page is None:
+            continue
+        sets = targets.get((place, page), _MISSING)
+        if sets is _MISSING:
+            sets = targets[place, page] = sets_of((place, page))
+        if sets is None:
+            continue
+        who = tuple([key[i] for i in who_at])
+        digest = digests.get(who, "")
+        if digest == "":
+            digest = digests[who] = digest_of(who)
+        if digest is None:
+            continue
+        for found in sets:
+            found.add(digest)
+
+
 def native(name: str, version: int) -> Any:
     """logcount.count.<name>, an optional C extension, or None: not built, built from
     another <name>.c (said once on stderr: it would refuse this code's calls or hand back
@@ -151,6 +201,7 @@ add_counts: Callable[[dict[Any, int], dict[Any, int]], None] = getattr(
     _sum, "add_counts", add_counts_py
 )
 add_to_sets: Callable[..., None] = getattr(_sum, "add_to_sets", add_to_sets_py)
+add_to_place_sets: Callable[..., None] = getattr(_sum, "add_to_place_sets", add_to_place_sets_py)
 
 
 def native_sum() -> Any:
