@@ -312,6 +312,22 @@ def test_the_c_place_sets_equal_the_python_ones(keys, as_generator) -> None:
     assert sum(map(len, results[0][0].values())) == in_hours + in_sections
 
 
+@pytest.mark.parametrize("failing", range(4))
+def test_an_error_of_a_place_sets_learner_is_raised(failing: int) -> None:
+    """place_of, page_of, sets_of or digest_of raising: the error reaches the caller, from
+    either twin."""
+    from logcount.count.sums import add_to_place_sets_py
+
+    def boom(_: object) -> None:
+        raise KeyError("boom")
+
+    learners: list = [lambda ctx: ("site",), lambda page: ("/",), lambda w: (set(),), repr]
+    learners[failing] = boom
+    for add in (add_to_place_sets_py, _sum.add_to_place_sets):
+        with pytest.raises(KeyError, match="boom"):
+            add([(b"m", b"c", b"a", b"GET /")], 1, (3,), (1, 2), {}, {}, {}, {}, *learners)
+
+
 def test_counter_copy_is_a_new_counter_of_the_same_items() -> None:
     from collections import Counter
 
