@@ -4,7 +4,8 @@ BIN     = $(VENV)/bin
 
 .PHONY: test demo lint bench clean
 
-SOURCES = pyproject.toml setup.py logcount/count/_scan.c logcount/count/_sum.c
+SOURCES = pyproject.toml setup.py logcount/count/_scan.c logcount/count/_sum.c \
+	logcount/count/_blake2b.h
 DEMO_DIR ?= $(CURDIR)/.demo
 
 # Rebuilt (the C scanner and sums with it) when _scan.c or _sum.c changes: a stale build

@@ -12,12 +12,14 @@ setup(
         Extension(
             "logcount.count._scan",
             ["logcount/count/_scan.c"],
+            depends=["logcount/count/_blake2b.h"],
             optional=True,
             extra_compile_args=["-O2"],
         ),
         Extension(
             "logcount.count._sum",
             ["logcount/count/_sum.c"],
+            depends=["logcount/count/_blake2b.h"],
             optional=True,
             extra_compile_args=["-O2"],
         ),

@@ -266,3 +266,102 @@ def test_a_scanner_built_from_another_source_is_not_used(
         f"logcount: {_scan.__file__} was built from another _scan.c; counting without it "
         "(rebuild: pip install -e .)\n"
     )
+
+
+KEY = b"a visitor key of 32 bytes, fixed"
+
+
+def numbered(fmt: str, lines: list[bytes], pure: bool, monkeypatch, number: bool, **config):
+    """Two takes (the numbering holds from batch to batch) of a counter with path
+    visitors; `number`: the scanner numbers them (bots named "bot" not counted)."""
+    from logcount.count.visitors import PAGE_FIELDS
+
+    if pure:
+        monkeypatch.setenv("LOGCOUNT_PURE_PYTHON", "1")
+    else:
+        monkeypatch.delenv("LOGCOUNT_PURE_PYTHON", raising=False)
+    cf = compile_format(fmt)
+    cl = Classifier(Config(log_format=fmt, **config), cf)
+    counter = LineCounter(cf, path_visitors=True, classifier=cl)
+    assert (not counter.native) == pure
+    pages = tuple(f for f in counter.vis_layout if f in PAGE_FIELDS)
+    if number:
+        counter.number_visitors(KEY, pages, lambda agent: b"bot" in agent.lower())
+    half = len(lines) // 2
+    takes = []
+    for part in (lines[:half], lines[half:]):
+        counter.feed(b"".join(line + b"\n" for line in part))
+        takes.append(counter.take())
+    return counter, takes
+
+
+@pytest.mark.parametrize("fmt", SCANNED)
+@pytest.mark.parametrize("config", [{}, {"count_bots": True}], ids=["default", "count_bots"])
+def test_scanner_numbers_visitors_like_the_regex_path(fmt: str, config: dict, monkeypatch) -> None:
+    """number_visitors: the C scanner's visitors numbered by place (in C, each (client,
+    agent) of a batch hashed once) are those of its Python twin, and those numbered_py
+    makes of the key tuples either scanner hands over without it: classify.visitor_number
+    of client and agent, a bot named "bot" left out."""
+    from logcount.count.regex_scan import numbered_py
+
+    lines = generated_lines(fmt, 1500, seed=12)
+    lines += [b'9.9.9.9 - - [17/May/2015:10:05:03 +0000] "GET /b HTTP/1.1" 200 5 "-" "Abot"']
+    lines += lines[:400]  # keys seen again, in the second batch
+    fast = numbered(fmt, lines, False, monkeypatch, True, **config)[1]
+    slow = numbered(fmt, lines, True, monkeypatch, True, **config)[1]
+    counter, plain = numbered(fmt, lines, False, monkeypatch, False, **config)
+    from logcount.count.visitors import PAGE_FIELDS
+
+    layout = counter.vis_layout
+    place = [*range(len(counter.ctx_layout))]
+    place += [layout.index(f) for f in layout if f in PAGE_FIELDS]
+    agent = layout.index("agent") if "agent" in layout else -1
+    for c, py, keys in zip(fast, slow, plain, strict=True):
+        assert not c.visitors and not py.visitors and keys.visitors
+        expected = numbered_py(
+            keys.visitors,
+            place,
+            layout.index("client"),
+            agent,
+            KEY,
+            lambda agent: b"bot" in agent.lower(),
+        )
+        assert {k: sorted(v) for k, v in c.numbered.items()} == {
+            k: sorted(v) for k, v in expected.items()
+        }
+        assert {k: sorted(v) for k, v in py.numbered.items()} == {
+            k: sorted(v) for k, v in expected.items()
+        }
+        assert c.hits == keys.hits and c.agents == keys.agents  # the rest as it was
+    every = [n for c in fast for numbers in c.numbered.values() for n in numbers]
+    assert len(every) > 1000
+
+
+def test_numbered_visitors_are_classify_numbers_and_bots_are_left_out(monkeypatch) -> None:
+    """The numbers are classify.visitor_number's; the bot's key is counted (count_bots) but
+    not numbered; without a skip rule it is."""
+    from logcount.count.classify import visitor_number
+
+    lines = [
+        b'1.2.3.4 - - [17/May/2015:10:05:03 +0000] "GET /a HTTP/1.1" 200 5 "-" "Firefox"',
+        b'1.2.3.4 - - [17/May/2015:11:05:03 +0000] "GET /a HTTP/1.1" 200 5 "-" "Firefox"',
+        b'5.6.7.8 - - [17/May/2015:10:05:03 +0000] "GET /a?x=1 HTTP/1.1" 200 5 "-" "Firefox"',
+        b'9.9.9.9 - - [17/May/2015:10:05:03 +0000] "GET /a HTTP/1.1" 200 5 "-" "Abot"',
+    ]
+    number = visitor_number(KEY)
+    for pure in (False, True):
+        takes = numbered("combined", lines, pure, monkeypatch, True, count_bots=True)[1]
+        got: dict[tuple[bytes, ...], set[int]] = {}
+        for raw in takes:  # a place per minute and request
+            for k, v in raw.numbered.items():
+                assert len(v) == 1, k
+                got.setdefault(k[-1:], set()).update(v)
+        assert got == {
+            (b"GET /a HTTP/1.1",): {number(b"1.2.3.4", b"Firefox")},
+            (b"GET /a?x=1 HTTP/1.1",): {number(b"5.6.7.8", b"Firefox")},
+        }, pure
+    no_client = LineCounter(compile_format('%t "%r" %>s %b'))
+    with pytest.raises(ValueError):
+        no_client.number_visitors(KEY, (), None)
+    with pytest.raises(ValueError):  # the scanner itself refuses it
+        no_client.scanner.number_visitors(KEY, [], -1, -1, None)

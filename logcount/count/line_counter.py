@@ -17,6 +17,7 @@ import gc
 import re
 import time
 from collections import Counter, deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,7 +36,7 @@ from logcount.count.sums import native
 GC_THRESHOLDS = (100_000, 50, 1000)
 
 
-SCAN_VERSION = 4  # the _scan.c this code calls (its SCAN_VERSION)
+SCAN_VERSION = 5  # the _scan.c this code calls (its SCAN_VERSION)
 
 
 def tune_gc() -> None:
@@ -64,6 +65,9 @@ class RawCounts:
     referrers: Counter[tuple[bytes, ...]] = field(default_factory=Counter)  # ref_layout
     clients: Counter[tuple[bytes, ...]] = field(default_factory=Counter)  # client_layout
     visitors: set[tuple[bytes, ...]] = field(default_factory=set)  # vis_layout
+    # after number_visitors(), in place of `visitors`: (ctx..., page fields...) -> the
+    # numbers (classify.visitor_number) of the visitors of that place
+    numbered: dict[tuple[bytes, ...], list[int]] = field(default_factory=dict)
     bots: Counter[tuple[bytes, ...]] = field(default_factory=Counter)  # agent_layout
     ignored: Counter[tuple[bytes, ...]] = field(default_factory=Counter)  # ctx_layout
     # key_layout: the sum of the lines' durations, in microseconds (timing.capped)
@@ -167,6 +171,22 @@ class LineCounter:
             return cl.ignored(cl.path_of_request(target))
         return cl.ignored(cl.path_of_uri((target, b"")))
 
+    def number_visitors(
+        self, key: bytes, page_fields: tuple[str, ...], skip_of: Callable[[bytes], object] | None
+    ) -> None:
+        """From now on take() hands the visitors over as RawCounts.numbered: per place (the
+        context, then the visitor key's `page_fields`) the numbers of its visitors
+        (classify.visitor_number(key) of client and agent; a visitor whose agent skip_of
+        calls a bot not counted is left out), each pair numbered once per batch inside the
+        scanner instead of a key tuple each (a diverse day's ~900,000)."""
+        layout = self.vis_layout
+        if "client" not in layout:
+            raise ValueError("this format counts no visitors")
+        place = [*range(len(self.ctx_layout)), *(layout.index(f) for f in page_fields)]
+        client = layout.index("client") if "client" in layout else -1
+        agent = layout.index("agent") if "agent" in layout else -1
+        self.scanner.number_visitors(key, place, client, agent, skip_of)
+
     def pending(self) -> tuple[int, int, int]:
         """(lines, distinct keys, bytes of keys) held since the last take(); for the
         Python scanner the bytes fed, an upper bound of the same."""
@@ -199,6 +219,7 @@ class LineCounter:
             raw.clients,
             recent,
             raw.durations,
+            raw.numbered,
         ) = self.scanner.take(Counter, with_recent)
         for item in recent:  # a line's bytes (the C scanner's), or a row
             row = item if isinstance(item, tuple) else self._row(item)

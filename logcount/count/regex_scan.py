@@ -19,6 +19,7 @@ from itertools import compress, repeat
 from operator import is_, itemgetter, not_, or_
 from typing import Any
 
+from logcount.count.classify import visitor_number
 from logcount.timing import CAP_US, bin_of
 
 # Decisions (bot, ignored) kept per distinct agent or request: at most this many, holding
@@ -27,6 +28,37 @@ DECISIONS_KEPT = 200_000
 DECISION_BYTES = 16 << 20
 
 Row = tuple[bytes, ...]
+
+
+def numbered_py(
+    keys: set[Row],
+    place: Sequence[int],
+    client: int,
+    agent: int,
+    key: bytes,
+    skip_of: Callable[[bytes], object] | None,
+) -> dict[Row, list[int]]:
+    """Visitor keys as {place: [visitor numbers]} (the C scanner's numbered_visitors): a
+    key's place is its items at `place`, its visitor classify.visitor_number(key) of its
+    items at client and agent (b"" for an index < 0), numbered once per pair; a key whose
+    agent skip_of calls a bot not counted (asked once per agent) is left out."""
+    number = visitor_number(key)
+    numbers: dict[tuple[bytes, bytes], int | None] = {}
+    skipped: dict[bytes, bool] = {}
+    out: dict[Row, list[int]] = {}
+    for row in keys:
+        who = (row[client] if client >= 0 else b"", row[agent] if agent >= 0 else b"")
+        n = numbers.get(who, -1)
+        if n == -1:
+            skip = False
+            if skip_of is not None:
+                skip = skipped.get(who[1])  # type: ignore[assignment]
+                if skip is None:
+                    skip = skipped[who[1]] = bool(skip_of(who[1]))
+            n = numbers[who] = None if skip else number(*who)
+        if n is not None:
+            out.setdefault(tuple([row[i] for i in place]), []).append(n)
+    return out
 
 
 def getter(indexes: Sequence[int]) -> Callable[[Row], Row]:
@@ -77,6 +109,7 @@ class RegexScanner:
         self.recent_size = recent_size
         self.decide_bot, self.decide_ignore = decide_bot, decide_ignore
         self.count_bots, self.ignore = False, False
+        self.numbering: tuple[Any, ...] | None = None  # number_visitors()'s arguments
         self.forget()
         self._fresh()
 
@@ -123,9 +156,27 @@ class RegexScanner:
         """A line read otherwise (apachelogs' regex), as a row of the chunk regex."""
         self._count([row])
 
+    def number_visitors(
+        self,
+        key: bytes | None,
+        place: Sequence[int],
+        client: int,
+        agent: int,
+        skip_of: Callable[[bytes], object] | None,
+    ) -> None:
+        """take() hands the visitors over numbered by place (numbered_py); key None: as
+        key tuples again."""
+        if self.vis is None and key is not None:
+            raise ValueError("bad visitor numbering (no visitors counted?)")
+        self.numbering = None if key is None else (tuple(place), client, agent, key, skip_of)
+
     def take(self, cls: Any, with_recent: bool) -> tuple[Any, ...]:
         """What was counted (C's order), then start afresh. The tables are handed over
         as they are: Counters, which is the `cls` LineCounter asks the C scanner for."""
+        numbered: dict[Row, list[int]] = {}
+        if self.numbering is not None:
+            numbered = numbered_py(self.visitors, *self.numbering)
+            self.visitors = set()
         out = (
             self.lines,
             self.hits,
@@ -139,6 +190,7 @@ class RegexScanner:
             self.clients,
             list(self.recent) if with_recent else [],
             self.durations,
+            numbered,
         )
         self._fresh()
         return out

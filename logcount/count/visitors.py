@@ -66,18 +66,35 @@ class MemberVisitors:
         self.pages: dict[Any, tuple[str, str | None] | None] = {}  # None: ignored
         self.places: dict[tuple[bytes, ...], tuple[str, str]] = {}  # context -> (site, day)
 
-    def collect(
-        self, visitors: set[tuple[bytes, ...]], tables: tuple[dict[Any, set[int]], ...]
-    ) -> None:
-        """Day, path and object visitors, with the live side's rule for bots.
+    def number_in_scanner(self) -> bool:
+        """Have the counter's scanner number the visitors (LineCounter.number_visitors),
+        for collect_numbered; False when the format counts none."""
+        agg = self.aggregator
+        counter = agg.counter
+        if "client" not in counter.vis_layout:
+            return False
+        page_fields = tuple(f for f in counter.vis_layout if f in PAGE_FIELDS)
+        counter.number_visitors(agg.classifier.config.visitor_key(), page_fields, self._skip_of())
+        return True
 
-        A key per distinct (day, visitor, request): sums.add_to_sets finds the sets of each
-        (day, request) and the hash of each visitor (or that it is a bot not counted) once
-        per batch, and adds each key's hash to its sets."""
+    def _skip_of(self) -> Callable[[bytes], bool] | None:
+        """The live side's rule for bots: whether an agent is a bot not counted (asked once
+        per agent of a batch: a diverse day has a visitor (client, agent) for every few
+        lines and only some thousands of agents); None when bots count."""
+        agg = self.aggregator
+        if agg.count_bots:
+            return None
+        return lambda agent: agg.classifier.agent(agent or b"-")[0]
+
+    def _sets_of(
+        self, tables: tuple[dict[Any, set[int]], ...]
+    ) -> Callable[[tuple[Any, Any]], tuple[set[int], ...] | None]:
+        """Where the visitors of a place (context, page key) go: the sets of its day, path
+        and object in `tables`; None for an ignored path (visitors are those of counted
+        hits, as on the live side)."""
         agg, cl = self.aggregator, self.aggregator.classifier
         layout, ctx_layout = agg.counter.vis_layout, agg.counter.ctx_layout
         page_fields = tuple(f for f in layout if f in PAGE_FIELDS)
-        who_fields = tuple(f for f in layout if f in ("client", "agent"))
         day_v, path_v, obj_v = tables
         if len(self.pages) > KEEP_PAGES:  # a flood of distinct URLs: memory stays bounded
             self.pages.clear()
@@ -91,7 +108,6 @@ class MemberVisitors:
                 page = pages[page_key]
             else:
                 path = agg.path_of(dict(zip(page_fields, page_key, strict=True)))
-                # visitors are those of counted hits, as on the live side
                 page = None if cl.ignored(path) else (path, cl.object_of(path))
                 pages[page_key] = page
             if page is None:
@@ -110,20 +126,39 @@ class MemberVisitors:
                 out.append(obj_v.setdefault((site, day, obj), set()))
             return tuple(out)
 
+        return sets_of
+
+    def collect_numbered(
+        self, numbered: dict[tuple[bytes, ...], list[int]], tables: tuple[dict[Any, set[int]], ...]
+    ) -> None:
+        """Day, path and object visitors from a batch numbered by the scanner
+        (RawCounts.numbered: (context..., page...) -> visitor numbers, bots not counted
+        already left out): what collect() gives for the same keys."""
+        sets_of = self._sets_of(tables)
+        nctx = len(self.aggregator.counter.ctx_layout)
+        for place, numbers in numbered.items():
+            sets = sets_of((place[:nctx], place[nctx:]))
+            for found in sets or ():
+                found.update(numbers)
+
+    def collect(
+        self, visitors: set[tuple[bytes, ...]], tables: tuple[dict[Any, set[int]], ...]
+    ) -> None:
+        """Day, path and object visitors, with the live side's rule for bots.
+
+        A key per distinct (day, visitor, request): sums.add_to_sets finds the sets of each
+        (day, request) and the hash of each visitor (or that it is a bot not counted) once
+        per batch, and adds each key's hash to its sets."""
+        agg = self.aggregator
+        layout, ctx_layout = agg.counter.vis_layout, agg.counter.ctx_layout
+        page_fields = tuple(f for f in layout if f in PAGE_FIELDS)
+        who_fields = tuple(f for f in layout if f in ("client", "agent"))
+        sets_of = self._sets_of(tables)
         ci = who_fields.index("client") if "client" in who_fields else -1
         ai = who_fields.index("agent") if "agent" in who_fields else -1
-        agent_of = cl.agent
-        # Whether an agent is a bot not counted, asked of the classifier once per agent of
-        # the batch: a diverse day has a visitor (client, agent) for every few lines and
-        # only some thousands of agents.
         digest_of = visitor_numbers(
-            cl.config.visitor_key(),
-            ci,
-            ai,
-            {},
-            None if agg.count_bots else (lambda agent: agent_of(agent or b"-")[0]),
+            agg.classifier.config.visitor_key(), ci, ai, {}, self._skip_of()
         )
-
         page_at = tuple(layout.index(f) for f in page_fields)
         who_at = tuple(layout.index(f) for f in who_fields)
         add_to_sets(visitors, len(ctx_layout), page_at, who_at, {}, {}, sets_of, digest_of)

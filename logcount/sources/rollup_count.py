@@ -104,6 +104,10 @@ class FileCounter:
         self.aggregator = Aggregator(config, self.counter, classifier)
         self.aggregator.grans = ("day",)
         self.visitors = MemberVisitors(self.aggregator)
+        # The scanner numbers the visitors by place (no key tuple each) unless events need
+        # the visitor keys themselves (count/events.py).
+        if not self.aggregator.events:
+            self.visitors.number_in_scanner()
         self.counts = UnitCounts()
         self.spill: DaySpill | None = None  # where its day sets go, in a counting process
         self.every = CLASSIFY_EVERY  # keys of a batch: fewer as what is held grows
@@ -171,6 +175,7 @@ class FileCounter:
                 if any(table is t for t in lines_in):
                     lines += value
         raw.visitors = {k for k in raw.visitors if k[:n] not in bad}
+        raw.numbered = {k: v for k, v in raw.numbered.items() if k[:n] not in bad}
         raw.lines -= lines
         raw.malformed += lines
 
@@ -180,13 +185,16 @@ class FileCounter:
         self.counts.lines += raw.lines
         self.counts.malformed += raw.malformed
         visitors, raw.visitors = raw.visitors, set()
+        numbered, raw.numbered = raw.numbered, {}
         raw.malformed = 0  # counted per file, on the file's day (see facts_of)
         raw.samples.clear()
         raw.recent.clear()
         self.counts.delta.merge(self.aggregator.classify(raw))
         del raw  # its tables, let go before the visitor sets of the batch are made
         fresh: tuple[dict[Any, set[int]], ...] = ({}, {}, {})  # day, path, object
-        self.visitors.collect(visitors, fresh)
+        self.visitors.collect(visitors, fresh)  # empty when the scanner numbered them
+        self.visitors.collect_numbered(numbered, fresh)
+        del numbered
         self.counts.add_visitors(*fresh)
         if self.spill is not None:
             self.spill.relieve(self.counts.day_visitors, SPILL_HASHES)
