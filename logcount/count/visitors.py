@@ -87,11 +87,11 @@ class MemberVisitors:
         return lambda agent: agg.classifier.agent(agent or b"-")[0]
 
     def _sets_of(
-        self, tables: tuple[dict[Any, set[int]], ...]
-    ) -> Callable[[tuple[Any, Any]], tuple[set[int], ...] | None]:
-        """Where the visitors of a place (context, page key) go: the sets of its day, path
-        and object in `tables`; None for an ignored path (visitors are those of counted
-        hits, as on the live side)."""
+        self, tables: tuple[dict[Any, Any], ...], make: Callable[[], Any] = set
+    ) -> Callable[[tuple[Any, Any]], tuple[Any, ...] | None]:
+        """Where the visitors of a place (context, page key) go: the sets (or what `make`
+        makes) of its day, path and object in `tables`; None for an ignored path (visitors
+        are those of counted hits, as on the live side)."""
         agg, cl = self.aggregator, self.aggregator.classifier
         layout, ctx_layout = agg.counter.vis_layout, agg.counter.ctx_layout
         page_fields = tuple(f for f in layout if f in PAGE_FIELDS)
@@ -119,27 +119,30 @@ class MemberVisitors:
             site, day = place
             path, obj = page
             out = [
-                day_v.setdefault((site, "day", day), set()),
-                path_v.setdefault((site, day, path), set()),
+                day_v.get((site, "day", day)) or day_v.setdefault((site, "day", day), make()),
+                path_v.get((site, day, path)) or path_v.setdefault((site, day, path), make()),
             ]
             if obj is not None:
-                out.append(obj_v.setdefault((site, day, obj), set()))
+                out.append(
+                    obj_v.get((site, day, obj)) or obj_v.setdefault((site, day, obj), make())
+                )
             return tuple(out)
 
         return sets_of
 
     def collect_numbered(
-        self, numbered: dict[tuple[bytes, ...], list[int]], tables: tuple[dict[Any, set[int]], ...]
+        self, numbered: dict[tuple[bytes, ...], list[int]], tables: tuple[dict[Any, list[int]], ...]
     ) -> None:
         """Day, path and object visitors from a batch numbered by the scanner
         (RawCounts.numbered: (context..., page...) -> visitor numbers, bots not counted
-        already left out): what collect() gives for the same keys."""
-        sets_of = self._sets_of(tables)
+        already left out), as lists that may repeat a number (a visitor of several pages
+        of a day): the sketches they go to take each once (sketch.sorted_hashes), and a
+        list grows at a tenth of a set's cost. The hashes collect() gives for the keys."""
+        sets_of = self._sets_of(tables, list)
         nctx = len(self.aggregator.counter.ctx_layout)
         for place, numbers in numbered.items():
-            sets = sets_of((place[:nctx], place[nctx:]))
-            for found in sets or ():
-                found.update(numbers)
+            for found in sets_of((place[:nctx], place[nctx:])) or ():
+                found.extend(numbers)
 
     def collect(
         self, visitors: set[tuple[bytes, ...]], tables: tuple[dict[Any, set[int]], ...]

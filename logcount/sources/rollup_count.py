@@ -193,9 +193,11 @@ class FileCounter:
         del raw  # its tables, let go before the visitor sets of the batch are made
         fresh: tuple[dict[Any, set[int]], ...] = ({}, {}, {})  # day, path, object
         self.visitors.collect(visitors, fresh)  # empty when the scanner numbered them
-        self.visitors.collect_numbered(numbered, fresh)
-        del numbered
         self.counts.add_visitors(*fresh)
+        runs: tuple[dict[Any, list[int]], ...] = ({}, {}, {})
+        self.visitors.collect_numbered(numbered, runs)
+        del numbered
+        self.counts.add_visitors(*runs)
         if self.spill is not None:
             self.spill.relieve(self.counts.day_visitors, SPILL_HASHES)
         if self.aggregator.events:  # who did each event, per day (count/events.py)

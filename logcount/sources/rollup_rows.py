@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import heapq
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 
 from logcount.count.agents import RAW_AGENT
@@ -61,11 +61,12 @@ class UnitCounts:
 
     def add_visitors(
         self,
-        day: dict[tuple[str, str, str], set[int]],
-        path: dict[tuple[str, str, str], set[int]],
-        obj: dict[tuple[str, str, str], set[int]],
+        day: Mapping[tuple[str, str, str], Collection[int]],
+        path: Mapping[tuple[str, str, str], Collection[int]],
+        obj: Mapping[tuple[str, str, str], Collection[int]],
     ) -> None:
-        """Visitor hashes (classify.visitor_number) of a batch, into the sketches."""
+        """Visitor hashes (classify.visitor_number) of a batch, into the sketches (a hash
+        may come more than once)."""
         for (site, _gran, label), hashes in day.items():
             self.day_visitors.setdefault((site, label), PackedSketch()).add_all(hashes)
         for mine, fresh in ((self.path_visitors, path), (self.object_visitors, obj)):
