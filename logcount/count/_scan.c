@@ -1115,30 +1115,39 @@ static PyObject *recent_list(Scanner *s) {
 
 /* The agents table as the sums of the visitors table (whose keys hold every field of an
    agents key, and which counts the same lines): see agents_from. */
-static int agents_from_visitors(Scanner *s) {
-    Span vis[MAX_LAYOUT], f[MAX_LAYOUT];
+static void split_visitor(const Scanner *s, const Slot *e, Span *vis) {
+    const char *p = s->visitors_t.arena + e->off, *end = p + e->len;
+    for (int k = 0; k < s->visitors.n; k++) {
+        const char *nl = k + 1 < s->visitors.n ? memchr(p, '\n', end - p) : NULL;
+        vis[k].p = p;
+        vis[k].n = (nl ? nl : end) - p;
+        p = nl ? nl + 1 : end;
+    }
+}
+
+/* A visitors key's lines (`by`) added to its agents key (see agents_from). */
+static int add_agent_of(Scanner *s, const Span *vis, long long by) {
+    Span f[MAX_LAYOUT];
     Layout direct;
-    table_clear(&s->agents_t); /* filled here only: a take() that failed left it full */
     direct.n = s->agents.n;
-    for (int j = 0; j < direct.n; j++)
+    for (int j = 0; j < direct.n; j++) {
         direct.idx[j] = j;
+        f[j] = vis[s->agents_from[j]];
+    }
+    /* count_key composes into s->buf, which `vis` does not point into */
+    return count_key(s, &s->agents_t, &direct, f, by);
+}
+
+static int agents_from_visitors(Scanner *s) {
+    Span vis[MAX_LAYOUT];
+    table_clear(&s->agents_t); /* filled here only: a take() that failed left it full */
     for (size_t i = 0; i < s->visitors_t.cap; i++) {
         const Slot *e = &s->visitors_t.slots[i];
-        if (e->off < 0)
-            continue;
-        const char *p = s->visitors_t.arena + e->off, *end = p + e->len;
-        for (int k = 0; k < s->visitors.n; k++) {
-            const char *nl = k + 1 < s->visitors.n ? memchr(p, '\n', end - p) : NULL;
-            const char *stop = nl ? nl : end;
-            vis[k].p = p;
-            vis[k].n = stop - p;
-            p = nl ? nl + 1 : end;
+        if (e->off >= 0) {
+            split_visitor(s, e, vis);
+            if (add_agent_of(s, vis, e->value) < 0)
+                return -1;
         }
-        for (int j = 0; j < direct.n; j++)
-            f[j] = vis[s->agents_from[j]];
-        /* count_key composes into s->buf, which `vis` does not point into */
-        if (count_key(s, &s->agents_t, &direct, f, e->value) < 0)
-            return -1;
     }
     return 0;
 }
@@ -1307,17 +1316,16 @@ static PyObject *numbered_visitors(Scanner *s) {
         goto done;
     }
     Span vis[MAX_LAYOUT];
+    int agents = s->agents_from[0] >= 0; /* the agents table summed in the same pass */
+    if (agents)
+        table_clear(&s->agents_t);
     for (size_t i = 0; i < s->visitors_t.cap; i++) {
         const Slot *e = &s->visitors_t.slots[i];
         if (e->off < 0)
             continue;
-        const char *p = s->visitors_t.arena + e->off, *end = p + e->len;
-        for (int k = 0; k < s->visitors.n; k++) {
-            const char *nl = k + 1 < s->visitors.n ? memchr(p, '\n', end - p) : NULL;
-            vis[k].p = p;
-            vis[k].n = (nl ? nl : end) - p;
-            p = nl ? nl + 1 : end;
-        }
+        split_visitor(s, e, vis);
+        if (agents && add_agent_of(s, vis, e->value) < 0)
+            goto done;
         uint64_t number;
         int rc = visitor_of(s, &whos, &skips, vis, &number);
         if (rc == -2)
@@ -1381,18 +1389,19 @@ static PyObject *Scanner_take(Scanner *s, PyObject *args) {
     parts[0] = PyLong_FromLongLong(s->lines);
     if (hits_and_sizes(s, cls, &parts[1], &parts[8], &parts[11]) < 0)
         goto done;
-    if (s->agents_from[0] >= 0 && agents_from_visitors(s) < 0)
-        goto done;
-    parts[2] = unjoined(&s->shared, &s->agents_t, s->agents.n < 0 ? 0 : s->agents.n, cls);
-    parts[3] = unjoined(&s->shared, &s->refs_t, s->refs.n < 0 ? 0 : s->refs.n, cls);
-    if (s->vn_on) { /* the numbers by place, and no key tuples */
+    if (s->vn_on) { /* the numbers by place (and the agents, in the same pass), no key tuples */
         parts[4] = PySet_New(NULL);
-        parts[12] = numbered_visitors(s);
+        if ((parts[12] = numbered_visitors(s)) == NULL)
+            goto done;
     } else {
+        if (s->agents_from[0] >= 0 && agents_from_visitors(s) < 0)
+            goto done;
         parts[4] = unjoined(&s->shared, &s->visitors_t, s->visitors.n < 0 ? 0 : s->visitors.n,
                             NULL);
         parts[12] = PyDict_New();
     }
+    parts[2] = unjoined(&s->shared, &s->agents_t, s->agents.n < 0 ? 0 : s->agents.n, cls);
+    parts[3] = unjoined(&s->shared, &s->refs_t, s->refs.n < 0 ? 0 : s->refs.n, cls);
     parts[5] = unjoined(&s->shared, &s->bots, s->agents.n < 0 ? 0 : s->agents.n, cls);
     parts[6] = unjoined(&s->shared, &s->ignored, s->ctx.n, cls);
     parts[7] = unjoined(&s->shared, &s->timings, s->timing_l.n, cls);
