@@ -81,10 +81,12 @@ class MemberVisitors:
         """The live side's rule for bots: whether an agent is a bot not counted (asked once
         per agent of a batch: a diverse day has a visitor (client, agent) for every few
         lines and only some thousands of agents); None when bots count."""
-        agg = self.aggregator
-        if agg.count_bots:
+        if self.aggregator.count_bots:
             return None
-        return lambda agent: agg.classifier.agent(agent or b"-")[0]
+        # the classifier's method alone: the C scanner keeps it, and is no object the cyclic
+        # collector sees, so a closure over the aggregator would keep it alive for good
+        agent_of = self.aggregator.classifier.agent
+        return lambda agent: agent_of(agent or b"-")[0]
 
     def _sets_of(
         self, tables: tuple[dict[Any, Any], ...], make: Callable[[], Any] = set
