@@ -9,7 +9,6 @@ every part may import it.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -59,32 +58,31 @@ ERROR_CLASSES = ("4", "5")
 # once (a TV says Linux and Safari, a Kindle Fire "Mobile Safari", an Xbox "Windows NT"),
 # so the specific rows come first. Each pattern is literals and bounded repeats, without
 # nested ones: one search costs linear time in the prefix.
-DEVICE_TYPES: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
-    (name, re.compile(pattern))
-    for name, pattern in (
-        ("console", r"PlayStation|PLAYSTATION|Xbox|Nintendo"),
-        (
-            "tv",
-            r"(?i:smart[- ]?tv)|HbbTV|AppleTV|Apple TV|tvOS|CrKey|GoogleTV|Google TV|Android TV"
-            r"|BRAVIA|NetCast|NETTV|Web0S|webOS\.TV|Roku|\bAFT[A-Z]|VIDAA|Opera TV|Viera",
-        ),
-        # "Tablet PC 2.0" is Windows' pen support on desktops and laptops
-        ("tablet", r"iPad|Tablet(?! PC)|Kindle|Silk/|\bKF[A-Z]{2,6}\b|PlayBook|TouchPad"),
-        (
-            "mobile",
-            r"Mobi|iPhone|iPod|Windows Phone|BlackBerry|BB10|Opera Mini|Symbian|Series ?[46]0"
-            r"|Nokia|MIDP|MAUI|Maui|KAIOS|KaiOS|webOS|Fennec|UP\.Browser|NetFront",
-        ),
-        # Android's browsers say Mobile on a phone and not on a tablet; the agents of its
-        # apps (Dalvik/, Instagram's) say neither, so only a browser's is read so
-        ("tablet", r"^Mozilla/5\.0 \(Linux; (?:U; )?Android"),
-        (
-            "desktop",
-            r"Windows NT|Windows (?:9[58]|XP|ME|2000)|Win(?:9[58]|NT|32|64)\b|Macintosh"
-            r"|MacBook|iMac|Macmini|Mac OS X|X11|CrOS|Linux (?:x86_64|i[3-6]86|aarch64)"
-            r"|FreeBSD|OpenBSD|NetBSD|SunOS",
-        ),
-    )
+# Kept as text: agents.device_type compiles them once, in the process that counts
+# agents (every command imports this table; a compile is ~7 M instructions).
+DEVICE_TYPES: tuple[tuple[str, str], ...] = (
+    ("console", r"PlayStation|PLAYSTATION|Xbox|Nintendo"),
+    (
+        "tv",
+        r"(?i:smart[- ]?tv)|HbbTV|AppleTV|Apple TV|tvOS|CrKey|GoogleTV|Google TV|Android TV"
+        r"|BRAVIA|NetCast|NETTV|Web0S|webOS\.TV|Roku|\bAFT[A-Z]|VIDAA|Opera TV|Viera",
+    ),
+    # "Tablet PC 2.0" is Windows' pen support on desktops and laptops
+    ("tablet", r"iPad|Tablet(?! PC)|Kindle|Silk/|\bKF[A-Z]{2,6}\b|PlayBook|TouchPad"),
+    (
+        "mobile",
+        r"Mobi|iPhone|iPod|Windows Phone|BlackBerry|BB10|Opera Mini|Symbian|Series ?[46]0"
+        r"|Nokia|MIDP|MAUI|Maui|KAIOS|KaiOS|webOS|Fennec|UP\.Browser|NetFront",
+    ),
+    # Android's browsers say Mobile on a phone and not on a tablet; the agents of its
+    # apps (Dalvik/, Instagram's) say neither, so only a browser's is read so
+    ("tablet", r"^Mozilla/5\.0 \(Linux; (?:U; )?Android"),
+    (
+        "desktop",
+        r"Windows NT|Windows (?:9[58]|XP|ME|2000)|Win(?:9[58]|NT|32|64)\b|Macintosh"
+        r"|MacBook|iMac|Macmini|Mac OS X|X11|CrOS|Linux (?:x86_64|i[3-6]86|aarch64)"
+        r"|FreeBSD|OpenBSD|NetBSD|SunOS",
+    ),
 )
 OTHER_DEVICE = "other"  # an agent no row names (curl, a feed reader, an app's own)
 BOT_DEVICE = "bot"  # a bot's line, counted in hits with count_bots = true

@@ -176,7 +176,14 @@ def device_type(agent: str) -> str:
     pattern is found in it, OTHER_DEVICE when none is. Our own table: ua-parser's device
     table would cost 15 MB in every reader and names phone models, not types."""
     text = agent_prefix(agent)
-    return next((name for name, pattern in DEVICE_TYPES if pattern.search(text)), OTHER_DEVICE)
+    return next((name for name, search in _device_searches() if search(text)), OTHER_DEVICE)
+
+
+@functools.cache
+def _device_searches() -> tuple[tuple[str, Callable[[str], Any]], ...]:
+    """DEVICE_TYPES compiled once per process, at its first agent: the table is imported
+    by every command, which would otherwise compile it (~7 M instructions) for nothing."""
+    return tuple((name, re.compile(pattern).search) for name, pattern in DEVICE_TYPES)
 
 
 def _capped(found: Any) -> str:
