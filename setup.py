@@ -11,8 +11,13 @@ setup(
     ext_modules=[
         Extension(
             "logcount.count._scan",
-            ["logcount/count/_scan.c"],
-            depends=["logcount/count/_blake2b.h"],
+            [
+                "logcount/count/_scan.c",
+                "logcount/count/_scan_match.c",
+                "logcount/count/_scan_tables.c",
+                "logcount/count/_scan_take.c",
+            ],
+            depends=["logcount/count/_scan.h", "logcount/count/_blake2b.h"],
             optional=True,
             extra_compile_args=["-O2"],
         ),

@@ -6,7 +6,7 @@ doubling, so a bin is at most 25 % wide whatever the scale. A duration is capped
 (2^36 us, 19 hours), which has the last bin to itself: a hostile `%D` of 2^52 counts as the
 cap, in the sums too, so no sum of a day's lines nears a 64-bit counter.
 
-The C scanner (_scan.c, bin_of and DUR_CAP) computes the same bins; keep them in step.
+The C scanner (_scan_tables.c bin_of, _scan.h DUR_CAP) computes the same bins; keep them in step.
 
 A quantile is reported as the upper edge of the bin that holds it: the exact value is
 below it and at most one bin (25 %) under it, so "p95 <= 120 ms" never flatters a site.

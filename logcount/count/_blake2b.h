@@ -1,6 +1,6 @@
 /*
  * BLAKE2b (RFC 7693), keyed, 8-byte digest: the core of classify.visitor_number, shared
- * by logcount/count/_sum.c (VisitorNumbers) and logcount/count/_scan.c (a batch's
+ * by logcount/count/_sum.c (VisitorNumbers) and logcount/count/_scan_take.c (a batch's
  * visitors numbered as take() hands them over). Static functions: each module that
  * includes it has its own copy, no symbol is exported.
  */
@@ -8,6 +8,14 @@
 #define LOGCOUNT_BLAKE2B_H
 #include <stdint.h>
 #include <string.h>
+
+/* Every file of _scan includes this (through _scan.h) for b2_state; two of them call the
+   functions: the others compile none of them, and must not warn. */
+#if defined(__GNUC__)
+#define B2_UNUSED_OK __attribute__((unused))
+#else
+#define B2_UNUSED_OK
+#endif
 
 static const uint64_t B2_IV[8] = {
     0x6a09e667f3bcc908ULL, 0xbb67ae8584caa73bULL, 0x3c6ef372fe94f82bULL,
@@ -119,7 +127,7 @@ static uint64_t b2_number(b2_state *s) {
 /* The state after a key's block (1 to 64 bytes): every visitor's bytes follow it. The
    key's block is never the last one (a visitor's bytes hold at least the "\0" between
    client and agent), so it is compressed once, here. */
-static void b2_keyed(b2_state *s, const uint8_t *key, size_t len) {
+static B2_UNUSED_OK void b2_keyed(b2_state *s, const uint8_t *key, size_t len) {
     for (int i = 0; i < 8; i++)
         s->h[i] = B2_IV[i];
     s->h[0] ^= 0x01010000ULL ^ ((uint64_t)len << 8) ^ 8; /* fanout, depth, key, digest */
@@ -131,8 +139,8 @@ static void b2_keyed(b2_state *s, const uint8_t *key, size_t len) {
 }
 
 /* classify.visitor_number(key)(client, agent) from the keyed state. */
-static uint64_t b2_visitor(const b2_state *keyed, const char *client, size_t nc,
-                           const char *agent, size_t na) {
+static B2_UNUSED_OK uint64_t b2_visitor(const b2_state *keyed, const char *client, size_t nc,
+                                        const char *agent, size_t na) {
     b2_state s = *keyed;
     b2_feed(&s, (const uint8_t *)client, nc);
     b2_feed(&s, (const uint8_t *)"", 1);

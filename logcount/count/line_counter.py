@@ -37,7 +37,7 @@ from logcount.count.sums import native
 GC_THRESHOLDS = (100_000, 50, 1000)
 
 
-SCAN_VERSION = 5  # the _scan.c this code calls (its SCAN_VERSION)
+SCAN_VERSION = 5  # the _scan this code calls (SCAN_VERSION in _scan.h)
 
 
 def tune_gc() -> None:
