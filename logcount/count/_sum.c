@@ -320,6 +320,27 @@ static PyObject *who_of(PyObject *key, Py_ssize_t nctx, PyObject *who_at) {
 }
 
 /* One visitor key: its digest added to each set its place names. 0, or -1 on error. */
+
+/* `digest` added to each set of the tuple `sets` sets_of gave; None: a bot not counted,
+   nothing added. -1 with an exception set when `sets` is not a tuple of sets. */
+static int add_to_each(PyObject *sets, PyObject *digest) {
+    if (digest == Py_None)
+        return 0;
+    if (!PyTuple_Check(sets)) {
+        PyErr_SetString(PyExc_TypeError, "sets_of must give a tuple of sets, or None");
+        return -1;
+    }
+    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(sets); i++) {
+        PyObject *s = PyTuple_GET_ITEM(sets, i);
+        if (!PySet_Check(s)) {
+            PyErr_SetString(PyExc_TypeError, "not a set");
+            return -1;
+        }
+        if (PySet_Add(s, digest) < 0)
+            return -1;
+    }
+    return 0;
+}
 static int add_visitor(PyObject *key, Py_ssize_t nctx, PyObject *page_at, PyObject *who_at,
                        PyObject *targets, PyObject *digests, PyObject *sets_of,
                        PyObject *digest_of, PcTable *places, PcTable *whos) {
@@ -339,18 +360,7 @@ static int add_visitor(PyObject *key, Py_ssize_t nctx, PyObject *page_at, PyObje
     PyObject *digest = NULL;
     if (!whos->width || pc_items(key, 0, who_at, items) == 0)
         digest = cached(whos, items, digests, digest_of, who_of, key, nctx, who_at);
-    int failed = digest == NULL;
-    if (!failed && digest != Py_None) { /* None: a bot not counted */
-        if (!PyTuple_Check(sets)) {
-            PyErr_SetString(PyExc_TypeError, "sets_of must give a tuple of sets, or None");
-            failed = 1;
-        }
-        for (Py_ssize_t i = 0; !failed && i < PyTuple_GET_SIZE(sets); i++) {
-            PyObject *s = PyTuple_GET_ITEM(sets, i);
-            failed = !PySet_Check(s) ? (PyErr_SetString(PyExc_TypeError, "not a set"), 1)
-                                     : PySet_Add(s, digest) < 0;
-        }
-    }
+    int failed = digest == NULL || add_to_each(sets, digest) < 0;
     Py_DECREF(sets);
     return failed ? -1 : 0;
 }
@@ -455,18 +465,7 @@ static int add_place_visitor(PlaceSets *ps, PyObject *key) {
     PyObject *digest = NULL;
     if (!ps->whos.width || pc_items(key, 0, ps->who_at, items) == 0)
         digest = cached(&ps->whos, items, ps->digests, ps->digest_of, who_of, key, 0, ps->who_at);
-    int failed = digest == NULL;
-    if (!failed && digest != Py_None) { /* None: a bot not counted */
-        if (!PyTuple_Check(sets)) {
-            PyErr_SetString(PyExc_TypeError, "sets_of must give a tuple of sets, or None");
-            failed = 1;
-        }
-        for (Py_ssize_t i = 0; !failed && i < PyTuple_GET_SIZE(sets); i++) {
-            PyObject *s = PyTuple_GET_ITEM(sets, i);
-            failed = !PySet_Check(s) ? (PyErr_SetString(PyExc_TypeError, "not a set"), 1)
-                                     : PySet_Add(s, digest) < 0;
-        }
-    }
+    int failed = digest == NULL || add_to_each(sets, digest) < 0;
     Py_DECREF(sets);
     return failed ? -1 : 0;
 }

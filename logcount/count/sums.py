@@ -88,6 +88,26 @@ def counter_copy(source: dict[Any, int]) -> Counter[Any]:
     return out
 
 
+def _add_visitor(
+    key: Key,
+    who_at: tuple[int, ...],
+    digests: dict[Key, str | None],
+    digest_of: Callable[[Key], str | None],
+    sets: tuple[set[str], ...],
+) -> None:
+    """The digest of a key's visitor (its items at who_at, asked of digest_of once and
+    kept in digests) added to each of `sets`; None from digest_of (a bot not counted):
+    nothing is added."""
+    who = tuple([key[i] for i in who_at])
+    digest = digests.get(who, "")
+    if digest == "":
+        digest = digests[who] = digest_of(who)
+    if digest is None:
+        return
+    for found in sets:
+        found.add(digest)
+
+
 def add_to_sets_py(
     keys: Iterable[Key],
     nctx: int,
@@ -110,14 +130,7 @@ def add_to_sets_py(
             sets = targets[where] = sets_of(where)
         if sets is None:
             continue
-        who = tuple([key[i] for i in who_at])
-        digest = digests.get(who, "")
-        if digest == "":
-            digest = digests[who] = digest_of(who)
-        if digest is None:
-            continue
-        for found in sets:
-            found.add(digest)
+        _add_visitor(key, who_at, digests, digest_of, sets)
 
 
 _MISSING: Any = object()  # not looked up yet (None is an answer: not counted)
@@ -160,14 +173,7 @@ def add_to_place_sets_py(
             sets = targets[place, page] = sets_of((place, page))
         if sets is None:
             continue
-        who = tuple([key[i] for i in who_at])
-        digest = digests.get(who, "")
-        if digest == "":
-            digest = digests[who] = digest_of(who)
-        if digest is None:
-            continue
-        for found in sets:
-            found.add(digest)
+        _add_visitor(key, who_at, digests, digest_of, sets)
 
 
 def native(name: str, version: int) -> Any:
