@@ -406,6 +406,35 @@ def visitor_number(key: bytes) -> Callable[[bytes, bytes], int]:
     return number
 
 
+Who = tuple[bytes, ...]  # a visitor's items (client, agent, ...)
+
+
+def visitor_numbers_py(
+    key: bytes,
+    ci: int,
+    ai: int,
+    skipped: dict[bytes, bool],
+    skip_of: Callable[[bytes], object] | None,
+) -> Callable[[Who], int | None]:
+    """The number of a visitor (a tuple with its client at ci, its agent at ai; b"" for an
+    index < 0): classify.visitor_number(key) of the two; None when skip_of says its agent
+    is a bot not counted (asked once per agent, the answer kept in `skipped`; skip_of
+    None: no agent is). The C twin (_sum.VisitorNumbers) hashes without the interpreter."""
+    number = visitor_number(key)
+
+    def digest_of(who: Who) -> int | None:
+        client, agent = who[ci] if ci >= 0 else b"", who[ai] if ai >= 0 else b""
+        if skip_of is not None:
+            skip = skipped.get(agent)
+            if skip is None:
+                skip = skipped[agent] = bool(skip_of(agent))
+            if skip:
+                return None
+        return number(client, agent)
+
+    return digest_of
+
+
 # RFC 9110's methods and PATCH (RFC 5789): a member each; any other token, or a request
 # line without one, is (other), so that a scanner's made-up methods cannot fill the set.
 METHODS = frozenset(

@@ -189,9 +189,8 @@ class LineCounter:
         if "client" not in layout:
             raise ValueError("this format counts no visitors")
         place = [*range(len(self.ctx_layout)), *(layout.index(f) for f in page_fields)]
-        client = layout.index("client") if "client" in layout else -1
         agent = layout.index("agent") if "agent" in layout else -1
-        self.scanner.number_visitors(key, place, client, agent, skip_of)
+        self.scanner.number_visitors(key, place, layout.index("client"), agent, skip_of)
 
     def pending(self) -> tuple[int, int, int]:
         """(lines, distinct keys, bytes of keys) held since the last take(); for the

@@ -19,7 +19,7 @@ from itertools import compress, repeat
 from operator import is_, itemgetter, not_, or_
 from typing import Any
 
-from logcount.count.classify import visitor_number
+from logcount.count.classify import visitor_numbers_py
 from logcount.timing import CAP_US, bin_of
 
 # Decisions (bot, ignored) kept per distinct agent or request: at most this many, holding
@@ -42,20 +42,14 @@ def numbered_py(
     key's place is its items at `place`, its visitor classify.visitor_number(key) of its
     items at client and agent (b"" for an index < 0), numbered once per pair; a key whose
     agent skip_of calls a bot not counted (asked once per agent) is left out."""
-    number = visitor_number(key)
+    number_of = visitor_numbers_py(key, 0, 1, {}, skip_of)
     numbers: dict[tuple[bytes, bytes], int | None] = {}
-    skipped: dict[bytes, bool] = {}
     out: dict[Row, list[int]] = {}
     for row in keys:
         who = (row[client] if client >= 0 else b"", row[agent] if agent >= 0 else b"")
         n = numbers.get(who, -1)
         if n == -1:
-            skip = False
-            if skip_of is not None:
-                skip = skipped.get(who[1])  # type: ignore[assignment]
-                if skip is None:
-                    skip = skipped[who[1]] = bool(skip_of(who[1]))
-            n = numbers[who] = None if skip else number(*who)
+            n = numbers[who] = number_of(who)
         if n is not None:
             out.setdefault(tuple([row[i] for i in place]), []).append(n)
     return out

@@ -211,6 +211,6 @@ add_to_place_sets: Callable[..., None] = getattr(_sum, "add_to_place_sets", add_
 
 
 def native_sum() -> Any:
-    """The C twin of this module's functions (and of visitors.visitor_numbers_py and
+    """The C twin of this module's functions (and of classify.visitor_numbers_py and
     sketch.add_registers_py), or None (see native)."""
     return _sum

@@ -8,7 +8,7 @@ from typing import Any
 
 from logcount.count import sums
 from logcount.count.aggregate import Aggregator
-from logcount.count.classify import visitor_number
+from logcount.count.classify import Who, visitor_numbers_py
 from logcount.count.sums import add_to_sets
 
 # The fields of a visitor key that say which page it asked for (its path's visitors)
@@ -17,33 +17,6 @@ PAGE_FIELDS = ("request", "method", "uri", "query")
 
 # The most requests (and contexts) whose path and object are kept between batches
 KEEP_PAGES = 50_000
-Who = tuple[bytes, ...]
-
-
-def visitor_numbers_py(
-    key: bytes,
-    ci: int,
-    ai: int,
-    skipped: dict[bytes, bool],
-    skip_of: Callable[[bytes], object] | None,
-) -> Callable[[Who], int | None]:
-    """The number of a visitor (a tuple with its client at ci, its agent at ai; b"" for an
-    index < 0): classify.visitor_number(key) of the two; None when skip_of says its agent
-    is a bot not counted (asked once per agent, the answer kept in `skipped`; skip_of
-    None: no agent is). The C twin (_sum.VisitorNumbers) hashes without the interpreter."""
-    number = visitor_number(key)
-
-    def digest_of(who: Who) -> int | None:
-        client, agent = who[ci] if ci >= 0 else b"", who[ai] if ai >= 0 else b""
-        if skip_of is not None:
-            skip = skipped.get(agent)
-            if skip is None:
-                skip = skipped[agent] = bool(skip_of(agent))
-            if skip:
-                return None
-        return number(client, agent)
-
-    return digest_of
 
 
 visitor_numbers: Callable[..., Callable[[Who], int | None]] = getattr(

@@ -191,9 +191,10 @@ class FileCounter:
         raw.recent.clear()
         self.counts.delta.merge(self.aggregator.classify(raw))
         del raw  # its tables, let go before the visitor sets of the batch are made
-        fresh: tuple[dict[Any, set[int]], ...] = ({}, {}, {})  # day, path, object
-        self.visitors.collect(visitors, fresh)  # empty when the scanner numbered them
-        self.counts.add_visitors(*fresh)
+        if visitors:  # none when the scanner numbered them
+            fresh: tuple[dict[Any, set[int]], ...] = ({}, {}, {})  # day, path, object
+            self.visitors.collect(visitors, fresh)
+            self.counts.add_visitors(*fresh)
         runs: tuple[dict[Any, list[int]], ...] = ({}, {}, {})
         self.visitors.collect_numbered(numbered, runs)
         del numbered
