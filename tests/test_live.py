@@ -88,6 +88,27 @@ def test_batches_spilled_while_in_flight_are_not_sent_again(
     assert not list((tmp_path / "spool").iterdir())
 
 
+def test_close_sends_what_came_after_a_failed_send_once_redis_is_back(
+    tmp_path: Path, redis_server: RedisServer
+) -> None:
+    """A batch left in flight by a failed send, then more lines: Redis back by the time
+    the reader closes, both reach it, and nothing is left in the spool for the next reader
+    (close() used to resend the batch in flight and spool what came after it)."""
+    config = Config(site="test", redis=redis_server.url, data_dir=str(tmp_path))
+    sink = LiveSink(config, spool_dir=tmp_path / "spool")
+    redis_server.stop()
+    sink.submit(delta(3), {POSITION: "1"})
+    assert not sink.flush(force=True)  # refused: kept in flight
+    sink.submit(delta(4), {POSITION: "2"})
+    redis_server.start()
+    assert sink.close()
+    client = redis_server.client()
+    assert client.get(POSITION) == b"2"
+    assert int(client.hget("lc:{test}:t:minute:202611200000", "hits") or 0) == 7
+    assert sink.spool.batches == 0
+    assert not list((tmp_path / "spool").glob("*.jsonl"))
+
+
 def test_spools_of_dead_processes_are_replayed_oldest_first(
     tmp_path: Path, redis_server: RedisServer
 ) -> None:

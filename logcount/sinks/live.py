@@ -407,9 +407,14 @@ class LiveSink:
                 self._spill()
 
     def close(self) -> bool:
-        """Last flush before exit; what cannot be sent goes to the spool. True if all sent."""
-        if self.flush(force=True) and not (self.pending or self.pending_extra):
-            return True
+        """Last flush before exit; what cannot be sent goes to the spool. True if all sent.
+
+        A flush sends the batches in flight, if any, and nothing else: after a failed send
+        the pending ones come with the next flush, so flush until nothing is left (each
+        one sends something, and no thread submits any more) or one fails."""
+        while self.flush(force=True):
+            if not (self.pending or self.pending_extra or self.inflight):
+                return True
         with self.lock:
             if self.pending or self.pending_extra or self.inflight:
                 self._spill()
