@@ -56,7 +56,8 @@ class CrawlerMatcher:
     distinct agents of a log. Nearly all patterns (1,468 of 1,504 in 2026) are plain
     strings: those are looked up by their first three characters among the agent's
     three-character substrings, then tested with `in`; the few real regexes are
-    searched as one alternation."""
+    searched one by one (name() searches them as one alternation, for where each
+    match starts)."""
 
     def __init__(self, patterns: list[str]):
         self.by_prefix: dict[str, list[str]] = {}
@@ -67,17 +68,24 @@ class CrawlerMatcher:
                 regexes.append(pattern)
             else:
                 self.by_prefix.setdefault(text[:3], []).append(text)
+        # A set of the prefixes: the agent's ~100 grams are intersected with it by looking
+        # each up (against the dict's ~900 keys, intersection walked those).
+        self.prefixes = frozenset(self.by_prefix)
         self.regex = re.compile("|".join(f"(?:{p})" for p in regexes)) if regexes else None
+        # The same regexes apart, for the yes/no of __call__ (some alternative matches
+        # somewhere iff one of them does): re finds most by their literal first
+        # characters, which it cannot do in the alternation (25 -> 14 us an agent).
+        self.each = [re.compile(p) for p in regexes]
 
     def __call__(self, agent: str) -> bool:
         agent = agent_prefix(agent)
         if len(agent) >= 3:
             grams = {agent[i : i + 3] for i in range(len(agent) - 2)}
-            for gram in grams.intersection(self.by_prefix):
+            for gram in grams.intersection(self.prefixes):
                 for text in self.by_prefix[gram]:
                     if text in agent:
                         return True
-        return self.regex is not None and self.regex.search(agent) is not None
+        return any(regex.search(agent) for regex in self.each)
 
     def name(self, agent: str) -> str:
         """The crawler an agent names: the text of a pattern it matches, the one that
