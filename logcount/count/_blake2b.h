@@ -47,8 +47,13 @@ typedef struct {
 
 static uint64_t b2_load64(const uint8_t *p) {
     uint64_t x = 0;
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    /* one load: GCC -O2 kept the loop below, 5 instructions a byte, a fifth of a block */
+    memcpy(&x, p, 8);
+#else
     for (int i = 7; i >= 0; i--) /* little-endian on any host */
         x = (x << 8) | p[i];
+#endif
     return x;
 }
 
