@@ -4,6 +4,7 @@ Python definition (logcount/count/sums.py), over tables hypothesis makes up."""
 from __future__ import annotations
 
 import copy
+import math
 import os
 
 import pytest
@@ -400,3 +401,22 @@ def test_the_c_registers_and_sorted_hashes_equal_the_python_ones(values: list[in
     assert mine == theirs
     assert _sum.sorted_hashes(values) == sorted_hashes_py(values)
     assert _sum.sorted_hashes(set(values)) == sorted_hashes_py(values)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    registers=st.lists(st.integers(0, 255), min_size=1024, max_size=1024),
+    small=st.booleans(),
+)
+def test_the_estimate_is_the_formula_of_its_registers(registers: list[int], small: bool) -> None:
+    """estimate() looks each register's power of two up: the same floats, summed in the same
+    order, so the same count as the formula (the stored visitors must not move)."""
+    from logcount.count.sketch import REGISTERS, estimate
+
+    regs = bytearray(r % 24 if small else r for r in registers)  # small: real-sized values
+    assert len(regs) == REGISTERS
+    m = REGISTERS
+    value = 0.7213 / (1 + 1.079 / m) * m * m / sum(2.0**-r for r in regs)
+    if value <= 2.5 * m and regs.count(0):
+        value = m * math.log(m / regs.count(0))
+    assert estimate(regs) == round(value)

@@ -133,9 +133,15 @@ union_into: Callable[[array[int], array[int], int], bool] = getattr(
 )
 
 
+# 2.0**-r for each value a register may hold: looked up, the same floats summed in the
+# same order as computing each (a rollup's parent counts some hundred sketches of
+# registers as it writes a diverse day's rows: 70 -> 25 ms).
+_POWERS = tuple(2.0**-r for r in range(256))
+
+
 def estimate(registers: bytearray) -> int:
     m = REGISTERS
-    value = 0.7213 / (1 + 1.079 / m) * m * m / sum(2.0**-r for r in registers)
+    value = 0.7213 / (1 + 1.079 / m) * m * m / sum(map(_POWERS.__getitem__, registers))
     zeros = registers.count(0)
     if value <= 2.5 * m and zeros:
         value = m * math.log(m / zeros)  # linear counting for small cardinalities
