@@ -127,13 +127,22 @@ def _by_hits(item: tuple[str, int]) -> tuple[int, str]:
     return -item[1], item[0]
 
 
-def families_of(delta: Delta, family: Callable[[str], str] | None = None) -> None:
+def families_of(
+    delta: Delta,
+    family: Callable[[str], str] | None = None,
+    system: Callable[[str], str] | None = None,
+) -> None:
     """Name the agent, bot and os members a DayClassifier left unnamed (in place); agents
-    of one family, bots of one name, systems of one name, add up."""
+    of one family, bots of one name, systems of one name, add up. `family` and `system`:
+    agent_family and os_family, or caches of them."""
     from logcount.count.agents import agent_family, bot_name, os_family
 
     family = family or agent_family
-    name_of = {"agent": family, "bot": lambda text: bot_name(text, family), "os": os_family}
+    name_of = {
+        "agent": family,
+        "bot": lambda text: bot_name(text, family),
+        "os": system or os_family,
+    }
     assert set(name_of) == set(NAMED_BY_PARENT)
     for table in (delta.members, delta.member_bytes, delta.member_durations):
         for key, members in table.items():
