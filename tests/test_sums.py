@@ -420,3 +420,28 @@ def test_the_estimate_is_the_formula_of_its_registers(registers: list[int], smal
     if value <= 2.5 * m and regs.count(0):
         value = m * math.log(m / regs.count(0))
     assert estimate(regs) == round(value)
+
+
+@pytest.mark.parametrize("n", [0, 1, 2, 23, 24, 25, 100, 1000, 70_000])
+def test_the_c_sorted_hashes_on_every_shape(n: int) -> None:
+    """The C sort of sorted_hashes (its own quicksort) on the shapes that break simple ones:
+    sorted, reversed, one value, two values, organ pipe, random with and without repeats,
+    and values at both ends of the range; each equal to the Python twin's."""
+    import random
+
+    from logcount.count.sketch import sorted_hashes_py
+
+    rng = random.Random(n)
+    top = 2**64 - 1
+    shapes = [
+        [rng.randrange(top + 1) for _ in range(n)],
+        [rng.randrange(max(1, n // 10)) for _ in range(n)],
+        list(range(n)),
+        list(range(n, 0, -1)),
+        [7] * n,
+        [top if i % 2 else 0 for i in range(n)],
+        list(range(n // 2)) + list(range(n // 2, 0, -1)),
+        [top - i for i in range(n)],
+    ]
+    for values in shapes:
+        assert _sum.sorted_hashes(values) == sorted_hashes_py(values)

@@ -663,6 +663,60 @@ static int cmp_u64(const void *a, const void *b) {
     return (x > y) - (x < y);
 }
 
+/* Sorts n uint64s ascending. glibc's qsort calls the comparison through a pointer (~385
+   instructions a hash on a diverse day's visitor lists): a quicksort of its own (Hoare's
+   partition about a median of three, so runs of one value and sorted input split
+   evenly; insertion sort below 24), the smaller side recursed into. Past 2 log2(n)
+   levels (input that defeats the medians: hashes are keyed, so never by design) a range
+   goes to qsort, so the time stays n log n. */
+static void sort_u64(uint64_t *a, Py_ssize_t n, int depth) {
+    while (n > 24) {
+        if (depth-- <= 0) {
+            qsort(a, (size_t)n, 8, cmp_u64);
+            return;
+        }
+        uint64_t x = a[0], y = a[n / 2], z = a[n - 1], pivot;
+        pivot = x < y ? (y < z ? y : (x < z ? z : x)) : (x < z ? x : (y < z ? z : y));
+        Py_ssize_t i = -1, j = n;
+        for (;;) { /* a[..i] <= pivot <= a[j..] once they cross */
+            do
+                i++;
+            while (a[i] < pivot);
+            do
+                j--;
+            while (a[j] > pivot);
+            if (i >= j)
+                break;
+            uint64_t t = a[i];
+            a[i] = a[j];
+            a[j] = t;
+        }
+        Py_ssize_t left = j + 1; /* a[0..j] and a[j+1..n-1], both non-empty */
+        if (left < n - left) {
+            sort_u64(a, left, depth);
+            a += left;
+            n -= left;
+        } else {
+            sort_u64(a + left, n - left, depth);
+            n = left;
+        }
+    }
+    for (Py_ssize_t i = 1; i < n; i++) {
+        uint64_t v = a[i];
+        Py_ssize_t k = i;
+        for (; k > 0 && a[k - 1] > v; k--)
+            a[k] = a[k - 1];
+        a[k] = v;
+    }
+}
+
+static int depth_for(Py_ssize_t n) {
+    int d = 0;
+    for (; n > 1; n >>= 1)
+        d++;
+    return 2 * d;
+}
+
 /* A new array('Q') of n native uint64s. */
 static PyObject *new_u64_array(const uint64_t *values, Py_ssize_t n) {
     if (array_type == NULL) {
@@ -728,7 +782,7 @@ static PyObject *sorted_hashes(PyObject *self, PyObject *values) {
     }
     if (PyErr_Occurred())
         goto done;
-    qsort(buf, (size_t)n, 8, cmp_u64);
+    sort_u64(buf, n, depth_for(n));
     Py_ssize_t kept = 0; /* the values may repeat (any iterable): each once */
     for (Py_ssize_t i = 0; i < n; i++)
         if (kept == 0 || buf[kept - 1] != buf[i])
