@@ -329,6 +329,91 @@ def test_an_error_of_a_place_sets_learner_is_raised(failing: int) -> None:
             add([(b"m", b"c", b"a", b"GET /")], 1, (3,), (1, 2), {}, {}, {}, {}, *learners)
 
 
+@settings(max_examples=200, deadline=None)
+@given(
+    numbered=st.dictionaries(
+        st.tuples(
+            st.sampled_from([b"201505171005", b"201505171006", b"201505171105", b"-"]),
+            st.sampled_from([b"GET /", b"GET /skip", b"GET /a/b", b"GET /known", b"GET /none"]),
+        ),
+        # around the ends of 64 bits: 0 and 2**64 - 1 are 16 hex digits as well
+        st.lists(st.one_of(st.integers(0, 2**64 - 1), st.sampled_from([0, 15, 2**64 - 1]))),
+        max_size=30,
+    ),
+)
+def test_the_c_numbered_sets_equal_the_python_ones(numbered: dict) -> None:
+    """add_numbered: the places of visitors the scanner numbered found as add_to_place_sets
+    finds them (each context, page and pair asked once; None drops the place), each number
+    added as f"{n:016x}" (made once, kept in hexes). The C twin fills the same sets and
+    caches, and asks the same questions."""
+    from logcount.count.sums import add_numbered_py
+
+    results = []
+    for add in (add_numbered_py, _sum.add_numbered):
+        tables: dict = {}
+        asked: list = []
+
+        def place_of(ctx: tuple, asked: list = asked) -> tuple | None:
+            asked.append(("place", ctx))
+            return None if ctx == (b"-",) else ("site", ctx[0][:10].decode())
+
+        def page_of(page: tuple, asked: list = asked) -> tuple | None:
+            asked.append(("page", page))
+            return None if page == (b"GET /skip",) else (page[0].split(b"/")[1].decode(),)
+
+        def sets_of(where: tuple, tables: dict = tables, asked: list = asked) -> tuple | None:
+            asked.append(("sets", where))
+            (site, hour), (section,) = where
+            if section == "none":
+                return None
+            return (tables.setdefault((hour, section), set()), tables.setdefault(section, set()))
+
+        pages: dict = {(b"GET /known",): ("known",)}
+        places: dict = {}
+        targets: dict = {}
+        hexes: dict = {15: "kept"}  # known already: not made again
+        add(copy.deepcopy(numbered), 1, (1,), places, pages, targets, hexes,
+            place_of, page_of, sets_of)  # fmt: skip
+        results.append((tables, sorted(map(repr, asked)), places, pages, targets, hexes))
+    assert results[1] == results[0]
+    tables, asked, *_, hexes = results[0]
+    assert len(asked) == len(set(asked))  # each question once
+    assert repr(("page", (b"GET /known",))) not in asked
+    counted = {
+        (key[0][:10], key[1].split(b"/")[1], n)
+        for key, numbers in numbered.items()
+        for n in numbers
+        if key[0] != b"-" and key[1] not in (b"GET /skip", b"GET /none")
+    }
+    in_hours = {(hour, section, n) for hour, section, n in counted}
+    in_sections = {(section, n) for _, section, n in counted}
+    assert sum(map(len, tables.values())) == len(in_hours) + len(in_sections)
+    texts = {t for found in tables.values() for t in found}
+    assert texts == {hexes[n] if n == 15 else f"{n:016x}" for *_, n in counted}
+    assert all(t == f"{n:016x}" and len(t) == 16 for n, t in hexes.items() if n != 15)
+
+
+@pytest.mark.parametrize("failing", range(3))
+def test_an_error_of_a_numbered_sets_learner_is_raised(failing: int) -> None:
+    from logcount.count.sums import add_numbered_py
+
+    def boom(_: object) -> None:
+        raise KeyError("boom")
+
+    learners: list = [lambda ctx: ("site",), lambda page: ("/",), lambda w: (set(),)]
+    learners[failing] = boom
+    for add in (add_numbered_py, _sum.add_numbered):
+        with pytest.raises(KeyError, match="boom"):
+            add({(b"m", b"GET /"): [1]}, 1, (1,), {}, {}, {}, {}, *learners)
+
+
+def test_the_c_numbered_sets_refuse_what_is_no_number() -> None:
+    learners = (lambda ctx: ("site",), lambda page: ("/",), lambda w: (set(),))
+    for numbers, error in (([-1], OverflowError), ([2**64], OverflowError), ((1,), TypeError)):
+        with pytest.raises(error):
+            _sum.add_numbered({(b"m", b"GET /"): numbers}, 1, (1,), {}, {}, {}, {}, *learners)
+
+
 def test_counter_copy_is_a_new_counter_of_the_same_items() -> None:
     from collections import Counter
 

@@ -11,7 +11,7 @@
 #include <stdint.h>
 #include <string.h>
 
-#define SUM_VERSION 7
+#define SUM_VERSION 8
 
 /* The dict under `key` in `outer`, created empty when missing; a borrowed reference. */
 static PyObject *inner_dict(PyObject *outer, PyObject *key) {
@@ -433,41 +433,69 @@ typedef struct {
     PcTable ctxs, pgs, pairs, whos;
 } PlaceSets;
 
-/* One visitor key of add_to_place_sets. 0, or -1 on error. */
-static int add_place_visitor(PlaceSets *ps, PyObject *key) {
+/* The sets of a key's (place, page) pair (see add_place_visitor): a new reference;
+   Py_None (a new reference) when place_of, page_of or sets_of said None; NULL on error. */
+static PyObject *place_sets(PlaceSets *ps, PyObject *key) {
     if (!PyTuple_Check(key) || PyTuple_GET_SIZE(key) < ps->nctx) {
         PyErr_SetString(PyExc_TypeError, "keys must be tuples of at least nctx items");
-        return -1;
+        return NULL;
     }
     PyObject *items[PC_ITEMS];
     if (ps->ctxs.width && pc_items(key, ps->nctx, ps->none_at, items) < 0)
-        return -1;
+        return NULL;
     PyObject *place =
         cached(&ps->ctxs, items, ps->places, ps->place_of, ctx_of, key, ps->nctx, NULL);
-    if (place == NULL)
-        return -1;
-    if (place == Py_None) /* not counted */
-        return 0;
+    if (place == NULL || place == Py_None) /* an error, or not counted */
+        return Py_XNewRef(place);
     Py_INCREF(place);
     PyObject *page = NULL;
     if (!ps->pgs.width || pc_items(key, 0, ps->page_at, items) == 0)
         page = cached(&ps->pgs, items, ps->pages, ps->page_of, who_of, key, 0, ps->page_at);
-    PyObject *sets = NULL;
-    if (page != NULL && page != Py_None)
-        sets = pair_sets(&ps->pairs, place, page, ps->targets, ps->sets_of);
+    PyObject *sets = page == NULL || page == Py_None
+                         ? Py_XNewRef(page)
+                         : pair_sets(&ps->pairs, place, page, ps->targets, ps->sets_of);
     Py_DECREF(place);
-    if (page == NULL || (page != Py_None && sets == NULL))
+    return sets;
+}
+
+/* One visitor key of add_to_place_sets. 0, or -1 on error. */
+static int add_place_visitor(PlaceSets *ps, PyObject *key) {
+    PyObject *sets = place_sets(ps, key);
+    if (sets == NULL)
         return -1;
-    if (page == Py_None || sets == Py_None) { /* an ignored path */
-        Py_XDECREF(sets);
+    if (sets == Py_None) { /* an ignored path */
+        Py_DECREF(sets);
         return 0;
     }
-    PyObject *digest = NULL;
+    PyObject *items[PC_ITEMS], *digest = NULL;
     if (!ps->whos.width || pc_items(key, 0, ps->who_at, items) == 0)
         digest = cached(&ps->whos, items, ps->digests, ps->digest_of, who_of, key, 0, ps->who_at);
     int failed = digest == NULL || add_to_each(sets, digest) < 0;
     Py_DECREF(sets);
     return failed ? -1 : 0;
+}
+
+/* The caches of a PlaceSets made (every width known); -1 with an error set. */
+static int place_sets_init(PlaceSets *ps) {
+    if (ps->nctx < 0) {
+        PyErr_SetString(PyExc_ValueError, "nctx must not be negative");
+        return -1;
+    }
+    ps->none_at = PyTuple_New(0);
+    return ps->none_at == NULL || pc_init(&ps->ctxs, (int)ps->nctx) < 0 ||
+                   pc_init(&ps->pgs, (int)PyTuple_GET_SIZE(ps->page_at)) < 0 ||
+                   pc_init(&ps->pairs, 2) < 0 ||
+                   pc_init(&ps->whos, (int)PyTuple_GET_SIZE(ps->who_at)) < 0
+               ? -1
+               : 0;
+}
+
+static void place_sets_free(PlaceSets *ps) {
+    Py_XDECREF(ps->none_at);
+    pc_free(&ps->ctxs);
+    pc_free(&ps->pgs);
+    pc_free(&ps->pairs);
+    pc_free(&ps->whos);
 }
 
 static PyObject *add_to_place_sets(PyObject *self, PyObject *args) {
@@ -479,15 +507,7 @@ static PyObject *add_to_place_sets(PyObject *self, PyObject *args) {
                           &PyDict_Type, &ps.pages, &PyDict_Type, &ps.targets, &PyDict_Type,
                           &ps.digests, &ps.place_of, &ps.page_of, &ps.sets_of, &ps.digest_of))
         return NULL;
-    if (ps.nctx < 0) {
-        PyErr_SetString(PyExc_ValueError, "nctx must not be negative");
-        return NULL;
-    }
-    ps.none_at = PyTuple_New(0);
-    int failed = ps.none_at == NULL || pc_init(&ps.ctxs, (int)ps.nctx) < 0 ||
-                 pc_init(&ps.pgs, (int)PyTuple_GET_SIZE(ps.page_at)) < 0 ||
-                 pc_init(&ps.pairs, 2) < 0 ||
-                 pc_init(&ps.whos, (int)PyTuple_GET_SIZE(ps.who_at)) < 0;
+    int failed = place_sets_init(&ps) < 0;
     PyObject *it = failed ? NULL : PyObject_GetIter(keys), *key;
     failed = failed || it == NULL;
     while (!failed && (key = PyIter_Next(it)) != NULL) {
@@ -495,11 +515,81 @@ static PyObject *add_to_place_sets(PyObject *self, PyObject *args) {
         Py_DECREF(key);
     }
     Py_XDECREF(it);
-    Py_XDECREF(ps.none_at);
-    pc_free(&ps.ctxs);
-    pc_free(&ps.pgs);
-    pc_free(&ps.pairs);
-    pc_free(&ps.whos);
+    place_sets_free(&ps);
+    if (failed || PyErr_Occurred())
+        return NULL;
+    Py_RETURN_NONE;
+}
+
+/* --- visitors numbered by the scanner: their sets.
+ *
+ * A live reader's scanner may number a batch's visitors itself (LineCounter.number_visitors):
+ * {place: [visitor numbers]}, a place being a context and the page asked for. The live
+ * sets hold the numbers as classify.visitor_hash's text (what Redis' HyperLogLogs are fed),
+ * made here once per visitor of the batch and kept in `hexes`. */
+
+/* f"{n:016x}" of a visitor number, from `hexes` or made and kept there; borrowed. */
+static PyObject *hex_of(PyObject *hexes, PyObject *number) {
+    static const char digits[] = "0123456789abcdef";
+    PyObject *found = PyDict_GetItemWithError(hexes, number);
+    if (found != NULL || PyErr_Occurred())
+        return found;
+    unsigned long long n = PyLong_AsUnsignedLongLong(number);
+    if (n == (unsigned long long)-1 && PyErr_Occurred())
+        return NULL;
+    PyObject *text = PyUnicode_New(16, 127);
+    if (text == NULL)
+        return NULL;
+    Py_UCS1 *out = PyUnicode_1BYTE_DATA(text);
+    for (int i = 15; i >= 0; i--, n >>= 4)
+        out[i] = (Py_UCS1)digits[n & 15];
+    int failed = PyDict_SetItem(hexes, number, text);
+    Py_DECREF(text); /* `hexes` holds it */
+    return failed ? NULL : text;
+}
+
+/* One place of add_numbered: each of its numbers' text added to the sets of its pair. */
+static int add_numbered_place(PlaceSets *ps, PyObject *hexes, PyObject *key, PyObject *numbers) {
+    if (!PyList_Check(numbers)) {
+        PyErr_SetString(PyExc_TypeError, "a place's visitor numbers must be a list");
+        return -1;
+    }
+    PyObject *sets = place_sets(ps, key);
+    if (sets == NULL)
+        return -1;
+    int failed = 0;
+    for (Py_ssize_t i = 0; sets != Py_None && !failed && i < PyList_GET_SIZE(numbers); i++) {
+        PyObject *text = hex_of(hexes, PyList_GET_ITEM(numbers, i));
+        failed = text == NULL || add_to_each(sets, text) < 0;
+    }
+    Py_DECREF(sets);
+    return failed ? -1 : 0;
+}
+
+static PyObject *add_numbered(PyObject *self, PyObject *args) {
+    (void)self;
+    PlaceSets ps = {0};
+    PyObject *numbered, *hexes;
+    if (!PyArg_ParseTuple(args, "O!nO!O!O!O!O!OOO", &PyDict_Type, &numbered, &ps.nctx,
+                          &PyTuple_Type, &ps.page_at, &PyDict_Type, &ps.places, &PyDict_Type,
+                          &ps.pages, &PyDict_Type, &ps.targets, &PyDict_Type, &hexes,
+                          &ps.place_of, &ps.page_of, &ps.sets_of))
+        return NULL;
+    ps.who_at = PyTuple_New(0); /* no visitor items: the numbers stand for them */
+    int failed = ps.who_at == NULL || place_sets_init(&ps) < 0;
+    PyObject *key, *numbers;
+    Py_ssize_t pos = 0;
+    Py_INCREF(numbered); /* a callback must not free it under the loop */
+    while (!failed && PyDict_Next(numbered, &pos, &key, &numbers)) {
+        Py_INCREF(key);
+        Py_INCREF(numbers);
+        failed = add_numbered_place(&ps, hexes, key, numbers);
+        Py_DECREF(key);
+        Py_DECREF(numbers);
+    }
+    Py_DECREF(numbered);
+    Py_XDECREF(ps.who_at);
+    place_sets_free(&ps);
     if (failed || PyErr_Occurred())
         return NULL;
     Py_RETURN_NONE;
@@ -866,6 +956,13 @@ static PyMethodDef methods[] = {
      "each set of targets[(places[key[:nctx]], pages[the items at page_at])]; what is not "
      "there yet is asked of place_of, page_of, sets_of or digest_of (and kept); None from "
      "any: the key is not counted."},
+    {"add_numbered", add_numbered, METH_VARARGS,
+     "add_numbered(numbered, nctx, page_at, places, pages, targets, hexes, place_of, "
+     "page_of, sets_of): for each place key of numbered ({key: [visitor numbers]}), the "
+     "text of each number (f'{n:016x}', kept in hexes) added to each set of "
+     "targets[(places[key[:nctx]], pages[the items at page_at])]; what is not there yet is "
+     "asked of place_of, page_of or sets_of (and kept); None from any: the key is not "
+     "counted."},
     {"add_counts", add_counts, METH_VARARGS,
      "add_counts(target, source): target[k] += n for each k, n of source (a missing k "
      "starts at 0), as Counter.update without the interpreter."},

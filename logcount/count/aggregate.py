@@ -27,11 +27,12 @@ from logcount.count.delta import Delta
 from logcount.count.events import EventSets
 from logcount.count.line_counter import LineCounter, RawCounts
 from logcount.count.paths import NO_PATH
-from logcount.count.section_visitors import SectionVisitors
+from logcount.count.section_visitors import PAGE_FIELDS, SectionVisitors
 from logcount.count.sums import (
     Pairs,
     add_by_members,
     add_counts,
+    add_numbered,
     add_to_sets,
     counter_copy,
 )
@@ -117,14 +118,16 @@ class Aggregator:
         for ctx, n in raw.ignored.items():
             self._totals_of(totals, self._at(ctx))["ignored"] += n
         self._bots(raw, totals, hits)
-        # The batch's visitor hashes, by (client, agent): the sections' visitors are the
-        # site's, hashed once
+        # The batch's visitor hashes, by (client, agent), or by number when the scanner
+        # numbered them: the sections' visitors are the site's, hashed once
         digests: dict[tuple[bytes, ...], str | None] = {}
-        self._visitors(raw, delta, digests)
+        hexes: dict[int, str] = {}
+        self._visitors(raw, delta, digests, hexes)
         if self.events:
             self.events.collect(raw.visitors, delta.events)
         if self.sections:
             self.sections.collect(raw.visitors, delta.sections, digests)
+            self.sections.collect_numbered(raw.numbered, delta.sections, hexes)
         self._timings(raw, totals)
         self._malformed(raw, totals, delta)
         self._roll_up(totals, hits, sizes, delta, times)
@@ -140,6 +143,21 @@ class Aggregator:
             self._alike.clear()
             self._held = 0
         return delta
+
+    def number_visitors(self) -> bool:
+        """Have the counter's scanner number the visitors (LineCounter.number_visitors) for
+        the live sets, the site's and the sections': take() then hands over a number per
+        visitor and place, not a key tuple per visitor and page, and the numbers are the
+        hashes the key tuples give (classify.visitor_hash). No bot is skipped: the visitor
+        keys are those of hits already (a bot's line is one with count_bots only). False,
+        nothing changed, when the format counts no visitors or events need the keys."""
+        counter = self.counter
+        if self.events or "client" not in counter.vis_layout:
+            return False
+        layout = counter.vis_layout
+        pages = tuple(f for f in layout if f in PAGE_FIELDS) if self.sections else ()
+        counter.number_visitors(self.config.visitor_key(), pages, None)
+        return True
 
     def cached(self) -> int:
         """Entries its caches and its classifier's hold (bounded each, filled by the
@@ -289,24 +307,40 @@ class Aggregator:
     # --- the rest ----------------------------------------------------------------------
 
     def _visitors(
-        self, raw: RawCounts, delta: Delta, digests: dict[tuple[bytes, ...], str | None]
+        self,
+        raw: RawCounts,
+        delta: Delta,
+        digests: dict[tuple[bytes, ...], str | None],
+        hexes: dict[int, str],
     ) -> None:
-        """Minute sets of visitor hashes; hours and days are their unions."""
+        """Minute sets of visitor hashes, from the visitor keys or the numbers by place;
+        hours and days are their unions."""
         layout = self.counter.vis_layout
         minute_sets: dict[tuple[str, str], set[str]] = {}
         at, hkey = self._at, self.config.visitor_key()
 
-        def sets_of(where: tuple[Any, Any]) -> tuple[set[str], ...]:
-            sm = at(where[0])
+        def minute_set(sm: tuple[str, str]) -> tuple[set[str], ...]:
             found = minute_sets.get(sm)
             if found is None:
                 found = minute_sets[sm] = set()
             return (found,)
 
-        who_at = tuple(layout.index(f) for f in ("client", "agent") if f in layout)
-        digest_of = visitor_digests(hkey, len(who_at))
         nctx = len(self.counter.ctx_layout)
-        add_to_sets(raw.visitors, nctx, (), who_at, {}, digests, sets_of, digest_of)
+        if raw.visitors:
+            who_at = tuple(layout.index(f) for f in ("client", "agent") if f in layout)
+            digest_of = visitor_digests(hkey, len(who_at))
+
+            def sets_of(where: tuple[Any, Any]) -> tuple[set[str], ...]:
+                return minute_set(at(where[0]))
+
+            add_to_sets(raw.visitors, nctx, (), who_at, {}, digests, sets_of, digest_of)
+        if raw.numbered:
+            # A place key is a context (and a page, for the sections): its place is its
+            # (site, minute), its page the same () for every key.
+            def minute_of(pair: tuple[Any, Any]) -> tuple[set[str], ...]:
+                return minute_set(pair[0])
+
+            add_numbered(raw.numbered, nctx, (), {}, {}, {}, hexes, at, tuple, minute_of)
         for (site, minute), hashes in minute_sets.items():
             for gran in self.grans:
                 bucket = (site, gran, minute[: _CUT[gran]])

@@ -21,7 +21,7 @@ from typing import Any
 from logcount.count.classify import CACHE_BYTES, visitor_digests
 from logcount.count.delta import SectionKey
 from logcount.count.paths import section_of
-from logcount.count.sums import add_to_place_sets
+from logcount.count.sums import add_numbered, add_to_place_sets
 from logcount.dimensions import SET_GRANS
 
 PAGE_FIELDS = ("request", "uri", "query")  # what says which path a visitor asked for
@@ -61,12 +61,64 @@ class SectionVisitors:
     ) -> None:
         """`digests`: the batch's visitor hashes by (client, agent) known so far (the
         aggregator's, made for the site's visitors), added to."""
+        found = self._levels(out) if visitors else None
+        if found is None:
+            return
+        page_fields, place_of, sections_of, sets_of = found
+        agg, cl = self.aggregator, self.aggregator.classifier
+        layout = agg.counter.vis_layout
+        who_fields = tuple(f for f in layout if f in ("client", "agent"))
+        page_at = tuple(layout.index(f) for f in page_fields)
+        who_at = tuple(layout.index(f) for f in who_fields)
+        digest_of = visitor_digests(cl.config.visitor_key(), len(who_at))
+        known = {} if digests is None else digests
+        nctx = len(agg.counter.ctx_layout)
+        add_to_place_sets(
+            visitors,
+            nctx,
+            page_at,
+            who_at,
+            {},
+            self.pages,
+            {},
+            known,
+            place_of,
+            sections_of,
+            sets_of,
+            digest_of,
+        )
+
+    def collect_numbered(
+        self,
+        numbered: dict[tuple[bytes, ...], list[int]],
+        out: dict[SectionKey, set[str]],
+        hexes: dict[int, str],
+    ) -> None:
+        """collect() for visitors the scanner numbered (Aggregator.number_visitors): a
+        place key is the context and then the page fields, in the visitor keys' order;
+        `hexes`: the batch's hashes by number known so far (the site's), added to."""
+        found = self._levels(out) if numbered else None
+        if found is None:
+            return
+        page_fields, place_of, sections_of, sets_of = found
+        nctx = len(self.aggregator.counter.ctx_layout)
+        page_at = tuple(range(nctx, nctx + len(page_fields)))
+        places: dict[Any, Any] = {}
+        targets: dict[Any, Any] = {}
+        add_numbered(
+            numbered, nctx, page_at, places, self.pages, targets, hexes,
+            place_of, sections_of, sets_of,
+        )  # fmt: skip
+
+    def _levels(self, out: dict[SectionKey, set[str]]) -> tuple[Any, ...] | None:
+        """(the page fields, then what finds a context's place, a page's sections and
+        their pair's sets in `out`) for a batch; None when the format names no page or no
+        visitor: nothing to keep."""
         agg, cl = self.aggregator, self.aggregator.classifier
         layout, ctx_layout = agg.counter.vis_layout, agg.counter.ctx_layout
         page_fields = tuple(f for f in layout if f in PAGE_FIELDS)
-        who_fields = tuple(f for f in layout if f in ("client", "agent"))
-        if not page_fields or not who_fields:
-            return  # the format names no page or no visitor: nothing to keep
+        if not page_fields or not any(f in layout for f in ("client", "agent")):
+            return None
         grans = tuple(g for g in self.grans if g in agg.grans)
         depths = self.depths
         if self.held > CACHE_BYTES or len(self.pages) > PAGES_KEPT:
@@ -102,22 +154,4 @@ class SectionVisitors:
                 for gran, label in zip(grans, labels, strict=True)
             )
 
-        page_at = tuple(layout.index(f) for f in page_fields)
-        who_at = tuple(layout.index(f) for f in who_fields)
-        digest_of = visitor_digests(cl.config.visitor_key(), len(who_at))
-        known = {} if digests is None else digests
-        nctx = len(ctx_layout)
-        add_to_place_sets(
-            visitors,
-            nctx,
-            page_at,
-            who_at,
-            {},
-            self.pages,
-            {},
-            known,
-            place_of,
-            sections_of,
-            sets_of,
-            digest_of,
-        )
+        return page_fields, place_of, sections_of, sets_of

@@ -15,7 +15,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from typing import Any
 
-SUM_VERSION = 7  # the _sum.c this code calls
+SUM_VERSION = 8  # the _sum.c this code calls
 
 Key = tuple[bytes, ...]
 Pairs = tuple[tuple[str, str], ...]  # (dimension, member) pairs a key's rest yields
@@ -155,25 +155,71 @@ def add_to_place_sets_py(
     targets[(place, page)], asked once of sets_of. Keys of many minutes whose places are
     one hour and day share their sets, found once. None from any of the four: the key is
     not counted."""
+    levels = (nctx, page_at, places, pages, targets, place_of, page_of, sets_of)
     for key in keys:
-        ctx = key[:nctx]
-        place = places.get(ctx, _MISSING)
-        if place is _MISSING:
-            place = places[ctx] = place_of(ctx)
-        if place is None:
-            continue
-        page_key = tuple([key[i] for i in page_at])
-        page = pages.get(page_key, _MISSING)
-        if page is _MISSING:
-            page = pages[page_key] = page_of(page_key)
-        if page is None:
-            continue
-        sets = targets.get((place, page), _MISSING)
-        if sets is _MISSING:
-            sets = targets[place, page] = sets_of((place, page))
+        sets = _place_sets(key, *levels)
+        if sets is not None:
+            _add_visitor(key, who_at, digests, digest_of, sets)
+
+
+def _place_sets(
+    key: Key,
+    nctx: int,
+    page_at: tuple[int, ...],
+    places: dict[Key, Any],
+    pages: dict[Key, Any],
+    targets: dict[tuple[Any, Any], Any],
+    place_of: Callable[[Key], Any],
+    page_of: Callable[[Key], Any],
+    sets_of: Callable[[tuple[Any, Any]], Any],
+) -> Any:
+    """The sets of a key's (place, page) pair (see add_to_place_sets); None when place_of,
+    page_of or sets_of said None."""
+    ctx = key[:nctx]
+    place = places.get(ctx, _MISSING)
+    if place is _MISSING:
+        place = places[ctx] = place_of(ctx)
+    if place is None:
+        return None
+    page_key = tuple([key[i] for i in page_at])
+    page = pages.get(page_key, _MISSING)
+    if page is _MISSING:
+        page = pages[page_key] = page_of(page_key)
+    if page is None:
+        return None
+    sets = targets.get((place, page), _MISSING)
+    if sets is _MISSING:
+        sets = targets[place, page] = sets_of((place, page))
+    return sets
+
+
+def add_numbered_py(
+    numbered: dict[Key, list[int]],
+    nctx: int,
+    page_at: tuple[int, ...],
+    places: dict[Key, Any],
+    pages: dict[Key, Any],
+    targets: dict[tuple[Any, Any], tuple[set[str], ...] | None],
+    hexes: dict[int, str],
+    place_of: Callable[[Key], Any],
+    page_of: Callable[[Key], Any],
+    sets_of: Callable[[tuple[Any, Any]], tuple[set[str], ...] | None],
+) -> None:
+    """add_to_place_sets for visitors the scanner numbered (LineCounter.number_visitors:
+    {place key: [visitor numbers]}): each number's text, f"{n:016x}" (which is
+    classify.visitor_hash's), made once and kept in hexes, added to the sets of its key's
+    (place, page) pair, found as add_to_place_sets finds them."""
+    levels = (nctx, page_at, places, pages, targets, place_of, page_of, sets_of)
+    for key, numbers in numbered.items():
+        sets = _place_sets(key, *levels)
         if sets is None:
             continue
-        _add_visitor(key, who_at, digests, digest_of, sets)
+        for n in numbers:
+            text = hexes.get(n)
+            if text is None:
+                text = hexes[n] = f"{n:016x}"
+            for found in sets:
+                found.add(text)
 
 
 def native(name: str, version: int) -> Any:
@@ -208,6 +254,7 @@ add_counts: Callable[[dict[Any, int], dict[Any, int]], None] = getattr(
 )
 add_to_sets: Callable[..., None] = getattr(_sum, "add_to_sets", add_to_sets_py)
 add_to_place_sets: Callable[..., None] = getattr(_sum, "add_to_place_sets", add_to_place_sets_py)
+add_numbered: Callable[..., None] = getattr(_sum, "add_numbered", add_numbered_py)
 
 
 def native_sum() -> Any:

@@ -133,14 +133,11 @@ class Pipeline:
         self.log = log
         self.counter = self._new_counter(config)
         self.counter_shape = _counter_shape(config)
-        self.aggregator = Aggregator(
-            config,
-            self.counter,
-            Classifier(config, self.counter.format),
-            section_depth=config.section_depth,
+        self.lock = threading.Lock()  # the counter (and a tail's position)
+        self.aggregator = self._new_aggregator(
+            config, self.counter, Classifier(config, self.counter.format)
         )
         self.sink: ResumableSink = sink or LiveSink(config, log=log)
-        self.lock = threading.Lock()  # the counter (and a tail's position)
         self.absorbing = threading.Lock()  # take + classify + submit, in reading order
         self.recent_sent = 0.0
         self.wake = threading.Event()  # the classifier: take what is pending now
@@ -337,6 +334,16 @@ class Pipeline:
             event_fields=_event_fields(config),
         )
 
+    def _new_aggregator(
+        self, config: Config, counter: LineCounter, classifier: Classifier
+    ) -> Aggregator:
+        """An aggregator for `config` over `counter`, whose scanner numbers the visitors
+        (for the site's and the sections' sets) unless events need their key tuples."""
+        aggregator = Aggregator(config, counter, classifier, section_depth=config.section_depth)
+        with self.lock:  # take() reads the numbering
+            aggregator.number_visitors()
+        return aggregator
+
     def _reload(self) -> None:
         from logcount.count.checks import load_checked
 
@@ -348,17 +355,16 @@ class Pipeline:
         except LogcountError as exc:
             self.log(f"reload failed, keeping the previous configuration: {exc}")
             return
-        depth = config.section_depth
         if renew:
             # Events or sections that need other fields in the visitor keys: what the old
             # counter holds is classified as it was counted, and the reading thread counts
             # into the new one from the same instant (under the counter's lock).
             with self.absorbing:
                 self._absorb_taken(counter)
-                self.aggregator = Aggregator(config, counter, classifier, section_depth=depth)
+                self.aggregator = self._new_aggregator(config, counter, classifier)
                 self.counter_shape = _counter_shape(config)
         else:
-            self.aggregator = Aggregator(config, self.counter, classifier, section_depth=depth)
+            self.aggregator = self._new_aggregator(config, self.counter, classifier)
         self.log(f"configuration reloaded ({len(classifier.routes)} routes)")
 
     def heartbeat(self) -> None:
