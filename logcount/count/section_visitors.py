@@ -34,10 +34,11 @@ def section_fields(config: Any) -> tuple[str, ...]:
 
 
 class SectionVisitors:
-    """Turns a LineCounter's visitor keys (with the page fields) into the sets of visitor
-    hashes of each (site, depth, section, granularity, label): each distinct context is
-    placed once a batch, each distinct request cut into its sections once (kept from
-    batch to batch), their pairs' sets found once, each visitor hashed once a batch."""
+    """Turns a LineCounter's visitor keys (with the page fields), or the visitor numbers
+    its scanner gave each (context, page), into the sets of visitor hashes of each (site,
+    depth, section, granularity, label): each distinct context is placed once a batch,
+    each distinct request cut into its sections once (kept from batch to batch), their
+    pairs' sets found once, each visitor hashed once a batch."""
 
     def __init__(self, aggregator: Any, depth: int, grans: tuple[str, ...] = SET_GRANS):
         self.aggregator = aggregator
