@@ -5,10 +5,10 @@ BIN     = $(VENV)/bin
 .PHONY: test demo lint bench clean
 
 SOURCES = pyproject.toml setup.py $(wildcard logcount/count/_scan*.c) logcount/count/_scan.h \
-	logcount/count/_sum.c logcount/count/_blake2b.h
+	$(wildcard logcount/count/_sum*.c) logcount/count/_sum.h logcount/count/_blake2b.h
 DEMO_DIR ?= $(CURDIR)/.demo
 
-# Rebuilt (the C scanner and sums with it) when a _scan*.c, _sum.c or header changes: a stale build
+# Rebuilt (the C scanner and sums with it) when a _scan*.c, _sum*.c or header changes: a stale build
 # is not used. Two stamps: the test extras (make test, lint, bench), and logcount alone
 # (make demo installs only what it runs); the first holds the second.
 $(VENV)/.test-extras: $(SOURCES)

@@ -23,8 +23,13 @@ setup(
         ),
         Extension(
             "logcount.count._sum",
-            ["logcount/count/_sum.c"],
-            depends=["logcount/count/_blake2b.h"],
+            [
+                "logcount/count/_sum.c",
+                "logcount/count/_sum_sets.c",
+                "logcount/count/_sum_numbers.c",
+                "logcount/count/_sum_sketch.c",
+            ],
+            depends=["logcount/count/_sum.h", "logcount/count/_blake2b.h"],
             optional=True,
             extra_compile_args=["-O2"],
         ),

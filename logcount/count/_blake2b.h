@@ -1,7 +1,7 @@
 /*
  * BLAKE2b (RFC 7693), keyed, 8-byte digest: the core of classify.visitor_number, shared
- * by logcount/count/_sum.c (VisitorNumbers) and logcount/count/_scan_take.c (a batch's
- * visitors numbered as take() hands them over). Static functions: each module that
+ * by logcount/count/_sum_numbers.c (VisitorNumbers) and logcount/count/_scan_take.c (a
+ * batch's visitors numbered as take() hands them over). Static functions: each module that
  * includes it has its own copy, no symbol is exported.
  */
 #ifndef LOGCOUNT_BLAKE2B_H
