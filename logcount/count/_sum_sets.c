@@ -161,8 +161,6 @@ static PyObject *who_of(PyObject *key, Py_ssize_t nctx, PyObject *who_at) {
     return pick(key, who_at);
 }
 
-/* One visitor key: its digest added to each set its place names. 0, or -1 on error. */
-
 /* `digest` added to each set of the tuple `sets` sets_of gave; None: a bot not counted,
    nothing added. -1 with an exception set when `sets` is not a tuple of sets. */
 static int add_to_each(PyObject *sets, PyObject *digest) {
@@ -183,6 +181,8 @@ static int add_to_each(PyObject *sets, PyObject *digest) {
     }
     return 0;
 }
+
+/* One visitor key: its digest added to each set its place names. 0, or -1 on error. */
 static int add_visitor(PyObject *key, Py_ssize_t nctx, PyObject *page_at, PyObject *who_at,
                        PyObject *targets, PyObject *digests, PyObject *sets_of,
                        PyObject *digest_of, PcTable *places, PcTable *whos) {
