@@ -1,4 +1,4 @@
-"""The aggregator's per-key sums: the C twin (logcount/count/_sum.c) adds exactly as the
+"""The aggregator's per-key sums: the C twin (logcount/count/_sum*.c) adds exactly as the
 Python definition (logcount/count/sums.py), over tables hypothesis makes up."""
 
 from __future__ import annotations

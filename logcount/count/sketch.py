@@ -119,7 +119,7 @@ def union_into_py(held: array[int], fresh: array[int], limit: int) -> bool:
     return True
 
 
-# The C twins (logcount/count/_sum.c; tests/test_sums.py and test_store.py hold them
+# The C twins (logcount/count/_sum_sketch.c; tests/test_sums.py and test_store.py hold them
 # equal): a diverse day's counter hands them ~2,000 paths' sets and a day's set a batch,
 # 1.1 s of a 1,000,000-line day's 5.7 in Python, 0.25 s in C.
 add_registers: Callable[[bytearray, Iterable[int]], None] = getattr(

@@ -1,8 +1,9 @@
 """The aggregator's per-key sums: for each key of a table, its count added to the member
 of every dimension the key yields, per (site, minute).
 
-The C twin (logcount/count/_sum.c) does the same loop without the interpreter; it is used
-when built and LOGCOUNT_PURE_PYTHON is not set (native(), which also chooses the scanner).
+The C twin (the module `_sum`, logcount/count/_sum*.c) does the same loop without the
+interpreter; it is used when built and LOGCOUNT_PURE_PYTHON is not set (native(), which also
+chooses the scanner).
 tests/test_sums.py holds the two equal."""
 
 from __future__ import annotations
