@@ -8,6 +8,7 @@ import contextlib
 import json
 import os
 import stat
+import sys
 import threading
 import time
 from collections import Counter
@@ -99,7 +100,7 @@ def test_a_batch_redis_rejects_is_quarantined_not_taken_as_applied(
     rejected = list((tmp_path / "spool").glob("*.bad"))
     assert len(rejected) == 1
     kept = json.loads(rejected[0].read_text())
-    assert json.loads(kept["d"])["n"] == [7, 0]
+    assert kept["d"]["n"] == [7, 0]
     assert sink.status()["rejected_batches"] == 1
     assert sink.status()["rejected_lines"] == 7
     assert [m for m in log if "rejected" in m] == [
@@ -295,3 +296,41 @@ def test_a_many_site_delta_splits_within_its_limit_and_adds_up() -> None:
     assert merged.totals == whole.totals
     assert merged.members == whole.members
     assert merged.member_bytes == whole.member_bytes
+
+
+def test_a_spool_line_holds_its_delta_as_objects_and_old_lines_still_replay(
+    tmp_path: Path, redis_server: RedisServer
+) -> None:
+    """A line keeps its delta as JSON objects (not a string of JSON, a copy more each
+    way); a line of the versions before, its delta a string, is replayed as well, and a
+    copy of either that Redis took in flight is recognised by its id and skipped."""
+    new, old, taken = Batch(delta(2)), Batch(delta(3)), Batch(delta(100))
+    assert json.loads(new.to_line())["d"]["n"] == [2, 0]
+    old_line = json.dumps({"id": old.batch_id, "x": {}, "d": old.delta.to_json()}) + "\n"
+    taken_line = json.dumps({"id": taken.batch_id, "x": {}, "d": taken.delta.to_json()})
+    assert Batch.id_of_line(new.to_line().encode()) == new.batch_id
+    assert Batch.id_of_line(old_line.encode()) == old.batch_id
+    directory = tmp_path / "spool"
+    spool = Spool(directory, pid=DEAD)
+    for line in (old_line, new.to_line(), taken_line + "\n"):
+        spool.append(line)
+    config = Config(site="test", redis=redis_server.url, data_dir=str(tmp_path))
+    sink = LiveSink(config, spool_dir=directory)
+    sink.done_ids.add(taken.batch_id)
+    assert sink.flush(force=True)
+    assert hits(redis_server) == 5
+    assert not list(directory.iterdir())
+
+
+def test_reading_a_spool_keeps_no_line_the_reader_let_go(tmp_path: Path) -> None:
+    """The reader holds the only reference to the line it was handed: a replay lets a
+    line's JSON go once its batch is made, before the batch's payload is."""
+    spool = Spool(tmp_path / "spool", pid=DEAD)
+    for n in (2, 3):
+        spool.append(Batch(delta(n)).to_line())
+    lines = spool.read(spool.path)
+    line = next(lines)
+    assert line is not None
+    assert sys.getrefcount(line) == 2  # `line`, and getrefcount's argument
+    assert next(lines) != line
+    lines.close()

@@ -180,23 +180,24 @@ class Delta:
         return out
 
     def to_json(self) -> str:
-        return json.dumps(
-            {
-                # (key, Counter) pairs as they are: JSON writes a tuple as a list and a
-                # Counter as an object, without a copy of each.
-                "t": list(self.totals.items()),
-                "m": list(self.members.items()),
-                "b": list(self.member_bytes.items()),
-                "d": list(self.member_durations.items()),
-                "v": [[list(k), sorted(v)] for k, v in self.visitors.items()],
-                "e": [[list(k), sorted(v)] for k, v in self.events.items()],
-                "q": [[list(k), sorted(v)] for k, v in self.sections.items()],
-                "r": self.recent,
-                "s": self.samples,
-                "n": [self.lines, self.malformed],
-            },
-            separators=(",", ":"),
-        )
+        return json.dumps(self.to_obj(), separators=(",", ":"))
+
+    def to_obj(self) -> dict[str, Any]:
+        """The delta as JSON's objects (to_json's, or a part of a larger document's)."""
+        return {
+            # (key, Counter) pairs as they are: JSON writes a tuple as a list and a
+            # Counter as an object, without a copy of each.
+            "t": list(self.totals.items()),
+            "m": list(self.members.items()),
+            "b": list(self.member_bytes.items()),
+            "d": list(self.member_durations.items()),
+            "v": [[list(k), sorted(v)] for k, v in self.visitors.items()],
+            "e": [[list(k), sorted(v)] for k, v in self.events.items()],
+            "q": [[list(k), sorted(v)] for k, v in self.sections.items()],
+            "r": self.recent,
+            "s": self.samples,
+            "n": [self.lines, self.malformed],
+        }
 
     @classmethod
     def from_json(cls, text: str) -> Delta:
@@ -204,6 +205,14 @@ class Delta:
         data on disk, and whatever it holds must not reach Redis unchecked)."""
         try:
             data = json.loads(text)
+        except RecursionError:
+            raise ValueError("not a delta (RecursionError)") from None
+        return cls.from_obj(data)
+
+    @classmethod
+    def from_obj(cls, data: Any) -> Delta:
+        """The delta of to_obj's objects, read back from JSON; ValueError for anything else."""
+        try:
             return cls(
                 totals={_key(k, 3): _counts(v) for k, v in _pairs(data["t"])},
                 members={_key(k, 4): _counts(v) for k, v in _pairs(data["m"])},

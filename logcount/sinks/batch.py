@@ -19,7 +19,9 @@ from logcount.sinks import keys
 LUA_MAX = 2**53  # the largest count apply.lua takes: exact as a double
 MARKER_TTL = 7 * 86400
 BATCH_MAX_BYTES = 4 << 20  # one Lua call (Redis refuses requests past 512 MB)
-_ID_START = b'{"id": "'  # how to_line's JSON starts: the batch id comes first
+# How to_line's JSON starts: the batch id comes first (with a space: lines of versions
+# that kept the delta as a string of JSON in it, still replayed)
+_ID_STARTS = (b'{"id":"', b'{"id": "')
 FINEST = GRANULARITY_NAMES[0]  # minute: its buckets' totals feed the monotonic totals
 
 
@@ -127,16 +129,20 @@ class Batch:
     batch_id: str = field(default_factory=lambda: uuid.uuid4().hex)
 
     def to_line(self) -> str:
-        return json.dumps({"id": self.batch_id, "x": self.extra, "d": self.delta.to_json()}) + "\n"
+        """The spool's line: the delta as objects in it, not as a string of JSON (which
+        held the JSON twice while written, and twice again while read back)."""
+        line = {"id": self.batch_id, "x": self.extra, "d": self.delta.to_obj()}
+        return json.dumps(line, separators=(",", ":")) + "\n"
 
     @staticmethod
     def id_of_line(line: bytes) -> str | None:
         """The id of a line to_line wrote, read from the line's start; None when the line
         does not start so (from_line then decides what it is)."""
-        if not line.startswith(_ID_START):
-            return None
-        end = line.find(b'"', len(_ID_START), len(_ID_START) + 65)
-        return line[len(_ID_START) : end].decode("ascii", "replace") if end > 0 else None
+        for start in _ID_STARTS:
+            if line.startswith(start):
+                end = line.find(b'"', len(start), len(start) + 65)
+                return line[len(start) : end].decode("ascii", "replace") if end > 0 else None
+        return None
 
     @classmethod
     def from_line(cls, line: str | bytes) -> Batch:
@@ -148,13 +154,15 @@ class Batch:
             raise ValueError(f"not a batch ({type(exc).__name__})") from None
         if not isinstance(batch_id, str) or not 0 < len(batch_id) <= 64:
             raise ValueError("not a batch id")
-        if not isinstance(delta, str) or not isinstance(extra, dict):
+        if not isinstance(delta, (str, dict)) or not isinstance(extra, dict):
             raise ValueError("not a batch")
         # Only the values a tail stores with its counts (its positions).
         for name, value in extra.items():
             if not name.startswith(f"{keys.PREFIX}:") or not isinstance(value, str):
                 raise ValueError("not a batch's extra value")
-        return cls(Delta.from_json(delta), extra, batch_id)
+        if isinstance(delta, str):  # written by a version before the objects
+            return cls(Delta.from_json(delta), extra, batch_id)
+        return cls(Delta.from_obj(delta), extra, batch_id)
 
     def essential(self) -> Batch | None:
         """The same batch with its totals and extra only (None if it has neither): what

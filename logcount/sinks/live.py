@@ -308,7 +308,7 @@ class LiveSink:
             self._spill_one(batches.pop())
 
     def _spill_one(self, batch: Batch) -> None:
-        line = batch.to_line()
+        line = batch.to_line().encode()  # ASCII: the str goes at once, one copy held
         try:
             self.spool.append(line)
             self._drop_logged = False
@@ -435,9 +435,12 @@ class LiveSink:
         """Apply a spool file's batches in order, then remove it; RedisUnavailable leaves
         it for the next try. Lines that are not batches are skipped, and the file is
         then kept as `.bad` (logged once): one bad line must not hold up the others."""
-        bad, first = 0, ""
+        bad, first, number = 0, "", 0
         try:
-            for number, line in enumerate(self.spool.read(path), 1):
+            # Not enumerate(): it keeps its last item until the next, and the line would
+            # live on beside its batch and the batch's payload while Redis applies it.
+            for line in self.spool.read(path):
+                number += 1
                 if line is not None and self._done(line):
                     continue
                 try:
@@ -447,6 +450,7 @@ class LiveSink:
                 except ValueError as exc:  # bad JSON, bad UTF-8, not a batch
                     bad, first = bad + 1, first or f"line {number}: {str(exc)[:200]}"
                     continue
+                del line  # the batch is applied now, the line's JSON not needed
                 try:
                     self.writer.apply(batch)
                 except BatchRejected as exc:

@@ -22,6 +22,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 # The name a host's readers and rollups go by (status, positions, the store's sources):
 # $LOGCOUNT_HOST where the machine's own name says nothing (containers, a test's "hosts").
@@ -78,10 +79,10 @@ class Spool:
             return 0
         return total
 
-    def append(self, line: str, reserve: bool = False) -> None:
+    def append(self, line: str | bytes, reserve: bool = False) -> None:
         """Append one batch line (durably); SpoolFull past the cap, OSError if unwritable.
         `reserve`: may use a reserve of an eighth past the cap (a dropped batch's totals)."""
-        self.write(self.path, line.encode(), reserve)
+        self.write(self.path, line.encode() if isinstance(line, str) else line, reserve)
         self.batches += 1
 
     def write(self, path: Path, data: bytes, reserve: bool = False) -> None:
@@ -175,14 +176,27 @@ class Spool:
         with open(fd, "rb") as fh:
             if not stat.S_ISREG(os.fstat(fd).st_mode):
                 raise OSError(errno.EINVAL, "not a regular file", str(path))
-            while line := fh.readline(LINE_MAX + 1):
-                if len(line) <= LINE_MAX:
-                    if line.endswith(b"\n"):
-                        yield line
-                    continue
-                while line and not line.endswith(b"\n"):  # skip the rest of it
-                    line = fh.readline(LINE_MAX)
-                yield None
+            # Each line handed over, not kept in a local: while the caller applies the
+            # batch of a line, it holds the batch and its payload, not also the line.
+            held: list[bytes | None] = []
+            while _next_line(fh, held):
+                yield held.pop()
+
+
+def _next_line(fh: BinaryIO, held: list[bytes | None]) -> bool:
+    """Appends to `held` the file's next complete line (None for one over LINE_MAX);
+    False at the end. A last line without a newline is skipped."""
+    while line := fh.readline(LINE_MAX + 1):
+        if len(line) <= LINE_MAX:
+            if line.endswith(b"\n"):
+                held.append(line)
+                return True
+            continue
+        while line and not line.endswith(b"\n"):  # skip the rest of it
+            line = fh.readline(LINE_MAX)
+        held.append(None)
+        return True
+    return False
 
 
 def _is_regular(path: Path) -> bool:
