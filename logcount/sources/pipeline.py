@@ -24,7 +24,7 @@ from logcount.count.delta import Delta
 from logcount.count.detect import SAMPLE_LINES, FirstLines, first_lines
 from logcount.count.events import format_ident, visitor_fields
 from logcount.count.line_counter import LineCounter, tune_gc
-from logcount.count.lines import Piece, return_freed_buffers
+from logcount.count.lines import Piece, one_malloc_arena, return_freed_buffers
 from logcount.count.logformat import compile_format
 from logcount.count.section_visitors import section_fields
 from logcount.errors import ConfigError, LogcountError
@@ -126,6 +126,7 @@ class Pipeline:
         loader: Callable[[], Config] | None = None,
     ):
         return_freed_buffers()
+        one_malloc_arena()
         self.config = config
         # How SIGHUP reloads: the command line's own loader keeps its global options.
         self.loader = loader
