@@ -21,7 +21,8 @@ from logcount.config import Config
 from logcount.count.delta import Delta
 from logcount.sinks import keys
 from logcount.sinks.batch import Batch
-from logcount.sinks.live import LiveSink, RedisWriter
+from logcount.errors import RedisUnavailable
+from logcount.sinks.live import SPILL_BATCH_BYTES, LiveSink, RedisWriter
 from logcount.sinks.spool import HOST, Spool
 from tests.conftest import RedisServer, free_port, run_logcount
 
@@ -334,3 +335,60 @@ def test_reading_a_spool_keeps_no_line_the_reader_let_go(tmp_path: Path) -> None
     assert sys.getrefcount(line) == 2  # `line`, and getrefcount's argument
     assert next(lines) != line
     lines.close()
+
+
+def test_the_parts_of_a_send_go_one_call_each_and_are_let_go_once_applied(
+    tmp_path: Path, redis_server: RedisServer
+) -> None:
+    """A delta sent as several parts: each part is applied by a call of its own, in
+    order, and leaves the batches in flight once applied (its delta and payload are not
+    held until the last part is in); a failure leaves only the parts not yet applied."""
+    config = Config(site="test", redis=redis_server.url, data_dir=str(tmp_path))
+    sink: LiveSink
+    seen: list[int] = []
+
+    class CountingWriter(RedisWriter):
+        fail_at = -1
+
+        def apply_all(self, batches: list[Batch]) -> list[tuple[Batch, str]]:
+            assert len(batches) == 1
+            seen.append(len(sink.inflight))
+            if len(seen) == self.fail_at:
+                raise RedisUnavailable("cannot reach Redis: gone for the test")
+            return super().apply_all(batches)
+
+    writer = CountingWriter(config)
+    sink = LiveSink(config, writer, tmp_path / "spool", batch_max_bytes=20_000)
+    position = keys.position("test", HOST, "/var/log/access.log")
+    sink.submit(delta(500, paths=500, size=200), {position: "offset 500"})
+    parts = len(Batch.parts(sink.pending, {}, sink.pending_bytes, 20_000))
+    assert parts >= 5
+    writer.fail_at = 3
+    assert not sink.flush(force=True)
+    assert seen == [parts, parts - 1, parts - 2]
+    assert len(sink.inflight) == parts - 2
+    assert redis_server.client().get(position) is None, "the position comes last"
+    seen.clear()
+    writer.fail_at = -1
+    assert sink.flush(force=True)
+    assert seen == list(range(parts - 2, 0, -1))
+    assert hits(redis_server) == 500
+    assert redis_server.client().get(position) == b"offset 500"
+    assert not sink.inflight and sink.inflight_bytes == 0
+
+
+def test_a_spill_writes_batches_smaller_than_those_sent(tmp_path: Path) -> None:
+    """Pending spilled (Redis away) goes to the spool in batches of SPILL_BATCH_BYTES at
+    most, whose JSON is made, written and read back one at a time; the totals and the
+    position are all there."""
+    config = Config(site="test", redis="redis://127.0.0.1:1", data_dir=str(tmp_path))
+    sink = LiveSink(config, spool_dir=tmp_path / "spool", pending_max_bytes=1)
+    position = keys.position("test", HOST, "/var/log/access.log")
+    sink.submit(delta(4000, paths=4000, size=1000), {position: "offset 4000"})
+    assert not sink.pending and sink.spool.batches > 3
+    lines = [line for line in sink.spool.read(sink.spool.path) if line is not None]
+    assert len(lines) == sink.spool.batches
+    batches = [Batch.from_line(line) for line in lines]
+    assert all(b.delta.weight() <= SPILL_BATCH_BYTES for b in batches)
+    assert sum(b.delta.lines for b in batches) == 4000
+    assert [b.extra for b in batches][-1] == {position: "offset 4000"}

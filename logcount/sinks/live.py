@@ -8,8 +8,9 @@ in order once Redis is back.
 
 Sizes are bounded in bytes (Delta.weight, an estimate of the JSON sent): a batch is at
 most BATCH_MAX_BYTES, so no Lua call nears Redis' request limit; what is pending is
-split into such batches when it is sent or spooled. The parts of one send go in one
-MULTI/EXEC, so a tail's position (in the last part) still lands with all its counts.
+split into such batches when it is sent or spooled. The parts of one send go as one
+call each, in order, each let go once applied; a tail's position rides in the last part,
+so it lands once all its counts are in.
 What cannot be kept (spool full or unwritable, a batch Redis rejects as invalid) is
 counted in `dropped`/`rejected` and shown by `logcount status`.
 """
@@ -42,6 +43,10 @@ BACKOFF_START = 0.1
 BACKOFF_CAP = 5.0
 HEARTBEAT_TTL = 30
 PENDING_MAX_BYTES = 32 << 20  # held in memory while Redis is away, then spooled
+# A spill's batches, smaller than those sent: a batch's JSON is made whole before it is
+# written (three copies of it at a time: the str, with its newline, encoded), and read
+# back whole, with the objects it decodes to: ~9 MB at a spill of 4 MB batches.
+SPILL_BATCH_BYTES = 1 << 20
 # The most ids of batches known applied while their spooled copies wait: past it the set
 # starts again, and a copy not skipped is only applied again (its marker makes it a no-op)
 DONE_IDS_MAX = 100_000
@@ -288,19 +293,21 @@ class LiveSink:
             or self.pending_bytes + nbytes > self.pending_max_bytes
         )
 
-    def _freeze(self) -> list[Batch]:
-        """Pending as batches to send, of bounded size each; pending starts anew."""
+    def _freeze(self, limit: int = 0) -> list[Batch]:
+        """Pending as batches to send, of bounded size each (`limit`, or batch_max_bytes);
+        pending starts anew."""
         if not (self.pending or self.pending_extra):
             return []
         batches = Batch.parts(
-            self.pending, self.pending_extra, self.pending_bytes, self.batch_max_bytes
+            self.pending, self.pending_extra, self.pending_bytes, limit or self.batch_max_bytes
         )
         self.pending, self.pending_extra, self.pending_bytes = Delta(), {}, 0
         return batches
 
     def _spill(self) -> None:
         """Move what waits in memory to the spool, oldest first (positions must not go back)."""
-        batches, self.inflight, self.inflight_bytes = self.inflight + self._freeze(), [], 0
+        spilled = self._freeze(min(self.batch_max_bytes, SPILL_BATCH_BYTES))
+        batches, self.inflight, self.inflight_bytes = self.inflight + spilled, [], 0
         batches.reverse()
         while batches:
             # Each batch (and its JSON) let go once written: what was pending is freed
@@ -368,10 +375,7 @@ class LiveSink:
                     sending = self.inflight
                     break
             if sending:
-                rejected = self.writer.apply_all(sending)
-                self._sent(sending)
-                for batch, why in rejected:
-                    self._reject(batch, why)
+                self._send(sending)
         except LogcountError as exc:  # Redis away, or the embedded one cannot start
             self._failed(str(exc), now)
             return False
@@ -383,17 +387,33 @@ class LiveSink:
         self.last_flush = time.time()
         return True
 
-    def _sent(self, sending: list[Batch]) -> None:
-        """`sending` is applied (or refused): no longer in flight. A spill meanwhile (the
-        classifier past pending_limit) copied it to the spool, ahead of newer batches, so
-        that it would not be lost had the send failed; those copies are done already."""
-        with self.lock:
-            if self.inflight is sending:
-                self.inflight, self.inflight_bytes = [], 0
-                return
-            if len(self.done_ids) > DONE_IDS_MAX:
-                self.done_ids.clear()
-            self.done_ids.update(batch.batch_id for batch in sending)
+    def _send(self, sending: list[Batch]) -> None:
+        """Apply the batches in flight, oldest first, one call each: a batch's payload is
+        made when its turn comes and the batch goes once applied (three calls' payloads
+        and deltas held until the last was applied were the pipe's peak on a diverse
+        day). A batch counts once by its marker whatever the calls before it did; a
+        failure raises, the batches not applied stay in flight. A spill meanwhile (the
+        classifier past pending_limit) copied what was in flight to the spool, ahead of
+        newer batches, so that it would not be lost had the send failed: the copy of the
+        batch being applied is done already, the others are replayed from there."""
+        while True:
+            with self.lock:
+                if self.inflight is not sending or not sending:
+                    return
+                batch = sending[0]
+            rejected = self.writer.apply_all([batch])
+            with self.lock:
+                if self.inflight is sending:
+                    # What is left in flight, estimated: a batch's weight is not kept
+                    self.inflight_bytes -= self.inflight_bytes // len(sending)
+                    del sending[0]
+                else:
+                    if len(self.done_ids) > DONE_IDS_MAX:
+                        self.done_ids.clear()
+                    self.done_ids.add(batch.batch_id)
+            for refused, why in rejected:
+                self._reject(refused, why)
+            del batch, rejected
 
     def _failed(self, error: str, now: float) -> None:
         if error != self.last_error:
