@@ -19,9 +19,9 @@ import redis
 
 from logcount.config import Config
 from logcount.count.delta import Delta
+from logcount.errors import RedisUnavailable
 from logcount.sinks import keys
 from logcount.sinks.batch import Batch
-from logcount.errors import RedisUnavailable
 from logcount.sinks.live import SPILL_BATCH_BYTES, LiveSink, RedisWriter
 from logcount.sinks.spool import HOST, Spool
 from tests.conftest import RedisServer, free_port, run_logcount
