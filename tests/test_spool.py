@@ -359,19 +359,50 @@ def test_the_parts_of_a_send_go_one_call_each_and_are_let_go_once_applied(
 
     writer = CountingWriter(config)
     sink = LiveSink(config, writer, tmp_path / "spool", batch_max_bytes=20_000)
-    position = keys.position("test", HOST, "/var/log/access.log")
-    sink.submit(delta(500, paths=500, size=200), {position: "offset 500"})
+    sink.submit(delta(500, paths=500, size=200))  # a pipe's: no position rides along
     parts = len(Batch.parts(sink.pending, {}, sink.pending_bytes, 20_000))
     assert parts >= 5
     writer.fail_at = 3
     assert not sink.flush(force=True)
     assert seen == [parts, parts - 1, parts - 2]
     assert len(sink.inflight) == parts - 2
-    assert redis_server.client().get(position) is None, "the position comes last"
     seen.clear()
     writer.fail_at = -1
     assert sink.flush(force=True)
     assert seen == list(range(parts - 2, 0, -1))
+    assert hits(redis_server) == 500
+    assert not sink.inflight and sink.inflight_bytes == 0
+
+
+def test_the_parts_of_a_tails_send_go_in_one_call_all_or_none(
+    tmp_path: Path, redis_server: RedisServer
+) -> None:
+    """A tail's position rides in the last part: its parts go in one MULTI/EXEC, so that
+    no part is in Redis without the position after it (a kill -9 between calls would make
+    the next tail count that part's lines again)."""
+    config = Config(site="test", redis=redis_server.url, data_dir=str(tmp_path))
+    calls: list[int] = []
+
+    class CountingWriter(RedisWriter):
+        fail = True
+
+        def apply_all(self, batches: list[Batch]) -> list[tuple[Batch, str]]:
+            calls.append(len(batches))
+            if self.fail:
+                raise RedisUnavailable("cannot reach Redis: gone for the test")
+            return super().apply_all(batches)
+
+    writer = CountingWriter(config)
+    sink = LiveSink(config, writer, tmp_path / "spool", batch_max_bytes=20_000)
+    position = keys.position("test", HOST, "/var/log/access.log")
+    sink.submit(delta(500, paths=500, size=200), {position: "offset 500"})
+    parts = len(Batch.parts(sink.pending, {}, sink.pending_bytes, 20_000))
+    assert parts >= 5
+    assert not sink.flush(force=True)
+    assert len(sink.inflight) == parts and hits(redis_server) == 0
+    writer.fail = False
+    assert sink.flush(force=True)
+    assert calls == [parts, parts]
     assert hits(redis_server) == 500
     assert redis_server.client().get(position) == b"offset 500"
     assert not sink.inflight and sink.inflight_bytes == 0

@@ -395,7 +395,14 @@ class LiveSink:
         failure raises, the batches not applied stay in flight. A spill meanwhile (the
         classifier past pending_limit) copied what was in flight to the spool, ahead of
         newer batches, so that it would not be lost had the send failed: the copy of the
-        batch being applied is done already, the others are replayed from there."""
+        batch being applied is done already, the others are replayed from there.
+
+        But a tail's parts go in one MULTI/EXEC, as before: its read position rides in
+        the last part, and a kill -9 between parts applied one by one would leave counts
+        in Redis whose lines the next tail reads again from the position before them."""
+        if len(sending) > 1 and any(batch.extra for batch in sending) and not self.cluster:
+            self._send_together(sending)
+            return
         while True:
             with self.lock:
                 if self.inflight is not sending or not sending:
@@ -414,6 +421,19 @@ class LiveSink:
             for refused, why in rejected:
                 self._reject(refused, why)
             del batch, rejected
+
+    def _send_together(self, sending: list[Batch]) -> None:
+        """Apply the batches in flight in one call, all or none (a single Redis)."""
+        rejected = self.writer.apply_all(sending)
+        with self.lock:
+            if self.inflight is sending:
+                self.inflight, self.inflight_bytes = [], 0
+            else:  # spilled meanwhile: the spooled copies are done
+                if len(self.done_ids) > DONE_IDS_MAX:
+                    self.done_ids.clear()
+                self.done_ids.update(batch.batch_id for batch in sending)
+        for refused, why in rejected:
+            self._reject(refused, why)
 
     def _failed(self, error: str, now: float) -> None:
         if error != self.last_error:
