@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import math
 import os
+from collections.abc import Callable
 
 import pytest
 from hypothesis import given, settings
@@ -240,6 +241,25 @@ def test_the_c_visitor_sets_ask_once_per_value_whatever_the_objects() -> None:
     assert len(results[0][1]) == 5 + 7  # five places, seven visitors
 
 
+def page_and_sets_learners(asked: list, tables: dict) -> tuple[Callable, Callable]:
+    """The place-sets tests' page and sets learners, each noting what it was asked: a
+    page's section is its first path segment (None for /skip); a place and section's sets
+    are its hour's and its section's (None for the section "none")."""
+
+    def page_of(page: tuple) -> tuple | None:
+        asked.append(("page", page))
+        return None if page == (b"GET /skip",) else (page[0].split(b"/")[1].decode(),)
+
+    def sets_of(where: tuple) -> tuple | None:
+        asked.append(("sets", where))
+        (site, hour), (section,) = where
+        if section == "none":
+            return None
+        return (tables.setdefault((hour, section), set()), tables.setdefault(section, set()))
+
+    return page_of, sets_of
+
+
 @settings(max_examples=200, deadline=None)
 @given(
     keys=st.sets(
@@ -272,16 +292,7 @@ def test_the_c_place_sets_equal_the_python_ones(keys, as_generator) -> None:
             place = ("site", ctx[0][:10].decode())  # the hour: two minutes, one place
             return made.setdefault(place, place)
 
-        def page_of(page: tuple, asked: list = asked) -> tuple | None:
-            asked.append(("page", page))
-            return None if page == (b"GET /skip",) else (page[0].split(b"/")[1].decode(),)
-
-        def sets_of(where: tuple, tables: dict = tables, asked: list = asked) -> tuple | None:
-            asked.append(("sets", where))
-            (site, hour), (section,) = where
-            if section == "none":
-                return None
-            return (tables.setdefault((hour, section), set()), tables.setdefault(section, set()))
+        page_of, sets_of = page_and_sets_learners(asked, tables)
 
         def digest_of(who: tuple, asked: list = asked) -> str | None:
             asked.append(("who", who))
@@ -357,16 +368,7 @@ def test_the_c_numbered_sets_equal_the_python_ones(numbered: dict) -> None:
             asked.append(("place", ctx))
             return None if ctx == (b"-",) else ("site", ctx[0][:10].decode())
 
-        def page_of(page: tuple, asked: list = asked) -> tuple | None:
-            asked.append(("page", page))
-            return None if page == (b"GET /skip",) else (page[0].split(b"/")[1].decode(),)
-
-        def sets_of(where: tuple, tables: dict = tables, asked: list = asked) -> tuple | None:
-            asked.append(("sets", where))
-            (site, hour), (section,) = where
-            if section == "none":
-                return None
-            return (tables.setdefault((hour, section), set()), tables.setdefault(section, set()))
+        page_of, sets_of = page_and_sets_learners(asked, tables)
 
         pages: dict = {(b"GET /known",): ("known",)}
         places: dict = {}

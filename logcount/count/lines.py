@@ -20,6 +20,7 @@ from __future__ import annotations
 import ctypes  # imported with the rest, before `pipe --user` drops privileges
 import sys
 from dataclasses import dataclass
+from typing import Any
 
 READ_SIZE = 1 << 20  # bytes read at once
 MAX_LINE = 1 << 20  # bytes of a line (its newline excluded) past which it is garbage
@@ -127,11 +128,8 @@ def return_freed_buffers(threshold: int = 128 * 1024) -> None:
     (up to 8 MiB) grow a batch at a time, and the pickled parts the parent receives are as
     big; at 128 KiB a rollup of the real lines took 60 % more page faults than glibc's
     own threshold (+6 % CPU), at 1 MiB 7 %. Elsewhere than glibc this does nothing."""
-    if not sys.platform.startswith("linux"):
-        return
-    try:
-        mallopt = ctypes.CDLL(None).mallopt
-    except (OSError, AttributeError):
+    mallopt = _mallopt()
+    if mallopt is None:
         return
     m_trim_threshold, m_mmap_threshold = -1, -3
     mallopt(m_mmap_threshold, threshold)
@@ -144,11 +142,17 @@ def one_malloc_arena() -> None:
     own, and what one thread freed in its arena stayed there, unused by the others: 4-5
     MB of the pipe's peak on a diverse day. They take turns under the GIL anyway (the C
     scanner keeps it), so one arena's lock costs nothing measurable."""
+    mallopt = _mallopt()
+    if mallopt is not None:
+        m_arena_max = -8
+        mallopt(m_arena_max, 1)
+
+
+def _mallopt() -> Any:
+    """glibc's mallopt(), or None where there is none."""
     if not sys.platform.startswith("linux"):
-        return
+        return None
     try:
-        mallopt = ctypes.CDLL(None).mallopt
+        return ctypes.CDLL(None).mallopt
     except (OSError, AttributeError):
-        return
-    m_arena_max = -8
-    mallopt(m_arena_max, 1)
+        return None
