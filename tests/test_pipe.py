@@ -16,7 +16,7 @@ import redis
 from logcount.sinks import keys
 from tests.conftest import LOGCOUNT, logcount_env, run_logcount
 from tests.loggen import ROUTES_TOML, day_at, generate
-from tests.waiting import wait_for
+from tests.waiting import read_until, wait_for
 
 
 def start_pipe(env: dict[str, str], *args: str) -> subprocess.Popen[bytes]:
@@ -43,21 +43,7 @@ def reader_child(proc: subprocess.Popen[bytes], timeout: float = 10) -> int:
 
 def read_stderr_until(proc: subprocess.Popen[bytes], text: bytes, timeout: float = 30) -> bytes:
     """What the pipe has written to stderr, read (without blocking) until `text` is in it."""
-    assert proc.stderr is not None
-    fd = proc.stderr.fileno()
-    os.set_blocking(fd, False)
-    seen = bytearray()
-
-    def found() -> bool:
-        try:
-            seen.extend(os.read(fd, 65536))
-        except BlockingIOError:
-            pass
-        return text in seen
-
-    wait_for(found, f"{text!r} on the pipe's stderr", timeout, ignoring=(OSError,))
-    os.set_blocking(fd, True)
-    return bytes(seen)
+    return read_until(proc.stderr, lambda seen: text in seen, f"{text!r} on stderr", timeout)
 
 
 def top_json(env: dict[str, str], window: str, by: str = "path", limit: int = 10000) -> dict:

@@ -7,7 +7,6 @@ what a person would see: the redraw in place, escaped control characters, and af
 
 from __future__ import annotations
 
-import os
 import re
 import shlex
 import shutil
@@ -21,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import ROOT, RedisServer, need, run_logcount
-from tests.waiting import wait_for
+from tests.waiting import read_until
 
 
 class Tmux:
@@ -168,24 +167,12 @@ def test_watch_off_a_terminal_prints_one_plain_report_per_interval(lc_env) -> No
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     )
-    assert proc.stdout is not None
-    fd = proc.stdout.fileno()
-    os.set_blocking(fd, False)
-    seen = bytearray()
-
-    def reports_made() -> int:
-        try:
-            seen.extend(os.read(fd, 65536) or b"")
-        except BlockingIOError:
-            pass
-        return seen.count(b"2026-04-06: ") >= 4  # the fourth begun: three whole ones
-
-    wait_for(reports_made, "four reports on stdout")
-    os.set_blocking(fd, True)
+    # the fourth report begun: three whole ones
+    seen = read_until(proc.stdout, lambda out: out.count(b"2026-04-06: ") >= 4, "4 reports")
     proc.send_signal(signal.SIGINT)
     out, _ = proc.communicate(timeout=10)
     assert proc.returncode == 0
-    text = (bytes(seen) + out).decode()
+    text = (seen + out).decode()
     assert "\x1b" not in text
     reports = [r for r in text.split("\n\n2026-04-06: ") if r.strip()]
     assert len(reports) >= 3  # one every 0.3 s while it ran
