@@ -8,9 +8,9 @@ in order once Redis is back.
 
 Sizes are bounded in bytes (Delta.weight, an estimate of the JSON sent): a batch is at
 most BATCH_MAX_BYTES, so no Lua call nears Redis' request limit; what is pending is
-split into such batches when it is sent or spooled. The parts of one send go as one
-call each, in order, each let go once applied; a tail's position rides in the last part,
-so it lands once all its counts are in.
+split into such batches when it is sent or spooled. A pipe's parts of one send go as one
+call each, in order, each let go once applied; a tail's go in one MULTI/EXEC, so that its
+position (in the last part) lands with all its counts.
 What cannot be kept (spool full or unwritable, a batch Redis rejects as invalid) is
 counted in `dropped`/`rejected` and shown by `logcount status`.
 """
@@ -415,9 +415,7 @@ class LiveSink:
                     self.inflight_bytes -= self.inflight_bytes // len(sending)
                     del sending[0]
                 else:
-                    if len(self.done_ids) > DONE_IDS_MAX:
-                        self.done_ids.clear()
-                    self.done_ids.add(batch.batch_id)
+                    self._copies_done([batch])
             for refused, why in rejected:
                 self._reject(refused, why)
             del batch, rejected
@@ -428,12 +426,17 @@ class LiveSink:
         with self.lock:
             if self.inflight is sending:
                 self.inflight, self.inflight_bytes = [], 0
-            else:  # spilled meanwhile: the spooled copies are done
-                if len(self.done_ids) > DONE_IDS_MAX:
-                    self.done_ids.clear()
-                self.done_ids.update(batch.batch_id for batch in sending)
+            else:
+                self._copies_done(sending)
         for refused, why in rejected:
             self._reject(refused, why)
+
+    def _copies_done(self, batches: list[Batch]) -> None:
+        """`batches` were applied (or refused) after a spill copied them to the spool: their
+        copies are skipped when it is replayed. Under the lock."""
+        if len(self.done_ids) > DONE_IDS_MAX:
+            self.done_ids.clear()
+        self.done_ids.update(batch.batch_id for batch in batches)
 
     def _failed(self, error: str, now: float) -> None:
         if error != self.last_error:
