@@ -337,6 +337,34 @@ def test_reading_a_spool_keeps_no_line_the_reader_let_go(tmp_path: Path) -> None
     lines.close()
 
 
+def test_a_split_keeps_the_sets_that_fit_as_they_are_and_cuts_the_others() -> None:
+    """A spill's parts are made one after the other (Delta.parts): a visitor set that fits
+    in a part goes there as it is, not copied; one too large for a part is cut over
+    several, in order, and the parts add up to the delta."""
+    whole = Delta(lines=7)
+    small_key, big_key = ("test", "minute", MINUTE), ("test", "day", MINUTE[:8])
+    small = {f"{i:016x}" for i in range(10)}
+    big = {f"{i:016x}" for i in range(1000, 3000)}
+    whole.visitors[small_key], whole.visitors[big_key] = small, big
+    whole.sections[("test", "1", "/a", "hour", MINUTE[:10])] = set(small)
+    parts = whole.parts(20_000)
+    first = next(parts)
+    assert first.visitors[small_key] is small
+    rest = list(parts)
+    # 2,000 hashes of 48 bytes' weight: 400 beside the small set, 413 a part after
+    assert len(rest) == 4
+    assert all(part.weight() <= 20_000 for part in [first, *rest])
+    assert [part.lines for part in [first, *rest]] == [7, 0, 0, 0, 0]
+    cut = [part.visitors[big_key] for part in [first, *rest] if big_key in part.visitors]
+    assert sorted(h for piece in cut for h in piece) == sorted(big)
+    assert max(cut[0]) < min(cut[1])  # cut in order
+    merged = Delta()
+    for part in [first, *rest]:
+        assert Delta.from_json(part.to_json()) == part
+        merged.merge(part)
+    assert merged.visitors == whole.visitors and merged.sections == whole.sections
+
+
 def test_the_parts_of_a_send_go_one_call_each_and_are_let_go_once_applied(
     tmp_path: Path, redis_server: RedisServer
 ) -> None:

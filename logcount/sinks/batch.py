@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from itertools import repeat
 from typing import Any
@@ -178,8 +179,19 @@ class Batch:
     ) -> list[Batch]:
         """`delta` (of `weight`) as batches of at most `limit` weight, in order; `extra`
         (a tail's positions) rides in the last, once every count before it is in."""
+        return list(cls.each_part(delta, extra, weight, limit))
+
+    @classmethod
+    def each_part(
+        cls, delta: Delta, extra: dict[str, str], weight: int, limit: int = BATCH_MAX_BYTES
+    ) -> Iterator[Batch]:
+        """parts(), each made when the one before is taken: a spill writes them one by one."""
         if weight <= limit:
-            return [cls(delta, extra)]
-        out = [cls(part) for part in delta.split(limit)]
-        out[-1].extra = extra
-        return out
+            yield cls(delta, extra)
+            return
+        parts = delta.parts(limit)
+        part = next(parts)
+        for following in parts:
+            yield cls(part)
+            part = following
+        yield cls(part, extra)

@@ -293,26 +293,32 @@ class LiveSink:
             or self.pending_bytes + nbytes > self.pending_max_bytes
         )
 
-    def _freeze(self, limit: int = 0) -> list[Batch]:
-        """Pending as batches to send, of bounded size each (`limit`, or batch_max_bytes);
-        pending starts anew."""
+    def _freeze(self) -> list[Batch]:
+        """Pending as batches to send, of batch_max_bytes each at most; pending starts anew."""
         if not (self.pending or self.pending_extra):
             return []
-        batches = Batch.parts(
-            self.pending, self.pending_extra, self.pending_bytes, limit or self.batch_max_bytes
-        )
+        return list(Batch.each_part(*self._take_pending(), self.batch_max_bytes))
+
+    def _take_pending(self) -> tuple[Delta, dict[str, str], int]:
+        """Pending (its delta, extra and weight), taken; pending starts anew."""
+        taken = self.pending, self.pending_extra, self.pending_bytes
         self.pending, self.pending_extra, self.pending_bytes = Delta(), {}, 0
-        return batches
+        return taken
 
     def _spill(self) -> None:
         """Move what waits in memory to the spool, oldest first (positions must not go back)."""
-        spilled = self._freeze(min(self.batch_max_bytes, SPILL_BATCH_BYTES))
-        batches, self.inflight, self.inflight_bytes = self.inflight + spilled, [], 0
-        batches.reverse()
+        # A copy, reversed: the sender may be applying the list in flight meanwhile
+        batches, self.inflight, self.inflight_bytes = self.inflight[::-1], [], 0
         while batches:
-            # Each batch (and its JSON) let go once written: what was pending is freed
-            # part by part, not held whole until the last part's JSON is made.
             self._spill_one(batches.pop())
+        if not (self.pending or self.pending_extra):
+            return
+        # Each part made when the one before is written, and let go then: what was
+        # pending is not copied whole before the first part's JSON is made.
+        limit = min(self.batch_max_bytes, SPILL_BATCH_BYTES)
+        for batch in Batch.each_part(*self._take_pending(), limit):
+            self._spill_one(batch)
+            del batch
 
     def _spill_one(self, batch: Batch) -> None:
         line = batch.to_line().encode()  # ASCII: the str goes at once, one copy held
