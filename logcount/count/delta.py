@@ -127,25 +127,27 @@ class Delta:
         way. The first part carries the line counts."""
         return list(self.parts(limit))
 
-    def parts(self, limit: int) -> Iterator[Delta]:
+    def parts(self, limit: int, consume: bool = False) -> Iterator[Delta]:
         """split()'s parts, each yielded once full: a spill writes a part and lets it go
         before the next is made (all made first, their copies of the large sets were
         ~9 MB of a diverse day's spill of 250,000 entries). A bucket that fits in a part
-        goes there as it is, not copied; only the buckets cut over parts are."""
+        goes there as it is, not copied; only the buckets cut over parts are.
+        `consume`: each bucket is taken out of this delta as it is placed, so that what
+        was written is freed before the rest (a spill's delta is held by nothing else)."""
         parts = _Splitter(limit)
         parts.parts[0].lines, parts.parts[0].malformed = self.lines, self.malformed
-        for _ in self._fill(parts):
+        for _ in self._fill(parts, consume):
             yield from parts.full()
         yield from parts.done()
 
-    def _fill(self, parts: _Splitter) -> Iterator[None]:
+    def _fill(self, parts: _Splitter, consume: bool) -> Iterator[None]:
         """Place every entry in `parts`; yields after each bucket or piece of one (the
         parts before the last are full then)."""
-        for bkey, counts in self.totals.items():
+        for bkey, counts in _buckets(self.totals, consume):
             parts.room(BUCKET_OVERHEAD + ENTRY_OVERHEAD * len(counts)).totals[bkey] = counts
             yield
-        for mkey, counts in self.members.items():
-            sides = [(s, t) for s, t in self._sums(mkey) if t]
+        for mkey, counts in _buckets(self.members, consume):
+            sides = [(s, t) for s, t in self._sums(mkey, consume) if t]
             whole = parts.whole(BUCKET_OVERHEAD + _names_weight(counts))
             if whole is not None:
                 # The bucket fits: its counters as they are, not rebuilt name by name
@@ -162,7 +164,7 @@ class Delta:
                 yield
         for name in ("visitors", "events", "sections"):
             sets: dict[Any, set[str]] = getattr(self, name)
-            for key, hashes in sets.items():
+            for key, hashes in _buckets(sets, consume):
                 if not hashes:
                     continue  # nothing to send (cut into no chunk, as before)
                 whole = parts.whole(BUCKET_OVERHEAD + _hashes_weight(hashes))
@@ -174,16 +176,22 @@ class Delta:
                     getattr(part, name)[key] = set(chunk)
                     yield
         for name in ("recent", "samples"):
-            for site, items in getattr(self, name).items():
+            for site, items in _buckets(getattr(self, name), consume):
                 for part, chunk in parts.chunks(items):
                     getattr(part, name)[site] = chunk
                     yield
 
-    def _sums(self, mkey: MemberKey) -> list[tuple[str, Counter[str] | None]]:
-        """The sums kept beside a bucket's member hits (bytes, durations), by field name."""
+    def _sums(
+        self, mkey: MemberKey, consume: bool = False
+    ) -> list[tuple[str, Counter[str] | None]]:
+        """The sums kept beside a bucket's member hits (bytes, durations), by field name;
+        `consume`: taken out of this delta."""
         return [
-            ("member_bytes", self.member_bytes.get(mkey)),
-            ("member_durations", self.member_durations.get(mkey)),
+            (name, sums.pop(mkey, None) if consume else sums.get(mkey))
+            for name, sums in (
+                ("member_bytes", self.member_bytes),
+                ("member_durations", self.member_durations),
+            )
         ]
 
     def split_by_site(self) -> dict[str, Delta]:
@@ -231,19 +239,21 @@ class Delta:
 
     @classmethod
     def from_obj(cls, data: Any) -> Delta:
-        """The delta of to_obj's objects, read back from JSON; ValueError for anything else."""
+        """The delta of to_obj's objects, read back from JSON; ValueError for anything else.
+        The objects are taken apart as they are read (a bucket's go once it is made)."""
         try:
+            pop = data.pop
             return cls(
-                totals={_key(k, 3): _counts(v) for k, v in _pairs(data["t"])},
-                members={_key(k, 4): _counts(v) for k, v in _pairs(data["m"])},
-                member_bytes={_key(k, 4): _counts(v) for k, v in _pairs(data["b"])},
+                totals={_key(k, 3): _counts(v) for k, v in _pairs(pop("t"))},
+                members={_key(k, 4): _counts(v) for k, v in _pairs(pop("m"))},
+                member_bytes={_key(k, 4): _counts(v) for k, v in _pairs(pop("b"))},
                 # a spool written before durations has none
-                member_durations={_key(k, 4): _counts(v) for k, v in _pairs(data.get("d", []))},
-                visitors={_key(k, 3): set(_strings(v)) for k, v in _pairs(data["v"])},
+                member_durations={_key(k, 4): _counts(v) for k, v in _pairs(pop("d", []))},
+                visitors={_key(k, 3): set(_strings(v)) for k, v in _pairs(pop("v"))},
                 # a spool written before events has none
-                events={_key(k, 4): set(_strings(v)) for k, v in _pairs(data.get("e", []))},
+                events={_key(k, 4): set(_strings(v)) for k, v in _pairs(pop("e", []))},
                 # nor sections before they were kept live
-                sections={_key(k, 5): set(_strings(v)) for k, v in _pairs(data.get("q", []))},
+                sections={_key(k, 5): set(_strings(v)) for k, v in _pairs(pop("q", []))},
                 recent={_str(k): _strings(v) for k, v in _dict(data["r"]).items()},
                 samples={_str(k): _strings(v) for k, v in _dict(data["s"]).items()},
                 lines=_count(data["n"][0]),
@@ -251,6 +261,15 @@ class Delta:
             )
         except (KeyError, IndexError, TypeError, AttributeError, RecursionError) as exc:
             raise ValueError(f"not a delta ({type(exc).__name__}: {exc})") from None
+
+
+def _buckets(buckets: dict[Any, Any], consume: bool) -> Iterable[tuple[Any, Any]]:
+    """The buckets' items in order; `consume`: each taken out of `buckets` as it comes."""
+    if not consume:
+        yield from buckets.items()
+        return
+    for key in list(buckets):
+        yield key, buckets.pop(key)
 
 
 def _names_weight(names: Collection[str]) -> int:
@@ -347,10 +366,14 @@ class _Splitter:
         return self.parts
 
 
-def _pairs(value: Any) -> list[tuple[Any, Any]]:
+def _pairs(value: Any) -> Iterator[tuple[Any, Any]]:
+    """The pairs of a list of them, each taken out of the list as it is read."""
     if not isinstance(value, list):
         raise TypeError("a list of pairs expected")
-    return [(k, v) for k, v in value]
+    value.reverse()
+    while value:
+        k, v = value.pop()
+        yield k, v
 
 
 def _dict(value: Any) -> dict[Any, Any]:

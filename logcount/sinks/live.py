@@ -152,14 +152,17 @@ class RedisWriter:
         try:
             if self.cluster:
                 return [(b, why) for b in batches if (why := self._apply_cluster(b))]
+            # The payload as a memoryview: redis-py sends it as it is, where bytes go
+            # through hiredis' pack_command into a copy of the whole command (a 4 MB
+            # batch's payload twice in memory while it was sent).
             if len(batches) == 1:
                 key_list, payload = self._call(batches[0])
-                self.script(keys=key_list, args=[payload])
+                self.script(keys=key_list, args=[memoryview(payload)])
                 return []
             pipe = self.client.pipeline(transaction=True)
             for batch in batches:
                 key_list, payload = self._call(batch)
-                self.script(keys=key_list, args=[payload], client=pipe)
+                self.script(keys=key_list, args=[memoryview(payload)], client=pipe)
             results = pipe.execute(raise_on_error=False)
         except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
             why = self._unreachable(exc)  # before reset() lets the client go
@@ -313,10 +316,10 @@ class LiveSink:
             self._spill_one(batches.pop())
         if not (self.pending or self.pending_extra):
             return
-        # Each part made when the one before is written, and let go then: what was
-        # pending is not copied whole before the first part's JSON is made.
+        # Each part made when the one before is written, and let go then, its buckets
+        # taken out of what was pending: what is written is freed as the spill goes.
         limit = min(self.batch_max_bytes, SPILL_BATCH_BYTES)
-        for batch in Batch.each_part(*self._take_pending(), limit):
+        for batch in Batch.each_part(*self._take_pending(), limit, consume=True):
             self._spill_one(batch)
             del batch
 
@@ -495,15 +498,20 @@ class LiveSink:
                 try:
                     if line is None:
                         raise ValueError("too long")
-                    batch = Batch.from_line(line)
+                    # The line goes once decoded, the decoded objects as the batch is
+                    # made (line, objects and batch at once were a replay's peak)
+                    data = Batch.decode(line)
+                    del line
+                    batch = Batch.from_data(data)
+                    del data
                 except ValueError as exc:  # bad JSON, bad UTF-8, not a batch
                     bad, first = bad + 1, first or f"line {number}: {str(exc)[:200]}"
                     continue
-                del line  # the batch is applied now, the line's JSON not needed
                 try:
                     self.writer.apply(batch)
                 except BatchRejected as exc:
                     self._reject(batch, str(exc))
+                del batch  # not held while the next line is read and decoded
         except FileNotFoundError:
             return  # removed by hand meanwhile
         except OSError as exc:
