@@ -47,10 +47,10 @@ def build_call(
         return index[name]
 
     ttl = config.ttl
-    ops: list[list[Any]] = []
     marker = 0
     if marker_site is not None and batch_id is not None:
         marker = k(keys.batch_marker(marker_site, batch_id))
+    ops = _Ops(marker)
     # A line is in one bucket of each granularity: the finest buckets' totals, summed per
     # site, are what it adds to the site's monotonic totals, in this same atomic call.
     lifetime: dict[str, Counter[str]] = {}
@@ -92,9 +92,8 @@ def build_call(
     for (site, event, gran, label), hashes in delta.events.items():
         # The numbering lives as long as the longest bucket past its last write.
         numbering = [k(keys.visitor_ids(site)), k(keys.visitor_hashes(site)), longest]
-        numbering.append(config.max_event_visitors)
-        ops.append(["e", k(keys.event_set(site, event, gran, label)), ttl[gran], numbering])
-        ops[-1][3].append(sorted(hashes))
+        data = [*numbering, config.max_event_visitors, sorted(hashes)]
+        ops.append(["e", k(keys.event_set(site, event, gran, label)), ttl[gran], data])
     for site, items in delta.recent.items():
         ops.append(
             ["l", k(keys.recent(site)), longest, [config.recent_size, items[-config.recent_size :]]]
@@ -106,9 +105,29 @@ def build_call(
         ops.append(["a", k(keys.SITES), 0, sites])
     for name, value in (extra or {}).items():
         ops.append(["s", k(name), 0, value])
-    # ASCII (json.dumps escapes the rest): encoding it is a copy, and the str goes now
-    payload = json.dumps({"m": marker, "mt": MARKER_TTL, "ops": ops}, separators=(",", ":"))
-    return key_list, payload.encode("ascii")
+    return key_list, ops.payload()
+
+
+class _Ops:
+    """apply.lua's ops, each made JSON as it is added, and the call's payload of them.
+    json.dumps of the whole call held a str per token (each hash, each name) until it
+    joined them, and the ops' lists beside: ~4 times a diverse day's payload at once; an
+    op at a time, then one join, holds about twice it."""
+
+    def __init__(self, marker: int):
+        self.encode = json.JSONEncoder(separators=(",", ":")).encode
+        self.pieces = [b'{"m":%d,"mt":%d,"ops":[' % (marker, MARKER_TTL)]
+
+    def append(self, op: list[Any]) -> None:
+        if len(self.pieces) > 1:
+            self.pieces.append(b",")
+        # ASCII (the encoder escapes the rest): the str goes once encoded
+        self.pieces.append(self.encode(op).encode("ascii"))
+
+    def payload(self) -> bytes:
+        """The call's JSON, as json.dumps({"m", "mt", "ops"}) writes it."""
+        self.pieces.append(b"]}")
+        return b"".join(self.pieces)
 
 
 def _counters(counts: Counter[str]) -> dict[str, int | str]:
@@ -148,10 +167,24 @@ class Batch:
     @classmethod
     def from_line(cls, line: str | bytes) -> Batch:
         """The batch of a spool line; ValueError when the line is not one."""
+        return cls.from_data(cls.decode(line))
+
+    @staticmethod
+    def decode(line: str | bytes) -> Any:
+        """A spool line's JSON objects (ValueError when it is not JSON): a replay lets the
+        line go before from_data() makes its batch of them."""
         try:
-            data = json.loads(line)
+            return json.loads(line)
+        except (TypeError, RecursionError) as exc:
+            raise ValueError(f"not a batch ({type(exc).__name__})") from None
+
+    @classmethod
+    def from_data(cls, data: Any) -> Batch:
+        """The batch of a spool line's JSON objects, taken apart as its delta is made (each
+        bucket's objects go once converted); ValueError when they are not one."""
+        try:
             batch_id, extra, delta = data["id"], data.get("x", {}), data["d"]
-        except (TypeError, KeyError, AttributeError, RecursionError) as exc:
+        except (TypeError, KeyError, AttributeError) as exc:
             raise ValueError(f"not a batch ({type(exc).__name__})") from None
         if not isinstance(batch_id, str) or not 0 < len(batch_id) <= 64:
             raise ValueError("not a batch id")
@@ -183,13 +216,19 @@ class Batch:
 
     @classmethod
     def each_part(
-        cls, delta: Delta, extra: dict[str, str], weight: int, limit: int = BATCH_MAX_BYTES
+        cls,
+        delta: Delta,
+        extra: dict[str, str],
+        weight: int,
+        limit: int = BATCH_MAX_BYTES,
+        consume: bool = False,
     ) -> Iterator[Batch]:
-        """parts(), each made when the one before is taken: a spill writes them one by one."""
+        """parts(), each made when the one before is taken: a spill writes them one by one
+        (`consume`: Delta.parts's, the delta emptied as they are made)."""
         if weight <= limit:
             yield cls(delta, extra)
             return
-        parts = delta.parts(limit)
+        parts = delta.parts(limit, consume)
         part = next(parts)
         for following in parts:
             yield cls(part)
