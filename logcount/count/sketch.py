@@ -258,9 +258,12 @@ class PackedSketch(_Sketch):
     def add_run(self, fresh: array[int]) -> None:
         """Sorted hashes (no two alike) that span a small part of the range, such as one
         slice of another sketch's: merged where they fall, so that a large set handed over
-        in slices costs about one pass over it, not one per slice (union_into's)."""
+        in slices costs about one pass over it, not one per slice (union_into_py's). C's
+        union_into makes that pass per slice, but in C: a diverse day's part (206,000
+        hashes, 4 slices) merged into the 206,000 held in 4.5 ms, against 0.16 s of sets
+        and sorting here (time the parent of a rollup spends after the last line)."""
         held = self.hashes
-        if held is None or not fresh:
+        if held is None or not fresh or union_into is not union_into_py:
             self._add(fresh)
             return
         lo, hi = bisect_left(held, fresh[0]), bisect_right(held, fresh[-1])
