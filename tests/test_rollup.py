@@ -841,8 +841,13 @@ def test_ranges_of_a_split_file_count_every_line_once(
 
     monkeypatch.setattr(rollup_files, "SPLIT_MIN", 1 << 20)  # small sizes, for a small file
     monkeypatch.setattr(rollup_files, "RANGE", 300 << 10)
+    monkeypatch.setattr(rollup_files, "TAIL", 100 << 10)
     units = lr.split_units(lr.Input(str(log), None), 2)
     assert len(units) >= 4 and units[0].start == 0 and units[-1].end is None
+    # the file's last units are small, so that the counters end together
+    tail = [u for u in units if u.tail]
+    assert len(tail) == 2 * rollup_files.TAIL_UNITS and units[-len(tail) :] == tail
+    assert all((u.end or log.stat().st_size) - u.start < 101 << 10 for u in tail)
     assert all(a.end == b.start for a, b in zip(units, units[1:], strict=False))
     parts = [lr.count_unit(config, u)[1] for u in units]
     assert whole is not None and all(p is not None for p in parts)

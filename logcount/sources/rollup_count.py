@@ -420,6 +420,8 @@ def count_at(i: int) -> list[Message]:
             held[1].spill = DaySpill(_WORKER["spill"])
         _WORKER["held"] = held
     try:
+        if unit.tail and held[1].counter.pending_keys():
+            held[1].absorb()  # what it holds classified now: finish() has this unit's only
         held[1].read(unit, _progress)
         held[2] += 1
     except READ_ERRORS as exc:
