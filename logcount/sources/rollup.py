@@ -238,6 +238,8 @@ class Counters:
                 # Given one at a time and let go of here: the parent merges a part and
                 # lets it go (a day's visitor hashes: up to 8 MiB) before the next comes.
                 messages, future = future.result(), None
+                if not self.futures:  # the last: the counters exit while the parent writes
+                    self.pool.shutdown(wait=False)
                 while messages:
                     yield messages.pop(0)
 
