@@ -398,20 +398,26 @@ def count_at(i: int) -> list[Message]:
     messages due: ("part", input, units, UnitCounts), and ("error", input, message) for an
     unreadable file (never an exception: the other units go on). A counter that takes
     several units of a file in a row classifies and hands over their counts once (each
-    part classified costs as much as the file's whole when the lines repeat)."""
+    part classified costs as much as the file's whole when the lines repeat), and once
+    more for the file's small last units (Unit.tail): the parent merges the big part
+    while the counters count those, and only their small parts after the last line."""
     config, units = _WORKER["units"]
     unit = units[i]
     begun = _WORKER.get("begun")
     if begun is not None:
         begun[i] = 1
     out = []
-    held = _WORKER.get("held")  # [input, FileCounter, units counted]
+    held = _WORKER.get("held")  # [input, FileCounter, units counted, tail units?]
     if held is not None and held[0] != unit.input:
         out += hand_over()
         held = None
+    if held is not None and unit.tail and not held[3]:  # the counter goes on, caches warm
+        out += _part(held[0], held[2], held[1].take(), held[1].spill)
+        held[2:] = [0, True]
     if held is None:
         try:
-            held = [unit.input, _file_counter(config, unit.input, unit.start == 0), 0]
+            counter = _file_counter(config, unit.input, unit.start == 0)
+            held = [unit.input, counter, 0, unit.tail]
         except OSError as exc:
             return [*out, ("error", unit.input, f"{unit.input.path}: {exc.strerror}")]
         except (ConfigError, *READ_ERRORS) as exc:
@@ -447,14 +453,19 @@ def hand_over(last: bool = False) -> list[Message]:
     if held is None:
         return []
     counts, days = held[1].finish(), held[1].spill
-    spill = _WORKER.get("spill")  # a counting process's parts go through files
-    if spill is None:
-        return [("part", held[0], held[2], counts)]
     held[1] = None  # its tables, let go as the part is written
+    return _part(held[0], held[2], counts, days)
+
+
+def _part(inp: Input, units: int, counts: UnitCounts, days: DaySpill | None) -> list[Message]:
+    """The message of a part: in a counting process, its counts go through a file."""
+    spill = _WORKER.get("spill")
+    if spill is None:
+        return [("part", inp, units, counts)]
     try:
-        return [("part", held[0], held[2], write_part(counts, spill, days))]
+        return [("part", inp, units, write_part(counts, spill, days))]
     except OSError as exc:  # a full disk: the file fails, the others go on
-        return [("error", held[0], f"{held[0].path}: handing its counts over: {exc}")]
+        return [("error", inp, f"{inp.path}: handing its counts over: {exc}")]
 
 
 def start_counter(
