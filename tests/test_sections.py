@@ -355,13 +355,59 @@ def test_apply_lua_refuses_a_bad_section_op(redis_server: RedisServer) -> None:
     script = client.register_script(_SCRIPT)
     names = ["lc:{t}:sv:1:day:20261205:/blog/", "lc:{t}:sk:1:day:20261205"]
     good = [10, 2, "/blog/", ["00000000000000aa"]]
-    for bad in ([10, 2, 7, ["a"]], [10, 9, "/blog/", ["a"]], [10, 2, "/blog/", [1]], "x"):
+    more = ([*good, 1, 2], [*good, 9, 2, 60], [*good, 1, 2, -1])  # bad (key, kept, ttl)
+    for bad in ([10, 2, 7, ["a"]], [10, 9, "/blog/", ["a"]], [10, 2, "/blog/", [1]], "x", *more):
         ops = [["h", 1, 60, {"hits": 1}], ["q", 1, 60, good], ["q", 1, 60, bad]]
         with pytest.raises(redis.ResponseError, match="operation 3: bad section visitors"):
             script(keys=names, args=[json.dumps({"m": 0, "mt": 1, "ops": ops})])
         assert client.keys("*") == []
     script(keys=names, args=[json.dumps({"m": 0, "mt": 1, "ops": [["q", 1, 60, good]]})])
     assert client.pfcount(names[0]) == 1 and client.smembers(names[1]) == {b"/blog/"}
+
+
+def test_a_section_hour_and_day_of_the_same_visitors_go_in_one_operation(
+    redis_server: RedisServer,
+) -> None:
+    """build_call sends a list of hashes once for a section's hour and day when both get
+    the same list, and Redis then holds what one operation per bucket made: the same
+    HyperLogLogs byte for byte and the same sets of kept sections (max_members of them,
+    in the delta's order); a list that differs gets an operation of its own."""
+    from logcount.config import Config
+    from logcount.count.delta import Delta
+    from logcount.sinks.batch import build_call
+    from logcount.sinks.live import _SCRIPT
+
+    config = Config(max_members=2)
+    same = [f"{i:016x}" for i in range(2500)]  # past one PFADD's 1,000
+    delta = Delta()
+    for section in ("/a/", "/b/", "/c/"):  # /c/ past max_members: kept in no bucket
+        delta.sections[("t", "1", section, "hour", "2026120509")] = set(same)
+        delta.sections[("t", "1", section, "day", "20261205")] = set(same)
+    delta.sections[("t", "1", "/d/", "hour", "2026120509")] = {same[0]}
+    delta.sections[("t", "1", "/d/", "day", "20261205")] = {same[0], same[1]}
+    keys, payload = build_call(delta, config, None, None, list_sites=False)
+    ops = json.loads(payload)["ops"]
+    assert [(op[0], len(op[3])) for op in ops] == [("q", 7)] * 3 + [("q", 4)] * 2
+    client = redis_server.client()
+    script = client.register_script(_SCRIPT)
+
+    def held() -> dict[bytes, Any]:
+        kept = {k: client.smembers(k) for k in client.keys("*:sk:*")}
+        return {**{k: client.get(k) for k in client.keys("*:sv:*")}, **kept}
+
+    script(keys=keys, args=[payload])
+    shared = held()
+    client.flushall()
+    for _, first, first_ttl, (most, first_kept, name, hashes, *more) in ops:
+        buckets = [
+            (first, first_kept, first_ttl),
+            *zip(more[::3], more[1::3], more[2::3], strict=True),
+        ]
+        for key, kept, ttl in buckets:  # a bucket an operation
+            one = ["q", key, ttl, [most, kept, name, hashes]]
+            script(keys=keys, args=[json.dumps({"m": 0, "mt": 1, "ops": [one]})])
+    assert held() == shared and len(shared) == 2 + 4  # kept sets; /a/ and /b/ hour and day
+    assert client.smembers(keys[ops[0][3][1] - 1]) == {b"/a/", b"/b/"}
 
 
 def test_live_sections_keep_no_visitors_at_depth_0(

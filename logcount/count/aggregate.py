@@ -127,7 +127,6 @@ class Aggregator:
             self.events.collect(raw.visitors, delta.events)
         if self.sections:
             self.sections.collect(raw.visitors, delta.sections, digests)
-            self.sections.collect_numbered(raw.numbered, delta.sections, hexes)
         self._timings(raw, totals)
         self._malformed(raw, totals, delta)
         self._roll_up(totals, hits, sizes, delta, times)
@@ -334,9 +333,13 @@ class Aggregator:
                 return minute_set(at(where[0]))
 
             add_to_sets(raw.visitors, nctx, (), who_at, {}, digests, sets_of, digest_of)
-        if raw.numbered:
+        if raw.numbered and not (
+            self.sections
+            and self.sections.collect_numbered(raw.numbered, delta.sections, hexes, at, minute_set)
+        ):
             # A place key is a context (and a page, for the sections): its place is its
-            # (site, minute), its page the same () for every key.
+            # (site, minute), its page the same () for every key. With live sections, the
+            # sections' pass gives each number to its minute's set too.
             def minute_of(pair: tuple[Any, Any]) -> tuple[set[str], ...]:
                 return minute_set(pair[0])
 

@@ -16,6 +16,7 @@ site's sections is the site's visitors.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Hashable
 from typing import Any
 
 from logcount.count.classify import CACHE_BYTES, visitor_digests
@@ -94,13 +95,18 @@ class SectionVisitors:
         numbered: dict[tuple[bytes, ...], list[int]],
         out: dict[SectionKey, set[str]],
         hexes: dict[int, str],
-    ) -> None:
+        site_place: Callable[[tuple[bytes, ...]], Hashable],
+        site_sets: Callable[[Any], tuple[set[str], ...]],
+    ) -> bool:
         """collect() for visitors the scanner numbered (Aggregator.number_visitors): a
         place key is the context and then the page fields, in the visitor keys' order;
-        `hexes`: the batch's hashes by number known so far (the site's), added to."""
-        found = self._levels(out) if numbered else None
+        `hexes`: the batch's hashes by number known so far, added to. The site's sets get
+        each number in the same pass (`site_sets` of a context's `site_place`: its minute),
+        one look-up of its text for both. False, nothing done, when the format names no
+        page or no visitor: the caller adds the site's own."""
+        found = self._levels(out, site_place, site_sets) if numbered else None
         if found is None:
-            return
+            return False
         page_fields, place_of, sections_of, sets_of = found
         nctx = len(self.aggregator.counter.ctx_layout)
         page_at = tuple(range(nctx, nctx + len(page_fields)))
@@ -110,11 +116,17 @@ class SectionVisitors:
             numbered, nctx, page_at, places, self.pages, targets, hexes,
             place_of, sections_of, sets_of,
         )  # fmt: skip
+        return True
 
-    def _levels(self, out: dict[SectionKey, set[str]]) -> tuple[Any, ...] | None:
+    def _levels(
+        self,
+        out: dict[SectionKey, set[str]],
+        site_place: Callable[[tuple[bytes, ...]], Hashable] | None = None,
+        site_sets: Callable[[Any], tuple[set[str], ...]] | None = None,
+    ) -> tuple[Any, ...] | None:
         """(the page fields, then what finds a context's place, a page's sections and
-        their pair's sets in `out`) for a batch; None when the format names no page or no
-        visitor: nothing to keep."""
+        their pair's sets in `out`, and the site's sets first when given) for a batch;
+        None when the format names no page or no visitor: nothing to keep."""
         agg, cl = self.aggregator, self.aggregator.classifier
         layout, ctx_layout = agg.counter.vis_layout, agg.counter.ctx_layout
         page_fields = tuple(f for f in layout if f in PAGE_FIELDS)
@@ -126,33 +138,37 @@ class SectionVisitors:
             self.pages.clear()
             self.alike.clear()
             self.held = 0
-        # Places (site, labels) and sections, each made once: equal ones as one object,
-        # so that the C loop finds a (place, sections) pair by identity. A key of the
-        # scanner is per minute and request, sets are per hour or day and section.
+        # Places (the site's place, site, labels) and sections, each made once: equal ones
+        # as one object, so that the C loop finds a (place, sections) pair by identity. A
+        # key of the scanner is per minute and request, sets are per hour or day and section.
         places: dict[Any, Any] = {}
         alike = self.alike
 
-        def place_of(ctx: tuple[bytes, ...]) -> tuple[str, ...]:
+        def place_of(ctx: tuple[bytes, ...]) -> tuple[Any, ...]:
             site, buckets = agg.context_of(ctx_layout, ctx)
-            place = (site, *(getattr(buckets, g) for g in grans))
+            first = site_place(ctx) if site_place is not None else None
+            place = (first, site, *(getattr(buckets, g) for g in grans))
             return places.setdefault(place, place)
 
         # A page's sections at each depth, as (depth, section) pairs: the same section
-        # name at two depths is two sets (`/blog/` at depth 2 is the page alone).
-        def sections_of(page_key: tuple[bytes, ...]) -> tuple[tuple[str, str], ...] | None:
+        # name at two depths is two sets (`/blog/` at depth 2 is the page alone); none for
+        # a page not counted, whose visitor is still the site's.
+        def sections_of(page_key: tuple[bytes, ...]) -> tuple[tuple[str, str], ...]:
             self.held += sum(map(len, page_key))
             path = agg.path_of(dict(zip(page_fields, page_key, strict=True)))
             if cl.ignored(path) or not path.startswith("/"):
-                return None  # not a counted hit, or no path to cut (`-`, `*`)
+                return ()  # not a counted hit, or no path to cut (`-`, `*`)
             sections = tuple((str(d), section_of(path, d)) for d in depths)
             return alike.setdefault(sections, sections)
 
-        def sets_of(where: tuple[Any, Any]) -> tuple[set[str], ...]:
-            (site, *labels), sections = where
-            return tuple(
+        def sets_of(where: tuple[Any, Any]) -> tuple[set[str], ...] | None:
+            (first, site, *labels), sections = where
+            found = site_sets(first) if site_sets is not None else ()
+            found += tuple(
                 out.setdefault((site, depth, section, gran, label), set())
                 for depth, section in sections
                 for gran, label in zip(grans, labels, strict=True)
             )
+            return found or None
 
         return page_fields, place_of, sections_of, sets_of

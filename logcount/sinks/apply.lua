@@ -79,10 +79,16 @@ local function check(op)
     if not strings(data) then return 'bad visitors' end
   elseif kind == 'q' then
     -- a section's visitors: the most sections of its bucket, the set of those kept, the
-    -- section's name, the visitor hashes
+    -- section's name, the visitor hashes; then (key, kept set, ttl) of each more bucket
+    -- of the section that gets the same visitors (its day's, when a batch is in one hour)
     if type(data) ~= 'table' or not count(data[1]) or not key_index(data[2])
-        or type(data[3]) ~= 'string' or not strings(data[4]) then
+        or type(data[3]) ~= 'string' or not strings(data[4]) or (#data - 4) % 3 ~= 0 then
       return 'bad section visitors'
+    end
+    for j = 5, #data, 3 do
+      if not key_index(data[j]) or not key_index(data[j + 1]) or not count(data[j + 2]) then
+        return 'bad section visitors'
+      end
     end
   elseif kind == 'e' then
     -- an event's bitmap: the numbering's keys, its ttl, then the visitor hashes
@@ -160,6 +166,18 @@ local function zadd_all(key, names, scores)
   end
 end
 
+-- A bucket keeps the visitors of its first `most` sections: a flood of made-up paths
+-- cannot make a HyperLogLog each. A section past them keeps none there.
+local function add_section(key, ttl, kept, most, name, hashes)
+  if redis.call('SISMEMBER', kept, name) == 1 or redis.call('SCARD', kept) < most then
+    redis.call('SADD', kept, name)
+    redis.call('EXPIRE', kept, ttl)
+    for i = 1, #hashes, 1000 do
+      redis.call('PFADD', key, unpack(hashes, i, math.min(i + 999, #hashes)))
+    end
+  end
+end
+
 local function zincr_each(key, names, scores)
   for i = 1, #names do
     local score = scores[i]
@@ -220,15 +238,12 @@ for _, op in ipairs(batch.ops) do
       redis.call('PFADD', key, unpack(data, i, math.min(i + 999, #data)))
     end
   elseif kind == 'q' then
-    -- A bucket keeps the visitors of its first data[1] sections: a flood of made-up
-    -- paths cannot make a HyperLogLog each. A section past them keeps none there.
-    local kept, name, hashes = KEYS[data[2]], data[3], data[4]
-    if redis.call('SISMEMBER', kept, name) == 1 or redis.call('SCARD', kept) < data[1] then
-      redis.call('SADD', kept, name)
-      redis.call('EXPIRE', kept, ttl)
-      for i = 1, #hashes, 1000 do
-        redis.call('PFADD', key, unpack(hashes, i, math.min(i + 999, #hashes)))
-      end
+    local most, name, hashes = data[1], data[3], data[4]
+    add_section(key, ttl, KEYS[data[2]], most, name, hashes)
+    for j = 5, #data, 3 do
+      local more, more_ttl = KEYS[data[j]], data[j + 2]
+      add_section(more, more_ttl, KEYS[data[j + 1]], most, name, hashes)
+      redis.call('EXPIRE', more, more_ttl)
     end
   elseif kind == 'e' then
     -- Each visitor hash gets a number once (the next free one), kept both ways: the

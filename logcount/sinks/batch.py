@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from itertools import repeat
 from typing import Any
@@ -84,10 +84,8 @@ def build_call(
         ops.append(["z", k(keys.members(site, dim, gran, label)), ttl[gran], data])
     for (site, gran, label), hashes in delta.visitors.items():
         ops.append(["p", k(keys.visitors(site, gran, label)), ttl[gran], list(hashes)])
-    for (site, depth, section, gran, label), hashes in delta.sections.items():
-        kept = k(keys.sections_kept(site, depth, gran, label))
-        sets = k(keys.section_visitors(site, depth, gran, label, section))
-        ops.append(["q", sets, ttl[gran], [config.max_members, kept, section, list(hashes)]])
+    for op in _section_ops(delta, config, k):
+        ops.append(op)
     longest = max(ttl.values())
     for (site, event, gran, label), hashes in delta.events.items():
         # The numbering lives as long as the longest bucket past its last write.
@@ -128,6 +126,37 @@ class _Ops:
         """The call's JSON, as json.dumps({"m", "mt", "ops"}) writes it."""
         self.pieces.append(b"]}")
         return b"".join(self.pieces)
+
+
+def _section_ops(delta: Delta, config: Config, k: Callable[[str], int]) -> list[list[Any]]:
+    """apply.lua's operations for the sections' visitors: a list of hashes sent once for
+    every bucket of its section that gets the same list (a batch within one hour gives a
+    section's hour and day sets the same visitors in the same order: a third of the
+    payload's visitor hashes at depth 1, each encoded here and decoded by Redis' cjson).
+    Each key gets the same PFADDs in the same order as with an operation each: the lists
+    are equal, and a bucket's sections keep the delta's order (its first max_members are
+    kept): a list joins an earlier operation only if no section of its bucket came after."""
+    ops: list[list[Any]] = []
+    ttl = config.ttl
+    sent: dict[tuple[str, str, str], list[tuple[list[str], int]]] = {}  # -> (list, op index)
+    last_at: dict[tuple[str, str, str, str], int] = {}  # bucket -> its latest op's index
+    for (site, depth, section, gran, label), hashes in delta.sections.items():
+        bucket = (site, depth, gran, label)
+        kept = k(keys.sections_kept(site, depth, gran, label))
+        sets = k(keys.section_visitors(site, depth, gran, label, section))
+        listed = list(hashes)
+        alike = sent.setdefault((site, depth, section), [])
+        after = last_at.get(bucket, -1)
+        for seen, at in alike:
+            if at >= after and len(seen) == len(listed) and seen == listed:
+                ops[at][3] += (sets, kept, ttl[gran])
+                break
+        else:
+            at = len(ops)
+            ops.append(["q", sets, ttl[gran], [config.max_members, kept, section, listed]])
+            alike.append((listed, at))
+        last_at[bucket] = at
+    return ops
 
 
 def _counters(counts: Counter[str]) -> dict[str, int | str]:
