@@ -361,6 +361,10 @@ def test_apply_lua_refuses_a_bad_section_op(redis_server: RedisServer) -> None:
         with pytest.raises(redis.ResponseError, match="operation 3: bad section visitors"):
             script(keys=names, args=[json.dumps({"m": 0, "mt": 1, "ops": ops})])
         assert client.keys("*") == []
+    for more in ([1], [9, 60], [1, -1], "x"):  # a site's visitors' bad (key, ttl) pairs
+        ops = [["p", 1, 60, ["00000000000000aa"], more]]
+        with pytest.raises(redis.ResponseError, match="operation 1: bad visitors"):
+            script(keys=names, args=[json.dumps({"m": 0, "mt": 1, "ops": ops})])
     script(keys=names, args=[json.dumps({"m": 0, "mt": 1, "ops": [["q", 1, 60, good]]})])
     assert client.pfcount(names[0]) == 1 and client.smembers(names[1]) == {b"/blog/"}
 
@@ -408,6 +412,48 @@ def test_a_section_hour_and_day_of_the_same_visitors_go_in_one_operation(
             script(keys=keys, args=[json.dumps({"m": 0, "mt": 1, "ops": [one]})])
     assert held() == shared and len(shared) == 2 + 4  # kept sets; /a/ and /b/ hour and day
     assert client.smembers(keys[ops[0][3][1] - 1]) == {b"/a/", b"/b/"}
+
+
+def test_a_site_hour_and_day_of_the_same_visitors_go_in_one_operation(
+    redis_server: RedisServer,
+) -> None:
+    """The site's visitors too: a list of hashes sent once for the buckets that get the
+    same list, and Redis holds what one operation per bucket made, byte for byte."""
+    from logcount.config import Config
+    from logcount.count.delta import Delta
+    from logcount.sinks.batch import build_call
+    from logcount.sinks.keys import visitors as visitors_key
+    from logcount.sinks.live import _SCRIPT
+
+    minute = {f"{i:016x}" for i in range(2500)}  # its copies: the same list, or not
+    delta = Delta(visitors={("t", "minute", "202612050901"): minute})
+    for gran, label in (("hour", "2026120509"), ("day", "20261205")):
+        delta.visitors[("t", gran, label)] = set(minute)
+    delta.visitors[("u", "day", "20261205")] = set(minute)  # another site's: its own
+    keys, payload = build_call(delta, Config(), None, None, list_sites=False)
+    ops = json.loads(payload)["ops"]
+    hour, day, other = (keys.index(visitors_key(*b)) + 1 for b in list(delta.visitors)[1:])
+
+    def targets(op: list[Any]) -> list[int]:  # the keys an operation adds its hashes to
+        return [op[1], *(op[4][::2] if len(op) == 5 else [])]
+
+    (shared,) = (op for op in ops if hour in targets(op))
+    assert day in targets(shared) and shared[3] == list(delta.visitors[("t", "day", "20261205")])
+    assert [targets(op) for op in ops if other in targets(op)] == [[other]]
+    client = redis_server.client()
+    script = client.register_script(_SCRIPT)
+
+    def held() -> dict[bytes, Any]:
+        return {k: (client.get(k), client.ttl(k)) for k in client.keys("*")}
+
+    script(keys=keys, args=[payload])
+    together = held()
+    client.flushall()
+    for (site, gran, label), hashes in delta.visitors.items():  # a bucket an operation
+        at = keys.index(visitors_key(site, gran, label)) + 1
+        one = ["p", at, Config().ttl[gran], list(hashes)]
+        script(keys=keys, args=[json.dumps({"m": 0, "mt": 1, "ops": [one]})])
+    assert held() == together and len(together) == 4
 
 
 def test_live_sections_keep_no_visitors_at_depth_0(

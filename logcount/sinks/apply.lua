@@ -76,7 +76,16 @@ local function check(op)
       end
     end
   elseif kind == 'p' then
+    -- the visitor hashes; op[5], when there: (key, ttl) of each more bucket that gets
+    -- the same hashes (a site's hour and day, when a batch is in one hour)
     if not strings(data) then return 'bad visitors' end
+    local more = op[5]
+    if more ~= nil then
+      if type(more) ~= 'table' or #more % 2 ~= 0 then return 'bad visitors' end
+      for j = 1, #more, 2 do
+        if not key_index(more[j]) or not count(more[j + 1]) then return 'bad visitors' end
+      end
+    end
   elseif kind == 'q' then
     -- a section's visitors: the most sections of its bucket, the set of those kept, the
     -- section's name, the visitor hashes; then (key, kept set, ttl) of each more bucket
@@ -166,15 +175,19 @@ local function zadd_all(key, names, scores)
   end
 end
 
+local function add_visitors(key, hashes)
+  for i = 1, #hashes, 1000 do
+    redis.call('PFADD', key, unpack(hashes, i, math.min(i + 999, #hashes)))
+  end
+end
+
 -- A bucket keeps the visitors of its first `most` sections: a flood of made-up paths
 -- cannot make a HyperLogLog each. A section past them keeps none there.
 local function add_section(key, ttl, kept, most, name, hashes)
   if redis.call('SISMEMBER', kept, name) == 1 or redis.call('SCARD', kept) < most then
     redis.call('SADD', kept, name)
     redis.call('EXPIRE', kept, ttl)
-    for i = 1, #hashes, 1000 do
-      redis.call('PFADD', key, unpack(hashes, i, math.min(i + 999, #hashes)))
-    end
+    add_visitors(key, hashes)
   end
 end
 
@@ -234,8 +247,11 @@ for _, op in ipairs(batch.ops) do
     end
     for _, side in ipairs(sides) do redis.call('EXPIRE', side[1], ttl) end
   elseif kind == 'p' then
-    for i = 1, #data, 1000 do
-      redis.call('PFADD', key, unpack(data, i, math.min(i + 999, #data)))
+    add_visitors(key, data)
+    local more = op[5] or {}
+    for j = 1, #more, 2 do
+      add_visitors(KEYS[more[j]], data)
+      redis.call('EXPIRE', KEYS[more[j]], more[j + 1])
     end
   elseif kind == 'q' then
     local most, name, hashes = data[1], data[3], data[4]

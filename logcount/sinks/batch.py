@@ -82,8 +82,8 @@ def build_call(
                     values = [min(n, LUA_MAX) for n in values]
                 data += [skey, values]
         ops.append(["z", k(keys.members(site, dim, gran, label)), ttl[gran], data])
-    for (site, gran, label), hashes in delta.visitors.items():
-        ops.append(["p", k(keys.visitors(site, gran, label)), ttl[gran], list(hashes)])
+    for op in _visitor_ops(delta, config, k):
+        ops.append(op)
     for op in _section_ops(delta, config, k):
         ops.append(op)
     longest = max(ttl.values())
@@ -126,6 +126,30 @@ class _Ops:
         """The call's JSON, as json.dumps({"m", "mt", "ops"}) writes it."""
         self.pieces.append(b"]}")
         return b"".join(self.pieces)
+
+
+def _visitor_ops(delta: Delta, config: Config, k: Callable[[str], int]) -> list[list[Any]]:
+    """apply.lua's operations for the site's visitors: a list of hashes sent once for
+    every bucket of its site that gets the same list (its hour and day are copies of the
+    same minute sets, in the same order: a third of the site's hashes in the payload).
+    Each key gets the same PFADDs in the same order as with an operation each."""
+    ops: list[list[Any]] = []
+    ttl = config.ttl
+    sent: dict[str, list[list[Any]]] = {}  # site -> its operations
+    for (site, gran, label), hashes in delta.visitors.items():
+        key = k(keys.visitors(site, gran, label))
+        listed = list(hashes)
+        alike = sent.setdefault(site, [])
+        for op in alike:
+            if len(op[3]) == len(listed) and op[3] == listed:
+                if len(op) == 4:
+                    op.append([])
+                op[4] += (key, ttl[gran])
+                break
+        else:
+            alike.append(["p", key, ttl[gran], listed])
+            ops.append(alike[-1])
+    return ops
 
 
 def _section_ops(delta: Delta, config: Config, k: Callable[[str], int]) -> list[list[Any]]:
