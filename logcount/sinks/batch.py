@@ -156,20 +156,21 @@ def _section_ops(delta: Delta, config: Config, k: Callable[[str], int]) -> list[
     """apply.lua's operations for the sections' visitors: a list of hashes sent once for
     every bucket of its section that gets the same list (a batch within one hour gives a
     section's hour and day sets the same visitors in the same order: a third of the
-    payload's visitor hashes at depth 1, each encoded here and decoded by Redis' cjson).
-    Each key gets the same PFADDs in the same order as with an operation each: the lists
-    are equal, and a bucket's sections keep the delta's order (its first max_members are
-    kept): a list joins an earlier operation only if no section of its bucket came after."""
+    payload's visitor hashes at depth 1, each encoded here and decoded by Redis' cjson;
+    a page of one segment, `/about`, is the same section at every depth). Each key gets
+    the same PFADDs in the same order as with an operation each: the lists are equal,
+    and a bucket's sections keep the delta's order (its first max_members are kept): a
+    list joins an earlier operation only if no section of its bucket came after."""
     ops: list[list[Any]] = []
     ttl = config.ttl
-    sent: dict[tuple[str, str, str], list[tuple[list[str], int]]] = {}  # -> (list, op index)
+    sent: dict[tuple[str, str], list[tuple[list[str], int]]] = {}  # -> (list, op index)
     last_at: dict[tuple[str, str, str, str], int] = {}  # bucket -> its latest op's index
     for (site, depth, section, gran, label), hashes in delta.sections.items():
         bucket = (site, depth, gran, label)
         kept = k(keys.sections_kept(site, depth, gran, label))
         sets = k(keys.section_visitors(site, depth, gran, label, section))
         listed = list(hashes)
-        alike = sent.setdefault((site, depth, section), [])
+        alike = sent.setdefault((site, section), [])  # its name: one for every target
         after = last_at.get(bucket, -1)
         for seen, at in alike:
             if at >= after and len(seen) == len(listed) and seen == listed:
