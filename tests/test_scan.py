@@ -365,3 +365,39 @@ def test_numbered_visitors_are_classify_numbers_and_bots_are_left_out(monkeypatc
         no_client.number_visitors(KEY, (), None)
     with pytest.raises(ValueError):  # the scanner itself refuses it
         no_client.scanner.number_visitors(KEY, [], -1, -1, None)
+
+
+def test_numbering_turned_on_with_lines_pending(monkeypatch) -> None:
+    """The C scanner numbers visitors as it counts them: lines counted before
+    number_visitors() (kept as keys) are numbered at take() beside them, the agents summed
+    from both exactly; turning it off while numbered visitors are pending is refused."""
+    from logcount.count.regex_scan import numbered_py
+    from logcount.count.visitors import PAGE_FIELDS
+
+    monkeypatch.delenv("LOGCOUNT_PURE_PYTHON", raising=False)
+    lines = generated_lines("combined", 1200, seed=7)
+    cf = compile_format("combined")
+    counters = [LineCounter(cf, path_visitors=True) for _ in range(2)]
+    plain, late = counters
+    if not late.native:
+        pytest.skip("the C scanner is not built")
+    pages = tuple(f for f in late.vis_layout if f in PAGE_FIELDS)
+    for counter in counters:
+        counter.feed(b"".join(line + b"\n" for line in lines[:500]))
+    late.number_visitors(KEY, pages, None)
+    for counter in counters:
+        counter.feed(b"".join(line + b"\n" for line in lines[500:]))
+    with pytest.raises(ValueError):
+        late.scanner.number_visitors(None, (), -1, -1, None)
+    keys, got = plain.take(), late.take()
+    layout = late.vis_layout
+    place = [*range(len(late.ctx_layout)), *(layout.index(f) for f in pages)]
+    expected = numbered_py(
+        keys.visitors, place, layout.index("client"), layout.index("agent"), KEY, None
+    )
+    assert {k: sorted(v) for k, v in got.numbered.items()} == {
+        k: sorted(v) for k, v in expected.items()
+    }
+    assert got.agents == keys.agents and got.hits == keys.hits
+    assert sum(got.agents.values()) == sum(keys.hits.values()) > 500
+    late.scanner.number_visitors(None, (), -1, -1, None)  # nothing pending after take()

@@ -22,6 +22,7 @@ static void fresh(Scanner *s) {
 #define CLEAR(t) scan_table_clear(t);
     EACH_COUNT_TABLE(s, CLEAR)
 #undef CLEAR
+    scan_u64_clear(&s->vn_pairs);
     s->lines = 0;
     PyDict_Clear(s->big_sizes);
     for (Py_ssize_t i = 0; i < s->recent_size; i++)
@@ -156,6 +157,7 @@ static int Scanner_init(Scanner *s, PyObject *args, PyObject *kw) {
 #define INIT(t) failed = failed || scan_table_init(t) < 0;
     EACH_COUNT_TABLE(s, INIT)
 #undef INIT
+    failed = failed || scan_u64_init(&s->vn_pairs) < 0;
     if (s->recent_size < 0)
         s->recent_size = 0;
     Py_ssize_t slots = s->recent_size ? s->recent_size : 1;
@@ -183,6 +185,8 @@ static void Scanner_dealloc(Scanner *s) {
 #define FREE(t) scan_table_free(t);
     EACH_COUNT_TABLE(s, FREE)
 #undef FREE
+    scan_u64_free(&s->vn_pairs);
+    PyMem_Free(s->vn_numbers);
     if (s->recent_src) {
         for (Py_ssize_t i = 0; i < (s->recent_size ? s->recent_size : 1); i++)
             Py_XDECREF(s->recent_src[i]);
@@ -289,11 +293,35 @@ static PyObject *Scanner_count_row(Scanner *s, PyObject *row) {
     scan_remember(s, row, -1, 0);
     Py_RETURN_NONE;
 }
+/* number_visitors' layouts in a line's fields (see Scanner.vn_place_f): the place, and
+   the visitor (context, client, agent; a field the format lacks is the empty slot). */
+static void numbering_layouts(Scanner *s, int client, int agent) {
+    s->vn_place_f.n = s->vn_place.n;
+    for (int k = 0; k < s->vn_place.n; k++)
+        s->vn_place_f.idx[k] = s->visitors.idx[s->vn_place.idx[k]];
+    Layout *who = &s->vn_who_f;
+    *who = s->ctx;
+    who->idx[who->n++] = client >= 0 ? s->visitors.idx[client] : s->nfields;
+    who->idx[who->n++] = agent >= 0 ? s->visitors.idx[agent] : s->nfields;
+    /* the agents table can be summed from the visitors when its keys are of their fields */
+    int summed = s->agents.n > 0;
+    for (int j = 0; j < s->agents.n && summed; j++) {
+        summed = 0;
+        for (int k = 0; k < who->n; k++)
+            summed = summed || who->idx[k] == s->agents.idx[j];
+    }
+    s->vn_agents_summed = summed;
+}
+
 static PyObject *Scanner_number_visitors(Scanner *s, PyObject *args) {
     PyObject *key, *place, *skip_of;
     int client, agent;
     if (!PyArg_ParseTuple(args, "OOiiO", &key, &place, &client, &agent, &skip_of))
         return NULL;
+    if (key == Py_None && s->vn_whos.used) {
+        PyErr_SetString(PyExc_ValueError, "visitors numbered are pending: take() them first");
+        return NULL;
+    }
     if (key == Py_None) {
         s->vn_on = 0;
         Py_CLEAR(s->vn_skip_of);
@@ -304,13 +332,24 @@ static PyObject *Scanner_number_visitors(Scanner *s, PyObject *args) {
         return NULL;
     }
     int width = s->visitors.n;
-    if (width <= 0 || client < -1 || client >= width || agent < -1 || agent >= width ||
+    if (width <= 0 || s->ctx.n + 2 > MAX_LAYOUT || client < -1 || client >= width ||
+        agent < -1 || agent >= width ||
         (skip_of != Py_None && !PyCallable_Check(skip_of))) {
         PyErr_SetString(PyExc_ValueError, "bad visitor numbering (no visitors counted?)");
         return NULL;
     }
+    Layout was = s->vn_place;
     if (layout_from(place, &s->vn_place, width - 1) < 0)
         return NULL;
+    /* the visitors numbered so far stay (a reload that keeps the counter): numbered with
+       the key of their time, in places of the same layout */
+    if (s->vn_whos.used && (client != s->vn_client || agent != s->vn_agent ||
+                            memcmp(&was, &s->vn_place, sizeof was) != 0)) {
+        s->vn_place = was;
+        PyErr_SetString(PyExc_ValueError, "visitors numbered are pending: take() them first");
+        return NULL;
+    }
+    numbering_layouts(s, client, agent);
     scan_visitor_key(s, (const uint8_t *)PyBytes_AS_STRING(key), (size_t)PyBytes_GET_SIZE(key));
     s->vn_client = client;
     s->vn_agent = agent;
@@ -370,10 +409,12 @@ static PyObject *Scanner_pending(Scanner *s, PyObject *Py_UNUSED(ignored)) {
        memory, so the readers classify by bytes as well as by lines and keys. */
     size_t held = s->hits.arena_len + s->agents_t.arena_len + s->refs_t.arena_len +
                   s->visitors_t.arena_len + s->bots.arena_len + s->ignored.arena_len +
-                  s->timings.arena_len + s->clients_t.arena_len;
+                  s->timings.arena_len + s->clients_t.arena_len + s->vn_whos.arena_len +
+                  s->vn_places.arena_len + s->vn_pairs.used * sizeof(uint64_t);
+    /* a visitor numbered by place (vn_pairs) is a visitors key that was not made */
     return Py_BuildValue("Lnn", s->lines,
-                         (Py_ssize_t)(s->hits.used + s->visitors_t.used + s->refs_t.used +
-                                      s->clients_t.used),
+                         (Py_ssize_t)(s->hits.used + s->visitors_t.used + s->vn_pairs.used +
+                                      s->refs_t.used + s->clients_t.used),
                          (Py_ssize_t)held);
 }
 

@@ -75,6 +75,15 @@ typedef struct {
 
 #define TABLE_MIN 1024
 
+/* A set of 64-bit numbers (a visitor numbered by place: place id << 32 | visitor id),
+   8 bytes a slot: the per-line look-up of a busy day's ~100,000 of a batch stays in the
+   caches, where a Table's 48-byte slot and its key in the arena would not. */
+#define U64_EMPTY UINT64_MAX
+typedef struct {
+    uint64_t *keys;
+    size_t cap, used; /* cap: a power of two */
+} U64Set;
+
 typedef struct {
     PyObject_HEAD
     Elem *elems;
@@ -109,6 +118,19 @@ typedef struct {
     Layout vn_place;             /* in a visitors key: its context, then its page fields */
     int vn_client, vn_agent;     /* in a visitors key; -1: the format has none (b"") */
     PyObject *vn_skip_of;        /* agent -> a bot not counted; None: none is */
+    /* numbered as the lines are counted (number_line), so that take() walks no key: in a
+       line's fields, the place (vn_place) and the visitor (context, client, agent);
+       vn_whos: each visitor of the batch -> its number (Slot.value), its id << 1 | whether
+       it is a bot not counted (Slot.size) and its lines (Slot.dur: the agents table is
+       summed from them when vn_agents_summed); vn_numbers: the numbers by visitor id;
+       vn_places: a place -> its id + 1; vn_pairs: each place id << 32 | visitor id once;
+       vn_skips: skip_of's answers */
+    Layout vn_place_f, vn_who_f;
+    int vn_agents_summed;
+    Table vn_whos, vn_places, vn_skips;
+    U64Set vn_pairs;
+    uint64_t *vn_numbers;
+    size_t vn_numbers_cap;
     long long lines;
     /* the last `recent_size` counted lines: (source, start, length); a row tuple has start -1 */
     Py_ssize_t recent_size, recent_head, recent_count;
@@ -121,7 +143,8 @@ typedef struct {
 
 #define EACH_COUNT_TABLE(s, X)                                                                 \
     X(&(s)->hits) X(&(s)->agents_t) X(&(s)->refs_t) X(&(s)->visitors_t) X(&(s)->bots)           \
-        X(&(s)->ignored) X(&(s)->timings) X(&(s)->clients_t)
+        X(&(s)->ignored) X(&(s)->timings) X(&(s)->clients_t) X(&(s)->vn_whos)                 \
+            X(&(s)->vn_places) X(&(s)->vn_skips)
 
 static inline int is_digit(char c) { return c >= '0' && c <= '9'; }
 
@@ -136,6 +159,9 @@ int scan_match_line(Scanner *s, const char *p, const char *end, Span *f);
 /* _scan_tables.c */
 int scan_init_tables(void);
 int scan_table_init(Table *t);
+int scan_u64_init(U64Set *set);
+void scan_u64_free(U64Set *set);
+void scan_u64_clear(U64Set *set);
 void scan_table_free(Table *t);
 void scan_table_clear(Table *t);
 Slot *scan_table_slot(Table *t, const char *key, Py_ssize_t len, int insert);
@@ -153,6 +179,8 @@ int scan_agents_from_visitors(Scanner *s);
 int scan_hits_and_sizes(Scanner *s, PyObject *cls, PyObject **hits, PyObject **sizes,
                         PyObject **durs);
 PyObject *scan_numbered_visitors(Scanner *s);
+Slot *scan_new_who(Scanner *s, const Span *f, const char *key, Py_ssize_t len);
+long long scan_place_id(Scanner *s, const char *key, Py_ssize_t len);
 void scan_visitor_key(Scanner *s, const uint8_t *key, size_t len);
 
 #if defined(__GNUC__)

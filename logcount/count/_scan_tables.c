@@ -153,6 +153,77 @@ Slot *scan_table_slot(Table *t, const char *key, Py_ssize_t len, int insert) {
     return e;
 }
 
+int scan_u64_init(U64Set *set) {
+    set->keys = PyMem_Malloc(TABLE_MIN * sizeof(uint64_t));
+    if (set->keys == NULL)
+        return -1;
+    memset(set->keys, 0xff, TABLE_MIN * sizeof(uint64_t));
+    set->cap = TABLE_MIN;
+    set->used = 0;
+    return 0;
+}
+
+void scan_u64_free(U64Set *set) {
+    PyMem_Free(set->keys);
+    set->keys = NULL;
+}
+
+/* Empty it; one grown large by a burst goes back to its first size. */
+void scan_u64_clear(U64Set *set) {
+    if (set->cap > 16 * TABLE_MIN) {
+        uint64_t *small = PyMem_Realloc(set->keys, TABLE_MIN * sizeof(uint64_t));
+        if (small != NULL) {
+            set->keys = small;
+            set->cap = TABLE_MIN;
+        }
+    }
+    memset(set->keys, 0xff, set->cap * sizeof(uint64_t));
+    set->used = 0;
+}
+
+static inline size_t u64_slot(uint64_t key, size_t cap) {
+    return (size_t)mum(key ^ hash_seed, 0x9e3779b97f4a7c15ull) & (cap - 1);
+}
+
+static int u64_grow(U64Set *set) {
+    size_t cap = set->cap * 2;
+    uint64_t *keys = PyMem_Malloc(cap * sizeof(uint64_t));
+    if (keys == NULL)
+        return -1;
+    memset(keys, 0xff, cap * sizeof(uint64_t));
+    for (size_t i = 0; i < set->cap; i++) {
+        if (set->keys[i] == U64_EMPTY)
+            continue;
+        size_t j = u64_slot(set->keys[i], cap);
+        while (keys[j] != U64_EMPTY)
+            j = (j + 1) & (cap - 1);
+        keys[j] = set->keys[i];
+    }
+    PyMem_Free(set->keys);
+    set->keys = keys;
+    set->cap = cap;
+    return 0;
+}
+
+/* `key` (never U64_EMPTY) into the set; -1 with an error set when memory runs out. */
+static int u64_add(U64Set *set, uint64_t key) {
+    size_t i = u64_slot(key, set->cap);
+    for (; set->keys[i] != U64_EMPTY; i = (i + 1) & (set->cap - 1))
+        if (set->keys[i] == key)
+            return 0;
+    if ((set->used + 1) * 2 > set->cap) {
+        if (u64_grow(set) < 0) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        for (i = u64_slot(key, set->cap); set->keys[i] != U64_EMPTY; i = (i + 1) & (set->cap - 1))
+            ;
+    }
+    set->keys[i] = key;
+    set->used++;
+    return 0;
+}
+
 /* ---- counting ------------------------------------------------------------------------ */
 
 /* The fields of a layout joined with '\n' (no line holds one), in the scanner's buffer. */
@@ -311,6 +382,27 @@ static int add_size(Scanner *s, Slot *e, const Span *f) {
     return 0;
 }
 
+/* number_visitors on: the line's visitor numbered, its number added once to its place's
+   (see _scan_take.c), instead of a visitors key that take() would split again. */
+static int number_line(Scanner *s, const Span *f) {
+    Py_ssize_t len;
+    const char *key = scan_compose(s, &s->vn_who_f, f, &len);
+    if (key == NULL)
+        return -1;
+    Slot *who = scan_table_slot(&s->vn_whos, key, len, 0);
+    if (who == NULL && (who = scan_new_who(s, f, key, len)) == NULL)
+        return -1;
+    who->dur++;
+    if (who->size & 1) /* a bot not counted */
+        return 0;
+    uint64_t id = (uint64_t)who->size >> 1;
+    key = scan_compose(s, &s->vn_place_f, f, &len);
+    long long place = key ? scan_place_id(s, key, len) : -1;
+    if (place < 0)
+        return -1;
+    return u64_add(&s->vn_pairs, (uint64_t)place << 32 | id);
+}
+
 /* Count one parsed line (fields in f, slot nfields is empty, nfields + 1 free). */
 int scan_count_fields(Scanner *s, Span *f) {
     s->lines++;
@@ -338,13 +430,17 @@ int scan_count_fields(Scanner *s, Span *f) {
     if (hit == NULL || (s->size_i >= 0 && add_size(s, hit, f) < 0) ||
         (s->dur_i >= 0 && add_time(s, hit, f) < 0))
         return -1;
-    if (s->agents.n >= 0 && s->agents_from[0] < 0 &&
-        scan_count_key(s, &s->agents_t, &s->agents, f, 1) < 0)
+    /* the agents table is summed at take() from a table that counts the same lines,
+       when one does (agents_from, vn_agents_summed) */
+    int agents_later = s->vn_on ? s->vn_agents_summed : s->agents_from[0] >= 0;
+    if (s->agents.n >= 0 && !agents_later && scan_count_key(s, &s->agents_t, &s->agents, f, 1) < 0)
         return -1;
     if (s->refs.n >= 0 && scan_count_key(s, &s->refs_t, &s->refs, f, 1) < 0)
         return -1;
     if (s->clients.n >= 0 && scan_count_key(s, &s->clients_t, &s->clients, f, 1) < 0)
         return -1;
+    if (s->visitors.n >= 0 && s->vn_on)
+        return number_line(s, f);
     if (s->visitors.n >= 0 && scan_count_key(s, &s->visitors_t, &s->visitors, f, 1) < 0)
         return -1;
     return 0;

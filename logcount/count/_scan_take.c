@@ -100,14 +100,18 @@ PyObject *scan_recent_list(Scanner *s) {
 
 /* The agents table as the sums of the visitors table (whose keys hold every field of an
    agents key, and which counts the same lines): see agents_from. */
-static void split_visitor(const Scanner *s, const Slot *e, Span *vis) {
-    const char *p = s->visitors_t.arena + e->off, *end = p + e->len;
-    for (int k = 0; k < s->visitors.n; k++) {
-        const char *nl = k + 1 < s->visitors.n ? memchr(p, '\n', end - p) : NULL;
-        vis[k].p = p;
-        vis[k].n = (nl ? nl : end) - p;
+static void split_joined(const char *p, Py_ssize_t len, int width, Span *out) {
+    const char *end = p + len;
+    for (int k = 0; k < width; k++) {
+        const char *nl = k + 1 < width ? memchr(p, '\n', end - p) : NULL;
+        out[k].p = p;
+        out[k].n = (nl ? nl : end) - p;
         p = nl ? nl + 1 : end;
     }
+}
+
+static void split_visitor(const Scanner *s, const Slot *e, Span *vis) {
+    split_joined(s->visitors_t.arena + e->off, e->len, s->visitors.n, vis);
 }
 
 /* A visitors key's lines (`by`) added to its agents key (see agents_from). */
@@ -199,25 +203,74 @@ static int add_big_sizes(Scanner *s, PyObject *out) {
  * A rollup wants, per place (a context and the page asked for), the numbers of the
  * visitors who came (classify.visitor_number of client and agent). Handing the visitors
  * table over as ~100,000 key tuples a batch that Python then grouped and hashed cost a
- * rollup counter two fifths of its time on a diverse day; here each distinct (client,
- * agent) of the batch is numbered once and each key adds its number to its place. The
- * Python twin is regex_scan.numbered_py. */
+ * rollup counter two fifths of its time on a diverse day. Here each visitor (context,
+ * client, agent) of the batch is numbered once as the lines are counted (scan_new_who,
+ * called by _scan_tables.c's number_line) and each (place, visitor) is kept once as one
+ * 64-bit number, so that take() only lists them: splitting ~100,000 visitors keys again
+ * at take() cost a third of a counter's CPU. The Python twin is regex_scan.numbered_py. */
 
 typedef struct {
     uint32_t place;
     uint64_t number;
 } Numbered;
 
-/* The id of `key` in `t` (its value), a new one (`*next`, then counted up) the first time;
-   -1 with an error set when memory runs out. */
-static long long id_of(Table *t, const char *key, Py_ssize_t len, long long *next) {
-    Slot *e = scan_table_slot(t, key, len, 0);
-    if (e != NULL)
-        return e->value;
-    if ((e = scan_table_slot(t, key, len, 1)) == NULL)
+/* The id of a place (0, 1, ... in the order first seen; vn_places keeps it + 1); -1 with
+   an error set when memory runs out. */
+long long scan_place_id(Scanner *s, const char *key, Py_ssize_t len) {
+    Slot *e = scan_table_slot(&s->vn_places, key, len, 1);
+    if (e == NULL)
         return -1;
-    e->value = (*next)++;
-    return e->value;
+    if (e->value == 0)
+        e->value = (long long)s->vn_places.used;
+    return e->value - 1;
+}
+
+/* A visitor (`key`: its context, client and agent joined, in s->buf) first seen in the
+   batch: numbered, and whether it is a bot not counted decided (once per agent). */
+Slot *scan_new_who(Scanner *s, const Span *f, const char *key, Py_ssize_t len) {
+    const Span *client = &f[s->vn_who_f.idx[s->vn_who_f.n - 2]];
+    const Span *agent = &f[s->vn_who_f.idx[s->vn_who_f.n - 1]];
+    int skip = 0;
+    if (s->vn_skip_of != Py_None && (skip = scan_decide(&s->vn_skips, s->vn_skip_of, agent)) < 0)
+        return NULL;
+    /* scan_decide() composes nothing, so `key` still holds the joined visitor */
+    size_t id = s->vn_whos.used;
+    if (id >= s->vn_numbers_cap) {
+        size_t cap = s->vn_numbers_cap ? 2 * s->vn_numbers_cap : TABLE_MIN;
+        uint64_t *grown =
+            id < UINT32_MAX ? PyMem_Realloc(s->vn_numbers, cap * sizeof(uint64_t)) : NULL;
+        if (grown == NULL)
+            return (Slot *)PyErr_NoMemory();
+        s->vn_numbers = grown;
+        s->vn_numbers_cap = cap;
+    }
+    Slot *e = scan_table_slot(&s->vn_whos, key, len, 1);
+    if (e == NULL)
+        return NULL;
+    e->size = (long long)(id << 1) | skip;
+    e->value = skip ? 0
+                    : (long long)b2_visitor(&s->vn_keyed, client->p, (size_t)client->n,
+                                            agent->p, (size_t)agent->n);
+    s->vn_numbers[id] = (uint64_t)e->value;
+    return e;
+}
+
+/* The agents table summed from the visitors numbered (vn_agents_summed): a visitor's
+   context and agent are an agents key, its lines (Slot.dur) the lines to add. */
+static int agents_from_whos(Scanner *s) {
+    Span parts[MAX_LAYOUT], f[MAX_FIELDS + 2];
+    const Layout *who = &s->vn_who_f;
+    for (size_t i = 0; i < s->vn_whos.cap; i++) {
+        const Slot *e = &s->vn_whos.slots[i];
+        if (e->off < 0)
+            continue;
+        split_joined(s->vn_whos.arena + e->off, e->len, who->n, parts);
+        for (int k = 0; k < who->n; k++)
+            f[who->idx[k]] = parts[k];
+        if (scan_count_key(s, &s->agents_t, &s->agents, f, e->dur) < 0)
+            return -1;
+    }
+    return 0;
 }
 
 /* The visitor of a visitors key `vis` (its fields): its number, or -1 for a bot not
@@ -274,7 +327,7 @@ static PyObject *places_dict(Scanner *s, Table *places, const Numbered *got, siz
         if (e->off < 0)
             continue;
         PyObject *key = split_key(&s->shared, places->arena + e->off, e->len, s->vn_place.n);
-        failed = key == NULL || PyDict_SetItem(out, key, lists[e->value]) < 0;
+        failed = key == NULL || PyDict_SetItem(out, key, lists[e->value - 1]) < 0;
         Py_XDECREF(key);
     }
     for (size_t g = 0; lists && g < groups; g++)
@@ -294,21 +347,22 @@ void scan_visitor_key(Scanner *s, const uint8_t *key, size_t len) {
     b2_keyed(&s->vn_keyed, key, len);
 }
 
-/* The visitors table as {place: [visitor numbers]} (see number_visitors). */
+/* The visitors as {place: [visitor numbers]} (see number_visitors): those numbered as
+   they were counted (vn_pairs), and any counted as keys before number_visitors() was
+   called (the visitors table, numbered here). */
 PyObject *scan_numbered_visitors(Scanner *s) {
-    Table places = {0}, whos = {0}, skips = {0};
-    Numbered *got = PyMem_Malloc((s->visitors_t.used + 1) * sizeof(Numbered));
+    Table whos = {0}, skips = {0};
+    size_t most = s->visitors_t.used + s->vn_pairs.used;
+    Numbered *got = PyMem_Malloc((most + 1) * sizeof(Numbered));
     PyObject *out = NULL;
     size_t n = 0;
-    long long next = 0;
-    if (got == NULL || scan_table_init(&places) < 0 || scan_table_init(&whos) < 0 ||
-        scan_table_init(&skips) < 0) {
+    if (got == NULL || scan_table_init(&whos) < 0 || scan_table_init(&skips) < 0) {
         PyErr_NoMemory();
         goto done;
     }
     Span vis[MAX_LAYOUT];
-    int agents = s->agents_from[0] >= 0; /* the agents table summed in the same pass */
-    if (agents)
+    int agents = s->agents_from[0] >= 0; /* their agents were not counted line by line */
+    if (agents && s->vn_agents_summed) /* filled here only: a take() that failed left it full */
         scan_table_clear(&s->agents_t);
     for (size_t i = 0; i < s->visitors_t.cap; i++) {
         const Slot *e = &s->visitors_t.slots[i];
@@ -325,16 +379,24 @@ PyObject *scan_numbered_visitors(Scanner *s) {
             continue;
         Py_ssize_t len;
         const char *key = scan_compose(s, &s->vn_place, vis, &len);
-        long long place = key ? id_of(&places, key, len, &next) : -1;
+        long long place = key ? scan_place_id(s, key, len) : -1;
         if (place < 0)
             goto done;
         got[n].place = (uint32_t)place;
         got[n++].number = number;
     }
-    out = places_dict(s, &places, got, n);
+    if (s->vn_agents_summed && agents_from_whos(s) < 0)
+        goto done;
+    for (size_t i = 0; i < s->vn_pairs.cap; i++) {
+        uint64_t pair = s->vn_pairs.keys[i];
+        if (pair == U64_EMPTY)
+            continue;
+        got[n].place = (uint32_t)(pair >> 32);
+        got[n++].number = s->vn_numbers[pair & UINT32_MAX];
+    }
+    out = places_dict(s, &s->vn_places, got, n);
 done:
     PyMem_Free(got);
-    scan_table_free(&places);
     scan_table_free(&whos);
     scan_table_free(&skips);
     return out;
