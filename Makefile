@@ -37,7 +37,10 @@ $(BIN)/logcount: $(VENV)/.test-extras
 FUZZ_TIME ?= 60
 PURE_TESTS ?= tests/test_pipe.py tests/test_tail.py tests/test_rollup.py tests/test_lines.py \
 	tests/test_member_bounds.py tests/test_classify.py tests/test_logformat.py \
-	tests/test_cli_top.py tests/test_pipeline_limits.py tests/test_formats.py tests/e2e
+	tests/test_cli_top.py tests/test_pipeline_limits.py tests/test_formats.py tests/e2e \
+	tests/test_pipeline_reload.py tests/test_sections.py tests/test_visitors.py \
+	tests/test_crawlers.py tests/test_device.py tests/test_times.py tests/test_events.py \
+	tests/test_file_report.py tests/test_hosts_rollup.py tests/test_sites.py tests/test_real_keys.py
 test: $(BIN)/logcount
 	LOGCOUNT_PURE_PYTHON= $(BIN)/python -m pytest -q $(PYTEST_ARGS)
 	$(BIN)/python tests/fuzz/fuzz_lines.py -max_total_time=$(FUZZ_TIME)

@@ -40,6 +40,16 @@ if _scan is None:
         raise RuntimeError("logcount.count._scan was not built: CI must test the C scanner")
     pytest.skip("logcount.count._scan is not built (no C compiler?)", allow_module_level=True)
 
+
+
+@pytest.fixture(autouse=True)
+def c_scanner_unless_a_test_says(monkeypatch) -> None:
+    """This module compares the C scanner with the regex path in one run, choosing each by
+    LOGCOUNT_PURE_PYTHON itself (see counted()): a run of the suite with the variable set
+    (make test's pure-Python pass) must not turn the C side of each comparison pure too."""
+    monkeypatch.delenv("LOGCOUNT_PURE_PYTHON", raising=False)
+
+
 SCANNED = [f for f in FORMATS if compile_format(f).plan is not None]
 ODD = [b"\\", b'"', b" ", b"-", b"0", b"9", b"[", b"]", b":", b"\\x", b"\\\\", b'\\"', b"\r"]
 
