@@ -166,6 +166,11 @@ static int Scanner_init(Scanner *s, PyObject *args, PyObject *kw) {
     s->recent_len = PyMem_Calloc(slots, sizeof(Py_ssize_t));
     s->bufcap = 1024;
     s->buf = PyMem_Malloc(s->bufcap);
+    for (int i = 0; i < PIPELINE; i++) {
+        s->keys[i].cap = 1024;
+        s->keys[i].buf = PyMem_Malloc(s->keys[i].cap);
+        failed = failed || s->keys[i].buf == NULL;
+    }
     if (failed || !s->recent_src || !s->recent_start || !s->recent_len || !s->buf) {
         PyErr_NoMemory();
         return -1;
@@ -196,6 +201,8 @@ static void Scanner_dealloc(Scanner *s) {
     PyMem_Free(s->recent_len);
     PyMem_Free(s->elems);
     PyMem_Free(s->buf);
+    for (int i = 0; i < PIPELINE; i++)
+        PyMem_Free(s->keys[i].buf);
     Py_TYPE(s)->tp_free((PyObject *)s);
 }
 
@@ -214,6 +221,41 @@ static int detach_recent(Scanner *s, PyObject *src, const char *base) {
         Py_DECREF(src);
     }
     return 0;
+}
+
+/* The lines of a chunk in flight (see Scanner_feed): their fields, where each starts in
+   the chunk and its length; the keys are the scanner's (Scanner.keys) */
+typedef struct {
+    Span f[PIPELINE][MAX_FIELDS + 2];
+    Py_ssize_t start[PIPELINE], len[PIPELINE];
+    int next, waiting; /* the slot of the next line; lines cut and not counted yet */
+} InFlight;
+
+/* Count the oldest line in flight. */
+static int count_oldest(Scanner *s, PyObject *src, InFlight *fl) {
+    int i = (fl->next + PIPELINE - fl->waiting) % PIPELINE;
+    scan_prefetch_keys(&s->keys[i]);
+    if (scan_count_prepared(s, fl->f[i], &s->keys[i]) < 0)
+        return -1;
+    scan_remember(s, src, fl->start[i], fl->len[i]);
+    fl->waiting--;
+    return 0;
+}
+
+/* A line matched into fl->f[fl->next]: its keys prepared (their slots start loading),
+   then the oldest line in flight counted once PIPELINE are (its slots loaded meanwhile;
+   its keys in the arenas start loading all at once before it is counted). */
+static int in_flight(Scanner *s, PyObject *src, InFlight *fl, Py_ssize_t start, Py_ssize_t len) {
+    int i = fl->next;
+    if (scan_prepare_line(s, fl->f[i], &s->keys[i]) < 0)
+        return -1;
+    fl->start[i] = start;
+    fl->len[i] = len;
+    fl->next = (i + 1) % PIPELINE;
+    if (fl->waiting > 0 && PIPELINE > 2) /* a line cut earlier: its keys start loading */
+        scan_prefetch_keys(&s->keys[(i + PIPELINE - 1) % PIPELINE]);
+    fl->waiting++;
+    return fl->waiting == PIPELINE ? count_oldest(s, src, fl) : 0;
 }
 
 static PyObject *Scanner_feed(Scanner *s, PyObject *arg) {
@@ -235,19 +277,22 @@ static PyObject *Scanner_feed(Scanner *s, PyObject *arg) {
         return NULL;
     }
     const char *base = view.buf, *p = base, *end = base + view.len;
-    Span f[MAX_FIELDS + 2];
+    /* A line is counted after the next one is cut: its keys load from memory meanwhile
+       (see LineKeys) */
+    InFlight fl;
+    fl.next = fl.waiting = 0;
     while (p < end) {
         const char *nl = memchr(p, '\n', end - p);
         const char *eol = nl ? nl : end;
         if (eol > p) {
+            Span *f = fl.f[fl.next];
             for (int i = 0; i <= s->nfields; i++) {
                 f[i].p = p;
                 f[i].n = 0;
             }
             if (scan_match_line(s, p, eol, f)) {
-                if (scan_count_fields(s, f) < 0)
+                if (in_flight(s, arg, &fl, p - base, eol - p) < 0)
                     goto error;
-                scan_remember(s, arg, p - base, eol - p);
             } else {
                 PyObject *line = PyBytes_FromStringAndSize(p, eol - p);
                 if (line == NULL || PyList_Append(bad, line) < 0) {
@@ -259,6 +304,9 @@ static PyObject *Scanner_feed(Scanner *s, PyObject *arg) {
         }
         p = eol + 1;
     }
+    while (fl.waiting > 0)
+        if (count_oldest(s, arg, &fl) < 0)
+            goto error;
     if (!PyBytes_CheckExact(arg) && detach_recent(s, arg, base) < 0)
         goto error;
     PyBuffer_Release(&view);

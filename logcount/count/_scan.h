@@ -84,6 +84,28 @@ typedef struct {
     size_t cap, used; /* cap: a power of two */
 } U64Set;
 
+/* A line's keys, composed and hashed before any is looked up (scan_prepare_line), so
+   that the look-ups' cache misses overlap: on a diverse day a counter spent a fifth of
+   its time waiting, one look-up after the other, for a slot and then for its key in the
+   arena. Each key names its table (NULL: not looked up for this line); the composed
+   ones lie in `buf`, the others (an agent, a request) in the line itself. */
+enum { LK_BOT, LK_IGNORE, LK_HIT, LK_AGENT, LK_REF, LK_CLIENT, LK_WHO, LK_PLACE, LK_VISITOR, LK_N };
+typedef struct {
+    Table *t;
+    const char *key;
+    Py_ssize_t len;
+    uint64_t h;
+} LineKey;
+/* Lines in flight in feed: one cut, its keys prepared and their slots loading, while the
+   one before it is counted (3, a line more between, measured no faster: -16 % of feed's
+   CPU against -18 % for 2) */
+#define PIPELINE 2
+typedef struct {
+    LineKey k[LK_N];
+    char *buf;
+    Py_ssize_t cap;
+} LineKeys;
+
 typedef struct {
     PyObject_HEAD
     Elem *elems;
@@ -139,6 +161,8 @@ typedef struct {
     /* reusable key buffer */
     char *buf;
     Py_ssize_t bufcap;
+    /* the keys of the line being counted and of the next ones, prepared meanwhile (feed) */
+    LineKeys keys[PIPELINE];
 } Scanner;
 
 #define EACH_COUNT_TABLE(s, X)                                                                 \
@@ -165,6 +189,11 @@ void scan_u64_clear(U64Set *set);
 void scan_table_free(Table *t);
 void scan_table_clear(Table *t);
 Slot *scan_table_slot(Table *t, const char *key, Py_ssize_t len, int insert);
+uint64_t scan_hash(const char *p, size_t n);
+Slot *scan_table_slot_h(Table *t, const char *key, Py_ssize_t len, uint64_t h, int insert);
+int scan_prepare_line(Scanner *s, const Span *f, LineKeys *lk);
+void scan_prefetch_keys(const LineKeys *lk);
+int scan_count_prepared(Scanner *s, Span *f, const LineKeys *lk);
 const char *scan_compose(Scanner *s, const Layout *l, const Span *f, Py_ssize_t *len);
 int scan_count_key(Scanner *s, Table *t, const Layout *l, const Span *f, long long by);
 int scan_decide(Table *cache, PyObject *fn, const Span *value);
@@ -180,7 +209,7 @@ int scan_hits_and_sizes(Scanner *s, PyObject *cls, PyObject **hits, PyObject **s
                         PyObject **durs);
 PyObject *scan_numbered_visitors(Scanner *s);
 Slot *scan_new_who(Scanner *s, const Span *f, const char *key, Py_ssize_t len);
-long long scan_place_id(Scanner *s, const char *key, Py_ssize_t len);
+long long scan_place_id(Scanner *s, const char *key, Py_ssize_t len, uint64_t h);
 void scan_visitor_key(Scanner *s, const uint8_t *key, size_t len);
 
 #if defined(__GNUC__)

@@ -106,10 +106,16 @@ static int table_grow(Table *t) {
     return 0;
 }
 
+uint64_t scan_hash(const char *p, size_t n) { return hash_bytes(p, n); }
+
 /* The slot of `key` (found, or NULL when absent and !insert); NULL with an error set when
    memory runs out. A new slot has value 0. */
 Slot *scan_table_slot(Table *t, const char *key, Py_ssize_t len, int insert) {
-    uint64_t h = hash_bytes(key, (size_t)len);
+    return scan_table_slot_h(t, key, len, hash_bytes(key, (size_t)len), insert);
+}
+
+/* The same, the key's hash (scan_hash) given. */
+Slot *scan_table_slot_h(Table *t, const char *key, Py_ssize_t len, uint64_t h, int insert) {
     size_t i = h & (t->cap - 1);
     for (;;) {
         Slot *e = &t->slots[i];
@@ -226,11 +232,28 @@ static int u64_add(U64Set *set, uint64_t key) {
 
 /* ---- counting ------------------------------------------------------------------------ */
 
-/* The fields of a layout joined with '\n' (no line holds one), in the scanner's buffer. */
-const char *scan_compose(Scanner *s, const Layout *l, const Span *f, Py_ssize_t *len) {
+static inline Py_ssize_t joined_len(const Layout *l, const Span *f) {
     Py_ssize_t size = l->n ? l->n - 1 : 0;
     for (int i = 0; i < l->n; i++)
         size += f[l->idx[i]].n;
+    return size;
+}
+
+/* The fields of a layout joined with '\n' at w; the end of what was written. */
+static inline char *join_into(char *w, const Layout *l, const Span *f) {
+    for (int i = 0; i < l->n; i++) {
+        if (i)
+            *w++ = '\n';
+        const Span *x = &f[l->idx[i]];
+        memcpy(w, x->p, x->n);
+        w += x->n;
+    }
+    return w;
+}
+
+/* The fields of a layout joined with '\n' (no line holds one), in the scanner's buffer. */
+const char *scan_compose(Scanner *s, const Layout *l, const Span *f, Py_ssize_t *len) {
+    Py_ssize_t size = joined_len(l, f);
     if (size > s->bufcap) {
         char *grown = PyMem_Realloc(s->buf, size * 2);
         if (grown == NULL) {
@@ -240,14 +263,7 @@ const char *scan_compose(Scanner *s, const Layout *l, const Span *f, Py_ssize_t 
         s->buf = grown;
         s->bufcap = size * 2;
     }
-    char *w = s->buf;
-    for (int i = 0; i < l->n; i++) {
-        if (i)
-            *w++ = '\n';
-        const Span *x = &f[l->idx[i]];
-        memcpy(w, x->p, x->n);
-        w += x->n;
-    }
+    join_into(s->buf, l, f);
     *len = size;
     return s->buf;
 }
@@ -268,9 +284,10 @@ int scan_count_key(Scanner *s, Table *t, const Layout *l, const Span *f, long lo
     return count_key_slot(s, t, l, f, by) == NULL ? -1 : 0;
 }
 
-/* The cached decision for `value` (a bot agent, an ignored request); -1 on error. */
-int scan_decide(Table *cache, PyObject *fn, const Span *value) {
-    Slot *e = scan_table_slot(cache, value->p, value->n, 0);
+/* The cached decision for `value` (a bot agent, an ignored request), hashed h; -1 on
+   error. */
+static int decide_h(Table *cache, PyObject *fn, const Span *value, uint64_t h) {
+    Slot *e = scan_table_slot_h(cache, value->p, value->n, h, 0);
     if (e != NULL)
         return (int)e->value;
     PyObject *key = PyBytes_FromStringAndSize(value->p, value->n);
@@ -284,11 +301,15 @@ int scan_decide(Table *cache, PyObject *fn, const Span *value) {
         return -1;
     if (cache->used >= CACHE_LIMIT || cache->arena_len >= CACHE_BYTES)
         scan_table_clear(cache);
-    e = scan_table_slot(cache, value->p, value->n, 1);
+    e = scan_table_slot_h(cache, value->p, value->n, h, 1);
     if (e == NULL)
         return -1;
     e->value = flag;
     return flag;
+}
+
+int scan_decide(Table *cache, PyObject *fn, const Span *value) {
+    return decide_h(cache, fn, value, hash_bytes(value->p, (size_t)value->n));
 }
 
 void scan_remember(Scanner *s, PyObject *src, Py_ssize_t start, Py_ssize_t len) {
@@ -382,33 +403,131 @@ static int add_size(Scanner *s, Slot *e, const Span *f) {
     return 0;
 }
 
+/* ---- a line's keys, prepared before they are looked up (see LineKeys) --------------- */
+
+static inline void prefetch_span(const void *p, size_t n) {
+#if defined(__GNUC__)
+    const char *c = p;
+    __builtin_prefetch(c);
+    if (n > 64)
+        __builtin_prefetch(c + 64);
+    if (n > 128)
+        __builtin_prefetch(c + n - 1);
+#else
+    (void)p;
+    (void)n;
+#endif
+}
+
+/* Compose and hash the keys that scan_count_prepared will look up for the line `f`, and
+   start loading the slot each hash points at; -1 with an error set when memory runs out.
+   What is looked up depends only on the scanner's settings, never on the tables. */
+int scan_prepare_line(Scanner *s, const Span *f, LineKeys *lk) {
+    int agents_later = s->vn_on ? s->vn_agents_summed : s->agents_from[0] >= 0;
+    int numbered = s->visitors.n >= 0 && s->vn_on;
+    const struct {
+        int k;
+        Table *t;
+        const Layout *l;
+    } joined[] = {
+        {LK_HIT, &s->hits, &s->hits_l},
+        {LK_AGENT, s->agents.n >= 0 && !agents_later ? &s->agents_t : NULL, &s->agents},
+        {LK_REF, s->refs.n >= 0 ? &s->refs_t : NULL, &s->refs},
+        {LK_CLIENT, s->clients.n >= 0 ? &s->clients_t : NULL, &s->clients},
+        {LK_WHO, numbered ? &s->vn_whos : NULL, &s->vn_who_f},
+        {LK_PLACE, numbered ? &s->vn_places : NULL, &s->vn_place_f},
+        {LK_VISITOR, s->visitors.n >= 0 && !s->vn_on ? &s->visitors_t : NULL, &s->visitors},
+    };
+    enum { NJOINED = sizeof joined / sizeof joined[0] };
+    Py_ssize_t need = 0;
+    for (int j = 0; j < NJOINED; j++)
+        if (joined[j].t != NULL)
+            need += joined_len(joined[j].l, f);
+    if (need > lk->cap) {
+        char *grown = PyMem_Realloc(lk->buf, need * 2);
+        if (grown == NULL) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        lk->buf = grown;
+        lk->cap = need * 2;
+    }
+    LineKey *k = lk->k;
+    char *w = lk->buf;
+    for (int j = 0; j < NJOINED; j++) {
+        LineKey *x = &k[joined[j].k];
+        x->t = joined[j].t;
+        if (x->t != NULL) {
+            x->key = w;
+            w = join_into(w, joined[j].l, f);
+            x->len = w - x->key;
+        }
+    }
+    /* the decisions' caches are keyed by the field itself */
+    k[LK_BOT].t = s->agent_i >= 0 ? &s->flag_bot : NULL;
+    k[LK_IGNORE].t = s->ignore_on && s->target_i >= 0 ? &s->flag_ignore : NULL;
+    if (k[LK_BOT].t != NULL) {
+        k[LK_BOT].key = f[s->agent_i].p;
+        k[LK_BOT].len = f[s->agent_i].n;
+    }
+    if (k[LK_IGNORE].t != NULL) {
+        k[LK_IGNORE].key = f[s->target_i].p;
+        k[LK_IGNORE].len = f[s->target_i].n;
+    }
+    for (int j = 0; j < LK_N; j++) {
+        if (k[j].t == NULL)
+            continue;
+        k[j].h = hash_bytes(k[j].key, (size_t)k[j].len);
+        prefetch_span(&k[j].t->slots[k[j].h & (k[j].t->cap - 1)], sizeof(Slot));
+    }
+    return 0;
+}
+
+/* Start loading the keys in the arenas that the prepared keys' slots hold (their slots
+   loaded by now, a line later): a hint only, the look-ups probe as ever. */
+void scan_prefetch_keys(const LineKeys *lk) {
+    for (int j = 0; j < LK_N; j++) {
+        const LineKey *k = &lk->k[j];
+        if (k->t == NULL)
+            continue;
+        const Slot *e = &k->t->slots[k->h & (k->t->cap - 1)];
+        if (e->off >= 0 && e->hash == k->h)
+            prefetch_span(k->t->arena + e->off, (size_t)e->len);
+    }
+}
+
+static inline Slot *add_prepared(const LineKey *k, long long by) {
+    Slot *e = scan_table_slot_h(k->t, k->key, k->len, k->h, 1);
+    if (e != NULL)
+        e->value += by;
+    return e;
+}
+
 /* number_visitors on: the line's visitor numbered, its number added once to its place's
    (see _scan_take.c), instead of a visitors key that take() would split again. */
-static int number_line(Scanner *s, const Span *f) {
-    Py_ssize_t len;
-    const char *key = scan_compose(s, &s->vn_who_f, f, &len);
-    if (key == NULL)
-        return -1;
-    Slot *who = scan_table_slot(&s->vn_whos, key, len, 0);
-    if (who == NULL && (who = scan_new_who(s, f, key, len)) == NULL)
+static int number_line(Scanner *s, const Span *f, const LineKeys *lk) {
+    const LineKey *w = &lk->k[LK_WHO], *place_key = &lk->k[LK_PLACE];
+    Slot *who = scan_table_slot_h(&s->vn_whos, w->key, w->len, w->h, 0);
+    if (who == NULL && (who = scan_new_who(s, f, w->key, w->len)) == NULL)
         return -1;
     who->dur++;
     if (who->size & 1) /* a bot not counted */
         return 0;
     uint64_t id = (uint64_t)who->size >> 1;
-    key = scan_compose(s, &s->vn_place_f, f, &len);
-    long long place = key ? scan_place_id(s, key, len) : -1;
+    long long place = scan_place_id(s, place_key->key, place_key->len, place_key->h);
     if (place < 0)
         return -1;
     return u64_add(&s->vn_pairs, (uint64_t)place << 32 | id);
 }
 
-/* Count one parsed line (fields in f, slot nfields is empty, nfields + 1 free). */
-int scan_count_fields(Scanner *s, Span *f) {
+/* Count one parsed line (fields in f, slot nfields is empty, nfields + 1 free) whose
+   keys scan_prepare_line prepared. */
+int scan_count_prepared(Scanner *s, Span *f, const LineKeys *lk) {
+    const LineKey *k = lk->k;
     s->lines++;
     int bot = 0, ignored = 0;
-    if (s->agent_i >= 0) {
-        bot = scan_decide(&s->flag_bot, s->decide_bot, &f[s->agent_i]);
+    if (k[LK_BOT].t != NULL) {
+        bot = decide_h(&s->flag_bot, s->decide_bot, &f[s->agent_i], k[LK_BOT].h);
         if (bot < 0)
             return -1;
         /* keyed by the agent too (agents' layout): bots are counted by their name */
@@ -416,8 +535,8 @@ int scan_count_fields(Scanner *s, Span *f) {
             return -1;
     }
     int excluded = bot && !s->count_bots;
-    if (s->ignore_on && s->target_i >= 0) {
-        ignored = scan_decide(&s->flag_ignore, s->decide_ignore, &f[s->target_i]);
+    if (k[LK_IGNORE].t != NULL) {
+        ignored = decide_h(&s->flag_ignore, s->decide_ignore, &f[s->target_i], k[LK_IGNORE].h);
         if (ignored < 0)
             return -1;
         if (ignored && !excluded && scan_count_key(s, &s->ignored, &s->ctx, f, 1) < 0)
@@ -426,24 +545,27 @@ int scan_count_fields(Scanner *s, Span *f) {
     }
     if (excluded)
         return 0;
-    Slot *hit = count_key_slot(s, &s->hits, &s->hits_l, f, 1);
+    Slot *hit = add_prepared(&k[LK_HIT], 1);
     if (hit == NULL || (s->size_i >= 0 && add_size(s, hit, f) < 0) ||
         (s->dur_i >= 0 && add_time(s, hit, f) < 0))
         return -1;
-    /* the agents table is summed at take() from a table that counts the same lines,
-       when one does (agents_from, vn_agents_summed) */
-    int agents_later = s->vn_on ? s->vn_agents_summed : s->agents_from[0] >= 0;
-    if (s->agents.n >= 0 && !agents_later && scan_count_key(s, &s->agents_t, &s->agents, f, 1) < 0)
-        return -1;
-    if (s->refs.n >= 0 && scan_count_key(s, &s->refs_t, &s->refs, f, 1) < 0)
-        return -1;
-    if (s->clients.n >= 0 && scan_count_key(s, &s->clients_t, &s->clients, f, 1) < 0)
-        return -1;
-    if (s->visitors.n >= 0 && s->vn_on)
-        return number_line(s, f);
-    if (s->visitors.n >= 0 && scan_count_key(s, &s->visitors_t, &s->visitors, f, 1) < 0)
+    /* the agents table is prepared only when not summed at take() from a table that
+       counts the same lines (agents_from, vn_agents_summed) */
+    for (int j = LK_AGENT; j <= LK_CLIENT; j++)
+        if (k[j].t != NULL && add_prepared(&k[j], 1) == NULL)
+            return -1;
+    if (k[LK_WHO].t != NULL)
+        return number_line(s, f, lk);
+    if (k[LK_VISITOR].t != NULL && add_prepared(&k[LK_VISITOR], 1) == NULL)
         return -1;
     return 0;
+}
+
+/* Count one parsed line (a row of the regex path): its keys prepared, then counted. */
+int scan_count_fields(Scanner *s, Span *f) {
+    if (scan_prepare_line(s, f, &s->keys[0]) < 0)
+        return -1;
+    return scan_count_prepared(s, f, &s->keys[0]);
 }
 
 /* The bins' texts, and the hash seed from os.urandom. */

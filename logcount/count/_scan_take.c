@@ -214,10 +214,10 @@ typedef struct {
     uint64_t number;
 } Numbered;
 
-/* The id of a place (0, 1, ... in the order first seen; vn_places keeps it + 1); -1 with
-   an error set when memory runs out. */
-long long scan_place_id(Scanner *s, const char *key, Py_ssize_t len) {
-    Slot *e = scan_table_slot(&s->vn_places, key, len, 1);
+/* The id of a place (0, 1, ... in the order first seen; vn_places keeps it + 1) from its
+   key and the key's hash (scan_hash); -1 with an error set when memory runs out. */
+long long scan_place_id(Scanner *s, const char *key, Py_ssize_t len, uint64_t h) {
+    Slot *e = scan_table_slot_h(&s->vn_places, key, len, h, 1);
     if (e == NULL)
         return -1;
     if (e->value == 0)
@@ -379,7 +379,7 @@ PyObject *scan_numbered_visitors(Scanner *s) {
             continue;
         Py_ssize_t len;
         const char *key = scan_compose(s, &s->vn_place, vis, &len);
-        long long place = key ? scan_place_id(s, key, len) : -1;
+        long long place = key ? scan_place_id(s, key, len, scan_hash(key, (size_t)len)) : -1;
         if (place < 0)
             goto done;
         got[n].place = (uint32_t)place;
