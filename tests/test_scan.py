@@ -41,7 +41,6 @@ if _scan is None:
     pytest.skip("logcount.count._scan is not built (no C compiler?)", allow_module_level=True)
 
 
-
 @pytest.fixture(autouse=True)
 def c_scanner_unless_a_test_says(monkeypatch) -> None:
     """This module compares the C scanner with the regex path in one run, choosing each by
