@@ -5,8 +5,9 @@
  * to Python (the numbered visitors too), _scan.c is the module and the Scanner's methods.
  * A function one file calls in another is scan_-prefixed and hidden (no PLT call, not
  * exported from the .so). The hot path of a line stays in two files (cut by
- * scan_match_line, counted by scan_count_fields down to the hash table), so no call
- * inlined before crosses a file; is_digit, which both use, is static inline here.
+ * scan_match_line; its keys prepared by scan_prepare_line and counted by
+ * scan_count_prepared down to the hash table), so no call inlined before crosses a
+ * file; is_digit, which both use, is static inline here.
  */
 #ifndef LOGCOUNT_SCAN_H
 #define LOGCOUNT_SCAN_H
