@@ -361,15 +361,20 @@ static void numbering_layouts(Scanner *s, int client, int agent) {
     s->vn_agents_summed = summed;
 }
 
+/* Numbering turned off or changed while visitors numbered the old way wait for take():
+   they would be handed over under numbers they were not given. */
+static PyObject *numbered_visitors_pending(void) {
+    PyErr_SetString(PyExc_ValueError, "visitors numbered are pending: take() them first");
+    return NULL;
+}
+
 static PyObject *Scanner_number_visitors(Scanner *s, PyObject *args) {
     PyObject *key, *place, *skip_of;
     int client, agent;
     if (!PyArg_ParseTuple(args, "OOiiO", &key, &place, &client, &agent, &skip_of))
         return NULL;
-    if (key == Py_None && s->vn_whos.used) {
-        PyErr_SetString(PyExc_ValueError, "visitors numbered are pending: take() them first");
-        return NULL;
-    }
+    if (key == Py_None && s->vn_whos.used)
+        return numbered_visitors_pending();
     if (key == Py_None) {
         s->vn_on = 0;
         Py_CLEAR(s->vn_skip_of);
@@ -394,8 +399,7 @@ static PyObject *Scanner_number_visitors(Scanner *s, PyObject *args) {
     if (s->vn_whos.used && (client != s->vn_client || agent != s->vn_agent ||
                             memcmp(&was, &s->vn_place, sizeof was) != 0)) {
         s->vn_place = was;
-        PyErr_SetString(PyExc_ValueError, "visitors numbered are pending: take() them first");
-        return NULL;
+        return numbered_visitors_pending();
     }
     numbering_layouts(s, client, agent);
     scan_visitor_key(s, (const uint8_t *)PyBytes_AS_STRING(key), (size_t)PyBytes_GET_SIZE(key));

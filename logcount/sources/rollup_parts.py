@@ -87,8 +87,8 @@ def _union(f: BinaryIO | None, held: array[int], out: BinaryIO) -> int:
     for chunk in _hashes_of(f):
         k = bisect_right(held, chunk[-1], j)
         if k > j:  # in C: 0.07 s less of a diverse day's counter than Python sets and sorting
-            merged = union_into(chunk, held[j:k], len(chunk) + k - j)  # a limit never passed
-            assert merged
+            # the limit is both lengths together, which no union passes: it always merges
+            union_into(chunk, held[j:k], len(chunk) + k - j)
         j = k
         chunk.tofile(out)
         n += len(chunk)
