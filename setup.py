@@ -28,6 +28,7 @@ setup(
                 "logcount/count/_sum_sets.c",
                 "logcount/count/_sum_numbers.c",
                 "logcount/count/_sum_sketch.c",
+                "logcount/count/_sum_json.c",
             ],
             depends=["logcount/count/_sum.h", "logcount/count/_blake2b.h"],
             optional=True,

@@ -532,3 +532,63 @@ def test_the_c_sorted_hashes_on_every_shape(n: int) -> None:
     ]
     for values in shapes:
         assert _sum.sorted_hashes(values) == sorted_hashes_py(values)
+
+
+# What apply.lua's operations hold (str of every plane, lone surrogates, ints past 64 bits,
+# nested lists, tuples and dicts), as the C twin must write it.
+JSON_SCALARS = st.one_of(
+    st.text(),
+    st.integers(-(2**80), 2**80),
+    st.sampled_from([None, True, False, 0, -1, 2**63, -(2**63) - 1]),
+    st.sampled_from(["\ud800", "a\udfffb", "\x00\x1f\x7f\"\\/", "\U0001f600é\u2028"]),
+)
+JSON_VALUES = st.recursive(
+    JSON_SCALARS,
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=5),
+        st.lists(inner, max_size=5).map(tuple),
+        st.dictionaries(st.text(max_size=8), inner, max_size=5),
+    ),
+    max_leaves=40,
+)
+
+
+@given(JSON_VALUES)
+@settings(max_examples=400)
+def test_the_c_json_equals_jsons_bytes(value) -> None:
+    import json
+
+    expected = json.dumps(value, separators=(",", ":")).encode("ascii")
+    assert _sum.json_compact(value) == expected
+
+
+@pytest.mark.parametrize(
+    "value", [1.5, [1, 2.0], {1: "a"}, {"a": {("t",): 1}}, [set()]]
+)
+def test_the_c_json_leaves_other_types_to_json(value) -> None:
+    """A float, a key not a str, an unknown type: TypeError from the C twin, and
+    sums.json_compact then writes what json writes (or raises as json does)."""
+    import json
+
+    from logcount.count.sums import json_compact
+
+    with pytest.raises(TypeError):
+        _sum.json_compact(value)
+    try:
+        expected = json.dumps(value, separators=(",", ":")).encode("ascii")
+    except TypeError:
+        with pytest.raises(TypeError):
+            json_compact(value)
+        return
+    assert json_compact(value) == expected
+
+
+def test_the_c_json_leaves_deep_nests_to_json() -> None:
+    from logcount.count.sums import json_compact
+
+    deep: list = [1]
+    for _ in range(40):
+        deep = [deep]
+    with pytest.raises(TypeError):
+        _sum.json_compact(deep)
+    assert json_compact(deep) == b"[" * 41 + b"1" + b"]" * 41

@@ -10,7 +10,7 @@
  */
 #include "_sum.h"
 
-#define SUM_VERSION 8
+#define SUM_VERSION 9
 
 /* The dict under `key` in `outer`, created empty when missing; a borrowed reference. */
 static PyObject *inner_dict(PyObject *outer, PyObject *key) {
@@ -198,6 +198,10 @@ static PyMethodDef methods[] = {
      "union_into(held, fresh, limit): fresh (an array('Q'), ascending, each once) merged "
      "into held (the same) in place; False, held untouched, when the union would hold more "
      "than limit hashes; as sketch.union_into_py."},
+    {"json_compact", sum_json_compact, METH_O,
+     "json_compact(obj): json.dumps(obj, separators=(',', ':')) as ASCII bytes, for str, "
+     "int, bool, None, list, tuple and dict with str keys (exact types); TypeError for "
+     "anything else."},
     {NULL, NULL, 0, NULL}};
 
 static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "logcount.count._sum",

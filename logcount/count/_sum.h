@@ -31,6 +31,9 @@ PyObject *sum_add_numbered(PyObject *self, PyObject *args);
 /* _sum_numbers.c: VisitorNumbers made ready and added to the module; -1 with an error */
 int sum_add_numbers_type(PyObject *m);
 
+/* _sum_json.c */
+PyObject *sum_json_compact(PyObject *self, PyObject *obj);
+
 /* _sum_sketch.c */
 PyObject *sum_add_registers(PyObject *self, PyObject *args);
 PyObject *sum_sorted_hashes(PyObject *self, PyObject *values);

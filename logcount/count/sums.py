@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import functools
 import importlib
+import json
 import os
 import sys
 from collections import Counter
 from collections.abc import Callable, Iterable
 from typing import Any
 
-SUM_VERSION = 8  # the _sum.c this code calls
+SUM_VERSION = 9  # the _sum.c this code calls
 
 Key = tuple[bytes, ...]
 Pairs = tuple[tuple[str, str], ...]  # (dimension, member) pairs a key's rest yields
@@ -256,6 +257,24 @@ add_counts: Callable[[dict[Any, int], dict[Any, int]], None] = getattr(
 add_to_sets: Callable[..., None] = getattr(_sum, "add_to_sets", add_to_sets_py)
 add_to_place_sets: Callable[..., None] = getattr(_sum, "add_to_place_sets", add_to_place_sets_py)
 add_numbered: Callable[..., None] = getattr(_sum, "add_numbered", add_numbered_py)
+_json_compact_c: Callable[[Any], bytes] | None = getattr(_sum, "json_compact", None)
+_json_encode = json.JSONEncoder(separators=(",", ":")).encode
+
+
+def json_compact_py(obj: Any) -> bytes:
+    """json.dumps(obj, separators=(",", ":")) as bytes (ASCII: json escapes the rest)."""
+    return _json_encode(obj).encode("ascii")
+
+
+def json_compact(obj: Any) -> bytes:
+    """json_compact_py's bytes, written by the C twin when it can (apply.lua's operations:
+    str, int, lists and dicts of them), else by json."""
+    if _json_compact_c is not None:
+        try:
+            return _json_compact_c(obj)
+        except TypeError:  # a type the C twin leaves to json (a float, a subclass)
+            pass
+    return json_compact_py(obj)
 
 
 def native_sum() -> Any:
