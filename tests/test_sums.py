@@ -583,6 +583,28 @@ def test_the_c_json_leaves_other_types_to_json(value) -> None:
     assert json_compact(value) == expected
 
 
+def test_the_c_json_writes_a_counter_as_json_does_and_leaves_other_dicts_to_it() -> None:
+    """A Counter's items() is dict's: written in its order; a subclass with its own
+    items() could write other pairs, and goes to json."""
+    import json
+    from collections import Counter, OrderedDict
+
+    counts = Counter({"b": 2, "a": 1})
+    counts["c"] += 3
+    assert _sum.json_compact([counts]) == json.dumps([counts], separators=(",", ":")).encode()
+
+    class Upside(dict):
+        def items(self):
+            return reversed(list(super().items()))
+
+    from logcount.count.sums import json_compact
+
+    for own_items in (Upside(a=1, b=2), OrderedDict(b=1, a=2)):
+        with pytest.raises(TypeError):
+            _sum.json_compact(own_items)
+        assert json_compact(own_items) == json.dumps(own_items, separators=(",", ":")).encode()
+
+
 def test_the_c_json_leaves_deep_nests_to_json() -> None:
     from logcount.count.sums import json_compact
 

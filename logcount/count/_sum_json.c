@@ -6,7 +6,8 @@
  * text goes into one byte buffer. It writes exactly what
  * json.dumps(obj, separators=(",", ":")) writes (ensure_ascii, the escapes and the
  * lowercase \u hex of json's py_encode_basestring_ascii) for str, exact int, bool, None,
- * list, tuple and dict with str keys; anything else (a float, a subclass, a deep nest)
+ * list, tuple and dict (or a subclass with dict's items(), a Counter) with str keys;
+ * anything else (a float, a subclass, a deep nest)
  * raises TypeError, and the caller asks json (sums.json_compact). tests/test_sums.py
  * holds the two equal. */
 #include "_sum.h"
@@ -159,6 +160,19 @@ static int put_dict(Buf *b, PyObject *d, int depth) {
     return put(b, "}", 1);
 }
 
+/* A dict subclass whose items() is dict's (a Counter): json writes its items() in the
+   dict's own order, which PyDict_Next walks. */
+static int plain_items(PyObject *o) {
+    static PyObject *name = NULL, *dict_items = NULL; /* dict's own: borrowed, never freed */
+    if (name == NULL && (name = PyUnicode_InternFromString("items")) == NULL) {
+        PyErr_Clear();
+        return 0;
+    }
+    if (dict_items == NULL && (dict_items = _PyType_Lookup(&PyDict_Type, name)) == NULL)
+        return 0;
+    return _PyType_Lookup(Py_TYPE(o), name) == dict_items;
+}
+
 static int put_obj(Buf *b, PyObject *o, int depth) {
     if (depth > JSON_MAX_DEPTH) {
         PyErr_SetString(PyExc_TypeError, "json_compact: nested too deep");
@@ -176,7 +190,7 @@ static int put_obj(Buf *b, PyObject *o, int depth) {
         return put(b, "false", 5);
     if (PyList_CheckExact(o) || PyTuple_CheckExact(o))
         return put_items(b, o, depth);
-    if (PyDict_CheckExact(o))
+    if (PyDict_CheckExact(o) || (PyDict_Check(o) && plain_items(o)))
         return put_dict(b, o, depth);
     PyErr_Format(PyExc_TypeError, "json_compact: a %.100s", Py_TYPE(o)->tp_name);
     return -1;

@@ -205,8 +205,13 @@ class Batch:
     def to_line(self) -> str:
         """The spool's line: the delta as objects in it, not as a string of JSON (which
         held the JSON twice while written, and twice again while read back)."""
+        return self.to_bytes().decode("ascii")
+
+    def to_bytes(self) -> bytes:
+        """to_line()'s line as the spool writes it (ASCII: json escapes the rest), made
+        as bytes at once (sums.json_compact) rather than as a str, then encoded."""
         line = {"id": self.batch_id, "x": self.extra, "d": self.delta.to_obj()}
-        return json.dumps(line, separators=(",", ":")) + "\n"
+        return json_compact(line) + b"\n"
 
     @staticmethod
     def id_of_line(line: bytes) -> str | None:

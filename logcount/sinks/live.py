@@ -327,7 +327,7 @@ class LiveSink:
             del batch
 
     def _spill_one(self, batch: Batch) -> None:
-        line = batch.to_line().encode()  # ASCII: the str goes at once, one copy held
+        line = batch.to_bytes()
         try:
             self.spool.append(line)
             self._drop_logged = False
