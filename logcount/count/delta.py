@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Collection, Container, Iterable, Iterator
+from collections.abc import Callable, Collection, Container, Iterable, Iterator
 from dataclasses import dataclass, field
 from itertools import filterfalse
 from typing import Any
@@ -85,26 +85,31 @@ class Delta:
             total += sum(_names_weight(items) for items in lists.values())
         return total
 
-    def merge(self, other: Delta, keep_recent: int | None = None) -> int:
+    def merge(self, other: Delta, keep_recent: int | None = None, adopt: bool = False) -> int:
         """Add `other` in; returns the weight this delta grew by (new entries only).
 
         `keep_recent`: keep only that many recent requests per site (a sink holding
-        deltas while Redis is away would otherwise keep every batch's list)."""
+        deltas while Redis is away would otherwise keep every batch's list). `adopt`:
+        `other` is let go by the caller, and a bucket new here is taken as it is, not
+        copied (a sink's pending delta, which each batch's delta is merged into: on a
+        diverse day most of its buckets are new to it)."""
+        copy = _adopted if adopt else counter_copy
         grown = 0
         for bkey, counts in other.totals.items():
             found = self.totals.get(bkey)
             if found is None:
-                self.totals[bkey] = counter_copy(counts)
+                self.totals[bkey] = copy(counts)
                 grown += BUCKET_OVERHEAD + ENTRY_OVERHEAD * len(counts)
             else:
                 grown += ENTRY_OVERHEAD * len(_new(counts, found))
                 add_counts(found, counts)
-        grown += _merge_named(self.members, other.members)
-        _merge_named(self.member_bytes, other.member_bytes)
-        _merge_named(self.member_durations, other.member_durations)
-        grown += _merge_sets(self.visitors, other.visitors)
-        grown += _merge_sets(self.events, other.events)
-        grown += _merge_sets(self.sections, other.sections)
+        grown += _merge_named(self.members, other.members, copy)
+        _merge_named(self.member_bytes, other.member_bytes, copy)
+        _merge_named(self.member_durations, other.member_durations, copy)
+        copy_set = _adopted if adopt else set
+        grown += _merge_sets(self.visitors, other.visitors, copy_set)
+        grown += _merge_sets(self.events, other.events, copy_set)
+        grown += _merge_sets(self.sections, other.sections, copy_set)
         for site, items in other.recent.items():
             merged = self.recent.setdefault(site, [])
             merged.extend(items)
@@ -291,12 +296,19 @@ def _new(names: Iterable[str], known: Container[str]) -> list[str]:
     return list(filterfalse(known.__contains__, names))
 
 
-def _merge_sets(into: dict[Any, set[str]], other: dict[Any, set[str]]) -> int:
+def _adopted(value: Any) -> Any:
+    """merge(adopt=True)'s copy: none, the value itself."""
+    return value
+
+
+def _merge_sets(
+    into: dict[Any, set[str]], other: dict[Any, set[str]], copy: Callable[[Any], Any] = set
+) -> int:
     grown = 0
     for key, hashes in other.items():
         seen = into.get(key)
         if seen is None:
-            into[key] = set(hashes)
+            into[key] = copy(hashes)
             grown += BUCKET_OVERHEAD + _hashes_weight(hashes)
         else:
             grown += _hashes_weight(_new(hashes, seen))
@@ -304,12 +316,16 @@ def _merge_sets(into: dict[Any, set[str]], other: dict[Any, set[str]]) -> int:
     return grown
 
 
-def _merge_named(into: dict[Any, Counter[str]], other: dict[Any, Counter[str]]) -> int:
+def _merge_named(
+    into: dict[Any, Counter[str]],
+    other: dict[Any, Counter[str]],
+    copy: Callable[[Any], Any] = counter_copy,
+) -> int:
     grown = 0
     for key, counts in other.items():
         found = into.get(key)
         if found is None:
-            into[key] = counter_copy(counts)
+            into[key] = copy(counts)
             grown += BUCKET_OVERHEAD + _names_weight(counts)
         else:
             grown += _names_weight(_new(counts, found))

@@ -280,10 +280,13 @@ class LiveSink:
         self.writer.heartbeat(info)
 
     def submit(self, delta: Delta, extra: dict[str, str] | None = None) -> None:
-        """Take `delta`, and `extra` (a tail's positions) to be written with it."""
+        """Take `delta`, and `extra` (a tail's positions) to be written with it: the
+        caller lets `delta` go (its buckets become pending's, not copied)."""
         with self.lock:
             if delta:
-                self.pending_bytes += self.pending.merge(delta, self.config.recent_size)
+                self.pending_bytes += self.pending.merge(
+                    delta, self.config.recent_size, adopt=True
+                )
             if extra:
                 self.pending_extra.update(extra)
             # A sender far behind (Redis slow, or away) makes what waits go to disk. At
