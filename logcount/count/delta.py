@@ -90,9 +90,9 @@ class Delta:
 
         `keep_recent`: keep only that many recent requests per site (a sink holding
         deltas while Redis is away would otherwise keep every batch's list). `adopt`:
-        `other` is let go by the caller, and a bucket new here is taken as it is, not
-        copied (a sink's pending delta, which each batch's delta is merged into: on a
-        diverse day most of its buckets are new to it)."""
+        `other` is let go by the caller, and a bucket of counts new here is taken as it
+        is, not copied (a sink's pending delta, which each batch's delta is merged into:
+        on a diverse day most of its buckets are new to it)."""
         copy = _adopted if adopt else counter_copy
         grown = 0
         for bkey, counts in other.totals.items():
@@ -106,10 +106,11 @@ class Delta:
         grown += _merge_named(self.members, other.members, copy)
         _merge_named(self.member_bytes, other.member_bytes, copy)
         _merge_named(self.member_durations, other.member_durations, copy)
-        copy_set = _adopted if adopt else set
-        grown += _merge_sets(self.visitors, other.visitors, copy_set)
-        grown += _merge_sets(self.events, other.events, copy_set)
-        grown += _merge_sets(self.sections, other.sections, copy_set)
+        # Sets are copied all the same: a set grown by adds holds a larger table than its
+        # copy (pending's visitor and section sets: +8 % adopted)
+        grown += _merge_sets(self.visitors, other.visitors)
+        grown += _merge_sets(self.events, other.events)
+        grown += _merge_sets(self.sections, other.sections)
         for site, items in other.recent.items():
             merged = self.recent.setdefault(site, [])
             merged.extend(items)
@@ -301,14 +302,12 @@ def _adopted(value: Any) -> Any:
     return value
 
 
-def _merge_sets(
-    into: dict[Any, set[str]], other: dict[Any, set[str]], copy: Callable[[Any], Any] = set
-) -> int:
+def _merge_sets(into: dict[Any, set[str]], other: dict[Any, set[str]]) -> int:
     grown = 0
     for key, hashes in other.items():
         seen = into.get(key)
         if seen is None:
-            into[key] = copy(hashes)
+            into[key] = set(hashes)
             grown += BUCKET_OVERHEAD + _hashes_weight(hashes)
         else:
             grown += _hashes_weight(_new(hashes, seen))
