@@ -284,9 +284,7 @@ class LiveSink:
         caller lets `delta` go (its buckets become pending's, not copied)."""
         with self.lock:
             if delta:
-                self.pending_bytes += self.pending.merge(
-                    delta, self.config.recent_size, adopt=True
-                )
+                self.pending_bytes += self.pending.merge(delta, self.config.recent_size, adopt=True)
             if extra:
                 self.pending_extra.update(extra)
             # A sender far behind (Redis slow, or away) makes what waits go to disk. At
