@@ -560,6 +560,7 @@ def test_the_c_json_equals_jsons_bytes(value) -> None:
 
     expected = json.dumps(value, separators=(",", ":")).encode("ascii")
     assert _sum.json_compact(value) == expected
+    assert _sum.json_compact(value, True) == expected + b"\n"
 
 
 @pytest.mark.parametrize("value", [1.5, [1, 2.0], {1: "a"}, {"a": {("t",): 1}}, [set()]])

@@ -198,10 +198,10 @@ static PyMethodDef methods[] = {
      "union_into(held, fresh, limit): fresh (an array('Q'), ascending, each once) merged "
      "into held (the same) in place; False, held untouched, when the union would hold more "
      "than limit hashes; as sketch.union_into_py."},
-    {"json_compact", sum_json_compact, METH_O,
-     "json_compact(obj): json.dumps(obj, separators=(',', ':')) as ASCII bytes, for str, "
-     "int, bool, None, list, tuple and dict with str keys (exact types); TypeError for "
-     "anything else."},
+    {"json_compact", sum_json_compact, METH_VARARGS,
+     "json_compact(obj, newline=False): json.dumps(obj, separators=(',', ':')) as ASCII "
+     "bytes (then a newline), for str, int, bool, None, list, tuple and dict (or a "
+     "subclass with dict's items()) with str keys; TypeError for anything else."},
     {NULL, NULL, 0, NULL}};
 
 static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "logcount.count._sum",

@@ -32,7 +32,7 @@ PyObject *sum_add_numbered(PyObject *self, PyObject *args);
 int sum_add_numbers_type(PyObject *m);
 
 /* _sum_json.c */
-PyObject *sum_json_compact(PyObject *self, PyObject *obj);
+PyObject *sum_json_compact(PyObject *self, PyObject *args);
 
 /* _sum_sketch.c */
 PyObject *sum_add_registers(PyObject *self, PyObject *args);

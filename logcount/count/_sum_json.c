@@ -14,7 +14,10 @@
 
 #define JSON_MAX_DEPTH 32
 
+/* The text goes straight into the bytes object returned, grown as it fills and cut to its
+   length at the end (a spool line of a 4 MB batch is not copied once more). */
 typedef struct {
+    PyObject *bytes;
     char *p;
     size_t len, cap;
 } Buf;
@@ -25,12 +28,18 @@ static int grow(Buf *b, size_t more) {
     size_t cap = b->cap ? b->cap : 256;
     while (cap < b->len + more)
         cap *= 2;
-    char *p = PyMem_Realloc(b->p, cap);
-    if (p == NULL) {
+    if (cap > PY_SSIZE_T_MAX) {
         PyErr_NoMemory();
         return -1;
     }
-    b->p = p;
+    if (b->bytes == NULL) {
+        b->bytes = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)cap);
+        if (b->bytes == NULL)
+            return -1;
+    } else if (_PyBytes_Resize(&b->bytes, (Py_ssize_t)cap) < 0) {
+        return -1; /* b->bytes freed and NULL */
+    }
+    b->p = PyBytes_AS_STRING(b->bytes);
     b->cap = cap;
     return 0;
 }
@@ -196,12 +205,17 @@ static int put_obj(Buf *b, PyObject *o, int depth) {
     return -1;
 }
 
-PyObject *sum_json_compact(PyObject *self, PyObject *obj) {
+PyObject *sum_json_compact(PyObject *self, PyObject *args) {
     (void)self;
-    Buf b = {NULL, 0, 0};
-    PyObject *out = NULL;
-    if (put_obj(&b, obj, 0) == 0)
-        out = PyBytes_FromStringAndSize(b.p, (Py_ssize_t)b.len);
-    PyMem_Free(b.p);
-    return out;
+    PyObject *obj;
+    int newline = 0;
+    if (!PyArg_ParseTuple(args, "O|p", &obj, &newline))
+        return NULL;
+    Buf b = {NULL, NULL, 0, 0};
+    if (put_obj(&b, obj, 0) < 0 || (newline && put(&b, "\n", 1) < 0) || grow(&b, 1) < 0 ||
+        _PyBytes_Resize(&b.bytes, (Py_ssize_t)b.len) < 0) {
+        Py_XDECREF(b.bytes);
+        return NULL;
+    }
+    return b.bytes;
 }

@@ -257,24 +257,25 @@ add_counts: Callable[[dict[Any, int], dict[Any, int]], None] = getattr(
 add_to_sets: Callable[..., None] = getattr(_sum, "add_to_sets", add_to_sets_py)
 add_to_place_sets: Callable[..., None] = getattr(_sum, "add_to_place_sets", add_to_place_sets_py)
 add_numbered: Callable[..., None] = getattr(_sum, "add_numbered", add_numbered_py)
-_json_compact_c: Callable[[Any], bytes] | None = getattr(_sum, "json_compact", None)
+_json_compact_c: Callable[..., bytes] | None = getattr(_sum, "json_compact", None)
 _json_encode = json.JSONEncoder(separators=(",", ":")).encode
 
 
-def json_compact_py(obj: Any) -> bytes:
-    """json.dumps(obj, separators=(",", ":")) as bytes (ASCII: json escapes the rest)."""
-    return _json_encode(obj).encode("ascii")
+def json_compact_py(obj: Any, newline: bool = False) -> bytes:
+    """json.dumps(obj, separators=(",", ":")) as bytes (ASCII: json escapes the rest),
+    then a newline if asked."""
+    return (_json_encode(obj) + ("\n" if newline else "")).encode("ascii")
 
 
-def json_compact(obj: Any) -> bytes:
-    """json_compact_py's bytes, written by the C twin when it can (apply.lua's operations:
-    str, int, lists and dicts of them), else by json."""
+def json_compact(obj: Any, newline: bool = False) -> bytes:
+    """json_compact_py's bytes, written by the C twin when it can (apply.lua's operations,
+    a spool line: str, int, lists and dicts of them), else by json."""
     if _json_compact_c is not None:
         try:
-            return _json_compact_c(obj)
+            return _json_compact_c(obj, newline)
         except TypeError:  # a type the C twin leaves to json (a float, a subclass)
             pass
-    return json_compact_py(obj)
+    return json_compact_py(obj, newline)
 
 
 def native_sum() -> Any:

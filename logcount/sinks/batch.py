@@ -211,7 +211,7 @@ class Batch:
         """to_line()'s line as the spool writes it (ASCII: json escapes the rest), made
         as bytes at once (sums.json_compact) rather than as a str, then encoded."""
         line = {"id": self.batch_id, "x": self.extra, "d": self.delta.to_obj()}
-        return json_compact(line) + b"\n"
+        return json_compact(line, newline=True)
 
     @staticmethod
     def id_of_line(line: bytes) -> str | None:
