@@ -141,7 +141,7 @@ def _visitor_ops(delta: Delta, config: Config, k: Callable[[str], int]) -> list[
         listed = list(hashes)
         alike = sent.setdefault(site, [])
         for op in alike:
-            if len(op[3]) == len(listed) and op[3] == listed:
+            if op[3] == listed:  # list == compares the lengths first
                 if len(op) == 4:
                     op.append([])
                 op[4] += (key, ttl[gran])
@@ -173,7 +173,7 @@ def _section_ops(delta: Delta, config: Config, k: Callable[[str], int]) -> list[
         alike = sent.setdefault((site, section), [])  # its name: one for every target
         after = last_at.get(bucket, -1)
         for seen, at in alike:
-            if at >= after and len(seen) == len(listed) and seen == listed:
+            if at >= after and seen == listed:
                 ops[at][3] += (sets, kept, ttl[gran])
                 break
         else:
