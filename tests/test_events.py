@@ -735,7 +735,7 @@ def test_event_sets_survive_the_spool_and_a_split() -> None:
     delta.events[("other", "paid", "hour", "2026120509")] = {"00000000000000aa"}
     again = Delta.from_json(delta.to_json())
     assert again.events == delta.events
-    parts = delta.split(20_000)
+    parts = list(delta.parts(20_000))
     assert len(parts) > 1
     merged = Delta()
     for part in parts:

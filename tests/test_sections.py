@@ -333,7 +333,7 @@ def test_section_sets_survive_the_spool_and_a_split() -> None:
     delta.sections[("other", "2", "/a/b/", "hour", "2026120509")] = {"00000000000000aa"}
     again = Delta.from_json(delta.to_json())
     assert again.sections == delta.sections
-    parts = delta.split(20_000)
+    parts = list(delta.parts(20_000))
     assert len(parts) > 1
     merged = Delta()
     for part in parts:

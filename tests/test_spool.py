@@ -283,7 +283,7 @@ def test_a_many_site_delta_splits_within_its_limit_and_adds_up() -> None:
         whole.member_bytes[mkey] = Counter({"/a": 10, "/b": 10, "/c": 10})
     big = ("big.example", "path", "minute", MINUTE)
     whole.members[big] = Counter({f"/page/{i:04d}": 2 for i in range(400)})
-    parts = whole.split(5_000)
+    parts = list(whole.parts(5_000))
     assert all(part.weight() <= 5_000 for part in parts)
     holding = Counter(mkey for part in parts for mkey in part.members)
     cut = ("site13.example", "path", "minute", MINUTE)  # where the first part filled up
@@ -388,7 +388,7 @@ def test_the_parts_of_a_send_go_one_call_each_and_are_let_go_once_applied(
     writer = CountingWriter(config)
     sink = LiveSink(config, writer, tmp_path / "spool", batch_max_bytes=20_000)
     sink.submit(delta(500, paths=500, size=200))  # a pipe's: no position rides along
-    parts = len(Batch.parts(sink.pending, {}, sink.pending_bytes, 20_000))
+    parts = len(list(Batch.each_part(sink.pending, {}, sink.pending_bytes, 20_000)))
     assert parts >= 5
     writer.fail_at = 3
     assert not sink.flush(force=True)
@@ -424,7 +424,7 @@ def test_the_parts_of_a_tails_send_go_in_one_call_all_or_none(
     sink = LiveSink(config, writer, tmp_path / "spool", batch_max_bytes=20_000)
     position = keys.position("test", HOST, "/var/log/access.log")
     sink.submit(delta(500, paths=500, size=200), {position: "offset 500"})
-    parts = len(Batch.parts(sink.pending, {}, sink.pending_bytes, 20_000))
+    parts = len(list(Batch.each_part(sink.pending, {}, sink.pending_bytes, 20_000)))
     assert parts >= 5
     assert not sink.flush(force=True)
     assert len(sink.inflight) == parts and hits(redis_server) == 0

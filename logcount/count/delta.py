@@ -127,14 +127,11 @@ class Delta:
         self.malformed += other.malformed
         return grown
 
-    def split(self, limit: int) -> list[Delta]:
+    def parts(self, limit: int, consume: bool = False) -> Iterator[Delta]:
         """This delta in parts of at most `limit` weight each (an entry heavier than that
         makes a part of its own), in a fixed order: the same delta always splits the same
-        way. The first part carries the line counts."""
-        return list(self.parts(limit))
-
-    def parts(self, limit: int, consume: bool = False) -> Iterator[Delta]:
-        """split()'s parts, each yielded once full: a spill writes a part and lets it go
+        way. The first part carries the line counts. Each is yielded once full: a spill
+        writes a part and lets it go
         before the next is made (all made first, their copies of the large sets were
         ~9 MB of a diverse day's spill of 250,000 entries). A bucket that fits in a part
         goes there as it is, not copied; only the buckets cut over parts are.

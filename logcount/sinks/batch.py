@@ -266,14 +266,6 @@ class Batch:
         return Batch(delta, self.extra, self.batch_id)
 
     @classmethod
-    def parts(
-        cls, delta: Delta, extra: dict[str, str], weight: int, limit: int = BATCH_MAX_BYTES
-    ) -> list[Batch]:
-        """`delta` (of `weight`) as batches of at most `limit` weight, in order; `extra`
-        (a tail's positions) rides in the last, once every count before it is in."""
-        return list(cls.each_part(delta, extra, weight, limit))
-
-    @classmethod
     def each_part(
         cls,
         delta: Delta,
@@ -282,8 +274,10 @@ class Batch:
         limit: int = BATCH_MAX_BYTES,
         consume: bool = False,
     ) -> Iterator[Batch]:
-        """parts(), each made when the one before is taken: a spill writes them one by one
-        (`consume`: Delta.parts's, the delta emptied as they are made)."""
+        """`delta` (of `weight`) as batches of at most `limit` weight, in order; `extra`
+        (a tail's positions) rides in the last, once every count before it is in. Each is
+        made when the one before is taken: a spill writes them one by one (`consume`:
+        Delta.parts's, the delta emptied as they are made)."""
         if weight <= limit:
             yield cls(delta, extra)
             return
