@@ -411,6 +411,16 @@ static PyObject *Scanner_number_visitors(Scanner *s, PyObject *args) {
     Py_RETURN_NONE;
 }
 
+/* A rollup's sketches take the numbers as they lie (sketch.sorted_hashes): no Python int
+   per visitor. The live side's add_numbered reads lists, so it stays off there. */
+static PyObject *Scanner_numbers_in_arrays(Scanner *s, PyObject *on) {
+    int flag = PyObject_IsTrue(on);
+    if (flag < 0)
+        return NULL;
+    s->vn_arrays = flag;
+    Py_RETURN_NONE;
+}
+
 static PyObject *Scanner_take(Scanner *s, PyObject *args) {
     PyObject *cls;
     int with_recent;
@@ -528,6 +538,8 @@ static PyMethodDef Scanner_methods[] = {
      "as classify.visitor_number(key) of the fields at client and agent (-1: b\"\"), "
      "grouped by the fields at place; skip_of(agent) true: not counted (None: none is). "
      "key None: as key tuples again."},
+    {"numbers_in_arrays", (PyCFunction)Scanner_numbers_in_arrays, METH_O,
+     "numbers_in_arrays(flag): numbered hands each place's numbers as an array('Q')."},
     {"pending", (PyCFunction)Scanner_pending, METH_NOARGS, "(lines, distinct keys, bytes of keys) pending."},
     {"forget", (PyCFunction)Scanner_forget, METH_NOARGS, "Drop the cached decisions."},
     {"rebind", (PyCFunction)Scanner_rebind, METH_VARARGS,

@@ -29,7 +29,7 @@ enum { K_LIT, K_QUOTED, K_WORD, K_INT, K_INT_DASH, K_STATUS, K_TIME, K_COUNT, K_
 /* logcount/count/format_atoms.py MIN_YEAR, MAX_YEAR: a line dated outside is malformed */
 /* What take() returns and Scanner() takes: aggregate.py refuses a module of another
    version (a stale build beside newer Python code) and counts with the pure path. */
-#define SCAN_VERSION 5
+#define SCAN_VERSION 6
 #define MIN_YEAR 1001
 #define MAX_YEAR 9998
 /* logcount/timing.py: a duration is capped at 2^36 us; bins 0 (0 us) to 145 (the cap) */
@@ -137,6 +137,7 @@ typedef struct {
     /* number_visitors(): take() hands the visitors over as their numbers grouped by place
        (numbered_visitors) instead of a set of key tuples; off while vn_on is 0 */
     int vn_on;
+    int vn_arrays; /* numbers_in_arrays(): each place's numbers an array('Q'), not a list */
     b2_state vn_keyed;           /* classify.visitor_number's key, its block compressed */
     Layout vn_place;             /* in a visitors key: its context, then its page fields */
     int vn_client, vn_agent;     /* in a visitors key; -1: the format has none (b"") */

@@ -303,25 +303,53 @@ static int visitor_of(Scanner *s, Table *whos, Table *skips, const Span *vis, ui
     return e->size ? -1 : 0;
 }
 
-/* Each visitor's number into the list of its place: a dict {place tuple: [numbers]}. */
+/* Each place's numbers as an array('Q') (numbers_in_arrays): the bytes of lists[g],
+   filled, become the array's (frombytes copies them once, no int per number). */
+static int lists_to_arrays(PyObject **lists, size_t groups) {
+    static PyObject *array_type = NULL;
+    if (array_type == NULL) {
+        PyObject *mod = PyImport_ImportModule("array");
+        array_type = mod != NULL ? PyObject_GetAttrString(mod, "array") : NULL;
+        Py_XDECREF(mod);
+        if (array_type == NULL)
+            return -1;
+    }
+    for (size_t g = 0; g < groups; g++) {
+        PyObject *arr = PyObject_CallFunction(array_type, "sO", "Q", lists[g]);
+        if (arr == NULL)
+            return -1;
+        Py_SETREF(lists[g], arr);
+    }
+    return 0;
+}
+
+/* Each visitor's number into the list of its place: a dict {place tuple: [numbers]}
+   (or {place tuple: array('Q')} when vn_arrays). */
 static PyObject *places_dict(Scanner *s, Table *places, const Numbered *got, size_t n) {
     size_t groups = places->used;
     Py_ssize_t *fill = PyMem_Calloc(groups + 1, sizeof(Py_ssize_t));
     PyObject **lists = PyMem_Calloc(groups + 1, sizeof(PyObject *));
     PyObject *out = fill && lists ? PyDict_New() : NULL;
-    int failed = out == NULL;
+    int failed = out == NULL, raw = s->vn_arrays;
     for (size_t i = 0; i < n && !failed; i++)
         fill[got[i].place]++;
     for (size_t g = 0; g < groups && !failed; g++) {
-        failed = (lists[g] = PyList_New(fill[g])) == NULL;
+        lists[g] = raw ? PyBytes_FromStringAndSize(NULL, fill[g] * 8) : PyList_New(fill[g]);
+        failed = lists[g] == NULL;
         fill[g] = 0;
     }
-    for (size_t i = 0; i < n && !failed; i++) {
+    for (size_t i = 0; i < n && !failed && raw; i++) {
+        uint64_t *at = (uint64_t *)PyBytes_AS_STRING(lists[got[i].place]);
+        at[fill[got[i].place]++] = got[i].number;
+    }
+    for (size_t i = 0; i < n && !failed && !raw; i++) {
         PyObject *v = PyLong_FromUnsignedLongLong(got[i].number);
         failed = v == NULL;
         if (v != NULL)
             PyList_SET_ITEM(lists[got[i].place], fill[got[i].place]++, v);
     }
+    if (!failed && raw)
+        failed = lists_to_arrays(lists, groups) < 0;
     for (size_t i = 0; i < places->cap && !failed; i++) {
         const Slot *e = &places->slots[i];
         if (e->off < 0)

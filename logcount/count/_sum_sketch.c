@@ -6,6 +6,33 @@
 
 #define HLL_P 10
 
+static inline void add_register(uint8_t *reg, uint64_t value) {
+    const uint64_t mask = (1ULL << (64 - HLL_P)) - 1;
+    uint64_t rest = value & mask;
+    int bits = rest ? 64 - __builtin_clzll(rest) : 0;
+    uint8_t rank = (uint8_t)(64 - HLL_P + 1 - bits);
+    size_t index = (size_t)(value >> (64 - HLL_P));
+    if (rank > reg[index])
+        reg[index] = rank;
+}
+
+/* An array('Q') of hashes (a rollup's, see sorted_of_array) read where it lies: 1 if
+   added, 0 if `values` is no such buffer. */
+static int add_register_array(uint8_t *reg, PyObject *values) {
+    Py_buffer view;
+    if (PyList_Check(values) || !PyObject_CheckBuffer(values))
+        return 0;
+    if (PyObject_GetBuffer(values, &view, PyBUF_FORMAT) < 0) {
+        PyErr_Clear();
+        return 0;
+    }
+    int fits = view.itemsize == 8 && view.format != NULL && strcmp(view.format, "Q") == 0;
+    for (Py_ssize_t i = 0; fits && i < view.len / 8; i++)
+        add_register(reg, ((const uint64_t *)view.buf)[i]);
+    PyBuffer_Release(&view);
+    return fits;
+}
+
 PyObject *sum_add_registers(PyObject *self, PyObject *args) {
     (void)self;
     PyObject *registers, *values;
@@ -15,11 +42,12 @@ PyObject *sum_add_registers(PyObject *self, PyObject *args) {
         PyErr_SetString(PyExc_ValueError, "registers must be 2^P bytes");
         return NULL;
     }
+    uint8_t *reg = (uint8_t *)PyByteArray_AS_STRING(registers);
+    if (add_register_array(reg, values))
+        Py_RETURN_NONE;
     PyObject *it = PyObject_GetIter(values);
     if (it == NULL)
         return NULL;
-    uint8_t *reg = (uint8_t *)PyByteArray_AS_STRING(registers);
-    const uint64_t mask = (1ULL << (64 - HLL_P)) - 1;
     PyObject *item;
     while ((item = PyIter_Next(it)) != NULL) {
         unsigned long long value = PyLong_AsUnsignedLongLong(item);
@@ -28,12 +56,7 @@ PyObject *sum_add_registers(PyObject *self, PyObject *args) {
             Py_DECREF(it);
             return NULL;
         }
-        uint64_t rest = value & mask;
-        int bits = rest ? 64 - __builtin_clzll(rest) : 0;
-        uint8_t rank = (uint8_t)(64 - HLL_P + 1 - bits);
-        size_t index = (size_t)(value >> (64 - HLL_P));
-        if (rank > reg[index])
-            reg[index] = rank;
+        add_register(reg, value);
     }
     Py_DECREF(it);
     if (PyErr_Occurred())
@@ -141,8 +164,41 @@ static int u64_buffer(PyObject *obj, Py_buffer *view, int writable) {
     return 0;
 }
 
+/* Sorted, each once, into a new array('Q'): buf[0..n) (PyMem, freed here). */
+static PyObject *sorted_once(uint64_t *buf, Py_ssize_t n) {
+    sort_u64(buf, n, depth_for(n));
+    Py_ssize_t kept = 0; /* the values may repeat: each once */
+    for (Py_ssize_t i = 0; i < n; i++)
+        if (kept == 0 || buf[kept - 1] != buf[i])
+            buf[kept++] = buf[i];
+    PyObject *out = new_u64_array(buf, kept);
+    PyMem_Free(buf);
+    return out;
+}
+
+/* An array('Q') (what a rollup's scanner hands over, see number_in_scanner): copied
+   whole, no int made per hash. NULL with no error set: not one (iterated then). */
+static PyObject *sorted_of_array(PyObject *values) {
+    Py_buffer view;
+    if (u64_buffer(values, &view, 0) < 0) {
+        PyErr_Clear();
+        return NULL;
+    }
+    Py_ssize_t n = view.len / 8;
+    uint64_t *buf = PyMem_Malloc((size_t)(n > 0 ? n : 1) * 8);
+    if (buf != NULL)
+        memcpy(buf, view.buf, (size_t)n * 8);
+    PyBuffer_Release(&view);
+    return buf != NULL ? sorted_once(buf, n) : PyErr_NoMemory();
+}
+
 PyObject *sum_sorted_hashes(PyObject *self, PyObject *values) {
     (void)self;
+    if (array_type != NULL && PyObject_TypeCheck(values, (PyTypeObject *)array_type)) {
+        PyObject *out = sorted_of_array(values);
+        if (out != NULL || PyErr_Occurred())
+            return out;
+    }
     PyObject *it = PyObject_GetIter(values);
     if (it == NULL)
         return NULL;
@@ -169,14 +225,12 @@ PyObject *sum_sorted_hashes(PyObject *self, PyObject *values) {
         }
         buf[n++] = v;
     }
-    if (PyErr_Occurred())
-        goto done;
-    sort_u64(buf, n, depth_for(n));
-    Py_ssize_t kept = 0; /* the values may repeat (any iterable): each once */
-    for (Py_ssize_t i = 0; i < n; i++)
-        if (kept == 0 || buf[kept - 1] != buf[i])
-            buf[kept++] = buf[i];
-    out = new_u64_array(buf, kept);
+    Py_DECREF(it);
+    if (PyErr_Occurred()) {
+        PyMem_Free(buf);
+        return NULL;
+    }
+    return sorted_once(buf, n);
 done:
     Py_DECREF(it);
     PyMem_Free(buf);

@@ -37,7 +37,7 @@ from logcount.count.sums import native
 GC_THRESHOLDS = (100_000, 50, 1000)
 
 
-SCAN_VERSION = 5  # the _scan this code calls (SCAN_VERSION in _scan.h)
+SCAN_VERSION = 6  # the _scan this code calls (SCAN_VERSION in _scan.h)
 
 
 def tune_gc() -> None:
@@ -178,19 +178,27 @@ class LineCounter:
         return cl.ignored(cl.path_of_uri((target, b"")))
 
     def number_visitors(
-        self, key: bytes, page_fields: tuple[str, ...], skip_of: Callable[[bytes], object] | None
+        self,
+        key: bytes,
+        page_fields: tuple[str, ...],
+        skip_of: Callable[[bytes], object] | None,
+        arrays: bool = False,
     ) -> None:
         """From now on take() hands the visitors over as RawCounts.numbered: per place (the
         context, then the visitor key's `page_fields`) the numbers of its visitors
         (classify.visitor_number(key) of client and agent; a visitor whose agent skip_of
         calls a bot not counted is left out), each pair numbered once per batch inside the
-        scanner instead of a key tuple each (a diverse day's ~900,000)."""
+        scanner instead of a key tuple each (a diverse day's ~900,000). `arrays`: the C
+        scanner hands each place's numbers as an array('Q'), no int per visitor (for the
+        rollup's sketches; the Python scanner's are lists, which they take alike)."""
         layout = self.vis_layout
         if "client" not in layout:
             raise ValueError("this format counts no visitors")
         place = [*range(len(self.ctx_layout)), *(layout.index(f) for f in page_fields)]
         agent = layout.index("agent") if "agent" in layout else -1
         self.scanner.number_visitors(key, place, layout.index("client"), agent, skip_of)
+        if self.native:
+            self.scanner.numbers_in_arrays(arrays)
 
     def pending(self) -> tuple[int, int, int]:
         """(lines, distinct keys, bytes of keys) held since the last take(); for the

@@ -3,7 +3,8 @@ side keeps them per bucket (Aggregator), a rollup per day and member as well."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from array import array
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from logcount.count import sums
@@ -22,6 +23,12 @@ KEEP_PAGES = 50_000
 visitor_numbers: Callable[..., Callable[[Who], int | None]] = getattr(
     sums.native_sum(), "VisitorNumbers", visitor_numbers_py
 )
+
+
+def _numbers() -> array[int]:
+    """Where a batch's visitor numbers of a day, path or object gather: extended by an
+    array('Q') of the C scanner's is a copy of its bytes, and the sketch sorts it whole."""
+    return array("Q")
 
 
 class MemberVisitors:
@@ -47,7 +54,8 @@ class MemberVisitors:
         if "client" not in counter.vis_layout:
             return False
         page_fields = tuple(f for f in counter.vis_layout if f in PAGE_FIELDS)
-        counter.number_visitors(agg.classifier.config.visitor_key(), page_fields, self._skip_of())
+        key = agg.classifier.config.visitor_key()
+        counter.number_visitors(key, page_fields, self._skip_of(), arrays=True)
         return True
 
     def _skip_of(self) -> Callable[[bytes], bool] | None:
@@ -106,14 +114,17 @@ class MemberVisitors:
         return sets_of
 
     def collect_numbered(
-        self, numbered: dict[tuple[bytes, ...], list[int]], tables: tuple[dict[Any, list[int]], ...]
+        self,
+        numbered: Mapping[tuple[bytes, ...], Sequence[int]],
+        tables: tuple[dict[Any, array[int]], ...],
     ) -> None:
         """Day, path and object visitors from a batch numbered by the scanner
         (RawCounts.numbered: (context..., page...) -> visitor numbers, bots not counted
-        already left out), as lists that may repeat a number (a visitor of several pages
-        of a day): the sketches they go to take each once (sketch.sorted_hashes), and a
-        list grows at a tenth of a set's cost. The hashes collect() gives for the keys."""
-        sets_of = self._sets_of(tables, list)
+        already left out), as array('Q')s that may repeat a number (a visitor of several
+        pages of a day): the sketches they go to take each once (sketch.sorted_hashes),
+        and an array grows at a fraction of a set's cost, with no int per number when the
+        C scanner hands arrays (number_in_scanner). The hashes collect() gives for the keys."""
+        sets_of = self._sets_of(tables, _numbers)
         nctx = len(self.aggregator.counter.ctx_layout)
         for place, numbers in numbered.items():
             for found in sets_of((place[:nctx], place[nctx:])) or ():

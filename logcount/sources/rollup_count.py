@@ -12,6 +12,7 @@ import signal
 import stat
 import sys
 import zlib
+from array import array
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import date
@@ -195,7 +196,7 @@ class FileCounter:
             fresh: tuple[dict[Any, set[int]], ...] = ({}, {}, {})  # day, path, object
             self.visitors.collect(visitors, fresh)
             self.counts.add_visitors(*fresh)
-        runs: tuple[dict[Any, list[int]], ...] = ({}, {}, {})
+        runs: tuple[dict[Any, array[int]], ...] = ({}, {}, {})
         self.visitors.collect_numbered(numbered, runs)
         del numbered
         self.counts.add_visitors(*runs)
