@@ -16,21 +16,22 @@ static inline void add_register(uint8_t *reg, uint64_t value) {
         reg[index] = rank;
 }
 
+static int u64_buffer(PyObject *obj, Py_buffer *view, int writable);
+
 /* An array('Q') of hashes (a rollup's, see sorted_of_array) read where it lies: 1 if
    added, 0 if `values` is no such buffer. */
 static int add_register_array(uint8_t *reg, PyObject *values) {
     Py_buffer view;
     if (PyList_Check(values) || !PyObject_CheckBuffer(values))
         return 0;
-    if (PyObject_GetBuffer(values, &view, PyBUF_FORMAT) < 0) {
+    if (u64_buffer(values, &view, 0) < 0) {
         PyErr_Clear();
         return 0;
     }
-    int fits = view.itemsize == 8 && view.format != NULL && strcmp(view.format, "Q") == 0;
-    for (Py_ssize_t i = 0; fits && i < view.len / 8; i++)
+    for (Py_ssize_t i = 0; i < view.len / 8; i++)
         add_register(reg, ((const uint64_t *)view.buf)[i]);
     PyBuffer_Release(&view);
-    return fits;
+    return 1;
 }
 
 PyObject *sum_add_registers(PyObject *self, PyObject *args) {
@@ -204,7 +205,7 @@ PyObject *sum_sorted_hashes(PyObject *self, PyObject *values) {
         return NULL;
     Py_ssize_t hint = PyObject_LengthHint(values, 16), n = 0, cap = hint > 16 ? hint : 16;
     uint64_t *buf = hint < 0 ? NULL : PyMem_Malloc((size_t)cap * 8);
-    PyObject *item, *out = NULL;
+    PyObject *item;
     if (buf == NULL) {
         Py_DECREF(it);
         return hint < 0 ? NULL : PyErr_NoMemory();
@@ -213,12 +214,12 @@ PyObject *sum_sorted_hashes(PyObject *self, PyObject *values) {
         unsigned long long v = PyLong_AsUnsignedLongLong(item);
         Py_DECREF(item);
         if (v == (unsigned long long)-1 && PyErr_Occurred())
-            goto done;
+            break;
         if (n == cap) {
             uint64_t *more = PyMem_Realloc(buf, (size_t)cap * 2 * 8);
             if (more == NULL) {
                 PyErr_NoMemory();
-                goto done;
+                break;
             }
             buf = more;
             cap *= 2;
@@ -226,15 +227,11 @@ PyObject *sum_sorted_hashes(PyObject *self, PyObject *values) {
         buf[n++] = v;
     }
     Py_DECREF(it);
-    if (PyErr_Occurred()) {
+    if (PyErr_Occurred()) { /* a value no hash, out of memory, or the iteration's own */
         PyMem_Free(buf);
         return NULL;
     }
     return sorted_once(buf, n);
-done:
-    Py_DECREF(it);
-    PyMem_Free(buf);
-    return out;
 }
 
 PyObject *sum_union_into(PyObject *self, PyObject *args) {
