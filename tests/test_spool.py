@@ -451,3 +451,60 @@ def test_a_spill_writes_batches_smaller_than_those_sent(tmp_path: Path) -> None:
     assert all(b.delta.weight() <= SPILL_BATCH_BYTES for b in batches)
     assert sum(b.delta.lines for b in batches) == 4000
     assert [b.extra for b in batches][-1] == {position: "offset 4000"}
+
+
+def spill(config: Config, directory: Path, *deltas: tuple[Delta, dict[str, str]]) -> list[bytes]:
+    """The spool lines a sink writes with Redis away, one spill per delta (and its
+    positions), as a dead process's file would hold them."""
+    sink = LiveSink(config, spool_dir=directory, pending_max_bytes=1)
+    for counted, extra in deltas:
+        sink.submit(counted, extra)
+    assert not sink.pending
+    lines = [line for line in sink.spool.read(sink.spool.path) if line is not None]
+    sink.spool.path.unlink()  # this process's own: a test writes what the dead one left
+    return lines
+
+
+@pytest.mark.parametrize("tail", [True, False], ids=["tail", "pipe"])
+def test_a_spill_cut_short_by_a_kill_is_left_out_for_a_tail_and_replayed_for_a_pipe(
+    redis_server: RedisServer, tmp_path: Path, tail: bool
+) -> None:
+    """A kill -9 between two appends of a spill: an adopting process leaves the unfinished
+    spill of a tail out (its positions were still to come, and the tail reads its lines
+    again from the positions before: replayed, they counted twice), and replays one of a
+    pipe (nothing reads its lines again)."""
+    config = Config(site="test", redis=redis_server.url, data_dir=str(tmp_path))
+    directory = tmp_path / "spool"
+    position = keys.position("test", HOST, "/var/log/access.log")
+    extras = ({position: "offset 100"}, {position: "offset 4100"}) if tail else ({}, {})
+    redis_server.stop()
+    lines = spill(config, directory, (delta(100), extras[0]), (delta(4000, 4000, 1000), extras[1]))
+    redis_server.start()
+    first = 2 if tail else 1  # a tail's spill ends in a line of its positions
+    assert len(lines) > first + 3
+    assert [Batch.more_follows(line) for line in lines[:first]] == [True, False][-first:]
+    assert all(Batch.more_follows(line) == tail for line in lines[first:-1])
+    kept = lines[: first + 3]  # the kill came after the second spill's third append
+    (directory / f"spool-{HOST}-{DEAD}.jsonl").write_bytes(b"".join(kept))
+    log = Lines()
+    replaying = LiveSink(config, spool_dir=directory, log=log)
+    assert replaying.flush(force=True)
+    saved = redis_server.client().get(position)
+    if tail:
+        assert hits(redis_server) == 100 and saved == b"offset 100"
+        assert log == [
+            f"spool file {f'spool-{HOST}-{os.getpid()}-adopted-'}{log[0].split('-adopted-')[1]}"
+        ]
+        assert log[0].endswith(
+            " ends in a spill its process did not finish (3 batch(es)): not replayed; a tail "
+            "reads their lines again from its saved positions"
+        )
+    else:
+        # Every batch of the unfinished spill counts: its totals and the paths it holds
+        path_key = ("test", "path", "minute", MINUTE)
+        paths = sum(len(Batch.from_line(line).delta.members[path_key]) for line in kept[1:])
+        assert 0 < paths < 4000
+        assert hits(redis_server) == 4100 and saved is None and log == []
+        stored = redis_server.client().zcard(keys.members("test", "path", "minute", MINUTE))
+        assert stored == 1 + paths
+    assert not list(directory.iterdir())

@@ -24,6 +24,7 @@ BATCH_MAX_BYTES = 4 << 20  # one Lua call (Redis refuses requests past 512 MB)
 # How to_line's JSON starts: the batch id comes first (with a space: lines of versions
 # that kept the delta as a string of JSON in it, still replayed)
 _ID_STARTS = (b'{"id":"', b'{"id": "')
+_MORE = b',"more":1,'
 FINEST = GRANULARITY_NAMES[0]  # minute: its buckets' totals feed the monotonic totals
 
 
@@ -207,21 +208,29 @@ class Batch:
         held the JSON twice while written, and twice again while read back)."""
         return self.to_bytes().decode("ascii")
 
-    def to_bytes(self) -> bytes:
+    def to_bytes(self, more: bool = False) -> bytes:
         """to_line()'s line as the spool writes it (ASCII: json escapes the rest), made
-        as bytes at once (sums.json_compact) rather than as a str, then encoded."""
-        line = {"id": self.batch_id, "x": self.extra, "d": self.delta.to_obj()}
+        as bytes at once (sums.json_compact) rather than as a str, then encoded. `more`:
+        the line is not the last of a spill that must be replayed whole (LiveSink._spill);
+        it follows the id, where more_follows() finds it without decoding the line."""
+        line: dict[str, Any] = {"id": self.batch_id}
+        if more:
+            line["more"] = 1
+        line.update(x=self.extra, d=self.delta.to_obj())
         return json_compact(line, newline=True)
 
     @staticmethod
     def id_of_line(line: bytes) -> str | None:
         """The id of a line to_line wrote, read from the line's start; None when the line
         does not start so (from_line then decides what it is)."""
-        for start in _ID_STARTS:
-            if line.startswith(start):
-                end = line.find(b'"', len(start), len(start) + 65)
-                return line[len(start) : end].decode("ascii", "replace") if end > 0 else None
-        return None
+        start, end = _id_span(line)
+        return line[start:end].decode("ascii", "replace") if end > 0 else None
+
+    @staticmethod
+    def more_follows(line: bytes) -> bool:
+        """Does a spool line say that more lines of its spill follow it (to_bytes' `more`)?"""
+        end = _id_span(line)[1]
+        return end > 0 and line.startswith(_MORE, end + 1)
 
     @classmethod
     def from_line(cls, line: str | bytes) -> Batch:
@@ -287,3 +296,12 @@ class Batch:
             yield cls(part)
             part = following
         yield cls(part, extra)
+
+
+def _id_span(line: bytes) -> tuple[int, int]:
+    """Where a spool line's id starts and ends (its closing quote); (0, -1) when the line
+    does not start with one."""
+    for start in _ID_STARTS:
+        if line.startswith(start):
+            return len(start), line.find(b'"', len(start), len(start) + 65)
+    return 0, -1

@@ -313,40 +313,52 @@ class LiveSink:
         return taken
 
     def _spill(self) -> None:
-        """Move what waits in memory to the spool, oldest first (positions must not go back)."""
+        """Move what waits in memory to the spool, oldest first (positions must not go back).
+
+        A spill that carries a tail's positions is written whole or not replayed: each of
+        its lines but the last says more follow, and the last carries the newest positions.
+        Its lines are appended one by one, and a kill -9 between two appends used to leave
+        counts in the spool without the positions that cover them: the next tail replayed
+        them and read their lines again from the positions before (counted twice). An
+        adopting process now leaves such an unfinished spill out (see _replay_file)."""
         # A copy, reversed: the sender may be applying the list in flight meanwhile
         batches, self.inflight, self.inflight_bytes = self.inflight[::-1], [], 0
+        extra, self.pending_extra = self.pending_extra, {}
+        whole = bool(extra) or any(batch.extra for batch in batches)
         while batches:
-            self._spill_one(batches.pop())
-        if not (self.pending or self.pending_extra):
-            return
-        # Each part made when the one before is written, and let go then, its buckets
-        # taken out of what was pending: what is written is freed as the spill goes.
-        limit = min(self.batch_max_bytes, SPILL_BATCH_BYTES)
-        for batch in Batch.each_part(*self._take_pending(), limit, consume=True):
-            self._spill_one(batch)
-            del batch
+            self._spill_one(batches.pop(), more=whole)
+        delta, _, weight = self._take_pending()
+        if delta:
+            # Each part made when the one before is written, and let go then, its buckets
+            # taken out of what was pending: what is written is freed as the spill goes.
+            limit = min(self.batch_max_bytes, SPILL_BATCH_BYTES)
+            for batch in Batch.each_part(delta, {}, weight, limit, consume=True):
+                self._spill_one(batch, more=whole)
+                del batch
+        if whole:
+            self._spill_one(Batch(Delta(), extra))
 
-    def _spill_one(self, batch: Batch) -> None:
-        line = batch.to_bytes()
+    def _spill_one(self, batch: Batch, more: bool = False) -> None:
+        line = batch.to_bytes(more)
         try:
             self.spool.append(line)
             self._drop_logged = False
         except SpoolFull as exc:
-            self._drop(batch, len(line), str(exc))
+            self._drop(batch, len(line), str(exc), more)
         except OSError as exc:
-            self._drop(batch, len(line), f"cannot write spool {self.spool.path}: {exc.strerror}")
+            why = f"cannot write spool {self.spool.path}: {exc.strerror}"
+            self._drop(batch, len(line), why, more)
 
-    def _drop(self, batch: Batch, size: int, why: str) -> None:
+    def _drop(self, batch: Batch, size: int, why: str, more: bool = False) -> None:
         """Count what the spool could not take. Its totals and a tail's positions (a few
         hundred bytes) are still kept, past the cap: totals stay exact, positions move on."""
         essential = batch.essential()
-        line = essential.to_line() if essential is not None else ""
+        line = essential.to_bytes(more) if essential is not None else b""
         try:
             if line:
                 self.spool.append(line, reserve=True)
         except (SpoolFull, OSError):
-            line = ""
+            line = b""
         self.drops["dropped_batches"] += 1
         self.drops["dropped_lines"] += 0 if line else batch.delta.lines
         self.drops["dropped_bytes"] += size - len(line)
@@ -484,19 +496,25 @@ class LiveSink:
         with self.lock:
             files = self.spool.pending_files()
         for path in files:
-            self._replay_file(path)
+            self._replay_file(path, self.spool.adopted(path))
         self._spool_checked = True
 
-    def _replay_file(self, path: Path) -> None:
+    def _replay_file(self, path: Path, adopted: bool = False) -> None:
         """Apply a spool file's batches in order, then remove it; RedisUnavailable leaves
         it for the next try. Lines that are not batches are skipped, and the file is
-        then kept as `.bad` (logged once): one bad line must not hold up the others."""
+        then kept as `.bad` (logged once): one bad line must not hold up the others.
+
+        An `adopted` file (its process died) may end in a spill its process did not
+        finish: those lines are left out (see _spill), and said so."""
         bad, first, number = 0, "", 0
+        whole = self._whole_lines(path) if adopted else None
         try:
             # Not enumerate(): it keeps its last item until the next, and the line would
             # live on beside its batch and the batch's payload while Redis applies it.
             for line in self.spool.read(path):
                 number += 1
+                if whole is not None and number > whole:
+                    break
                 if line is not None and self._done(line):
                     continue
                 try:
@@ -533,6 +551,27 @@ class LiveSink:
             f"spool file {path.name}: {bad} unreadable line(s) ({first}); "
             f"moved to {kept.name}, the other lines replayed"
         )
+
+    def _whole_lines(self, path: Path) -> int | None:
+        """How many of a file's lines come before the unfinished spill it ends in (None
+        when it ends in none); logged when there is one. A read pass of its own: a spill is
+        up to pending_max_bytes, its lines are not held to be applied later."""
+        whole = number = 0
+        try:
+            for line in self.spool.read(path):
+                number += 1
+                if line is None or not Batch.more_follows(line):
+                    whole = number
+        except OSError:
+            return None  # the replay's own read says why
+        if whole == number:
+            return None
+        self.log(
+            f"spool file {path.name} ends in a spill its process did not finish "
+            f"({number - whole} batch(es)): not replayed; a tail reads their lines again "
+            "from its saved positions"
+        )
+        return whole
 
     def _done(self, line: bytes) -> bool:
         """Is this spool line a copy of a batch Redis took while it was in flight? Its id

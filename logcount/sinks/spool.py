@@ -146,6 +146,10 @@ class Spool:
         adopted = sorted(self._files(f"{mine}adopted-", ".jsonl"), key=_mtime_and_name)
         return adopted + self._files(f"{mine}replay-", ".jsonl")
 
+    def adopted(self, path: Path) -> bool:
+        """Is `path` (of pending_files) a dead process's file, adopted by this one?"""
+        return path.name.startswith(f"spool-{HOST}-{self.pid}-adopted-")
+
     def _adopt(self, path: Path, claimed: Path) -> None:
         try:
             os.rename(path, claimed)
