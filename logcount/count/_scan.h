@@ -58,10 +58,12 @@ typedef struct {
 
 /* ---- a hash table of byte strings (no Python object per line) ------------------------ */
 
+/* 40 bytes: the offset and length of a key in 32 bits each (a table's arena stays under
+   ARENA_MAX), where 64 bits each made 48 */
 typedef struct {
     uint64_t hash;
-    Py_ssize_t off; /* in the arena; -1: empty */
-    Py_ssize_t len;
+    int32_t off; /* in the arena; -1: empty */
+    uint32_t len;
     long long value;
     long long size; /* the hits table: the sum of its lines' %b (0 elsewhere) */
     long long dur;  /* the hits table: the sum of its lines' durations in us, capped */
@@ -75,10 +77,12 @@ typedef struct {
 } Table;
 
 #define TABLE_MIN 1024
+/* A table's keys in bytes at most (a batch's are bounded far below it: pipeline.HARD_AT) */
+#define ARENA_MAX ((size_t)INT32_MAX)
 
 /* A set of 64-bit numbers (a visitor numbered by place: place id << 32 | visitor id),
    8 bytes a slot: the per-line look-up of a busy day's ~100,000 of a batch stays in the
-   caches, where a Table's 48-byte slot and its key in the arena would not. */
+   caches, where a Table's 40-byte slot and its key in the arena would not. */
 #define U64_EMPTY UINT64_MAX
 typedef struct {
     uint64_t *keys;
