@@ -480,11 +480,12 @@ def test_a_spill_cut_short_by_a_kill_is_left_out_for_a_tail_and_replayed_for_a_p
     redis_server.stop()
     lines = spill(config, directory, (delta(100), extras[0]), (delta(4000, 4000, 1000), extras[1]))
     redis_server.start()
-    first = 2 if tail else 1  # a tail's spill ends in a line of its positions
-    assert len(lines) > first + 3
-    assert [Batch.more_follows(line) for line in lines[:first]] == [True, False][-first:]
-    assert all(Batch.more_follows(line) == tail for line in lines[first:-1])
-    kept = lines[: first + 3]  # the kill came after the second spill's third append
+    assert len(lines) > 4  # the first spill is one line, the second several
+    assert [Batch.more_follows(line) for line in lines] == [False] + [tail] * (len(lines) - 2) + [
+        False
+    ]
+    assert [Batch.from_line(lines[i]).extra for i in (0, -1)] == list(extras)
+    kept = lines[:4]  # the kill came after the second spill's third append
     (directory / f"spool-{HOST}-{DEAD}.jsonl").write_bytes(b"".join(kept))
     log = Lines()
     replaying = LiveSink(config, spool_dir=directory, log=log)

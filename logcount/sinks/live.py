@@ -22,7 +22,7 @@ import json
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -321,22 +321,33 @@ class LiveSink:
         counts in the spool without the positions that cover them: the next tail replayed
         them and read their lines again from the positions before (counted twice). An
         adopting process now leaves such an unfinished spill out (see _replay_file)."""
-        # A copy, reversed: the sender may be applying the list in flight meanwhile
-        batches, self.inflight, self.inflight_bytes = self.inflight[::-1], [], 0
-        extra, self.pending_extra = self.pending_extra, {}
+        # A copy: the sender may be applying the list in flight meanwhile
+        batches, self.inflight, self.inflight_bytes = self.inflight[:], [], 0
+        delta, extra, weight = self._take_pending()
         whole = bool(extra) or any(batch.extra for batch in batches)
-        while batches:
-            self._spill_one(batches.pop(), more=whole)
-        delta, _, weight = self._take_pending()
-        if delta:
-            # Each part made when the one before is written, and let go then, its buckets
-            # taken out of what was pending: what is written is freed as the spill goes.
+        # Each line written once the next is made, so that the last is known as such
+        held = None
+        for batch in self._spilled(batches, delta, extra, weight):
+            if held is not None:
+                self._spill_one(held, more=whole)
+            held = batch
+            del batch
+        if held is not None:
+            self._spill_one(held)
+
+    def _spilled(
+        self, inflight: list[Batch], delta: Delta, extra: dict[str, str], weight: int
+    ) -> Iterator[Batch]:
+        """The batches of a spill, oldest first: those in flight, let go as they are
+        taken, then pending's in parts, the positions in the last. Each part is made when
+        the one before is taken, its buckets taken out of pending (`consume`): what is
+        written is freed as the spill goes."""
+        inflight.reverse()
+        while inflight:
+            yield inflight.pop()
+        if delta or extra:
             limit = min(self.batch_max_bytes, SPILL_BATCH_BYTES)
-            for batch in Batch.each_part(delta, {}, weight, limit, consume=True):
-                self._spill_one(batch, more=whole)
-                del batch
-        if whole:
-            self._spill_one(Batch(Delta(), extra))
+            yield from Batch.each_part(delta, extra, weight, limit, consume=True)
 
     def _spill_one(self, batch: Batch, more: bool = False) -> None:
         line = batch.to_bytes(more)
