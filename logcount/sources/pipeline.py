@@ -162,6 +162,10 @@ class Pipeline:
 
     def start(self) -> None:
         tune_gc()  # this process counts from now on
+        if isinstance(self.sink, LiveSink):
+            # The classifier may wait for a healthy sender past the sink's budget; the
+            # reading thread never does (it waits for the classifier, HARD_AT, at most)
+            self.sink.wait_in(self.thread, self.send.set)
         self.thread.start()
         self.sender.start()
 
@@ -402,6 +406,10 @@ class Pipeline:
         for thread in (self.thread, self.sender):
             if thread.is_alive():
                 thread.join()
+        if isinstance(self.sink, LiveSink):
+            # This thread sends what it classifies next, at once: a healthy sender is no
+            # reason to spill the last batch (its replay would follow within the second)
+            self.sink.wait_in(threading.current_thread(), None)
         self.flush_once()
         done = self.sink.close()
         if done:
