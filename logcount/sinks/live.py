@@ -258,6 +258,7 @@ class LiveSink:
         self.pending_bytes = 0  # Delta.weight of pending, kept as it grows
         self.inflight: list[Batch] = []
         self.inflight_bytes = 0
+        self.inflight_entries = 0  # Delta.size() of what is in flight, estimated as it goes
         # Ids of batches a spill copied to the spool while they were in flight, and that
         # Redis then took (or refused): their spooled copies are skipped, not sent again
         self.done_ids: set[str] = set()
@@ -284,7 +285,7 @@ class LiveSink:
         self.wake_sender: Callable[[], None] | None = None
         self.sender_wait = SENDER_WAIT
         self.sender_wait_max = SENDER_WAIT_MAX
-        self.waits = {"sender_waits": 0, "sender_wait_spills": 0}
+        self.waits = {"sender_waits": 0, "sender_waits_cut": 0}
 
     @property
     def cluster(self) -> bool:
@@ -318,22 +319,25 @@ class LiveSink:
             # A sender far behind (Redis slow, or away) makes what waits go to disk. At
             # most one budget at a time: a spill is written by the classifier, which the
             # reading thread may be waiting for (128 MB took half a second to write).
-            # A healthy sender merely busy with the batch before is waited for instead,
-            # a bounded time: at full speed a spill and its replay cost more CPU than the
-            # wait (see _wait_for_sender).
-            if self._too_much(0, 0) and not self._wait_for_sender():
+            # A healthy sender merely busy with the batches before is waited for instead
+            # (a bounded time) as soon as they and pending together are past the budget:
+            # at full speed a spill and its replay cost more CPU than the wait, and what
+            # is held stays within one budget (see _wait_for_sender).
+            behind = self._too_much(self.inflight_entries, self.inflight_bytes)
+            if behind and not self._wait_for_sender() and self._too_much(0, 0):
                 self._spill()
 
     def _wait_for_sender(self) -> bool:
-        """Past the budget: wait (the lock released) until the sender takes pending, while
-        it is healthy: no error, no back-off, and its call in flight (or, between calls,
-        its last one's end) less than sender_wait ago; sender_wait_max at most in all.
-        True when pending is back within its budget; False to spill. Under the lock.
+        """Pending and the batches in flight past the budget: wait (the lock released)
+        until the sender has sent enough of them, while it is healthy: no error, no
+        back-off, and its call in flight (or, between calls, its last one's end) less than
+        sender_wait ago; sender_wait_max at most in all. True when they are back within
+        the budget; False when not (pending alone past it is then spilled). Under the lock.
 
-        Only the classifier waits: it adds nothing to pending meanwhile, so pending stays
-        within its budget plus one delta, as before a spill. A stalled Redis holds it (and
-        the reader, through catch_up) sender_wait at most, once: then the call in flight
-        is older than that, and the next time past the budget spills at once."""
+        Only the classifier waits: it adds nothing to pending meanwhile, so what is held
+        stays within the budget plus one delta. A stalled Redis holds it (and the reader,
+        through catch_up) sender_wait at most, once: then the call in flight is older than
+        that, and the next time past the budget spills at once."""
         if threading.current_thread() is not self.waiting_thread:
             return False
         if self.wake_sender is None:
@@ -341,7 +345,7 @@ class LiveSink:
         self.waits["sender_waits"] += 1
         self.wake_sender()
         started = time.monotonic()
-        while self._too_much(0, 0):
+        while self._too_much(self.inflight_entries, self.inflight_bytes):
             now = time.monotonic()
             if self.call_started:
                 deadline = self.call_started + self.sender_wait
@@ -349,7 +353,7 @@ class LiveSink:
                 deadline = max(started, self.call_ended) + self.sender_wait
             deadline = min(deadline, started + self.sender_wait_max)
             if self.last_error or self.backoff or now >= deadline:
-                self.waits["sender_wait_spills"] += 1
+                self.waits["sender_waits_cut"] += 1
                 return False
             self.progress.wait(deadline - now)
         return True
@@ -398,6 +402,7 @@ class LiveSink:
         adopting process now leaves such an unfinished spill out (see _replay_file)."""
         # A copy: the sender may be applying the list in flight meanwhile
         batches, self.inflight, self.inflight_bytes = self.inflight[:], [], 0
+        self.inflight_entries = 0
         delta, extra, weight = self._take_pending()
         whole = bool(extra) or any(batch.extra for batch in batches)
         # Each line written once the next is made, so that the last is known as such
@@ -501,6 +506,7 @@ class LiveSink:
                     continue
                 if not self.inflight:
                     self.inflight_bytes = self.pending_bytes
+                    self.inflight_entries = self.pending.size()
                     self.inflight = self._freeze()
                 return self.inflight
 
@@ -534,6 +540,7 @@ class LiveSink:
                 if self.inflight is sending:
                     # What is left in flight, estimated: a batch's weight is not kept
                     self.inflight_bytes -= self.inflight_bytes // len(sending)
+                    self.inflight_entries -= self.inflight_entries // len(sending)
                     del sending[0]
                 else:
                     self._copies_done([batch])
@@ -547,7 +554,7 @@ class LiveSink:
             rejected = self.writer.apply_all(sending)
         with self.lock:
             if self.inflight is sending:
-                self.inflight, self.inflight_bytes = [], 0
+                self.inflight, self.inflight_bytes, self.inflight_entries = [], 0, 0
             else:
                 self._copies_done(sending)
         for refused, why in rejected:

@@ -145,6 +145,9 @@ class Pipeline:
         self.taken = threading.Event()  # the classifier took what was pending
         self.send = threading.Event()  # the sender: a new delta is in the sink
         self.stopping = threading.Event()
+        # The sender stops after the classifier: a classifier waiting for it (past the
+        # sink's budget) would otherwise wait its whole bound, then spill
+        self.sender_stopping = threading.Event()
         # A plain flag: set from a signal handler, which must not take a lock that the
         # interrupted thread may hold.
         self.reload_requested = False
@@ -229,13 +232,15 @@ class Pipeline:
         if warning:
             self.log(f"warning: {warning}")
 
-    def _every(self, woken: threading.Event, name: str, work: Callable[[], None]) -> None:
-        """Run `work` every flush interval or when `woken`, until stopping; a bug in it is
+    def _every(
+        self, woken: threading.Event, name: str, work: Callable[[], None], stop: threading.Event
+    ) -> None:
+        """Run `work` every flush interval or when `woken`, until `stop`; a bug in it is
         logged, never the end of the thread."""
-        while not self.stopping.is_set():
+        while not stop.is_set():
             woken.wait(self.config.flush_interval)
             woken.clear()
-            if self.stopping.is_set():
+            if stop.is_set():
                 break
             try:
                 work()
@@ -252,7 +257,7 @@ class Pipeline:
             finally:
                 self.send.set()
 
-        self._every(self.wake, "classifier", classify)
+        self._every(self.wake, "classifier", classify, self.stopping)
 
     def _send_loop(self) -> None:
         """Send what the classifier handed over; a heartbeat every second or interval."""
@@ -268,7 +273,7 @@ class Pipeline:
                     self.heartbeat()
                     last_beat = now
 
-        self._every(self.send, "sender", send)
+        self._every(self.send, "sender", send, self.sender_stopping)
 
     def _classify_once(self) -> None:
         if self.reload_requested:
@@ -402,10 +407,12 @@ class Pipeline:
             self._judge()
         self.stopping.set()
         self.wake.set()
+        if self.thread.is_alive():
+            self.thread.join()
+        self.sender_stopping.set()
         self.send.set()
-        for thread in (self.thread, self.sender):
-            if thread.is_alive():
-                thread.join()
+        if self.sender.is_alive():
+            self.sender.join()
         if isinstance(self.sink, LiveSink):
             # This thread sends what it classifies next, at once: a healthy sender is no
             # reason to spill the last batch (its replay would follow within the second)
