@@ -17,6 +17,7 @@ from logcount.count.delta import Delta
 from logcount.count.sums import json_compact
 from logcount.dimensions import GRANULARITY_NAMES
 from logcount.sinks import keys
+from logcount.sinks.sent_visitors import SentVisitors
 
 LUA_MAX = 2**53  # the largest count apply.lua takes: exact as a double
 MARKER_TTL = 7 * 86400
@@ -35,10 +36,13 @@ def build_call(
     batch_id: str | None,
     extra: dict[str, str] | None = None,
     list_sites: bool = True,
+    sent: SentVisitors | None = None,
 ) -> tuple[list[str], bytes]:
     """KEYS and the JSON payload of one apply.lua call for `delta`, as bytes: redis-py
     sends bytes as they are, but encodes a str into a copy, which lived beside it for as
-    long as Redis ran the call (a diverse day's batches: ~10 MB for 0.4 s and more)."""
+    long as Redis ran the call (a diverse day's batches: ~10 MB for 0.4 s and more).
+    `sent`: the visitor hashes earlier batches applied, left out of this one (noted in
+    it: its commit() once this call is applied)."""
     key_list: list[str] = []
     index: dict[str, int] = {}
 
@@ -84,9 +88,9 @@ def build_call(
                     values = [min(n, LUA_MAX) for n in values]
                 data += [skey, values]
         ops.append(["z", k(keys.members(site, dim, gran, label)), ttl[gran], data])
-    for op in _visitor_ops(delta, config, k):
+    for op in _visitor_ops(delta, config, k, sent):
         ops.append(op)
-    for op in _section_ops(delta, config, k):
+    for op in _section_ops(delta, config, k, sent):
         ops.append(op)
     longest = max(ttl.values())
     for (site, event, gran, label), hashes in delta.events.items():
@@ -129,18 +133,26 @@ class _Ops:
         return b"".join(self.pieces)
 
 
-def _visitor_ops(delta: Delta, config: Config, k: Callable[[str], int]) -> list[list[Any]]:
+def _new_hashes(sent: SentVisitors | None, key: str, hashes: set[str]) -> list[str]:
+    """The hashes to send to `key`: all of them, or those it does not hold yet."""
+    return list(hashes) if sent is None else sent.new_hashes(key, hashes)
+
+
+def _visitor_ops(
+    delta: Delta, config: Config, k: Callable[[str], int], sent: SentVisitors | None
+) -> list[list[Any]]:
     """apply.lua's operations for the site's visitors: a list of hashes sent once for
     every bucket of its site that gets the same list (its hour and day are copies of the
     same minute sets, in the same order: a third of the site's hashes in the payload).
     Each key gets the same PFADDs in the same order as with an operation each."""
     ops: list[list[Any]] = []
     ttl = config.ttl
-    sent: dict[str, list[list[Any]]] = {}  # site -> its operations
+    by_site: dict[str, list[list[Any]]] = {}  # site -> its operations
     for (site, gran, label), hashes in delta.visitors.items():
-        key = k(keys.visitors(site, gran, label))
-        listed = list(hashes)
-        alike = sent.setdefault(site, [])
+        name = keys.visitors(site, gran, label)
+        key = k(name)
+        listed = _new_hashes(sent, name, hashes)
+        alike = by_site.setdefault(site, [])
         for op in alike:
             if op[3] == listed:  # list == compares the lengths first
                 if len(op) == 4:
@@ -153,7 +165,9 @@ def _visitor_ops(delta: Delta, config: Config, k: Callable[[str], int]) -> list[
     return ops
 
 
-def _section_ops(delta: Delta, config: Config, k: Callable[[str], int]) -> list[list[Any]]:
+def _section_ops(
+    delta: Delta, config: Config, k: Callable[[str], int], sent: SentVisitors | None
+) -> list[list[Any]]:
     """apply.lua's operations for the sections' visitors: a list of hashes sent once for
     every bucket of its section that gets the same list (a batch within one hour gives a
     section's hour and day sets the same visitors in the same order: a third of the
@@ -164,14 +178,15 @@ def _section_ops(delta: Delta, config: Config, k: Callable[[str], int]) -> list[
     list joins an earlier operation only if no section of its bucket came after."""
     ops: list[list[Any]] = []
     ttl = config.ttl
-    sent: dict[tuple[str, str], list[tuple[list[str], int]]] = {}  # -> (list, op index)
+    by_section: dict[tuple[str, str], list[tuple[list[str], int]]] = {}  # -> (list, op index)
     last_at: dict[tuple[str, str, str, str], int] = {}  # bucket -> its latest op's index
     for (site, depth, section, gran, label), hashes in delta.sections.items():
         bucket = (site, depth, gran, label)
         kept = k(keys.sections_kept(site, depth, gran, label))
-        sets = k(keys.section_visitors(site, depth, gran, label, section))
-        listed = list(hashes)
-        alike = sent.setdefault((site, section), [])  # its name: one for every target
+        name = keys.section_visitors(site, depth, gran, label, section)
+        sets = k(name)
+        listed = _new_hashes(sent, name, hashes)
+        alike = by_section.setdefault((site, section), [])  # its name: one for every target
         after = last_at.get(bucket, -1)
         for seen, at in alike:
             if at >= after and seen == listed:

@@ -37,6 +37,7 @@ from logcount.sinks.batch import BATCH_MAX_BYTES, Batch, build_call
 from logcount.sinks.connection import connect, is_cluster, unreachable, where_of
 from logcount.sinks.connection import reason as _reason
 from logcount.sinks.embedded import redis_url
+from logcount.sinks.sent_visitors import SentVisitors
 from logcount.sinks.spool import HOST, SPOOL_MAX_BYTES, Spool, SpoolFull
 
 BACKOFF_START = 0.1
@@ -113,6 +114,9 @@ class RedisWriter:
         self.client: Any = None
         self.script: Any = None
         self.cluster = False
+        # The visitors the last batch applied, left out of the next (a cluster's calls,
+        # per slot, send them all)
+        self.sent = SentVisitors()
 
     def _client(self) -> Any:
         if self.client is None:
@@ -129,6 +133,7 @@ class RedisWriter:
     def reset(self) -> None:
         # A cluster client finds the nodes again itself, after a failover too: a new one
         # would ask the node of the URL only, which may be the one that died.
+        self.sent.forget()
         if self.client is None or self.cluster:
             return
         with contextlib.suppress(Exception):
@@ -148,7 +153,9 @@ class RedisWriter:
 
     def _call(self, batch: Batch) -> tuple[list[str], bytes]:
         sites = sorted(batch.delta.sites()) or [self.config.site]
-        return build_call(batch.delta, self.config, sites[0], batch.batch_id, batch.extra)
+        return build_call(
+            batch.delta, self.config, sites[0], batch.batch_id, batch.extra, sent=self.sent
+        )
 
     def apply(self, batch: Batch) -> None:
         """Apply one batch; BatchRejected when Redis refuses it as invalid."""
@@ -160,6 +167,19 @@ class RedisWriter:
         """Apply `batches` in order, in one MULTI/EXEC: all or none (but a cluster's).
         Returns those Redis rejected as invalid, with why; the others are applied."""
         self._client()
+        self.sent.start()
+        try:
+            rejected = self._apply_all(batches)
+        except BaseException:
+            self.sent.forget()  # whether Redis applied them is not known
+            raise
+        if rejected:  # what a refused batch would have added is not there
+            self.sent.forget()
+        else:
+            self.sent.commit()
+        return rejected
+
+    def _apply_all(self, batches: list[Batch]) -> list[tuple[Batch, str]]:
         try:
             if self.cluster:
                 return [(b, why) for b in batches if (why := self._apply_cluster(b))]
@@ -168,7 +188,7 @@ class RedisWriter:
             # batch's payload twice in memory while it was sent).
             if len(batches) == 1:
                 key_list, payload = self._call(batches[0])
-                self.script(keys=key_list, args=[memoryview(payload)])
+                self._applied_before(self.script(keys=key_list, args=[memoryview(payload)]))
                 return []
             pipe = self.client.pipeline(transaction=True)
             for batch in batches:
@@ -186,12 +206,20 @@ class RedisWriter:
             raise RedisUnavailable(f"Redis error: {_reason(exc)}") from None
         rejected = []
         for batch, result in zip(batches, results, strict=True):
+            self._applied_before(result)
             if isinstance(result, Exception):
                 error = _redis_error(result)
                 if not isinstance(error, BatchRejected):
                     raise error  # the others are marked: a retry applies this one alone
                 rejected.append((batch, str(error)))
         return rejected
+
+    def _applied_before(self, result: Any) -> None:
+        """apply.lua's -1: the batch was applied before, maybe long ago (a spool's
+        replay), and the buckets it names may have expired since: none is taken as
+        holding its visitors."""
+        if result == -1:
+            self.sent.forget()
 
     def _apply_cluster(self, batch: Batch) -> str | None:
         # One call per site's slot, pipelined, positions last, then a replica's
