@@ -58,10 +58,13 @@ class SentVisitors:
             self.pending.pop(key, None)
         elif self.room >= 0:
             if key not in self.pending:
-                noted = self.pending[key] = set(held)
+                self.pending[key] = held  # shared until it gets more (most keys don't)
                 self.room -= len(held)
-            noted.update(fresh)
-            self.room -= len(fresh)
+            if fresh:
+                if noted is held:
+                    noted = self.pending[key] = set(held)
+                noted.update(fresh)
+                self.room -= len(fresh)
             if self.room < 0:
                 self.pending = {}
         return fresh
