@@ -45,11 +45,17 @@ __all__ = ["UnitCounts", "families_of"]  # where callers found them before
 # Bytes of lines given to the regex path at once: a piece holding a line that does not
 # parse is matched twice, so pieces are kept small enough for such lines to spoil few.
 PIECE = 256 << 10
-# Distinct raw keys held before they are classified. The scanner's tables hold some 400
-# bytes a key on a diverse day (a visitor key carries its agent and request): 300,000 of
-# them made a counter's peak RSS 288 MB for a 1,000,000-line day, 100,000 make it 153 MB
-# at the same CPU time (8.2-9.0 s either way, alternating runs; 30,000: 106 MB, +15 %).
-CLASSIFY_EVERY = 100_000
+# Distinct raw keys held before they are classified. Most of a diverse day's keys are
+# visitors numbered by place (a number each, their client and agent once per batch), and
+# each batch takes, classifies and lets go of the day's hit, referrer and agent keys
+# again: 300,000 keys a batch instead of 100,000 took a counter of half the diverse day
+# from 7 batches to 2 and -9 % of its instructions (callgrind, 8.19 -> 7.47 G), at a peak
+# RSS of 102-104 MB instead of 93 for the whole 1M-line day (the largest process), 120
+# instead of 96 for 5M. As what a counter holds grows, its batches shrink (KEY_PEAK),
+# down to CLASSIFY_AT_LEAST keys. (Measured before visitors were numbered: 300,000 made a
+# counter's peak 288 MB, 100,000 153 MB, at the same CPU time.)
+CLASSIFY_EVERY = 300_000
+CLASSIFY_AT_LEAST = 25_000
 CLASSIFY_BYTES = 64 << 20  # ...or bytes of keys (long agents and referrers: few keys, big)
 # A batch's peak per key (the scanner's tables, then the tuples take() makes of them while
 # they are still held: ~35 MB for 100,000 keys of the diverse day). What a counter holds
@@ -212,7 +218,7 @@ class FileCounter:
         if self._held is None:
             self._held = held
         grown = max(0, held - self._held) // KEY_PEAK
-        self.every = max(CLASSIFY_EVERY // 4, CLASSIFY_EVERY - grown)
+        self.every = max(CLASSIFY_AT_LEAST, CLASSIFY_EVERY - grown)
 
     def read(self, unit: Unit, progress: Callable[[int], None] = lambda n: None) -> UnitCounts:
         """Count the unit's lines (finish() classifies them; a counter may read several
