@@ -51,9 +51,10 @@ PIECE = 256 << 10
 # again: 300,000 keys a batch instead of 100,000 took a counter of half the diverse day
 # from 7 batches to 2 and -9 % of its instructions (callgrind, 8.19 -> 7.47 G), at a peak
 # RSS of 102-104 MB instead of 93 for the whole 1M-line day (the largest process), 120
-# instead of 96 for 5M. As what a counter holds grows, its batches shrink (KEY_PEAK),
-# down to CLASSIFY_AT_LEAST keys. (Measured before visitors were numbered: 300,000 made a
-# counter's peak 288 MB, 100,000 153 MB, at the same CPU time.)
+# instead of 96 for 5M (with the scanner's smaller tables since: 95 and 105 MB). As what
+# a counter holds grows, its batches shrink (KEY_PEAK), down to CLASSIFY_AT_LEAST keys.
+# (Measured before visitors were numbered: 300,000 made a counter's peak 288 MB, 100,000
+# 153 MB, at the same CPU time.)
 CLASSIFY_EVERY = 300_000
 CLASSIFY_AT_LEAST = 25_000
 CLASSIFY_BYTES = 64 << 20  # ...or bytes of keys (long agents and referrers: few keys, big)
