@@ -131,7 +131,8 @@ def test_formats_the_scanner_does_not_know_keep_the_regex_path() -> None:
         assert fmt in SCANNED
 
 
-def counted(fmt: str, lines: list[bytes], pure: bool, monkeypatch, **config) -> RawCounts:
+def line_counter(fmt: str, pure: bool, monkeypatch, **config) -> LineCounter:
+    """A counter of `fmt` with the pure-Python scanner, or the C one."""
     if pure:
         monkeypatch.setenv("LOGCOUNT_PURE_PYTHON", "1")
     else:
@@ -141,6 +142,11 @@ def counted(fmt: str, lines: list[bytes], pure: bool, monkeypatch, **config) -> 
         cf, recent_size=50, classifier=Classifier(Config(log_format=fmt, **config), cf)
     )
     assert (not counter.native) == pure
+    return counter
+
+
+def counted(fmt: str, lines: list[bytes], pure: bool, monkeypatch, **config) -> RawCounts:
+    counter = line_counter(fmt, pure, monkeypatch, **config)
     data = b"".join(line + b"\n" for line in lines)
     start = 0
     while start < len(data):  # uneven chunks of whole lines
@@ -199,15 +205,7 @@ def test_real_log_counts_like_the_regex_path(real_data: Path, monkeypatch) -> No
 def burst_and_after(pure: bool, monkeypatch) -> list[RawCounts]:
     """Two takes of one counter: 40,000 lines of distinct requests, referrers, visitors,
     sizes and durations, then 50 lines of a few keys."""
-    if pure:
-        monkeypatch.setenv("LOGCOUNT_PURE_PYTHON", "1")
-    else:
-        monkeypatch.delenv("LOGCOUNT_PURE_PYTHON", raising=False)
-    cf = compile_format(CUSTOM_DURATION)
-    counter = LineCounter(
-        cf, recent_size=50, classifier=Classifier(Config(log_format=CUSTOM_DURATION), cf)
-    )
-    assert (not counter.native) == pure
+    counter = line_counter(CUSTOM_DURATION, pure, monkeypatch)
 
     def line(i: int) -> bytes:
         return (
