@@ -52,11 +52,13 @@ def test_top_on_a_replica_gives_the_masters_rows(
     now = datetime.now(UTC).replace(second=3, microsecond=0)
     yesterday = now.date() - timedelta(days=1)
     noon = datetime(yesterday.year, yesterday.month, yesterday.day, 12, tzinfo=UTC)
-    # today, over three hours: /a 3 hits, /b and /c 2 each (a tie at --limit 2), /d 1
+    # today, over three hours (three thirds of today before 3:00, so that they stay today's):
+    # /a 3 hits, /b and /c 2 each (a tie at --limit 2), /d 1
     live = [("/a", 0, 900), ("/a", 1, 100), ("/a", 2, 100), ("/b", 1, 5000), ("/b", 2, 10)]
     live += [("/c", 0, 20), ("/c", 2, 30), ("/d", 1, 70_000)]
+    step = min(timedelta(hours=1), (now - now.replace(hour=0, minute=0, second=0)) / 3)
     master = Site(tmp_path, redis_server)
-    master.feed("".join(line(now - timedelta(hours=h), p, us) for p, h, us in live))
+    master.feed("".join(line(now - step * h, p, us) for p, h, us in live))
     stored = [("/d", 3_000_000), ("/d", 1), ("/e", 5), ("/a", 7)]
     master.roll_up(
         "".join(line(noon + timedelta(minutes=i), p, us) for i, (p, us) in enumerate(stored))
