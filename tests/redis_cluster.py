@@ -205,6 +205,13 @@ class RedisClusterNodes:
         return redis.RedisCluster(host="127.0.0.1", port=alive, **self._options())
 
     def start_node(self, port: int) -> None:
+        """Start the node of `port` (again, after a kill) and wait until it answers."""
+        if not self._launch(port):
+            raise AssertionError(f"node {port} exited at start: see {self.workdir / str(port)}")
+
+    def _launch(self, port: int) -> bool:
+        """Start the node of `port`: True once it answers, False if it exited first (its
+        port or bus port was taken since cluster_port() found them free)."""
         directory = self.workdir / str(port)
         directory.mkdir(parents=True, exist_ok=True)
         auth = ["--requirepass", self.password, "--masterauth", self.password]
@@ -237,18 +244,29 @@ class RedisClusterNodes:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
+        proc = self.procs[port]
         wait_for(
-            lambda: self.node(port, socket_timeout=1).ping(),
+            lambda: proc.poll() is not None or self.node(port, socket_timeout=1).ping(),
             f"node {port} to answer",
             30,
             ignoring=NOT_YET,
         )
+        if proc.poll() is None:
+            return True
+        del self.procs[port]
+        return False
 
     def start(self) -> None:
         if self.cli is None:
             raise RuntimeError("no redis-cli")
-        for port in self.ports:
-            self.start_node(port)
+        for i, port in enumerate(self.ports):
+            # Free when chosen, maybe taken since by another test's socket: another port
+            for _ in range(5):
+                if self._launch(port):
+                    break
+                port = self.ports[i] = cluster_port()
+            else:
+                raise AssertionError(f"no node started, the last on port {port}")
         auth = ["-a", self.password, "--no-auth-warning"] if self.password else []
         subprocess.run(
             [
